@@ -1,0 +1,20 @@
+import { multiCache } from './plugins/multi-cache.js'
+
+export default multiCache
+export { multiCache, type MultiCacheOptions } from './plugins/multi-cache.js'
+export { requestCache, type RequestCacheOptions } from './plugins/request-cache.js'
+export { sessionCache, type SessionCacheOptions } from './plugins/session-cache.js'
+export { appCache, type AppCacheOptions } from './plugins/app-cache.js'
+
+export type { Store, Awaitable } from './lib/store.js'
+export { MemoryStore, type MemoryStoreOptions } from './lib/stores/memory.js'
+export type { Duration } from './lib/durations.js'
+export type { RequestCache } from './lib/scopes/request.js'
+export type { SessionCache, SessionSetOptions } from './lib/scopes/session.js'
+export type { AppCache, AppSetOptions, DefineOptions, Logger } from './lib/scopes/application.js'
+export type { CacheLookup, CacheLevel, LookupLoadOptions } from './lib/lookup.js'
+export type { CacheLevels, MultiCacheStats } from './lib/levels.js'
+export type { LevelStatsSnapshot } from './lib/stats.js'
+export {
+  InvalidOptionError, InvalidKeyError, InvalidValueError, PreloadError, DefineError, UnsupportedError
+} from './lib/errors.js'

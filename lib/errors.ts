@@ -1,0 +1,35 @@
+import createError from '@fastify/error'
+
+// One typed error per failure a user may want to match on, by `code` or with `instanceof`.
+
+/** An option given at registration is invalid: `<plugin>: option "<name>" <what was expected>, got <value>`. */
+export const InvalidOptionError = createError<[string, string, string, string]>(
+  'FST_MULTICACHE_INVALID_OPTION', '%s: option "%s" %s, got %s', 500, TypeError)
+
+/** A cache key is not a non-empty string. */
+export const InvalidKeyError = createError<[string]>(
+  'FST_MULTICACHE_INVALID_KEY', 'cache key must be a non-empty string, got %s', 500, TypeError)
+
+/** `undefined` was given as a value: it means "absent" and cannot be cached. */
+export const InvalidValueError = createError<[string]>(
+  'FST_MULTICACHE_INVALID_VALUE', 'cannot cache undefined under key "%s": use delete() to remove an entry, or null to cache absence', 500, TypeError)
+
+/** A key defined with `appCache.define()` could not be loaded before the server started. */
+export const PreloadError = createError<[string, string, { cause: unknown }?]>(
+  'FST_MULTICACHE_PRELOAD_FAILED', 'appCache: preloading the defined key "%s" failed: %s', 500)
+
+/** `appCache.define()` was misused (the key is taken, or the app is already running). */
+export const DefineError = createError<[string, string]>(
+  'FST_MULTICACHE_DEFINE', 'appCache.define("%s"): %s', 500)
+
+/** A call the configuration does not allow (`regenerate()` with `getSessionId`, a level left out). */
+export const UnsupportedError = createError<[string]>(
+  'FST_MULTICACHE_UNSUPPORTED', '%s', 500)
+
+/** Renders a value for an error message without ever throwing. */
+export function describe (value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value)
+  if (typeof value === 'function') return 'a function'
+  if (value === null || typeof value !== 'object') return String(value)
+  return Array.isArray(value) ? 'an array' : 'an object'
+}

@@ -1,0 +1,29 @@
+import type { AppCache } from './scopes/application.js'
+import type { RequestLevel } from './scopes/request.js'
+import type { SessionLevel } from './scopes/session.js'
+import type { LevelStatsSnapshot } from './stats.js'
+
+/** `fastify.multiCache.stats()`: one entry per registered level. */
+export interface MultiCacheStats {
+  request?: LevelStatsSnapshot
+  session?: LevelStatsSnapshot
+  app?: LevelStatsSnapshot
+}
+
+/**
+ * The levels registered on one app, as plain objects. Each level plugin adds itself, so stats (and later metrics
+ * and the admin page) have one place to read from, whichever levels an app adopted.
+ */
+export class CacheLevels {
+  request: RequestLevel | undefined
+  session: SessionLevel | undefined
+  app: AppCache | undefined
+
+  stats (): MultiCacheStats {
+    const stats: MultiCacheStats = {}
+    if (this.request !== undefined) stats.request = this.request.stats.snapshot()
+    if (this.session !== undefined) stats.session = this.session.stats.snapshot()
+    if (this.app !== undefined) stats.app = this.app.stats.snapshot()
+    return stats
+  }
+}

@@ -1,0 +1,76 @@
+import type { Duration } from './durations.js'
+import { InvalidOptionError, UnsupportedError, describe } from './errors.js'
+import { assertKey } from './keys.js'
+import type { AppCache } from './scopes/application.js'
+import type { RequestCache } from './scopes/request.js'
+import type { SessionCache } from './scopes/session.js'
+
+/** The level a value is loaded into by `request.cache.getOrLoad`. */
+export type CacheLevel = 'request' | 'session' | 'app'
+
+export interface LookupLoadOptions {
+  /** Where a loaded value is stored: the lookup reads from the request level up to this one. */
+  level: CacheLevel
+  /** Time to live at that level (ignored at request level, which lasts one request). */
+  ttl?: Duration
+}
+
+const LEVELS: readonly CacheLevel[] = ['request', 'session', 'app']
+
+/**
+ * The hierarchical lookup of one request: request → session → application → loader. A value found at a broader
+ * level is memoised in the request level, so one request sees one value per key even if a broader level changes
+ * while it runs.
+ */
+export class CacheLookup {
+  constructor (
+    private readonly request: RequestCache | undefined,
+    private readonly session: SessionCache | undefined,
+    private readonly app: AppCache | undefined
+  ) {}
+
+  /** The first value found from the request level up, or undefined. Never calls a loader (but a defined app key's). */
+  get<T = unknown> (key: string): Promise<T | undefined> {
+    assertKey(key)
+    const memo = this.request?.get<T>(key)
+    if (memo !== undefined) return Promise.resolve(memo)
+    return this.fromBroaderLevels(key)
+  }
+
+  /** The first value found from the request level up to `level`, or the loader's value stored at `level`. */
+  getOrLoad<T> (key: string, loader: () => T | PromiseLike<T>, options: LookupLoadOptions): Promise<T> {
+    assertKey(key)
+    const level = options?.level
+    if (!LEVELS.includes(level)) {
+      throw new InvalidOptionError('request.cache.getOrLoad', 'level', `must be one of ${LEVELS.join(', ')}`, describe(level))
+    }
+    if (level === 'request') return this.enabled(this.request, level).getOrLoad(key, loader)
+    const memo = this.request?.get<T>(key)
+    if (memo !== undefined) return Promise.resolve(memo)
+    return this.loadBroader(key, loader, level, options.ttl)
+  }
+
+  private async fromBroaderLevels<T> (key: string): Promise<T | undefined> {
+    let value = await this.session?.get<T>(key)
+    if (value === undefined) value = await this.app?.get<T>(key)
+    return this.memoise(key, value)
+  }
+
+  private async loadBroader<T> (key: string, loader: () => T | PromiseLike<T>, level: 'session' | 'app', ttl: Duration | undefined): Promise<T> {
+    const options = ttl === undefined ? undefined : { ttl }
+    if (level === 'session') return this.memoise(key, await this.enabled(this.session, level).getOrLoad(key, loader, options))
+    const app = this.enabled(this.app, level)
+    const fromSession = await this.session?.get<T>(key)
+    return this.memoise(key, fromSession !== undefined ? fromSession : await app.getOrLoad(key, loader, options))
+  }
+
+  private memoise<T> (key: string, value: T): T {
+    if (value !== undefined) this.request?.set(key, value)
+    return value
+  }
+
+  private enabled<L> (level: L | undefined, name: CacheLevel): L {
+    if (level === undefined) throw new UnsupportedError(`request.cache.getOrLoad: the ${name} level is not registered`)
+    return level
+  }
+}

@@ -1,0 +1,109 @@
+import { assertKey, assertValue } from '../keys.js'
+import { SingleFlight } from '../single-flight.js'
+import { LevelStats, countLoad } from '../stats.js'
+
+export interface RequestLevelOptions {
+  /** Most entries one request may hold; past it the oldest entry is dropped. */
+  maxEntries: number
+}
+
+/**
+ * What all requests share: the bound and the counters. One per app; a `RequestCache` per request that uses it.
+ */
+export class RequestLevel {
+  readonly stats: LevelStats
+  /** Entries held by requests that have not finished yet. */
+  live = 0
+
+  constructor (readonly options: RequestLevelOptions) {
+    this.stats = new LevelStats(() => this.live)
+  }
+
+  /** A new, empty cache for one request. */
+  open (): RequestCache {
+    return new RequestCache(this)
+  }
+}
+
+/**
+ * Data loaded once and reused while one request is handled. It lives on that request only, so nothing in it is
+ * ever seen by another request; it is dropped with the request.
+ */
+export class RequestCache {
+  private readonly entries = new Map<string, unknown>()
+  private loads: SingleFlight | undefined
+
+  constructor (private readonly level: RequestLevel) {}
+
+  get size (): number {
+    return this.entries.size
+  }
+
+  get<T = unknown> (key: string): T | undefined {
+    assertKey(key)
+    const value = this.entries.get(key)
+    if (value === undefined) this.level.stats.misses++
+    else this.level.stats.hits++
+    return value as T | undefined
+  }
+
+  has (key: string): boolean {
+    assertKey(key)
+    return this.entries.has(key)
+  }
+
+  set<T> (key: string, value: T): this {
+    assertKey(key)
+    assertValue(key, value)
+    const entries = this.entries
+    if (entries.has(key)) {
+      entries.delete(key)
+    } else {
+      this.level.live++
+      if (entries.size >= this.level.options.maxEntries) this.evictOldest()
+    }
+    entries.set(key, value)
+    return this
+  }
+
+  delete (key: string): boolean {
+    assertKey(key)
+    const deleted = this.entries.delete(key)
+    if (deleted) this.level.live--
+    return deleted
+  }
+
+  clear (): void {
+    this.level.live -= this.entries.size
+    this.entries.clear()
+  }
+
+  /**
+   * The cached value, or the loader's value cached for the rest of the request. Concurrent calls for one key share
+   * one loader call; a loader that fails caches nothing and every waiter gets its error. A loader that resolves to
+   * `undefined` caches nothing either (return `null` to cache absence).
+   */
+  getOrLoad<T> (key: string, loader: () => T | PromiseLike<T>): Promise<T> {
+    assertKey(key)
+    const value = this.entries.get(key)
+    const stats = this.level.stats
+    if (value !== undefined) {
+      stats.hits++
+      return Promise.resolve(value as T)
+    }
+    stats.misses++
+    this.loads ??= new SingleFlight()
+    return this.loads.loadOnce(key, async () => {
+      const loaded = await countLoad(stats, loader)
+      if (loaded !== undefined) this.set(key, loaded)
+      return loaded
+    })
+  }
+
+  private evictOldest (): void {
+    const oldest = this.entries.keys().next().value as string
+    this.entries.delete(oldest)
+    this.level.live--
+    this.level.stats.evictions++
+  }
+}

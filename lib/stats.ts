@@ -1,0 +1,51 @@
+/** What one level reports through `fastify.multiCache.stats()`. */
+export interface LevelStatsSnapshot {
+  /** Lookups answered from this level. */
+  hits: number
+  /** Lookups this level could not answer. */
+  misses: number
+  /** Loader calls made on behalf of this level. */
+  loads: number
+  /** Loader calls that threw or rejected (nothing was cached). */
+  loadErrors: number
+  /** Entries pushed out by a size bound before their time. */
+  evictions: number
+  /** Entries held now. */
+  size: number
+}
+
+/**
+ * The counters of one level, kept in one place so that every reader (the stats decorator today, metrics and
+ * the admin page later) sees the same numbers. Counting is a field increment: it costs nothing on the hot path.
+ */
+export class LevelStats {
+  hits = 0
+  misses = 0
+  loads = 0
+  loadErrors = 0
+  evictions = 0
+
+  constructor (private readonly size: () => number) {}
+
+  snapshot (): LevelStatsSnapshot {
+    return {
+      hits: this.hits,
+      misses: this.misses,
+      loads: this.loads,
+      loadErrors: this.loadErrors,
+      evictions: this.evictions,
+      size: this.size()
+    }
+  }
+}
+
+/** Runs a loader on behalf of a level, counting the call and its failure. */
+export async function countLoad<T> (stats: LevelStats, loader: () => T | PromiseLike<T>): Promise<T> {
+  stats.loads++
+  try {
+    return await loader()
+  } catch (error) {
+    stats.loadErrors++
+    throw error
+  }
+}

@@ -1,0 +1,40 @@
+import { InvalidOptionError, describe } from './errors.js'
+
+/** A value or a promise of it: the memory store answers synchronously, remote stores asynchronously. */
+export type Awaitable<T> = T | PromiseLike<T>
+
+/**
+ * The one contract every backend implements. Keys are strings the level has already validated and prefixed;
+ * values are whatever the level stores (a memory store keeps references, a remote one serializes).
+ * `undefined` from `get` means absent. `ttl` is in milliseconds; 0 or omitted means the store's default.
+ */
+export interface Store {
+  get (key: string): Awaitable<unknown>
+  set (key: string, value: unknown, ttl?: number): Awaitable<void>
+  delete (key: string): Awaitable<void>
+  clear (): Awaitable<void>
+  /** Reads several keys at once where the backend can batch them. */
+  getMany? (keys: readonly string[]): Awaitable<unknown[]>
+  /** Entries currently held, where the backend knows it cheaply. */
+  readonly size?: number
+  /** Releases what the store opened; called on `fastify.close()` for stores the plugin created. */
+  close? (): Awaitable<void>
+}
+
+const REQUIRED = ['get', 'set', 'delete', 'clear'] as const
+
+/** True for a thenable: the signal that a store answered asynchronously. */
+export function isPromiseLike (value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | undefined)?.then === 'function'
+}
+
+/** Checks a custom store up front, so that a missing method fails registration rather than the first request. */
+export function assertStore (plugin: string, value: unknown): Store {
+  const missing = value !== null && typeof value === 'object'
+    ? REQUIRED.filter((method) => typeof (value as Record<string, unknown>)[method] !== 'function')
+    : REQUIRED
+  if (missing.length > 0) {
+    throw new InvalidOptionError(plugin, 'store', `must be 'memory' or an object with the methods ${REQUIRED.join(', ')} (missing: ${missing.join(', ')})`, describe(value))
+  }
+  return value as Store
+}

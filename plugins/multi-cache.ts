@@ -1,0 +1,68 @@
+import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { InvalidOptionError, describe } from '../lib/errors.js'
+import { CacheLookup } from '../lib/lookup.js'
+import { readOptions } from '../lib/options.js'
+import { appCache, type AppCacheOptions } from './app-cache.js'
+import { requestCache, type RequestCacheOptions } from './request-cache.js'
+import { sessionCache, type SessionCacheOptions } from './session-cache.js'
+
+export interface MultiCacheOptions {
+  /** Request level options, or `false` to leave the level out. */
+  request?: RequestCacheOptions | false
+  /** Session level options, or `false` to leave the level out. */
+  session?: SessionCacheOptions | false
+  /** Application level options, or `false` to leave the level out. */
+  app?: AppCacheOptions | false
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The hierarchical lookup: request → session → application → loader. */
+    cache: CacheLookup
+  }
+}
+
+const kLookup = Symbol('fastify-multi-cache.lookup')
+type Slot = FastifyRequest & { [kLookup]: CacheLookup | null }
+
+/** Each level: the plugin, and how to tell that the app registered it already. */
+const LEVELS = {
+  request: { plugin: requestCache, registered: (f: FastifyInstance) => f.hasRequestDecorator('reqCache'), name: 'requestCache' },
+  session: { plugin: sessionCache, registered: (f: FastifyInstance) => f.hasRequestDecorator('sessionCache'), name: 'sessionCache' },
+  app: { plugin: appCache, registered: (f: FastifyInstance) => f.hasDecorator('appCache'), name: 'appCache' }
+} as const
+
+const plugin: FastifyPluginAsync<MultiCacheOptions> = async (fastify, options) => {
+  readOptions('multiCache', options).only(Object.keys(LEVELS))
+  const enabled = { request: false, session: false, app: false }
+  for (const name of ['request', 'session', 'app'] as const) {
+    const levelOptions = options[name]
+    if (levelOptions === false) continue
+    const level = LEVELS[name]
+    if (level.registered(fastify)) {
+      if (levelOptions !== undefined) {
+        throw new InvalidOptionError('multiCache', name, `must be left out or false: ${level.name} is registered already, so pass these options to it`, describe(levelOptions))
+      }
+    } else {
+      await fastify.register(level.plugin as FastifyPluginAsync<object>, levelOptions ?? {})
+    }
+    enabled[name] = true
+  }
+
+  const app = enabled.app ? fastify.appCache : undefined
+  fastify.decorateRequest(kLookup, null)
+  fastify.decorateRequest('cache', {
+    getter (this: FastifyRequest) {
+      return ((this as Slot)[kLookup] ??= new CacheLookup(
+        enabled.request ? this.reqCache : undefined,
+        enabled.session ? this.sessionCache : undefined,
+        app
+      ))
+    }
+  })
+}
+
+/** All three levels and the hierarchical lookup `request.cache`. */
+export const multiCache = fp(plugin, { fastify: '5.x', name: 'fastify-multi-cache' })
+export default multiCache

@@ -1,0 +1,47 @@
+import type { FastifyPluginCallback, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { readOptions } from '../lib/options.js'
+import { RequestLevel, type RequestCache } from '../lib/scopes/request.js'
+import { addLevel } from './levels.js'
+
+export interface RequestCacheOptions {
+  /** Most entries one request may hold; past it the oldest is dropped. Default 10,000. */
+  maxEntries?: number
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Data loaded once and reused while this request is handled. */
+    reqCache: RequestCache
+  }
+}
+
+const kRequestCache = Symbol('fastify-multi-cache.request')
+type Slot = FastifyRequest & { [kRequestCache]: RequestCache | null }
+
+const plugin: FastifyPluginCallback<RequestCacheOptions> = (fastify, options, done) => {
+  const read = readOptions('requestCache', options)
+  read.only(['maxEntries'])
+  const level = new RequestLevel({ maxEntries: read.positiveInteger('maxEntries', 10_000) })
+  addLevel(fastify, 'request', level)
+
+  // A value slot in the request's shape plus a getter: a request that never touches its cache allocates nothing.
+  fastify.decorateRequest(kRequestCache, null)
+  fastify.decorateRequest('reqCache', {
+    getter (this: FastifyRequest) {
+      return ((this as Slot)[kRequestCache] ??= level.open())
+    }
+  })
+  // Drop the entries as soon as the response is out, even if something still holds the request.
+  fastify.addHook('onResponse', (request, _reply, next) => {
+    const cache = (request as Slot)[kRequestCache]
+    if (cache !== null) cache.clear()
+    next()
+  })
+  done()
+}
+
+/** The request level: `request.reqCache`. */
+export const requestCache = fp(plugin, { fastify: '5.x', name: 'fastify-multi-cache/request' })
+export default requestCache
+export type { RequestCache }
