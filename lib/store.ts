@@ -15,10 +15,26 @@ export interface Store {
   clear (): Awaitable<void>
   /** Reads several keys at once where the backend can batch them. */
   getMany? (keys: readonly string[]): Awaitable<unknown[]>
+  /**
+   * Optional grouped fields under one key that expire together (a Redis hash). The session level uses them when
+   * present: writing one entry then touches one field, and concurrent requests of one session cannot overwrite
+   * each other's entries. Every call restarts the group's expiry (`ttl` ms); `delete(key)` drops the group.
+   */
+  readonly groups?: GroupOperations
   /** Entries currently held, where the backend knows it cheaply. */
   readonly size?: number
   /** Releases what the store opened; called on `fastify.close()` for stores the plugin created. */
   close? (): Awaitable<void>
+}
+
+/** Field-level access to a group; see `Store.groups`. */
+export interface GroupOperations {
+  /** Every field of the group, or undefined when the group does not exist. Restarts its expiry. */
+  read (key: string, ttl: number): Awaitable<Record<string, unknown> | undefined>
+  /** Writes fields (creating the group if needed) and restarts its expiry. */
+  write (key: string, fields: Readonly<Record<string, unknown>>, ttl: number): Awaitable<void>
+  /** Removes fields and restarts the group's expiry. */
+  remove (key: string, fields: readonly string[], ttl: number): Awaitable<void>
 }
 
 const REQUIRED = ['get', 'set', 'delete', 'clear'] as const
