@@ -1,0 +1,58 @@
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
+import { describe, expect, test } from 'tstyche'
+import multiCache, {
+  appCache, requestCache, sessionCache,
+  type AppCache, type CacheLookup, type MultiCacheStats, type RequestCache, type SessionCache, type Store
+} from '../index.js'
+
+describe('decorators', () => {
+  test('are typed on the request and the instance without casts', () => {
+    expect<FastifyRequest['reqCache']>().type.toBe<RequestCache>()
+    expect<FastifyRequest['sessionCache']>().type.toBe<SessionCache>()
+    expect<FastifyRequest['cache']>().type.toBe<CacheLookup>()
+    expect<FastifyInstance['appCache']>().type.toBe<AppCache>()
+    expect<ReturnType<FastifyInstance['multiCache']['stats']>>().type.toBe<MultiCacheStats>()
+  })
+
+  test('values come back with the type asked for, unknown by default', () => {
+    const request = {} as FastifyRequest
+    expect(request.reqCache.get('k')).type.toBe<unknown>()
+    expect(request.reqCache.get<number>('k')).type.toBe<number | undefined>()
+    expect(request.sessionCache.get<string>('k')).type.toBe<Promise<string | undefined>>()
+    expect(request.reqCache.getOrLoad('k', async () => 42)).type.toBe<Promise<number>>()
+    expect(request.cache.getOrLoad('k', () => 'v', { level: 'app' })).type.toBe<Promise<string>>()
+    expect(request.sessionCache.id).type.toBe<string | undefined>()
+  })
+
+  test('wrong usage does not compile', () => {
+    const request = {} as FastifyRequest
+    expect(request.reqCache.get).type.not.toBeCallableWith(42)
+    expect(request.cache.getOrLoad).type.not.toBeCallableWith('k', () => 1, { level: 'global' })
+    expect(request.cache.getOrLoad).type.not.toBeCallableWith('k', () => 1)
+    expect(request.sessionCache.set).type.not.toBeCallableWith('k', 1, { ttl: '5 parsecs' })
+    expect(request.sessionCache.set).type.toBeCallableWith('k', 1, { ttl: '5m' })
+  })
+})
+
+describe('plugin options', () => {
+  const app = Fastify()
+
+  test('each level takes its own options, or false in the orchestrator', () => {
+    expect(app.register).type.toBeCallableWith(multiCache, { request: false, session: { secret: 's'.repeat(32), ttl: '30m' }, app: { max: 100 } })
+    expect(app.register).type.toBeCallableWith(requestCache, { maxEntries: 10 })
+    expect(app.register).type.toBeCallableWith(sessionCache, { cookieName: 'sid', maxSessions: 10 })
+    expect(app.register).type.toBeCallableWith(appCache, { ttl: 1000 })
+  })
+
+  test('options of the wrong type do not compile', () => {
+    expect(app.register).type.not.toBeCallableWith(appCache, { max: 'many' })
+    expect(app.register).type.not.toBeCallableWith(sessionCache, { ttl: 'forever' })
+    expect(app.register).type.not.toBeCallableWith(multiCache, { app: true })
+  })
+
+  test('a custom store must implement the contract', () => {
+    const store: Store = { get: () => undefined, set: () => {}, delete: () => {}, clear: () => {} }
+    expect(app.register).type.toBeCallableWith(appCache, { store })
+    expect(app.register).type.not.toBeCallableWith(appCache, { store: { get: () => undefined } })
+  })
+})
