@@ -18,6 +18,8 @@ export class CacheLevels {
   request: RequestLevel | undefined
   session: SessionLevel | undefined
   app: AppCache | undefined
+  /** The session cookie's name, when the session level issues one: it marks a request as personal. */
+  sessionCookie: string | undefined
 
   stats (): MultiCacheStats {
     const stats: MultiCacheStats = {}

@@ -5,6 +5,7 @@ import { CacheLookup } from '../lib/lookup.js'
 import { readOptions } from '../lib/options.js'
 import { appCache, type AppCacheOptions } from './app-cache.js'
 import { requestCache, type RequestCacheOptions } from './request-cache.js'
+import { routeCache, type RouteCacheOptions } from './route-cache.js'
 import { sessionCache, type SessionCacheOptions } from './session-cache.js'
 
 export interface MultiCacheOptions {
@@ -14,6 +15,8 @@ export interface MultiCacheOptions {
   session?: SessionCacheOptions | false
   /** Application level options, or `false` to leave the level out. */
   app?: AppCacheOptions | false
+  /** Route response caching options (`config.cache` on routes), or `false` to leave it out. */
+  route?: RouteCacheOptions | false
 }
 
 declare module 'fastify' {
@@ -34,7 +37,7 @@ const LEVELS = {
 } as const
 
 const plugin: FastifyPluginAsync<MultiCacheOptions> = async (fastify, options) => {
-  readOptions('multiCache', options).only(Object.keys(LEVELS))
+  readOptions('multiCache', options).only([...Object.keys(LEVELS), 'route'])
   const enabled = { request: false, session: false, app: false }
   for (const name of ['request', 'session', 'app'] as const) {
     const levelOptions = options[name]
@@ -49,6 +52,9 @@ const plugin: FastifyPluginAsync<MultiCacheOptions> = async (fastify, options) =
     }
     enabled[name] = true
   }
+
+  // It adds an onRoute hook only: routes without `config.cache` pay nothing for it.
+  if (options.route !== false && !fastify.hasPlugin('fastify-multi-cache/route')) await fastify.register(routeCache, options.route ?? {})
 
   const app = enabled.app ? fastify.appCache : undefined
   fastify.decorateRequest(kLookup, null)

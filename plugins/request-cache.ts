@@ -1,4 +1,4 @@
-import type { FastifyPluginCallback, FastifyRequest } from 'fastify'
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { readOptions } from '../lib/options.js'
 import { RequestLevel, type RequestCache } from '../lib/scopes/request.js'
@@ -19,7 +19,7 @@ declare module 'fastify' {
 const kRequestCache = Symbol('fastify-multi-cache.request')
 type Slot = FastifyRequest & { [kRequestCache]: RequestCache | null }
 
-const plugin: FastifyPluginCallback<RequestCacheOptions> = (fastify, options, done) => {
+const plugin: FastifyPluginAsync<RequestCacheOptions> = async (fastify, options) => {
   const read = readOptions('requestCache', options)
   read.only(['maxEntries'])
   const level = new RequestLevel({ maxEntries: read.positiveInteger('maxEntries', 10_000) })
@@ -38,7 +38,6 @@ const plugin: FastifyPluginCallback<RequestCacheOptions> = (fastify, options, do
     if (cache !== null) cache.clear()
     next()
   })
-  done()
 }
 
 /** The request level: `request.reqCache`. */
