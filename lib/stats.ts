@@ -10,6 +10,8 @@ export interface LevelStatsSnapshot {
   loadErrors: number
   /** Entries pushed out by a size bound before their time. */
   evictions: number
+  /** Store operations that failed or ran out of time; reads among them were answered by the loader. */
+  storeErrors: number
   /** Entries held now. */
   size: number
 }
@@ -24,6 +26,7 @@ export class LevelStats {
   loads = 0
   loadErrors = 0
   evictions = 0
+  storeErrors = 0
 
   constructor (private readonly size: () => number) {}
 
@@ -34,6 +37,7 @@ export class LevelStats {
       loads: this.loads,
       loadErrors: this.loadErrors,
       evictions: this.evictions,
+      storeErrors: this.storeErrors,
       size: this.size()
     }
   }

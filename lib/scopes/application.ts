@@ -1,3 +1,4 @@
+import { BurstLog, type Logger } from '../burst-log.js'
 import { DefineError, PreloadError } from '../errors.js'
 import { assertKey, assertValue } from '../keys.js'
 import { callTtl } from '../options.js'
@@ -11,6 +12,17 @@ export interface AppLevelOptions {
   /** Default time to live in ms; 0 means entries live until evicted. */
   ttl: number
   log: Logger
+  /** One load per key across instances: a cold key is loaded by the instance that takes the lock. */
+  lock?: LoadLock
+}
+
+/** What the level needs of a cross-instance lock (`RedisLock` fits). */
+export interface LoadLock {
+  /** A token when this caller holds the lock for `key`, undefined when another does. */
+  acquire (key: string): Promise<string | undefined>
+  release (key: string, token: string): Promise<void>
+  /** Waits a bounded time for the holder's value to appear in `store`; undefined when it did not. */
+  waitFor (store: Store, key: string): Promise<unknown>
 }
 
 /** Options of one write or load. */
@@ -26,11 +38,6 @@ export interface DefineOptions extends AppSetOptions {
 }
 
 type Loader<T> = () => T | PromiseLike<T>
-
-/** The part of a pino-style logger the level uses; `fastify.log` fits. */
-export interface Logger {
-  warn (details: object, message: string): void
-}
 
 interface Definition {
   loader: Loader<unknown>
@@ -48,14 +55,16 @@ export class AppCache {
   private readonly definitions = new Map<string, Definition>()
   private readonly timers: NodeJS.Timeout[] = []
   private started = false
+  private readonly faults: BurstLog
 
   constructor (private readonly options: AppLevelOptions) {
     this.stats = new LevelStats(() => options.store.size ?? 0)
+    this.faults = new BurstLog(options.log)
   }
 
   get<T = unknown> (key: string): Promise<T | undefined> {
     assertKey(key)
-    const found = this.options.store.get(key)
+    const found = this.read(key)
     if (found !== undefined && !isPromiseLike(found)) {
       this.stats.hits++
       return Promise.resolve(found as T)
@@ -90,7 +99,7 @@ export class AppCache {
    */
   getOrLoad<T> (key: string, loader: Loader<T>, options?: AppSetOptions): Promise<T> {
     assertKey(key)
-    const found = this.options.store.get(key)
+    const found = this.read(key)
     if (found !== undefined && !isPromiseLike(found)) {
       this.stats.hits++
       return Promise.resolve(found as T)
@@ -116,7 +125,7 @@ export class AppCache {
     assertKey(key)
     const definition = this.definitions.get(key)
     if (definition === undefined) throw new DefineError(key, 'refresh() needs a key declared with define()')
-    return await this.loads.loadOnce(key, () => this.load(key, definition.loader, definition.ttl)) as T
+    return await this.loads.loadOnce(key, () => this.load(key, definition.loader, definition.ttl, false)) as T
   }
 
   /** Loads every defined key, then starts the refresh timers. Called once, before the server listens. */
@@ -149,20 +158,64 @@ export class AppCache {
     })
   }
 
+  /** The store's answer; a store that throws instead of rejecting is read as a rejection. */
+  private read (key: string): unknown {
+    try {
+      return this.options.store.get(key)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
   private async afterLookup<T> (key: string, found: unknown, loader: Loader<T> | undefined, ttl: number): Promise<T | undefined> {
-    const value = await found
+    let value: unknown
+    try {
+      value = await found
+    } catch (error) {
+      // A store that fails or runs out of time is a miss: the loader answers, the app keeps serving.
+      this.fault('get', key, error)
+    }
     if (value !== undefined) {
       this.stats.hits++
       return value as T
     }
     this.stats.misses++
     if (loader === undefined) return undefined
-    return await this.loads.loadOnce(key, () => this.load(key, loader, ttl))
+    return await this.loads.loadOnce(key, () => this.load(key, loader, ttl, true))
   }
 
-  private async load<T> (key: string, loader: Loader<T>, ttl: number): Promise<T> {
+  private async load<T> (key: string, loader: Loader<T>, ttl: number, cold: boolean): Promise<T> {
+    const lock = cold ? this.options.lock : undefined
+    if (lock === undefined) return await this.loadAndStore(key, loader, ttl)
+    const token = await lock.acquire(key).catch((error: unknown) => { this.fault('lock', key, error); return '' })
+    if (token === undefined) {
+      // Another instance is loading this key: take its value when it lands, or load after the bounded wait.
+      const landed = await lock.waitFor(this.options.store, key).catch(() => undefined)
+      if (landed !== undefined) return landed as T
+      return await this.loadAndStore(key, loader, ttl)
+    }
+    try {
+      return await this.loadAndStore(key, loader, ttl)
+    } finally {
+      if (token !== '') await lock.release(key, token).catch((error: unknown) => { this.fault('unlock', key, error) })
+    }
+  }
+
+  private async loadAndStore<T> (key: string, loader: Loader<T>, ttl: number): Promise<T> {
     const value = await countLoad(this.stats, loader)
-    if (value !== undefined) await this.options.store.set(key, value, ttl)
+    if (value !== undefined) {
+      try {
+        await this.options.store.set(key, value, ttl)
+      } catch (error) {
+        // The caller still gets the loaded value; the next miss loads again.
+        this.fault('set', key, error)
+      }
+    }
     return value
+  }
+
+  private fault (operation: string, key: string, error: unknown): void {
+    this.stats.storeErrors++
+    this.faults.warn({ err: error, operation, key }, `appCache: the store failed (${operation}); answering from the loader`)
   }
 }
