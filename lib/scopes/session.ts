@@ -5,13 +5,14 @@ import { callTtl } from '../options.js'
 import { SingleFlight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
 import type { Store } from '../store.js'
+import { MemoryStore } from '../stores/memory.js'
 
 export interface SessionLevelOptions {
-  /** Inactivity expiry in ms: every read or write of a session restarts it. */
+  /** Inactivity expiry in ms: every request that uses a session restarts it. */
   ttl: number
   /** Most entries one session may hold; past it the oldest written entry is dropped. */
   maxEntriesPerSession: number
-  /** Where sessions live; one value per session, under a hash of its id. */
+  /** Where sessions live, under a hash of their id: one hash per session where the store has `groups`. */
   store: Store
 }
 
@@ -40,13 +41,22 @@ interface Entry {
 /** One session's data. Kept by reference in the memory store, so concurrent requests of one session share it. */
 export type SessionRecord = Map<string, Entry>
 
-/** What all sessions share: the store, the bounds, the counters and the in-flight loads. */
+/**
+ * Marks a session in a grouped store (a Redis hash), so that a session whose entries are all gone still exists and
+ * keeps its id. The empty string can never be a user's key.
+ */
+const MARKER = ''
+
+/** What all sessions share: the store, the bounds, the counters, the in-flight loads, and how records are kept. */
 export class SessionLevel {
   readonly stats: LevelStats
   readonly loads = new SingleFlight()
+  /** The memory store keeps the record itself; any other store gets a plain object it can serialize. */
+  private readonly byReference: boolean
 
   constructor (readonly options: SessionLevelOptions) {
     this.stats = new LevelStats(() => options.store.size ?? 0)
+    this.byReference = options.store instanceof MemoryStore
   }
 
   /**
@@ -56,14 +66,61 @@ export class SessionLevel {
   open (presented: () => PresentedId | undefined | PromiseLike<PresentedId | undefined>, appOwnsId = false): SessionCache {
     return new SessionCache(this, presented, appOwnsId)
   }
+
+  /** A session's record, restarting its expiry; undefined when it does not exist. */
+  async read (key: string): Promise<SessionRecord | undefined> {
+    const { store, ttl } = this.options
+    if (store.groups !== undefined) {
+      const fields = await store.groups.read(key, ttl)
+      if (fields === undefined) return undefined
+      const record: SessionRecord = new Map()
+      for (const [name, entry] of Object.entries(fields)) if (name !== MARKER) record.set(name, entry as Entry)
+      return record
+    }
+    const stored = await store.get(key)
+    if (stored === undefined || stored instanceof Map) return stored as SessionRecord | undefined
+    // A store without groups and without references only restarts an entry's expiry when it is written again.
+    await store.set(key, stored, ttl)
+    return new Map(Object.entries(stored as Record<string, Entry>))
+  }
+
+  /** Stores the changes of `names` (written or removed), or the whole record when `names` is undefined. */
+  async save (key: string, record: SessionRecord, names?: readonly string[]): Promise<void> {
+    const { store, ttl } = this.options
+    if (store.groups === undefined) {
+      await store.set(key, this.byReference ? record : Object.fromEntries(record), ttl)
+      return
+    }
+    const written: Record<string, unknown> = { [MARKER]: 1 }
+    const removed: string[] = []
+    for (const name of names ?? record.keys()) {
+      const entry = record.get(name)
+      if (entry === undefined) removed.push(name)
+      else written[name] = entry
+    }
+    if (removed.length > 0) await store.groups.remove(key, removed, ttl)
+    await store.groups.write(key, written, ttl)
+  }
+
+  async drop (key: string): Promise<void> {
+    await this.options.store.delete(key)
+  }
+}
+
+interface Current {
+  id: string
+  key: string
+  record: SessionRecord
 }
 
 /**
  * One user's data across that user's requests. Created lazily on the first write: a request that only reads
- * never creates a session. An id that is unknown, expired or forged reads as an empty session.
+ * never creates a session. An id that is unknown, expired or forged reads as an empty session. When the store
+ * cannot be read, reads miss and loaders answer, but writes fail: a session is never given a new id, and never
+ * overwritten, because its store was briefly out of reach.
  */
 export class SessionCache {
-  private current: { id: string, key: string, record: SessionRecord } | undefined
+  private current: Current | undefined
   private loading: Promise<void> | undefined
   /** The id the client's cookie carries, valid or not. */
   private held: string | undefined
@@ -71,6 +128,8 @@ export class SessionCache {
   private stored = false
   private reissue = false
   private destroyed = false
+  /** Why the session could not be read, when it could not. */
+  private unreadable: unknown
 
   constructor (
     private readonly level: SessionLevel,
@@ -109,25 +168,28 @@ export class SessionCache {
   async set<T> (key: string, value: T, options?: SessionSetOptions): Promise<void> {
     assertKey(key)
     assertValue(key, value)
-    await this.load()
-    await this.write(key, value, callTtl('sessionCache.set', options, 0))
+    const ttl = callTtl('sessionCache.set', options, 0)
+    await this.writable()
+    await this.write(key, value, ttl)
   }
 
   async delete (key: string): Promise<boolean> {
     assertKey(key)
-    await this.load()
+    await this.writable()
     const current = this.current
     if (current === undefined || !current.record.delete(key)) return false
-    await this.save()
+    await this.level.save(current.key, current.record, [key])
     return true
   }
 
   /** Drops every entry; the session and its id stay. */
   async clear (): Promise<void> {
-    await this.load()
-    if (this.current === undefined || this.current.record.size === 0) return
-    this.current.record.clear()
-    await this.save()
+    await this.writable()
+    const current = this.current
+    if (current === undefined || current.record.size === 0) return
+    const names = [...current.record.keys()]
+    current.record.clear()
+    await this.level.save(current.key, current.record, names)
   }
 
   /**
@@ -145,6 +207,7 @@ export class SessionCache {
       return cached as T
     }
     stats.misses++
+    if (this.unreadable !== undefined) return await countLoad(stats, loader)
     const current = this.ensure()
     return await this.level.loads.loadOnce(current.key + '\n' + key, async () => {
       const loaded = await countLoad(stats, loader)
@@ -156,23 +219,24 @@ export class SessionCache {
   /** A new id for the same data: call it after login, so that an id known before login is worth nothing. */
   async regenerate (): Promise<void> {
     if (this.appOwnsId) throw new UnsupportedError('sessionCache.regenerate() is not available with getSessionId: the app owns the session id')
-    await this.load()
+    await this.writable()
     const before = this.current
     const id = newSessionId()
     // A copy, so that a request still running under the old id cannot write into the new session.
     this.current = { id, key: sessionStoreKey(id), record: new Map(before?.record) }
-    if (before !== undefined) await this.level.options.store.delete(before.key)
-    await this.save()
+    await this.level.save(this.current.key, this.current.record)
+    this.stored = true
+    if (before !== undefined) await this.level.drop(before.key)
   }
 
   /** Drops the session and its data; the cookie is cleared. */
   async destroy (): Promise<void> {
-    await this.load()
+    await this.writable()
     const before = this.current
     this.current = undefined
     this.stored = false
     this.destroyed = true
-    if (before !== undefined) await this.level.options.store.delete(before.key)
+    if (before !== undefined) await this.level.drop(before.key)
   }
 
   private load (): Promise<void> {
@@ -180,12 +244,25 @@ export class SessionCache {
     return this.loading
   }
 
+  /** Loads, then refuses to write a session that could not be read. */
+  private async writable (): Promise<void> {
+    await this.load()
+    if (this.unreadable !== undefined) throw this.unreadable
+  }
+
   private async find (): Promise<void> {
     const presented = await this.presented()
     if (presented === undefined) return
     this.held = presented.id
     const key = sessionStoreKey(presented.id)
-    const record = await this.level.options.store.get(key) as SessionRecord | undefined
+    let record: SessionRecord | undefined
+    try {
+      record = await this.level.read(key)
+    } catch (error) {
+      this.level.stats.storeErrors++
+      this.unreadable = error
+      return
+    }
     if (record !== undefined) {
       this.current = { id: presented.id, key, record }
       this.stored = true
@@ -207,7 +284,7 @@ export class SessionCache {
     return entry.value
   }
 
-  private ensure (): { id: string, key: string, record: SessionRecord } {
+  private ensure (): Current {
     if (this.current === undefined) {
       const id = newSessionId()
       this.current = { id, key: sessionStoreKey(id), record: new Map() }
@@ -215,22 +292,21 @@ export class SessionCache {
     return this.current
   }
 
-  private async write (key: string, value: unknown, ttl: number | undefined): Promise<void> {
-    const record = this.ensure().record
-    const bound = this.level.options.maxEntriesPerSession
+  private async write (key: string, value: unknown, ttl: number): Promise<void> {
+    const current = this.ensure()
+    const record = current.record
+    const changed = [key]
     if (record.has(key)) {
       record.delete(key)
-    } else if (record.size >= bound) {
-      record.delete(record.keys().next().value as string)
+    } else if (record.size >= this.level.options.maxEntriesPerSession) {
+      const oldest = record.keys().next().value as string
+      record.delete(oldest)
+      changed.push(oldest)
       this.level.stats.evictions++
     }
-    record.set(key, { value, expires: ttl === undefined || ttl === 0 ? 0 : Date.now() + ttl })
-    await this.save()
-  }
-
-  private async save (): Promise<void> {
-    const current = this.current as { key: string, record: SessionRecord }
-    await this.level.options.store.set(current.key, current.record, this.level.options.ttl)
+    record.set(key, { value, expires: ttl === 0 ? 0 : Date.now() + ttl })
+    // A session first written here is stored whole (its marker included); later writes touch their fields only.
+    await this.level.save(current.key, record, this.stored ? changed : undefined)
     this.stored = true
   }
 }

@@ -13,5 +13,5 @@ test('smoke', async (t) => {
   const res = await app.inject('/')
   t.equal(res.statusCode, 200)
   t.match(res.headers['set-cookie'], /^sid=/)
-  t.same(app.multiCache.stats().app, { hits: 0, misses: 1, loads: 1, loadErrors: 0, evictions: 0, size: 1 })
+  t.same(app.multiCache.stats().app, { hits: 0, misses: 1, loads: 1, loadErrors: 0, evictions: 0, storeErrors: 0, size: 1 })
 })
