@@ -1,0 +1,115 @@
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
+import multiCache, { type MultiCacheOptions } from '../../index.js'
+import type { Database, Product, User } from './db.js'
+
+export interface ShopOptions {
+  db: Database
+  logger?: boolean
+  /** Signs session cookies; a fixed development secret when absent. */
+  sessionSecret?: string
+}
+
+interface CartLine { productId: number, quantity: number }
+
+const MAX_CART_LINES = 50
+
+/** The cache configuration in one place: the seam where Redis-backed stores plug in. */
+export function cacheOptions (options: ShopOptions): MultiCacheOptions {
+  return {
+    request: { maxEntries: 1000 },
+    session: { secret: options.sessionSecret ?? 'development-only-secret-change-me-please', ttl: '30m' },
+    app: { max: 20_000, ttl: '10m' }
+  }
+}
+
+export async function buildShop (options: ShopOptions): Promise<FastifyInstance> {
+  const { db } = options
+  const app = Fastify({ logger: options.logger ?? false })
+  await app.register(multiCache, cacheOptions(options))
+
+  // Application level: the whole catalog, loaded before the server listens and refreshed every minute.
+  app.appCache.define('catalog', async () => await db.catalog(), { refreshInterval: '1m', ttl: 0 })
+
+  // Request level: the profile is needed twice per request (validation, personalisation) and loaded once.
+  const profileOf = async (request: FastifyRequest, userId: number): Promise<User | null> =>
+    await request.cache.getOrLoad('profile', async () => await db.user(userId), { level: 'request' })
+
+  const userIdOf = async (request: FastifyRequest): Promise<number | undefined> => await request.sessionCache.get<number>('userId')
+
+  app.get('/products', async () => await app.appCache.get<Product[]>('catalog'))
+
+  app.get('/products/:id', {
+    schema: { params: { type: 'object', properties: { id: { type: 'integer', minimum: 1, maximum: 2_147_483_647 } }, required: ['id'] } }
+  }, async (request, reply) => {
+    const { id } = request.params as { id: number }
+    // null is cached too, so that a burst of requests for a missing product costs one query; the LRU bounds it.
+    const product = await app.appCache.getOrLoad(`product:${id}`, async () => await db.product(id), { ttl: '5m' })
+    return product ?? await reply.code(404).send({ error: 'no such product' })
+  })
+
+  app.post('/login', {
+    schema: { body: { type: 'object', properties: { username: { type: 'string', minLength: 1, maxLength: 64 } }, required: ['username'] } }
+  }, async (request, reply) => {
+    const { username } = request.body as { username: string }
+    const user = await db.userByName(username)
+    if (user === null || !user.active) return await reply.code(401).send({ error: 'unknown or inactive user' })
+    // A new id at login: an id someone planted before login is worth nothing after it. The cart is kept.
+    await request.sessionCache.regenerate()
+    await request.sessionCache.set('userId', user.id)
+    return { hello: user.name }
+  })
+
+  app.post('/logout', async (request) => {
+    await request.sessionCache.destroy()
+    return { bye: true }
+  })
+
+  app.get('/cart', async (request) => {
+    const lines = await request.sessionCache.get<CartLine[]>('cart') ?? []
+    const catalog = new Map((await app.appCache.get<Product[]>('catalog') ?? []).map((p) => [p.id, p]))
+    const detailed = lines.map((line) => ({ ...line, product: catalog.get(line.productId) ?? null }))
+    const totalCents = detailed.reduce((sum, line) => sum + (line.product?.priceCents ?? 0) * line.quantity, 0)
+    return { lines: detailed, totalCents }
+  })
+
+  app.post('/cart', {
+    schema: {
+      body: {
+        type: 'object',
+        properties: { productId: { type: 'integer', minimum: 1, maximum: 2_147_483_647 }, quantity: { type: 'integer', minimum: 1, maximum: 99 } },
+        required: ['productId', 'quantity'],
+        additionalProperties: false
+      }
+    }
+  }, async (request, reply) => {
+    const { productId, quantity } = request.body as CartLine
+    const product = await app.appCache.getOrLoad(`product:${productId}`, async () => await db.product(productId), { ttl: '5m' })
+    if (product === null) return await reply.code(404).send({ error: 'no such product' })
+    const lines = [...(await request.sessionCache.get<CartLine[]>('cart') ?? [])]
+    const existing = lines.findIndex((line) => line.productId === productId)
+    if (existing >= 0) lines[existing] = { productId, quantity }
+    else if (lines.length >= MAX_CART_LINES) return await reply.code(409).send({ error: `a cart holds at most ${MAX_CART_LINES} lines` })
+    else lines.push({ productId, quantity })
+    await request.sessionCache.set('cart', lines)
+    return { lines: lines.length }
+  })
+
+  app.delete('/cart', async (request) => {
+    await request.sessionCache.delete('cart')
+    return { lines: 0 }
+  })
+
+  app.get('/orders', async (request, reply) => {
+    const userId = await userIdOf(request)
+    if (userId === undefined) return await reply.code(401).send({ error: 'log in first' })
+    const profile = await profileOf(request, userId)
+    if (profile === null || !profile.active) return await reply.code(403).send({ error: 'account inactive' })
+    const orders = await db.orders(userId)
+    const again = await profileOf(request, userId)
+    return { greeting: `Hello ${again?.name ?? ''} (${again?.tier ?? ''} member)`, orders }
+  })
+
+  app.get('/cache/stats', async () => ({ cache: app.multiCache.stats(), db: { queries: db.queries } }))
+
+  return app
+}

@@ -1,0 +1,106 @@
+import { randomUUID } from 'node:crypto'
+import type { FastifyInstance } from 'fastify'
+import pg from 'pg'
+import tap, { test, type Test } from 'tap'
+import { buildShop } from '../../examples/shop/app.js'
+import { Database, type DatabaseOptions } from '../../examples/shop/db.js'
+import { cookieOf } from '../helpers/app.js'
+
+// One in-process database for the tests that only read it: each boot of PGlite takes seconds.
+const shared = Database.open({ products: 200 })
+tap.teardown(async () => { await (await shared).close() })
+
+async function shop (t: Test, options?: DatabaseOptions): Promise<{ app: FastifyInstance, db: Database }> {
+  const db = options === undefined ? await shared : await Database.open(options)
+  if (options !== undefined) t.teardown(() => db.close())
+  const app = await buildShop({ db })
+  t.teardown(() => app.close())
+  await app.ready()
+  return { app, db }
+}
+
+async function login (app: FastifyInstance, username: string, cookie?: string): Promise<string> {
+  const res = await app.inject({ method: 'POST', url: '/login', payload: { username }, headers: cookie === undefined ? {} : { cookie } })
+  return cookieOf(res.headers) as string
+}
+
+test('the catalog and products are served from the application level', async (t) => {
+  const { app, db } = await shop(t)
+  const afterPreload = db.queries
+  for (let i = 0; i < 5; i++) t.equal((await app.inject('/products')).json().length, 200)
+  t.equal(db.queries, afterPreload, 'the preloaded catalog costs no query')
+  t.same((await app.inject('/products/7')).json(), { id: 7, name: 'Product 7', category: 'kitchen', priceCents: 458 })
+  await app.inject('/products/7')
+  t.equal(db.queries, afterPreload + 1, 'one query per product')
+  t.equal((await app.inject('/products/99999')).statusCode, 404)
+  t.equal((await app.inject('/products/99999')).statusCode, 404)
+  t.equal(db.queries, afterPreload + 2, 'absence is cached too')
+  t.equal((await app.inject('/products/abc')).statusCode, 400)
+  t.equal((await app.inject('/products/0')).statusCode, 400)
+})
+
+test('carts live in the session; login regenerates the id and keeps the cart', async (t) => {
+  const { app } = await shop(t)
+  const anonymous = await app.inject({ method: 'POST', url: '/cart', payload: { productId: 3, quantity: 2 } })
+  const cookie = cookieOf(anonymous.headers) as string
+  t.ok(cookie)
+  const loggedIn = await login(app, 'alice', cookie)
+  t.ok(loggedIn)
+  t.not(loggedIn, cookie, 'a new id after login')
+  const cart = (await app.inject({ url: '/cart', headers: { cookie: loggedIn } })).json()
+  t.same(cart.lines.map((l: { productId: number, quantity: number }) => [l.productId, l.quantity]), [[3, 2]])
+  t.equal(cart.totalCents, 2 * 310)
+  t.same((await app.inject({ url: '/cart', headers: { cookie } })).json().lines, [], 'the pre-login id no longer works')
+
+  const bob = await login(app, 'bob')
+  t.same((await app.inject({ url: '/cart', headers: { cookie: bob } })).json().lines, [], "bob does not see alice's cart")
+  t.equal((await app.inject({ method: 'POST', url: '/cart', payload: { productId: 99999, quantity: 1 }, headers: { cookie: bob } })).statusCode, 404)
+  t.equal((await app.inject({ method: 'POST', url: '/cart', payload: { productId: 1, quantity: 1000 }, headers: { cookie: bob } })).statusCode, 400)
+  await app.inject({ method: 'DELETE', url: '/cart', headers: { cookie: loggedIn } })
+  t.same((await app.inject({ url: '/cart', headers: { cookie: loggedIn } })).json().lines, [])
+  t.equal((await app.inject({ method: 'POST', url: '/login', payload: { username: 'mallory' } })).statusCode, 401)
+  t.equal((await app.inject({ method: 'POST', url: '/login', payload: {} })).statusCode, 400)
+})
+
+test('orders load the profile once per request, and need a login', async (t) => {
+  const { app, db } = await shop(t)
+  t.equal((await app.inject('/orders')).statusCode, 401)
+  const cookie = await login(app, 'alice')
+  const before = db.queries
+  const res = await app.inject({ url: '/orders', headers: { cookie } })
+  t.equal(res.statusCode, 200)
+  t.match(res.json().greeting, /^Hello Alice Liddell \(gold member\)$/)
+  t.ok(res.json().orders.length > 0)
+  t.equal(db.queries - before, 2, 'one profile query (used twice) and one orders query')
+  await app.inject({ url: '/orders', headers: { cookie } })
+  t.equal(db.queries - before, 4, 'the next request loads its own profile')
+  const logout = await app.inject({ method: 'POST', url: '/logout', headers: { cookie } })
+  t.match(String(logout.headers['set-cookie']), /Max-Age=0/)
+  t.equal((await app.inject({ url: '/orders', headers: { cookie } })).statusCode, 401)
+})
+
+test('the stats page reports every level and the database', async (t) => {
+  const { app } = await shop(t)
+  await app.inject('/products')
+  const stats = (await app.inject('/cache/stats')).json()
+  t.same(Object.keys(stats.cache), ['request', 'session', 'app'])
+  t.ok(stats.cache.app.hits >= 1)
+  t.ok(stats.db.queries >= 1)
+})
+
+test('the same shop on a real PostgreSQL server', async (t) => {
+  const schema = `shop_test_${randomUUID().replaceAll('-', '').slice(0, 12)}`
+  const url = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
+  t.teardown(async () => {
+    const client = new pg.Client({ connectionString: url })
+    await client.connect()
+    await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
+    await client.end()
+  })
+  const { app, db } = await shop(t, { url, schema, products: 50 })
+  t.equal((await app.inject('/products')).json().length, 50)
+  const cookie = await login(app, 'carol')
+  await app.inject({ method: 'POST', url: '/cart', payload: { productId: 5, quantity: 1 }, headers: { cookie } })
+  t.equal((await app.inject({ url: '/cart', headers: { cookie } })).json().lines.length, 1)
+  t.ok(db.queries > 0)
+})
