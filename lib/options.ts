@@ -6,14 +6,14 @@ import { InvalidOptionError, describe } from './errors.js'
  * plugin, the option and what was expected. The caller's object is never modified.
  */
 export class OptionReader {
-  constructor (private readonly plugin: string, private readonly options: object) {}
+  constructor (readonly name: string, private readonly options: object) {}
 
   private raw (name: string): unknown {
     return (this.options as Record<string, unknown>)[name]
   }
 
   fail (name: string, expected: string, value: unknown = this.raw(name)): never {
-    throw new InvalidOptionError(this.plugin, name, expected, describe(value))
+    throw new InvalidOptionError(this.name, name, expected, describe(value))
   }
 
   duration (name: string, fallback: number): number {
@@ -53,11 +53,15 @@ export function readOptions (plugin: string, options: unknown): OptionReader {
 
 /** The `ttl` of one call (`set`, `getOrLoad`, `define`): milliseconds or a duration string; `fallback` when absent. */
 export function callTtl (method: string, options: { ttl?: unknown } | undefined, fallback: number): number {
-  const value = options?.ttl
+  return callDuration(method, 'ttl', options?.ttl, fallback)
+}
+
+/** A duration option of one call, named `name` in the error: milliseconds or a duration string; `fallback` when absent. */
+export function callDuration (method: string, name: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback
   const ms = parseDuration(value)
   if (ms === undefined) {
-    throw new InvalidOptionError(method, 'ttl', "must be a number of milliseconds >= 0 or a duration string such as '30m'", describe(value))
+    throw new InvalidOptionError(method, name, "must be a number of milliseconds >= 0 or a duration string such as '30m'", describe(value))
   }
   return ms
 }

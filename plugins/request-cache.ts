@@ -29,13 +29,22 @@ const plugin: FastifyPluginAsync<RequestCacheOptions> = async (fastify, options)
   fastify.decorateRequest(kRequestCache, null)
   fastify.decorateRequest('reqCache', {
     getter (this: FastifyRequest) {
-      return ((this as Slot)[kRequestCache] ??= level.open())
+      const slot = this as Slot
+      if (slot[kRequestCache] === null) {
+        const cache = slot[kRequestCache] = level.open()
+        // onResponse never runs for a client that went away first; only requests that use the cache listen.
+        this.raw.once('close', () => { if (this.raw.aborted) cache.end() })
+      }
+      return slot[kRequestCache]
     }
   })
   // Drop the entries as soon as the response is out, even if something still holds the request.
   fastify.addHook('onResponse', (request, _reply, next) => {
     const cache = (request as Slot)[kRequestCache]
-    if (cache !== null) cache.clear()
+    if (cache !== null) {
+      cache.clear()
+      cache.end()
+    }
     next()
   })
 }

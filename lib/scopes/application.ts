@@ -1,7 +1,7 @@
 import { BurstLog, type Logger } from '../burst-log.js'
-import { DefineError, PreloadError } from '../errors.js'
+import { DefineError, InvalidOptionError, PreloadError, describe } from '../errors.js'
 import { assertKey, assertValue } from '../keys.js'
-import { callTtl } from '../options.js'
+import { callDuration, callTtl } from '../options.js'
 import { SingleFlight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
 import { isPromiseLike, type Store } from '../store.js'
@@ -38,6 +38,9 @@ export interface DefineOptions extends AppSetOptions {
 }
 
 type Loader<T> = () => T | PromiseLike<T>
+
+/** The longest delay a Node timer keeps. */
+const MAX_TIMER = 2 ** 31 - 1
 
 interface Definition {
   loader: Loader<unknown>
@@ -116,7 +119,11 @@ export class AppCache {
     if (typeof loader !== 'function') throw new DefineError(key, 'the loader must be a function')
     if (this.started) throw new DefineError(key, 'must be called before the server is ready (use getOrLoad for keys found later)')
     if (this.definitions.has(key)) throw new DefineError(key, 'the key is already defined')
-    const refreshInterval = callTtl('appCache.define', { ttl: options?.refreshInterval }, 0)
+    const refreshInterval = callDuration('appCache.define', 'refreshInterval', options?.refreshInterval, 0)
+    // Past this a timer fires every millisecond instead (Node clamps the delay to 1).
+    if (refreshInterval > MAX_TIMER) {
+      throw new InvalidOptionError('appCache.define', 'refreshInterval', `must be at most ${MAX_TIMER} ms (about 24 days)`, describe(options?.refreshInterval))
+    }
     this.definitions.set(key, { loader, ttl: callTtl('appCache.define', options, this.options.ttl), refreshInterval })
   }
 

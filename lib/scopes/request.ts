@@ -32,6 +32,8 @@ export class RequestLevel {
 export class RequestCache {
   private readonly entries = new Map<string, unknown>()
   private loads: SingleFlight | undefined
+  /** The entries count in the level's size until the request ends (see `end()`). */
+  private counted = true
 
   constructor (private readonly level: RequestLevel) {}
 
@@ -59,7 +61,7 @@ export class RequestCache {
     if (entries.has(key)) {
       entries.delete(key)
     } else {
-      this.level.live++
+      this.count(1)
       if (entries.size >= this.level.options.maxEntries) this.evictOldest()
     }
     entries.set(key, value)
@@ -69,13 +71,23 @@ export class RequestCache {
   delete (key: string): boolean {
     assertKey(key)
     const deleted = this.entries.delete(key)
-    if (deleted) this.level.live--
+    if (deleted) this.count(-1)
     return deleted
   }
 
   clear (): void {
-    this.level.live -= this.entries.size
+    this.count(-this.entries.size)
     this.entries.clear()
+  }
+
+  /**
+   * The request is over (its response went out, or its client went away): from now on its entries no longer count
+   * in the level's size, so a load that settles later, or a request whose `onResponse` never ran, cannot leave the
+   * count high for good. The entries stay usable by code still running for the request.
+   */
+  end (): void {
+    this.count(-this.entries.size)
+    this.counted = false
   }
 
   /**
@@ -103,7 +115,11 @@ export class RequestCache {
   private evictOldest (): void {
     const oldest = this.entries.keys().next().value as string
     this.entries.delete(oldest)
-    this.level.live--
+    this.count(-1)
     this.level.stats.evictions++
+  }
+
+  private count (delta: number): void {
+    if (this.counted) this.level.live += delta
   }
 }

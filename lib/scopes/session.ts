@@ -53,10 +53,13 @@ export class SessionLevel {
   readonly loads = new SingleFlight()
   /** The memory store keeps the record itself; any other store gets a plain object it can serialize. */
   private readonly byReference: boolean
+  /** The store restarts a session's expiry when it is read; any other store is written again on read. */
+  private readonly rolling: boolean
 
   constructor (readonly options: SessionLevelOptions) {
     this.stats = new LevelStats(() => options.store.size ?? 0)
     this.byReference = options.store instanceof MemoryStore
+    this.rolling = options.store instanceof MemoryStore && options.store.rolling
   }
 
   /**
@@ -78,10 +81,10 @@ export class SessionLevel {
       return record
     }
     const stored = await store.get(key)
-    if (stored === undefined || stored instanceof Map) return stored as SessionRecord | undefined
-    // A store without groups and without references only restarts an entry's expiry when it is written again.
-    await store.set(key, stored, ttl)
-    return new Map(Object.entries(stored as Record<string, Entry>))
+    if (stored === undefined) return undefined
+    // A store without groups that does not roll by itself only restarts an entry's expiry when it is written again.
+    if (!this.rolling) await store.set(key, stored, ttl)
+    return stored instanceof Map ? stored as SessionRecord : new Map(Object.entries(stored as Record<string, Entry>))
   }
 
   /** Stores the changes of `names` (written or removed), or the whole record when `names` is undefined. */
@@ -91,7 +94,9 @@ export class SessionLevel {
       await store.set(key, this.byReference ? record : Object.fromEntries(record), ttl)
       return
     }
-    const written: Record<string, unknown> = { [MARKER]: 1 }
+    // No prototype: `__proto__` is a user's key like any other, and must be written as a field, not as a prototype.
+    const written: Record<string, unknown> = Object.create(null) as Record<string, unknown>
+    written[MARKER] = 1
     const removed: string[] = []
     for (const name of names ?? record.keys()) {
       const entry = record.get(name)
@@ -104,6 +109,14 @@ export class SessionLevel {
 
   async drop (key: string): Promise<void> {
     await this.options.store.delete(key)
+  }
+
+  /**
+   * The record the memory store holds now, read synchronously; undefined for other stores. Lets a request that
+   * found no session join the one a concurrent request of the same app-given id has just created.
+   */
+  held (key: string): SessionRecord | undefined {
+    return this.byReference ? this.options.store.get(key) as SessionRecord | undefined : undefined
   }
 }
 
@@ -294,6 +307,7 @@ export class SessionCache {
 
   private async write (key: string, value: unknown, ttl: number): Promise<void> {
     const current = this.ensure()
+    if (!this.stored && this.appOwnsId) this.join(current)
     const record = current.record
     const changed = [key]
     if (record.has(key)) {
@@ -308,5 +322,16 @@ export class SessionCache {
     // A session first written here is stored whole (its marker included); later writes touch their fields only.
     await this.level.save(current.key, record, this.stored ? changed : undefined)
     this.stored = true
+  }
+
+  /**
+   * Concurrent first requests of one app-given id each found no session: the first write creates it, and the others
+   * join that record rather than overwrite it with their own. Synchronous up to the save, so nothing runs between.
+   */
+  private join (current: Current): void {
+    const created = this.level.held(current.key)
+    if (created === undefined || created === current.record) return
+    for (const [name, entry] of current.record) created.set(name, entry)
+    current.record = created
   }
 }

@@ -18,9 +18,12 @@ export interface MemoryStoreOptions {
  */
 export class MemoryStore implements Store {
   private readonly lru: LRUCache<string, NonNullable<unknown>>
+  /** A read restarts an entry's time to live. */
+  readonly rolling: boolean
 
   constructor (options: MemoryStoreOptions) {
     const onEvict = options.onEvict
+    this.rolling = options.rolling === true
     this.lru = new LRUCache<string, NonNullable<unknown>>({
       max: options.max,
       ttl: options.ttl ?? 0,
