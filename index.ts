@@ -7,8 +7,13 @@ export { sessionCache, type SessionCacheOptions } from './plugins/session-cache.
 export { appCache, type AppCacheOptions } from './plugins/app-cache.js'
 export { routeCache, type RouteCacheOptions, type RouteCacheConfig } from './plugins/route-cache.js'
 
-export type { Store, Awaitable } from './lib/store.js'
+export type { Store, Awaitable, GroupOperations, TimedValue } from './lib/store.js'
 export { MemoryStore, type MemoryStoreOptions } from './lib/stores/memory.js'
+export { RedisStore, type RedisStoreOptions, type RedisClient } from './lib/stores/redis.js'
+export { KeyvStore, type KeyvStoreOptions, type KeyvLike } from './lib/stores/keyv.js'
+export { TieredStore, type TieredStoreOptions } from './lib/tiers.js'
+export { jsonSerializer, type Serializer } from './lib/serializer.js'
+export type { StoreOption, SharedStoreOptions, L1Options } from './plugins/stores.js'
 export type { Duration } from './lib/durations.js'
 export type { RequestCache } from './lib/scopes/request.js'
 export type { SessionCache, SessionSetOptions } from './lib/scopes/session.js'
@@ -18,5 +23,5 @@ export type { CacheLookup, CacheLevel, LookupLoadOptions } from './lib/lookup.js
 export type { CacheLevels, MultiCacheStats } from './lib/levels.js'
 export type { LevelStatsSnapshot } from './lib/stats.js'
 export {
-  InvalidOptionError, InvalidKeyError, InvalidValueError, PreloadError, DefineError, UnsupportedError
+  InvalidOptionError, InvalidKeyError, InvalidValueError, PreloadError, DefineError, UnsupportedError, SerializeError, StoreError
 } from './lib/errors.js'

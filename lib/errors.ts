@@ -33,3 +33,11 @@ export function describe (value: unknown): string {
   if (value === null || typeof value !== 'object') return String(value)
   return Array.isArray(value) ? 'an array' : 'an object'
 }
+
+/** A value the serializer cannot keep faithfully (a function, a BigInt, a circular object, a Map): nothing is stored. */
+export const SerializeError = createError<[string, string]>(
+  'FST_MULTICACHE_SERIALIZE', 'cannot store the value of "%s": %s', 500, TypeError)
+
+/** A store operation failed or ran out of its time budget; levels read it as a miss. */
+export const StoreError = createError<[string, string, { cause: unknown }?]>(
+  'FST_MULTICACHE_STORE', 'store %s failed: %s', 500)

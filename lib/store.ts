@@ -15,6 +15,10 @@ export interface Store {
   clear (): Awaitable<void>
   /** Reads several keys at once where the backend can batch them. */
   getMany? (keys: readonly string[]): Awaitable<unknown[]>
+  /** A value with the time it has left, where the backend tells both at once: a memory tier in front never outlives it. */
+  getTimed? (key: string): Awaitable<TimedValue | undefined>
+  /** Deletes several keys at once where the backend can batch them. */
+  deleteMany? (keys: readonly string[]): Awaitable<void>
   /**
    * Optional grouped fields under one key that expire together (a Redis hash). The session level uses them when
    * present: writing one entry then touches one field, and concurrent requests of one session cannot overwrite
@@ -25,6 +29,13 @@ export interface Store {
   readonly size?: number
   /** Releases what the store opened; called on `fastify.close()` for stores the plugin created. */
   close? (): Awaitable<void>
+}
+
+/** A value and what remains of its time to live. */
+export interface TimedValue {
+  value: unknown
+  /** Remaining ms; 0 when the entry does not expire. */
+  ttl: number
 }
 
 /** Field-level access to a group; see `Store.groups`. */
@@ -42,6 +53,12 @@ const REQUIRED = ['get', 'set', 'delete', 'clear'] as const
 /** True for a thenable: the signal that a store answered asynchronously. */
 export function isPromiseLike (value: unknown): value is PromiseLike<unknown> {
   return typeof (value as PromiseLike<unknown> | undefined)?.then === 'function'
+}
+
+/** Deletes keys in one batch where the store can, one by one where it cannot. */
+export async function deleteKeys (store: Store, keys: readonly string[]): Promise<void> {
+  if (store.deleteMany !== undefined) await store.deleteMany(keys)
+  else await Promise.all(keys.map(async (key) => { await store.delete(key) }))
 }
 
 /** Checks a custom store up front, so that a missing method fails registration rather than the first request. */

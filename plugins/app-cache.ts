@@ -1,20 +1,21 @@
 import type { FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
+import type { Duration } from '../lib/durations.js'
 import { readOptions } from '../lib/options.js'
 import { AppCache } from '../lib/scopes/application.js'
-import { assertStore } from '../lib/store.js'
 import { MemoryStore } from '../lib/stores/memory.js'
-import type { Duration } from '../lib/durations.js'
-import type { Store } from '../lib/store.js'
 import { addLevel } from './levels.js'
+import { SHARED_STORE_OPTIONS, resolveLock, resolveStore, type SharedStoreOptions, type StoreOption } from './stores.js'
 
-export interface AppCacheOptions {
+export interface AppCacheOptions extends SharedStoreOptions {
   /** Most entries held by the memory store; the least recently used goes first. Default 10,000. */
   max?: number
   /** Default time to live of an entry: ms or a duration string. Default 0: until evicted or deleted. */
   ttl?: Duration
-  /** `'memory'` (default) or an object implementing `Store`. */
-  store?: 'memory' | Store
+  /** `'memory'` (default), `'redis'` (`fastify.redis`), a Redis URL, an ioredis client, a Keyv, or a `Store`. */
+  store?: StoreOption
+  /** With a Redis store: one load per cold key across instances. Default false; `true` or `{ ttl, wait }`. */
+  lock?: boolean | { ttl?: Duration, wait?: Duration }
 }
 
 declare module 'fastify' {
@@ -26,23 +27,21 @@ declare module 'fastify' {
 
 const plugin: FastifyPluginAsync<AppCacheOptions> = async (fastify, options) => {
   const read = readOptions('appCache', options)
-  read.only(['max', 'ttl', 'store'])
+  read.only(['max', 'ttl', 'store', 'lock', ...SHARED_STORE_OPTIONS])
   const max = read.positiveInteger('max', 10_000)
   const ttl = read.duration('ttl', 0)
-  const storeOption = options.store ?? 'memory'
-  const store: Store = storeOption === 'memory'
-    ? new MemoryStore({ max, ttl, onEvict: () => { cache.stats.evictions++ } })
-    : assertStore('appCache', storeOption)
-  const cache: AppCache = new AppCache({ store, ttl, log: fastify.log })
+  const backend = await resolveStore(fastify, read, options, {
+    prefix: 'fmc:app:',
+    l1: { max: 1000, ttl: 10_000 },
+    memory: () => new MemoryStore({ max, ttl, onEvict: () => { cache.stats.evictions++ } })
+  })
+  const lock = resolveLock(read, options.lock, backend)
+  const cache: AppCache = new AppCache({ store: backend.store, ttl, log: fastify.log, ...(lock === undefined ? {} : { lock }) })
   addLevel(fastify, 'app', cache)
   fastify.decorate('appCache', cache)
 
   fastify.addHook('onReady', async () => { await cache.start() })
-  fastify.addHook('onClose', async () => {
-    cache.stop()
-    // A store passed in belongs to the app, which closes it; only what this plugin created is closed here.
-    if (store !== storeOption) await store.close?.()
-  })
+  fastify.addHook('onClose', async () => { cache.stop() })
 }
 
 /** The application level: `fastify.appCache`. */

@@ -5,11 +5,11 @@ import fp from 'fastify-plugin'
 import type { Duration } from '../lib/durations.js'
 import { readOptions, type OptionReader } from '../lib/options.js'
 import { SessionLevel, type PresentedId, type SessionCache } from '../lib/scopes/session.js'
-import { assertStore, type Store } from '../lib/store.js'
 import { MemoryStore } from '../lib/stores/memory.js'
 import { addLevel } from './levels.js'
+import { SHARED_STORE_OPTIONS, resolveStore, type SharedStoreOptions, type StoreOption } from './stores.js'
 
-export interface SessionCacheOptions {
+export interface SessionCacheOptions extends SharedStoreOptions {
   /** Signs the cookie: a string of 32+ characters, or an array of them (the first signs, all verify). */
   secret?: string | string[]
   /** Name of the session cookie. Default `'sid'`. */
@@ -22,8 +22,8 @@ export interface SessionCacheOptions {
   maxSessions?: number
   /** Most entries one session may hold; past it the oldest written goes first. Default 100. */
   maxEntriesPerSession?: number
-  /** `'memory'` (default) or an object implementing `Store`. */
-  store?: 'memory' | Store
+  /** `'memory'` (default), `'redis'` (`fastify.redis`), a Redis URL, an ioredis client, a Keyv, or a `Store`. */
+  store?: StoreOption
   /** Identify sessions yourself (a JWT subject, `@fastify/session`): no cookie is issued. */
   getSessionId?: (request: FastifyRequest) => string | undefined | Promise<string | undefined>
 }
@@ -35,7 +35,7 @@ declare module 'fastify' {
   }
 }
 
-const OPTIONS = ['secret', 'cookieName', 'cookie', 'ttl', 'maxSessions', 'maxEntriesPerSession', 'store', 'getSessionId']
+const OPTIONS = ['secret', 'cookieName', 'cookie', 'ttl', 'maxSessions', 'maxEntriesPerSession', 'store', 'getSessionId', ...SHARED_STORE_OPTIONS]
 const MIN_SECRET = 32
 const kSession = Symbol('fastify-multi-cache.session')
 type Slot = FastifyRequest & { [kSession]: SessionCache | null }
@@ -46,14 +46,17 @@ const plugin: FastifyPluginAsync<SessionCacheOptions> = async (fastify, options)
   const ttl = read.duration('ttl', 30 * 60_000)
   if (ttl === 0) read.fail('ttl', 'must be greater than 0')
   const maxSessions = read.positiveInteger('maxSessions', 100_000)
-  const storeOption = options.store ?? 'memory'
-  const store: Store = storeOption === 'memory'
-    ? new MemoryStore({ max: maxSessions, ttl, rolling: true, onEvict: () => { level.stats.evictions++ } })
-    : assertStore('sessionCache', storeOption)
+  const backend = await resolveStore(fastify, read, options, {
+    prefix: 'fmc:session:',
+    // A tier entry is at most this old, and reads that reach Redis restart the session's expiry at least this often.
+    l1: { max: 10_000, ttl: Math.min(5000, ttl) },
+    memory: () => new MemoryStore({ max: maxSessions, ttl, rolling: true, onEvict: () => { level.stats.evictions++ } })
+  })
   const level: SessionLevel = new SessionLevel({
     ttl,
     maxEntriesPerSession: read.positiveInteger('maxEntriesPerSession', 100),
-    store
+    store: backend.store,
+    log: fastify.log
   })
   const getSessionId = read.optionalFunction<NonNullable<SessionCacheOptions['getSessionId']>>('getSessionId')
   addLevel(fastify, 'session', level)
@@ -68,10 +71,6 @@ const plugin: FastifyPluginAsync<SessionCacheOptions> = async (fastify, options)
   } else {
     await useCookie(fastify, read, options)
   }
-
-  fastify.addHook('onClose', async () => {
-    if (store !== storeOption) await store.close?.()
-  })
 
   async function useCookie (app: typeof fastify, reader: OptionReader, opts: SessionCacheOptions): Promise<void> {
     const signer = signerFactory(readSecret(reader, opts.secret, (message) => { app.log.warn(message) }))

@@ -4,7 +4,7 @@ import { assertKey, assertValue } from '../keys.js'
 import { callDuration, callTtl } from '../options.js'
 import { SingleFlight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
-import { isPromiseLike, type Store } from '../store.js'
+import { deleteKeys, isPromiseLike, type Store } from '../store.js'
 import type { Duration } from '../durations.js'
 
 export interface AppLevelOptions {
@@ -94,6 +94,16 @@ export class AppCache {
 
   async clear (): Promise<void> {
     await this.options.store.clear()
+  }
+
+  /**
+   * Drops several keys at once, on every instance: from the shared store in one round trip and from every memory
+   * tier through one bus message. The next read of each loads it again (a defined key, by its own loader).
+   */
+  async invalidate (keys: string | readonly string[]): Promise<void> {
+    const list: readonly unknown[] = Array.isArray(keys) ? keys : [keys]
+    for (const key of list) assertKey(key)
+    if (list.length > 0) await deleteKeys(this.options.store, list as readonly string[])
   }
 
   /**

@@ -1,5 +1,6 @@
 import type { Duration } from '../durations.js'
-import { UnsupportedError } from '../errors.js'
+import { BurstLog, type Logger } from '../burst-log.js'
+import { SerializeError, UnsupportedError } from '../errors.js'
 import { assertKey, assertValue, newSessionId, sessionStoreKey } from '../keys.js'
 import { callTtl } from '../options.js'
 import { SingleFlight } from '../single-flight.js'
@@ -14,6 +15,8 @@ export interface SessionLevelOptions {
   maxEntriesPerSession: number
   /** Where sessions live, under a hash of their id: one hash per session where the store has `groups`. */
   store: Store
+  /** Where store faults are reported, once per burst. */
+  log?: Logger
 }
 
 /** Options of a single write. */
@@ -56,8 +59,11 @@ export class SessionLevel {
   /** The store restarts a session's expiry when it is read; any other store is written again on read. */
   private readonly rolling: boolean
 
+  private readonly faults: BurstLog | undefined
+
   constructor (readonly options: SessionLevelOptions) {
     this.stats = new LevelStats(() => options.store.size ?? 0)
+    this.faults = options.log === undefined ? undefined : new BurstLog(options.log)
     this.byReference = options.store instanceof MemoryStore
     this.rolling = options.store instanceof MemoryStore && options.store.rolling
   }
@@ -109,6 +115,12 @@ export class SessionLevel {
 
   async drop (key: string): Promise<void> {
     await this.options.store.delete(key)
+  }
+
+  /** Counts a store operation that failed or ran out of time, and logs the first of a burst. */
+  fault (operation: string, error: unknown): void {
+    this.stats.storeErrors++
+    this.faults?.warn({ err: error, operation }, `sessionCache: the store failed (${operation}); reads miss and writes fail until it answers`)
   }
 
   /**
@@ -272,7 +284,7 @@ export class SessionCache {
     try {
       record = await this.level.read(key)
     } catch (error) {
-      this.level.stats.storeErrors++
+      this.level.fault('read', error)
       this.unreadable = error
       return
     }
@@ -310,17 +322,29 @@ export class SessionCache {
     if (!this.stored && this.appOwnsId) this.join(current)
     const record = current.record
     const changed = [key]
-    if (record.has(key)) {
+    const previous = record.get(key)
+    let evicted: Entry | undefined
+    if (previous !== undefined) {
       record.delete(key)
     } else if (record.size >= this.level.options.maxEntriesPerSession) {
       const oldest = record.keys().next().value as string
+      evicted = record.get(oldest)
       record.delete(oldest)
       changed.push(oldest)
-      this.level.stats.evictions++
     }
     record.set(key, { value, expires: ttl === 0 ? 0 : Date.now() + ttl })
-    // A session first written here is stored whole (its marker included); later writes touch their fields only.
-    await this.level.save(current.key, record, this.stored ? changed : undefined)
+    try {
+      // A session first written here is stored whole (its marker included); later writes touch their fields only.
+      await this.level.save(current.key, record, this.stored ? changed : undefined)
+    } catch (error) {
+      // Nothing was stored (a value the serializer refuses, a store fault): the request must not see it either.
+      record.delete(key)
+      if (previous !== undefined) record.set(key, previous)
+      if (evicted !== undefined) record.set(changed[1] as string, evicted)
+      if (!(error instanceof SerializeError)) this.level.fault('write', error)
+      throw error
+    }
+    if (evicted !== undefined) this.level.stats.evictions++
     this.stored = true
   }
 

@@ -53,6 +53,10 @@ export class MemoryStore implements Store {
     this.lru.delete(key)
   }
 
+  deleteMany (keys: readonly string[]): void {
+    for (const key of keys) this.lru.delete(key)
+  }
+
   clear (): void {
     this.lru.clear()
   }

@@ -1,0 +1,82 @@
+import { randomUUID } from 'node:crypto'
+import { closeClient, redisCommand, type RedisClient } from './stores/redis.js'
+
+/** What one instance tells the others: these keys changed, or everything did. */
+export type Invalidation = { keys: string[] } | { clear: true }
+
+interface Envelope { origin: string, keys?: unknown, clear?: unknown }
+
+export interface InvalidationBusOptions {
+  /** Publishes through this client; listens on a duplicate of it, a connection of its own. */
+  client: RedisClient
+  /** One channel per store namespace. */
+  channel: string
+  /** Time budget of a publish, in ms. */
+  timeout: number
+  /** Called for every message of another instance, and with `{ clear: true }` when the subscription is lost. */
+  onMessage: (message: Invalidation) => void
+}
+
+/**
+ * Cross-instance invalidation over Redis pub/sub. Each instance tags what it publishes with a random origin and
+ * ignores its own messages. The subscriber subscribes again each time its connection is ready (ioredis would
+ * resubscribe only after announcing itself ready, leaving a window in which messages are lost unseen); while it
+ * is not subscribed `listening` is false, so that a memory tier stops answering, and losing the subscription
+ * empties that tier, because whatever was published meanwhile is never heard.
+ */
+export class InvalidationBus {
+  readonly origin = randomUUID()
+  /** Resolves once the first subscription is in place. */
+  readonly subscribed: Promise<void>
+  private readonly subscriber: RedisClient
+  private listening = false
+
+  constructor (private readonly options: InvalidationBusOptions) {
+    this.subscriber = options.client.duplicate({ autoResubscribe: false, lazyConnect: false, enableOfflineQueue: true })
+    let first: () => void = () => {}
+    this.subscribed = new Promise((resolve) => { first = resolve })
+    this.subscriber.on('ready', () => {
+      this.subscriber.subscribe(options.channel).then(() => {
+        this.listening = true
+        first()
+      }, () => { /* the connection went again: the next 'ready' subscribes */ })
+    })
+    this.subscriber.on('close', () => {
+      if (!this.listening) return
+      this.listening = false
+      options.onMessage({ clear: true })
+    })
+    // Connection errors are retried by ioredis and seen through `listening`; without a listener they would throw.
+    this.subscriber.on('error', () => {})
+    this.subscriber.on('message', (channel: string, raw: string) => { this.receive(channel, raw) })
+  }
+
+  /** True while messages from other instances can arrive. */
+  get connected (): boolean {
+    return this.listening
+  }
+
+  async publish (message: Invalidation): Promise<void> {
+    const { client, channel, timeout } = this.options
+    const envelope = JSON.stringify({ origin: this.origin, ...message })
+    await redisCommand(client, 'publish', timeout, async () => await client.call('PUBLISH', channel, envelope))
+  }
+
+  async close (): Promise<void> {
+    this.listening = false
+    await closeClient(this.subscriber)
+  }
+
+  private receive (channel: string, raw: string): void {
+    if (channel !== this.options.channel) return
+    let envelope: Envelope
+    try {
+      envelope = JSON.parse(raw) as Envelope
+    } catch {
+      return
+    }
+    if (envelope.origin === this.origin) return
+    if (envelope.clear === true) this.options.onMessage({ clear: true })
+    else if (Array.isArray(envelope.keys)) this.options.onMessage({ keys: envelope.keys.filter((key): key is string => typeof key === 'string') })
+  }
+}

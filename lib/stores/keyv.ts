@@ -1,0 +1,70 @@
+import { withBudget } from '../budget.js'
+import { encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
+import type { Store } from '../store.js'
+
+/** The part of a Keyv instance (5 or 6) the store uses. */
+export interface KeyvLike {
+  get (key: string): Promise<unknown>
+  set (key: string, value: unknown, ttl?: number): Promise<unknown>
+  delete (key: string): Promise<unknown>
+  clear (): Promise<unknown>
+  getMany? (keys: string[]): Promise<unknown[]>
+}
+
+export interface KeyvStoreOptions {
+  keyv: KeyvLike
+  /** Time budget of each operation in ms. Default 100. */
+  timeout?: number
+  /** Default JSON; values reach Keyv as strings so that every adapter behaves the same. */
+  serializer?: Serializer
+}
+
+/**
+ * Any Keyv adapter (`@keyv/redis`, `@keyv/postgres`, …) as a store. Keyv's namespace keeps levels apart and
+ * `clear` clears that namespace only. Values go through our serializer first, so that what a value becomes is
+ * the same as with the Redis store.
+ */
+export class KeyvStore implements Store {
+  private readonly keyv: KeyvLike
+  private readonly timeout: number
+  private readonly serializer: Serializer
+
+  constructor (options: KeyvStoreOptions) {
+    this.keyv = options.keyv
+    this.timeout = options.timeout ?? 100
+    this.serializer = options.serializer ?? jsonSerializer
+  }
+
+  async get (key: string): Promise<unknown> {
+    return this.decode(await withBudget('get', this.timeout, async () => await this.keyv.get(key)))
+  }
+
+  async getMany (keys: readonly string[]): Promise<unknown[]> {
+    const many = this.keyv.getMany
+    const values = many === undefined
+      ? await Promise.all(keys.map(async (key) => await withBudget('getMany', this.timeout, async () => await this.keyv.get(key))))
+      : await withBudget('getMany', this.timeout, async () => await many.call(this.keyv, [...keys]))
+    return values.map((value) => this.decode(value))
+  }
+
+  async set (key: string, value: unknown, ttl?: number): Promise<void> {
+    const data = encodeFor(this.serializer, key, value)
+    const stored = typeof data === 'string' ? data : data.toString('base64')
+    await withBudget('set', this.timeout, async () => await this.keyv.set(key, stored, ttl !== undefined && ttl > 0 ? ttl : undefined))
+  }
+
+  async delete (key: string): Promise<void> {
+    await withBudget('delete', this.timeout, async () => await this.keyv.delete(key))
+  }
+
+  async clear (): Promise<void> {
+    await withBudget('clear', this.timeout, async () => await this.keyv.clear())
+  }
+
+  private decode (value: unknown): unknown {
+    if (value === undefined || value === null) return undefined
+    const text = String(value)
+    // A binary serializer's bytes were stored as base64; JSON text is passed as it is.
+    return this.serializer === jsonSerializer ? this.serializer.decode(text) : this.serializer.decode(Buffer.from(text, 'base64'))
+  }
+}

@@ -1,0 +1,148 @@
+import type { InvalidationBus, Invalidation } from './bus.js'
+import { deleteKeys, isPromiseLike, type GroupOperations, type Store } from './store.js'
+import { MemoryStore } from './stores/memory.js'
+
+export interface TieredStoreOptions {
+  /** The shared tier (Redis, Keyv, or any store). */
+  l2: Store
+  /** Most entries in the memory tier; the least recently used goes first. */
+  max: number
+  /** Longest an entry stays in the memory tier, in ms. */
+  ttl: number
+  /** Tells the other instances what changed here; without one, staleness is bounded by `ttl` alone. */
+  bus?: InvalidationBus
+}
+
+/**
+ * A bounded memory tier (L1) in front of a shared store (L2). An L1 hit answers synchronously, with no network
+ * round trip. An entry never stays in L1 longer than `ttl`, nor longer than it has left in L2. Writes go to L2,
+ * then L1, then the bus; a bus message drops the named L1 entries. While the bus is not listening, L1 is bypassed
+ * (reads go to L2 and nothing is added to L1) and it was emptied when the bus lost its subscription, so an
+ * instance that cannot hear invalidations never serves what another instance changed.
+ *
+ * Groups (one session's fields) are tiered whole: L1 keeps the fields of the last read and applies this instance's
+ * own writes to them. A read served from L1 does not reach L2, so it does not restart the group's expiry there:
+ * reads restart it at least once per `ttl`, and every write does.
+ */
+export class TieredStore implements Store {
+  readonly groups?: GroupOperations
+  private readonly l1: MemoryStore
+  /** Counts invalidations, so that a value read from L2 before one arrived is not put in L1 after it. */
+  private epoch = 0
+
+  constructor (private readonly options: TieredStoreOptions) {
+    this.l1 = new MemoryStore({ max: options.max })
+    const groups = options.l2.groups
+    if (groups !== undefined) this.groups = this.tierGroups(groups)
+  }
+
+  /** Entries held in memory. */
+  get size (): number {
+    return this.l1.size
+  }
+
+  /** Applies an invalidation received from another instance. */
+  invalidate (message: Invalidation): void {
+    this.epoch++
+    if ('clear' in message) this.l1.clear()
+    else this.l1.deleteMany(message.keys)
+  }
+
+  get (key: string): unknown {
+    const usable = this.usable()
+    if (usable) {
+      const hit = this.l1.get(key)
+      if (hit !== undefined) return hit
+    }
+    return this.fromL2(key, usable)
+  }
+
+  async set (key: string, value: unknown, ttl?: number): Promise<void> {
+    await this.options.l2.set(key, value, ttl)
+    if (this.usable()) this.l1.set(key, value, this.l1Ttl(ttl ?? 0))
+    await this.options.bus?.publish({ keys: [key] })
+  }
+
+  async delete (key: string): Promise<void> {
+    this.l1.delete(key)
+    await this.options.l2.delete(key)
+    await this.options.bus?.publish({ keys: [key] })
+  }
+
+  async deleteMany (keys: readonly string[]): Promise<void> {
+    this.l1.deleteMany(keys)
+    await deleteKeys(this.options.l2, keys)
+    await this.options.bus?.publish({ keys: [...keys] })
+  }
+
+  async clear (): Promise<void> {
+    this.l1.clear()
+    await this.options.l2.clear()
+    await this.options.bus?.publish({ clear: true })
+  }
+
+  async close (): Promise<void> {
+    await this.options.bus?.close()
+  }
+
+  private usable (): boolean {
+    return this.options.bus === undefined || this.options.bus.connected
+  }
+
+  private async fromL2 (key: string, usable: boolean): Promise<unknown> {
+    const { l2 } = this.options
+    const epoch = this.epoch
+    let value: unknown
+    let remaining = 0
+    if (l2.getTimed !== undefined) {
+      const timed = await l2.getTimed(key)
+      value = timed?.value
+      remaining = timed?.ttl ?? 0
+    } else {
+      const found = l2.get(key)
+      value = isPromiseLike(found) ? await found : found
+    }
+    if (value !== undefined && usable && epoch === this.epoch) this.l1.set(key, value, this.l1Ttl(remaining))
+    return value
+  }
+
+  /** The L1 lifetime of an entry that has `remaining` ms left in L2 (0: no expiry there). */
+  private l1Ttl (remaining: number): number {
+    return remaining > 0 ? Math.min(remaining, this.options.ttl) : this.options.ttl
+  }
+
+  private tierGroups (l2: GroupOperations): GroupOperations {
+    // A group's fields as L1 holds them: replaced whole on every change, never mutated, so a reader keeps a stable copy.
+    type Fields = Record<string, unknown>
+    const changed = async (key: string, change: (fields: Fields) => Fields): Promise<void> => {
+      const held = this.l1.get(key) as Fields | undefined
+      if (held !== undefined) this.l1.set(key, change(held), this.options.ttl)
+      await this.options.bus?.publish({ keys: [key] })
+    }
+    return {
+      read: async (key, ttl) => {
+        const usable = this.usable()
+        if (usable) {
+          const hit = this.l1.get(key) as Fields | undefined
+          if (hit !== undefined) return hit
+        }
+        const epoch = this.epoch
+        const fields = await l2.read(key, ttl)
+        if (fields !== undefined && usable && epoch === this.epoch) this.l1.set(key, fields, Math.min(ttl, this.options.ttl))
+        return fields
+      },
+      write: async (key, fields, ttl) => {
+        await l2.write(key, fields, ttl)
+        await changed(key, (held) => ({ ...held, ...fields }))
+      },
+      remove: async (key, names, ttl) => {
+        await l2.remove(key, names, ttl)
+        await changed(key, (held) => {
+          const kept = { ...held }
+          for (const name of names) delete kept[name]
+          return kept
+        })
+      }
+    }
+  }
+}

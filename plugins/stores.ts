@@ -1,0 +1,177 @@
+import type { FastifyInstance } from 'fastify'
+import { InvalidationBus } from '../lib/bus.js'
+import type { Duration } from '../lib/durations.js'
+import { readOptions, type OptionReader } from '../lib/options.js'
+import type { Serializer } from '../lib/serializer.js'
+import { RedisLock } from '../lib/single-flight.js'
+import { assertStore, type Store } from '../lib/store.js'
+import { KeyvStore, type KeyvLike } from '../lib/stores/keyv.js'
+import type { MemoryStore } from '../lib/stores/memory.js'
+import { RedisStore, closeClient, type RedisClient } from '../lib/stores/redis.js'
+import { TieredStore } from '../lib/tiers.js'
+
+/** Where a level keeps its data. */
+export type StoreOption = 'memory' | 'redis' | `redis://${string}` | `rediss://${string}` | RedisClient | KeyvLike | Store
+
+/** The memory tier in front of a shared store. */
+export interface L1Options {
+  /** Most entries held in memory; the least recently used goes first. */
+  max?: number
+  /** Longest an entry stays in memory: ms or a duration string. */
+  ttl?: Duration
+}
+
+/** Options of every level whose data can live in a shared store. */
+export interface SharedStoreOptions {
+  /** Key prefix in the shared store, so that apps and levels can share one Redis. */
+  prefix?: string
+  /** Time budget of each store operation: ms or a duration string. Default `'100ms'`. */
+  timeout?: Duration
+  /** How values become bytes for Redis or Keyv. Default JSON, refusing what JSON would change. */
+  serializer?: Serializer
+  /** With `store: 'redis'`, the `@fastify/redis` namespace to use. */
+  redisNamespace?: string
+  /**
+   * A memory tier in front of the shared store, or `false`. On by default with Redis, kept coherent by pub/sub;
+   * with another shared store only when given, and then an entry may be stale for up to `l1.ttl`.
+   */
+  l1?: L1Options | false
+}
+
+export const SHARED_STORE_OPTIONS = ['prefix', 'timeout', 'serializer', 'redisNamespace', 'l1'] as const
+
+/** A level's resolved store, and what the lock needs of it. */
+export interface Backend {
+  store: Store
+  /** The Redis client behind the store, for the lock. */
+  redis: RedisClient | undefined
+  prefix: string
+  timeout: number
+}
+
+interface Defaults {
+  prefix: string
+  l1: { max: number, ttl: number }
+  /** The level's bounded memory store, for `store: 'memory'`. */
+  memory: () => MemoryStore
+}
+
+/**
+ * Turns a level's `store` option into its store: the level's bounded memory store, our Redis or Keyv store (with a
+ * memory tier in front where asked), or a custom store checked for its methods. What is opened here is closed on
+ * `onClose`, registered as soon as it is open (so a later option error leaks nothing); a client, a Keyv or a store
+ * the app passed in stays the app's to close.
+ */
+export async function resolveStore (fastify: FastifyInstance, read: OptionReader, options: SharedStoreOptions & { store?: unknown }, defaults: Defaults): Promise<Backend> {
+  const option = options.store ?? 'memory'
+  const timeout = read.duration('timeout', 100)
+  if (timeout === 0) read.fail('timeout', 'must be greater than 0')
+  const prefix = options.prefix ?? defaults.prefix
+  if (typeof prefix !== 'string' || prefix === '') read.fail('prefix', 'must be a non-empty string')
+  const serializer = options.serializer
+  if (serializer !== undefined && (typeof serializer?.encode !== 'function' || typeof serializer?.decode !== 'function')) {
+    read.fail('serializer', 'must be an object with encode(value) and decode(data) functions')
+  }
+  const l1 = readL1(read, options.l1, defaults.l1)
+  if (option === 'memory') return { store: defaults.memory(), redis: undefined, prefix, timeout }
+
+  const withSerializer = serializer === undefined ? {} : { serializer }
+  let client: RedisClient | undefined
+  let shared: Store
+  if (option === 'redis') {
+    client = redisOf(fastify, options.redisNamespace)
+    if (client === undefined) {
+      read.fail('store', `is 'redis' but no client was found at fastify.redis${options.redisNamespace === undefined ? '' : `['${options.redisNamespace}']`}: register @fastify/redis first`)
+    }
+  } else if (typeof option === 'string' && /^rediss?:\/\//.test(option)) {
+    const own = client = await connect(read, option)
+    fastify.addHook('onClose', async () => { await closeClient(own) })
+  } else if (isRedisClient(option)) {
+    client = option
+  }
+  if (client !== undefined) {
+    shared = new RedisStore({ client, prefix, timeout, ...withSerializer })
+  } else if (isKeyv(option)) {
+    shared = new KeyvStore({ keyv: option, timeout, ...withSerializer })
+  } else {
+    shared = assertStore(read.name, option)
+  }
+  // The default tier needs the bus that keeps it coherent; a tier asked for explicitly runs on its TTL alone.
+  if (l1 === undefined || (options.l1 === undefined && client === undefined)) {
+    return { store: shared, redis: client, prefix, timeout }
+  }
+  let tiered: TieredStore | undefined
+  const bus = client === undefined
+    ? undefined
+    : new InvalidationBus({ client, channel: prefix + 'bus', timeout, onMessage: (message) => { tiered?.invalidate(message) } })
+  const store = tiered = new TieredStore({ l2: shared, ...l1, ...(bus === undefined ? {} : { bus }) })
+  fastify.addHook('onClose', async () => { await store.close() })
+  if (bus !== undefined) await subscribedWithin(bus, fastify, Math.max(timeout * 10, 1000))
+  return { store, redis: client, prefix, timeout }
+}
+
+/** The `lock` option of the application level: one load per cold key across instances, through Redis. */
+export function resolveLock (read: OptionReader, option: unknown, backend: Backend): RedisLock | undefined {
+  if (option === undefined || option === false) return undefined
+  if (backend.redis === undefined) read.fail('lock', 'needs a Redis store (the lock lives in Redis)')
+  const locking = readOptions(`${read.name} (lock)`, option === true ? {} : option)
+  locking.only(['ttl', 'wait'])
+  return new RedisLock({
+    client: backend.redis,
+    prefix: 'fmc-lock:' + backend.prefix,
+    timeout: backend.timeout,
+    ttl: locking.duration('ttl', 10_000),
+    wait: locking.duration('wait', 5000)
+  })
+}
+
+function readL1 (read: OptionReader, option: unknown, defaults: { max: number, ttl: number }): { max: number, ttl: number } | undefined {
+  if (option === false) return undefined
+  const tier = readOptions(`${read.name} (l1)`, option)
+  tier.only(['max', 'ttl'])
+  const ttl = tier.duration('ttl', defaults.ttl)
+  if (ttl === 0) tier.fail('ttl', 'must be greater than 0 (use l1: false for no memory tier)')
+  return { max: tier.positiveInteger('max', defaults.max), ttl }
+}
+
+/**
+ * Waits a bounded time for the bus to listen, so that a freshly started instance uses its memory tier at once. A
+ * Redis that is down at start-up does not stop the app: the tier is bypassed until the bus listens.
+ */
+async function subscribedWithin (bus: InvalidationBus, fastify: FastifyInstance, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<boolean>((resolve) => { timer = setTimeout(() => { resolve(false) }, ms) })
+  const listening = await Promise.race([bus.subscribed.then(() => true), late])
+  clearTimeout(timer)
+  if (!listening) fastify.log.warn(`fastify-multi-cache: no invalidation subscription within ${ms} ms; the memory tier is bypassed until there is one`)
+}
+
+function redisOf (fastify: FastifyInstance, namespace: string | undefined): RedisClient | undefined {
+  const redis = (fastify as unknown as { redis?: RedisClient & Record<string, RedisClient | undefined> }).redis
+  if (redis === undefined) return undefined
+  return namespace === undefined ? redis : redis[namespace]
+}
+
+async function connect (read: OptionReader, url: string): Promise<RedisClient> {
+  const { Redis } = await import('ioredis')
+  // No offline queue: while the connection is down a command fails at once, and the level uses its loader.
+  const client = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true })
+  client.on('error', () => { /* retried by ioredis; operations report their own failures */ })
+  try {
+    await client.connect()
+  } catch (error) {
+    client.disconnect()
+    read.fail('store', `names a Redis that did not answer (${error instanceof Error ? error.message : String(error)})`, url.replace(/\/\/[^@/]*@/, '//***@'))
+  }
+  return client as unknown as RedisClient
+}
+
+function isRedisClient (value: unknown): value is RedisClient {
+  const client = value as Partial<RedisClient> | null
+  return typeof client?.callBuffer === 'function' && typeof client.duplicate === 'function' && typeof client.status === 'string'
+}
+
+function isKeyv (value: unknown): value is KeyvLike {
+  const keyv = value as { opts?: unknown, hooks?: unknown, get?: unknown } | null
+  return typeof keyv?.opts === 'object' && typeof keyv.hooks === 'object' && typeof keyv.get === 'function'
+}

@@ -1,0 +1,73 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import { createServer } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Redis } from 'ioredis'
+import type { Test } from 'tap'
+
+export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+
+/**
+ * A client of the test Redis, closed with the test. Outside CI a missing Redis skips the test with the reason;
+ * in CI it fails the run, because the Redis guarantees must be proven there.
+ */
+export async function redisFor (t: Test): Promise<Redis | undefined> {
+  const client = new Redis(REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null })
+  try {
+    await client.connect()
+  } catch (error) {
+    client.disconnect()
+    if (process.env.CI === 'true') throw new Error(`no Redis answers at ${REDIS_URL} (CI must have one)`, { cause: error })
+    t.plan(0, `skip: no Redis answers at ${REDIS_URL}; start one to run this test`)
+    return undefined
+  }
+  t.teardown(() => { client.disconnect() })
+  return client
+}
+
+/** A prefix no other test uses, and a teardown that removes its keys. */
+export function uniquePrefix (t: Test): string {
+  const prefix = `fmc-test:${randomUUID()}:`
+  t.teardown(async () => {
+    const cleaner = new Redis(REDIS_URL)
+    let cursor = '0'
+    do {
+      const [next, keys] = await cleaner.scan(cursor, 'MATCH', prefix + '*', 'COUNT', 500)
+      if (keys.length > 0) await cleaner.unlink(...keys)
+      cursor = next
+    } while (cursor !== '0')
+    cleaner.disconnect()
+  })
+  return prefix
+}
+
+/** A redis-server of the test's own on a free port, to pause and kill without touching the shared one. */
+export async function privateRedis (t: Test): Promise<{ url: string, pause: () => void, resume: () => void }> {
+  const port = await freePort()
+  const server: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
+  t.teardown(() => { server.kill('SIGCONT'); server.kill('SIGKILL') })
+  const url = `redis://127.0.0.1:${port}`
+  for (let i = 0; i < 100; i++) {
+    const probe = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
+    try {
+      await probe.connect()
+      probe.disconnect()
+      break
+    } catch {
+      probe.disconnect()
+      await sleep(20)
+    }
+  }
+  return { url, pause: () => { server.kill('SIGSTOP') }, resume: () => { server.kill('SIGCONT') } }
+}
+
+async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer()
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => { resolve(typeof address === 'object' && address !== null ? address.port : 0) })
+    })
+    server.on('error', reject)
+  })
+}
