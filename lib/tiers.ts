@@ -15,8 +15,8 @@ export interface TieredStoreOptions {
 
 /**
  * A bounded memory tier (L1) in front of a shared store (L2). An L1 hit answers synchronously, with no network
- * round trip. An entry never stays in L1 longer than `ttl`, nor longer than it has left in L2. Writes go to L2,
- * then L1, then the bus; a bus message drops the named L1 entries. While the bus is not listening, L1 is bypassed
+ * round trip. An entry never stays in L1 longer than `ttl`, nor longer than it has left in L2. Writes go to L1,
+ * then L2, then the bus; a bus message drops the named L1 entries. While the bus is not listening, L1 is bypassed
  * (reads go to L2 and nothing is added to L1) and it was emptied when the bus lost its subscription, so an
  * instance that cannot hear invalidations never serves what another instance changed.
  *
@@ -57,9 +57,18 @@ export class TieredStore implements Store {
     return this.fromL2(key, usable)
   }
 
+  /**
+   * L1 first, synchronously, so that this instance serves the value at once even while L2 is slow; if L2 refuses
+   * it, L1 lets it go too.
+   */
   async set (key: string, value: unknown, ttl?: number): Promise<void> {
-    await this.options.l2.set(key, value, ttl)
     if (this.usable()) this.l1.set(key, value, this.l1Ttl(ttl ?? 0))
+    try {
+      await this.options.l2.set(key, value, ttl)
+    } catch (error) {
+      if (this.l1.get(key) === value) this.l1.delete(key)
+      throw error
+    }
     await this.options.bus?.publish({ keys: [key] })
   }
 

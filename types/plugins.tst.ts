@@ -1,4 +1,7 @@
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
+import { Redis } from 'ioredis'
+import Keyv from 'keyv'
+import { pack, unpack } from 'msgpackr'
 import { describe, expect, test } from 'tstyche'
 import multiCache, {
   appCache, requestCache, sessionCache,
@@ -48,6 +51,23 @@ describe('plugin options', () => {
     expect(app.register).type.not.toBeCallableWith(appCache, { max: 'many' })
     expect(app.register).type.not.toBeCallableWith(sessionCache, { ttl: 'forever' })
     expect(app.register).type.not.toBeCallableWith(multiCache, { app: true })
+  })
+
+  test('a shared store: Redis in every form, any Keyv, a tier and a lock', () => {
+    expect(app.register).type.toBeCallableWith(appCache, { store: new Redis(), l1: { max: 500, ttl: '5s' }, lock: { wait: '2s' } })
+    expect(app.register).type.toBeCallableWith(appCache, { store: 'redis://127.0.0.1:6379', prefix: 'shop:app:', timeout: '50ms' })
+    expect(app.register).type.toBeCallableWith(sessionCache, { store: 'redis', redisNamespace: 'sessions', l1: false })
+    expect(app.register).type.toBeCallableWith(sessionCache, { store: new Keyv(), serializer: { encode: pack, decode: (data: string | Buffer) => unpack(data as Buffer) } })
+    expect(app.appCache.invalidate).type.toBeCallableWith(['a', 'b'])
+  })
+
+  test('wrong store settings do not compile', () => {
+    expect(app.register).type.not.toBeCallableWith(appCache, { store: 'http://127.0.0.1' })
+    expect(app.register).type.not.toBeCallableWith(appCache, { store: new Redis(), lock: 'yes' })
+    expect(app.register).type.not.toBeCallableWith(appCache, { l1: { ttl: 'a while' } })
+    expect(app.register).type.not.toBeCallableWith(sessionCache, { lock: true })
+    expect(app.register).type.not.toBeCallableWith(appCache, { serializer: { encode: pack } })
+    expect(app.appCache.invalidate).type.not.toBeCallableWith([1])
   })
 
   test('a custom store must implement the contract', () => {

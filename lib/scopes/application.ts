@@ -201,34 +201,45 @@ export class AppCache {
     return await this.loads.loadOnce(key, () => this.load(key, loader, ttl, true))
   }
 
+  /**
+   * Runs the loader and stores its value. The callers of a miss get the value as soon as the loader has it, while
+   * the write goes on behind them (a memory tier is filled at once): a stalled store costs a miss one time budget,
+   * not two. A refresh, and the holder of the cross-instance lock, wait for the write, because others look for the
+   * value in the store as soon as they are told.
+   */
   private async load<T> (key: string, loader: Loader<T>, ttl: number, cold: boolean): Promise<T> {
     const lock = cold ? this.options.lock : undefined
-    if (lock === undefined) return await this.loadAndStore(key, loader, ttl)
+    if (lock === undefined) return await this.loadAndStore(key, loader, ttl, !cold)
     const token = await lock.acquire(key).catch((error: unknown) => { this.fault('lock', key, error); return '' })
     if (token === undefined) {
       // Another instance is loading this key: take its value when it lands, or load after the bounded wait.
       const landed = await lock.waitFor(this.options.store, key).catch(() => undefined)
       if (landed !== undefined) return landed as T
-      return await this.loadAndStore(key, loader, ttl)
+      return await this.loadAndStore(key, loader, ttl, false)
     }
     try {
-      return await this.loadAndStore(key, loader, ttl)
+      return await this.loadAndStore(key, loader, ttl, token !== '')
     } finally {
       if (token !== '') await lock.release(key, token).catch((error: unknown) => { this.fault('unlock', key, error) })
     }
   }
 
-  private async loadAndStore<T> (key: string, loader: Loader<T>, ttl: number): Promise<T> {
+  private async loadAndStore<T> (key: string, loader: Loader<T>, ttl: number, awaitWrite: boolean): Promise<T> {
     const value = await countLoad(this.stats, loader)
     if (value !== undefined) {
-      try {
-        await this.options.store.set(key, value, ttl)
-      } catch (error) {
-        // The caller still gets the loaded value; the next miss loads again.
-        this.fault('set', key, error)
-      }
+      const written = this.write(key, value, ttl)
+      if (awaitWrite) await written
     }
     return value
+  }
+
+  /** Stores a loaded value. Never rejects: a failure is counted and logged, and the next miss loads again. */
+  private async write (key: string, value: unknown, ttl: number): Promise<void> {
+    try {
+      await this.options.store.set(key, value, ttl)
+    } catch (error) {
+      this.fault('set', key, error)
+    }
   }
 
   private fault (operation: string, key: string, error: unknown): void {

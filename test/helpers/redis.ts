@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import type { Test } from 'tap'
 
-export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+export const REDIS_URL = (process.env.REDIS_URL ?? 'redis://127.0.0.1:6379') as `redis://${string}`
 
 /**
  * A client of the test Redis, closed with the test. Outside CI a missing Redis skips the test with the reason;
@@ -42,13 +42,14 @@ export function uniquePrefix (t: Test): string {
 }
 
 /** A redis-server of the test's own on a free port, to pause and kill without touching the shared one. */
-export async function privateRedis (t: Test): Promise<{ url: string, pause: () => void, resume: () => void }> {
+export async function privateRedis (t: Test): Promise<{ url: `redis://${string}`, pause: () => void, resume: () => void }> {
   const port = await freePort()
   const server: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
   t.teardown(() => { server.kill('SIGCONT'); server.kill('SIGKILL') })
-  const url = `redis://127.0.0.1:${port}`
+  const url = `redis://127.0.0.1:${port}` as const
   for (let i = 0; i < 100; i++) {
     const probe = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
+    probe.on('error', () => {}) // refused until the server listens: that is what the loop waits for
     try {
       await probe.connect()
       probe.disconnect()
