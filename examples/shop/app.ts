@@ -7,18 +7,25 @@ export interface ShopOptions {
   logger?: boolean
   /** Signs session cookies; a fixed development secret when absent. */
   sessionSecret?: string
+  /** Keeps sessions and the catalog in this Redis (with memory tiers in front), so that instances share them. */
+  redisUrl?: string
+  /** Namespace of the shop's keys in that Redis. Default `'shop:'`. */
+  redisPrefix?: string
 }
 
 interface CartLine { productId: number, quantity: number }
 
 const MAX_CART_LINES = 50
 
-/** The cache configuration in one place: the seam where Redis-backed stores plug in. */
+/** The cache configuration in one place: memory by default, Redis (shared by every instance) with `redisUrl`. */
 export function cacheOptions (options: ShopOptions): MultiCacheOptions {
+  const url = options.redisUrl as `redis://${string}` | undefined
+  const root = options.redisPrefix ?? 'shop:'
+  const shared = (level: string): { store?: `redis://${string}`, prefix?: string } => url === undefined ? {} : { store: url, prefix: root + level }
   return {
     request: { maxEntries: 1000 },
-    session: { secret: options.sessionSecret ?? 'development-only-secret-change-me-please', ttl: '30m' },
-    app: { max: 20_000, ttl: '10m' }
+    session: { secret: options.sessionSecret ?? 'development-only-secret-change-me-please', ttl: '30m', ...shared('session:') },
+    app: { max: 20_000, ttl: '10m', ...shared('app:'), ...(url === undefined ? {} : { lock: true }) }
   }
 }
 

@@ -9,10 +9,10 @@ const db = await Database.open({
   latencyMs: Number(process.env.DB_LATENCY_MS ?? 0),
   products: Number(process.env.SHOP_PRODUCTS ?? 3000)
 })
-const app = await buildShop({ db, logger: true, sessionSecret: process.env.SESSION_SECRET })
+const app = await buildShop({ db, logger: true, sessionSecret: process.env.SESSION_SECRET, redisUrl: process.env.REDIS_URL })
 app.addHook('onClose', async () => { await db.close() })
 await app.listen({ host, port })
-console.log(`Demo shop ready on http://${host}:${port}  (try: curl http://${host}:${port}/products/1)`)
+console.log(`Demo shop ready on http://${host}:${port}${process.env.REDIS_URL === undefined ? '' : ', sessions and catalog in Redis'}  (try: curl http://${host}:${port}/products/1)`)
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => { app.close().then(() => process.exit(0), () => process.exit(1)) })

@@ -5,6 +5,7 @@ import tap, { test, type Test } from 'tap'
 import { buildShop } from '../../examples/shop/app.js'
 import { Database, type DatabaseOptions } from '../../examples/shop/db.js'
 import { cookieOf } from '../helpers/app.js'
+import { REDIS_URL, redisFor, uniquePrefix } from '../helpers/redis.js'
 
 // One in-process database for the tests that only read it: each boot of PGlite takes seconds.
 const shared = Database.open({ products: 200 })
@@ -103,4 +104,32 @@ test('the same shop on a real PostgreSQL server', async (t) => {
   await app.inject({ method: 'POST', url: '/cart', payload: { productId: 5, quantity: 1 }, headers: { cookie } })
   t.equal((await app.inject({ url: '/cart', headers: { cookie } })).json().lines.length, 1)
   t.ok(db.queries > 0)
+})
+
+test('two shop instances on one Redis share carts and logins over real sockets', async (t) => {
+  const redis = await redisFor(t)
+  if (redis === undefined) return
+  const db = await shared
+  const redisPrefix = uniquePrefix(t)
+  const urls: string[] = []
+  for (let i = 0; i < 2; i++) {
+    const app = await buildShop({ db, redisUrl: REDIS_URL, redisPrefix })
+    t.teardown(() => app.close())
+    urls.push(await app.listen({ host: '127.0.0.1', port: 0 }))
+  }
+  const [a, b] = urls as [string, string]
+  const json = { 'content-type': 'application/json' }
+  const added = await fetch(`${a}/cart`, { method: 'POST', headers: json, body: JSON.stringify({ productId: 3, quantity: 2 }) })
+  const cookie = (added.headers.get('set-cookie') ?? '').split(';')[0] as string
+  t.match(cookie, /^sid=/)
+  const cartOnB = await (await fetch(`${b}/cart`, { headers: { cookie } })).json() as { lines: Array<{ productId: number, quantity: number }> }
+  t.same(cartOnB.lines.map((line) => [line.productId, line.quantity]), [[3, 2]], 'the cart made on A is read on B')
+
+  const login = await fetch(`${b}/login`, { method: 'POST', headers: { ...json, cookie }, body: JSON.stringify({ username: 'alice' }) })
+  const renewed = (login.headers.get('set-cookie') ?? '').split(';')[0] as string
+  t.not(renewed, cookie, 'login on B gives a new id')
+  const orders = await fetch(`${a}/orders`, { headers: { cookie: renewed } })
+  t.equal(orders.status, 200, 'A knows the login made on B')
+  t.equal((await fetch(`${a}/orders`, { headers: { cookie } })).status, 401, 'the id from before login is worth nothing on A')
+  t.ok((await redis.keys(redisPrefix + '*')).length > 0, 'the data lives in Redis under the shop prefix')
 })
