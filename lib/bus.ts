@@ -30,6 +30,7 @@ export class InvalidationBus {
   readonly subscribed: Promise<void>
   private readonly subscriber: RedisClient
   private listening = false
+  private closed = false
 
   constructor (private readonly options: InvalidationBusOptions) {
     this.subscriber = options.client.duplicate({ autoResubscribe: false, lazyConnect: false, enableOfflineQueue: true })
@@ -37,6 +38,7 @@ export class InvalidationBus {
     this.subscribed = new Promise((resolve) => { first = resolve })
     this.subscriber.on('ready', () => {
       this.subscriber.subscribe(options.channel).then(() => {
+        if (this.closed) return
         this.listening = true
         first()
       }, () => { /* the connection went again: the next 'ready' subscribes */ })
@@ -63,19 +65,21 @@ export class InvalidationBus {
   }
 
   async close (): Promise<void> {
+    this.closed = true
     this.listening = false
     await closeClient(this.subscriber)
   }
 
   private receive (channel: string, raw: string): void {
     if (channel !== this.options.channel) return
-    let envelope: Envelope
+    let envelope: Envelope | null
     try {
-      envelope = JSON.parse(raw) as Envelope
+      envelope = JSON.parse(raw) as Envelope | null
     } catch {
       return
     }
-    if (envelope.origin === this.origin) return
+    // Anyone who can publish on the channel can send anything: only an object is read, and nothing here may throw.
+    if (typeof envelope !== 'object' || envelope === null || envelope.origin === this.origin) return
     if (envelope.clear === true) this.options.onMessage({ clear: true })
     else if (Array.isArray(envelope.keys)) this.options.onMessage({ keys: envelope.keys.filter((key): key is string => typeof key === 'string') })
   }

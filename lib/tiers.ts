@@ -27,7 +27,10 @@ export interface TieredStoreOptions {
 export class TieredStore implements Store {
   readonly groups?: GroupOperations
   private readonly l1: MemoryStore
-  /** Counts invalidations, so that a value read from L2 before one arrived is not put in L1 after it. */
+  /**
+   * Counts changes, received or made here, so that a value read from L2 before one is not put in L1 after it: a read
+   * in flight may answer with what a concurrent delete or set of this very instance has just replaced.
+   */
   private epoch = 0
 
   constructor (private readonly options: TieredStoreOptions) {
@@ -62,6 +65,7 @@ export class TieredStore implements Store {
    * it, L1 lets it go too.
    */
   async set (key: string, value: unknown, ttl?: number): Promise<void> {
+    this.epoch++
     if (this.usable()) this.l1.set(key, value, this.l1Ttl(ttl ?? 0))
     try {
       await this.options.l2.set(key, value, ttl)
@@ -73,18 +77,21 @@ export class TieredStore implements Store {
   }
 
   async delete (key: string): Promise<void> {
+    this.epoch++
     this.l1.delete(key)
     await this.options.l2.delete(key)
     await this.options.bus?.publish({ keys: [key] })
   }
 
   async deleteMany (keys: readonly string[]): Promise<void> {
+    this.epoch++
     this.l1.deleteMany(keys)
     await deleteKeys(this.options.l2, keys)
     await this.options.bus?.publish({ keys: [...keys] })
   }
 
   async clear (): Promise<void> {
+    this.epoch++
     this.l1.clear()
     await this.options.l2.clear()
     await this.options.bus?.publish({ clear: true })
@@ -123,9 +130,10 @@ export class TieredStore implements Store {
   private tierGroups (l2: GroupOperations): GroupOperations {
     // A group's fields as L1 holds them: replaced whole on every change, never mutated, so a reader keeps a stable copy.
     type Fields = Record<string, unknown>
-    const changed = async (key: string, change: (fields: Fields) => Fields): Promise<void> => {
+    const changed = async (key: string, ttl: number, change: (fields: Fields) => Fields): Promise<void> => {
+      this.epoch++
       const held = this.l1.get(key) as Fields | undefined
-      if (held !== undefined) this.l1.set(key, change(held), this.options.ttl)
+      if (held !== undefined) this.l1.set(key, change(held), Math.min(ttl, this.options.ttl))
       await this.options.bus?.publish({ keys: [key] })
     }
     return {
@@ -142,11 +150,11 @@ export class TieredStore implements Store {
       },
       write: async (key, fields, ttl) => {
         await l2.write(key, fields, ttl)
-        await changed(key, (held) => ({ ...held, ...fields }))
+        await changed(key, ttl, (held) => ({ ...held, ...fields }))
       },
       remove: async (key, names, ttl) => {
         await l2.remove(key, names, ttl)
-        await changed(key, (held) => {
+        await changed(key, ttl, (held) => {
           const kept = { ...held }
           for (const name of names) delete kept[name]
           return kept

@@ -2,6 +2,12 @@ import { withBudget } from '../budget.js'
 import { encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
 import type { Store } from '../store.js'
 
+/**
+ * Marks bytes stored as base64 text, so that every adapter can keep them; text (JSON's, or a custom serializer's)
+ * is stored as it is, readable by other tools. No JSON text starts with it.
+ */
+const BINARY = ':base64:'
+
 /** The part of a Keyv instance (5 or 6) the store uses. */
 export interface KeyvLike {
   get (key: string): Promise<unknown>
@@ -49,7 +55,7 @@ export class KeyvStore implements Store {
 
   async set (key: string, value: unknown, ttl?: number): Promise<void> {
     const data = encodeFor(this.serializer, key, value)
-    const stored = typeof data === 'string' ? data : data.toString('base64')
+    const stored = typeof data === 'string' ? data : BINARY + data.toString('base64')
     await withBudget('set', this.timeout, async () => await this.keyv.set(key, stored, ttl !== undefined && ttl > 0 ? ttl : undefined))
   }
 
@@ -64,7 +70,6 @@ export class KeyvStore implements Store {
   private decode (value: unknown): unknown {
     if (value === undefined || value === null) return undefined
     const text = String(value)
-    // A binary serializer's bytes were stored as base64; JSON text is passed as it is.
-    return this.serializer === jsonSerializer ? this.serializer.decode(text) : this.serializer.decode(Buffer.from(text, 'base64'))
+    return this.serializer.decode(text.startsWith(BINARY) ? Buffer.from(text.slice(BINARY.length), 'base64') : text)
   }
 }

@@ -74,7 +74,9 @@ export class RedisStore implements Store {
     const full = this.prefix + key
     const [data, pttl] = await this.transaction('get', [['getBuffer', full], ['pttl', full]])
     const value = this.decode(data)
-    return value === undefined ? undefined : { value, ttl: Math.max(0, Number(pttl)) }
+    // -1: no expiry (0 here). 0 means under a millisecond left, which must not read as "no expiry".
+    const remaining = Number(pttl)
+    return value === undefined ? undefined : { value, ttl: remaining === -1 ? 0 : Math.max(1, remaining) }
   }
 
   async getMany (keys: readonly string[]): Promise<unknown[]> {

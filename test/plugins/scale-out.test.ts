@@ -164,6 +164,38 @@ test('a cold key hit by many concurrent requests across two instances is loaded 
     return 1
   })))
   t.equal(unlockedCalls, 2)
+
+  // A holder slower than the others' wait: they stop waiting and load for themselves, so nobody waits unbounded.
+  const slow = uniquePrefix(t)
+  let slowCalls = 0
+  const impatient = await Promise.all([0, 1].map(async () => {
+    const app = fresh(t)
+    await app.register(appCache, { store: REDIS_URL, prefix: slow, lock: { wait: '100ms' } })
+    await app.ready()
+    return app
+  }))
+  const values = await Promise.all(impatient.map(async (app) => await app.appCache.getOrLoad('k', async () => {
+    slowCalls++
+    await sleep(400)
+    return 'v'
+  })))
+  t.same(values, ['v', 'v'])
+  t.equal(slowCalls, 2, 'the waiter loaded itself after its bounded wait')
+})
+
+test('sessions with memory tiers: a change through one instance is what the other serves next', async (t) => {
+  const redis = await redisFor(t)
+  if (redis === undefined) return
+  const prefix = uniquePrefix(t)
+  const a = await instance(t, prefix)
+  const b = await instance(t, prefix)
+  const cookie = cookieOf((await a.inject({ method: 'POST', url: '/cart/apple' })).headers) as string
+  await sleep(20) // A's announcement of its write reaches B first: B does not keep what it read before a message
+  t.same((await b.inject({ url: '/cart', headers: { cookie } })).json().cart, ['apple'], 'B reads the session and keeps it in memory')
+  t.equal(b.multiCache.stats().session?.size, 1)
+  await a.inject({ method: 'POST', url: '/cart/pear', headers: { cookie } })
+  const took = await within(t, 100, async () => String((await b.inject({ url: '/cart', headers: { cookie } })).json().cart) === 'apple,pear')
+  t.ok(took < 100, `B serves the new cart after ${took.toFixed(1)} ms`)
 })
 
 test('fastify.close() closes every connection it opened and none that it did not', async (t) => {

@@ -1,0 +1,536 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Redis, type RedisOptions } from 'ioredis'
+import { test, type Test } from 'tap'
+import { InvalidationBus, type Invalidation } from '../../lib/bus.js'
+import { isPromiseLike, type Store } from '../../lib/store.js'
+import { RedisStore, type RedisClient } from '../../lib/stores/redis.js'
+import { TieredStore } from '../../lib/tiers.js'
+import { REDIS_URL, privateRedis, redisFor, uniquePrefix } from '../helpers/redis.js'
+import { until } from '../helpers/until.js'
+
+// Two "instances" of an app: each a TieredStore with its own bus, over one Redis prefix and one channel.
+
+/** Marks an answer that did not come from memory: `get` returned a promise (a read of L2). */
+const MISS = Symbol('miss')
+
+interface Instance {
+  tier: TieredStore
+  bus: InvalidationBus
+  l2: RedisStore
+  client: Redis
+  /** Every message the bus handed to the tier. */
+  heard: Invalidation[]
+}
+
+interface InstanceOptions {
+  url?: string
+  prefix: string
+  /** L1 ttl in ms. */
+  ttl?: number
+  max?: number
+  /** Wraps the L2 store, e.g. to hold reads open. */
+  wrap?: (l2: RedisStore) => Store
+  /** Extra ioredis options (a slower reconnect, to observe the disconnected window). */
+  redis?: RedisOptions
+}
+
+async function connected (t: Test, url: string, extra: RedisOptions = {}): Promise<Redis> {
+  const client = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, ...extra })
+  client.on('error', () => {})
+  t.teardown(() => { client.disconnect() })
+  if (client.status !== 'ready') await new Promise((resolve) => client.once('ready', resolve))
+  return client
+}
+
+async function instance (t: Test, options: InstanceOptions): Promise<Instance> {
+  const client = await connected(t, options.url ?? REDIS_URL, options.redis)
+  const l2 = new RedisStore({ client: client as unknown as RedisClient, prefix: options.prefix })
+  const heard: Invalidation[] = []
+  const bus = new InvalidationBus({
+    client: client as unknown as RedisClient,
+    channel: options.prefix + 'bus',
+    timeout: 100,
+    onMessage: (message) => {
+      heard.push(message)
+      tier.invalidate(message) // messages arrive asynchronously, once the tier below exists
+    }
+  })
+  const tier = new TieredStore({ l2: options.wrap?.(l2) ?? l2, max: options.max ?? 100, ttl: options.ttl ?? 10_000, bus })
+  t.teardown(async () => { await tier.close() })
+  await bus.subscribed
+  return { tier, bus, l2, client, heard }
+}
+
+/** What the tier answers from memory for `key`, or MISS when it went to L2 (that read is left to finish). */
+function fromMemory (tier: TieredStore, key: string): unknown {
+  const answer = tier.get(key)
+  if (isPromiseLike(answer)) {
+    (answer as Promise<unknown>).catch(() => {})
+    return MISS
+  }
+  return answer
+}
+
+/** Runs a write on one instance and waits until every other instance has heard its message. */
+async function heardBy (others: Instance[], write: () => Promise<void>): Promise<void> {
+  const before = others.map((other) => other.heard.length)
+  await write()
+  await until(() => others.every((other, i) => other.heard.length > (before[i] ?? 0)), 200)
+}
+
+/** Waits for a held read to reach its gate, failing instead of hanging when it never does. */
+async function reaching (reached: Promise<void>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => { reject(new Error('the read never reached L2')) }, 1000) })
+  try {
+    await Promise.race([reached, late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** An L2 wrapper whose reads can be held open after L2 answered, so that an invalidation arrives meanwhile. */
+function holding (inner: RedisStore, timed: boolean): { wrap: (l2: RedisStore) => Store, hold: () => { reached: Promise<void>, release: () => void } } {
+  let gate: { reached: () => void, opened: Promise<void> } | undefined
+  const pass = async <T>(value: T): Promise<T> => {
+    const held = gate
+    if (held !== undefined) {
+      gate = undefined
+      held.reached()
+      await held.opened
+    }
+    return value
+  }
+  const store: Store = {
+    get: async (key) => await pass(await inner.get(key)),
+    ...(timed ? { getTimed: async (key: string) => await pass(await inner.getTimed(key)) } : {}),
+    set: async (key, value, ttl) => { await inner.set(key, value, ttl) },
+    delete: async (key) => { await inner.delete(key) },
+    clear: async () => { await inner.clear() },
+    groups: {
+      read: async (key, ttl) => await pass(await inner.groups.read(key, ttl)),
+      write: async (key, fields, ttl) => { await inner.groups.write(key, fields, ttl) },
+      remove: async (key, names, ttl) => { await inner.groups.remove(key, names, ttl) }
+    }
+  }
+  return {
+    wrap: () => store,
+    hold: () => {
+      let reached: () => void = () => {}
+      let release: () => void = () => {}
+      const arrived = new Promise<void>((resolve) => { reached = resolve })
+      const opened = new Promise<void>((resolve) => { release = resolve })
+      gate = { reached, opened }
+      return { reached: arrived, release }
+    }
+  }
+}
+
+test('an L1 hit answers synchronously; a miss reads L2 and fills L1', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const prefix = uniquePrefix(t)
+  const a = await instance(t, { prefix })
+  const b = await instance(t, { prefix })
+  t.equal(a.bus.connected, true)
+
+  const value = { n: 1, list: [1, 2] }
+  await heardBy([b], async () => { await a.tier.set('k', value) })
+  const own = a.tier.get('k')
+  t.notOk(isPromiseLike(own), 'after a set, the writer answers from memory')
+  t.equal(own, value, 'the very object set (memory keeps references)')
+
+  const first = b.tier.get('k')
+  t.ok(isPromiseLike(first), 'the other instance has never read it: L2')
+  t.same(await first, value)
+  const second = b.tier.get('k')
+  t.notOk(isPromiseLike(second), 'the first read filled L1')
+  t.same(second, value)
+  t.equal(b.tier.size, 1)
+
+  const missing = b.tier.get('missing')
+  t.ok(isPromiseLike(missing))
+  t.equal(await missing, undefined)
+  t.ok(isPromiseLike(b.tier.get('missing')), 'absence is not kept in L1')
+  t.equal(b.tier.size, 1)
+
+  await heardBy([b], async () => { await a.tier.set('null', null) })
+  t.equal(fromMemory(a.tier, 'null'), null, 'null is a value L1 serves (known absent)')
+  t.equal(await b.tier.get('null'), null)
+  t.equal(fromMemory(b.tier, 'null'), null)
+})
+
+test('L1 is bounded by max, the least recently used going first', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const prefix = uniquePrefix(t)
+  const a = await instance(t, { prefix, max: 2 })
+  await a.tier.set('x', 1)
+  await a.tier.set('y', 2)
+  t.equal(fromMemory(a.tier, 'x'), 1, 'x is now the most recently used')
+  await a.tier.set('z', 3)
+  t.equal(a.tier.size, 2)
+  t.equal(fromMemory(a.tier, 'y'), MISS, 'y was evicted')
+  t.equal(fromMemory(a.tier, 'x'), 1)
+  t.equal(await a.tier.get('y'), 2, 'still in L2')
+})
+
+test('set, delete, deleteMany and clear on one instance drop the entries from the other one\'s L1', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const prefix = uniquePrefix(t)
+  const a = await instance(t, { prefix })
+  const b = await instance(t, { prefix })
+
+  // set: b then reads the new value
+  await heardBy([b], async () => { await a.tier.set('k', 'v1') })
+  t.equal(await b.tier.get('k'), 'v1')
+  t.equal(fromMemory(b.tier, 'k'), 'v1')
+  await a.tier.set('k', 'v2')
+  await until(() => fromMemory(b.tier, 'k') !== 'v1', 100)
+  t.equal(await b.tier.get('k'), 'v2', 'b reads the new value')
+  t.equal(fromMemory(b.tier, 'k'), 'v2', 'and holds it in L1 again')
+
+  // delete: timed from the moment a's delete resolved
+  await a.tier.delete('k')
+  const stale = await until(() => fromMemory(b.tier, 'k') !== 'v2', 500)
+  t.ok(stale < 100, `b stopped serving the deleted value ${stale.toFixed(1)} ms after a's delete resolved`)
+  t.equal(await b.tier.get('k'), undefined, 'b now reads a miss')
+  t.equal(fromMemory(a.tier, 'k'), MISS, 'a dropped its own copy too')
+
+  // deleteMany: only the named keys
+  for (const key of ['m1', 'm2', 'm3']) {
+    await heardBy([b], async () => { await a.tier.set(key, key) })
+    t.equal(await b.tier.get(key), key)
+  }
+  t.equal(b.tier.size, 3)
+  await a.tier.deleteMany(['m1', 'm2'])
+  await until(() => b.tier.size === 1, 100)
+  t.equal(fromMemory(b.tier, 'm3'), 'm3', 'a key not named stays in b\'s L1')
+  t.equal(await b.tier.get('m1'), undefined)
+  t.equal(await b.tier.get('m2'), undefined)
+  t.equal(fromMemory(a.tier, 'm1'), MISS)
+  t.equal(fromMemory(a.tier, 'm3'), 'm3')
+
+  // clear: everything, in L1 and L2
+  await heardBy([b], async () => { await a.tier.set('c', 1) })
+  t.equal(await b.tier.get('c'), 1)
+  await a.tier.clear()
+  await until(() => b.tier.size === 0, 100)
+  t.equal(a.tier.size, 0)
+  t.equal(await b.tier.get('m3'), undefined)
+  t.equal(await b.tier.get('c'), undefined)
+  t.equal((await a.client.keys(prefix + '*')).length, 0, 'L2 was cleared')
+  t.same(b.heard, [
+    { keys: ['k'] }, { keys: ['k'] }, { keys: ['k'] },
+    { keys: ['m1'] }, { keys: ['m2'] }, { keys: ['m3'] }, { keys: ['m1', 'm2'] },
+    { keys: ['c'] }, { clear: true }
+  ], 'b heard each of a\'s writes once, as published')
+})
+
+test('a bus ignores its own messages: the writer keeps what it just set', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const prefix = uniquePrefix(t)
+  const a = await instance(t, { prefix })
+  const b = await instance(t, { prefix })
+  await heardBy([b], async () => { await a.tier.set('k', 'v1') })
+  t.equal(await b.tier.get('k'), 'v1')
+  await heardBy([b], async () => { await a.tier.set('k', 'v2') })
+  await sleep(20) // a's own subscriber was sent the same message
+  t.equal(a.heard.length, 0, 'a was never handed its own message')
+  t.equal(fromMemory(a.tier, 'k'), 'v2', 'a still answers from memory')
+  await a.tier.deleteMany(['other'])
+  await a.tier.clear()
+  await until(() => b.heard.length === 4, 200)
+  await sleep(20)
+  t.equal(a.heard.length, 0)
+})
+
+test('a value read from L2 before an invalidation is not put in L1 after it (getTimed)', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const prefix = uniquePrefix(t)
+  const a = await instance(t, { prefix })
+  let wrapper: ReturnType<typeof holding> | undefined
+  const c = await instance(t, { prefix, wrap: (l2) => (wrapper = holding(l2, true)).wrap(l2) })
+  const held = wrapper as ReturnType<typeof holding>
+
+  await heardBy([c], async () => { await a.tier.set('k', 'v1') })
+  // Control: a held read with no invalidation meanwhile does fill L1.
+  let gate = held.hold()
+  let pending = c.tier.get('k')
+  await reaching(gate.reached)
+  gate.release()
+  t.equal(await pending, 'v1')
+  t.equal(fromMemory(c.tier, 'k'), 'v1', 'control: without an invalidation the read fills L1')
+  await c.tier.delete('k')
+  await heardBy([c], async () => { await a.tier.set('k', 'v1') })
+
+  gate = held.hold()
+  pending = c.tier.get('k')
+  t.ok(isPromiseLike(pending))
+  await reaching(gate.reached) // L2 answered v1, the read is held open
+  await heardBy([c], async () => { await a.tier.set('k', 'v2') })
+  gate.release()
+  t.equal(await pending, 'v1', 'the held read answers what L2 had when it ran')
+  const next = c.tier.get('k')
+  t.ok(isPromiseLike(next), 'but it did not fill L1: the next read goes to L2')
+  t.equal(await next, 'v2')
+  t.equal(fromMemory(c.tier, 'k'), 'v2')
+})
+
+test('the epoch guard also covers an L2 without getTimed, and group reads', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const prefix = uniquePrefix(t)
+  const a = await instance(t, { prefix })
+  let wrapper: ReturnType<typeof holding> | undefined
+  const c = await instance(t, { prefix, wrap: (l2) => (wrapper = holding(l2, false)).wrap(l2) })
+  const held = wrapper as ReturnType<typeof holding>
+
+  await heardBy([c], async () => { await a.tier.set('k', 'v1') })
+  let gate = held.hold()
+  const pending = c.tier.get('k')
+  await reaching(gate.reached)
+  await heardBy([c], async () => { await a.tier.set('k', 'v2') })
+  gate.release()
+  t.equal(await pending, 'v1')
+  t.ok(isPromiseLike(c.tier.get('k')), 'L1 was not filled (plain get)')
+  t.equal(await c.tier.get('k'), 'v2')
+  t.equal(fromMemory(c.tier, 'k'), 'v2', 'a plain get fills L1 when nothing intervened (no expiry known: L1 ttl)')
+
+  const groups = a.tier.groups
+  const cGroups = c.tier.groups
+  if (groups === undefined || cGroups === undefined) throw new Error('RedisStore has groups')
+  await heardBy([c], async () => { await groups.write('s', { a: 1 }, 10_000) })
+  gate = held.hold()
+  const reading = cGroups.read('s', 10_000)
+  await reaching(gate.reached)
+  await heardBy([c], async () => { await groups.write('s', { a: 2 }, 10_000) })
+  gate.release()
+  t.same(await reading, { a: 1 })
+  const ttlBefore = await a.client.pttl(prefix + 's')
+  t.same(await cGroups.read('s', 60_000), { a: 2 }, 'the group was not put in L1: L2 read')
+  t.ok(await a.client.pttl(prefix + 's') > ttlBefore, 'that read reached Redis (it restarted the expiry)')
+})
+
+test('an L1 entry never outlives what it has left in L2', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const prefix = uniquePrefix(t)
+  const a = await instance(t, { prefix, ttl: 10_000 })
+  const b = await instance(t, { prefix, ttl: 10_000 })
+  await a.tier.set('short', 'v', 200)
+  await a.tier.set('long', 'w')
+  t.equal(fromMemory(a.tier, 'short'), 'v')
+  await sleep(100)
+  t.equal(await b.tier.get('short'), 'v', 'b reads it with about 100 ms left in L2')
+  t.equal(await b.tier.get('long'), 'w')
+  t.equal(fromMemory(b.tier, 'short'), 'v', 'and holds it in L1')
+  await sleep(130)
+  t.equal(fromMemory(a.tier, 'short'), MISS, 'the writer\'s copy expired with the set ttl')
+  t.equal(fromMemory(b.tier, 'short'), MISS, 'the reader\'s copy expired with what L2 had left, not after its own 10 s')
+  t.equal(await a.tier.get('short'), undefined)
+  t.equal(await b.tier.get('short'), undefined)
+  t.equal(fromMemory(b.tier, 'long'), 'w', 'no expiry in L2 (PTTL -1): L1 keeps its own ttl')
+})
+
+test('L1 lives at most its own ttl', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const prefix = uniquePrefix(t)
+  const a = await instance(t, { prefix, ttl: 60 })
+  await a.tier.set('k', 'v', 10_000)
+  t.equal(fromMemory(a.tier, 'k'), 'v')
+  await sleep(90)
+  const read = a.tier.get('k')
+  t.ok(isPromiseLike(read), 'after the L1 ttl, L2 again')
+  t.equal(await read, 'v')
+})
+
+test('while the bus is not subscribed L1 is bypassed and was emptied; after it resubscribes it is used again', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const server = await privateRedis(t)
+  const prefix = 'p:'
+  // A slower reconnect than ioredis' 50 ms, so that the disconnected window can be observed.
+  const redis: RedisOptions = { retryStrategy: () => 200 }
+  const a = await instance(t, { url: server.url, prefix, redis })
+  const b = await instance(t, { url: server.url, prefix, redis })
+  const admin = await connected(t, server.url)
+
+  await heardBy([b], async () => { await a.tier.set('k', 'v1') })
+  t.equal(await b.tier.get('k'), 'v1')
+  t.equal(fromMemory(b.tier, 'k'), 'v1')
+
+  const killed = await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')
+  t.equal(killed, 2, 'both subscribers were disconnected')
+  await until(() => !b.bus.connected, 100)
+  t.equal(b.tier.size, 0, 'losing the subscription emptied L1')
+  t.same(b.heard.at(-1), { clear: true })
+  const read = b.tier.get('k')
+  t.ok(isPromiseLike(read), 'not subscribed: L2')
+  t.equal(await read, 'v1')
+  t.ok(isPromiseLike(b.tier.get('k')), 'and that read did not fill L1')
+  await b.tier.set('own', 1)
+  t.ok(isPromiseLike(b.tier.get('own')), 'nor does a set')
+  t.equal(b.tier.size, 0)
+  t.equal(b.bus.connected, false, 'still within the disconnected window')
+
+  const back = await until(() => a.bus.connected && b.bus.connected, 1000)
+  t.ok(back > 0, `resubscribed after ${back.toFixed(0)} ms`)
+  t.equal(await b.tier.get('k'), 'v1')
+  t.equal(fromMemory(b.tier, 'k'), 'v1', 'subscribed again: L1 is used')
+  await a.tier.set('k', 'v2')
+  await until(() => fromMemory(b.tier, 'k') !== 'v1', 100)
+  t.equal(await b.tier.get('k'), 'v2', 'invalidations are heard again')
+})
+
+test('a stalled Redis: L1 hits still answer, misses fail within the budget', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const server = await privateRedis(t)
+  const a = await instance(t, { url: server.url, prefix: 'p:' })
+  await a.tier.set('k', 'v')
+  server.pause()
+  t.teardown(() => { server.resume() })
+  t.equal(fromMemory(a.tier, 'k'), 'v', 'the subscriber does not notice a stalled server: L1 answers')
+  await t.rejects(Promise.resolve(a.tier.get('other')), { code: 'FST_MULTICACHE_STORE' })
+  await t.rejects(a.tier.set('k', 'w'), { code: 'FST_MULTICACHE_STORE' })
+  server.resume()
+  await until(() => a.client.status === 'ready' && a.bus.connected, 1000)
+  t.equal(await a.l2.get('other'), undefined, 'answers again')
+})
+
+test('groups: L1 copies filled by reads, updated by own writes, invalidated elsewhere, never mutated', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const prefix = uniquePrefix(t)
+  const a = await instance(t, { prefix })
+  const b = await instance(t, { prefix })
+  const ga = a.tier.groups
+  const gb = b.tier.groups
+  if (ga === undefined || gb === undefined) throw new Error('RedisStore has groups')
+  const pttl = async (): Promise<number> => await a.client.pttl(prefix + 's')
+
+  t.equal(await ga.read('s', 10_000), undefined)
+  t.equal(a.tier.size, 0, 'a missing group is not held')
+  await heardBy([b], async () => { await ga.write('s', { a: 1 }, 10_000) })
+  t.equal(a.tier.size, 0, 'a write does not create an L1 copy of a group it never read')
+
+  const first = await ga.read('s', 20_000)
+  t.same(first, { a: 1 })
+  t.ok(await pttl() > 15_000, 'the first read reached Redis (restarted the expiry)')
+  const again = await ga.read('s', 60_000)
+  t.equal(again, first, 'the second read is the L1 copy')
+  t.ok(await pttl() <= 20_000, 'and did not reach Redis (the expiry was not restarted)')
+
+  t.same(await gb.read('s', 20_000), { a: 1 })
+  t.equal(b.tier.size, 1)
+
+  await ga.write('s', { b: 2 }, 30_000)
+  t.ok(await pttl() > 25_000, 'writes restart the expiry')
+  const written = await ga.read('s', 60_000)
+  t.same(written, { a: 1, b: 2 }, 'a\'s copy has its own write')
+  t.ok(await pttl() <= 30_000, 'served from a\'s L1')
+  t.same(first, { a: 1 }, 'the object returned earlier was not mutated')
+  t.not(written, first, 'it was replaced')
+  await until(() => b.tier.size === 0, 100)
+  t.same(await gb.read('s', 20_000), { a: 1, b: 2 }, 'b was invalidated and reads the new fields')
+
+  await ga.remove('s', ['a'], 30_000)
+  const removed = await ga.read('s', 60_000)
+  t.same(removed, { b: 2 })
+  t.ok(await pttl() <= 30_000, 'served from a\'s L1')
+  t.same(written, { a: 1, b: 2 }, 'the previous copy is unchanged')
+  await until(() => b.tier.size === 0, 100)
+  t.same(await gb.read('s', 20_000), { b: 2 })
+
+  await gb.write('s', { c: 3 }, 30_000)
+  await until(() => a.tier.size === 0, 100)
+  t.same(await ga.read('s', 30_000), { b: 2, c: 3 }, 'and the other way round')
+
+  await a.tier.delete('s')
+  await until(() => b.tier.size === 0, 100)
+  t.equal(await gb.read('s', 1000), undefined, 'delete drops the group')
+})
+
+test('without a bus the tier works alone and staleness is bounded by its ttl', async (t) => {
+  const client = await redisFor(t)
+  if (client === undefined) return
+  const prefix = uniquePrefix(t)
+  const l2 = new RedisStore({ client: client as unknown as RedisClient, prefix })
+  const a = new TieredStore({ l2, max: 10, ttl: 80 })
+  const b = new TieredStore({ l2, max: 10, ttl: 80 })
+  await a.set('k', 'v1')
+  t.equal(fromMemory(a, 'k'), 'v1', 'usable without a bus')
+  t.equal(await b.get('k'), 'v1')
+  t.equal(fromMemory(b, 'k'), 'v1')
+  await a.set('k', 'v2')
+  t.equal(fromMemory(b, 'k'), 'v1', 'nobody tells b: it serves its copy')
+  await sleep(110)
+  t.equal(await b.get('k'), 'v2', 'until its L1 ttl ran out')
+  await a.deleteMany(['k'])
+  t.equal(fromMemory(a, 'k'), MISS)
+  await a.clear()
+  t.equal(a.size, 0)
+  await a.close()
+  t.equal(await b.groups?.read('none', 1000), undefined)
+})
+
+test('L2 failures reach the caller and leave L1 as it was', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const prefix = uniquePrefix(t)
+  const a = await instance(t, { prefix })
+  const groups = a.tier.groups
+  if (groups === undefined) throw new Error('RedisStore has groups')
+  await a.tier.set('plain', 'v')
+  a.tier.invalidate({ keys: ['plain'] }) // out of L1, so that the group read reaches Redis
+  await t.rejects(Promise.resolve(groups.read('plain', 1000)), { code: 'FST_MULTICACHE_STORE', message: /groups.read failed: WRONGTYPE/ }, 'a command error inside the transaction')
+  await t.rejects(Promise.resolve(groups.write('plain', { a: 1 }, 1000)), { code: 'FST_MULTICACHE_STORE', message: /groups.write failed: WRONGTYPE/ })
+  t.equal(await a.tier.get('plain'), 'v', 'the plain value is untouched')
+  t.equal(fromMemory(a.tier, 'plain'), 'v')
+  await t.rejects(a.tier.set('bad', () => 1), { code: 'FST_MULTICACHE_SERIALIZE' })
+  t.equal(fromMemory(a.tier, 'bad'), MISS, 'a refused value is in neither tier')
+  t.equal(await a.tier.get('bad'), undefined)
+  await a.tier.deleteMany([])
+  t.equal(fromMemory(a.tier, 'plain'), 'v', 'deleting no keys changes nothing')
+})
+
+test('an L2 without groups gives a tier without groups', async (t) => {
+  const map = new Map<string, unknown>()
+  const l2: Store = {
+    get: (key) => map.get(key),
+    set: (key, value) => { map.set(key, value) },
+    delete: (key) => { map.delete(key) },
+    clear: () => { map.clear() }
+  }
+  const tier = new TieredStore({ l2, max: 10, ttl: 1000 })
+  t.equal(tier.groups, undefined)
+  map.set('k', 'v')
+  const read = tier.get('k')
+  t.ok(isPromiseLike(read), 'an L1 miss is a promise even over a synchronous L2')
+  t.equal(await read, 'v')
+  t.equal(tier.get('k'), 'v')
+  await tier.deleteMany(['k'])
+  t.equal(map.has('k'), false, 'deleteMany falls back to delete')
+})
+
+// Races of an instance with itself, and expiry: what the TieredStore documents holds even here.
+
+test('an own delete racing an own read must not leave the deleted value in L1', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const prefix = uniquePrefix(t)
+  const a = await instance(t, { prefix })
+  const b = await instance(t, { prefix })
+  await heardBy([b], async () => { await a.tier.set('k', 'old') })
+  const pending = b.tier.get('k') // an L1 miss: b reads L2
+  await b.tier.delete('k') // b's own delete while that read is in flight
+  t.equal(await pending, 'old', 'the read was answered before the delete ran')
+  t.equal(await a.l2.get('k'), undefined, 'L2 no longer has it')
+  t.equal(fromMemory(b.tier, 'k'), MISS, 'b must not serve the value it deleted')
+})
+
+test('a group write must not give the L1 copy longer than the group has in L2', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const prefix = uniquePrefix(t)
+  const a = await instance(t, { prefix, ttl: 10_000 })
+  const ga = a.tier.groups
+  if (ga === undefined) throw new Error('RedisStore has groups')
+  await ga.write('s', { a: 1 }, 150)
+  t.same(await ga.read('s', 150), { a: 1 }, 'held in L1 for min(150, 10 000) ms')
+  await ga.write('s', { a: 2 }, 150)
+  await sleep(200)
+  t.equal(await a.client.exists(prefix + 's'), 0, 'the group expired in Redis')
+  t.equal(await ga.read('s', 150), undefined, 'so L1 must not serve it')
+})
