@@ -142,6 +142,7 @@ test('publish fails at once with FST_MULTICACHE_STORE when the client is not con
 test('publish to a stalled Redis fails within its time budget', async (t) => {
   if (await redisFor(t) === undefined) return
   const server = await privateRedis(t)
+  if (server === undefined) return
   const client = await connected(t, server.url)
   const { bus } = await listening(t, client, 'bus')
   server.pause()
@@ -156,6 +157,7 @@ test('publish to a stalled Redis fails within its time budget', async (t) => {
 test('losing the subscription tells the listener to clear once, and it listens again after reconnecting', async (t) => {
   if (await redisFor(t) === undefined) return
   const server = await privateRedis(t)
+  if (server === undefined) return
   const client = await connected(t, server.url)
   const admin = await connected(t, server.url)
   const { bus, heard } = await listening(t, client, 'bus')
@@ -234,6 +236,7 @@ test('a bus whose Redis refuses connections is not connected, and closes at once
 test('a bus whose Redis never answers is not connected, and closes at once', async (t) => {
   if (await redisFor(t) === undefined) return
   const server = await privateRedis(t)
+  if (server === undefined) return
   const client = await connected(t, server.url)
   server.pause()
   t.teardown(() => { server.resume() })

@@ -344,6 +344,7 @@ test('L1 lives at most its own ttl', async (t) => {
 test('while the bus is not subscribed L1 is bypassed and was emptied; after it resubscribes it is used again', async (t) => {
   if (await redisFor(t) === undefined) return
   const server = await privateRedis(t)
+  if (server === undefined) return
   const prefix = 'p:'
   // A slower reconnect than ioredis' 50 ms, so that the disconnected window can be observed.
   const redis: RedisOptions = { retryStrategy: () => 200 }
@@ -381,6 +382,7 @@ test('while the bus is not subscribed L1 is bypassed and was emptied; after it r
 test('a stalled Redis: L1 hits still answer, misses fail within the budget', async (t) => {
   if (await redisFor(t) === undefined) return
   const server = await privateRedis(t)
+  if (server === undefined) return
   const a = await instance(t, { url: server.url, prefix: 'p:' })
   await a.tier.set('k', 'v')
   server.pause()

@@ -200,6 +200,7 @@ test('sessions with memory tiers: a change through one instance is what the othe
 
 test('fastify.close() closes every connection it opened and none that it did not', async (t) => {
   const server = await privateRedis(t)
+  if (server === undefined) return
   const observer = quiet(new Redis(server.url))
   t.teardown(() => { observer.disconnect() })
   const clients = async (): Promise<number> => String(await observer.call('CLIENT', 'LIST')).trim().split('\n').length
@@ -267,6 +268,7 @@ test('shared-store options are checked at registration and name what was expecte
 
 test('a stalled Redis: requests are answered by the loader within the budget, logged once, and caching resumes', async (t) => {
   const server = await privateRedis(t)
+  if (server === undefined) return
   const logs = captureLogs()
   const app = fresh(t, { logger: { level: 'warn', stream: logs.stream } })
   await app.register(appCache, { store: server.url, timeout: 100, l1: false })

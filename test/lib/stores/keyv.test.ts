@@ -115,7 +115,10 @@ test('a binary serializer (msgpackr) keeps Dates, through base64 text', async (t
   t.equal(typeof await memory.get('d'), 'string', 'stored as text')
   t.equal(await memory.get('d'), ':base64:' + pack(value).toString('base64'))
   t.same(await store.getMany(['d', 'missing']), [back, undefined])
+})
 
+test('a binary serializer through @keyv/redis', async (t) => {
+  const when = new Date('2026-11-24T10:00:00Z')
   const found = await redisKeyv(t)
   if (found === undefined) return
   const remote = new KeyvStore({ keyv: found.keyv, serializer: msgpack })

@@ -81,6 +81,7 @@ test('a stalled Redis costs the time budget, not a hang; a lost one fails at onc
   const client = await redisFor(t)
   if (client === undefined) return
   const server = await privateRedis(t)
+  if (server === undefined) return
   const own = new Redis(server.url, { enableOfflineQueue: false, maxRetriesPerRequest: 1 })
   t.teardown(() => { own.disconnect() })
   await new Promise((resolve) => own.once('ready', resolve))
