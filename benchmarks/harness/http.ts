@@ -1,0 +1,76 @@
+import autocannon from 'autocannon'
+import { alternate } from './rounds.js'
+import { startServer, type ServerHandle } from './children.js'
+import { settings } from './settings.js'
+
+/** One autocannon measurement. Absolute figures are printed, never claimed: only ratios between contenders are. */
+export interface HttpSample {
+  requestsPerSecond: number
+  /** Latency percentiles in ms. */
+  p50: number
+  p99: number
+}
+
+/** What autocannon sends to one contender. */
+export interface HttpLoad {
+  path: string
+  connections: number
+  method?: string
+  /** One Cookie header per connection (round robin), for routes that need a session. */
+  cookies?: readonly string[]
+}
+
+export interface HttpContender<C extends string> {
+  name: C
+  /** The name of the server builder the scenario module exports (see `startServer`). */
+  server: string
+  load: HttpLoad
+  /** Runs once the server listens, before the warm-up: creates sessions and the like, returning the cookies. */
+  prepare?: (url: string) => Promise<readonly string[]>
+}
+
+/** Runs autocannon for `seconds` against `url + load.path`; a single failed or non-2xx response fails the run. */
+export async function measureHttp (url: string, load: HttpLoad, seconds: number): Promise<HttpSample> {
+  let next = 0
+  const cookies = load.cookies
+  const result = await autocannon({
+    url: url + load.path,
+    method: load.method ?? 'GET',
+    connections: load.connections,
+    duration: seconds,
+    ...(cookies === undefined
+      ? {}
+      : { setupClient: (client) => { client.setHeaders({ cookie: cookies[next++ % cookies.length] as string }) } })
+  })
+  const failed = result.errors + result.timeouts + result.non2xx
+  if (failed > 0) throw new Error(`${url + load.path}: ${failed} failed responses (errors ${result.errors}, timeouts ${result.timeouts}, non-2xx ${result.non2xx})`)
+  return { requestsPerSecond: result.requests.average, p50: result.latency.p50, p99: result.latency.p99 }
+}
+
+/**
+ * Starts each contender's server in its own child process, warms each up, then measures them alternately for
+ * `rounds` rounds in this process (the client never shares a process with a server). Stops every server.
+ */
+export async function compareHttp<C extends string> (
+  module: string,
+  contenders: ReadonlyArray<HttpContender<C>>,
+  rounds: number
+): Promise<Record<C, HttpSample[]>> {
+  const servers: ServerHandle[] = []
+  try {
+    const ready = new Map<C, { url: string, load: HttpLoad }>()
+    for (const contender of contenders) {
+      const server = await startServer(module, contender.server)
+      servers.push(server)
+      const cookies = await contender.prepare?.(server.url)
+      ready.set(contender.name, { url: server.url, load: cookies === undefined ? contender.load : { ...contender.load, cookies } })
+    }
+    for (const { url, load } of ready.values()) await measureHttp(url, load, settings.warmupSeconds)
+    return await alternate(contenders.map((c) => c.name), rounds, async (name) => {
+      const { url, load } = ready.get(name) as { url: string, load: HttpLoad }
+      return await measureHttp(url, load, settings.seconds)
+    })
+  } finally {
+    await Promise.all(servers.map((server) => server.stop()))
+  }
+}
