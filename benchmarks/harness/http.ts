@@ -1,5 +1,5 @@
 import autocannon from 'autocannon'
-import { alternate } from './rounds.js'
+import { alternate, pairedRatios, spread, type Spread } from './rounds.js'
 import { startServer, type ServerHandle } from './children.js'
 import { settings } from './settings.js'
 
@@ -72,5 +72,26 @@ export async function compareHttp<C extends string> (
     })
   } finally {
     await Promise.all(servers.map((server) => server.stop()))
+  }
+}
+
+function medianOf (samples: readonly HttpSample[], figure: 'requestsPerSecond' | 'p50'): number {
+  return spread(samples.map((s) => s[figure])).median
+}
+
+/** The absolute medians of a contender, as printed beside a ratio. */
+export function describeHttp (name: string, samples: readonly HttpSample[]): string {
+  return `${name} ${medianOf(samples, 'requestsPerSecond').toFixed(0)} req/s p50 ${medianOf(samples, 'p50')} ms`
+}
+
+/** `subject ÷ baseline` throughput, paired round by round, with both contenders' absolute medians as context. */
+export function throughputRatio<C extends string> (samples: Record<C, HttpSample[]>, subject: C, baseline: C): Spread & { rounds: number, contenders: string[], unit: string, context: string } {
+  const rps = (name: C): number[] => samples[name].map((s) => s.requestsPerSecond)
+  return {
+    ...spread(pairedRatios(rps(subject), rps(baseline))),
+    rounds: samples[subject].length,
+    contenders: [subject, baseline],
+    unit: 'req/s ratio',
+    context: `${describeHttp(baseline, samples[baseline])}; ${describeHttp(subject, samples[subject])}`
   }
 }
