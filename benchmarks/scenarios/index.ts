@@ -1,5 +1,6 @@
 import type { Scenario } from '../harness/scenario.js'
 import { appLevel } from './app-level.js'
+import { hotPath } from './hot-path.js'
 import { overhead } from './overhead.js'
 import { requestLevel } from './request-level.js'
 import { sessionLevel } from './session-level.js'
@@ -12,5 +13,6 @@ export const scenarios: readonly Scenario[] = [
   overhead,
   requestLevel,
   sessionLevel,
-  appLevel
+  appLevel,
+  hotPath
 ]
