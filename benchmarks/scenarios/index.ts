@@ -1,9 +1,11 @@
 import type { Scenario } from '../harness/scenario.js'
 import { appLevel } from './app-level.js'
 import { hotPath } from './hot-path.js'
+import { memory } from './memory.js'
 import { overhead } from './overhead.js'
 import { requestLevel } from './request-level.js'
 import { sessionLevel } from './session-level.js'
+import { stampede } from './stampede.js'
 
 /**
  * Every scenario, in the order `npm run bench` runs them. The Redis scenarios (two tiers, Redis down, the stampede
@@ -14,5 +16,7 @@ export const scenarios: readonly Scenario[] = [
   requestLevel,
   sessionLevel,
   appLevel,
-  hotPath
+  hotPath,
+  stampede,
+  memory
 ]
