@@ -11,6 +11,8 @@ const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url))
 
 export interface ServerHandle {
   readonly url: string
+  /** CPU time (user + system, µs) the server's process has used so far. */
+  cpuMicros (): Promise<number>
   stop (): Promise<void>
 }
 
@@ -41,6 +43,11 @@ export async function startServer (module: string, name: string): Promise<Server
   const { port } = await firstMessage<{ port: number }>(child, `server "${name}"`)
   return {
     url: `http://127.0.0.1:${port}`,
+    cpuMicros: async () => {
+      const answer = firstMessage<{ cpuMicros: number }>(child, `server "${name}"`)
+      child.send('cpu')
+      return (await answer).cpuMicros
+    },
     stop: () => new Promise((resolve) => {
       if (child.exitCode !== null) { resolve(); return }
       child.once('exit', () => { resolve() })

@@ -7,7 +7,7 @@ import multiCache from '../../index.js'
 import type { ServerFactories } from '../harness/children.js'
 import { SimulatedDatabase } from '../harness/database.js'
 import { CART, SECRET, openSessions, type Cart } from '../harness/fixtures.js'
-import { compareHttp, throughputRatio } from '../harness/http.js'
+import { compareHttp, cpuSaving, throughputRatio } from '../harness/http.js'
 import { result } from '../harness/results.js'
 import type { Scenario } from '../harness/scenario.js'
 import { settings } from '../harness/settings.js'
@@ -93,6 +93,12 @@ export const sessionLevel: Scenario = {
         measure: 'cart read and written per request: sessionCache vs @fastify/session (both memory stores)',
         ...throughputRatio(samples, 'sessionCache read+write', '@fastify/session read+write'),
         target: { op: '>=', value: 2 }
+      }),
+      result({
+        scenario: 'session-level',
+        measure: 'cart read and written per request: server CPU of @fastify/session ÷ sessionCache',
+        ...cpuSaving(samples, 'sessionCache read+write', '@fastify/session read+write'),
+        target: undefined
       })
     ]
   }
