@@ -28,7 +28,9 @@ function firstMessage<T> (child: ChildProcess, what: string): Promise<T> {
     child.once('exit', exited)
     child.once('error', reject)
     child.once('message', (message) => {
+      // Asked again for every measurement (CPU time): each answer leaves no listener behind.
       child.off('exit', exited)
+      child.off('error', reject)
       resolve(message as T)
     })
   })
