@@ -48,9 +48,21 @@ export function toCachedResponse (
   return { status, headers: replayed, body, binary, etag: etagOf(payload) }
 }
 
-/** The body to send for a stored entry. */
-export function replayBody (entry: CachedResponse): string | Buffer {
-  return entry.binary ? Buffer.from(entry.body, 'base64') : entry.body
+/**
+ * The bytes of each entry a memory store holds by reference, encoded once: sending a text body costs its UTF-8
+ * encoding on every hit (a third of a 100 KB hit's CPU), sending bytes costs a copy into the socket. An entry read
+ * from a serializing store is a new object each time and is encoded each time, as before.
+ */
+const encoded = new WeakMap<CachedResponse, Buffer>()
+
+/** The body to send for a stored entry: its bytes, encoded once per entry object. */
+export function replayBody (entry: CachedResponse): Buffer {
+  let bytes = encoded.get(entry)
+  if (bytes === undefined) {
+    bytes = Buffer.from(entry.body, entry.binary ? 'base64' : 'utf8')
+    encoded.set(entry, bytes)
+  }
+  return bytes
 }
 
 /** A strong validator of the exact bytes. */

@@ -1,0 +1,66 @@
+import { fork, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import type { FastifyInstance } from 'fastify'
+
+/** What a scenario module exports for `startServer`: named builders of the apps it measures. */
+export type ServerFactories = Record<string, () => Promise<FastifyInstance>>
+/** What a scenario module exports for `runTask`: work that must run in a fresh process of its own. */
+export type TaskFunctions = Record<string, () => Promise<unknown>>
+
+const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url))
+
+export interface ServerHandle {
+  readonly url: string
+  /** CPU time (user + system, µs) the server's process has used so far. */
+  cpuMicros (): Promise<number>
+  stop (): Promise<void>
+}
+
+function spawn (mode: 'serve' | 'task', module: string, name: string, nodeFlags: string[]): ChildProcess {
+  // TypeScript through tsx's loader; the parent's own flags (tsx's, inspector's) are not inherited.
+  return fork(CHILD, [mode, module, name], { execArgv: ['--import', 'tsx', ...nodeFlags], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+}
+
+/** The first message of a child, or its failure: a child that exits before sending one failed to start. */
+function firstMessage<T> (child: ChildProcess, what: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const exited = (code: number | null): void => { reject(new Error(`${what} exited with code ${String(code)} before answering`)) }
+    child.once('exit', exited)
+    child.once('error', reject)
+    child.once('message', (message) => {
+      // Asked again for every measurement (CPU time): each answer leaves no listener behind.
+      child.off('exit', exited)
+      child.off('error', reject)
+      resolve(message as T)
+    })
+  })
+}
+
+/**
+ * Starts the server `name` exported by `module` (a path) in a child process of its own, listening on 127.0.0.1:
+ * the client measuring it runs in this process, so the two never share an event loop.
+ */
+export async function startServer (module: string, name: string): Promise<ServerHandle> {
+  const child = spawn('serve', module, name, [])
+  const { port } = await firstMessage<{ port: number }>(child, `server "${name}"`)
+  return {
+    url: `http://127.0.0.1:${port}`,
+    cpuMicros: async () => {
+      const answer = firstMessage<{ cpuMicros: number }>(child, `server "${name}"`)
+      child.send('cpu')
+      return (await answer).cpuMicros
+    },
+    stop: () => new Promise((resolve) => {
+      if (child.exitCode !== null) { resolve(); return }
+      child.once('exit', () => { resolve() })
+      child.disconnect()
+    })
+  }
+}
+
+/** Runs the task `name` exported by `module` in a fresh child process (with extra Node flags) and returns its result. */
+export async function runTask<T> (module: string, name: string, nodeFlags: string[] = []): Promise<T> {
+  const child = spawn('task', module, name, nodeFlags)
+  const { result } = await firstMessage<{ result: T }>(child, `task "${name}"`)
+  return result
+}

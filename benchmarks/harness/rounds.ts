@@ -1,0 +1,36 @@
+/** The median, min and max of a series of per-round figures. */
+export interface Spread {
+  median: number
+  min: number
+  max: number
+}
+
+export function spread (values: readonly number[]): Spread {
+  if (values.length === 0) throw new Error('no values to summarise')
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = sorted.length >> 1
+  const median = sorted.length % 2 === 1 ? sorted[middle] as number : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2
+  return { median, min: sorted[0] as number, max: sorted[sorted.length - 1] as number }
+}
+
+/**
+ * Measures every contender once per round, in the same order each round (A B C, A B C, …), so that a slow spell of
+ * the machine falls on all of them rather than on one. Returns each contender's measurements, one per round.
+ */
+export async function alternate<C extends string, M> (
+  contenders: readonly C[],
+  rounds: number,
+  measure: (contender: C, round: number) => Promise<M>
+): Promise<Record<C, M[]>> {
+  const samples = Object.fromEntries(contenders.map((c) => [c, [] as M[]])) as Record<C, M[]>
+  for (let round = 0; round < rounds; round++) {
+    for (const contender of contenders) samples[contender].push(await measure(contender, round))
+  }
+  return samples
+}
+
+/** Round by round `subject ÷ baseline`: measurements of one round are paired, never medians of different rounds. */
+export function pairedRatios (subject: readonly number[], baseline: readonly number[]): number[] {
+  if (subject.length !== baseline.length) throw new Error('paired ratios need as many rounds on each side')
+  return subject.map((value, round) => value / (baseline[round] as number))
+}

@@ -1,0 +1,136 @@
+// 6. The cost of one cache hit, against the peers' hits through their public APIs and against the floor.
+import { fileURLToPath } from 'node:url'
+import { createCache as createDedupeCache } from 'async-cache-dedupe'
+import { BentoCache, bentostore } from 'bentocache'
+import { memoryDriver } from 'bentocache/drivers/memory'
+import { createCache as createCacheManager } from 'cache-manager'
+import { Cacheable } from 'cacheable'
+import Fastify from 'fastify'
+import { LRUCache } from 'lru-cache'
+import { appCache } from '../../index.js'
+import { RequestLevel } from '../../lib/scopes/request.js'
+import { runTask, type TaskFunctions } from '../harness/children.js'
+import { result, type Result, type Target } from '../harness/results.js'
+import { pairedRatios, spread } from '../harness/rounds.js'
+import type { Scenario } from '../harness/scenario.js'
+import { settings } from '../harness/settings.js'
+import { Bench } from 'tinybench'
+
+/** Operations per timed call: a single hit is shorter than the timer's own cost, so each call makes this many. */
+const BATCH = 100
+const KEYS = Array.from({ length: BATCH }, (_, i) => `product:${i}`)
+const VALUES = KEYS.map((key, i) => ({ key, id: i, name: `Product ${i}`, price: 10 + i }))
+/** Never called once the keys are warm: every timed call is a hit. */
+const neverCalled = async (): Promise<never> => { throw new Error('a hit must not call the loader') }
+
+const PEERS = ['bentocache', 'cache-manager', 'cacheable', 'async-cache-dedupe'] as const
+const ASYNC = ['appCache', 'floor', ...PEERS] as const
+const SYNC = ['reqCache.get', 'Map#get'] as const
+type Contender = typeof ASYNC[number] | typeof SYNC[number]
+/** Every lookup's result lands here, so the engine cannot drop the lookups as dead code. */
+export let sink: unknown
+
+/** Builds every contender with the same 100 entries, and returns one timed function (100 hits) per contender. */
+async function contenders (): Promise<Record<Contender, () => unknown>> {
+  const app = Fastify()
+  await app.register(appCache)
+  await app.ready()
+
+  const lru = new LRUCache<string, object>({ max: 10_000 })
+  // The floor: what any promise-returning cache costs at least, one awaited async call around a map lookup.
+  const floorGet = async (key: string) => lru.get(key)
+
+  const bento = new BentoCache({ default: 'memory', stores: { memory: bentostore().useL1Layer(memoryDriver({ maxItems: 10_000, serialize: false })) } })
+  const manager = createCacheManager()
+  const cacheable = new Cacheable()
+  const dedupe = createDedupeCache({ ttl: 3600, storage: { type: 'memory', options: { size: 10_000 } } })
+    .define('product', async (key: string) => VALUES[KEYS.indexOf(key)])
+
+  const requestCache = new RequestLevel({ maxEntries: 10_000 }).open()
+  const map = new Map<string, object>()
+
+  for (const [i, key] of KEYS.entries()) {
+    const value = VALUES[i] as object
+    await app.appCache.set(key, value)
+    lru.set(key, value)
+    await bento.set({ key, value })
+    await manager.set(key, value)
+    await cacheable.set(key, value)
+    await dedupe.product(key)
+    requestCache.set(key, value)
+    map.set(key, value)
+  }
+
+  const hits = (get: (key: string) => Promise<unknown>) => async () => {
+    for (const key of KEYS) sink = await get(key)
+  }
+  return {
+    appCache: hits((key) => app.appCache.getOrLoad(key, neverCalled)),
+    floor: hits(floorGet),
+    bentocache: hits((key) => bento.getOrSet({ key, factory: neverCalled })),
+    'cache-manager': hits((key) => manager.wrap(key, neverCalled)),
+    cacheable: hits((key) => cacheable.getOrSet(key, neverCalled)),
+    'async-cache-dedupe': hits((key) => dedupe.product(key)),
+    'reqCache.get': () => { for (const key of KEYS) sink = requestCache.get(key) },
+    'Map#get': () => { for (const key of KEYS) sink = map.get(key) }
+  }
+}
+
+/** Nanoseconds per hit of every contender, one figure per round: each round is a tinybench run of all of them. */
+async function measure (): Promise<Record<Contender, number[]>> {
+  const timed = await contenders()
+  const perHit = Object.fromEntries([...ASYNC, ...SYNC].map((c) => [c, [] as number[]])) as Record<Contender, number[]>
+  for (let round = 0; round < settings.rounds; round++) {
+    const bench = new Bench({ time: settings.microMs, warmupTime: 100 })
+    for (const name of [...ASYNC, ...SYNC]) bench.add(name, timed[name])
+    await bench.run()
+    for (const task of bench.tasks) {
+      const mean = task.result?.latency.mean
+      if (mean === undefined) throw new Error(`${task.name} failed: ${String(task.result?.error)}`)
+      perHit[task.name as Contender].push(mean * 1e6 / BATCH)
+    }
+  }
+  return perHit
+}
+
+export const tasks: TaskFunctions = { measure }
+
+function nanoseconds (perHit: Record<Contender, number[]>, name: Contender): string {
+  return `${name} ${spread(perHit[name]).median.toFixed(0)} ns`
+}
+
+export const hotPath: Scenario = {
+  name: 'hot-path',
+  async run () {
+    // A fresh process: the parent's JIT state (autocannon, earlier scenarios) must not colour the figures.
+    const perHit = await runTask<Record<Contender, number[]>>(fileURLToPath(import.meta.url), 'measure')
+    const rounds = perHit.appCache.length
+    const timeRatio = (measure: string, subject: Contender, baseline: Contender, target: Target | undefined): Result => result({
+      scenario: 'hot-path',
+      measure,
+      contenders: [subject, baseline],
+      unit: 'time ratio (subject ÷ other)',
+      ...spread(pairedRatios(perHit[subject], perHit[baseline])),
+      rounds,
+      target,
+      context: `${nanoseconds(perHit, subject)}; ${nanoseconds(perHit, baseline)} per hit`
+    })
+    // Per round, the fastest peer of that round.
+    const fastestPeer = perHit.appCache.map((_, round) => Math.min(...PEERS.map((peer) => perHit[peer][round] as number)))
+    const fastestNames = [...new Set(perHit.appCache.map((_, round) => PEERS.reduce((a, b) => (perHit[a][round] as number) <= (perHit[b][round] as number) ? a : b)))]
+    return [
+      result({
+        scenario: 'hot-path',
+        measure: 'appCache.getOrLoad hit (memory) vs the fastest peer hit',
+        contenders: ['appCache', 'fastest peer'],
+        unit: 'speed-up (peer time ÷ ours)',
+        ...spread(pairedRatios(fastestPeer, perHit.appCache)),
+        rounds,
+        target: { op: '>=', value: 3 },
+        context: `fastest peer: ${fastestNames.join(', ')}; ${PEERS.map((peer) => nanoseconds(perHit, peer)).join(', ')}; ${nanoseconds(perHit, 'appCache')} per hit`
+      }),
+      timeRatio('appCache.getOrLoad hit vs the floor (awaited async fn around lru-cache get)', 'appCache', 'floor', { op: '<=', value: 2 }),
+      timeRatio('reqCache.get vs a plain Map#get', 'reqCache.get', 'Map#get', { op: '<=', value: 2 })
+    ]
+  }
+}

@@ -1,0 +1,105 @@
+// 3. A cart read on every request: from the database, from request.sessionCache, and against @fastify/session.
+import { fileURLToPath } from 'node:url'
+import fastifyCookie from '@fastify/cookie'
+import fastifySession from '@fastify/session'
+import Fastify from 'fastify'
+import multiCache from '../../index.js'
+import type { ServerFactories } from '../harness/children.js'
+import { SimulatedDatabase } from '../harness/database.js'
+import { CART, SECRET, openSessions, type Cart } from '../harness/fixtures.js'
+import { compareHttp, cpuSaving, throughputRatio } from '../harness/http.js'
+import { result } from '../harness/results.js'
+import type { Scenario } from '../harness/scenario.js'
+import { settings } from '../harness/settings.js'
+
+declare module 'fastify' {
+  interface Session {
+    cart?: Cart
+  }
+}
+
+const CONNECTIONS = 20
+
+export const servers: ServerFactories = {
+  /** The cart is read from the database on every request (the user is taken as known: the baseline gets it free). */
+  async database () {
+    const db = new SimulatedDatabase(2)
+    const app = Fastify()
+    app.get('/cart', () => db.query(() => CART))
+    return app
+  },
+
+  async sessionCache () {
+    const app = Fastify()
+    await app.register(multiCache, { session: { secret: SECRET } })
+    app.post('/login', async (request) => {
+      await request.sessionCache.set('cart', CART)
+      return { ok: true }
+    })
+    app.get('/cart', async (request) => (await request.sessionCache.get<Cart>('cart')) ?? CART)
+    app.post('/cart/views', async (request) => {
+      const cart = (await request.sessionCache.get<Cart>('cart')) ?? CART
+      const seen = { lines: cart.lines, views: cart.views + 1 }
+      await request.sessionCache.set('cart', seen)
+      return seen
+    })
+    return app
+  },
+
+  /**
+   * @fastify/session with its memory store, set up to do as little as it can: no empty sessions saved, no rolling
+   * re-save of unchanged sessions, no Secure cookie (plain HTTP on loopback).
+   */
+  async fastifySession () {
+    const app = Fastify()
+    await app.register(fastifyCookie)
+    await app.register(fastifySession, { secret: SECRET, cookie: { secure: false }, saveUninitialized: false, rolling: false })
+    app.post('/login', async (request) => {
+      request.session.set('cart', CART)
+      return { ok: true }
+    })
+    app.post('/cart/views', async (request) => {
+      const cart = request.session.get('cart') ?? CART
+      const seen = { lines: cart.lines, views: cart.views + 1 }
+      request.session.set('cart', seen)
+      return seen
+    })
+    return app
+  }
+}
+
+const login = (url: string) => openSessions(url, '/login', CONNECTIONS)
+
+export const sessionLevel: Scenario = {
+  name: 'session-level',
+  async run () {
+    const read = { path: '/cart', connections: CONNECTIONS }
+    const readWrite = { path: '/cart/views', method: 'POST', connections: CONNECTIONS }
+    const samples = await compareHttp(fileURLToPath(import.meta.url), [
+      { name: 'database', server: 'database', load: read },
+      { name: 'sessionCache', server: 'sessionCache', load: read, prepare: login },
+      { name: 'sessionCache read+write', server: 'sessionCache', load: readWrite, prepare: login },
+      { name: '@fastify/session read+write', server: 'fastifySession', load: readWrite, prepare: login }
+    ], settings.rounds)
+    return [
+      result({
+        scenario: 'session-level',
+        measure: 'cart read per request: sessionCache (memory) vs a 2 ms query (pool of 10)',
+        ...throughputRatio(samples, 'sessionCache', 'database'),
+        target: { op: '>=', value: 5 }
+      }),
+      result({
+        scenario: 'session-level',
+        measure: 'cart read and written per request: sessionCache vs @fastify/session (both memory stores)',
+        ...throughputRatio(samples, 'sessionCache read+write', '@fastify/session read+write'),
+        target: { op: '>=', value: 2 }
+      }),
+      result({
+        scenario: 'session-level',
+        measure: 'cart read and written per request: server CPU of @fastify/session ÷ sessionCache',
+        ...cpuSaving(samples, 'sessionCache read+write', '@fastify/session read+write'),
+        target: undefined
+      })
+    ]
+  }
+}
