@@ -82,7 +82,7 @@ export class RequestCache {
 
   /**
    * The request is over (its response went out, or its client went away): from now on its entries no longer count
-   * in the level's size, so a load that settles later, or a request whose `onResponse` never ran, cannot leave the
+   * in the level's size, so a load that settles later, or a request whose response never went out, cannot leave the
    * count high for good. The entries stay usable by code still running for the request.
    */
   end (): void {
