@@ -3,6 +3,7 @@ import { appLevel } from './app-level.js'
 import { hotPath } from './hot-path.js'
 import { memory } from './memory.js'
 import { overhead } from './overhead.js'
+import { redisTwoTier } from './redis-two-tier.js'
 import { requestLevel } from './request-level.js'
 import { sessionLevel } from './session-level.js'
 import { stampede } from './stampede.js'
@@ -18,5 +19,6 @@ export const scenarios: readonly Scenario[] = [
   appLevel,
   hotPath,
   stampede,
-  memory
+  memory,
+  redisTwoTier
 ]
