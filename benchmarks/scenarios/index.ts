@@ -7,6 +7,7 @@ import { redisTwoTier } from './redis-two-tier.js'
 import { requestLevel } from './request-level.js'
 import { sessionLevel } from './session-level.js'
 import { stampede } from './stampede.js'
+import { stampedeRedis } from './stampede-redis.js'
 
 /**
  * Every scenario, in the order `npm run bench` runs them. The Redis scenarios (two tiers, Redis down, the stampede
@@ -20,5 +21,6 @@ export const scenarios: readonly Scenario[] = [
   hotPath,
   stampede,
   memory,
-  redisTwoTier
+  redisTwoTier,
+  stampedeRedis
 ]
