@@ -3,6 +3,7 @@ import { appLevel } from './app-level.js'
 import { hotPath } from './hot-path.js'
 import { memory } from './memory.js'
 import { overhead } from './overhead.js'
+import { redisDown } from './redis-down.js'
 import { redisTwoTier } from './redis-two-tier.js'
 import { requestLevel } from './request-level.js'
 import { sessionLevel } from './session-level.js'
@@ -22,5 +23,6 @@ export const scenarios: readonly Scenario[] = [
   stampede,
   memory,
   redisTwoTier,
-  stampedeRedis
+  stampedeRedis,
+  redisDown
 ]
