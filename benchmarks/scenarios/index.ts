@@ -11,8 +11,8 @@ import { stampede } from './stampede.js'
 import { stampedeRedis } from './stampede-redis.js'
 
 /**
- * Every scenario, in the order `npm run bench` runs them. The Redis scenarios (two tiers, Redis down, the stampede
- * across two instances) join this list with the Redis store.
+ * Every scenario, in the order `npm run bench` runs them. The last three need the shared Redis on 127.0.0.1:6379
+ * (`redis-down` also needs `redis-server`, to start one of its own).
  */
 export const scenarios: readonly Scenario[] = [
   overhead,
