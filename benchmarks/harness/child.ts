@@ -1,10 +1,11 @@
-// The entry of every child process the benchmarks start: `serve <module> <app>` builds a server the module exports
-// and listens on loopback; `task <module> <task>` runs an exported task once and sends back what it returns.
+// The entry of every child process the benchmarks start: `serve <module> <app> <params>` builds a server the module
+// exports (given the JSON params) and listens on loopback; `task <module> <task>` runs an exported task once and
+// sends back what it returns.
 import type { AddressInfo } from 'node:net'
 import { pathToFileURL } from 'node:url'
-import type { ServerFactories, TaskFunctions } from './children.js'
+import type { ServerFactories, ServerParams, TaskFunctions } from './children.js'
 
-const [mode, modulePath, name] = process.argv.slice(2)
+const [mode, modulePath, name, params = '{}'] = process.argv.slice(2)
 if (mode === undefined || modulePath === undefined || name === undefined) throw new Error('usage: child.ts serve|task <module> <name>')
 const exported = await import(pathToFileURL(modulePath).href) as { servers?: ServerFactories, tasks?: TaskFunctions }
 const send = (message: unknown): void => { process.send?.(message) }
@@ -12,7 +13,7 @@ const send = (message: unknown): void => { process.send?.(message) }
 if (mode === 'serve') {
   const build = exported.servers?.[name]
   if (build === undefined) throw new Error(`${modulePath} exports no server "${name}"`)
-  const app = await build()
+  const app = await build(JSON.parse(params) as ServerParams)
   await app.listen({ host: '127.0.0.1', port: 0 })
   send({ port: (app.server.address() as AddressInfo).port })
   // CPU time this process has used, so the parent can tell what a request costs the server apart from the client.

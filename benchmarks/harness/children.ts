@@ -2,8 +2,10 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { FastifyInstance } from 'fastify'
 
+/** What a scenario passes to the servers it starts (a Redis URL, a key prefix): strings, sent on the command line. */
+export type ServerParams = Readonly<Record<string, string>>
 /** What a scenario module exports for `startServer`: named builders of the apps it measures. */
-export type ServerFactories = Record<string, () => Promise<FastifyInstance>>
+export type ServerFactories = Record<string, (params: ServerParams) => Promise<FastifyInstance>>
 /** What a scenario module exports for `runTask`: work that must run in a fresh process of its own. */
 export type TaskFunctions = Record<string, () => Promise<unknown>>
 
@@ -16,9 +18,9 @@ export interface ServerHandle {
   stop (): Promise<void>
 }
 
-function spawn (mode: 'serve' | 'task', module: string, name: string, nodeFlags: string[]): ChildProcess {
+function spawn (mode: 'serve' | 'task', module: string, name: string, nodeFlags: string[], params: ServerParams = {}): ChildProcess {
   // TypeScript through tsx's loader; the parent's own flags (tsx's, inspector's) are not inherited.
-  return fork(CHILD, [mode, module, name], { execArgv: ['--import', 'tsx', ...nodeFlags], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  return fork(CHILD, [mode, module, name, JSON.stringify(params)], { execArgv: ['--import', 'tsx', ...nodeFlags], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
 }
 
 /** The first message of a child, or its failure: a child that exits before sending one failed to start. */
@@ -38,10 +40,10 @@ function firstMessage<T> (child: ChildProcess, what: string): Promise<T> {
 
 /**
  * Starts the server `name` exported by `module` (a path) in a child process of its own, listening on 127.0.0.1:
- * the client measuring it runs in this process, so the two never share an event loop.
+ * the client measuring it runs in this process, so the two never share an event loop. `params` go to its builder.
  */
-export async function startServer (module: string, name: string): Promise<ServerHandle> {
-  const child = spawn('serve', module, name, [])
+export async function startServer (module: string, name: string, params: ServerParams = {}): Promise<ServerHandle> {
+  const child = spawn('serve', module, name, [], params)
   const { port } = await firstMessage<{ port: number }>(child, `server "${name}"`)
   return {
     url: `http://127.0.0.1:${port}`,

@@ -44,3 +44,13 @@ export async function openSessions (url: string, path: string, count: number, me
   }
   return cookies
 }
+
+/** Exchange rates, about 1 KB once serialized: a small application-wide object. */
+export const RATES = {
+  base: 'EUR',
+  date: '2026-11-25',
+  rates: Object.fromEntries(Array.from({ length: 64 }, (_, i) => [
+    String.fromCharCode(65 + (i % 26), 65 + Math.floor(i / 26), 65 + ((i * 7) % 26)),
+    Math.round((0.5 + ((i * 37) % 100) / 13) * 1e6) / 1e6
+  ]))
+}

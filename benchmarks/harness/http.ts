@@ -1,6 +1,7 @@
-import autocannon from 'autocannon'
+import { performance } from 'node:perf_hooks'
+import autocannon, { type Options } from 'autocannon'
 import { alternate, pairedRatios, spread, type Spread } from './rounds.js'
-import { startServer, type ServerHandle } from './children.js'
+import { startServer, type ServerHandle, type ServerParams } from './children.js'
 import { settings } from './settings.js'
 
 /** One autocannon measurement. Absolute figures are printed, never claimed: only ratios between contenders are. */
@@ -19,6 +20,8 @@ export interface HttpSample {
 /** What autocannon sends to one contender. */
 export interface HttpLoad {
   path: string
+  /** A path per request instead of `path`, for routes read over many keys. */
+  paths?: () => string
   connections: number
   method?: string
   /** One Cookie header per connection (round robin), for routes that need a session. */
@@ -29,26 +32,34 @@ export interface HttpContender<C extends string> {
   name: C
   /** The name of the server builder the scenario module exports (see `startServer`). */
   server: string
+  /** Given to the server's builder (a Redis URL, a key prefix). */
+  params?: ServerParams
   load: HttpLoad
   /** Runs once the server listens, before the warm-up: creates sessions and the like, returning the cookies. */
   prepare?: (url: string) => Promise<readonly string[]>
 }
 
-/** Runs autocannon for `seconds` against `url + load.path`; a single failed or non-2xx response fails the run. */
-export async function measureHttp (server: ServerHandle, load: HttpLoad, seconds: number): Promise<HttpSample> {
-  const url = server.url
+/** What autocannon is told for `load` against `url` during `seconds`. */
+function autocannonOptions (url: string, load: HttpLoad, seconds: number): Options {
   let next = 0
-  const cpuBefore = await server.cpuMicros()
-  const cookies = load.cookies
-  const result = await autocannon({
+  const { cookies, paths } = load
+  return {
     url: url + load.path,
     method: load.method ?? 'GET',
     connections: load.connections,
     duration: seconds,
     ...(cookies === undefined
       ? {}
-      : { setupClient: (client) => { client.setHeaders({ cookie: cookies[next++ % cookies.length] as string }) } })
-  })
+      : { setupClient: (client) => { client.setHeaders({ cookie: cookies[next++ % cookies.length] as string }) } }),
+    ...(paths === undefined ? {} : { requests: [{ setupRequest: (request) => ({ ...request, path: paths() }) }] })
+  }
+}
+
+/** Runs autocannon for `seconds` against `url + load.path`; a single failed or non-2xx response fails the run. */
+export async function measureHttp (server: ServerHandle, load: HttpLoad, seconds: number): Promise<HttpSample> {
+  const url = server.url
+  const cpuBefore = await server.cpuMicros()
+  const result = await autocannon(autocannonOptions(url, load, seconds))
   const failed = result.errors + result.timeouts + result.non2xx
   if (failed > 0) throw new Error(`${url + load.path}: ${failed} failed responses (errors ${result.errors}, timeouts ${result.timeouts}, non-2xx ${result.non2xx})`)
   const cpuPerRequest = (await server.cpuMicros() - cpuBefore) / result.requests.total
@@ -68,7 +79,7 @@ export async function compareHttp<C extends string> (
   try {
     const ready = new Map<C, { server: ServerHandle, load: HttpLoad }>()
     for (const contender of contenders) {
-      const server = await startServer(module, contender.server)
+      const server = await startServer(module, contender.server, contender.params)
       servers.push(server)
       const cookies = await contender.prepare?.(server.url)
       ready.set(contender.name, { server, load: cookies === undefined ? contender.load : { ...contender.load, cookies } })
@@ -115,4 +126,58 @@ export function cpuSaving<C extends string> (samples: Record<C, HttpSample[]>, s
     unit: 'server CPU per request (other ÷ subject)',
     context: `${describeHttp(baseline, samples[baseline])}; ${describeHttp(subject, samples[subject])}`
   }
+}
+
+/** Every response of one run, for figures over time (throughput per bucket, latency per phase). */
+export interface Timeline<M extends string> {
+  /** When each response arrived, ms from the start of the run. */
+  at: number[]
+  /** How long each took, ms (it was sent at `at - latency`). */
+  latency: number[]
+  /** Responses that were not 2xx. */
+  non2xx: number
+  /** Requests that failed (connection errors) or timed out. */
+  errors: number
+  /** When each scheduled action ran, ms from the start of the run. */
+  marks: Record<M, number>
+}
+
+/**
+ * Runs autocannon like `measureHttp`, but records every response and runs `actions` at their times (ms from the
+ * start): a failed response is counted, not thrown, since counting them is the point of such a run.
+ */
+export async function recordTimeline<M extends string> (
+  server: ServerHandle,
+  load: HttpLoad,
+  seconds: number,
+  actions: Record<M, { at: number, run: () => void }>
+): Promise<Timeline<M>> {
+  const timeline: Timeline<M> = { at: [], latency: [], non2xx: 0, errors: 0, marks: {} as Record<M, number> }
+  const start = performance.now()
+  const timers = Object.entries<{ at: number, run: () => void }>(actions).map(([mark, action]) => setTimeout(() => {
+    timeline.marks[mark as M] = performance.now() - start
+    action.run()
+  }, action.at))
+  try {
+    const instance = autocannon(autocannonOptions(server.url, load, seconds))
+    instance.on('response', (_client, statusCode, _bytes, responseTime) => {
+      timeline.at.push(performance.now() - start)
+      timeline.latency.push(responseTime)
+      if (statusCode < 200 || statusCode > 299) timeline.non2xx++
+    })
+    const result = await instance
+    timeline.errors = result.errors + result.timeouts
+  } finally {
+    for (const timer of timers) clearTimeout(timer)
+  }
+  const missing = Object.keys(actions).filter((mark) => timeline.marks[mark as M] === undefined)
+  if (missing.length > 0) throw new Error(`the run ended before ${missing.join(', ')}`)
+  return timeline
+}
+
+/** GET `url` and parse its JSON; any answer but 2xx fails. */
+export async function getJson<T> (url: string, cookie?: string): Promise<T> {
+  const response = await fetch(url, cookie === undefined ? {} : { headers: { cookie } })
+  if (!response.ok) throw new Error(`${url} answered ${response.status}`)
+  return await response.json() as T
 }

@@ -13,6 +13,13 @@ export function spread (values: readonly number[]): Spread {
   return { median, min: sorted[0] as number, max: sorted[sorted.length - 1] as number }
 }
 
+/** The `p`th percentile (0–100) of `values`, nearest rank. */
+export function percentile (values: readonly number[], p: number): number {
+  if (values.length === 0) throw new Error('no values to take a percentile of')
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number
+}
+
 /**
  * Measures every contender once per round, in the same order each round (A B C, A B C, …), so that a slow spell of
  * the machine falls on all of them rather than on one. Returns each contender's measurements, one per round.

@@ -3,13 +3,16 @@ import { appLevel } from './app-level.js'
 import { hotPath } from './hot-path.js'
 import { memory } from './memory.js'
 import { overhead } from './overhead.js'
+import { redisDown } from './redis-down.js'
+import { redisTwoTier } from './redis-two-tier.js'
 import { requestLevel } from './request-level.js'
 import { sessionLevel } from './session-level.js'
 import { stampede } from './stampede.js'
+import { stampedeRedis } from './stampede-redis.js'
 
 /**
- * Every scenario, in the order `npm run bench` runs them. The Redis scenarios (two tiers, Redis down, the stampede
- * across two instances) join this list with the Redis store.
+ * Every scenario, in the order `npm run bench` runs them. The last three need the shared Redis on 127.0.0.1:6379
+ * (`redis-down` also needs `redis-server`, to start one of its own).
  */
 export const scenarios: readonly Scenario[] = [
   overhead,
@@ -18,5 +21,8 @@ export const scenarios: readonly Scenario[] = [
   appLevel,
   hotPath,
   stampede,
-  memory
+  memory,
+  redisTwoTier,
+  stampedeRedis,
+  redisDown
 ]

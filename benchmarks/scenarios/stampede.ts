@@ -5,6 +5,7 @@ import multiCache from '../../index.js'
 import { startServer, type ServerFactories } from '../harness/children.js'
 import { SimulatedDatabase } from '../harness/database.js'
 import { CART, SECRET, USER, catalog, openSessions } from '../harness/fixtures.js'
+import { getJson } from '../harness/http.js'
 import { result, type Result } from '../harness/results.js'
 import { spread } from '../harness/rounds.js'
 import type { Scenario } from '../harness/scenario.js'
@@ -71,12 +72,6 @@ export const servers: ServerFactories = {
     app.get<{ Params: { key: string } }>('/report/:key', async (request) => reportOf(request.params.key))
     return app
   }
-}
-
-async function getJson<T> (url: string, cookie?: string): Promise<T> {
-  const response = await fetch(url, cookie === undefined ? {} : { headers: { cookie } })
-  if (!response.ok) throw new Error(`${url} answered ${response.status}`)
-  return await response.json() as T
 }
 
 function loaderCalls (level: string, reports: readonly KeyReport[], how: string): Result {

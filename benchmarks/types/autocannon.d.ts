@@ -4,6 +4,18 @@ declare module 'autocannon' {
     setHeaders (headers: Record<string, string>): void
   }
 
+  interface Request {
+    method?: string
+    path?: string
+    headers?: Record<string, string>
+    body?: string
+  }
+
+  interface RequestSpec extends Request {
+    /** Called before each request is sent: returns the request to send. */
+    setupRequest?: (request: Request) => Request
+  }
+
   interface Options {
     url: string
     connections?: number
@@ -13,6 +25,7 @@ declare module 'autocannon' {
     method?: string
     headers?: Record<string, string>
     setupClient?: (client: Client) => void
+    requests?: RequestSpec[]
   }
 
   interface Histogram {
@@ -30,7 +43,12 @@ declare module 'autocannon' {
     non2xx: number
   }
 
-  function autocannon (options: Options): Promise<Result>
+  /** A running load: it settles with the result, and emits every response meanwhile. */
+  interface Instance extends PromiseLike<Result> {
+    on (event: 'response', listener: (client: Client, statusCode: number, bytes: number, responseTime: number) => void): this
+  }
+
+  function autocannon (options: Options): Instance
   export default autocannon
-  export type { Client, Options, Result }
+  export type { Client, Instance, Options, Request, RequestSpec, Result }
 }
