@@ -1,5 +1,6 @@
 // npm run bench [-- <scenario> …] [--quick]: runs the scenarios, prints the table, and (unless --quick) writes
 // results/latest.json and the table of benchmarks/README.md.
+import { CLIENT_CORE, pin } from './harness/cores.js'
 import { printTable, updateReadme, writeResults, type Result } from './harness/results.js'
 import { settings } from './harness/settings.js'
 import { scenarios } from './scenarios/index.js'
@@ -12,6 +13,7 @@ if (unknown.length > 0) {
 }
 const chosen = asked.length === 0 ? scenarios : scenarios.filter((s) => asked.includes(s.name))
 
+pin(process.pid, CLIENT_CORE)
 const results: Result[] = []
 for (const scenario of chosen) {
   const started = Date.now()

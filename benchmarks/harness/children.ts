@@ -1,6 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { FastifyInstance } from 'fastify'
+import { SERVER_CORE, pin } from './cores.js'
 
 /** What a scenario passes to the servers it starts (a Redis URL, a key prefix): strings, sent on the command line. */
 export type ServerParams = Readonly<Record<string, string>>
@@ -20,7 +21,9 @@ export interface ServerHandle {
 
 function spawn (mode: 'serve' | 'task', module: string, name: string, nodeFlags: string[], params: ServerParams = {}): ChildProcess {
   // TypeScript through tsx's loader; the parent's own flags (tsx's, inspector's) are not inherited.
-  return fork(CHILD, [mode, module, name, JSON.stringify(params)], { execArgv: ['--import', 'tsx', ...nodeFlags], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const child = fork(CHILD, [mode, module, name, JSON.stringify(params)], { execArgv: ['--import', 'tsx', ...nodeFlags], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  pin(child.pid, SERVER_CORE)
+  return child
 }
 
 /** The first message of a child, or its failure: a child that exits before sending one failed to start. */
