@@ -32,6 +32,8 @@ export interface RedisLockOptions {
   client: RedisClient
   /** Namespace of the lock keys: outside the data's, so that no cache key can name a lock. */
   prefix: string
+  /** Namespace of the refresh leases, apart from the locks. */
+  leasePrefix: string
   /** Time budget of each lock command, in ms. */
   timeout: number
   /** How long a lock is held at most, in ms, should its holder die. */
@@ -62,6 +64,12 @@ export class RedisLock {
   async release (key: string, token: string): Promise<void> {
     const { client, prefix, timeout } = this.options
     await redisCommand(client, 'unlock', timeout, async () => await client.call('EVAL', RELEASE, 1, prefix + key, token))
+  }
+
+  async lease (key: string, ms: number): Promise<boolean> {
+    const { client, leasePrefix, timeout } = this.options
+    const reply = await redisCommand(client, 'lease', timeout, async () => await client.call('SET', leasePrefix + key, '1', 'NX', 'PX', ms))
+    return reply === 'OK'
   }
 
   async waitFor (store: Store, key: string): Promise<unknown> {

@@ -119,6 +119,7 @@ export function resolveLock (read: OptionReader, option: unknown, backend: Backe
   return new RedisLock({
     client: backend.redis,
     prefix: 'fmc-lock:' + backend.prefix,
+    leasePrefix: 'fmc-lease:' + backend.prefix,
     timeout: backend.timeout,
     ttl: locking.duration('ttl', 10_000),
     wait: locking.duration('wait', 5000)

@@ -23,6 +23,11 @@ export interface LoadLock {
   release (key: string, token: string): Promise<void>
   /** Waits a bounded time for the holder's value to appear in `store`; undefined when it did not. */
   waitFor (store: Store, key: string): Promise<unknown>
+  /**
+   * Claims `key` for `ms`, never released: true when this caller has it. Background refreshes take one per interval,
+   * so that one instance refreshes a defined key for all of them.
+   */
+  lease? (key: string, ms: number): Promise<boolean>
 }
 
 /** Options of one write or load. */
@@ -157,7 +162,7 @@ export class AppCache {
     }))
     for (const [key, { refreshInterval }] of this.definitions) {
       if (refreshInterval === 0) continue
-      const timer = setInterval(() => { this.refreshInBackground(key) }, refreshInterval)
+      const timer = setInterval(() => { this.refreshInBackground(key, refreshInterval) }, refreshInterval)
       timer.unref()
       this.timers.push(timer)
     }
@@ -169,10 +174,26 @@ export class AppCache {
     this.timers.length = 0
   }
 
-  private refreshInBackground (key: string): void {
-    this.refresh(key).catch((error: unknown) => {
+  private refreshInBackground (key: string, interval: number): void {
+    this.mayRefresh(key, interval).then(async (mine) => { if (mine) await this.refresh(key) }).catch((error: unknown) => {
       this.options.log.warn({ err: error, key }, `appCache: refreshing "${key}" failed; serving the last good value`)
     })
+  }
+
+  /**
+   * With a cross-instance lock, the instance that takes this interval's lease refreshes and the others hear of the
+   * new value on the bus. The lease ends a little before the next tick, so its holder usually keeps the job. A lock
+   * that fails lets this instance refresh: a refresh too many beats none.
+   */
+  private async mayRefresh (key: string, interval: number): Promise<boolean> {
+    const lock = this.options.lock
+    if (lock?.lease === undefined) return true
+    try {
+      return await lock.lease(key, Math.max(1, Math.floor(interval * 0.9)))
+    } catch (error) {
+      this.fault('lease', key, error)
+      return true
+    }
   }
 
   /** The store's answer; a store that throws instead of rejecting is read as a rejection. */

@@ -105,3 +105,46 @@ test('a store that fails to keep a loaded value: the caller still gets it, the n
   t.equal(warnings.length, 1, 'one warning per burst')
   t.equal(await app.getOrLoad('u', () => undefined), undefined, 'undefined is never written')
 })
+
+test('with a lease, a background refresh runs only on the instance that holds this interval', async (t) => {
+  const leases: Array<[string, number]> = []
+  let granted = false
+  const lock: LoadLock = {
+    acquire: async () => 'token',
+    release: async () => {},
+    waitFor: async () => undefined,
+    lease: async (key, ms) => { leases.push([key, ms]); return granted }
+  }
+  const { app } = cache(new MemoryStore({ max: 100 }), lock)
+  let loads = 0
+  app.define('menu', () => ++loads, { refreshInterval: 40 })
+  await app.start()
+  t.teardown(() => { app.stop() })
+  t.equal(loads, 1, 'the preload takes no lease')
+  await sleep(130)
+  t.equal(loads, 1, 'another instance held every lease: no refresh here')
+  t.ok(leases.length >= 2)
+  t.same(leases[0], ['menu', 36], 'a lease ends a little before the next tick')
+  granted = true
+  await sleep(100)
+  t.ok(loads >= 2, 'holding the lease, this instance refreshes')
+  t.equal(await app.get('menu'), loads)
+})
+
+test('a lease that fails lets the refresh run, counted and logged', async (t) => {
+  const lock: LoadLock = {
+    acquire: async () => 'token',
+    release: async () => {},
+    waitFor: async () => undefined,
+    lease: async () => { throw new Error('lease down') }
+  }
+  const { app, warnings } = cache(new MemoryStore({ max: 100 }), lock)
+  let loads = 0
+  app.define('menu', () => ++loads, { refreshInterval: 30 })
+  await app.start()
+  t.teardown(() => { app.stop() })
+  await sleep(80)
+  t.ok(loads >= 2, 'refreshed all the same')
+  t.ok(app.stats.storeErrors >= 1)
+  t.equal(warnings[0]?.operation, 'lease')
+})

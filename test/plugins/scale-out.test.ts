@@ -198,6 +198,33 @@ test('sessions with memory tiers: a change through one instance is what the othe
   t.ok(took < 100, `B serves the new cart after ${took.toFixed(1)} ms`)
 })
 
+test('with the lock, one instance refreshes a defined key per interval for all of them', async (t) => {
+  const redis = await redisFor(t)
+  if (redis === undefined) return
+  const prefix = uniquePrefix(t)
+  let loads = 0
+  const apps = await Promise.all([0, 1].map(async () => {
+    const app = fresh(t)
+    await app.register(appCache, { store: REDIS_URL, prefix, lock: true })
+    app.appCache.define('menu', () => ({ version: ++loads }), { refreshInterval: '100ms' })
+    await app.ready()
+    return app
+  }))
+  const afterPreload = loads
+  await sleep(1000)
+  const refreshes = loads - afterPreload
+  t.ok(refreshes >= 3 && refreshes <= 12, `${refreshes} refreshes in 1 s at 100 ms, for two instances (20 without the lease)`)
+  let pttl = -2
+  await within(t, 100, async () => (pttl = await redis.pttl('fmc-lease:' + prefix + 'menu')) > 0)
+  t.ok(pttl > 0 && pttl <= 90, `the lease lives 90 % of the interval: ${pttl}`)
+  const [a, b] = apps as [FastifyInstance, FastifyInstance]
+  await within(t, 100, async () => {
+    const [x, y] = await Promise.all([a.appCache.get<{ version: number }>('menu'), b.appCache.get<{ version: number }>('menu')])
+    return x?.version === y?.version
+  })
+  t.pass('both instances serve the same version')
+})
+
 test('fastify.close() closes every connection it opened and none that it did not', async (t) => {
   const server = await privateRedis(t)
   if (server === undefined) return
