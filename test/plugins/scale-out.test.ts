@@ -164,6 +164,8 @@ test('a cold key hit by many concurrent requests across two instances is loaded 
     return 1
   })))
   t.equal(unlockedCalls, 2)
+  // A miss's write-back goes on behind its callers: let it land before the prefix is cleaned up.
+  await within(t, 200, async () => await redis.exists(unlocked + 'k') === 1)
 
   // A holder slower than the others' wait: they stop waiting and load for themselves, so nobody waits unbounded.
   const slow = uniquePrefix(t)
@@ -181,6 +183,7 @@ test('a cold key hit by many concurrent requests across two instances is loaded 
   })))
   t.same(values, ['v', 'v'])
   t.equal(slowCalls, 2, 'the waiter loaded itself after its bounded wait')
+  await within(t, 200, async () => await redis.exists(slow + 'k') === 1)
 })
 
 test('sessions with memory tiers: a change through one instance is what the other serves next', async (t) => {
