@@ -55,10 +55,8 @@ export class RedisLock {
   constructor (private readonly options: RedisLockOptions) {}
 
   async acquire (key: string): Promise<string | undefined> {
-    const { client, prefix, timeout, ttl } = this.options
     const token = randomUUID()
-    const reply = await redisCommand(client, 'lock', timeout, async () => await client.call('SET', prefix + key, token, 'NX', 'PX', ttl))
-    return reply === 'OK' ? token : undefined
+    return await this.claim('lock', this.options.prefix + key, token, this.options.ttl) ? token : undefined
   }
 
   async release (key: string, token: string): Promise<void> {
@@ -67,9 +65,7 @@ export class RedisLock {
   }
 
   async lease (key: string, ms: number): Promise<boolean> {
-    const { client, leasePrefix, timeout } = this.options
-    const reply = await redisCommand(client, 'lease', timeout, async () => await client.call('SET', leasePrefix + key, '1', 'NX', 'PX', ms))
-    return reply === 'OK'
+    return await this.claim('lease', this.options.leasePrefix + key, '1', ms)
   }
 
   async waitFor (store: Store, key: string): Promise<unknown> {
@@ -81,5 +77,11 @@ export class RedisLock {
       if (value !== undefined) return value
     }
     return undefined
+  }
+
+  /** `SET NX PX`: true when `name` was free and is now this caller's for `ms`. */
+  private async claim (operation: string, name: string, value: string, ms: number): Promise<boolean> {
+    const { client, timeout } = this.options
+    return await redisCommand(client, operation, timeout, async () => await client.call('SET', name, value, 'NX', 'PX', ms)) === 'OK'
   }
 }

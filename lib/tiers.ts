@@ -1,5 +1,5 @@
 import type { InvalidationBus, Invalidation } from './bus.js'
-import { deleteKeys, isPromiseLike, type GroupOperations, type Store } from './store.js'
+import { deleteKeys, isPromiseLike, type GroupOperations, type Store, type TimedValue } from './store.js'
 import { MemoryStore } from './stores/memory.js'
 
 export interface TieredStoreOptions {
@@ -57,7 +57,7 @@ export class TieredStore implements Store {
       const hit = this.l1.get(key)
       if (hit !== undefined) return hit
     }
-    return this.fromL2(key, usable)
+    return this.fill(key, usable, async () => await this.timedFromL2(key))
   }
 
   /**
@@ -105,21 +105,24 @@ export class TieredStore implements Store {
     return this.options.bus === undefined || this.options.bus.connected
   }
 
-  private async fromL2 (key: string, usable: boolean): Promise<unknown> {
-    const { l2 } = this.options
+  /**
+   * Reads through to L2 and keeps what it found in L1 for what it has left there, unless the bus cannot be heard or
+   * something changed while it was read. Serves plain values and groups alike.
+   */
+  private async fill (key: string, usable: boolean, load: () => Promise<TimedValue | undefined>): Promise<unknown> {
     const epoch = this.epoch
-    let value: unknown
-    let remaining = 0
-    if (l2.getTimed !== undefined) {
-      const timed = await l2.getTimed(key)
-      value = timed?.value
-      remaining = timed?.ttl ?? 0
-    } else {
-      const found = l2.get(key)
-      value = isPromiseLike(found) ? await found : found
-    }
-    if (value !== undefined && usable && epoch === this.epoch) this.l1.set(key, value, this.l1Ttl(remaining))
-    return value
+    const timed = await load()
+    if (timed !== undefined && usable && epoch === this.epoch) this.l1.set(key, timed.value, this.l1Ttl(timed.ttl))
+    return timed?.value
+  }
+
+  /** A value of L2 with what it has left, where L2 can tell (0, no expiry known, where it cannot). */
+  private async timedFromL2 (key: string): Promise<TimedValue | undefined> {
+    const { l2 } = this.options
+    if (l2.getTimed !== undefined) return await l2.getTimed(key)
+    const found = l2.get(key)
+    const value = isPromiseLike(found) ? await found : found
+    return value === undefined ? undefined : { value, ttl: 0 }
   }
 
   /** The L1 lifetime of an entry that has `remaining` ms left in L2 (0: no expiry there). */
@@ -133,7 +136,7 @@ export class TieredStore implements Store {
     const changed = async (key: string, ttl: number, change: (fields: Fields) => Fields): Promise<void> => {
       this.epoch++
       const held = this.l1.get(key) as Fields | undefined
-      if (held !== undefined) this.l1.set(key, change(held), Math.min(ttl, this.options.ttl))
+      if (held !== undefined) this.l1.set(key, change(held), this.l1Ttl(ttl))
       await this.options.bus?.publish({ keys: [key] })
     }
     return {
@@ -143,10 +146,11 @@ export class TieredStore implements Store {
           const hit = this.l1.get(key) as Fields | undefined
           if (hit !== undefined) return hit
         }
-        const epoch = this.epoch
-        const fields = await l2.read(key, ttl)
-        if (fields !== undefined && usable && epoch === this.epoch) this.l1.set(key, fields, Math.min(ttl, this.options.ttl))
-        return fields
+        // A read restarts the group's expiry: it has its whole `ttl` left.
+        return await this.fill(key, usable, async () => {
+          const fields = await l2.read(key, ttl)
+          return fields === undefined ? undefined : { value: fields, ttl }
+        }) as Fields | undefined
       },
       write: async (key, fields, ttl) => {
         await l2.write(key, fields, ttl)

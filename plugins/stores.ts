@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import { withBudget } from '../lib/budget.js'
 import { InvalidationBus } from '../lib/bus.js'
 import type { Duration } from '../lib/durations.js'
 import { readOptions, type OptionReader } from '../lib/options.js'
@@ -140,10 +141,7 @@ function readL1 (read: OptionReader, option: unknown, defaults: { max: number, t
  * Redis that is down at start-up does not stop the app: the tier is bypassed until the bus listens.
  */
 async function subscribedWithin (bus: InvalidationBus, fastify: FastifyInstance, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<boolean>((resolve) => { timer = setTimeout(() => { resolve(false) }, ms) })
-  const listening = await Promise.race([bus.subscribed.then(() => true), late])
-  clearTimeout(timer)
+  const listening = await withBudget('subscribe', ms, async () => await bus.subscribed).then(() => true, () => false)
   if (!listening) fastify.log.warn(`fastify-multi-cache: no invalidation subscription within ${ms} ms; the memory tier is bypassed until there is one`)
 }
 

@@ -323,14 +323,13 @@ export class SessionCache {
     const record = current.record
     const changed = [key]
     const previous = record.get(key)
-    let evicted: Entry | undefined
+    let evicted: [string, Entry] | undefined
     if (previous !== undefined) {
       record.delete(key)
     } else if (record.size >= this.level.options.maxEntriesPerSession) {
-      const oldest = record.keys().next().value as string
-      evicted = record.get(oldest)
-      record.delete(oldest)
-      changed.push(oldest)
+      evicted = record.entries().next().value as [string, Entry]
+      record.delete(evicted[0])
+      changed.push(evicted[0])
     }
     record.set(key, { value, expires: ttl === 0 ? 0 : Date.now() + ttl })
     try {
@@ -340,7 +339,7 @@ export class SessionCache {
       // Nothing was stored (a value the serializer refuses, a store fault): the request must not see it either.
       record.delete(key)
       if (previous !== undefined) record.set(key, previous)
-      if (evicted !== undefined) record.set(changed[1] as string, evicted)
+      if (evicted !== undefined) record.set(...evicted)
       if (!(error instanceof SerializeError)) this.level.fault('write', error)
       throw error
     }
