@@ -216,3 +216,24 @@ test('getOrLoad: one load per session and key across requests, errors shared, ba
   await t.rejects(request(level, id).getOrLoad('p', () => 1, { ttl: 'later' as '1m' }), { code: 'FST_MULTICACHE_INVALID_OPTION', message: /sessionCache.getOrLoad: option "ttl"/ })
   await t.rejects(request(level, id).set('p', 1, { ttl: -1 }), { message: /sessionCache.set: option "ttl"/ })
 })
+
+test('a write the store refuses: the request keeps its view as it was, the fault is counted and logged once', async (t) => {
+  const store = failing(new JsonStore())
+  const warnings: Array<Record<string, unknown>> = []
+  const level = new SessionLevel({ ttl: 1000, maxEntriesPerSession: 2, store, log: { warn: (details) => { warnings.push(details as Record<string, unknown>) } } })
+  const id = await created(level, { a: 1, b: 2 })
+  const during = request(level, id)
+  t.equal(await during.get('a'), 1)
+  store.down = true
+  await t.rejects(during.set('a', 9), /store down \(set\)/)
+  await t.rejects(during.set('c', 3), /store down \(set\)/, 'a write that would evict the oldest entry')
+  t.equal(await during.get('a'), 1, 'the overwritten value is back')
+  t.equal(await during.get('b'), 2, 'the evicted entry is back')
+  t.equal(await during.get('c'), undefined, 'the refused value is not seen')
+  t.equal(level.stats.snapshot().evictions, 0, 'an eviction that did not happen is not counted')
+  await t.rejects(request(level, id).set('a', 9), /store down \(get\)/)
+  t.equal(level.stats.snapshot().storeErrors, 3, 'two refused writes and one failed read')
+  t.same(warnings.map((w) => w.operation), ['write'], 'logged once for the burst')
+  store.down = false
+  t.same([await request(level, id).get('a'), await request(level, id).get('c')], [1, undefined], 'the store kept the session as it was')
+})
