@@ -26,6 +26,10 @@ export const DefineError = createError<[string, string]>(
 export const UnsupportedError = createError<[string]>(
   'FST_MULTICACHE_UNSUPPORTED', '%s', 500)
 
+/** A session write with `getSessionId` when it gave no id for the request: there is no session to write to. */
+export const NoSessionError = createError(
+  'FST_MULTICACHE_NO_SESSION', 'sessionCache: getSessionId gave no id for this request, so there is no session to write to (write after authentication, or check request.sessionCache.id)', 500)
+
 /** Renders a value for an error message without ever throwing. */
 export function describe (value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value)

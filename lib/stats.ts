@@ -14,6 +14,8 @@ export interface LevelStatsSnapshot {
   storeErrors: number
   /** Entries held now. */
   size: number
+  /** Session level with the memory store: `evictions` split by the kind of session pushed out. */
+  evictionsByKind?: { anonymous: number, authenticated: number }
 }
 
 /**
@@ -28,10 +30,15 @@ export class LevelStats {
   evictions = 0
   storeErrors = 0
 
-  constructor (private readonly size: () => number) {}
+  /** Evictions of sessions that were never regenerated (`evictions` counts them too). */
+  anonymousEvictions = 0
+
+  constructor (private readonly size: () => number, private readonly byKind = false) {}
 
   snapshot (): LevelStatsSnapshot {
+    const split = this.byKind ? { evictionsByKind: { anonymous: this.anonymousEvictions, authenticated: this.evictions - this.anonymousEvictions } } : {}
     return {
+      ...split,
       hits: this.hits,
       misses: this.misses,
       loads: this.loads,

@@ -20,9 +20,10 @@ export interface Store {
   /** Deletes several keys at once where the backend can batch them. */
   deleteMany? (keys: readonly string[]): Awaitable<void>
   /**
-   * Optional grouped fields under one key that expire together (a Redis hash). The session level uses them when
-   * present: writing one entry then touches one field, and concurrent requests of one session cannot overwrite
-   * each other's entries. Every call restarts the group's expiry (`ttl` ms); `delete(key)` drops the group.
+   * Optional grouped fields under one key that expire together, changed only under a fence (a Redis hash, a memory
+   * entry). The session level uses them when present: writing one entry touches one field, concurrent requests of
+   * one session cannot overwrite each other's entries, and a request that still holds an ended session cannot bring
+   * it back. Stores without them get the same contract emulated over whole values (see `lib/sessions/keyed.ts`).
    */
   readonly groups?: GroupOperations
   /** Entries currently held, where the backend knows it cheaply. */
@@ -38,14 +39,38 @@ export interface TimedValue {
   ttl: number
 }
 
-/** Field-level access to a group; see `Store.groups`. */
+/** A group as one read saw it: its fence and its fields. Never mutated: a change makes a new one. */
+export interface Group {
+  /** Random, set when the group is created and never changed: a write that names another fence is refused. */
+  readonly fence: string
+  readonly fields: Readonly<Record<string, unknown>>
+  /** Some fields may be missing from `fields`: ask `GroupOperations.field` for a name that is not there. */
+  readonly partial?: boolean
+}
+
+/** What one update does to a group's fields, in this order: drop all, remove some, set some. */
+export interface GroupChange {
+  clear?: boolean
+  remove?: readonly string[]
+  set?: Readonly<Record<string, unknown>>
+}
+
+/**
+ * Field-level access to groups; see `Store.groups`. Every operation is atomic in the store, so that a check of the
+ * fence and the change it guards cannot be split by another instance's write. Every change restarts the group's
+ * expiry (`ttl` ms).
+ */
 export interface GroupOperations {
-  /** Every field of the group, or undefined when the group does not exist. Restarts its expiry. */
-  read (key: string, ttl: number): Awaitable<Record<string, unknown> | undefined>
-  /** Writes fields (creating the group if needed) and restarts its expiry. */
-  write (key: string, fields: Readonly<Record<string, unknown>>, ttl: number): Awaitable<void>
-  /** Removes fields and restarts the group's expiry. */
-  remove (key: string, fields: readonly string[], ttl: number): Awaitable<void>
+  /** The group, or undefined when it does not exist. Restarts its expiry, without writing any field. */
+  read (key: string, ttl: number): Awaitable<Group | undefined>
+  /** Creates the group unless `key` exists: false when it did, and then nothing was written. */
+  create (key: string, group: Group, ttl: number): Awaitable<boolean>
+  /** Applies `change` if the group exists under `fence`: false when it does not, and then nothing was written. */
+  update (key: string, fence: string, change: GroupChange, ttl: number): Awaitable<boolean>
+  /** Deletes the group if it exists under `fence`, returning it as it was at that instant; undefined otherwise. */
+  end (key: string, fence: string): Awaitable<Group | undefined>
+  /** One field of a partial group, read on its own. */
+  field? (key: string, fence: string, name: string): Awaitable<unknown>
 }
 
 const REQUIRED = ['get', 'set', 'delete', 'clear'] as const

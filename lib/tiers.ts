@@ -1,5 +1,5 @@
 import type { InvalidationBus, Invalidation } from './bus.js'
-import { deleteKeys, isPromiseLike, type GroupOperations, type Store, type TimedValue } from './store.js'
+import { deleteKeys, isPromiseLike, type Awaitable, type Group, type GroupOperations, type Store, type TimedValue } from './store.js'
 import { MemoryStore } from './stores/memory.js'
 
 export interface TieredStoreOptions {
@@ -20,9 +20,10 @@ export interface TieredStoreOptions {
  * (reads go to L2 and nothing is added to L1) and it was emptied when the bus lost its subscription, so an
  * instance that cannot hear invalidations never serves what another instance changed.
  *
- * Groups (one session's fields) are tiered whole: L1 keeps the fields of the last read and applies this instance's
- * own writes to them. A read served from L1 does not reach L2, so it does not restart the group's expiry there:
- * reads restart it at least once per `ttl`, and every write does.
+ * Groups (one session's fields) are tiered whole: L1 keeps the group as the last read saw it, and every change,
+ * made here or heard of, drops it, so that the fence checks of L2 decide every write. A read served from L1 does not
+ * reach L2, so it does not restart the group's expiry there: reads restart it at least once per `ttl`, and every
+ * write does.
  */
 export class TieredStore implements Store {
   readonly groups?: GroupOperations
@@ -131,39 +132,34 @@ export class TieredStore implements Store {
   }
 
   private tierGroups (l2: GroupOperations): GroupOperations {
-    // A group's fields as L1 holds them: replaced whole on every change, never mutated, so a reader keeps a stable copy.
-    type Fields = Record<string, unknown>
-    const changed = async (key: string, ttl: number, change: (fields: Fields) => Fields): Promise<void> => {
-      this.epoch++
-      const held = this.l1.get(key) as Fields | undefined
-      if (held !== undefined) this.l1.set(key, change(held), this.l1Ttl(ttl))
+    // Even a change that failed (a timeout) may have landed in L2: the L1 copy goes either way.
+    const changed = async <T> (key: string, change: () => Awaitable<T>): Promise<T> => {
+      let result: T
+      try {
+        result = await change()
+      } finally {
+        this.epoch++
+        this.l1.delete(key)
+      }
       await this.options.bus?.publish({ keys: [key] })
+      return result
     }
     return {
-      read: async (key, ttl) => {
+      read: (key, ttl) => {
         const usable = this.usable()
         if (usable) {
-          const hit = this.l1.get(key) as Fields | undefined
+          const hit = this.l1.get(key) as Group | undefined
           if (hit !== undefined) return hit
         }
         // A read restarts the group's expiry: it has its whole `ttl` left.
-        return await this.fill(key, usable, async () => {
-          const fields = await l2.read(key, ttl)
-          return fields === undefined ? undefined : { value: fields, ttl }
-        }) as Fields | undefined
+        return this.fill(key, usable, async () => {
+          const group = await l2.read(key, ttl)
+          return group === undefined ? undefined : { value: group, ttl }
+        }) as Promise<Group | undefined>
       },
-      write: async (key, fields, ttl) => {
-        await l2.write(key, fields, ttl)
-        await changed(key, ttl, (held) => ({ ...held, ...fields }))
-      },
-      remove: async (key, names, ttl) => {
-        await l2.remove(key, names, ttl)
-        await changed(key, ttl, (held) => {
-          const kept = { ...held }
-          for (const name of names) delete kept[name]
-          return kept
-        })
-      }
+      create: async (key, group, ttl) => await changed(key, () => l2.create(key, group, ttl)),
+      update: async (key, fence, change, ttl) => await changed(key, () => l2.update(key, fence, change, ttl)),
+      end: async (key, fence) => await changed(key, () => l2.end(key, fence))
     }
   }
 }

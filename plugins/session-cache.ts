@@ -18,8 +18,13 @@ export interface SessionCacheOptions extends SharedStoreOptions {
   cookie?: SerializeOptions
   /** Inactivity expiry, rolling: ms or a duration string. Default `'30m'`. */
   ttl?: Duration
-  /** Most sessions held by the memory store; the least recently used goes first. Default 100,000. */
+  /**
+   * Most logged-in sessions (regenerated, or identified by `getSessionId`) held by the memory store; the least
+   * recently used goes first. Default 100,000.
+   */
   maxSessions?: number
+  /** Most sessions never regenerated held by the memory store, bounded apart from logged-in ones. Default `maxSessions`. */
+  maxAnonymousSessions?: number
   /** Most entries one session may hold; past it the oldest written goes first. Default 100. */
   maxEntriesPerSession?: number
   /** `'memory'` (default), `'redis'` (`fastify.redis`), a Redis URL, an ioredis client, a Keyv, or a `Store`. */
@@ -35,7 +40,7 @@ declare module 'fastify' {
   }
 }
 
-const OPTIONS = ['secret', 'cookieName', 'cookie', 'ttl', 'maxSessions', 'maxEntriesPerSession', 'store', 'getSessionId', ...SHARED_STORE_OPTIONS]
+const OPTIONS = ['secret', 'cookieName', 'cookie', 'ttl', 'maxSessions', 'maxAnonymousSessions', 'maxEntriesPerSession', 'store', 'getSessionId', ...SHARED_STORE_OPTIONS]
 const MIN_SECRET = 32
 const kSession = Symbol('fastify-multi-cache.session')
 type Slot = FastifyRequest & { [kSession]: SessionCache | null }
@@ -46,16 +51,23 @@ const plugin: FastifyPluginAsync<SessionCacheOptions> = async (fastify, options)
   const ttl = read.duration('ttl', 30 * 60_000)
   if (ttl === 0) read.fail('ttl', 'must be greater than 0')
   const maxSessions = read.positiveInteger('maxSessions', 100_000)
+  const maxAnonymousSessions = read.positiveInteger('maxAnonymousSessions', maxSessions)
+  const inMemory = (max: number, onEvict: () => void): MemoryStore => new MemoryStore({ max, ttl, rolling: true, onEvict })
   const backend = await resolveStore(fastify, read, options, {
     prefix: 'fmc:session:',
     // A tier entry is at most this old, and reads that reach Redis restart the session's expiry at least this often.
     l1: { max: 10_000, ttl: Math.min(5000, ttl) },
-    memory: () => new MemoryStore({ max: maxSessions, ttl, rolling: true, onEvict: () => { level.stats.evictions++ } })
+    memory: () => inMemory(maxSessions, () => { level.stats.evictions++ })
   })
+  // In memory, anonymous visitors get a pool of their own: a crowd of them cannot push logged-in users out.
+  const anonymous = backend.redis === undefined && backend.store instanceof MemoryStore
+    ? inMemory(maxAnonymousSessions, () => { level.stats.evictions++; level.stats.anonymousEvictions++ })
+    : undefined
   const level: SessionLevel = new SessionLevel({
     ttl,
     maxEntriesPerSession: read.positiveInteger('maxEntriesPerSession', 100),
     store: backend.store,
+    ...(anonymous === undefined ? {} : { anonymous }),
     log: fastify.log
   })
   const getSessionId = read.optionalFunction<NonNullable<SessionCacheOptions['getSessionId']>>('getSessionId')

@@ -1,20 +1,29 @@
+import { randomBytes } from 'node:crypto'
 import type { Duration } from '../durations.js'
 import { BurstLog, type Logger } from '../burst-log.js'
-import { SerializeError, UnsupportedError } from '../errors.js'
+import { NoSessionError, SerializeError, UnsupportedError } from '../errors.js'
 import { assertKey, assertValue, newSessionId, sessionStoreKey } from '../keys.js'
 import { callTtl } from '../options.js'
 import { SingleFlight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
-import type { Store } from '../store.js'
-import { MemoryStore } from '../stores/memory.js'
+import type { Awaitable, Group, GroupChange, GroupOperations, Store } from '../store.js'
+import { keyedGroups } from '../stores/keyed-groups.js'
 
 export interface SessionLevelOptions {
   /** Inactivity expiry in ms: every request that uses a session restarts it. */
   ttl: number
   /** Most entries one session may hold; past it the oldest written entry is dropped. */
   maxEntriesPerSession: number
-  /** Where sessions live, under a hash of their id: one hash per session where the store has `groups`. */
+  /**
+   * Where sessions live, under a hash of their id: sessions that were regenerated (logged in) or whose id the app
+   * gives, and every session when `anonymous` is not given.
+   */
   store: Store
+  /**
+   * Where sessions that were never regenerated live, bounded apart, so that a crowd of anonymous visitors cannot push
+   * logged-in users out of `store`. The plugin gives one with the memory store.
+   */
+  anonymous?: Store
   /** Where store faults are reported, once per burst. */
   log?: Logger
 }
@@ -35,86 +44,63 @@ export interface PresentedId {
 /** How the cookie must change when the response goes out. */
 export type CookieChange = 'set' | 'clear' | undefined
 
+/** A user's entry as a group field holds it. */
 interface Entry {
   value: unknown
   /** Epoch ms after which the entry is gone; 0 for none. */
   expires: number
+  /** Epoch ms of the write: the oldest written goes first when the session is full. */
+  at: number
 }
 
-/** One session's data. Kept by reference in the memory store, so concurrent requests of one session share it. */
-export type SessionRecord = Map<string, Entry>
+/** Field names of users' entries: a prefix keeps them apart from what the package itself keeps in a session. */
+const DATA = 'd:'
+
+/** One of the stores sessions live in, with its group operations (native, or emulated over whole values). */
+interface Pool {
+  store: Store
+  groups: GroupOperations
+}
 
 /**
- * Marks a session in a grouped store (a Redis hash), so that a session whose entries are all gone still exists and
- * keeps its id. The empty string can never be a user's key.
+ * What all sessions share: the stores, the bounds, the counters and the in-flight loads. A session is a group of
+ * fields under a fence (see `GroupOperations`): a request reads its own snapshot, writes field by field under the
+ * fence it read, and once the session is ended (destroyed, regenerated) no request can write it back.
  */
-const MARKER = ''
-
-/** What all sessions share: the store, the bounds, the counters, the in-flight loads, and how records are kept. */
 export class SessionLevel {
   readonly stats: LevelStats
   readonly loads = new SingleFlight()
-  /** The memory store keeps the record itself; any other store gets a plain object it can serialize. */
-  private readonly byReference: boolean
-  /** The store restarts a session's expiry when it is read; any other store is written again on read. */
-  private readonly rolling: boolean
-
+  /** Regenerated (logged-in) sessions and app-given ids; every session when there is no separate anonymous pool. */
+  readonly known: Pool
+  readonly anonymous: Pool
   private readonly faults: BurstLog | undefined
 
   constructor (readonly options: SessionLevelOptions) {
-    this.stats = new LevelStats(() => options.store.size ?? 0)
+    const { store, anonymous, ttl } = options
+    // Without groups a session's head is written once; it lives a day, or the inactivity ttl if that is longer.
+    const pool = (s: Store): Pool => ({ store: s, groups: s.groups ?? keyedGroups(s, Math.max(ttl, 86_400_000)) })
+    this.known = pool(store)
+    this.anonymous = anonymous === undefined ? this.known : pool(anonymous)
+    this.stats = new LevelStats(() => (store.size ?? 0) + (anonymous?.size ?? 0), anonymous !== undefined)
     this.faults = options.log === undefined ? undefined : new BurstLog(options.log)
-    this.byReference = options.store instanceof MemoryStore
-    this.rolling = options.store instanceof MemoryStore && options.store.rolling
   }
 
   /**
    * The session handle of one request. `presented` reads the id the request carries; `appOwnsId` means the app
-   * identifies users itself (no cookie is issued and the id cannot be regenerated).
+   * identifies users itself (no cookie is issued, the id cannot be regenerated, and without an id nothing is stored).
    */
   open (presented: () => PresentedId | undefined | PromiseLike<PresentedId | undefined>, appOwnsId = false): SessionCache {
     return new SessionCache(this, presented, appOwnsId)
   }
 
-  /** A session's record, restarting its expiry; undefined when it does not exist. */
-  async read (key: string): Promise<SessionRecord | undefined> {
-    const { store, ttl } = this.options
-    if (store.groups !== undefined) {
-      const fields = await store.groups.read(key, ttl)
-      if (fields === undefined) return undefined
-      const record: SessionRecord = new Map()
-      for (const [name, entry] of Object.entries(fields)) if (name !== MARKER) record.set(name, entry as Entry)
-      return record
-    }
-    const stored = await store.get(key)
-    if (stored === undefined) return undefined
-    // A store without groups that does not roll by itself only restarts an entry's expiry when it is written again.
-    if (!this.rolling) await store.set(key, stored, ttl)
-    return stored instanceof Map ? stored as SessionRecord : new Map(Object.entries(stored as Record<string, Entry>))
-  }
-
-  /** Stores the changes of `names` (written or removed), or the whole record when `names` is undefined. */
-  async save (key: string, record: SessionRecord, names?: readonly string[]): Promise<void> {
-    const { store, ttl } = this.options
-    if (store.groups === undefined) {
-      await store.set(key, this.byReference ? record : Object.fromEntries(record), ttl)
-      return
-    }
-    // No prototype: `__proto__` is a user's key like any other, and must be written as a field, not as a prototype.
-    const written: Record<string, unknown> = Object.create(null) as Record<string, unknown>
-    written[MARKER] = 1
-    const removed: string[] = []
-    for (const name of names ?? record.keys()) {
-      const entry = record.get(name)
-      if (entry === undefined) removed.push(name)
-      else written[name] = entry
-    }
-    if (removed.length > 0) await store.groups.remove(key, removed, ttl)
-    await store.groups.write(key, written, ttl)
-  }
-
-  async drop (key: string): Promise<void> {
-    await this.options.store.delete(key)
+  /** The session stored under `key` and the pool that holds it, restarting its expiry; undefined when there is none. */
+  async read (key: string): Promise<{ pool: Pool, group: Group } | undefined> {
+    const { ttl } = this.options
+    const group = await this.known.groups.read(key, ttl)
+    if (group !== undefined) return { pool: this.known, group }
+    if (this.anonymous === this.known) return undefined
+    const anonymous = await this.anonymous.groups.read(key, ttl)
+    return anonymous === undefined ? undefined : { pool: this.anonymous, group: anonymous }
   }
 
   /** Counts a store operation that failed or ran out of time, and logs the first of a burst. */
@@ -122,20 +108,20 @@ export class SessionLevel {
     this.stats.storeErrors++
     this.faults?.warn({ err: error, operation }, `sessionCache: the store failed (${operation}); reads miss and writes fail until it answers`)
   }
-
-  /**
-   * The record the memory store holds now, read synchronously; undefined for other stores. Lets a request that
-   * found no session join the one a concurrent request of the same app-given id has just created.
-   */
-  held (key: string): SessionRecord | undefined {
-    return this.byReference ? this.options.store.get(key) as SessionRecord | undefined : undefined
-  }
 }
 
+/** The session a request works with: where it lives, and this request's view of its fields. */
 interface Current {
   id: string
   key: string
-  record: SessionRecord
+  fence: string
+  pool: Pool
+  /** The fields as read, with this request's own changes applied. */
+  fields: Record<string, unknown>
+  /** Names not in `fields` may still exist in the store (see `Group.partial`). */
+  partial: boolean
+  /** The group exists in the store: it was found there or created by this request. */
+  stored: boolean
 }
 
 /**
@@ -143,14 +129,15 @@ interface Current {
  * never creates a session. An id that is unknown, expired or forged reads as an empty session. When the store
  * cannot be read, reads miss and loaders answer, but writes fail: a session is never given a new id, and never
  * overwritten, because its store was briefly out of reach.
+ *
+ * Each request works on its own snapshot of the session. Its writes change only the fields they name, and only
+ * while the session it read still exists: after another request destroyed or regenerated it, they go nowhere.
  */
 export class SessionCache {
   private current: Current | undefined
   private loading: Promise<void> | undefined
   /** The id the client's cookie carries, valid or not. */
   private held: string | undefined
-  /** `current` exists in the store (found there or saved). */
-  private stored = false
   private reissue = false
   private destroyed = false
   /** Why the session could not be read, when it could not. */
@@ -171,14 +158,14 @@ export class SessionCache {
   get cookie (): CookieChange {
     if (this.appOwnsId) return undefined
     const current = this.current
-    if (current !== undefined && this.stored) return current.id !== this.held || this.reissue ? 'set' : undefined
+    if (current?.stored === true) return current.id !== this.held || this.reissue ? 'set' : undefined
     return this.destroyed && this.held !== undefined ? 'clear' : undefined
   }
 
   async get<T = unknown> (key: string): Promise<T | undefined> {
     assertKey(key)
     await this.load()
-    const value = this.read(key)
+    const value = await this.read(key)
     if (value === undefined) this.level.stats.misses++
     else this.level.stats.hits++
     return value as T | undefined
@@ -187,7 +174,7 @@ export class SessionCache {
   async has (key: string): Promise<boolean> {
     assertKey(key)
     await this.load()
-    return this.read(key) !== undefined
+    return await this.read(key) !== undefined
   }
 
   async set<T> (key: string, value: T, options?: SessionSetOptions): Promise<void> {
@@ -202,8 +189,8 @@ export class SessionCache {
     assertKey(key)
     await this.writable()
     const current = this.current
-    if (current === undefined || !current.record.delete(key)) return false
-    await this.level.save(current.key, current.record, [key])
+    if (current === undefined || await this.read(key) === undefined) return false
+    await this.change(current, { remove: [DATA + key] })
     return true
   }
 
@@ -211,57 +198,67 @@ export class SessionCache {
   async clear (): Promise<void> {
     await this.writable()
     const current = this.current
-    if (current === undefined || current.record.size === 0) return
-    const names = [...current.record.keys()]
-    current.record.clear()
-    await this.level.save(current.key, current.record, names)
+    if (current?.stored !== true) return
+    await this.change(current, { clear: true })
   }
 
   /**
    * The cached value, or the loader's value stored in the session. Concurrent calls for one session and key, from
-   * any of its requests, share one loader call. A failing loader stores nothing; `undefined` is not stored.
+   * any of its requests, share one loader call. A failing loader stores nothing; `undefined` is not stored. Without a
+   * session to store into (the store could not be read, or `getSessionId` gave no id) the loader answers every call.
    */
   async getOrLoad<T> (key: string, loader: () => T | PromiseLike<T>, options?: SessionSetOptions): Promise<T> {
     assertKey(key)
     const ttl = callTtl('sessionCache.getOrLoad', options, 0)
     await this.load()
     const stats = this.level.stats
-    const cached = this.read(key)
+    const cached = await this.read(key)
     if (cached !== undefined) {
       stats.hits++
       return cached as T
     }
     stats.misses++
-    if (this.unreadable !== undefined) return await countLoad(stats, loader)
+    if (this.unreadable !== undefined || this.nobody()) return await countLoad(stats, loader)
     const current = this.ensure()
-    return await this.level.loads.loadOnce(current.key + '\n' + key, async () => {
+    return await this.level.loads.loadOnce(current.key + '\n' + current.fence + '\n' + key, async () => {
       const loaded = await countLoad(stats, loader)
       if (loaded !== undefined) await this.write(key, loaded, ttl)
       return loaded
     })
   }
 
-  /** A new id for the same data: call it after login, so that an id known before login is worth nothing. */
+  /**
+   * A new id for the same data: call it after login, so that an id known before login is worth nothing. The old
+   * session ends at once: a request still running under it can no longer write to it, nor to the new one.
+   */
   async regenerate (): Promise<void> {
     if (this.appOwnsId) throw new UnsupportedError('sessionCache.regenerate() is not available with getSessionId: the app owns the session id')
     await this.writable()
     const before = this.current
+    // What the old session held at the instant it ended, so that a write that landed just before is carried over;
+    // nothing when another request ended it first (a logout in another tab is not undone by a login here).
+    const ended = before?.stored === true ? await this.guard('end', () => before.pool.groups.end(before.key, before.fence)) : undefined
+    const fields = Object.create(null) as Record<string, unknown>
+    for (const [name, entry] of Object.entries(ended?.fields ?? {})) {
+      if (name.startsWith(DATA)) fields[name] = entry
+    }
     const id = newSessionId()
-    // A copy, so that a request still running under the old id cannot write into the new session.
-    this.current = { id, key: sessionStoreKey(id), record: new Map(before?.record) }
-    await this.level.save(this.current.key, this.current.record)
-    this.stored = true
-    if (before !== undefined) await this.level.drop(before.key)
+    const key = sessionStoreKey(id)
+    const fence = newFence()
+    const { known } = this.level
+    this.current = undefined
+    // A new random id is never taken: create cannot find it.
+    await this.guard('create', () => known.groups.create(key, { fence, fields }, this.level.options.ttl))
+    this.current = { id, key, fence, pool: known, fields: { ...fields }, partial: false, stored: true }
   }
 
-  /** Drops the session and its data; the cookie is cleared. */
+  /** Drops the session and its data; the cookie is cleared. A request still running under it cannot bring it back. */
   async destroy (): Promise<void> {
     await this.writable()
     const before = this.current
     this.current = undefined
-    this.stored = false
     this.destroyed = true
-    if (before !== undefined) await this.level.drop(before.key)
+    if (before?.stored === true) await this.guard('end', () => before.pool.groups.end(before.key, before.fence))
   }
 
   private load (): Promise<void> {
@@ -269,92 +266,144 @@ export class SessionCache {
     return this.loading
   }
 
-  /** Loads, then refuses to write a session that could not be read. */
+  /** Loads, then refuses to write a session that could not be read, or that has no id to be stored under. */
   private async writable (): Promise<void> {
     await this.load()
     if (this.unreadable !== undefined) throw this.unreadable
+    if (this.nobody()) throw new NoSessionError()
+  }
+
+  /** The app identifies its users and gave no id for this request: there is no session to keep anything in. */
+  private nobody (): boolean {
+    return this.appOwnsId && this.current === undefined
   }
 
   private async find (): Promise<void> {
     const presented = await this.presented()
-    if (presented === undefined) return
+    if (presented === undefined) {
+      // The app may not know the user yet (asked from a hook before authentication): ask again on the next call.
+      if (this.appOwnsId) this.loading = undefined
+      return
+    }
     this.held = presented.id
     const key = sessionStoreKey(presented.id)
-    let record: SessionRecord | undefined
+    let found: Awaited<ReturnType<SessionLevel['read']>>
     try {
-      record = await this.level.read(key)
+      found = await this.level.read(key)
     } catch (error) {
       this.level.fault('read', error)
       this.unreadable = error
       return
     }
-    if (record !== undefined) {
-      this.current = { id: presented.id, key, record }
-      this.stored = true
+    if (found !== undefined) {
+      const { pool, group } = found
+      this.current = { id: presented.id, key, fence: group.fence, pool, fields: { ...group.fields }, partial: group.partial === true, stored: true }
       this.reissue = presented.reissue === true
     } else if (this.appOwnsId) {
       // The app's id is authoritative: its session starts empty and is created under that id on first write.
-      this.current = { id: presented.id, key, record: new Map() }
+      this.current = { id: presented.id, key, fence: newFence(), pool: this.level.known, fields: {}, partial: false, stored: false }
     }
   }
 
-  private read (key: string): unknown {
-    const record = this.current?.record
-    const entry = record?.get(key)
+  /** A user's entry as this request sees it, reading a field the snapshot may lack; undefined once expired. */
+  private async read (key: string): Promise<unknown> {
+    const current = this.current
+    if (current === undefined) return undefined
+    const name = DATA + key
+    let entry = Object.hasOwn(current.fields, name) ? current.fields[name] as Entry | undefined : undefined
+    if (entry === undefined && current.partial && current.stored && !Object.hasOwn(current.fields, name)) {
+      entry = await this.readField(current, name) as Entry | undefined
+      current.fields[name] = entry
+    }
     if (entry === undefined) return undefined
-    if (entry.expires !== 0 && entry.expires <= Date.now()) {
-      record?.delete(key)
+    if (entry.expires !== 0 && entry.expires <= Date.now()) return undefined
+    return entry.value
+  }
+
+  private async readField (current: Current, name: string): Promise<unknown> {
+    try {
+      return await current.pool.groups.field?.(current.key, current.fence, name)
+    } catch (error) {
+      this.level.fault('read', error)
       return undefined
     }
-    return entry.value
   }
 
   private ensure (): Current {
     if (this.current === undefined) {
       const id = newSessionId()
-      this.current = { id, key: sessionStoreKey(id), record: new Map() }
+      this.current = { id, key: sessionStoreKey(id), fence: newFence(), pool: this.level.anonymous, fields: {}, partial: false, stored: false }
     }
     return this.current
   }
 
   private async write (key: string, value: unknown, ttl: number): Promise<void> {
     const current = this.ensure()
-    if (!this.stored && this.appOwnsId) this.join(current)
-    const record = current.record
-    const changed = [key]
-    const previous = record.get(key)
-    let evicted: [string, Entry] | undefined
-    if (previous !== undefined) {
-      record.delete(key)
-    } else if (record.size >= this.level.options.maxEntriesPerSession) {
-      evicted = record.entries().next().value as [string, Entry]
-      record.delete(evicted[0])
-      changed.push(evicted[0])
-    }
-    record.set(key, { value, expires: ttl === 0 ? 0 : Date.now() + ttl })
-    try {
-      // A session first written here is stored whole (its marker included); later writes touch their fields only.
-      await this.level.save(current.key, record, this.stored ? changed : undefined)
-    } catch (error) {
-      // Nothing was stored (a value the serializer refuses, a store fault): the request must not see it either.
-      record.delete(key)
-      if (previous !== undefined) record.set(key, previous)
-      if (evicted !== undefined) record.set(...evicted)
-      if (!(error instanceof SerializeError)) this.level.fault('write', error)
-      throw error
-    }
+    const now = Date.now()
+    const name = DATA + key
+    const entry: Entry = { value, expires: ttl === 0 ? 0 : now + ttl, at: now }
+    const evicted = this.oldestIfFull(current, name, now)
+    const change: GroupChange = { set: { [name]: entry }, ...(evicted === undefined ? {} : { remove: [evicted] }) }
+    await this.change(current, change)
     if (evicted !== undefined) this.level.stats.evictions++
-    this.stored = true
+  }
+
+  /** The entry to drop so that one more fits, when `name` is new and the session is full. */
+  private oldestIfFull (current: Current, name: string, now: number): string | undefined {
+    let live = 0
+    let oldest: [string, number] | undefined
+    for (const [field, value] of Object.entries(current.fields)) {
+      const entry = value as Entry | undefined
+      if (!field.startsWith(DATA) || entry === undefined || field === name) continue
+      if (entry.expires !== 0 && entry.expires <= now) continue
+      live++
+      if (oldest === undefined || entry.at < oldest[1]) oldest = [field, entry.at]
+    }
+    return live >= this.level.options.maxEntriesPerSession ? oldest?.[0] : undefined
   }
 
   /**
-   * Concurrent first requests of one app-given id each found no session: the first write creates it, and the others
-   * join that record rather than overwrite it with their own. Synchronous up to the save, so nothing runs between.
+   * Applies a change to the store, then to this request's view. A session not stored yet is created by it; a session
+   * that ended meanwhile (another request destroyed or regenerated it) takes nothing: the change goes nowhere, and
+   * this request goes on with its own view. A change the store refuses leaves the view as it was.
    */
-  private join (current: Current): void {
-    const created = this.level.held(current.key)
-    if (created === undefined || created === current.record) return
-    for (const [name, entry] of current.record) created.set(name, entry)
-    current.record = created
+  private async change (current: Current, change: GroupChange): Promise<void> {
+    const { ttl } = this.level.options
+    await this.guard('write', async () => {
+      if (current.stored) {
+        await current.pool.groups.update(current.key, current.fence, change, ttl)
+        return
+      }
+      const fields = Object.assign(Object.create(null) as Record<string, unknown>, change.set)
+      if (await current.pool.groups.create(current.key, { fence: current.fence, fields }, ttl)) current.stored = true
+      // Concurrent first requests of one app-given id: join the session the first of them created.
+      else await this.join(current, change)
+    })
+    if (change.clear === true) current.fields = {}
+    for (const name of change.remove ?? []) current.fields[name] = undefined
+    Object.assign(current.fields, change.set)
   }
+
+  /** Runs a store operation, counting and logging a fault (not a value the serializer refuses) before it is thrown. */
+  private async guard<T> (operation: string, run: () => Awaitable<T>): Promise<T> {
+    try {
+      return await run()
+    } catch (error) {
+      if (!(error instanceof SerializeError)) this.level.fault(operation, error)
+      throw error
+    }
+  }
+
+  private async join (current: Current, change: GroupChange): Promise<void> {
+    const found = await this.level.read(current.key)
+    if (found === undefined) return
+    const { pool, group } = found
+    Object.assign(current, { fence: group.fence, pool, fields: { ...group.fields }, partial: group.partial === true, stored: true })
+    await pool.groups.update(current.key, group.fence, change, this.level.options.ttl)
+  }
+}
+
+/** A session's fence: random, so that no two sessions, even under one app-given id, ever share one. */
+function newFence (): string {
+  return randomBytes(12).toString('base64url')
 }

@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache'
-import type { Store } from '../store.js'
+import type { Group, GroupChange, GroupOperations, Store } from '../store.js'
 
 export interface MemoryStoreOptions {
   /** Most entries held; the least recently used goes first. */
@@ -17,6 +17,7 @@ export interface MemoryStoreOptions {
  * hit costs one map lookup and no serialization. Callers must not mutate what they cached.
  */
 export class MemoryStore implements Store {
+  readonly groups: GroupOperations
   private readonly lru: LRUCache<string, NonNullable<unknown>>
   /** A read restarts an entry's time to live. */
   readonly rolling: boolean
@@ -30,6 +31,7 @@ export class MemoryStore implements Store {
       updateAgeOnGet: options.rolling === true,
       ...(onEvict === undefined ? {} : { disposeAfter: (_value, _key, reason) => { if (reason === 'evict') onEvict() } })
     })
+    this.groups = memoryGroups(this.lru)
   }
 
   get size (): number {
@@ -38,10 +40,6 @@ export class MemoryStore implements Store {
 
   get (key: string): unknown {
     return this.lru.get(key)
-  }
-
-  getMany (keys: readonly string[]): unknown[] {
-    return keys.map((key) => this.lru.get(key))
   }
 
   set (key: string, value: unknown, ttl?: number): void {
@@ -60,4 +58,42 @@ export class MemoryStore implements Store {
   clear (): void {
     this.lru.clear()
   }
+}
+
+/**
+ * Groups held as `Group` objects that are never mutated: a change stores a new one, so a request keeps the snapshot
+ * it read however others change the group after. Synchronous, hence atomic: nothing runs between the fence check
+ * and the change.
+ */
+function memoryGroups (lru: LRUCache<string, NonNullable<unknown>>): GroupOperations {
+  const held = (key: string): Group | undefined => lru.get(key) as Group | undefined
+  return {
+    read: (key) => lru.get(key, { updateAgeOnGet: true }) as Group | undefined,
+    create: (key, group, ttl) => {
+      if (lru.has(key)) return false
+      lru.set(key, group, { ttl })
+      return true
+    },
+    update: (key, fence, change, ttl) => {
+      const group = held(key)
+      if (group?.fence !== fence) return false
+      lru.set(key, { fence, fields: changed(group.fields, change) }, { ttl })
+      return true
+    },
+    end: (key, fence) => {
+      const group = lru.peek(key) as Group | undefined
+      if (group?.fence !== fence) return undefined
+      lru.delete(key)
+      return group
+    }
+  }
+}
+
+/** The fields after `change`, as a new prototype-less object: `__proto__` is a field name like any other. */
+export function changed (fields: Readonly<Record<string, unknown>>, change: GroupChange): Record<string, unknown> {
+  const next: Record<string, unknown> = Object.create(null) as Record<string, unknown>
+  if (change.clear !== true) Object.assign(next, fields)
+  for (const name of change.remove ?? []) delete next[name]
+  if (change.set !== undefined) Object.assign(next, change.set)
+  return next
 }

@@ -1,7 +1,7 @@
 import { withBudget } from '../budget.js'
 import { StoreError } from '../errors.js'
 import { encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
-import type { GroupOperations, Store, TimedValue } from '../store.js'
+import type { Group, GroupChange, GroupOperations, Store, TimedValue } from '../store.js'
 
 type Argument = string | number | Buffer
 
@@ -59,8 +59,9 @@ export class RedisStore implements Store {
     this.serializer = options.serializer ?? jsonSerializer
     this.groups = {
       read: async (key, ttl) => await this.readGroup(key, ttl),
-      write: async (key, fields, ttl) => { await this.writeGroup(key, fields, ttl) },
-      remove: async (key, fields, ttl) => { await this.removeFromGroup(key, fields, ttl) }
+      create: async (key, group, ttl) => await this.createGroup(key, group, ttl),
+      update: async (key, fence, change, ttl) => await this.updateGroup(key, fence, change, ttl),
+      end: async (key, fence) => await this.endGroup(key, fence)
     }
   }
 
@@ -112,27 +113,47 @@ export class RedisStore implements Store {
     } while (cursor !== '0')
   }
 
-  private async readGroup (key: string, ttl: number): Promise<Record<string, unknown> | undefined> {
+  private async readGroup (key: string, ttl: number): Promise<Group | undefined> {
     const full = this.prefix + key
     const [hash] = await this.transaction('groups.read', [['hgetallBuffer', full], ['pexpire', full, ttl]])
-    const fields = Object.entries(hash as Record<string, Buffer>)
-    if (fields.length === 0) return undefined
-    // No prototype: a field named `__proto__` is a user's key like any other.
-    const decoded = Object.create(null) as Record<string, unknown>
-    for (const [name, data] of fields) decoded[name] = this.decode(data)
-    return decoded
+    return this.toGroup(Object.entries(hash as Record<string, Buffer>))
   }
 
-  private async writeGroup (key: string, fields: Readonly<Record<string, unknown>>, ttl: number): Promise<void> {
-    const full = this.prefix + key
+  private async createGroup (key: string, group: Group, ttl: number): Promise<boolean> {
+    const args = [ttl, FENCE, group.fence, ...this.encodeFields(group.fields)]
+    return await this.run('groups.create', async () => await this.client.call('EVAL', CREATE, 1, this.prefix + key, ...args)) === 1
+  }
+
+  private async updateGroup (key: string, fence: string, change: GroupChange, ttl: number): Promise<boolean> {
+    const removed = change.remove ?? []
+    const args = [ttl, fence, change.clear === true ? 1 : 0, removed.length, ...removed, ...this.encodeFields(change.set ?? {})]
+    return await this.run('groups.update', async () => await this.client.call('EVAL', UPDATE, 1, this.prefix + key, ...args)) === 1
+  }
+
+  private async endGroup (key: string, fence: string): Promise<Group | undefined> {
+    const flat = await this.run('groups.end', async () => await this.client.callBuffer('EVAL', END, 1, this.prefix + key, fence)) as Buffer[] | null
+    if (flat === null) return undefined
+    const pairs: Array<[string, Buffer]> = []
+    for (let i = 0; i < flat.length; i += 2) pairs.push([(flat[i] as Buffer).toString(), flat[i + 1] as Buffer])
+    return this.toGroup(pairs)
+  }
+
+  /** A hash as a group: the fence from its marker field, every other field decoded. */
+  private toGroup (pairs: Array<[string, Buffer]>): Group | undefined {
+    let fence: string | undefined
+    // No prototype: a field named `__proto__` is a user's key like any other.
+    const fields = Object.create(null) as Record<string, unknown>
+    for (const [name, data] of pairs) {
+      if (name === FENCE) fence = data.toString()
+      else fields[name] = this.decode(data)
+    }
+    return fence === undefined ? undefined : { fence, fields }
+  }
+
+  private encodeFields (fields: Readonly<Record<string, unknown>>): Argument[] {
     const args: Argument[] = []
     for (const [name, value] of Object.entries(fields)) args.push(name, encodeFor(this.serializer, name, value))
-    await this.transaction('groups.write', [['hset', full, ...args], ['pexpire', full, ttl]])
-  }
-
-  private async removeFromGroup (key: string, fields: readonly string[], ttl: number): Promise<void> {
-    const full = this.prefix + key
-    await this.transaction('groups.remove', [['hdel', full, ...fields], ['pexpire', full, ttl]])
+    return args
   }
 
   private decode (data: unknown): unknown {
@@ -152,6 +173,32 @@ export class RedisStore implements Store {
     return await redisCommand(this.client, operation, this.timeout, command)
   }
 }
+
+/** The hash field that holds a group's fence; no field of a level's is ever named with the empty string. */
+const FENCE = ''
+
+// KEYS[1] is the group. Each script checks and changes in one step, so no other client's command runs in between.
+const CREATE = `if redis.call('exists', KEYS[1]) == 1 then return 0 end
+redis.call('hset', KEYS[1], unpack(ARGV, 2))
+redis.call('pexpire', KEYS[1], ARGV[1])
+return 1`
+
+// ARGV: ttl, fence, clear (0|1), the count n of fields to remove, those n names, then name/value pairs to set.
+const UPDATE = `if redis.call('hget', KEYS[1], '') ~= ARGV[2] then return 0 end
+if ARGV[3] == '1' then
+  redis.call('del', KEYS[1])
+  redis.call('hset', KEYS[1], '', ARGV[2])
+end
+local n = tonumber(ARGV[4])
+if n > 0 then redis.call('hdel', KEYS[1], unpack(ARGV, 5, 4 + n)) end
+if #ARGV > 4 + n then redis.call('hset', KEYS[1], unpack(ARGV, 5 + n)) end
+redis.call('pexpire', KEYS[1], ARGV[1])
+return 1`
+
+const END = `if redis.call('hget', KEYS[1], '') ~= ARGV[1] then return nil end
+local fields = redis.call('hgetall', KEYS[1])
+redis.call('del', KEYS[1])
+return fields`
 
 /** Closes a client this package opened: politely when connected, at once otherwise (a QUIT would wait for a reconnect). */
 export async function closeClient (client: RedisClient): Promise<void> {

@@ -44,11 +44,11 @@ export class JsonStore implements Store {
   }
 }
 
-/** A JSON store with grouped fields that expire together, as a Redis hash does. */
+/** A JSON store with grouped fields under a fence that expire together, as a Redis hash does. */
 export class GroupedStore extends JsonStore {
-  readonly hashes = new Map<string, { fields: Map<string, string>, expires: number }>()
+  readonly hashes = new Map<string, { fence: string, fields: Map<string, string>, expires: number }>()
   /** Every group operation, in order, for asserting what a write touched. */
-  readonly calls: Array<{ op: 'read' | 'write' | 'remove', key: string, fields: string[] }> = []
+  readonly calls: Array<{ op: 'read' | 'create' | 'update' | 'end', key: string, fields: string[] }> = []
 
   override get size (): number {
     return this.hashes.size
@@ -64,28 +64,34 @@ export class GroupedStore extends JsonStore {
       const hash = this.live(key)
       if (hash === undefined) return undefined
       hash.expires = expiry(ttl)
-      // A null-prototype object, as a careful Redis client returns: `__proto__` is then a field like any other.
-      const fields: Record<string, unknown> = Object.create(null)
-      for (const [name, json] of hash.fields) fields[name] = JSON.parse(json)
-      return fields
+      return { fence: hash.fence, fields: decoded(hash.fields) }
     },
-    write: async (key, fields, ttl) => {
-      this.calls.push({ op: 'write', key, fields: Object.keys(fields) })
-      const hash = this.live(key) ?? { fields: new Map<string, string>(), expires: 0 }
-      for (const [name, value] of Object.entries(fields)) hash.fields.set(name, JSON.stringify(value))
-      hash.expires = expiry(ttl)
-      this.hashes.set(key, hash)
+    create: async (key, group, ttl) => {
+      this.calls.push({ op: 'create', key, fields: Object.keys(group.fields) })
+      if (this.live(key) !== undefined) return false
+      this.hashes.set(key, { fence: group.fence, fields: encoded(group.fields), expires: expiry(ttl) })
+      return true
     },
-    remove: async (key, fields, ttl) => {
-      this.calls.push({ op: 'remove', key, fields: [...fields] })
+    update: async (key, fence, change, ttl) => {
+      this.calls.push({ op: 'update', key, fields: [...(change.clear === true ? ['*'] : []), ...(change.remove ?? []).map((name) => '-' + name), ...Object.keys(change.set ?? {})] })
       const hash = this.live(key)
-      if (hash === undefined) return
-      for (const name of fields) hash.fields.delete(name)
+      if (hash?.fence !== fence) return false
+      if (change.clear === true) hash.fields.clear()
+      for (const name of change.remove ?? []) hash.fields.delete(name)
+      for (const [name, json] of encoded(change.set ?? {})) hash.fields.set(name, json)
       hash.expires = expiry(ttl)
+      return true
+    },
+    end: async (key, fence) => {
+      this.calls.push({ op: 'end', key, fields: [] })
+      const hash = this.live(key)
+      if (hash?.fence !== fence) return undefined
+      this.hashes.delete(key)
+      return { fence, fields: decoded(hash.fields) }
     }
   }
 
-  private live (key: string): { fields: Map<string, string>, expires: number } | undefined {
+  private live (key: string): { fence: string, fields: Map<string, string>, expires: number } | undefined {
     const hash = this.hashes.get(key)
     if (hash !== undefined && hash.expires !== 0 && hash.expires <= Date.now()) {
       this.hashes.delete(key)
@@ -93,6 +99,17 @@ export class GroupedStore extends JsonStore {
     }
     return hash
   }
+}
+
+function encoded (fields: Readonly<Record<string, unknown>>): Map<string, string> {
+  return new Map(Object.entries(fields).map(([name, value]) => [name, JSON.stringify(value)]))
+}
+
+/** A null-prototype object, as a careful Redis client returns: `__proto__` is then a field like any other. */
+function decoded (fields: Map<string, string>): Record<string, unknown> {
+  const result: Record<string, unknown> = Object.create(null)
+  for (const [name, json] of fields) result[name] = JSON.parse(json)
+  return result
 }
 
 /** Wraps a store so that every operation fails while `down` is true, as a Redis that went away would. */

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis, type RedisOptions } from 'ioredis'
 import { test, type Test } from 'tap'
 import { InvalidationBus, type Invalidation } from '../../lib/bus.js'
-import { isPromiseLike, type Store } from '../../lib/store.js'
+import { isPromiseLike, type Group, type Store } from '../../lib/store.js'
 import { RedisStore, type RedisClient } from '../../lib/stores/redis.js'
 import { TieredStore } from '../../lib/tiers.js'
 import { REDIS_URL, privateRedis, redisFor, uniquePrefix } from '../helpers/redis.js'
@@ -71,6 +71,11 @@ function fromMemory (tier: TieredStore, key: string): unknown {
   return answer
 }
 
+/** The fields of a group as a plain object, for comparing. */
+function fieldsOf (group: Group | undefined): Record<string, unknown> | undefined {
+  return group === undefined ? undefined : { ...group.fields }
+}
+
 /** Runs a write on one instance and waits until every other instance has heard its message. */
 async function heardBy (others: Instance[], write: () => Promise<void>): Promise<void> {
   const before = others.map((other) => other.heard.length)
@@ -109,8 +114,9 @@ function holding (inner: RedisStore, timed: boolean): { wrap: (l2: RedisStore) =
     clear: async () => { await inner.clear() },
     groups: {
       read: async (key, ttl) => await pass(await inner.groups.read(key, ttl)),
-      write: async (key, fields, ttl) => { await inner.groups.write(key, fields, ttl) },
-      remove: async (key, names, ttl) => { await inner.groups.remove(key, names, ttl) }
+      create: async (key, group, ttl) => await inner.groups.create(key, group, ttl),
+      update: async (key, fence, change, ttl) => await inner.groups.update(key, fence, change, ttl),
+      end: async (key, fence) => await inner.groups.end(key, fence)
     }
   }
   return {
@@ -297,15 +303,15 @@ test('the epoch guard also covers an L2 without getTimed, and group reads', asyn
   const groups = a.tier.groups
   const cGroups = c.tier.groups
   if (groups === undefined || cGroups === undefined) throw new Error('RedisStore has groups')
-  await heardBy([c], async () => { await groups.write('s', { a: 1 }, 10_000) })
+  await heardBy([c], async () => { await groups.create('s', { fence: 'f', fields: { a: 1 } }, 10_000) })
   gate = held.hold()
   const reading = cGroups.read('s', 10_000)
   await reaching(gate.reached)
-  await heardBy([c], async () => { await groups.write('s', { a: 2 }, 10_000) })
+  await heardBy([c], async () => { await groups.update('s', 'f', { set: { a: 2 } }, 10_000) })
   gate.release()
-  t.same(await reading, { a: 1 })
+  t.same(fieldsOf(await reading), { a: 1 })
   const ttlBefore = await a.client.pttl(prefix + 's')
-  t.same(await cGroups.read('s', 60_000), { a: 2 }, 'the group was not put in L1: L2 read')
+  t.same(fieldsOf(await cGroups.read('s', 60_000)), { a: 2 }, 'the group was not put in L1: L2 read')
   t.ok(await a.client.pttl(prefix + 's') > ttlBefore, 'that read reached Redis (it restarted the expiry)')
 })
 
@@ -407,44 +413,36 @@ test('groups: L1 copies filled by reads, updated by own writes, invalidated else
 
   t.equal(await ga.read('s', 10_000), undefined)
   t.equal(a.tier.size, 0, 'a missing group is not held')
-  await heardBy([b], async () => { await ga.write('s', { a: 1 }, 10_000) })
-  t.equal(a.tier.size, 0, 'a write does not create an L1 copy of a group it never read')
+  await heardBy([b], async () => { t.equal(await ga.create('s', { fence: 'f', fields: { a: 1 } }, 10_000), true) })
+  t.equal(a.tier.size, 0, 'a change does not create an L1 copy')
 
   const first = await ga.read('s', 20_000)
-  t.same(first, { a: 1 })
+  t.same(fieldsOf(first), { a: 1 })
   t.ok(await pttl() > 15_000, 'the first read reached Redis (restarted the expiry)')
   const again = await ga.read('s', 60_000)
   t.equal(again, first, 'the second read is the L1 copy')
   t.ok(await pttl() <= 20_000, 'and did not reach Redis (the expiry was not restarted)')
 
-  t.same(await gb.read('s', 20_000), { a: 1 })
+  t.same(fieldsOf(await gb.read('s', 20_000)), { a: 1 })
   t.equal(b.tier.size, 1)
 
-  await ga.write('s', { b: 2 }, 30_000)
-  t.ok(await pttl() > 25_000, 'writes restart the expiry')
-  const written = await ga.read('s', 60_000)
-  t.same(written, { a: 1, b: 2 }, 'a\'s copy has its own write')
-  t.ok(await pttl() <= 30_000, 'served from a\'s L1')
-  t.same(first, { a: 1 }, 'the object returned earlier was not mutated')
-  t.not(written, first, 'it was replaced')
+  t.equal(await ga.update('s', 'f', { set: { b: 2 } }, 30_000), true)
+  t.ok(await pttl() > 25_000, 'changes restart the expiry')
+  t.equal(a.tier.size, 0, 'a change drops the own L1 copy: the next read sees what the fence let through')
+  t.same(fieldsOf(first), { a: 1 }, 'the object returned earlier was not mutated')
   await until(() => b.tier.size === 0, 100)
-  t.same(await gb.read('s', 20_000), { a: 1, b: 2 }, 'b was invalidated and reads the new fields')
+  t.same(fieldsOf(await gb.read('s', 20_000)), { a: 1, b: 2 }, 'b was invalidated and reads the new fields')
 
-  await ga.remove('s', ['a'], 30_000)
-  const removed = await ga.read('s', 60_000)
-  t.same(removed, { b: 2 })
-  t.ok(await pttl() <= 30_000, 'served from a\'s L1')
-  t.same(written, { a: 1, b: 2 }, 'the previous copy is unchanged')
-  await until(() => b.tier.size === 0, 100)
-  t.same(await gb.read('s', 20_000), { b: 2 })
-
-  await gb.write('s', { c: 3 }, 30_000)
+  t.equal(await gb.update('s', 'other', { set: { c: 3 } }, 30_000), false, 'a change under another fence is refused')
+  t.equal(await gb.update('s', 'f', { remove: ['a'], set: { c: 3 } }, 30_000), true)
   await until(() => a.tier.size === 0, 100)
-  t.same(await ga.read('s', 30_000), { b: 2, c: 3 }, 'and the other way round')
+  t.same(fieldsOf(await ga.read('s', 30_000)), { b: 2, c: 3 }, 'and the other way round')
 
-  await a.tier.delete('s')
-  await until(() => b.tier.size === 0, 100)
-  t.equal(await gb.read('s', 1000), undefined, 'delete drops the group')
+  t.same(fieldsOf(await gb.end('s', 'f')), { b: 2, c: 3 }, 'end answers what the group held')
+  await until(() => a.tier.size === 0, 100)
+  t.equal(await ga.read('s', 1000), undefined, 'end drops the group everywhere')
+  t.equal(await ga.update('s', 'f', { set: { d: 4 } }, 30_000), false, 'a late change cannot bring it back')
+  t.equal(await a.client.exists(prefix + 's'), 0)
 })
 
 test('without a bus the tier works alone and staleness is bounded by its ttl', async (t) => {
@@ -479,7 +477,7 @@ test('L2 failures reach the caller and leave L1 as it was', async (t) => {
   await a.tier.set('plain', 'v')
   a.tier.invalidate({ keys: ['plain'] }) // out of L1, so that the group read reaches Redis
   await t.rejects(Promise.resolve(groups.read('plain', 1000)), { code: 'FST_MULTICACHE_STORE', message: /groups.read failed: WRONGTYPE/ }, 'a command error inside the transaction')
-  await t.rejects(Promise.resolve(groups.write('plain', { a: 1 }, 1000)), { code: 'FST_MULTICACHE_STORE', message: /groups.write failed: WRONGTYPE/ })
+  await t.rejects(Promise.resolve(groups.update('plain', 'f', { set: { a: 1 } }, 1000)), { code: 'FST_MULTICACHE_STORE', message: /groups.update failed: .*WRONGTYPE/ })
   t.equal(await a.tier.get('plain'), 'v', 'the plain value is untouched')
   t.equal(fromMemory(a.tier, 'plain'), 'v')
   await t.rejects(a.tier.set('bad', () => 1), { code: 'FST_MULTICACHE_SERIALIZE' })
@@ -529,9 +527,8 @@ test('a group write must not give the L1 copy longer than the group has in L2', 
   const a = await instance(t, { prefix, ttl: 10_000 })
   const ga = a.tier.groups
   if (ga === undefined) throw new Error('RedisStore has groups')
-  await ga.write('s', { a: 1 }, 150)
-  t.same(await ga.read('s', 150), { a: 1 }, 'held in L1 for min(150, 10 000) ms')
-  await ga.write('s', { a: 2 }, 150)
+  await ga.create('s', { fence: 'f', fields: { a: 1 } }, 150)
+  t.same(fieldsOf(await ga.read('s', 150)), { a: 1 }, 'held in L1 for min(150, 10 000) ms')
   await sleep(200)
   t.equal(await a.client.exists(prefix + 's'), 0, 'the group expired in Redis')
   t.equal(await ga.read('s', 150), undefined, 'so L1 must not serve it')

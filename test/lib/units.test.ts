@@ -58,7 +58,7 @@ test('memory store: bounded LRU, ttl, rolling, batch reads, eviction callback', 
   const store = new MemoryStore({ max: 2, ttl: 60, rolling: true, onEvict: () => { evicted++ } })
   store.set('a', 1)
   store.set('b', null)
-  t.same(store.getMany(['a', 'b', 'c']), [1, null, undefined])
+  t.same([store.get('a'), store.get('b'), store.get('c')], [1, null, undefined])
   store.set('c', 3)
   t.equal(evicted, 1)
   t.equal(store.size, 2)

@@ -351,7 +351,7 @@ test('sessions in Redis: a value the serializer refuses fails its write and leav
   t.same(response.json(), { error: 'FST_MULTICACHE_SERIALIZE', when: null, ok: 1 })
   const keys = await redis.keys(prefix + '*')
   t.equal(keys.length, 1)
-  t.same(Object.keys(await redis.hgetall(keys[0] as string)).sort(), ['', 'ok'], 'only the marker and the good entry')
+  t.same(Object.keys(await redis.hgetall(keys[0] as string)).sort(), ['', 'd:ok'], 'only the fence and the good entry')
 })
 
 test('any Keyv backs a level; what JSON changes is what the README says', async (t) => {

@@ -55,26 +55,47 @@ test('a pluggable serializer (msgpackr) keeps Dates', async (t) => {
   const when = new Date('2026-11-24T10:00:00Z')
   await store.set('d', { when })
   t.same(await store.get('d'), { when })
-  await store.groups.write('g', { when }, 1000)
-  t.same(await store.groups.read('g', 1000), { when })
+  await store.groups.create('g', { fence: 'f', fields: { when } }, 1000)
+  t.same({ ...(await store.groups.read('g', 1000))?.fields }, { when })
 })
 
-test('groups: one hash per key whose expiry every call restarts', async (t) => {
+test('groups: one hash per key under a fence, changed atomically, whose expiry every call restarts', async (t) => {
   const client = await redisFor(t)
   if (client === undefined) return
   const prefix = uniquePrefix(t)
   const store = new RedisStore({ client: client as unknown as RedisClient, prefix })
-  t.equal(await store.groups.read('s', 1000), undefined)
-  await store.groups.write('s', { a: 1, b: { x: 2 } }, 2000)
+  const { groups } = store
+  const fields = async (ttl = 1000): Promise<Record<string, unknown> | undefined> => {
+    const group = await groups.read('s', ttl)
+    return group === undefined ? undefined : { ...group.fields }
+  }
+  t.equal(await groups.read('s', 1000), undefined)
+  t.equal(await groups.update('s', 'f', { set: { a: 1 } }, 1000), false, 'no update creates a group')
+  t.equal(await client.exists(prefix + 's'), 0)
+  t.equal(await groups.create('s', { fence: 'f', fields: { a: 1, b: { x: 2 } } }, 2000), true)
+  t.equal(await groups.create('s', { fence: 'g', fields: { z: 0 } }, 2000), false, 'an existing group is never created over')
   t.equal(await client.type(prefix + 's'), 'hash')
+  t.same(await client.hgetall(prefix + 's'), { '': 'f', a: '1', b: '{"x":2}' }, 'the fence in the marker field, each entry in its own field')
   t.ok(await client.pttl(prefix + 's') > 1500)
-  t.same(await store.groups.read('s', 60_000), { a: 1, b: { x: 2 } })
+  t.same(await fields(60_000), { a: 1, b: { x: 2 } })
+  t.equal((await groups.read('s', 60_000))?.fence, 'f')
   t.ok(await client.pttl(prefix + 's') > 50_000, 'a read restarts the expiry (rolling)')
-  await store.groups.remove('s', ['a'], 3000)
-  t.same(await store.groups.read('s', 3000), { b: { x: 2 } })
+
+  t.equal(await groups.update('s', 'g', { set: { a: 9 } }, 3000), false, 'another fence is refused')
+  t.equal(await groups.update('s', 'f', { remove: ['a'], set: { c: 3 } }, 3000), true)
+  t.same(await fields(3000), { b: { x: 2 }, c: 3 })
   t.ok(await client.pttl(prefix + 's') <= 3000)
-  await store.delete('s')
-  t.equal(await store.groups.read('s', 1000), undefined)
+  t.equal(await groups.update('s', 'f', { set: JSON.parse('{"__proto__": "p"}') as Record<string, unknown> }, 3000), true)
+  const read = await groups.read('s', 3000)
+  t.equal(Object.getOwnPropertyDescriptor(read?.fields, '__proto__')?.value, 'p', 'a field named __proto__ is read back as a field, not as a prototype')
+  t.equal(await groups.update('s', 'f', { clear: true, set: { d: 4 } }, 3000), true)
+  t.same(await fields(3000), { d: 4 }, 'clear drops every field but keeps the group and its fence')
+
+  t.equal(await groups.end('s', 'g'), undefined, 'end under another fence does nothing')
+  t.same({ ...(await groups.end('s', 'f'))?.fields }, { d: 4 }, 'end answers what the group held')
+  t.equal(await client.exists(prefix + 's'), 0)
+  t.equal(await groups.update('s', 'f', { set: { late: 1 } }, 3000), false, 'a late write cannot bring an ended group back')
+  t.equal(await client.exists(prefix + 's'), 0)
 })
 
 test('a stalled Redis costs the time budget, not a hang; a lost one fails at once; both recover', async (t) => {
