@@ -26,6 +26,12 @@ export interface Store {
    * it back. Stores without them get the same contract emulated over whole values (see `lib/sessions/keyed.ts`).
    */
   readonly groups?: GroupOperations
+  /**
+   * Fences shared by every instance, where the store keeps them (Redis, for the application level). Its `set`,
+   * `delete`, `deleteMany` and `clear` move the fence of every key they change, atomically with the change, so
+   * that a load that started before cannot write its older value after it (see `FenceOperations`).
+   */
+  readonly fences?: FenceOperations
   /** Entries currently held, where the backend knows it cheaply. */
   readonly size?: number
   /** Releases what the store opened; called on `fastify.close()` for stores the plugin created. */
@@ -71,6 +77,16 @@ export interface GroupOperations {
   end (key: string, fence: string): Awaitable<Group | undefined>
   /** One field of a partial group, read on its own. */
   field? (key: string, fence: string, name: string): Awaitable<unknown>
+}
+
+/** A per-key fence kept by the store; see `Store.fences`. */
+export interface FenceOperations {
+  /** The fence of `key` now: read by a load before it starts. */
+  read (key: string): Awaitable<string>
+  /** Moves the fence of `key` and returns the new one: a refresh fences the loads before it, then loads itself. */
+  bump (key: string): Awaitable<string>
+  /** Writes only while the fence of `key` is still `fence`: false when it moved, and then nothing was written. */
+  setIf (key: string, value: unknown, ttl: number, fence: string): Awaitable<boolean>
 }
 
 const REQUIRED = ['get', 'set', 'delete', 'clear'] as const

@@ -1,5 +1,5 @@
 import type { InvalidationBus, Invalidation } from './bus.js'
-import { deleteKeys, isPromiseLike, type Awaitable, type Group, type GroupOperations, type Store, type TimedValue } from './store.js'
+import { deleteKeys, isPromiseLike, type Awaitable, type FenceOperations, type Group, type GroupOperations, type Store, type TimedValue } from './store.js'
 import { MemoryStore } from './stores/memory.js'
 
 export interface TieredStoreOptions {
@@ -27,6 +27,7 @@ export interface TieredStoreOptions {
  */
 export class TieredStore implements Store {
   readonly groups?: GroupOperations
+  readonly fences?: FenceOperations
   private readonly l1: MemoryStore
   /**
    * Counts changes, received or made here, so that a value read from L2 before one is not put in L1 after it: a read
@@ -38,6 +39,8 @@ export class TieredStore implements Store {
     this.l1 = new MemoryStore({ max: options.max })
     const groups = options.l2.groups
     if (groups !== undefined) this.groups = this.tierGroups(groups)
+    const fences = options.l2.fences
+    if (fences !== undefined) this.fences = this.tierFences(fences)
   }
 
   /** Entries held in memory. */
@@ -129,6 +132,22 @@ export class TieredStore implements Store {
   /** The L1 lifetime of an entry that has `remaining` ms left in L2 (0: no expiry there). */
   private l1Ttl (remaining: number): number {
     return remaining > 0 ? Math.min(remaining, this.options.ttl) : this.options.ttl
+  }
+
+  /** L2 decides; a value it took enters L1 unless something changed meanwhile, and the others are told. */
+  private tierFences (l2: FenceOperations): FenceOperations {
+    return {
+      read: (key) => l2.read(key),
+      bump: (key) => l2.bump(key),
+      setIf: async (key, value, ttl, fence) => {
+        const epoch = this.epoch
+        if (!await l2.setIf(key, value, ttl, fence)) return false
+        if (epoch === this.epoch && this.usable()) this.l1.set(key, value, this.l1Ttl(ttl))
+        this.epoch++
+        await this.options.bus?.publish({ keys: [key] })
+        return true
+      }
+    }
   }
 
   private tierGroups (l2: GroupOperations): GroupOperations {

@@ -33,6 +33,7 @@ const plugin: FastifyPluginAsync<AppCacheOptions> = async (fastify, options) => 
   const backend = await resolveStore(fastify, read, options, {
     prefix: 'fmc:app:',
     l1: { max: 1000, ttl: 10_000 },
+    fenced: true,
     memory: () => new MemoryStore({ max, ttl, onEvict: () => { cache.stats.evictions++ } })
   })
   const lock = resolveLock(read, options.lock, backend)

@@ -4,7 +4,7 @@ import { InvalidationBus } from '../lib/bus.js'
 import type { Duration } from '../lib/durations.js'
 import { readOptions, type OptionReader } from '../lib/options.js'
 import type { Serializer } from '../lib/serializer.js'
-import { RedisLock } from '../lib/single-flight.js'
+import { RedisLock } from '../lib/lock.js'
 import { assertStore, type Store } from '../lib/store.js'
 import { KeyvStore, type KeyvLike } from '../lib/stores/keyv.js'
 import type { MemoryStore } from '../lib/stores/memory.js'
@@ -55,6 +55,8 @@ interface Defaults {
   l1: { max: number, ttl: number }
   /** The level's bounded memory store, for `store: 'memory'`. */
   memory: () => MemoryStore
+  /** Keep fences in Redis, so that a change on one instance fences the loads of every other. */
+  fenced?: boolean
 }
 
 /**
@@ -91,7 +93,7 @@ export async function resolveStore (fastify: FastifyInstance, read: OptionReader
     client = option
   }
   if (client !== undefined) {
-    shared = new RedisStore({ client, prefix, timeout, ...withSerializer })
+    shared = new RedisStore({ client, prefix, timeout, fenced: defaults.fenced === true, ...withSerializer })
   } else if (isKeyv(option)) {
     shared = new KeyvStore({ keyv: option, timeout, ...withSerializer })
   } else {

@@ -2,7 +2,7 @@ import { BurstLog, type Logger } from '../burst-log.js'
 import { DefineError, InvalidOptionError, PreloadError, describe } from '../errors.js'
 import { assertKey, assertValue } from '../keys.js'
 import { callDuration, callTtl } from '../options.js'
-import { SingleFlight } from '../single-flight.js'
+import { SingleFlight, type Flight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
 import { deleteKeys, isPromiseLike, type Store } from '../store.js'
 import type { Duration } from '../durations.js'
@@ -21,8 +21,13 @@ export interface LoadLock {
   /** A token when this caller holds the lock for `key`, undefined when another does. */
   acquire (key: string): Promise<string | undefined>
   release (key: string, token: string): Promise<void>
-  /** Waits a bounded time for the holder's value to appear in `store`; undefined when it did not. */
+  /**
+   * Waits a bounded time for the holder's value to appear in `store`; undefined when it did not, or as soon as the
+   * holder let go without one. Rejects once the lock is closed.
+   */
   waitFor (store: Store, key: string): Promise<unknown>
+  /** Ends every wait. */
+  close? (): void
   /**
    * Claims `key` for `ms`, never released: true when this caller has it. Background refreshes take one per interval,
    * so that one instance refreshes a defined key for all of them.
@@ -63,6 +68,7 @@ export class AppCache {
   private readonly definitions = new Map<string, Definition>()
   private readonly timers: NodeJS.Timeout[] = []
   private started = false
+  private stopped = false
   private readonly faults: BurstLog
 
   constructor (private readonly options: AppLevelOptions) {
@@ -86,18 +92,26 @@ export class AppCache {
     return (await this.options.store.get(key)) !== undefined
   }
 
+  // Every change fences the loads of what it changes: a load that started before may answer its callers, but it
+  // writes nowhere, and callers that come after start a new load (see `Flight`). A store with shared fences
+  // moves them with the change, for the loads of every other instance.
+
   async set<T> (key: string, value: T, options?: AppSetOptions): Promise<void> {
     assertKey(key)
     assertValue(key, value)
-    await this.options.store.set(key, value, callTtl('appCache.set', options, this.options.ttl))
+    const ttl = callTtl('appCache.set', options, this.options.ttl)
+    this.loads.fence(key)
+    await this.options.store.set(key, value, ttl)
   }
 
   async delete (key: string): Promise<void> {
     assertKey(key)
+    this.loads.fence(key)
     await this.options.store.delete(key)
   }
 
   async clear (): Promise<void> {
+    this.loads.fenceAll()
     await this.options.store.clear()
   }
 
@@ -108,6 +122,7 @@ export class AppCache {
   async invalidate (keys: string | readonly string[]): Promise<void> {
     const list: readonly unknown[] = Array.isArray(keys) ? keys : [keys]
     for (const key of list) assertKey(key)
+    for (const key of list as readonly string[]) this.loads.fence(key)
     if (list.length > 0) await deleteKeys(this.options.store, list as readonly string[])
   }
 
@@ -142,12 +157,13 @@ export class AppCache {
     this.definitions.set(key, { loader, ttl: callTtl('appCache.define', options, this.options.ttl), refreshInterval })
   }
 
-  /** Reloads a defined key now and returns its new value. */
+  /** Reloads a defined key now and returns its new value. Loads of the key that started before it write nothing. */
   async refresh<T = unknown> (key: string): Promise<T> {
     assertKey(key)
     const definition = this.definitions.get(key)
     if (definition === undefined) throw new DefineError(key, 'refresh() needs a key declared with define()')
-    return await this.loads.loadOnce(key, () => this.load(key, definition.loader, definition.ttl, false)) as T
+    this.loads.fence(key)
+    return await this.loads.loadOnce(key, (flight) => this.load(key, definition.loader, definition.ttl, flight, false)) as T
   }
 
   /** Loads every defined key, then starts the refresh timers. Called once, before the server listens. */
@@ -168,10 +184,12 @@ export class AppCache {
     }
   }
 
-  /** Stops the refresh timers. */
+  /** Stops the refresh timers and every wait for another instance's load. */
   stop (): void {
+    this.stopped = true
     for (const timer of this.timers) clearInterval(timer)
     this.timers.length = 0
+    this.options.lock?.close?.()
   }
 
   private refreshInBackground (key: string, interval: number): void {
@@ -219,45 +237,72 @@ export class AppCache {
     }
     this.stats.misses++
     if (loader === undefined) return undefined
-    return await this.loads.loadOnce(key, () => this.load(key, loader, ttl, true))
+    return await this.loads.loadOnce(key, (flight) => this.load(key, loader, ttl, flight, true))
   }
 
   /**
    * Runs the loader and stores its value. The callers of a miss get the value as soon as the loader has it, while
    * the write goes on behind them (a memory tier is filled at once): a stalled store costs a miss one time budget,
    * not two. A refresh, and the holder of the cross-instance lock, wait for the write, because others look for the
-   * value in the store as soon as they are told.
+   * value in the store as soon as they are told. A `cold` load is a miss; otherwise it is a refresh, which fences
+   * every load of the key that started before it, on every instance.
    */
-  private async load<T> (key: string, loader: Loader<T>, ttl: number, cold: boolean): Promise<T> {
+  private async load<T> (key: string, loader: Loader<T>, ttl: number, flight: Flight, cold: boolean): Promise<T> {
     const lock = cold ? this.options.lock : undefined
-    if (lock === undefined) return await this.loadAndStore(key, loader, ttl, !cold)
+    if (lock === undefined) return await this.loadAndStore(key, loader, ttl, flight, cold, !cold)
     const token = await lock.acquire(key).catch((error: unknown) => { this.fault('lock', key, error); return '' })
     if (token === undefined) {
-      // Another instance is loading this key: take its value when it lands, or load after the bounded wait.
-      const landed = await lock.waitFor(this.options.store, key).catch(() => undefined)
+      // Another instance is loading this key: take its value when it lands, or load once it let go without one.
+      const landed = await lock.waitFor(this.options.store, key).catch((error: unknown) => {
+        if (this.stopped) throw error
+        this.fault('lock', key, error)
+        return undefined
+      })
       if (landed !== undefined) return landed as T
-      return await this.loadAndStore(key, loader, ttl, false)
+      return await this.loadAndStore(key, loader, ttl, flight, cold, false)
     }
     try {
-      return await this.loadAndStore(key, loader, ttl, token !== '')
+      return await this.loadAndStore(key, loader, ttl, flight, cold, token !== '')
     } finally {
+      // At once, whatever the outcome: waiters stop waiting as soon as the lock is free.
       if (token !== '') await lock.release(key, token).catch((error: unknown) => { this.fault('unlock', key, error) })
     }
   }
 
-  private async loadAndStore<T> (key: string, loader: Loader<T>, ttl: number, awaitWrite: boolean): Promise<T> {
+  private async loadAndStore<T> (key: string, loader: Loader<T>, ttl: number, flight: Flight, cold: boolean, awaitWrite: boolean): Promise<T> {
+    const fence = await this.fenceBefore(key, cold)
     const value = await countLoad(this.stats, loader)
-    if (value !== undefined) {
-      const written = this.write(key, value, ttl)
+    if (value !== undefined && !flight.fenced && fence !== null) {
+      const written = this.write(key, value, ttl, fence)
       if (awaitWrite) await written
     }
     return value
   }
 
-  /** Stores a loaded value. Never rejects: a failure is counted and logged, and the next miss loads again. */
-  private async write (key: string, value: unknown, ttl: number): Promise<void> {
+  /**
+   * The shared fence a load starts under: read for a miss, moved for a refresh. undefined without shared fences;
+   * null when the store could not tell, and then the load writes nothing.
+   */
+  private async fenceBefore (key: string, cold: boolean): Promise<string | undefined | null> {
+    const fences = this.options.store.fences
+    if (fences === undefined) return undefined
     try {
-      await this.options.store.set(key, value, ttl)
+      return await (cold ? fences.read(key) : fences.bump(key))
+    } catch (error) {
+      this.fault('fence', key, error)
+      return null
+    }
+  }
+
+  /**
+   * Stores a loaded value, under the fence its load started with where the store keeps fences. Never rejects: a
+   * failure is counted and logged, and the next miss loads again.
+   */
+  private async write (key: string, value: unknown, ttl: number, fence: string | undefined): Promise<void> {
+    const { store } = this.options
+    try {
+      if (fence === undefined || store.fences === undefined) await store.set(key, value, ttl)
+      else await store.fences.setIf(key, value, ttl, fence)
     } catch (error) {
       this.fault('set', key, error)
     }

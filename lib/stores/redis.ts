@@ -1,7 +1,7 @@
 import { withBudget } from '../budget.js'
 import { StoreError } from '../errors.js'
 import { encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
-import type { Group, GroupChange, GroupOperations, Store, TimedValue } from '../store.js'
+import type { FenceOperations, Group, GroupChange, GroupOperations, Store, TimedValue } from '../store.js'
 
 type Argument = string | number | Buffer
 
@@ -38,6 +38,8 @@ export interface RedisStoreOptions {
   timeout?: number
   /** Default JSON (see `jsonSerializer`). */
   serializer?: Serializer
+  /** Keep fences shared by every instance (`Store.fences`): one more key written per change. Default false. */
+  fenced?: boolean
 }
 
 /**
@@ -47,6 +49,7 @@ export interface RedisStoreOptions {
  */
 export class RedisStore implements Store {
   readonly groups: GroupOperations
+  readonly fences?: FenceOperations
   private readonly client: RedisClient
   private readonly prefix: string
   private readonly timeout: number
@@ -62,6 +65,13 @@ export class RedisStore implements Store {
       create: async (key, group, ttl) => await this.createGroup(key, group, ttl),
       update: async (key, fence, change, ttl) => await this.updateGroup(key, fence, change, ttl),
       end: async (key, fence) => await this.endGroup(key, fence)
+    }
+    if (options.fenced === true) {
+      this.fences = {
+        read: async (key) => await this.readFence(key),
+        bump: async (key) => await this.bumpFence(key),
+        setIf: async (key, value, ttl, fence) => await this.setIfFence(key, value, ttl, fence)
+      }
     }
   }
 
@@ -90,20 +100,27 @@ export class RedisStore implements Store {
     const data = encodeFor(this.serializer, key, value)
     const args: Argument[] = [this.prefix + key, data]
     if (ttl !== undefined && ttl > 0) args.push('PX', ttl)
-    await this.run('set', async () => await this.client.call('SET', ...args))
+    if (this.fences === undefined) await this.run('set', async () => await this.client.call('SET', ...args))
+    else await this.transaction('set', [['set', ...args], ...this.bumps([key])])
   }
 
   async delete (key: string): Promise<void> {
-    await this.run('delete', async () => await this.client.call('UNLINK', this.prefix + key))
+    await this.deleteMany([key])
   }
 
   async deleteMany (keys: readonly string[]): Promise<void> {
     if (keys.length === 0) return
-    await this.run('deleteMany', async () => await this.client.call('UNLINK', ...keys.map((key) => this.prefix + key)))
+    const unlink = ['unlink', ...keys.map((key) => this.prefix + key)]
+    if (this.fences === undefined) await this.run('delete', async () => await this.client.call('UNLINK', ...unlink.slice(1)))
+    else await this.transaction('delete', [unlink, ...this.bumps(keys)])
   }
 
-  /** Removes every key under this store's prefix, a batch at a time, each batch within the time budget. */
+  /**
+   * Removes every key under this store's prefix, a batch at a time, each batch within the time budget. The fence of
+   * every key moves first, so that no load from before the clear writes during it or after.
+   */
   async clear (): Promise<void> {
+    if (this.fences !== undefined) await this.transaction('clear', this.bumps([]))
     let cursor = '0'
     do {
       const [next, keys] = await this.run('clear', async () =>
@@ -156,6 +173,35 @@ export class RedisStore implements Store {
     return args
   }
 
+  /** The fence of every key is the store-wide one (moved by `clear`) and the key's own (moved by its changes). */
+  private fenceKeys (key: string): [string, string] {
+    const all = FENCES + this.prefix
+    return [all, all + ':' + key]
+  }
+
+  /** Commands that move the fences of `keys`, or the store-wide fence when there are none (a clear). */
+  private bumps (keys: readonly string[]): Argument[][] {
+    const names = keys.length === 0 ? [this.fenceKeys('')[0]] : keys.map((key) => this.fenceKeys(key)[1])
+    return names.flatMap((name) => [['incr', name], ['pexpire', name, FENCE_TTL]])
+  }
+
+  private async readFence (key: string): Promise<string> {
+    const [all, own] = await this.run('fence', async () => await this.client.call('MGET', ...this.fenceKeys(key))) as Array<string | null>
+    return `${all ?? 0}:${own ?? 0}`
+  }
+
+  private async bumpFence (key: string): Promise<string> {
+    const [all, own] = this.fenceKeys(key)
+    const [bumped, , current] = await this.transaction('fence', [['incr', own], ['pexpire', own, FENCE_TTL], ['get', all]])
+    return `${(current as string | null) ?? 0}:${String(bumped)}`
+  }
+
+  private async setIfFence (key: string, value: unknown, ttl: number, fence: string): Promise<boolean> {
+    const data = encodeFor(this.serializer, key, value)
+    const [all, own] = this.fenceKeys(key)
+    return await this.run('set', async () => await this.client.call('EVAL', SET_IF, 3, this.prefix + key, all, own, fence, data, ttl)) === 1
+  }
+
   private decode (data: unknown): unknown {
     return data === null || data === undefined ? undefined : this.serializer.decode(data as Buffer)
   }
@@ -199,6 +245,20 @@ const END = `if redis.call('hget', KEYS[1], '') ~= ARGV[1] then return nil end
 local fields = redis.call('hgetall', KEYS[1])
 redis.call('del', KEYS[1])
 return fields`
+
+/** Where fences live: outside the data's namespace, so that no cache key can name one. */
+const FENCES = 'fmc-fence:'
+/**
+ * How long a fence outlives the last change of its key, in ms. A load that runs longer than this across a change
+ * may write its value: a fence that expired reads as it did before any change.
+ */
+const FENCE_TTL = 600_000
+
+// KEYS: the data key, the store-wide fence, the key's fence. ARGV: the fence the load started under, the data, the ttl.
+const SET_IF = `local fence = (redis.call('get', KEYS[2]) or '0') .. ':' .. (redis.call('get', KEYS[3]) or '0')
+if fence ~= ARGV[1] then return 0 end
+if ARGV[3] == '0' then redis.call('set', KEYS[1], ARGV[2]) else redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+return 1`
 
 /** Closes a client this package opened: politely when connected, at once otherwise (a QUIT would wait for a reconnect). */
 export async function closeClient (client: RedisClient): Promise<void> {

@@ -46,11 +46,40 @@ test('single flight: one load per key, nothing kept once settled', async (t) => 
   const [a, b] = await Promise.all([flights.loadOnce('k', load), flights.loadOnce('k', load)])
   t.equal(a, 1)
   t.equal(b, 1)
-  t.equal(flights.has('k'), false)
-  t.equal(await flights.loadOnce('k', load), 2)
+  t.equal(await flights.loadOnce('k', load), 2, 'a settled load is not joined')
   t.equal(await flights.loadOnce('sync', () => 'v'), 'v')
   await t.rejects(flights.loadOnce('e', () => { throw new Error('boom') }), /boom/)
-  t.equal(flights.has('e'), false)
+  t.equal(await flights.loadOnce('e', () => 'fine'), 'fine', 'nor a failed one')
+})
+
+test('single flight: a fence detaches the running load and tells it, callers after it start anew', async (t) => {
+  const flights = new SingleFlight()
+  const seen: boolean[] = []
+  let release: (value: string) => void = () => {}
+  const old = flights.loadOnce('k', async (flight) => {
+    const value = await new Promise<string>((resolve) => { release = resolve })
+    seen.push(flight.fenced)
+    return value
+  })
+  flights.fence('k')
+  flights.fence('none')
+  const fresh = flights.loadOnce('k', (flight) => { seen.push(flight.fenced); return 'new' })
+  t.equal(await fresh, 'new', 'a caller after the fence does not join the old load')
+  release('old')
+  t.equal(await old, 'old', 'the old load still answers its own callers')
+  t.same(seen, [false, true], 'and knows it was fenced')
+  t.equal(await flights.loadOnce('k', () => 'again'), 'again', 'the old load settling did not drop the new one early')
+
+  const holds: Array<() => void> = []
+  const fenced: boolean[] = []
+  const loads = ['a', 'b'].map(async (key) => await flights.loadOnce(key, async (flight) => {
+    await new Promise<void>((resolve) => { holds.push(resolve) })
+    fenced.push(flight.fenced)
+  }))
+  flights.fenceAll()
+  for (const hold of holds) hold()
+  await Promise.all(loads)
+  t.same(fenced, [true, true], 'fenceAll fences every running load')
 })
 
 test('memory store: bounded LRU, ttl, rolling, batch reads, eviction callback', async (t) => {
