@@ -21,8 +21,13 @@ export class SingleFlight {
   private readonly pending = new Map<string, Running>()
 
   loadOnce<T> (key: string, load: (flight: Flight) => T | PromiseLike<T>): Promise<T> {
+    return this.join(key, load).value
+  }
+
+  /** Like `loadOnce`, with the flight joined: after it settles, tells whether it was fenced meanwhile. */
+  join<T> (key: string, load: (flight: Flight) => T | PromiseLike<T>): { value: Promise<T>, flight: Flight } {
     const running = this.pending.get(key)
-    if (running !== undefined) return running.promise as Promise<T>
+    if (running !== undefined) return { value: running.promise as Promise<T>, flight: running.flight }
     const flight = { fenced: false }
     const entry: Running = { promise: Promise.resolve(), flight }
     const promise = run(load, flight).finally(() => {
@@ -30,7 +35,7 @@ export class SingleFlight {
     })
     entry.promise = promise
     this.pending.set(key, entry)
-    return promise
+    return { value: promise, flight }
   }
 
   /** Fences the load running for `key`, if any. */

@@ -49,6 +49,9 @@ export interface DefineOptions extends AppSetOptions {
 
 type Loader<T> = () => T | PromiseLike<T>
 
+/** How often a refresh fenced by a later change takes the later load's value instead of its own. */
+const MAX_REFRESH_ATTEMPTS = 5
+
 /** The longest delay a Node timer keeps. */
 const MAX_TIMER = 2 ** 31 - 1
 
@@ -157,13 +160,22 @@ export class AppCache {
     this.definitions.set(key, { loader, ttl: callTtl('appCache.define', options, this.options.ttl), refreshInterval })
   }
 
-  /** Reloads a defined key now and returns its new value. Loads of the key that started before it write nothing. */
+  /**
+   * Reloads a defined key now and returns its new value. Loads of the key that started before it write nothing. A
+   * change that comes while it loads fences it in turn: it then takes the value of the load that came after, so
+   * that once it returns, nothing older than its start is served.
+   */
   async refresh<T = unknown> (key: string): Promise<T> {
     assertKey(key)
     const definition = this.definitions.get(key)
     if (definition === undefined) throw new DefineError(key, 'refresh() needs a key declared with define()')
     this.loads.fence(key)
-    return await this.loads.loadOnce(key, (flight) => this.load(key, definition.loader, definition.ttl, flight, false)) as T
+    for (let attempt = 1; ; attempt++) {
+      const { value, flight } = this.loads.join(key, (f) => this.load(key, definition.loader, definition.ttl, f, false))
+      const loaded = await value as T
+      // Bounded: under a storm of changes a refresh answers what it has rather than chase them for ever.
+      if (!flight.fenced || attempt === MAX_REFRESH_ATTEMPTS) return loaded
+    }
   }
 
   /** Loads every defined key, then starts the refresh timers. Called once, before the server listens. */

@@ -146,3 +146,30 @@ test('a lock holder whose loader fails or gives nothing frees the waiters at onc
   gates.get('closing').release()
   t.equal(await held, 'A')
 })
+
+test('a refresh fenced by a later change returns only once the later load has landed', async (t) => {
+  const server = fresh(t)
+  await server.register(appCache)
+  const gates = new Gates()
+  let version = 0
+  server.appCache.define('rates', async () => {
+    const mine = ++version
+    if (mine > 1) await gates.get(`load${mine}`).pass()
+    return mine
+  })
+  await server.ready()
+  const first = server.appCache.refresh('rates')
+  await gates.get('load2').reached
+  const second = server.appCache.refresh('rates')
+  await gates.get('load3').reached
+  gates.get('load2').release()
+  let firstDone = false
+  const settled = first.then((value) => { firstDone = true; return value })
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(firstDone, false, 'the first refresh, fenced, waits for the second load')
+  t.equal(await server.appCache.get('rates'), 1, 'meanwhile the last good value is served')
+  gates.get('load3').release()
+  t.equal(await settled, 3, 'and returns its value')
+  t.equal(await second, 3)
+  t.equal(await server.appCache.get('rates'), 3)
+})
