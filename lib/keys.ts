@@ -1,10 +1,23 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { InvalidKeyError, InvalidValueError, describe } from './errors.js'
 
-/** Throws unless `key` is a non-empty string. `__proto__` and friends are ordinary keys: no store is a plain object. */
-export function assertKey (key: unknown): asserts key is string {
-  if (typeof key !== 'string' || key.length === 0) throw new InvalidKeyError(describe(key))
+/** True for a valid key: a non-empty string. `__proto__` and friends are ordinary keys: no store is a plain object. */
+export function isKey (key: unknown): key is string {
+  return typeof key === 'string' && key.length > 0
 }
+
+/** Throws unless `key` is a valid key. */
+export function assertKey (key: unknown): asserts key is string {
+  if (!isKey(key)) throw new InvalidKeyError(describe(key))
+}
+
+/** The rejection a method that answers with a promise gives for an invalid key, so that `.catch()` sees it. */
+export function rejectKey (key: unknown): Promise<never> {
+  return Promise.reject(new InvalidKeyError(describe(key)))
+}
+
+/** A value that may be cached: anything but `undefined` itself, which means "absent" (a `set(key, undefined)` does not compile). */
+export type Defined<T> = [T] extends [undefined] ? never : T
 
 /** Throws when `value` is undefined, which every level reads as "absent". */
 export function assertValue (key: string, value: unknown): void {

@@ -1,6 +1,6 @@
 import type { Duration } from './durations.js'
 import { InvalidOptionError, UnsupportedError, describe } from './errors.js'
-import { assertKey } from './keys.js'
+import { isKey, rejectKey } from './keys.js'
 import type { AppCache } from './scopes/application.js'
 import type { RequestCache } from './scopes/request.js'
 import type { SessionCache } from './scopes/session.js'
@@ -31,7 +31,7 @@ export class CacheLookup {
 
   /** The first value found from the request level up, or undefined. Never calls a loader (but a defined app key's). */
   get<T = unknown> (key: string): Promise<T | undefined> {
-    assertKey(key)
+    if (!isKey(key)) return rejectKey(key)
     const memo = this.request?.get<T>(key)
     if (memo !== undefined) return Promise.resolve(memo)
     return this.fromBroaderLevels(key)
@@ -39,12 +39,12 @@ export class CacheLookup {
 
   /** The first value found from the request level up to `level`, or the loader's value stored at `level`. */
   getOrLoad<T> (key: string, loader: () => T | PromiseLike<T>, options: LookupLoadOptions): Promise<T> {
-    assertKey(key)
+    if (!isKey(key)) return rejectKey(key)
     const level = options?.level
     if (!LEVELS.includes(level)) {
-      throw new InvalidOptionError('request.cache.getOrLoad', 'level', `must be one of ${LEVELS.join(', ')}`, describe(level))
+      return Promise.reject(new InvalidOptionError('request.cache.getOrLoad', 'level', `must be one of ${LEVELS.join(', ')}`, describe(level)))
     }
-    if (level === 'request') return this.enabled(this.request, level).getOrLoad(key, loader)
+    if (level === 'request') return this.request?.getOrLoad(key, loader) ?? Promise.reject(notRegistered(level))
     const memo = this.request?.get<T>(key)
     if (memo !== undefined) return Promise.resolve(memo)
     return this.loadBroader(key, loader, level, options.ttl)
@@ -65,12 +65,16 @@ export class CacheLookup {
   }
 
   private memoise<T> (key: string, value: T): T {
-    if (value !== undefined) this.request?.set(key, value)
+    if (value !== undefined) this.request?.set<unknown>(key, value)
     return value
   }
 
   private enabled<L> (level: L | undefined, name: CacheLevel): L {
-    if (level === undefined) throw new UnsupportedError(`request.cache.getOrLoad: the ${name} level is not registered`)
+    if (level === undefined) throw notRegistered(name)
     return level
   }
+}
+
+function notRegistered (name: CacheLevel): Error {
+  return new UnsupportedError(`request.cache.getOrLoad: the ${name} level is not registered`)
 }

@@ -11,8 +11,15 @@ export type Awaitable<T> = T | PromiseLike<T>
 export interface Store {
   get (key: string): Awaitable<unknown>
   set (key: string, value: unknown, ttl?: number): Awaitable<void>
-  delete (key: string): Awaitable<void>
+  /** Resolves false when there was nothing to delete, where the store can tell. */
+  delete (key: string): Awaitable<boolean | void>
   clear (): Awaitable<void>
+  /**
+   * The value as this store will give it back once written: what a serializing store decodes from what it encodes.
+   * Throws a `SerializeError` for a value it cannot keep. A memory tier in front holds this, not the caller's object,
+   * so that the instance that wrote a value sees it with the same shape and contents as every other.
+   */
+  stored? (key: string, value: unknown): unknown
   /** Reads several keys at once where the backend can batch them. */
   getMany? (keys: readonly string[]): Awaitable<unknown[]>
   /** A value with the time it has left, where the backend tells both at once: a memory tier in front never outlives it. */

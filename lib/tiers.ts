@@ -70,21 +70,29 @@ export class TieredStore implements Store {
    */
   async set (key: string, value: unknown, ttl?: number): Promise<void> {
     this.epoch++
-    if (this.usable()) this.l1.set(key, value, this.l1Ttl(ttl ?? 0))
+    const held = this.stored(key, value)
+    if (this.usable()) this.l1.set(key, held, this.l1Ttl(ttl ?? 0))
     try {
       await this.options.l2.set(key, value, ttl)
     } catch (error) {
-      if (this.l1.get(key) === value) this.l1.delete(key)
+      if (this.l1.get(key) === held) this.l1.delete(key)
       throw error
     }
     await this.options.bus?.publish({ keys: [key] })
   }
 
-  async delete (key: string): Promise<void> {
+  /** What L2 would give back: the copy every other instance reads, kept in L1 here too. */
+  stored (key: string, value: unknown): unknown {
+    const { l2 } = this.options
+    return l2.stored === undefined ? value : l2.stored(key, value)
+  }
+
+  async delete (key: string): Promise<boolean | void> {
     this.epoch++
     this.l1.delete(key)
-    await this.options.l2.delete(key)
+    const removed = await this.options.l2.delete(key)
     await this.options.bus?.publish({ keys: [key] })
+    return removed
   }
 
   async deleteMany (keys: readonly string[]): Promise<void> {
@@ -142,7 +150,7 @@ export class TieredStore implements Store {
       setIf: async (key, value, ttl, fence) => {
         const epoch = this.epoch
         if (!await l2.setIf(key, value, ttl, fence)) return false
-        if (epoch === this.epoch && this.usable()) this.l1.set(key, value, this.l1Ttl(ttl))
+        if (epoch === this.epoch && this.usable()) this.l1.set(key, this.stored(key, value), this.l1Ttl(ttl))
         this.epoch++
         await this.options.bus?.publish({ keys: [key] })
         return true

@@ -35,6 +35,24 @@ describe('decorators', () => {
     expect(request.sessionCache.set).type.not.toBeCallableWith('k', 1, { ttl: '5 parsecs' })
     expect(request.sessionCache.set).type.toBeCallableWith('k', 1, { ttl: '5m' })
   })
+
+  test('undefined means absent: set(key, undefined) does not compile at any level, null and unknown do', () => {
+    const request = {} as FastifyRequest
+    const app = {} as FastifyInstance
+    expect(request.reqCache.set).type.not.toBeCallableWith('k', undefined)
+    expect(request.sessionCache.set).type.not.toBeCallableWith('k', undefined)
+    expect(app.appCache.set).type.not.toBeCallableWith('k', undefined)
+    expect(app.appCache.set).type.toBeCallableWith('k', null)
+    expect(request.sessionCache.set).type.toBeCallableWith('k', request.body)
+  })
+
+  test('delete resolves to a boolean at every level', () => {
+    const request = {} as FastifyRequest
+    const app = {} as FastifyInstance
+    expect(request.reqCache.delete('k')).type.toBe<boolean>()
+    expect(request.sessionCache.delete('k')).type.toBe<Promise<boolean>>()
+    expect(app.appCache.delete('k')).type.toBe<Promise<boolean>>()
+  })
 })
 
 describe('plugin options', () => {

@@ -1,6 +1,6 @@
 import { BurstLog, type Logger } from '../burst-log.js'
 import { DefineError, InvalidOptionError, PreloadError, describe } from '../errors.js'
-import { assertKey, assertValue } from '../keys.js'
+import { type Defined, assertKey, assertValue, isKey, rejectKey } from '../keys.js'
 import { callDuration, callTtl } from '../options.js'
 import { SingleFlight, type Flight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
@@ -80,7 +80,7 @@ export class AppCache {
   }
 
   get<T = unknown> (key: string): Promise<T | undefined> {
-    assertKey(key)
+    if (!isKey(key)) return rejectKey(key)
     const found = this.read(key)
     if (found !== undefined && !isPromiseLike(found)) {
       this.stats.hits++
@@ -99,7 +99,7 @@ export class AppCache {
   // writes nowhere, and callers that come after start a new load (see `Flight`). A store with shared fences
   // moves them with the change, for the loads of every other instance.
 
-  async set<T> (key: string, value: T, options?: AppSetOptions): Promise<void> {
+  async set<T> (key: string, value: Defined<T>, options?: AppSetOptions): Promise<void> {
     assertKey(key)
     assertValue(key, value)
     const ttl = callTtl('appCache.set', options, this.options.ttl)
@@ -107,10 +107,11 @@ export class AppCache {
     await this.options.store.set(key, value, ttl)
   }
 
-  async delete (key: string): Promise<void> {
+  /** Drops `key` on every instance; true when the store held it (or does not tell). */
+  async delete (key: string): Promise<boolean> {
     assertKey(key)
     this.loads.fence(key)
-    await this.options.store.delete(key)
+    return await this.options.store.delete(key) !== false
   }
 
   async clear (): Promise<void> {
@@ -134,13 +135,19 @@ export class AppCache {
    * once and all of them get its value or its error. A failing loader caches nothing; neither does `undefined`.
    */
   getOrLoad<T> (key: string, loader: Loader<T>, options?: AppSetOptions): Promise<T> {
-    assertKey(key)
+    if (!isKey(key)) return rejectKey(key)
     const found = this.read(key)
     if (found !== undefined && !isPromiseLike(found)) {
       this.stats.hits++
       return Promise.resolve(found as T)
     }
-    return this.afterLookup(key, found, loader, callTtl('appCache.getOrLoad', options, this.options.ttl)) as Promise<T>
+    let ttl: number
+    try {
+      ttl = callTtl('appCache.getOrLoad', options, this.options.ttl)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return this.afterLookup(key, found, loader, ttl) as Promise<T>
   }
 
   /**
@@ -283,8 +290,12 @@ export class AppCache {
 
   private async loadAndStore<T> (key: string, loader: Loader<T>, ttl: number, flight: Flight, cold: boolean, awaitWrite: boolean): Promise<T> {
     const fence = await this.fenceBefore(key, cold)
-    const value = await countLoad(this.stats, loader)
-    if (value !== undefined && !flight.fenced && fence !== null) {
+    const loaded = await countLoad(this.stats, loader)
+    if (loaded === undefined) return loaded
+    // The callers get what every later hit will get, on every instance; a value the store cannot keep is refused.
+    const { store } = this.options
+    const value = (store.stored === undefined ? loaded : store.stored(key, loaded)) as T
+    if (!flight.fenced && fence !== null) {
       const written = this.write(key, value, ttl, fence)
       if (awaitWrite) await written
     }

@@ -1,4 +1,4 @@
-import { assertKey, assertValue } from '../keys.js'
+import { type Defined, assertKey, assertValue, isKey, rejectKey } from '../keys.js'
 import { SingleFlight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
 
@@ -54,7 +54,7 @@ export class RequestCache {
     return this.entries.has(key)
   }
 
-  set<T> (key: string, value: T): this {
+  set<T> (key: string, value: Defined<T>): this {
     assertKey(key)
     assertValue(key, value)
     const entries = this.entries
@@ -96,7 +96,7 @@ export class RequestCache {
    * `undefined` caches nothing either (return `null` to cache absence).
    */
   getOrLoad<T> (key: string, loader: () => T | PromiseLike<T>): Promise<T> {
-    assertKey(key)
+    if (!isKey(key)) return rejectKey(key)
     const value = this.entries.get(key)
     const stats = this.level.stats
     if (value !== undefined) {
@@ -107,7 +107,7 @@ export class RequestCache {
     this.loads ??= new SingleFlight()
     return this.loads.loadOnce(key, async () => {
       const loaded = await countLoad(stats, loader)
-      if (loaded !== undefined) this.set(key, loaded)
+      if (loaded !== undefined) this.set<unknown>(key, loaded)
       return loaded
     })
   }

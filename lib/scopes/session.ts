@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import type { Duration } from '../durations.js'
 import { BurstLog, type Logger } from '../burst-log.js'
 import { NoSessionError, SerializeError, UnsupportedError } from '../errors.js'
-import { assertKey, assertValue, newSessionId, sessionStoreKey } from '../keys.js'
+import { type Defined, assertKey, assertValue, newSessionId, sessionStoreKey } from '../keys.js'
 import { callTtl } from '../options.js'
 import { SingleFlight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
@@ -177,7 +177,7 @@ export class SessionCache {
     return await this.read(key) !== undefined
   }
 
-  async set<T> (key: string, value: T, options?: SessionSetOptions): Promise<void> {
+  async set<T> (key: string, value: Defined<T>, options?: SessionSetOptions): Promise<void> {
     assertKey(key)
     assertValue(key, value)
     const ttl = callTtl('sessionCache.set', options, 0)

@@ -59,8 +59,12 @@ export class KeyvStore implements Store {
     await withBudget('set', this.timeout, async () => await this.keyv.set(key, stored, ttl !== undefined && ttl > 0 ? ttl : undefined))
   }
 
-  async delete (key: string): Promise<void> {
-    await withBudget('delete', this.timeout, async () => await this.keyv.delete(key))
+  async delete (key: string): Promise<boolean> {
+    return await withBudget('delete', this.timeout, async () => await this.keyv.delete(key)) !== false
+  }
+
+  stored (key: string, value: unknown): unknown {
+    return this.serializer.decode(encodeFor(this.serializer, key, value))
   }
 
   async clear (): Promise<void> {

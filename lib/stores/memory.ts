@@ -47,8 +47,8 @@ export class MemoryStore implements Store {
     this.lru.set(key, value as NonNullable<unknown>, ttl === undefined || ttl === 0 ? undefined : { ttl })
   }
 
-  delete (key: string): void {
-    this.lru.delete(key)
+  delete (key: string): boolean {
+    return this.lru.delete(key)
   }
 
   deleteMany (keys: readonly string[]): void {

@@ -104,15 +104,26 @@ export class RedisStore implements Store {
     else await this.transaction('set', [['set', ...args], ...this.bumps([key])])
   }
 
-  async delete (key: string): Promise<void> {
-    await this.deleteMany([key])
+  async delete (key: string): Promise<boolean> {
+    return await this.unlink([key]) > 0
   }
 
   async deleteMany (keys: readonly string[]): Promise<void> {
-    if (keys.length === 0) return
+    await this.unlink(keys)
+  }
+
+  /** Deletes `keys`, moving their fences, and answers how many existed. */
+  private async unlink (keys: readonly string[]): Promise<number> {
+    if (keys.length === 0) return 0
     const unlink = ['unlink', ...keys.map((key) => this.prefix + key)]
-    if (this.fences === undefined) await this.run('delete', async () => await this.client.call('UNLINK', ...unlink.slice(1)))
-    else await this.transaction('delete', [unlink, ...this.bumps(keys)])
+    const [count] = this.fences === undefined
+      ? [await this.run('delete', async () => await this.client.call('UNLINK', ...unlink.slice(1)))]
+      : await this.transaction('delete', [unlink, ...this.bumps(keys)])
+    return Number(count)
+  }
+
+  stored (key: string, value: unknown): unknown {
+    return this.decode(encodeFor(this.serializer, key, value))
   }
 
   /**

@@ -46,7 +46,10 @@ test('get: request, then session, then application; the first hit is memoised fo
 
   const user = lookup(id)
   t.equal(await user.get('k'), 'session', 'the session wins over the application level')
-  t.throws(() => user.get(''), { code: 'FST_MULTICACHE_INVALID_KEY' })
+  // A method that answers with a promise rejects: `.catch()` sees a bad key or level.
+  await t.rejects(user.get(''), { code: 'FST_MULTICACHE_INVALID_KEY' })
+  await t.rejects(user.getOrLoad(42 as unknown as string, () => 1, { level: 'app' }), { code: 'FST_MULTICACHE_INVALID_KEY' })
+  await t.rejects(user.getOrLoad('k', () => 1, { level: 'global' as 'app' }), { code: 'FST_MULTICACHE_INVALID_OPTION' })
 })
 
 test('getOrLoad reads up to the level asked for, and stores there', async (t) => {

@@ -112,7 +112,7 @@ test('keys must be non-empty strings and values cannot be undefined', async (t) 
     for (const key of ['', 42, null, undefined, {}, Symbol('s')]) {
       try { request.reqCache.get(key as string) } catch (error) { errors.push(`${String(error instanceof TypeError)}:${(error as { code: string }).code}`) }
     }
-    try { request.reqCache.set('k', undefined) } catch (error) { errors.push((error as { code: string }).code) }
+    try { request.reqCache.set('k', undefined as unknown) } catch (error) { errors.push((error as { code: string }).code) }
     return errors
   })
   const errors = (await app.inject('/')).json() as string[]

@@ -301,7 +301,7 @@ test('keys are validated; __proto__ is an ordinary key', async (t) => {
     return { proto: await request.sessionCache.get('__proto__'), ctor: await request.sessionCache.get('constructor'), clean: ({} as Record<string, unknown>).polluted === undefined }
   })
   app.get('/bad', async (request) => await request.sessionCache.get('').then(() => 'no', (error: { code: string }) => error.code))
-  app.get('/undef', async (request) => await request.sessionCache.set('k', undefined).then(() => 'no', (error: { code: string }) => error.code))
+  app.get('/undef', async (request) => await request.sessionCache.set('k', undefined as unknown).then(() => 'no', (error: { code: string }) => error.code))
   t.same((await app.inject({ method: 'POST', url: '/proto' })).json(), { proto: { polluted: true }, ctor: 'c', clean: true })
   t.equal((await app.inject('/bad')).body, 'FST_MULTICACHE_INVALID_KEY')
   t.equal((await app.inject('/undef')).body, 'FST_MULTICACHE_INVALID_VALUE')
