@@ -1,6 +1,7 @@
 /** The part of a pino-style logger the levels use; `fastify.log` fits. */
 export interface Logger {
   warn (details: object, message: string): void
+  info? (details: object, message: string): void
 }
 
 /**

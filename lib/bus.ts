@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import type { Breaker } from './breaker.js'
 import { closeClient, redisCommand, type RedisClient } from './stores/redis.js'
 
 /** What one instance tells the others: these keys changed, or everything did. */
@@ -15,6 +16,8 @@ export interface InvalidationBusOptions {
   timeout: number
   /** Called for every message of another instance, and with `{ clear: true }` when the subscription is lost. */
   onMessage: (message: Invalidation) => void
+  /** The store's circuit breaker: while it is open, a publish fails at once. */
+  breaker?: Breaker
 }
 
 /**
@@ -59,9 +62,9 @@ export class InvalidationBus {
   }
 
   async publish (message: Invalidation): Promise<void> {
-    const { client, channel, timeout } = this.options
+    const { client, channel, timeout, breaker } = this.options
     const envelope = JSON.stringify({ origin: this.origin, ...message })
-    await redisCommand(client, 'publish', timeout, async () => await client.call('PUBLISH', channel, envelope))
+    await redisCommand(client, 'publish', timeout, async () => await client.call('PUBLISH', channel, envelope), breaker)
   }
 
   async close (): Promise<void> {

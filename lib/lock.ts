@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
+import type { Breaker } from './breaker.js'
 import { StoreError } from './errors.js'
 import type { Store } from './store.js'
 import { redisCommand, type RedisClient } from './stores/redis.js'
@@ -18,6 +19,8 @@ export interface RedisLockOptions {
   wait: number
   /** How often a waiter looks for the value and the lock, in ms. Default 25. */
   poll?: number
+  /** The store's circuit breaker: while it is open, lock commands fail at once and each instance loads for itself. */
+  breaker?: Breaker
 }
 
 const RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
@@ -39,8 +42,8 @@ export class RedisLock {
   }
 
   async release (key: string, token: string): Promise<void> {
-    const { client, prefix, timeout } = this.options
-    await redisCommand(client, 'unlock', timeout, async () => await client.call('EVAL', RELEASE, 1, prefix + key, token))
+    const { client, prefix, timeout, breaker } = this.options
+    await redisCommand(client, 'unlock', timeout, async () => await client.call('EVAL', RELEASE, 1, prefix + key, token), breaker)
   }
 
   async lease (key: string, ms: number): Promise<boolean> {
@@ -52,13 +55,13 @@ export class RedisLock {
    * Rejects once `close()` was called: a closing app starts no load.
    */
   async waitFor (store: Store, key: string): Promise<unknown> {
-    const { client, prefix, timeout, wait, poll = 25 } = this.options
+    const { client, prefix, timeout, wait, poll = 25, breaker } = this.options
     const deadline = Date.now() + wait
     while (Date.now() < deadline) {
       await sleep(poll)
       if (this.closed) throw new StoreError('lock', 'the app is closing')
       // The lock first: a holder writes its value before it lets go, so a free lock and no value means none is coming.
-      const held = await redisCommand(client, 'lock', timeout, async () => await client.call('EXISTS', prefix + key))
+      const held = await redisCommand(client, 'lock', timeout, async () => await client.call('EXISTS', prefix + key), breaker)
       const value = await store.get(key)
       if (value !== undefined) return value
       if (held === 0) return undefined
@@ -73,7 +76,7 @@ export class RedisLock {
 
   /** `SET NX PX`: true when `name` was free and is now this caller's for `ms`. */
   private async claim (operation: string, name: string, value: string, ms: number): Promise<boolean> {
-    const { client, timeout } = this.options
-    return await redisCommand(client, operation, timeout, async () => await client.call('SET', name, value, 'NX', 'PX', ms)) === 'OK'
+    const { client, timeout, breaker } = this.options
+    return await redisCommand(client, operation, timeout, async () => await client.call('SET', name, value, 'NX', 'PX', ms), breaker) === 'OK'
   }
 }

@@ -1,3 +1,4 @@
+import type { Breaker } from '../breaker.js'
 import { withBudget } from '../budget.js'
 import { StoreError } from '../errors.js'
 import { encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
@@ -25,9 +26,10 @@ export interface RedisClient {
  * otherwise queue the command until it reconnects, and every caller would hang with it. The store, the bus and the
  * lock all go through here, so that none of them can hang a request.
  */
-export async function redisCommand<T> (client: RedisClient, operation: string, timeout: number, command: () => Promise<T>): Promise<T> {
+export async function redisCommand<T> (client: RedisClient, operation: string, timeout: number, command: () => Promise<T>, breaker?: Breaker): Promise<T> {
   if (client.status !== 'ready') throw new StoreError(operation, `Redis is not connected (${client.status})`)
-  return await withBudget(operation, timeout, command)
+  if (breaker === undefined) return await withBudget(operation, timeout, command)
+  return await breaker.run(operation, async () => await withBudget(operation, timeout, command))
 }
 
 export interface RedisStoreOptions {
