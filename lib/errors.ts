@@ -6,9 +6,9 @@ import createError from '@fastify/error'
 export const InvalidOptionError = createError<[string, string, string, string]>(
   'FST_MULTICACHE_INVALID_OPTION', '%s: option "%s" %s, got %s', 500, TypeError)
 
-/** A cache key is not a non-empty string. */
+/** A cache key is not a non-empty string, or is longer than `maxKeyLength`. */
 export const InvalidKeyError = createError<[string]>(
-  'FST_MULTICACHE_INVALID_KEY', 'cache key must be a non-empty string, got %s', 500, TypeError)
+  'FST_MULTICACHE_INVALID_KEY', '%s', 500, TypeError)
 
 /** `undefined` was given as a value: it means "absent" and cannot be cached. */
 export const InvalidValueError = createError<[string]>(

@@ -1,19 +1,34 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { InvalidKeyError, InvalidValueError, describe } from './errors.js'
 
-/** True for a valid key: a non-empty string. `__proto__` and friends are ordinary keys: no store is a plain object. */
-export function isKey (key: unknown): key is string {
-  return typeof key === 'string' && key.length > 0
-}
+/** The longest key a level takes by default, in characters. */
+export const MAX_KEY_LENGTH = 1024
 
-/** Throws unless `key` is a valid key. */
-export function assertKey (key: unknown): asserts key is string {
-  if (!isKey(key)) throw new InvalidKeyError(describe(key))
-}
+/**
+ * What a level takes as a key: a non-empty string of at most `maxLength` characters. `__proto__` and friends are
+ * ordinary keys: no store is a plain object. A key refused here never reaches a store or the bus.
+ */
+export class KeyRule {
+  constructor (readonly maxLength = MAX_KEY_LENGTH) {}
 
-/** The rejection a method that answers with a promise gives for an invalid key, so that `.catch()` sees it. */
-export function rejectKey (key: unknown): Promise<never> {
-  return Promise.reject(new InvalidKeyError(describe(key)))
+  valid (key: unknown): key is string {
+    return typeof key === 'string' && key.length > 0 && key.length <= this.maxLength
+  }
+
+  assert (key: unknown): asserts key is string {
+    if (!this.valid(key)) throw this.error(key)
+  }
+
+  /** The rejection a method that answers with a promise gives for an invalid key, so that `.catch()` sees it. */
+  reject (key: unknown): Promise<never> {
+    return Promise.reject(this.error(key))
+  }
+
+  private error (key: unknown): Error {
+    return new InvalidKeyError(typeof key === 'string' && key.length > this.maxLength
+      ? `cache key of ${key.length} characters is longer than maxKeyLength (${this.maxLength})`
+      : `cache key must be a non-empty string, got ${describe(key)}`)
+  }
 }
 
 /** A value that may be cached: anything but `undefined` itself, which means "absent" (a `set(key, undefined)` does not compile). */

@@ -1,6 +1,6 @@
 import type { Duration } from './durations.js'
 import { InvalidOptionError, UnsupportedError, describe } from './errors.js'
-import { isKey, rejectKey } from './keys.js'
+import { KeyRule } from './keys.js'
 import type { AppCache } from './scopes/application.js'
 import type { RequestCache } from './scopes/request.js'
 import type { SessionCache } from './scopes/session.js'
@@ -26,12 +26,14 @@ export class CacheLookup {
   constructor (
     private readonly request: RequestCache | undefined,
     private readonly session: SessionCache | undefined,
-    private readonly app: AppCache | undefined
+    private readonly app: AppCache | undefined,
+    /** The lookup's own key rule (`multiCache`'s `maxKeyLength`): a key it refuses reaches no level. */
+    private readonly keys: KeyRule = new KeyRule()
   ) {}
 
   /** The first value found from the request level up, or undefined. Never calls a loader (but a defined app key's). */
   get<T = unknown> (key: string): Promise<T | undefined> {
-    if (!isKey(key)) return rejectKey(key)
+    if (!this.keys.valid(key)) return this.keys.reject(key)
     const memo = this.request?.get<T>(key)
     if (memo !== undefined) return Promise.resolve(memo)
     return this.fromBroaderLevels(key)
@@ -39,7 +41,7 @@ export class CacheLookup {
 
   /** The first value found from the request level up to `level`, or the loader's value stored at `level`. */
   getOrLoad<T> (key: string, loader: () => T | PromiseLike<T>, options: LookupLoadOptions): Promise<T> {
-    if (!isKey(key)) return rejectKey(key)
+    if (!this.keys.valid(key)) return this.keys.reject(key)
     const level = options?.level
     if (!LEVELS.includes(level)) {
       return Promise.reject(new InvalidOptionError('request.cache.getOrLoad', 'level', `must be one of ${LEVELS.join(', ')}`, describe(level)))

@@ -1,6 +1,6 @@
 import { BurstLog, type Logger } from '../burst-log.js'
 import { DefineError, InvalidOptionError, PreloadError, describe } from '../errors.js'
-import { type Defined, assertKey, assertValue, isKey, rejectKey } from '../keys.js'
+import { type Defined, KeyRule, assertValue } from '../keys.js'
 import { callDuration, callTtl } from '../options.js'
 import { SingleFlight, type Flight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
@@ -14,6 +14,8 @@ export interface AppLevelOptions {
   log: Logger
   /** One load per key across instances: a cold key is loaded by the instance that takes the lock. */
   lock?: LoadLock
+  /** Longest key taken, in characters. Default 1,024. */
+  maxKeyLength?: number
 }
 
 /** What the level needs of a cross-instance lock (`RedisLock` fits). */
@@ -67,6 +69,7 @@ interface Definition {
  */
 export class AppCache {
   readonly stats: LevelStats
+  readonly keys: KeyRule
   private readonly loads = new SingleFlight()
   private readonly definitions = new Map<string, Definition>()
   private readonly timers: NodeJS.Timeout[] = []
@@ -76,11 +79,12 @@ export class AppCache {
 
   constructor (private readonly options: AppLevelOptions) {
     this.stats = new LevelStats(() => options.store.size ?? 0)
+    this.keys = new KeyRule(options.maxKeyLength)
     this.faults = new BurstLog(options.log)
   }
 
   get<T = unknown> (key: string): Promise<T | undefined> {
-    if (!isKey(key)) return rejectKey(key)
+    if (!this.keys.valid(key)) return this.keys.reject(key)
     const found = this.read(key)
     if (found !== undefined && !isPromiseLike(found)) {
       this.stats.hits++
@@ -91,7 +95,7 @@ export class AppCache {
   }
 
   async has (key: string): Promise<boolean> {
-    assertKey(key)
+    this.keys.assert(key)
     return (await this.options.store.get(key)) !== undefined
   }
 
@@ -100,7 +104,7 @@ export class AppCache {
   // moves them with the change, for the loads of every other instance.
 
   async set<T> (key: string, value: Defined<T>, options?: AppSetOptions): Promise<void> {
-    assertKey(key)
+    this.keys.assert(key)
     assertValue(key, value)
     const ttl = callTtl('appCache.set', options, this.options.ttl)
     this.loads.fence(key)
@@ -109,7 +113,7 @@ export class AppCache {
 
   /** Drops `key` on every instance; true when the store held it (or does not tell). */
   async delete (key: string): Promise<boolean> {
-    assertKey(key)
+    this.keys.assert(key)
     this.loads.fence(key)
     return await this.options.store.delete(key) !== false
   }
@@ -125,7 +129,7 @@ export class AppCache {
    */
   async invalidate (keys: string | readonly string[]): Promise<void> {
     const list: readonly unknown[] = Array.isArray(keys) ? keys : [keys]
-    for (const key of list) assertKey(key)
+    for (const key of list) this.keys.assert(key)
     for (const key of list as readonly string[]) this.loads.fence(key)
     if (list.length > 0) await deleteKeys(this.options.store, list as readonly string[])
   }
@@ -135,7 +139,7 @@ export class AppCache {
    * once and all of them get its value or its error. A failing loader caches nothing; neither does `undefined`.
    */
   getOrLoad<T> (key: string, loader: Loader<T>, options?: AppSetOptions): Promise<T> {
-    if (!isKey(key)) return rejectKey(key)
+    if (!this.keys.valid(key)) return this.keys.reject(key)
     const found = this.read(key)
     if (found !== undefined && !isPromiseLike(found)) {
       this.stats.hits++
@@ -155,7 +159,7 @@ export class AppCache {
    * `refreshInterval` (a failure keeps the last good value and logs a warning), and reloaded on a miss.
    */
   define<T> (key: string, loader: Loader<T>, options?: DefineOptions): void {
-    assertKey(key)
+    this.keys.assert(key)
     if (typeof loader !== 'function') throw new DefineError(key, 'the loader must be a function')
     if (this.started) throw new DefineError(key, 'must be called before the server is ready (use getOrLoad for keys found later)')
     if (this.definitions.has(key)) throw new DefineError(key, 'the key is already defined')
@@ -173,7 +177,7 @@ export class AppCache {
    * that once it returns, nothing older than its start is served.
    */
   async refresh<T = unknown> (key: string): Promise<T> {
-    assertKey(key)
+    this.keys.assert(key)
     const definition = this.definitions.get(key)
     if (definition === undefined) throw new DefineError(key, 'refresh() needs a key declared with define()')
     this.loads.fence(key)

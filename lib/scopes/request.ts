@@ -1,10 +1,12 @@
-import { type Defined, assertKey, assertValue, isKey, rejectKey } from '../keys.js'
+import { type Defined, KeyRule, assertValue } from '../keys.js'
 import { SingleFlight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
 
 export interface RequestLevelOptions {
   /** Most entries one request may hold; past it the oldest entry is dropped. */
   maxEntries: number
+  /** Longest key taken, in characters. Default 1,024. */
+  maxKeyLength?: number
 }
 
 /**
@@ -12,11 +14,13 @@ export interface RequestLevelOptions {
  */
 export class RequestLevel {
   readonly stats: LevelStats
+  readonly keys: KeyRule
   /** Entries held by requests that have not finished yet. */
   live = 0
 
   constructor (readonly options: RequestLevelOptions) {
     this.stats = new LevelStats(() => this.live)
+    this.keys = new KeyRule(options.maxKeyLength)
   }
 
   /** A new, empty cache for one request. */
@@ -42,7 +46,7 @@ export class RequestCache {
   }
 
   get<T = unknown> (key: string): T | undefined {
-    assertKey(key)
+    this.level.keys.assert(key)
     const value = this.entries.get(key)
     if (value === undefined) this.level.stats.misses++
     else this.level.stats.hits++
@@ -50,12 +54,12 @@ export class RequestCache {
   }
 
   has (key: string): boolean {
-    assertKey(key)
+    this.level.keys.assert(key)
     return this.entries.has(key)
   }
 
   set<T> (key: string, value: Defined<T>): this {
-    assertKey(key)
+    this.level.keys.assert(key)
     assertValue(key, value)
     const entries = this.entries
     if (entries.has(key)) {
@@ -69,7 +73,7 @@ export class RequestCache {
   }
 
   delete (key: string): boolean {
-    assertKey(key)
+    this.level.keys.assert(key)
     const deleted = this.entries.delete(key)
     if (deleted) this.count(-1)
     return deleted
@@ -96,7 +100,7 @@ export class RequestCache {
    * `undefined` caches nothing either (return `null` to cache absence).
    */
   getOrLoad<T> (key: string, loader: () => T | PromiseLike<T>): Promise<T> {
-    if (!isKey(key)) return rejectKey(key)
+    if (!this.level.keys.valid(key)) return this.level.keys.reject(key)
     const value = this.entries.get(key)
     const stats = this.level.stats
     if (value !== undefined) {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import type { Duration } from '../durations.js'
 import { BurstLog, type Logger } from '../burst-log.js'
 import { NoSessionError, SerializeError, UnsupportedError } from '../errors.js'
-import { type Defined, assertKey, assertValue, newSessionId, sessionStoreKey } from '../keys.js'
+import { type Defined, KeyRule, assertValue, newSessionId, sessionStoreKey } from '../keys.js'
 import { callTtl } from '../options.js'
 import { SingleFlight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
@@ -26,6 +26,8 @@ export interface SessionLevelOptions {
   anonymous?: Store
   /** Where store faults are reported, once per burst. */
   log?: Logger
+  /** Longest key taken, in characters. Default 1,024. */
+  maxKeyLength?: number
 }
 
 /** Options of a single write. */
@@ -69,6 +71,7 @@ interface Pool {
  */
 export class SessionLevel {
   readonly stats: LevelStats
+  readonly keys: KeyRule
   readonly loads = new SingleFlight()
   /** Regenerated (logged-in) sessions and app-given ids; every session when there is no separate anonymous pool. */
   readonly known: Pool
@@ -83,6 +86,7 @@ export class SessionLevel {
     this.anonymous = anonymous === undefined ? this.known : pool(anonymous)
     this.stats = new LevelStats(() => (store.size ?? 0) + (anonymous?.size ?? 0), anonymous !== undefined)
     this.faults = options.log === undefined ? undefined : new BurstLog(options.log)
+    this.keys = new KeyRule(options.maxKeyLength)
   }
 
   /**
@@ -163,7 +167,7 @@ export class SessionCache {
   }
 
   async get<T = unknown> (key: string): Promise<T | undefined> {
-    assertKey(key)
+    this.level.keys.assert(key)
     await this.load()
     const value = await this.read(key)
     if (value === undefined) this.level.stats.misses++
@@ -172,13 +176,13 @@ export class SessionCache {
   }
 
   async has (key: string): Promise<boolean> {
-    assertKey(key)
+    this.level.keys.assert(key)
     await this.load()
     return await this.read(key) !== undefined
   }
 
   async set<T> (key: string, value: Defined<T>, options?: SessionSetOptions): Promise<void> {
-    assertKey(key)
+    this.level.keys.assert(key)
     assertValue(key, value)
     const ttl = callTtl('sessionCache.set', options, 0)
     await this.writable()
@@ -186,7 +190,7 @@ export class SessionCache {
   }
 
   async delete (key: string): Promise<boolean> {
-    assertKey(key)
+    this.level.keys.assert(key)
     await this.writable()
     const current = this.current
     if (current === undefined || await this.read(key) === undefined) return false
@@ -208,7 +212,7 @@ export class SessionCache {
    * session to store into (the store could not be read, or `getSessionId` gave no id) the loader answers every call.
    */
   async getOrLoad<T> (key: string, loader: () => T | PromiseLike<T>, options?: SessionSetOptions): Promise<T> {
-    assertKey(key)
+    this.level.keys.assert(key)
     const ttl = callTtl('sessionCache.getOrLoad', options, 0)
     await this.load()
     const stats = this.level.stats
