@@ -42,6 +42,10 @@ export function describe (value: unknown): string {
 export const SerializeError = createError<[string, string]>(
   'FST_MULTICACHE_SERIALIZE', 'cannot store the value of "%s": %s', 500, TypeError)
 
+/** A value bigger than `maxEntryBytes` once serialized: refused before it reaches the store, and nothing is evicted. */
+export const EntryTooLargeError = createError<[string, number, number]>(
+  'FST_MULTICACHE_ENTRY_TOO_LARGE', 'cannot store the value of "%s": %d bytes, more than maxEntryBytes (%d)', 500, RangeError)
+
 /** A store operation failed or ran out of its time budget; levels read it as a miss. */
 export const StoreError = createError<[string, string, { cause: unknown }?]>(
   'FST_MULTICACHE_STORE', 'store %s failed: %s', 500)

@@ -1,4 +1,4 @@
-import { SerializeError } from './errors.js'
+import { EntryTooLargeError, SerializeError } from './errors.js'
 
 /** Turns values into bytes for a remote store and back. Used only where bytes are needed (Redis, Keyv). */
 export interface Serializer {
@@ -28,11 +28,22 @@ function refuseLossy (this: unknown, _key: string, value: unknown): unknown {
   return value
 }
 
-/** Encodes `value` for `key`, turning any serializer failure (circular objects included) into a SerializeError. */
-export function encodeFor (serializer: Serializer, key: string, value: unknown): string | Buffer {
+/** The largest serialized entry a shared store takes by default: 1 MiB. */
+export const MAX_ENTRY_BYTES = 1024 * 1024
+
+/**
+ * Encodes `value` for `key`, turning any serializer failure (circular objects included) into a SerializeError, and
+ * refusing an encoding longer than `maxBytes` with an EntryTooLargeError.
+ */
+export function encodeFor (serializer: Serializer, key: string, value: unknown, maxBytes = Infinity): string | Buffer {
+  let data: string | Buffer
   try {
-    return serializer.encode(value)
+    data = serializer.encode(value)
   } catch (error) {
     throw new SerializeError(key, error instanceof Error ? error.message : String(error))
   }
+  // A string's UTF-8 length is at most three bytes per UTF-16 unit: only a long one is measured.
+  const bytes = typeof data === 'string' ? (data.length * 3 > maxBytes ? Buffer.byteLength(data) : 0) : data.length
+  if (bytes > maxBytes) throw new EntryTooLargeError(key, bytes, maxBytes)
+  return data
 }

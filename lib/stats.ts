@@ -12,6 +12,8 @@ export interface LevelStatsSnapshot {
   evictions: number
   /** Store operations that failed or ran out of time; reads among them were answered by the loader. */
   storeErrors: number
+  /** Values refused for their size (`maxEntryBytes` of a shared store, `maxBytes` of the memory store). */
+  oversized: number
   /** Entries held now. */
   size: number
   /** Session level with the memory store: `evictions` split by the kind of session pushed out. */
@@ -29,6 +31,7 @@ export class LevelStats {
   loadErrors = 0
   evictions = 0
   storeErrors = 0
+  oversized = 0
 
   /** Evictions of sessions that were never regenerated (`evictions` counts them too). */
   anonymousEvictions = 0
@@ -45,6 +48,7 @@ export class LevelStats {
       loadErrors: this.loadErrors,
       evictions: this.evictions,
       storeErrors: this.storeErrors,
+      oversized: this.oversized,
       size: this.size()
     }
   }

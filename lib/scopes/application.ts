@@ -1,5 +1,5 @@
 import { BurstLog, type Logger } from '../burst-log.js'
-import { DefineError, InvalidOptionError, PreloadError, describe } from '../errors.js'
+import { DefineError, EntryTooLargeError, InvalidOptionError, PreloadError, describe } from '../errors.js'
 import { type Defined, KeyRule, assertValue } from '../keys.js'
 import { callDuration, callTtl } from '../options.js'
 import { SingleFlight, type Flight } from '../single-flight.js'
@@ -108,7 +108,12 @@ export class AppCache {
     assertValue(key, value)
     const ttl = callTtl('appCache.set', options, this.options.ttl)
     this.loads.fence(key)
-    await this.options.store.set(key, value, ttl)
+    try {
+      await this.options.store.set(key, value, ttl)
+    } catch (error) {
+      if (error instanceof EntryTooLargeError) this.stats.oversized++
+      throw error
+    }
   }
 
   /** Drops `key` on every instance; true when the store held it (or does not tell). */
@@ -298,7 +303,15 @@ export class AppCache {
     if (loaded === undefined) return loaded
     // The callers get what every later hit will get, on every instance; a value the store cannot keep is refused.
     const { store } = this.options
-    const value = (store.stored === undefined ? loaded : store.stored(key, loaded)) as T
+    let value: T
+    try {
+      value = (store.stored === undefined ? loaded : store.stored(key, loaded)) as T
+    } catch (error) {
+      if (!(error instanceof EntryTooLargeError)) throw error
+      // Data that outgrew the bound is served uncached, not refused: the next miss loads it again.
+      this.tooLarge(key, error)
+      return loaded
+    }
     if (!flight.fenced && fence !== null) {
       const written = this.write(key, value, ttl, fence)
       if (awaitWrite) await written
@@ -331,8 +344,14 @@ export class AppCache {
       if (fence === undefined || store.fences === undefined) await store.set(key, value, ttl)
       else await store.fences.setIf(key, value, ttl, fence)
     } catch (error) {
-      this.fault('set', key, error)
+      if (error instanceof EntryTooLargeError) this.tooLarge(key, error)
+      else this.fault('set', key, error)
     }
+  }
+
+  private tooLarge (key: string, error: unknown): void {
+    this.stats.oversized++
+    this.faults.warn({ err: error, key }, `appCache: "${key}" is too large to cache; it is loaded on every miss`)
   }
 
   private fault (operation: string, key: string, error: unknown): void {

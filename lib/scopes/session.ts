@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Duration } from '../durations.js'
 import { BurstLog, type Logger } from '../burst-log.js'
-import { NoSessionError, SerializeError, UnsupportedError } from '../errors.js'
+import { EntryTooLargeError, NoSessionError, SerializeError, UnsupportedError } from '../errors.js'
 import { type Defined, KeyRule, assertValue, newSessionId, sessionStoreKey } from '../keys.js'
 import { callTtl } from '../options.js'
 import { SingleFlight } from '../single-flight.js'
@@ -388,12 +388,13 @@ export class SessionCache {
     Object.assign(current.fields, change.set)
   }
 
-  /** Runs a store operation, counting and logging a fault (not a value the serializer refuses) before it is thrown. */
+  /** Runs a store operation, counting and logging a fault (not a value the store refuses) before it is thrown. */
   private async guard<T> (operation: string, run: () => Awaitable<T>): Promise<T> {
     try {
       return await run()
     } catch (error) {
-      if (!(error instanceof SerializeError)) this.level.fault(operation, error)
+      if (error instanceof EntryTooLargeError) this.level.stats.oversized++
+      else if (!(error instanceof SerializeError)) this.level.fault(operation, error)
       throw error
     }
   }

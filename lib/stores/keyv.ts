@@ -1,5 +1,5 @@
 import { withBudget } from '../budget.js'
-import { encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
+import { MAX_ENTRY_BYTES, encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
 import type { Store } from '../store.js'
 
 /**
@@ -23,6 +23,8 @@ export interface KeyvStoreOptions {
   timeout?: number
   /** Default JSON; values reach Keyv as strings so that every adapter behaves the same. */
   serializer?: Serializer
+  /** Largest value taken once serialized, in bytes. Default 1 MiB. */
+  maxEntryBytes?: number
 }
 
 /**
@@ -34,11 +36,13 @@ export class KeyvStore implements Store {
   private readonly keyv: KeyvLike
   private readonly timeout: number
   private readonly serializer: Serializer
+  private readonly maxEntryBytes: number
 
   constructor (options: KeyvStoreOptions) {
     this.keyv = options.keyv
     this.timeout = options.timeout ?? 100
     this.serializer = options.serializer ?? jsonSerializer
+    this.maxEntryBytes = options.maxEntryBytes ?? MAX_ENTRY_BYTES
   }
 
   async get (key: string): Promise<unknown> {
@@ -54,7 +58,7 @@ export class KeyvStore implements Store {
   }
 
   async set (key: string, value: unknown, ttl?: number): Promise<void> {
-    const data = encodeFor(this.serializer, key, value)
+    const data = this.encode(key, value)
     const stored = typeof data === 'string' ? data : BINARY + data.toString('base64')
     await withBudget('set', this.timeout, async () => await this.keyv.set(key, stored, ttl !== undefined && ttl > 0 ? ttl : undefined))
   }
@@ -64,11 +68,15 @@ export class KeyvStore implements Store {
   }
 
   stored (key: string, value: unknown): unknown {
-    return this.serializer.decode(encodeFor(this.serializer, key, value))
+    return this.serializer.decode(this.encode(key, value))
   }
 
   async clear (): Promise<void> {
     await withBudget('clear', this.timeout, async () => await this.keyv.clear())
+  }
+
+  private encode (key: string, value: unknown): string | Buffer {
+    return encodeFor(this.serializer, key, value, this.maxEntryBytes)
   }
 
   private decode (value: unknown): unknown {

@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache'
+import { EntryTooLargeError } from '../errors.js'
 import type { Group, GroupChange, GroupOperations, Store } from '../store.js'
 
 export interface MemoryStoreOptions {
@@ -10,6 +11,10 @@ export interface MemoryStoreOptions {
   rolling?: boolean
   /** Called once per entry pushed out by the `max` bound (not for expiry or deletes). */
   onEvict?: () => void
+  /** Most bytes held, as `sizeOf` counts them; off by default (the bound is `max` entries). */
+  maxBytes?: number
+  /** The size of a value in bytes, for `maxBytes`. Default: the length of its JSON text. */
+  sizeOf?: (value: unknown) => number
 }
 
 /**
@@ -21,6 +26,8 @@ export class MemoryStore implements Store {
   private readonly lru: LRUCache<string, NonNullable<unknown>>
   /** A read restarts an entry's time to live. */
   readonly rolling: boolean
+  private readonly sizeOf: ((value: unknown) => number) | undefined
+  private readonly maxBytes: number
 
   constructor (options: MemoryStoreOptions) {
     const onEvict = options.onEvict
@@ -29,8 +36,11 @@ export class MemoryStore implements Store {
       max: options.max,
       ttl: options.ttl ?? 0,
       updateAgeOnGet: options.rolling === true,
+      ...(options.maxBytes === undefined ? {} : { maxSize: options.maxBytes }),
       ...(onEvict === undefined ? {} : { disposeAfter: (_value, _key, reason) => { if (reason === 'evict') onEvict() } })
     })
+    this.maxBytes = options.maxBytes ?? Infinity
+    this.sizeOf = options.maxBytes === undefined ? undefined : options.sizeOf ?? jsonSize
     this.groups = memoryGroups(this.lru)
   }
 
@@ -43,8 +53,14 @@ export class MemoryStore implements Store {
   }
 
   set (key: string, value: unknown, ttl?: number): void {
+    const size = this.sizeOf?.(value)
+    // Refused before lru-cache sees it: nothing else is evicted to make room for a value that cannot fit.
+    if (size !== undefined && size > this.maxBytes) throw new EntryTooLargeError(key, size, this.maxBytes)
     // null is a legitimate cached value ("known absent"); lru-cache only refuses undefined, which levels reject first.
-    this.lru.set(key, value as NonNullable<unknown>, ttl === undefined || ttl === 0 ? undefined : { ttl })
+    this.lru.set(key, value as NonNullable<unknown>, {
+      ...(ttl === undefined || ttl === 0 ? {} : { ttl }),
+      ...(size === undefined ? {} : { size: Math.max(1, size) })
+    })
   }
 
   delete (key: string): boolean {
@@ -87,6 +103,12 @@ function memoryGroups (lru: LRUCache<string, NonNullable<unknown>>): GroupOperat
       return group
     }
   }
+}
+
+/** A value's size as the length of its JSON text: an estimate of what it holds, cheap to explain. */
+function jsonSize (value: unknown): number {
+  const text = JSON.stringify(value)
+  return text === undefined ? 0 : Buffer.byteLength(text)
 }
 
 /** The fields after `change`, as a new prototype-less object: `__proto__` is a field name like any other. */

@@ -1,7 +1,7 @@
 import type { Breaker } from '../breaker.js'
 import { withBudget } from '../budget.js'
 import { StoreError } from '../errors.js'
-import { encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
+import { MAX_ENTRY_BYTES, encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
 import type { FenceOperations, Group, GroupChange, GroupOperations, Store, TimedValue } from '../store.js'
 
 type Argument = string | number | Buffer
@@ -40,6 +40,8 @@ export interface RedisStoreOptions {
   timeout?: number
   /** Default JSON (see `jsonSerializer`). */
   serializer?: Serializer
+  /** Largest value taken once serialized, in bytes. Default 1 MiB. */
+  maxEntryBytes?: number
   /** Keep fences shared by every instance (`Store.fences`): one more key written per change. Default false. */
   fenced?: boolean
 }
@@ -56,12 +58,14 @@ export class RedisStore implements Store {
   private readonly prefix: string
   private readonly timeout: number
   private readonly serializer: Serializer
+  private readonly maxEntryBytes: number
 
   constructor (options: RedisStoreOptions) {
     this.client = options.client
     this.prefix = options.prefix
     this.timeout = options.timeout ?? 100
     this.serializer = options.serializer ?? jsonSerializer
+    this.maxEntryBytes = options.maxEntryBytes ?? MAX_ENTRY_BYTES
     this.groups = {
       read: async (key, ttl) => await this.readGroup(key, ttl),
       create: async (key, group, ttl) => await this.createGroup(key, group, ttl),
@@ -99,7 +103,7 @@ export class RedisStore implements Store {
   }
 
   async set (key: string, value: unknown, ttl?: number): Promise<void> {
-    const data = encodeFor(this.serializer, key, value)
+    const data = this.encode(key, value)
     const args: Argument[] = [this.prefix + key, data]
     if (ttl !== undefined && ttl > 0) args.push('PX', ttl)
     if (this.fences === undefined) await this.run('set', async () => await this.client.call('SET', ...args))
@@ -125,7 +129,7 @@ export class RedisStore implements Store {
   }
 
   stored (key: string, value: unknown): unknown {
-    return this.decode(encodeFor(this.serializer, key, value))
+    return this.decode(this.encode(key, value))
   }
 
   /**
@@ -182,7 +186,7 @@ export class RedisStore implements Store {
 
   private encodeFields (fields: Readonly<Record<string, unknown>>): Argument[] {
     const args: Argument[] = []
-    for (const [name, value] of Object.entries(fields)) args.push(name, encodeFor(this.serializer, name, value))
+    for (const [name, value] of Object.entries(fields)) args.push(name, this.encode(name, value))
     return args
   }
 
@@ -210,9 +214,13 @@ export class RedisStore implements Store {
   }
 
   private async setIfFence (key: string, value: unknown, ttl: number, fence: string): Promise<boolean> {
-    const data = encodeFor(this.serializer, key, value)
+    const data = this.encode(key, value)
     const [all, own] = this.fenceKeys(key)
     return await this.run('set', async () => await this.client.call('EVAL', SET_IF, 3, this.prefix + key, all, own, fence, data, ttl)) === 1
+  }
+
+  private encode (key: string, value: unknown): string | Buffer {
+    return encodeFor(this.serializer, key, value, this.maxEntryBytes)
   }
 
   private decode (data: unknown): unknown {

@@ -5,7 +5,11 @@ import { AppCache } from '../../lib/scopes/application.js'
 import { RequestLevel } from '../../lib/scopes/request.js'
 import { SessionLevel } from '../../lib/scopes/session.js'
 import type { Store } from '../../lib/store.js'
+import Keyv from 'keyv'
+import { KeyvStore } from '../../lib/stores/keyv.js'
 import { MemoryStore } from '../../lib/stores/memory.js'
+import { RedisStore, type RedisClient } from '../../lib/stores/redis.js'
+import { redisFor, uniquePrefix } from '../helpers/redis.js'
 
 /** A store that records every key it is asked about. */
 function recording (): { store: Store, keys: string[] } {
@@ -53,4 +57,47 @@ test('a key longer than maxKeyLength is refused by every level and the lookup, n
   await t.rejects(lookup.get('12345'), { message: /maxKeyLength \(4\)/ })
   await t.rejects(lookup.getOrLoad('12345', () => 1, { level: 'app' }), { message: /maxKeyLength \(4\)/ })
   t.equal(keys.length, asked, 'the lookup asked no level')
+})
+
+test('maxEntryBytes: a shared store refuses a value bigger than the bound, before it is sent, and evicts nothing', async (t) => {
+  const client = await redisFor(t)
+  if (client === undefined) return
+  const prefix = uniquePrefix(t)
+  const redis = new RedisStore({ client: client as unknown as RedisClient, prefix, maxEntryBytes: 100 })
+  await redis.set('small', 'x'.repeat(50))
+  await t.rejects(redis.set('big', 'é'.repeat(60)), { code: 'FST_MULTICACHE_ENTRY_TOO_LARGE', message: 'cannot store the value of "big": 122 bytes, more than maxEntryBytes (100)' })
+  t.equal(await client.exists(prefix + 'big'), 0)
+  t.equal(await redis.get('small'), 'x'.repeat(50), 'nothing else went')
+  t.throws(() => redis.stored('big', 'x'.repeat(200)), { code: 'FST_MULTICACHE_ENTRY_TOO_LARGE' })
+  t.equal(new RedisStore({ client: client as unknown as RedisClient, prefix }).stored('mib', 'x'.repeat(1024 * 1024 - 2)), 'x'.repeat(1024 * 1024 - 2), 'the default bound is 1 MiB')
+  t.throws(() => new RedisStore({ client: client as unknown as RedisClient, prefix }).stored('mib', 'x'.repeat(1024 * 1024 - 1)), { message: /1048577 bytes, more than maxEntryBytes \(1048576\)/ })
+
+  const keyv = new KeyvStore({ keyv: new Keyv(), maxEntryBytes: 10 })
+  await t.rejects(keyv.set('big', 'x'.repeat(20)), { code: 'FST_MULTICACHE_ENTRY_TOO_LARGE' })
+})
+
+test('the levels count refused values; a loaded value too large is served uncached, not refused', async (t) => {
+  const store = new MemoryStore({ max: 100, maxBytes: 1000 })
+  const warnings: string[] = []
+  const app = new AppCache({ store, ttl: 0, log: { warn: (_d, m) => { warnings.push(m) } } })
+  await app.set('small', 'x'.repeat(400))
+  await app.set('other', 'x'.repeat(400))
+  await t.rejects(app.set('big', 'x'.repeat(2000)), { code: 'FST_MULTICACHE_ENTRY_TOO_LARGE', message: /2002 bytes, more than maxEntryBytes \(1000\)/ })
+  t.same([await app.has('small'), await app.has('other')], [true, true], 'nothing was evicted for it')
+  let loads = 0
+  t.equal((await app.getOrLoad('report', () => { loads++; return 'y'.repeat(5000) })).length, 5000, 'the caller gets its value')
+  await app.getOrLoad('report', () => { loads++; return 'y'.repeat(5000) })
+  t.equal(loads, 2, 'not cached')
+  t.equal(app.stats.snapshot().oversized, 3)
+  t.equal(app.stats.snapshot().storeErrors, 0, 'not a store fault')
+  t.equal(warnings.length, 1, 'logged once per burst')
+  await app.set('third', 'x'.repeat(400))
+  t.equal(await app.has('small'), false, 'the byte bound evicts the least recently used')
+
+  const level = new SessionLevel({ ttl: 1000, maxEntriesPerSession: 10, store: new RedisStore({ client: await redisFor(t) as unknown as RedisClient, prefix: uniquePrefix(t), maxEntryBytes: 100 }) })
+  const session = level.open(() => undefined)
+  await session.set('ok', 1)
+  await t.rejects(session.set('big', 'x'.repeat(200)), { code: 'FST_MULTICACHE_ENTRY_TOO_LARGE' })
+  t.equal(await session.get('big'), undefined)
+  t.same([level.stats.oversized, level.stats.storeErrors], [1, 0])
 })
