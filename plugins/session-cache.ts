@@ -22,6 +22,8 @@ export interface SessionCacheOptions extends SharedStoreOptions {
   maxSessions?: number
   /** Most entries one session may hold; past it the oldest written goes first. Default 100. */
   maxEntriesPerSession?: number
+  /** Most pages one session may hold for route caching (`level: 'session'`), apart from its entries. Default 10. */
+  maxPagesPerSession?: number
   /** `'memory'` (default), `'redis'` (`fastify.redis`), a Redis URL, an ioredis client, a Keyv, or a `Store`. */
   store?: StoreOption
   /** Identify sessions yourself (a JWT subject, `@fastify/session`): no cookie is issued. */
@@ -35,7 +37,7 @@ declare module 'fastify' {
   }
 }
 
-const OPTIONS = ['secret', 'cookieName', 'cookie', 'ttl', 'maxSessions', 'maxEntriesPerSession', 'store', 'getSessionId', ...SHARED_STORE_OPTIONS]
+const OPTIONS = ['secret', 'cookieName', 'cookie', 'ttl', 'maxSessions', 'maxEntriesPerSession', 'maxPagesPerSession', 'store', 'getSessionId', ...SHARED_STORE_OPTIONS]
 const MIN_SECRET = 32
 const kSession = Symbol('fastify-multi-cache.session')
 type Slot = FastifyRequest & { [kSession]: SessionCache | null }
@@ -55,6 +57,7 @@ const plugin: FastifyPluginAsync<SessionCacheOptions> = async (fastify, options)
   const level: SessionLevel = new SessionLevel({
     ttl,
     maxEntriesPerSession: read.positiveInteger('maxEntriesPerSession', 100),
+    maxPagesPerSession: read.positiveInteger('maxPagesPerSession', 10),
     store: backend.store,
     log: fastify.log
   })

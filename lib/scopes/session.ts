@@ -13,6 +13,8 @@ export interface SessionLevelOptions {
   ttl: number
   /** Most entries one session may hold; past it the oldest written entry is dropped. */
   maxEntriesPerSession: number
+  /** Route caching (issue 8): most pages one session may hold, apart from its entries. Default 10. */
+  maxPagesPerSession?: number
   /** Where sessions live, under a hash of their id: one hash per session where the store has `groups`. */
   store: Store
   /** Where store faults are reported, once per burst. */
@@ -49,6 +51,21 @@ export type SessionRecord = Map<string, Entry>
  * keeps its id. The empty string can never be a user's key.
  */
 const MARKER = ''
+
+/**
+ * Route caching (issue 8): pages live in the session's record under names that start with this, which no user key may
+ * (`set` and `getOrLoad` refuse them), so that they are counted apart from the entries and found by `regenerate`.
+ */
+const PAGE = '\u0000page:'
+
+function isPage (name: string): boolean {
+  return name.startsWith(PAGE)
+}
+
+/** Refuses a user key in the pages' namespace. */
+function assertDataKey (key: string): void {
+  if (isPage(key)) throw new UnsupportedError(`sessionCache: keys starting with ${JSON.stringify(PAGE)} are reserved for cached pages`)
+}
 
 /** What all sessions share: the store, the bounds, the counters, the in-flight loads, and how records are kept. */
 export class SessionLevel {
@@ -132,6 +149,22 @@ export class SessionLevel {
   }
 }
 
+/**
+ * The oldest-written entry of one kind (pages, or the user's entries) once that kind holds `max`: what a new one
+ * replaces. Only counts when the record is that full at all, so that a write below the bounds scans nothing.
+ */
+function oldestBeyond (record: SessionRecord, pages: boolean, max: number): [string, Entry] | undefined {
+  if (record.size < max) return undefined
+  let count = 0
+  let oldest: [string, Entry] | undefined
+  for (const held of record) {
+    if (isPage(held[0]) !== pages) continue
+    oldest ??= held
+    count++
+  }
+  return count >= max ? oldest : undefined
+}
+
 interface Current {
   id: string
   key: string
@@ -192,6 +225,7 @@ export class SessionCache {
 
   async set<T> (key: string, value: T, options?: SessionSetOptions): Promise<void> {
     assertKey(key)
+    assertDataKey(key)
     assertValue(key, value)
     const ttl = callTtl('sessionCache.set', options, 0)
     await this.writable()
@@ -223,6 +257,7 @@ export class SessionCache {
    */
   async getOrLoad<T> (key: string, loader: () => T | PromiseLike<T>, options?: SessionSetOptions): Promise<T> {
     assertKey(key)
+    assertDataKey(key)
     const ttl = callTtl('sessionCache.getOrLoad', options, 0)
     await this.load()
     const stats = this.level.stats
@@ -247,8 +282,11 @@ export class SessionCache {
     await this.writable()
     const before = this.current
     const id = newSessionId()
-    // A copy, so that a request still running under the old id cannot write into the new session.
-    this.current = { id, key: sessionStoreKey(id), record: new Map(before?.record) }
+    // A copy, so that a request still running under the old id cannot write into the new session. Cached pages stay
+    // behind (issue 8): they were made for whoever used the session before, and the next user must not see them.
+    const kept: SessionRecord = new Map()
+    for (const [name, entry] of before?.record ?? []) if (!isPage(name)) kept.set(name, entry)
+    this.current = { id, key: sessionStoreKey(id), record: kept }
     await this.level.save(this.current.key, this.current.record)
     this.stored = true
     if (before !== undefined) await this.level.drop(before.key)
@@ -326,10 +364,15 @@ export class SessionCache {
     let evicted: [string, Entry] | undefined
     if (previous !== undefined) {
       record.delete(key)
-    } else if (record.size >= this.level.options.maxEntriesPerSession) {
-      evicted = record.entries().next().value as [string, Entry]
-      record.delete(evicted[0])
-      changed.push(evicted[0])
+    } else {
+      // Pages and entries have bounds of their own (issue 8): one kind never pushes out the other.
+      const { maxEntriesPerSession, maxPagesPerSession = 10 } = this.level.options
+      const page = isPage(key)
+      evicted = oldestBeyond(record, page, page ? maxPagesPerSession : maxEntriesPerSession)
+      if (evicted !== undefined) {
+        record.delete(evicted[0])
+        changed.push(evicted[0])
+      }
     }
     record.set(key, { value, expires: ttl === 0 ? 0 : Date.now() + ttl })
     try {
@@ -345,6 +388,38 @@ export class SessionCache {
     }
     if (evicted !== undefined) this.level.stats.evictions++
     this.stored = true
+  }
+
+  // ---- Route caching (issue 8): the session's cached pages --------------------------------------------------------
+  // A minimal page store for `config.cache: { level: 'session' }`, apart from the data API. Pages never create a
+  // session, count against `maxPagesPerSession` only, and go with `regenerate()`, `destroy()` and `clear()`.
+
+  /** The page stored under `key`, or undefined (also when there is no session, or it cannot be read). */
+  async getPage (key: string): Promise<unknown> {
+    await this.load()
+    return this.read(PAGE + key)
+  }
+
+  /**
+   * Stores a page for `ttl` ms in the session this request found; false, storing nothing, when there is none: a page
+   * never creates a session. Rejects when the store fails.
+   */
+  async setPage (key: string, page: unknown, ttl: number): Promise<boolean> {
+    await this.load()
+    if (this.current === undefined || !this.stored) return false
+    await this.write(PAGE + key, page, ttl)
+    return true
+  }
+
+  /** Drops this session's cached pages: call it when what they show has changed (an item added to the cart). */
+  async dropPages (): Promise<void> {
+    await this.writable()
+    const current = this.current
+    if (current === undefined || !this.stored) return
+    const names = [...current.record.keys()].filter(isPage)
+    if (names.length === 0) return
+    for (const name of names) current.record.delete(name)
+    await this.level.save(current.key, current.record, names)
   }
 
   /**
