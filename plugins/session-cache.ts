@@ -86,7 +86,6 @@ const plugin: FastifyPluginAsync<SessionCacheOptions> = async (fastify, options)
       path: '/', httpOnly: true, sameSite: 'lax', secure: process.env.NODE_ENV === 'production', ...opts.cookie
     }
     const clearOptions: SerializeOptions = { ...cookieOptions, maxAge: 0, expires: new Date(0) }
-    app.multiCache.sessionCookie = cookieName
     if (!app.hasDecorator('parseCookie')) await app.register(fastifyCookie, { hook: false })
 
     const presented = (request: FastifyRequest): PresentedId | undefined => {
