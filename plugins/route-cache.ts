@@ -3,6 +3,7 @@ import fp from 'fastify-plugin'
 import type { Duration } from '../lib/durations.js'
 import { InvalidOptionError, describe } from '../lib/errors.js'
 import { isNotModified, notModifiedHeaders } from '../lib/http/conditional.js'
+import type { Headers } from '../lib/http/headers.js'
 import { isAnonymous, responseKey, routeIdentity, targetOf } from '../lib/http/request.js'
 import { ageOf, replayBody, storable, toCachedResponse, type CachedResponse, type StorePolicy } from '../lib/http/response.js'
 import { expiresOf, findVariant, withVariant, type StoredVariants } from '../lib/http/variants.js'
@@ -62,10 +63,14 @@ declare module 'fastify' {
   }
 }
 
-/** What a miss hands from the lookup to the response: where to store it, and the generation it started under. */
+/**
+ * What a miss hands from the lookup to the response: where to store it, the generation it started under, and the
+ * headers the reply had then (set again by their hooks on every request, so not stored).
+ */
 interface Pending {
   key: string
   since: number
+  setBefore: Headers
 }
 
 const kPending = Symbol('fastify-multi-cache.route')
@@ -147,7 +152,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       }
       if (found === undefined) {
         cache.stats.misses++
-        ;(request as Slot)[kPending] = { key, since: cache.since }
+        ;(request as Slot)[kPending] = { key, since: cache.since, setBefore: reply.getHeaders() }
         return undefined
       }
       cache.stats.hits++
@@ -173,7 +178,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       const headers = reply.getHeaders()
       const now = Date.now()
       const verdict = storable(reply.statusCode, headers, policy, now)
-      const response = verdict === undefined ? undefined : toCachedResponse(reply.statusCode, headers, payload, now, verdict.lifetime)
+      const response = verdict === undefined ? undefined : toCachedResponse(reply.statusCode, headers, payload, now, verdict.lifetime, pending.setBefore)
       if (verdict === undefined || response === undefined) return
       if (!reply.hasHeader('etag')) reply.header('etag', response.etag)
       if (app) {

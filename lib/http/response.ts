@@ -78,8 +78,19 @@ const NOT_REPLAYED = new Set([
   'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'upgrade'
 ])
 
-/** The entry to store, or undefined when the payload cannot be replayed (a stream, or no body). */
-export function toCachedResponse (status: number, headers: Headers, payload: unknown, now: number, lifetime: number): CachedResponse | undefined {
+/**
+ * The entry to store, or undefined when the payload cannot be replayed (a stream, or no body). `setBefore` are the
+ * headers the reply already had when the lookup missed: the hooks that set them run before the lookup on every
+ * request, a hit included, so they are not replayed (a rate limit's remaining count, a request id would be stale).
+ */
+export function toCachedResponse (
+  status: number,
+  headers: Headers,
+  payload: unknown,
+  now: number,
+  lifetime: number,
+  setBefore: Headers = {}
+): CachedResponse | undefined {
   let body: string
   let binary = false
   if (typeof payload === 'string') {
@@ -92,7 +103,7 @@ export function toCachedResponse (status: number, headers: Headers, payload: unk
   }
   const replayed: Record<string, string | string[]> = {}
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || NOT_REPLAYED.has(name)) continue
+    if (value === undefined || NOT_REPLAYED.has(name) || setBefore[name] === value) continue
     replayed[name] = typeof value === 'object' ? [...value] : String(value)
   }
   const etag = headerText(headers.etag) ?? etagOf(payload)

@@ -143,6 +143,10 @@ test('a stored entry keeps the handler\'s headers but none of one transmission',
   t.equal(entry.expires, NOW + 5000)
   t.match(entry.etag, /^W\/"[\w-]+"$/, 'a weak validator: an encoding plugin may change the bytes per client')
   t.equal(toCachedResponse(200, { etag: '"mine"' }, 'body', NOW, 1)?.etag, '"mine"', "the handler's own ETag is kept")
+  const before = { 'x-request-id': 'r1', 'cache-control': 'no-cache', vary: ['origin'] }
+  const after = { ...before, 'cache-control': 'max-age=60', 'x-handler': 'h' }
+  t.same(toCachedResponse(200, after, 'body', NOW, 1, before)?.headers, { 'cache-control': 'max-age=60', 'x-handler': 'h' },
+    'headers the reply had at the lookup are set again by their hooks on a hit; those the handler set or changed are kept')
   t.equal(toCachedResponse(200, {}, null, NOW, 1), undefined, 'no body')
   t.equal(toCachedResponse(200, {}, { pipe () {} }, NOW, 1), undefined, 'a stream')
   t.equal(etagOf('a'), etagOf(Buffer.from('a')))

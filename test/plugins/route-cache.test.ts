@@ -124,6 +124,23 @@ test('a 304 carries the headers the 200 would carry, and no body', async (t) => 
   t.equal(hit.headers['last-modified'], 'Wed, 01 Jan 2025 00:00:00 GMT')
 })
 
+test('headers set by the hooks before the lookup are fresh on a hit, never replayed from the stored response', async (t) => {
+  const app = fresh(t)
+  await app.register(multiCache, { session: false })
+  let request = 0
+  app.addHook('onRequest', async (_request, reply) => { reply.header('x-request-id', String(++request)) })
+  app.get('/page', {
+    preHandler: async (_request, reply) => { reply.header('x-ratelimit-remaining', String(100 - request)) },
+    config: { cache: { level: 'app' } }
+  }, async (_request, reply) => { reply.header('x-handler', 'page'); return 'page' })
+  await app.inject('/page')
+  const hit = await app.inject('/page')
+  t.equal(hit.headers['x-cache'], 'HIT-APP')
+  t.equal(hit.headers['x-request-id'], '2')
+  t.equal(hit.headers['x-ratelimit-remaining'], '98')
+  t.equal(hit.headers['x-handler'], 'page', "the handler's own headers are replayed")
+})
+
 test('only the configured methods and status codes are stored; other methods bypass', async (t) => {
   const { app, calls } = await build(t)
   await app.inject('/missing')
