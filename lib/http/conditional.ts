@@ -8,9 +8,12 @@ import type { CachedResponse } from './response.js'
 export function isNotModified (request: Headers, response: CachedResponse): boolean {
   const tags = request['if-none-match']
   if (tags !== undefined) return matchesEtag(tags, response.etag)
-  const since = Date.parse(headerText(request['if-modified-since']) ?? '')
-  const modified = Date.parse(headerText(response.headers['last-modified']) ?? '')
-  return !Number.isNaN(since) && !Number.isNaN(modified) && modified <= since
+  const since = headerText(request['if-modified-since'])
+  const modified = headerText(response.headers['last-modified'])
+  if (since === undefined || modified === undefined) return false
+  const sinceAt = Date.parse(since)
+  const modifiedAt = Date.parse(modified)
+  return !Number.isNaN(sinceAt) && !Number.isNaN(modifiedAt) && modifiedAt <= sinceAt
 }
 
 /** True when an `If-None-Match` header names `etag`, or is `*` (weak comparison: `W/` is ignored on both sides). */

@@ -287,6 +287,22 @@ test('a response whose handler ran before an invalidation is not stored after it
   t.same(next.json(), { version: 2 })
 })
 
+test('routes on one URL with different constraints have entries of their own', async (t) => {
+  const app = fresh(t)
+  await app.register(multiCache, { session: false })
+  for (const version of ['1.0.0', '2.0.0']) {
+    app.get('/v', { constraints: { version }, config: { cache: { level: 'app' } } }, async () => ({ version }))
+  }
+  const v = async (version: string): Promise<{ body: unknown, cache: unknown }> => {
+    const response = await app.inject({ url: '/v', headers: { 'accept-version': version } })
+    return { body: response.json(), cache: response.headers['x-cache'] }
+  }
+  await v('1.x')
+  t.same(await v('2.x'), { body: { version: '2.0.0' }, cache: 'MISS' })
+  t.same(await v('1.x'), { body: { version: '1.0.0' }, cache: 'HIT-APP' })
+  t.equal(await app.routeCache.invalidate('/v'), 2, 'invalidating the URL drops both')
+})
+
 test('x-cache can be switched off', async (t) => {
   const { app } = await build(t, { route: { xCacheHeader: false } })
   await app.inject('/catalog')
