@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache'
 import { BurstLog, type Logger } from './burst-log.js'
 import { InvalidOptionError, describe } from './errors.js'
-import type { Headers } from './http/headers.js'
+import type { HeaderMap } from './http/headers.js'
 import { keyParts } from './http/request.js'
 import type { CachedResponse } from './http/response.js'
 import { findVariant, sizeOf, withVariant, type StoredVariants } from './http/variants.js'
@@ -60,13 +60,13 @@ export class ResponseCache {
   }
 
   /** The stored response for this request's variant, or undefined. */
-  find (key: string, headers: Headers, now: number): CachedResponse | undefined {
+  find (key: string, headers: HeaderMap, now: number): CachedResponse | undefined {
     const stored = this.lru.get(key)
     return stored === undefined ? undefined : findVariant(stored, headers, now)
   }
 
   /** Stores `response` as the variant of `headers`, unless an invalidation happened since `since`. */
-  store (key: string, vary: string[], headers: Headers, response: CachedResponse, since: number, now: number): void {
+  store (key: string, vary: string[], headers: HeaderMap, response: CachedResponse, since: number, now: number): void {
     if (since !== this.generation) return
     this.lru.set(key, withVariant(this.lru.peek(key), vary, headers, response, this.options.maxVariants, now))
   }

@@ -3,7 +3,7 @@ import fp from 'fastify-plugin'
 import type { Duration } from '../lib/durations.js'
 import { InvalidOptionError, describe } from '../lib/errors.js'
 import { isNotModified, notModifiedHeaders } from '../lib/http/conditional.js'
-import type { Headers } from '../lib/http/headers.js'
+import type { HeaderMap } from '../lib/http/headers.js'
 import { isAnonymous, responseKey, routeIdentity, targetOf } from '../lib/http/request.js'
 import { ageOf, replayBody, storable, toCachedResponse, type CachedResponse, type StorePolicy } from '../lib/http/response.js'
 import { expiresOf, findVariant, withVariant, type StoredVariants } from '../lib/http/variants.js'
@@ -70,7 +70,7 @@ declare module 'fastify' {
 interface Pending {
   key: string
   since: number
-  setBefore: Headers
+  setBefore: HeaderMap
 }
 
 const kPending = Symbol('fastify-multi-cache.route')

@@ -1,11 +1,11 @@
-import { headerText, listOf, type Headers } from './headers.js'
+import { headerText, listOf, type HeaderMap, type HeaderValue } from './headers.js'
 import type { CachedResponse } from './response.js'
 
 /**
  * True when a request's validators match a stored response, which may then be answered with 304 (RFC 9110 §13.2.2):
  * `If-None-Match` by weak comparison, or, without it, `If-Modified-Since` against the stored `Last-Modified`.
  */
-export function isNotModified (request: Headers, response: CachedResponse): boolean {
+export function isNotModified (request: HeaderMap, response: CachedResponse): boolean {
   const tags = request['if-none-match']
   if (tags !== undefined) return matchesEtag(tags, response.etag)
   const since = headerText(request['if-modified-since'])
@@ -17,7 +17,7 @@ export function isNotModified (request: Headers, response: CachedResponse): bool
 }
 
 /** True when an `If-None-Match` header names `etag`, or is `*` (weak comparison: `W/` is ignored on both sides). */
-export function matchesEtag (ifNoneMatch: Headers[string], etag: string): boolean {
+export function matchesEtag (ifNoneMatch: HeaderValue, etag: string): boolean {
   const wanted = opaque(etag)
   return listOf(ifNoneMatch).some((tag) => tag === '*' || opaque(tag) === wanted)
 }

@@ -2,7 +2,7 @@
 export type HeaderValue = string | number | readonly string[] | undefined
 
 /** Request or response headers, names lowercased as Node keeps them. */
-export type Headers = Readonly<Record<string, HeaderValue>>
+export type HeaderMap = Readonly<Record<string, HeaderValue>>
 
 /** One header's value as one string: repeated fields joined with `, ` (RFC 9110 §5.3), undefined when absent. */
 export function headerText (value: HeaderValue): string | undefined {

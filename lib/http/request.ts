@@ -1,4 +1,4 @@
-import { headerText, type Headers } from './headers.js'
+import { headerText, type HeaderMap } from './headers.js'
 
 /** Which part of the query string is part of the key: all of it, none of it, or the parameters named. */
 export type QueryRule = 'all' | 'none' | readonly string[]
@@ -8,7 +8,7 @@ export type QueryRule = 'all' | 'none' | readonly string[]
  * cookie may be a login (not only the session level's), so any cookie counts; nginx and Varnish refuse the same by
  * default.
  */
-export function isAnonymous (headers: Headers): boolean {
+export function isAnonymous (headers: HeaderMap): boolean {
   return headers.authorization === undefined && headers.cookie === undefined
 }
 
@@ -65,7 +65,7 @@ function nameOf (piece: string): string {
  * The values of the request headers a stored response's `Vary` names, as one string that tells its variants apart.
  * An absent header differs from an empty one; whitespace around commas is not significant (RFC 9111 §4.1).
  */
-export function variantOf (names: readonly string[], headers: Headers): string {
+export function variantOf (names: readonly string[], headers: HeaderMap): string {
   if (names.length === 0) return ''
   return JSON.stringify(names.map((name) => headerText(headers[name])?.trim().replace(/\s*,\s*/g, ',') ?? null))
 }

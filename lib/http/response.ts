@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { cacheDirectives, headerText, listOf, secondsOf, type Headers } from './headers.js'
+import { cacheDirectives, headerText, listOf, secondsOf, type HeaderMap, type HeaderValue } from './headers.js'
 
 /** A response as the route cache keeps it: everything needed to replay it without the handler or the serializer. */
 export interface CachedResponse {
@@ -36,7 +36,7 @@ export interface Storable {
  * `no-store` or `no-cache` (it would have to be revalidated on every use), nor `private` in a shared cache. Its
  * lifetime is the route's `ttl`, shortened by `s-maxage` (shared only), `max-age` or `Expires`.
  */
-export function storable (status: number, headers: Headers, policy: StorePolicy, now: number): Storable | undefined {
+export function storable (status: number, headers: HeaderMap, policy: StorePolicy, now: number): Storable | undefined {
   if (!policy.statusCodes.has(status) || headers['set-cookie'] !== undefined) return undefined
   const vary = varyOf(headers)
   if (vary === '*') return undefined
@@ -50,7 +50,7 @@ export function storable (status: number, headers: Headers, policy: StorePolicy,
 }
 
 /** `Expires` as ms from now; an invalid date means already expired (RFC 9111 §5.3). */
-function expiresIn (value: Headers[string], now: number): number | undefined {
+function expiresIn (value: HeaderValue, now: number): number | undefined {
   const text = headerText(value)
   if (text === undefined) return undefined
   const at = Date.parse(text)
@@ -61,7 +61,7 @@ function expiresIn (value: Headers[string], now: number): number | undefined {
  * The request headers a response varies on: its `Vary`, lowercased, plus `accept-encoding` when the handler encoded
  * the body itself, so that a client is only ever sent an encoding it asked for. `'*'`: it varies on anything.
  */
-export function varyOf (headers: Headers): string[] | '*' {
+export function varyOf (headers: HeaderMap): string[] | '*' {
   const names = listOf(headers.vary).map((name) => name.toLowerCase())
   if (names.includes('*')) return '*'
   const encoding = headerText(headers['content-encoding'])?.toLowerCase()
@@ -85,11 +85,11 @@ const NOT_REPLAYED = new Set([
  */
 export function toCachedResponse (
   status: number,
-  headers: Headers,
+  headers: HeaderMap,
   payload: unknown,
   now: number,
   lifetime: number,
-  setBefore: Headers = {}
+  setBefore: HeaderMap = {}
 ): CachedResponse | undefined {
   let body: string
   let binary = false

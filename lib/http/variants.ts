@@ -1,5 +1,5 @@
 import { variantOf } from './request.js'
-import type { Headers } from './headers.js'
+import type { HeaderMap } from './headers.js'
 import type { CachedResponse } from './response.js'
 
 /**
@@ -12,7 +12,7 @@ export interface StoredVariants {
 }
 
 /** The stored response for this request's variant, unless it has expired. */
-export function findVariant (stored: StoredVariants, headers: Headers, now: number): CachedResponse | undefined {
+export function findVariant (stored: StoredVariants, headers: HeaderMap, now: number): CachedResponse | undefined {
   const wanted = variantOf(stored.vary, headers)
   const found = stored.variants.find(([variant]) => variant === wanted)?.[1]
   return found !== undefined && found.expires > now ? found : undefined
@@ -26,7 +26,7 @@ export function findVariant (stored: StoredVariants, headers: Headers, now: numb
 export function withVariant (
   stored: StoredVariants | undefined,
   vary: string[],
-  headers: Headers,
+  headers: HeaderMap,
   response: CachedResponse,
   max: number,
   now: number

@@ -1,6 +1,6 @@
 import { test } from 'tap'
 import { isNotModified, matchesEtag, notModifiedHeaders } from '../../lib/http/conditional.js'
-import { cacheDirectives, type Headers } from '../../lib/http/headers.js'
+import { cacheDirectives, type HeaderMap } from '../../lib/http/headers.js'
 import { isAnonymous, keyParts, responseKey, routeIdentity, targetOf, variantOf, type QueryRule } from '../../lib/http/request.js'
 import { ageOf, etagOf, replayBody, storable, toCachedResponse, varyOf, type CachedResponse, type StorePolicy } from '../../lib/http/response.js'
 import { expiresOf, findVariant, sizeOf, withVariant } from '../../lib/http/variants.js'
@@ -14,7 +14,7 @@ function response (headers: Record<string, string | string[]> = {}, extra: Parti
 }
 
 test('eligibility: only requests without Authorization and without any cookie are anonymous', async (t) => {
-  const cases: Array<[Headers, boolean]> = [
+  const cases: Array<[HeaderMap, boolean]> = [
     [{}, true],
     [{ accept: 'text/html', 'x-api-key': 'k' }, true],
     [{ authorization: 'Bearer x' }, false],
@@ -167,7 +167,7 @@ test('a stored response is encoded once per entry, and replays its exact bytes',
 
 test('conditional requests: If-None-Match by weak comparison, then If-Modified-Since', async (t) => {
   const stored = response({ 'last-modified': new Date(NOW - 60_000).toUTCString() }, { etag: 'W/"e1"' })
-  const cases: Array<[Headers, boolean]> = [
+  const cases: Array<[HeaderMap, boolean]> = [
     [{}, false],
     [{ 'if-none-match': '"e1"' }, true],
     [{ 'if-none-match': 'W/"e1"' }, true],
@@ -203,7 +203,7 @@ test('a 304 carries the validator and the caching fields the 200 would carry, no
 })
 
 test('variants of one key: found by the request headers, bounded, expired ones dropped, a new Vary starts afresh', async (t) => {
-  const lang = (value: string): Headers => ({ 'accept-language': value })
+  const lang = (value: string): HeaderMap => ({ 'accept-language': value })
   const en = response({}, { body: 'en' })
   const fr = response({}, { body: 'fr' })
   let stored = withVariant(undefined, ['accept-language'], lang('en'), en, 2, NOW)

@@ -1,7 +1,7 @@
 import { brotliDecompressSync, gunzipSync } from 'node:zlib'
 import fastifyCompress from '@fastify/compress'
 import fc from 'fast-check'
-import type { FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
 import { test } from 'tap'
 import multiCache from '../../index.js'
 import { cookieOf, secret } from '../helpers/app.js'
@@ -34,8 +34,9 @@ const visit: fc.Arbitrary<Visit> = fc.record({
   method: fc.constantFrom<'GET' | 'HEAD'>('GET', 'GET', 'GET', 'HEAD')
 })
 
+/** One fresh app per sequence (closed when the sequence ends), with a session per user. */
 async function shop (): Promise<{ app: FastifyInstance, cookies: string[] }> {
-  const app = (await import('fastify')).default()
+  const app = Fastify()
   await app.register(fastifyCompress)
   await app.register(multiCache, { session: { secret } })
   let run = 0
