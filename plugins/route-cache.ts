@@ -34,7 +34,8 @@ export interface RouteCacheConfig extends RouteConfig<FastifyRequest> {
   query?: 'all' | 'none' | string[]
   /**
    * Where the lookup runs. `'preHandler'` (default): as the route's last preHandler, after every hook that can refuse
-   * the request. `'onRequest'`: before them all, for routes that are public to everyone.
+   * the request. `'onRequest'`: at the end of the onRequest hooks, so that a hit skips every later hook (auth
+   * included): only for routes that are public to everyone.
    */
   hook?: 'preHandler' | 'onRequest'
 }
