@@ -1,3 +1,4 @@
+import type { ResponseCache } from './response-cache.js'
 import type { AppCache } from './scopes/application.js'
 import type { RequestLevel } from './scopes/request.js'
 import type { SessionLevel } from './scopes/session.js'
@@ -8,6 +9,12 @@ export interface MultiCacheStats {
   request?: LevelStatsSnapshot
   session?: LevelStatsSnapshot
   app?: LevelStatsSnapshot
+  /**
+   * Route response caching at the application level: `hits`, `misses` (eligible requests that ran the handler),
+   * `evictions`, `storeErrors` (session-level pages that could not be stored among them) and `size` (keys held);
+   * `loads` and `loadErrors` stay 0.
+   */
+  route?: LevelStatsSnapshot
 }
 
 /**
@@ -18,14 +25,14 @@ export class CacheLevels {
   request: RequestLevel | undefined
   session: SessionLevel | undefined
   app: AppCache | undefined
-  /** The session cookie's name, when the session level issues one: it marks a request as personal. */
-  sessionCookie: string | undefined
+  route: ResponseCache | undefined
 
   stats (): MultiCacheStats {
     const stats: MultiCacheStats = {}
     if (this.request !== undefined) stats.request = this.request.stats.snapshot()
     if (this.session !== undefined) stats.session = this.session.stats.snapshot()
     if (this.app !== undefined) stats.app = this.app.stats.snapshot()
+    if (this.route !== undefined) stats.route = this.route.stats.snapshot()
     return stats
   }
 }

@@ -1,82 +1,104 @@
-import { createHash } from 'node:crypto'
+import { LRUCache } from 'lru-cache'
+import { BurstLog, type Logger } from './burst-log.js'
+import { InvalidOptionError, describe } from './errors.js'
+import type { HeaderMap } from './http/headers.js'
+import { keyParts } from './http/request.js'
+import type { CachedResponse } from './http/response.js'
+import { findVariant, sizeOf, withVariant, type StoredVariants } from './http/variants.js'
+import { LevelStats } from './stats.js'
 
-/** A response as the route cache keeps it: everything needed to replay it without the handler or the serializer. */
-export interface CachedResponse {
-  status: number
-  headers: Record<string, string | string[]>
-  /** The serialized body: text as is, bytes as base64, so that any serializer can keep the entry. */
-  body: string
-  binary: boolean
-  etag: string
+export interface ResponseCacheOptions {
+  /** Most keys held. */
+  max: number
+  /** Most bytes held (about: see `sizeOf`). */
+  maxSize: number
+  /** Most variants of one key (one per combination of the values of the headers its `Vary` names). */
+  maxVariants: number
+  /** Where store faults are reported, once per burst. */
+  log: Logger
 }
 
 /**
- * Headers that describe one particular transmission or one particular client, never replayed. `set-cookie` is not
- * here because a response that sets a cookie is not stored at all at the application level.
+ * The stored responses of routes cached at the application level, shared by every user. They have a memory bound of
+ * their own, in keys and in bytes, apart from the application level's data: pages can never push out a `define`d
+ * key, and invented query strings only ever evict other pages. Each instance keeps its own copy, like a reverse
+ * proxy's cache.
  */
-const NOT_REPLAYED = new Set([
-  'connection', 'keep-alive', 'transfer-encoding', 'content-length', 'date', 'age', 'x-cache', 'etag',
-  'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'upgrade'
-])
+export class ResponseCache {
+  readonly stats: LevelStats
+  private readonly lru: LRUCache<string, StoredVariants>
+  private readonly faults: BurstLog
+  /** How each cached route (by URL) turns a URL into the target of its keys, for `invalidate`. */
+  private readonly targets = new Map<string, Array<(url: string) => string>>()
+  /**
+   * Bumped by every invalidation: a response whose handler ran before one is not stored after it, so an in-flight
+   * miss cannot put back what was just dropped.
+   */
+  private generation = 0
 
-/**
- * Builds the entry to store, or undefined when the payload cannot be replayed (a stream) or the response sets a
- * cookie and `allowCookies` is false.
- */
-export function toCachedResponse (
-  status: number,
-  headers: Readonly<Record<string, unknown>>,
-  payload: unknown,
-  allowCookies: boolean
-): CachedResponse | undefined {
-  let body: string
-  let binary = false
-  if (typeof payload === 'string') {
-    body = payload
-  } else if (Buffer.isBuffer(payload)) {
-    body = payload.toString('base64')
-    binary = true
-  } else {
-    return undefined
+  constructor (readonly options: ResponseCacheOptions) {
+    this.stats = new LevelStats(() => this.lru.size)
+    this.faults = new BurstLog(options.log)
+    this.lru = new LRUCache<string, StoredVariants>({
+      max: options.max,
+      maxSize: options.maxSize,
+      sizeCalculation: sizeOf,
+      disposeAfter: (_value, _key, reason) => { if (reason === 'evict') this.stats.evictions++ }
+    })
   }
-  const replayed: Record<string, string | string[]> = {}
-  for (const [name, value] of Object.entries(headers)) {
-    if (name === 'set-cookie' && !allowCookies) return undefined
-    if (value === undefined || NOT_REPLAYED.has(name) || name === 'set-cookie') continue
-    replayed[name] = Array.isArray(value) ? value.map(String) : String(value)
+
+  /** Declares a cached route, so that `invalidate` knows its URL and how its keys are made. */
+  addRoute (url: string, targetOf: (url: string) => string): void {
+    const known = this.targets.get(url)
+    if (known === undefined) this.targets.set(url, [targetOf])
+    else known.push(targetOf)
   }
-  return { status, headers: replayed, body, binary, etag: etagOf(payload) }
-}
 
-/**
- * The bytes of each entry a memory store holds by reference, encoded once: sending a text body costs its UTF-8
- * encoding on every hit (a third of a 100 KB hit's CPU), sending bytes costs a copy into the socket. An entry read
- * from a serializing store is a new object each time and is encoded each time, as before.
- */
-const encoded = new WeakMap<CachedResponse, Buffer>()
-
-/** The body to send for a stored entry: its bytes, encoded once per entry object. */
-export function replayBody (entry: CachedResponse): Buffer {
-  let bytes = encoded.get(entry)
-  if (bytes === undefined) {
-    bytes = Buffer.from(entry.body, entry.binary ? 'base64' : 'utf8')
-    encoded.set(entry, bytes)
+  /** The current generation: pass it back to `store` once the response is known. */
+  get since (): number {
+    return this.generation
   }
-  return bytes
-}
 
-/** A strong validator of the exact bytes. */
-export function etagOf (payload: string | Buffer): string {
-  return '"' + createHash('sha1').update(payload).digest('base64url') + '"'
-}
-
-/** True when an `If-None-Match` header names `etag` (weak comparison, as RFC 9110 asks for GET and HEAD). */
-export function matchesEtag (ifNoneMatch: string | undefined, etag: string): boolean {
-  if (ifNoneMatch === undefined) return false
-  if (ifNoneMatch.trim() === '*') return true
-  for (const candidate of ifNoneMatch.split(',')) {
-    const tag = candidate.trim()
-    if ((tag.startsWith('W/') ? tag.slice(2) : tag) === etag) return true
+  /** The stored response for this request's variant, or undefined. */
+  find (key: string, headers: HeaderMap, now: number): CachedResponse | undefined {
+    const stored = this.lru.get(key)
+    return stored === undefined ? undefined : findVariant(stored, headers, now)
   }
-  return false
+
+  /** Stores `response` as the variant of `headers`, unless an invalidation happened since `since`. */
+  store (key: string, vary: string[], headers: HeaderMap, response: CachedResponse, since: number, now: number): void {
+    if (since !== this.generation) return
+    this.lru.set(key, withVariant(this.lru.peek(key), vary, headers, response, this.options.maxVariants, now))
+  }
+
+  /**
+   * Drops the stored responses of a route (its URL as declared, with any prefix): all of them, or those of one `url`
+   * (path and query, as requested) for every host, method and variant. Returns how many keys were dropped.
+   */
+  async invalidate (route: string, url?: string): Promise<number> {
+    const targets = this.targets.get(route)
+    if (targets === undefined) {
+      throw new InvalidOptionError('routeCache.invalidate', 'route', 'must be the URL of a route cached at level \'app\'', describe(route))
+    }
+    if (url !== undefined && typeof url !== 'string') {
+      throw new InvalidOptionError('routeCache.invalidate', 'url', 'must be a string (a path and query)', describe(url))
+    }
+    this.generation++
+    const wanted = url === undefined ? undefined : new Set(targets.map((targetOf) => targetOf(url)))
+    let dropped = 0
+    for (const key of [...this.lru.keys()]) {
+      const parts = keyParts(key)
+      if (parts.route !== route && !parts.route.startsWith(route + ' ')) continue
+      if (wanted !== undefined && !wanted.has(parts.target)) continue
+      this.lru.delete(key)
+      dropped++
+    }
+    return dropped
+  }
+
+  /** Counts a store operation that failed or ran out of time, and logs the first of a burst. */
+  fault (operation: string, error: unknown): void {
+    this.stats.storeErrors++
+    this.faults.warn({ err: error, operation }, `routeCache: the store failed (${operation}); responses go out uncached until it answers`)
+  }
 }

@@ -1,32 +1,56 @@
-import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest, RouteOptions, onSendHookHandler, preHandlerAsyncHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Duration } from '../lib/durations.js'
 import { InvalidOptionError, describe } from '../lib/errors.js'
-import { callTtl, readOptions } from '../lib/options.js'
-import { matchesEtag, replayBody, toCachedResponse, type CachedResponse } from '../lib/response-cache.js'
+import { isNotModified, notModifiedHeaders } from '../lib/http/conditional.js'
+import type { HeaderMap } from '../lib/http/headers.js'
+import { isAnonymous, responseKey, routeIdentity, targetOf } from '../lib/http/request.js'
+import { ageOf, replayBody, storable, toCachedResponse, type CachedResponse, type StorePolicy } from '../lib/http/response.js'
+import { expiresOf, findVariant, withVariant, type StoredVariants } from '../lib/http/variants.js'
+import { KeyRule } from '../lib/keys.js'
+import { readOptions } from '../lib/options.js'
+import { ResponseCache } from '../lib/response-cache.js'
+import { readRouteRule, type RouteConfig, type RouteRule } from '../lib/route-config.js'
+import { addLevel } from './levels.js'
 
-/** `config.cache` of a route: store whole responses at a level and replay them without the handler. */
-export interface RouteCacheConfig {
-  /** Where responses are kept: shared by every user, or per session. */
+/** `config.cache` of a route: store whole responses and replay them without running the handler. */
+export interface RouteCacheConfig extends RouteConfig<FastifyRequest> {
+  /** `'app'`: one copy for every anonymous user; `'session'`: one per session, never shared. */
   level: 'app' | 'session'
-  /** Time to live of a stored response: ms or a duration string. Default: the level's default. */
+  /** Longest a response is kept: ms or a duration string. Default: the plugin's `ttl` (1 minute). */
   ttl?: Duration
-  /** The cache key. Default: method + URL (within the session at session level). */
+  /** Replaces the path and query in the key (scoped to this route; method, host and `Vary` still count). */
   key?: (request: FastifyRequest) => string
   /**
-   * At application level, also store responses to requests that carry `Authorization` or a session cookie. Only
-   * for routes whose response is the same for every user. Default false.
+   * At level `'app'`, also serve and store requests that carry `Authorization` or a cookie. Only for responses that
+   * are the same for every user. Default false.
    */
   shared?: boolean
-  /** Methods whose responses are stored. Default `['GET', 'HEAD']`. */
+  /** Methods whose responses are stored. Default `['GET', 'HEAD']` (HEAD is answered from GET's entry). */
   methods?: string[]
   /** Status codes that are stored. Default `[200]`. */
   statusCodes?: number[]
+  /** The query parameters in the key: `'all'` (default), `'none'`, or a list of names. */
+  query?: 'all' | 'none' | string[]
+  /**
+   * Where the lookup runs. `'preHandler'` (default): as the route's last preHandler, after every hook that can refuse
+   * the request. `'onRequest'`: at the end of the onRequest hooks, so that a hit skips every later hook (auth
+   * included): only for routes that are public to everyone.
+   */
+  hook?: 'preHandler' | 'onRequest'
 }
 
 export interface RouteCacheOptions {
-  /** Add `x-cache: HIT-APP | HIT-SESSION | MISS` to cached routes' responses. Default true. */
+  /** Add `x-cache: HIT-APP | HIT-SESSION | MISS | BYPASS` to cached routes' responses. Default true. */
   xCacheHeader?: boolean
+  /** Time to live of a stored response whose route sets none: ms or a duration string. Default `'1m'`. */
+  ttl?: Duration
+  /** Most URLs whose responses are held at the application level. Default 1,000. */
+  max?: number
+  /** Most bytes of responses held at the application level. Default 32 MiB. */
+  maxSize?: number
+  /** Most variants of one URL (one per combination of the values of the headers its `Vary` names). Default 8. */
+  maxVariants?: number
 }
 
 declare module 'fastify' {
@@ -34,93 +58,156 @@ declare module 'fastify' {
     /** Cache this route's whole responses (see `RouteCacheConfig`). */
     cache?: RouteCacheConfig
   }
+  interface FastifyInstance {
+    /** Route response caching at the application level: `invalidate(route, url?)` and its counters. */
+    routeCache: ResponseCache
+  }
+}
+
+/**
+ * What a miss hands from the lookup to the response: where to store it, the generation it started under, and the
+ * headers the reply had then (set again by their hooks on every request, so not stored).
+ */
+interface Pending {
+  key: string
+  since: number
+  setBefore: HeaderMap
 }
 
 const kPending = Symbol('fastify-multi-cache.route')
-type Slot = FastifyRequest & { [kPending]: string | null }
-const CONFIG_KEYS = ['level', 'ttl', 'key', 'shared', 'methods', 'statusCodes']
+type Slot = FastifyRequest & { [kPending]: Pending | null }
+const OPTIONS = ['xCacheHeader', 'ttl', 'max', 'maxSize', 'maxVariants']
 
 const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) => {
   const read = readOptions('routeCache', options)
-  read.only(['xCacheHeader'])
+  read.only(OPTIONS)
   const xCache = options.xCacheHeader ?? true
   if (typeof xCache !== 'boolean') read.fail('xCacheHeader', 'must be a boolean')
+  const ttl = read.duration('ttl', 60_000)
+  if (ttl === 0) read.fail('ttl', 'must be greater than 0: a stored response always expires')
+  const cache = new ResponseCache({
+    max: read.positiveInteger('max', 1000),
+    maxSize: read.positiveInteger('maxSize', 32 * 1024 * 1024),
+    maxVariants: read.positiveInteger('maxVariants', 8),
+    log: fastify.log
+  })
+  addLevel(fastify, 'route', cache)
+  fastify.decorate('routeCache', cache)
   fastify.decorateRequest(kPending, null)
+  const lastPreHandlers: Array<{ where: string, route: RouteOptions, lookup: unknown }> = []
 
   // Only routes that opt in get hooks: every other route pays nothing for this plugin.
   fastify.addHook('onRoute', (route) => {
     const config = route.config?.cache
     if (config === undefined) return
-    const rule = compile(fastify, route, config)
-    route.onRequest = [...asArray(route.onRequest), async function lookup (request, reply) {
-      await rule.lookup(request, reply)
-    }]
-    route.onSend = [...asArray(route.onSend), async function store (request, reply, payload) {
-      await rule.store(request, reply, payload)
-      return payload
-    }]
+    const where = `routeCache (${String(route.method)} ${route.url})`
+    const rule = readRouteRule<FastifyRequest>(where, config, ttl)
+    if (rule.level === 'session' && !fastify.hasPlugin('fastify-multi-cache/session')) {
+      throw new InvalidOptionError(where, 'level', "'session' needs the sessionCache plugin registered before the route", describe(rule.level))
+    }
+    const identity = routeIdentity(route.url, route.constraints)
+    if (rule.level === 'app') cache.addRoute(route.url, (url) => rule.key === undefined ? targetOf(url, rule.query) : url)
+    const { lookup, capture } = hooksOf(identity, rule)
+    if (rule.hook === 'onRequest') {
+      route.onRequest = [...asArray(route.onRequest), lookup]
+    } else {
+      route.preHandler = [...asArray(route.preHandler), lookup]
+      lastPreHandlers.push({ where, route, lookup })
+    }
+    // First, before any route-level onSend hook such as @fastify/compress's: what is stored is what the handler
+    // produced, and a hit goes through the same hooks again, so that each client gets its own encoding.
+    route.onSend = [capture, ...asArray(route.onSend)]
   })
 
-  function compile (app: FastifyInstance, route: RouteOptions, config: RouteCacheConfig) {
-    const where = `routeCache (${String(route.method)} ${route.url})`
-    const check = readOptions(where, config)
-    check.only(CONFIG_KEYS)
-    if (config.level !== 'app' && config.level !== 'session') check.fail('level', "must be 'app' or 'session'")
-    const level = config.level
-    if (level === 'app' ? !app.hasDecorator('appCache') : !app.hasRequestDecorator('sessionCache')) {
-      throw new InvalidOptionError(where, 'level', `needs the ${level === 'app' ? 'appCache' : 'sessionCache'} plugin registered before the route`, describe(level))
-    }
-    const ttl = config.ttl === undefined ? undefined : { ttl: callTtl(where, config, 0) }
-    const keyOf = check.optionalFunction<(request: FastifyRequest) => string>('key')
-    const methods = new Set((config.methods ?? ['GET', 'HEAD']).map((m) => String(m).toUpperCase()))
-    const statuses = new Set(config.statusCodes ?? [200])
-    const shared = config.shared === true
-    const hit = level === 'app' ? 'HIT-APP' : 'HIT-SESSION'
-    const sessionCookie = app.multiCache?.sessionCookie
-
-    // A request that may get a personal page is neither answered from nor stored at the application level.
-    const personal = (request: FastifyRequest): boolean => {
-      if (request.headers.authorization !== undefined) return true
-      const cookies = request.headers.cookie
-      if (cookies === undefined) return false
-      return sessionCookie === undefined || cookies.includes(sessionCookie + '=')
-    }
-
-    return {
-      async lookup (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-        if (!methods.has(request.method) || (level === 'app' && !shared && personal(request))) return
-        const key = 'route:' + (keyOf === undefined ? request.method + ' ' + request.url : keyOf(request))
-        const session = level === 'session' ? request.sessionCache : undefined
-        const entry = await (session === undefined ? app.appCache.get<CachedResponse>(key) : session.get<CachedResponse>(key))
-        // No session yet: caching would create one for every visitor, so the route runs uncached.
-        if (session !== undefined && session.id === undefined) return
-        if (entry === undefined) {
-          (request as Slot)[kPending] = key
-          return
-        }
-        if (xCache) reply.header('x-cache', hit)
-        reply.header('etag', entry.etag)
-        if (matchesEtag(request.headers['if-none-match'], entry.etag)) {
-          await reply.code(304).send()
-          return
-        }
-        await reply.code(entry.status).headers(entry.headers).send(replayBody(entry))
-      },
-
-      async store (request: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<void> {
-        const key = (request as Slot)[kPending]
-        if (key === null) return
-        (request as Slot)[kPending] = null
-        if (xCache) reply.header('x-cache', 'MISS')
-        if (!statuses.has(reply.statusCode)) return
-        const entry = toCachedResponse(reply.statusCode, reply.getHeaders(), payload, level === 'session')
-        if (entry === undefined) return
-        reply.header('etag', entry.etag)
-        if (level === 'app') await app.appCache.set(key, entry, ttl)
-        else await request.sessionCache.set(key, entry, ttl)
+  // A plugin registered later may add preHandlers through its own onRoute hook, after the lookup: a hit would skip them.
+  fastify.addHook('onReady', async () => {
+    for (const { where, route, lookup } of lastPreHandlers) {
+      if (asArray(route.preHandler).at(-1) !== lookup) {
+        throw new InvalidOptionError(where, 'hook', 'is \'preHandler\', so the lookup must run last, but a plugin registered after routeCache added a preHandler to this route: register that plugin first', describe('preHandler'))
       }
     }
+  })
+
+  function hooksOf (identity: string, rule: RouteRule<FastifyRequest>): { lookup: preHandlerAsyncHookHandler, capture: onSendHookHandler } {
+    const app = rule.level === 'app'
+    const hit = app ? 'HIT-APP' : 'HIT-SESSION'
+    const policy: StorePolicy = { shared: app, statusCodes: rule.statusCodes, ttl: rule.ttl }
+
+    const keyOf = (request: FastifyRequest): string => {
+      const target = rule.key === undefined ? targetOf(request.url, rule.query) : customKey(rule.key(request))
+      return responseKey(identity, request.method, request.protocol + '://' + request.host.toLowerCase(), target)
+    }
+
+    async function lookup (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+      if (!rule.methods.has(request.method) || (app && !rule.shared && !isAnonymous(request.headers))) return bypass(reply)
+      const key = keyOf(request)
+      const now = Date.now()
+      let found: CachedResponse | undefined
+      if (app) {
+        found = cache.find(key, request.headers, now)
+      } else {
+        const page = await request.sessionCache.getPage(key) as StoredVariants | undefined
+        // No session: caching would create one for every visitor, so the route runs uncached.
+        if (request.sessionCache.id === undefined) return bypass(reply)
+        found = page === undefined ? undefined : findVariant(page, request.headers, now)
+      }
+      if (found === undefined) {
+        cache.stats.misses++
+        ;(request as Slot)[kPending] = { key, since: cache.since, setBefore: reply.getHeaders() }
+        return undefined
+      }
+      cache.stats.hits++
+      reply.header('age', ageOf(found, now))
+      if (xCache) reply.header('x-cache', hit)
+      if (isNotModified(request.headers, found)) reply.code(304).headers(notModifiedHeaders(found)).send()
+      else reply.code(found.status).headers(found.headers).header('etag', found.etag).send(replayBody(found))
+      return reply
+    }
+
+    function capture (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (error: null, payload: unknown) => void): void {
+      const pending = (request as Slot)[kPending]
+      if (pending !== null) {
+        (request as Slot)[kPending] = null
+        if (xCache) reply.header('x-cache', 'MISS')
+        // A HEAD request's handler may answer without a body: only GET fills the entry both share.
+        if (request.method !== 'HEAD') keep(request, reply, payload, pending)
+      }
+      done(null, payload)
+    }
+
+    function keep (request: FastifyRequest, reply: FastifyReply, payload: unknown, pending: Pending): void {
+      const headers = reply.getHeaders()
+      const now = Date.now()
+      const verdict = storable(reply.statusCode, headers, policy, now)
+      const response = verdict === undefined ? undefined : toCachedResponse(reply.statusCode, headers, payload, now, verdict.lifetime, pending.setBefore)
+      if (verdict === undefined || response === undefined) return
+      if (!reply.hasHeader('etag')) reply.header('etag', response.etag)
+      if (app) {
+        cache.store(pending.key, verdict.vary, request.headers, response, pending.since, now)
+        return
+      }
+      // The response goes out now, whatever the store does: a failure is counted and logged, never the client's.
+      const session = request.sessionCache
+      session.getPage(pending.key).then(async (held) => {
+        const page = withVariant(held as StoredVariants | undefined, verdict.vary, request.headers, response, cache.options.maxVariants, now)
+        await session.setPage(pending.key, page, expiresOf(page) - now)
+      }).catch((error: unknown) => { cache.fault('write', error) })
+    }
+
+    return { lookup, capture }
   }
+
+  function bypass (reply: FastifyReply): undefined {
+    if (xCache) reply.header('x-cache', 'BYPASS')
+    return undefined
+  }
+}
+
+const KEYS: KeyRule = new KeyRule()
+
+function customKey (key: unknown): string {
+  KEYS.assert(key)
+  return key
 }
 
 function asArray<T> (value: T | T[] | undefined): T[] {
@@ -128,6 +215,7 @@ function asArray<T> (value: T | T[] | undefined): T[] {
   return Array.isArray(value) ? value : [value]
 }
 
-/** Route response caching: `config: { cache: { level, ttl, key, shared } }` on a route. */
+/** Route response caching: `config: { cache: { level, ttl, key, shared, query, hook } }` on a route. */
 export const routeCache = fp(plugin, { fastify: '5.x', name: 'fastify-multi-cache/route' })
 export default routeCache
+export type { ResponseCache }

@@ -27,6 +27,8 @@ export interface SessionCacheOptions extends SharedStoreOptions {
   maxAnonymousSessions?: number
   /** Most entries one session may hold; past it the oldest written goes first. Default 100. */
   maxEntriesPerSession?: number
+  /** Most pages one session may hold for route caching (`level: 'session'`), apart from its entries. Default 10. */
+  maxPagesPerSession?: number
   /** `'memory'` (default), `'redis'` (`fastify.redis`), a Redis URL, an ioredis client, a Keyv, or a `Store`. */
   store?: StoreOption
   /** Identify sessions yourself (a JWT subject, `@fastify/session`): no cookie is issued. */
@@ -40,7 +42,7 @@ declare module 'fastify' {
   }
 }
 
-const OPTIONS = ['secret', 'cookieName', 'cookie', 'ttl', 'maxSessions', 'maxAnonymousSessions', 'maxEntriesPerSession', 'store', 'getSessionId', ...SHARED_STORE_OPTIONS]
+const OPTIONS = ['secret', 'cookieName', 'cookie', 'ttl', 'maxSessions', 'maxAnonymousSessions', 'maxEntriesPerSession', 'maxPagesPerSession', 'store', 'getSessionId', ...SHARED_STORE_OPTIONS]
 const MIN_SECRET = 32
 const kSession = Symbol('fastify-multi-cache.session')
 type Slot = FastifyRequest & { [kSession]: SessionCache | null }
@@ -66,6 +68,7 @@ const plugin: FastifyPluginAsync<SessionCacheOptions> = async (fastify, options)
   const level: SessionLevel = new SessionLevel({
     ttl,
     maxEntriesPerSession: read.positiveInteger('maxEntriesPerSession', 100),
+    maxPagesPerSession: read.positiveInteger('maxPagesPerSession', 10),
     store: backend.store,
     ...(anonymous === undefined ? {} : { anonymous }),
     log: fastify.log
@@ -95,7 +98,6 @@ const plugin: FastifyPluginAsync<SessionCacheOptions> = async (fastify, options)
       path: '/', httpOnly: true, sameSite: 'lax', secure: process.env.NODE_ENV === 'production', ...opts.cookie
     }
     const clearOptions: SerializeOptions = { ...cookieOptions, maxAge: 0, expires: new Date(0) }
-    app.multiCache.sessionCookie = cookieName
     if (!app.hasDecorator('parseCookie')) await app.register(fastifyCookie, { hook: false })
 
     const presented = (request: FastifyRequest): PresentedId | undefined => {

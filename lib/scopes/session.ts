@@ -14,6 +14,8 @@ export interface SessionLevelOptions {
   ttl: number
   /** Most entries one session may hold; past it the oldest written entry is dropped. */
   maxEntriesPerSession: number
+  /** Most pages one session may hold for route caching, apart from its entries. Default 10. */
+  maxPagesPerSession?: number
   /**
    * Where sessions live, under a hash of their id: sessions that were regenerated (logged in) or whose id the app
    * gives, and every session when `anonymous` is not given.
@@ -55,8 +57,12 @@ interface Entry {
   at: number
 }
 
-/** Field names of users' entries: a prefix keeps them apart from what the package itself keeps in a session. */
+/**
+ * Field names: a prefix keeps users' entries apart from the pages route caching keeps in a session, so that no key
+ * of a user's can name a page, and each kind has its own bound.
+ */
 const DATA = 'd:'
+const PAGE = 'p:'
 
 /** One of the stores sessions live in, with its group operations (native, or emulated over whole values). */
 interface Pool {
@@ -311,9 +317,12 @@ export class SessionCache {
 
   /** A user's entry as this request sees it, reading a field the snapshot may lack; undefined once expired. */
   private async read (key: string): Promise<unknown> {
+    return await this.field(DATA + key)
+  }
+
+  private async field (name: string): Promise<unknown> {
     const current = this.current
     if (current === undefined) return undefined
-    const name = DATA + key
     let entry = Object.hasOwn(current.fields, name) ? current.fields[name] as Entry | undefined : undefined
     if (entry === undefined && current.partial && current.stored && !Object.hasOwn(current.fields, name)) {
       entry = await this.readField(current, name) as Entry | undefined
@@ -342,28 +351,32 @@ export class SessionCache {
   }
 
   private async write (key: string, value: unknown, ttl: number): Promise<void> {
-    const current = this.ensure()
-    const now = Date.now()
-    const name = DATA + key
-    const entry: Entry = { value, expires: ttl === 0 ? 0 : now + ttl, at: now }
-    const evicted = this.oldestIfFull(current, name, now)
-    const change: GroupChange = { set: { [name]: entry }, ...(evicted === undefined ? {} : { remove: [evicted] }) }
-    await this.change(current, change)
-    if (evicted !== undefined) this.level.stats.evictions++
+    await this.put(this.ensure(), DATA + key, value, ttl, this.level.options.maxEntriesPerSession)
   }
 
-  /** The entry to drop so that one more fits, when `name` is new and the session is full. */
-  private oldestIfFull (current: Current, name: string, now: number): string | undefined {
+  /** Writes one field, first dropping the oldest of its kind when the session holds `max` of them already. */
+  private async put (current: Current, name: string, value: unknown, ttl: number, max: number): Promise<void> {
+    const now = Date.now()
+    const entry: Entry = { value, expires: ttl === 0 ? 0 : now + ttl, at: now }
+    const evicted = this.oldestIfFull(current, name, now, max)
+    const change: GroupChange = { set: { [name]: entry }, ...(evicted === undefined ? {} : { remove: [evicted] }) }
+    await this.change(current, change)
+    if (evicted !== undefined && name.startsWith(DATA)) this.level.stats.evictions++
+  }
+
+  /** The field to drop so that one more of `name`'s kind fits, when `name` is new and `max` of its kind are held. */
+  private oldestIfFull (current: Current, name: string, now: number, max: number): string | undefined {
+    const kind = name.slice(0, 2)
     let live = 0
     let oldest: [string, number] | undefined
     for (const [field, value] of Object.entries(current.fields)) {
       const entry = value as Entry | undefined
-      if (!field.startsWith(DATA) || entry === undefined || field === name) continue
+      if (!field.startsWith(kind) || entry === undefined || field === name) continue
       if (entry.expires !== 0 && entry.expires <= now) continue
       live++
       if (oldest === undefined || entry.at < oldest[1]) oldest = [field, entry.at]
     }
-    return live >= this.level.options.maxEntriesPerSession ? oldest?.[0] : undefined
+    return live >= max ? oldest?.[0] : undefined
   }
 
   /**
@@ -386,6 +399,37 @@ export class SessionCache {
     if (change.clear === true) current.fields = {}
     for (const name of change.remove ?? []) current.fields[name] = undefined
     Object.assign(current.fields, change.set)
+  }
+
+  // Route caching keeps whole pages in the session (`config.cache: { level: 'session' }`), apart from the entries:
+  // they never create a session, count against `maxPagesPerSession` only, and go with `regenerate()`, `destroy()`
+  // and `clear()`.
+
+  /** The page stored under `key`, or undefined (also when there is no session, or it cannot be read). */
+  async getPage (key: string): Promise<unknown> {
+    await this.load()
+    return await this.field(PAGE + key)
+  }
+
+  /**
+   * Stores a page for `ttl` ms in the session this request found; false, storing nothing, when there is none: a page
+   * never creates a session. Rejects when the store fails.
+   */
+  async setPage (key: string, page: unknown, ttl: number): Promise<boolean> {
+    await this.load()
+    const current = this.current
+    if (current?.stored !== true || this.unreadable !== undefined) return false
+    await this.put(current, PAGE + key, page, ttl, this.level.options.maxPagesPerSession ?? 10)
+    return true
+  }
+
+  /** Drops this session's cached pages: call it when what they show has changed (an item added to the cart). */
+  async dropPages (): Promise<void> {
+    await this.writable()
+    const current = this.current
+    if (current?.stored !== true) return
+    const pages = Object.keys(current.fields).filter((name) => name.startsWith(PAGE))
+    if (pages.length > 0) await this.change(current, { remove: pages })
   }
 
   /** Runs a store operation, counting and logging a fault (not a value the store refuses) before it is thrown. */

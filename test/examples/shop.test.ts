@@ -84,7 +84,7 @@ test('the stats page reports every level and the database', async (t) => {
   const { app } = await shop(t)
   await app.inject('/products')
   const stats = (await app.inject('/cache/stats')).json()
-  t.same(Object.keys(stats.cache), ['request', 'session', 'app'])
+  t.same(Object.keys(stats.cache), ['request', 'session', 'app', 'route'])
   t.ok(stats.cache.app.hits >= 1)
   t.ok(stats.db.queries >= 1)
 })

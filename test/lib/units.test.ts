@@ -3,7 +3,6 @@ import { test } from 'tap'
 import { parseDuration } from '../../lib/durations.js'
 import { describe } from '../../lib/errors.js'
 import { newSessionId, sessionStoreKey } from '../../lib/keys.js'
-import { replayBody, toCachedResponse } from '../../lib/response-cache.js'
 import { SingleFlight } from '../../lib/single-flight.js'
 import { assertStore, isPromiseLike } from '../../lib/store.js'
 import { MemoryStore } from '../../lib/stores/memory.js'
@@ -110,14 +109,4 @@ test('store checks', async (t) => {
   t.notOk(isPromiseLike(undefined))
   t.throws(() => assertStore('x', null), /missing: get, set, delete, clear/)
   t.throws(() => assertStore('x', 'redis'), /option "store"/)
-})
-
-test('a stored response is encoded once per entry, and replays its exact bytes', async (t) => {
-  const text = toCachedResponse(200, { 'content-type': 'application/json; charset=utf-8' }, '{"name":"café ☕"}', false)
-  const bytes = toCachedResponse(200, {}, Buffer.from([0, 255, 1, 254]), false)
-  if (text === undefined || bytes === undefined) throw new Error('both payloads can be stored')
-  t.same(replayBody(text), Buffer.from('{"name":"café ☕"}'))
-  t.equal(replayBody(text), replayBody(text), 'the same entry object gives the same bytes, not a new copy')
-  t.same(replayBody(bytes), Buffer.from([0, 255, 1, 254]))
-  t.not(replayBody({ ...text }), replayBody(text), 'an entry read back from a serializing store is a new object, encoded anew')
 })

@@ -9,7 +9,7 @@ test('registers every level and decorates request.cache', async (t) => {
   t.ok(app.hasRequestDecorator('sessionCache'))
   t.ok(app.hasDecorator('appCache'))
   t.ok(app.hasRequestDecorator('cache'))
-  t.same(Object.keys(app.multiCache.stats()), ['request', 'session', 'app'])
+  t.same(Object.keys(app.multiCache.stats()), ['request', 'session', 'app', 'route'])
 })
 
 test('works with levels the app registered first; options for them are refused', async (t) => {
@@ -18,7 +18,7 @@ test('works with levels the app registered first; options for them are refused',
   await app.register(requestCache)
   await app.register(multiCache, { session: { secret } })
   await app.ready()
-  t.same(Object.keys(app.multiCache.stats()), ['request', 'session', 'app'])
+  t.same(Object.keys(app.multiCache.stats()), ['request', 'session', 'app', 'route'])
 
   const conflicting = fresh(t)
   await conflicting.register(appCache)

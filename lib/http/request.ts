@@ -1,0 +1,71 @@
+import { headerText, type HeaderMap } from './headers.js'
+
+/** Which part of the query string is part of the key: all of it, none of it, or the parameters named. */
+export type QueryRule = 'all' | 'none' | readonly string[]
+
+/**
+ * True when a request carries no credential a shared cache can see: no `Authorization` and no cookie at all. Any
+ * cookie may be a login (not only the session level's), so any cookie counts; nginx and Varnish refuse the same by
+ * default.
+ */
+export function isAnonymous (headers: HeaderMap): boolean {
+  return headers.authorization === undefined && headers.cookie === undefined
+}
+
+// A key is four fields joined by line feeds, which no route URL, method, origin or constraint can contain; the
+// target comes last because a custom key may contain anything.
+
+/** The key of a stored response. HEAD shares GET's entry: it is answered from the same response, without the body. */
+export function responseKey (route: string, method: string, origin: string, target: string): string {
+  return route + '\n' + (method === 'HEAD' ? 'GET' : method) + '\n' + origin + '\n' + target
+}
+
+/** What `responseKey` put together: the route and the target, for invalidation. */
+export function keyParts (key: string): { route: string, target: string } {
+  const afterRoute = key.indexOf('\n')
+  const afterOrigin = key.indexOf('\n', key.indexOf('\n', afterRoute + 1) + 1)
+  return { route: key.slice(0, afterRoute), target: key.slice(afterOrigin + 1) }
+}
+
+/**
+ * A route's identity in its keys: its URL, and its constraints when it has any (two routes on one URL with different
+ * `version` constraints answer differently).
+ */
+export function routeIdentity (url: string, constraints: object | undefined): string {
+  return constraints === undefined || Object.keys(constraints).length === 0 ? url : url + ' ' + JSON.stringify(constraints)
+}
+
+/**
+ * The path and the part of the query that is keyed. Parameters kept by name keep their raw bytes, in the order the
+ * rule names them: `?b=2&a=1` and `?a=1&b=2` share an entry, while two spellings the handler could read differently
+ * never do.
+ */
+export function targetOf (url: string, query: QueryRule): string {
+  const mark = url.indexOf('?')
+  if (mark === -1 || query === 'all') return url
+  const path = url.slice(0, mark)
+  if (query === 'none') return path
+  const pieces = url.slice(mark + 1).split('&')
+  const names = pieces.map(nameOf)
+  const kept = query.flatMap((wanted) => pieces.filter((_piece, i) => names[i] === wanted))
+  return kept.length === 0 ? path : path + '?' + kept.join('&')
+}
+
+function nameOf (piece: string): string {
+  const equals = piece.indexOf('=')
+  const raw = (equals === -1 ? piece : piece.slice(0, equals)).replaceAll('+', ' ')
+  try {
+    return decodeURIComponent(raw)
+  } catch {
+    return raw
+  }
+}
+
+/**
+ * The values of the request headers a stored response's `Vary` names, as one string that tells its variants apart.
+ * An absent header differs from an empty one; whitespace around commas is not significant (RFC 9111 §4.1).
+ */
+export function variantOf (names: readonly string[], headers: HeaderMap): string {
+  if (names.length === 0) return ''
+  return JSON.stringify(names.map((name) => headerText(headers[name])?.trim().replace(/\s*,\s*/g, ',') ?? null))
+}

@@ -1,0 +1,141 @@
+import { createHash } from 'node:crypto'
+import { cacheDirectives, headerText, listOf, secondsOf, type HeaderMap, type HeaderValue } from './headers.js'
+
+/** A response as the route cache keeps it: everything needed to replay it without the handler or the serializer. */
+export interface CachedResponse {
+  status: number
+  /** The headers to replay, as the handler set them: never a cookie, nor what describes one transmission. */
+  headers: Record<string, string | string[]>
+  /** The serialized body: text as is, bytes as base64, so that any serializer can keep the entry. */
+  body: string
+  binary: boolean
+  etag: string
+  /** Epoch ms when it was stored, for `Age`. */
+  stored: number
+  /** Epoch ms from which it is no longer served. */
+  expires: number
+}
+
+/** Where a response would be stored, and for how long at most. */
+export interface StorePolicy {
+  /** Served to every user (the application level): `private` forbids storing, `s-maxage` counts. */
+  shared: boolean
+  statusCodes: ReadonlySet<number>
+  /** The route's time to live, in ms. */
+  ttl: number
+}
+
+/** A response that may be stored: for how long, and which request headers select it among its variants. */
+export interface Storable {
+  lifetime: number
+  vary: string[]
+}
+
+/**
+ * Whether a response may be stored (RFC 9111 §3), and for how long: never with a `Set-Cookie`, a `Vary: *`,
+ * `no-store` or `no-cache` (it would have to be revalidated on every use), nor `private` in a shared cache. Its
+ * lifetime is the route's `ttl`, shortened by `s-maxage` (shared only), `max-age` or `Expires`.
+ */
+export function storable (status: number, headers: HeaderMap, policy: StorePolicy, now: number): Storable | undefined {
+  if (!policy.statusCodes.has(status) || headers['set-cookie'] !== undefined) return undefined
+  const vary = varyOf(headers)
+  if (vary === '*') return undefined
+  const directives = cacheDirectives(headers['cache-control'])
+  if (directives.has('no-store') || directives.has('no-cache') || (policy.shared && directives.has('private'))) return undefined
+  const fresh = (policy.shared ? secondsOf(directives.get('s-maxage')) : undefined) ??
+    secondsOf(directives.get('max-age')) ??
+    expiresIn(headers.expires, now)
+  const lifetime = fresh === undefined ? policy.ttl : Math.min(policy.ttl, fresh)
+  return lifetime > 0 ? { lifetime, vary } : undefined
+}
+
+/** `Expires` as ms from now; an invalid date means already expired (RFC 9111 §5.3). */
+function expiresIn (value: HeaderValue, now: number): number | undefined {
+  const text = headerText(value)
+  if (text === undefined) return undefined
+  const at = Date.parse(text)
+  return Number.isNaN(at) ? 0 : Math.max(0, at - now)
+}
+
+/**
+ * The request headers a response varies on: its `Vary`, lowercased, plus `accept-encoding` when the handler encoded
+ * the body itself, so that a client is only ever sent an encoding it asked for. `'*'`: it varies on anything.
+ */
+export function varyOf (headers: HeaderMap): string[] | '*' {
+  const names = listOf(headers.vary).map((name) => name.toLowerCase())
+  if (names.includes('*')) return '*'
+  const encoding = headerText(headers['content-encoding'])?.toLowerCase()
+  if (encoding !== undefined && encoding !== 'identity') names.push('accept-encoding')
+  return [...new Set(names)]
+}
+
+/**
+ * Headers that describe one transmission or are set again on each reply, never replayed. `set-cookie` never reaches
+ * here: a response that sets a cookie is not stored.
+ */
+const NOT_REPLAYED = new Set([
+  'connection', 'keep-alive', 'transfer-encoding', 'content-length', 'date', 'age', 'x-cache', 'etag',
+  'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'upgrade'
+])
+
+/**
+ * The entry to store, or undefined when the payload cannot be replayed (a stream, or no body). `setBefore` are the
+ * headers the reply already had when the lookup missed: the hooks that set them run before the lookup on every
+ * request, a hit included, so they are not replayed (a rate limit's remaining count, a request id would be stale).
+ */
+export function toCachedResponse (
+  status: number,
+  headers: HeaderMap,
+  payload: unknown,
+  now: number,
+  lifetime: number,
+  setBefore: HeaderMap = {}
+): CachedResponse | undefined {
+  let body: string
+  let binary = false
+  if (typeof payload === 'string') {
+    body = payload
+  } else if (Buffer.isBuffer(payload)) {
+    body = payload.toString('base64')
+    binary = true
+  } else {
+    return undefined
+  }
+  const replayed: Record<string, string | string[]> = {}
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || NOT_REPLAYED.has(name) || setBefore[name] === value) continue
+    replayed[name] = typeof value === 'object' ? [...value] : String(value)
+  }
+  const etag = headerText(headers.etag) ?? etagOf(payload)
+  return { status, headers: replayed, body, binary, etag, stored: now, expires: now + lifetime }
+}
+
+/**
+ * A weak validator of the body the handler produced: weak because a plugin such as `@fastify/compress` may encode
+ * those bytes differently for each client (RFC 9110 §8.8.1).
+ */
+export function etagOf (payload: string | Buffer): string {
+  return 'W/"' + createHash('sha1').update(payload).digest('base64url') + '"'
+}
+
+/**
+ * The bytes of each entry a memory store holds by reference, encoded once: sending a text body costs its UTF-8
+ * encoding on every hit (a third of a 100 KB hit's CPU), sending bytes costs a copy into the socket. An entry read
+ * from a serializing store is a new object each time and is encoded each time.
+ */
+const encoded = new WeakMap<CachedResponse, Buffer>()
+
+/** The body to send for a stored entry: its bytes, encoded once per entry object. */
+export function replayBody (entry: CachedResponse): Buffer {
+  let bytes = encoded.get(entry)
+  if (bytes === undefined) {
+    bytes = Buffer.from(entry.body, entry.binary ? 'base64' : 'utf8')
+    encoded.set(entry, bytes)
+  }
+  return bytes
+}
+
+/** Whole seconds since the entry was stored, for the `Age` header (RFC 9111 §5.1). */
+export function ageOf (entry: CachedResponse, now: number): string {
+  return String(Math.max(0, Math.floor((now - entry.stored) / 1000)))
+}

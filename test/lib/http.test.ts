@@ -1,0 +1,229 @@
+import { test } from 'tap'
+import { isNotModified, matchesEtag, notModifiedHeaders } from '../../lib/http/conditional.js'
+import { cacheDirectives, type HeaderMap } from '../../lib/http/headers.js'
+import { isAnonymous, keyParts, responseKey, routeIdentity, targetOf, variantOf, type QueryRule } from '../../lib/http/request.js'
+import { ageOf, etagOf, replayBody, storable, toCachedResponse, varyOf, type CachedResponse, type StorePolicy } from '../../lib/http/response.js'
+import { expiresOf, findVariant, sizeOf, withVariant } from '../../lib/http/variants.js'
+
+// The HTTP policy of route caching, without Fastify: each rule as a table of cases.
+
+const NOW = Date.parse('2025-01-01T00:00:00Z')
+
+function response (headers: Record<string, string | string[]> = {}, extra: Partial<CachedResponse> = {}): CachedResponse {
+  return { status: 200, headers, body: 'body', binary: false, etag: '"e1"', stored: NOW, expires: NOW + 60_000, ...extra }
+}
+
+test('eligibility: only requests without Authorization and without any cookie are anonymous', async (t) => {
+  const cases: Array<[HeaderMap, boolean]> = [
+    [{}, true],
+    [{ accept: 'text/html', 'x-api-key': 'k' }, true],
+    [{ authorization: 'Bearer x' }, false],
+    [{ cookie: 'sid=1' }, false],
+    [{ cookie: 'theme=dark' }, false],
+    [{ cookie: '' }, false]
+  ]
+  for (const [headers, anonymous] of cases) t.equal(isAnonymous(headers), anonymous, JSON.stringify(headers))
+})
+
+test('key: HEAD shares GET, every part is kept apart, and a key splits back into route and target', async (t) => {
+  t.equal(responseKey('/p', 'HEAD', 'http://a', '/p'), responseKey('/p', 'GET', 'http://a', '/p'))
+  const keys = [
+    responseKey('/p', 'GET', 'http://a', '/p'),
+    responseKey('/p', 'POST', 'http://a', '/p'),
+    responseKey('/p', 'GET', 'https://a', '/p'),
+    responseKey('/p', 'GET', 'http://b', '/p'),
+    responseKey('/p', 'GET', 'http://a', '/p?x=1'),
+    responseKey('/q', 'GET', 'http://a', '/p')
+  ]
+  t.equal(new Set(keys).size, keys.length)
+  t.same(keyParts(responseKey('/p/:id {"version":"2"}', 'GET', 'http://a:80', 'custom\nkey')), { route: '/p/:id {"version":"2"}', target: 'custom\nkey' })
+  t.equal(routeIdentity('/p', undefined), '/p')
+  t.equal(routeIdentity('/p', {}), '/p')
+  t.equal(routeIdentity('/p', { version: '2.0.0' }), '/p {"version":"2.0.0"}')
+})
+
+test('key: the query rule decides which parameters count', async (t) => {
+  const cases: Array<[string, QueryRule, string]> = [
+    ['/p', 'all', '/p'],
+    ['/p?b=2&a=1', 'all', '/p?b=2&a=1'],
+    ['/p?b=2&a=1', 'none', '/p'],
+    ['/p?utm=x&page=2', ['page'], '/p?page=2'],
+    ['/p?utm=x', ['page'], '/p'],
+    ['/p?b=2&a=1&a=3', ['a', 'b'], '/p?a=1&a=3&b=2'],
+    ['/p?a+b=1&a%20b=2', ['a b'], '/p?a+b=1&a%20b=2'],
+    ['/p?page', ['page'], '/p?page'],
+    ['/p?%E0%A4%A=1', ['%E0%A4%A'], '/p?%E0%A4%A=1']
+  ]
+  for (const [url, rule, target] of cases) t.equal(targetOf(url, rule), target, `${url} with ${JSON.stringify(rule)}`)
+  t.equal(targetOf('/p?b=2&a=1', ['a', 'b']), targetOf('/p?a=1&b=2', ['a', 'b']), 'order does not count')
+  t.not(targetOf('/p?a=%41', ['a']), targetOf('/p?a=A', ['a']), 'two spellings of a value stay apart')
+})
+
+test('variants: the values of the headers Vary names tell responses apart', async (t) => {
+  t.equal(variantOf([], { 'accept-language': 'fr' }), '')
+  t.equal(variantOf(['accept-language'], { 'accept-language': 'en, fr' }), variantOf(['accept-language'], { 'accept-language': ' en,fr ' }))
+  const distinct = [
+    variantOf(['accept-language'], {}),
+    variantOf(['accept-language'], { 'accept-language': '' }),
+    variantOf(['accept-language'], { 'accept-language': 'en' }),
+    variantOf(['accept-language'], { 'accept-language': 'fr' }),
+    variantOf(['accept-language', 'x-tenant'], { 'accept-language': 'en' }),
+    variantOf(['accept-language', 'x-tenant'], { 'accept-language': 'en', 'x-tenant': 'b' })
+  ]
+  t.equal(new Set(distinct).size, distinct.length)
+  t.equal(variantOf(['x-list'], { 'x-list': ['a', 'b'] }), variantOf(['x-list'], { 'x-list': 'a, b' }), 'a repeated header is its joined value')
+})
+
+test('Cache-Control directives', async (t) => {
+  t.same([...cacheDirectives('Max-Age=60, private, s-maxage="30"')], [['max-age', '60'], ['private', true], ['s-maxage', '30']])
+  t.same([...cacheDirectives(['no-cache', 'max-age=0'])], [['no-cache', true], ['max-age', '0']])
+  t.same([...cacheDirectives(undefined)], [])
+  t.same([...cacheDirectives(' , ')], [])
+})
+
+test('storability at the application level (shared) and at the session level', async (t) => {
+  const shared: StorePolicy = { shared: true, statusCodes: new Set([200]), ttl: 60_000 }
+  const session: StorePolicy = { ...shared, shared: false }
+  const soon = new Date(NOW + 10_000).toUTCString()
+  const cases: Array<[string, number, Record<string, string | string[] | number>, number | undefined, number | undefined]> = [
+    // name, status, headers, lifetime shared, lifetime session
+    ['plain', 200, {}, 60_000, 60_000],
+    ['status not listed', 404, {}, undefined, undefined],
+    ['Set-Cookie', 200, { 'set-cookie': 'a=1' }, undefined, undefined],
+    ['no-store', 200, { 'cache-control': 'no-store' }, undefined, undefined],
+    ['no-cache', 200, { 'cache-control': 'public, no-cache' }, undefined, undefined],
+    ['private', 200, { 'cache-control': 'private' }, undefined, 60_000],
+    ['private with fields', 200, { 'cache-control': 'private="x-a, x-b", max-age=5' }, undefined, 5000],
+    ['Vary: *', 200, { vary: 'accept, *' }, undefined, undefined],
+    ['max-age shortens', 200, { 'cache-control': 'max-age=10' }, 10_000, 10_000],
+    ['max-age cannot lengthen', 200, { 'cache-control': 'max-age=3600' }, 60_000, 60_000],
+    ['max-age=0', 200, { 'cache-control': 'max-age=0' }, undefined, undefined],
+    ['malformed max-age is stale', 200, { 'cache-control': 'max-age=ten' }, undefined, undefined],
+    ['s-maxage counts in a shared cache only', 200, { 'cache-control': 'max-age=30, s-maxage=5' }, 5000, 30_000],
+    ['Expires', 200, { expires: soon }, 10_000, 10_000],
+    ['Expires in the past', 200, { expires: new Date(NOW - 1000).toUTCString() }, undefined, undefined],
+    ['invalid Expires', 200, { expires: '0' }, undefined, undefined],
+    ['max-age wins over Expires', 200, { expires: soon, 'cache-control': 'max-age=20' }, 20_000, 20_000]
+  ]
+  for (const [name, status, headers, atApp, atSession] of cases) {
+    t.equal(storable(status, headers, shared, NOW)?.lifetime, atApp, `${name}, shared`)
+    t.equal(storable(status, headers, session, NOW)?.lifetime, atSession, `${name}, per session`)
+  }
+})
+
+test('Vary names, and the encoding a handler chose itself', async (t) => {
+  const cases: Array<[Record<string, string | string[]>, string[] | '*']> = [
+    [{}, []],
+    [{ vary: 'Accept-Language' }, ['accept-language']],
+    [{ vary: ['Accept-Language', 'X-Tenant, accept-language'] }, ['accept-language', 'x-tenant']],
+    [{ vary: '*' }, '*'],
+    [{ 'content-encoding': 'gzip' }, ['accept-encoding']],
+    [{ 'content-encoding': 'gzip', vary: 'Accept-Encoding' }, ['accept-encoding']],
+    [{ 'content-encoding': 'identity' }, []]
+  ]
+  for (const [headers, vary] of cases) t.same(varyOf(headers), vary, JSON.stringify(headers))
+})
+
+test('a stored entry keeps the handler\'s headers but none of one transmission', async (t) => {
+  const entry = toCachedResponse(200, {
+    'content-type': 'text/html',
+    'content-length': 4,
+    'cache-control': 'max-age=60',
+    vary: ['accept-language'],
+    date: 'x',
+    age: '3',
+    'x-cache': 'MISS',
+    connection: 'keep-alive',
+    'transfer-encoding': 'chunked',
+    'x-custom': 7,
+    'x-none': undefined
+  }, 'body', NOW, 5000) as CachedResponse
+  t.same(entry.headers, { 'content-type': 'text/html', 'cache-control': 'max-age=60', vary: ['accept-language'], 'x-custom': '7' })
+  t.equal(entry.stored, NOW)
+  t.equal(entry.expires, NOW + 5000)
+  t.match(entry.etag, /^W\/"[\w-]+"$/, 'a weak validator: an encoding plugin may change the bytes per client')
+  t.equal(toCachedResponse(200, { etag: '"mine"' }, 'body', NOW, 1)?.etag, '"mine"', "the handler's own ETag is kept")
+  const before = { 'x-request-id': 'r1', 'cache-control': 'no-cache', vary: ['origin'] }
+  const after = { ...before, 'cache-control': 'max-age=60', 'x-handler': 'h' }
+  t.same(toCachedResponse(200, after, 'body', NOW, 1, before)?.headers, { 'cache-control': 'max-age=60', 'x-handler': 'h' },
+    'headers the reply had at the lookup are set again by their hooks on a hit; those the handler set or changed are kept')
+  t.equal(toCachedResponse(200, {}, null, NOW, 1), undefined, 'no body')
+  t.equal(toCachedResponse(200, {}, { pipe () {} }, NOW, 1), undefined, 'a stream')
+  t.equal(etagOf('a'), etagOf(Buffer.from('a')))
+  t.not(etagOf('a'), etagOf('b'))
+  t.equal(ageOf(entry, NOW + 2999), '2')
+  t.equal(ageOf(entry, NOW - 5000), '0', 'a clock that went back gives 0, never a negative Age')
+})
+
+test('a stored response is encoded once per entry, and replays its exact bytes', async (t) => {
+  const text = toCachedResponse(200, { 'content-type': 'application/json; charset=utf-8' }, '{"name":"café ☕"}', NOW, 1000)
+  const bytes = toCachedResponse(200, {}, Buffer.from([0, 255, 1, 254]), NOW, 1000)
+  if (text === undefined || bytes === undefined) throw new Error('both payloads can be stored')
+  t.same(replayBody(text), Buffer.from('{"name":"café ☕"}'))
+  t.equal(replayBody(text), replayBody(text), 'the same entry object gives the same bytes, not a new copy')
+  t.same(replayBody(bytes), Buffer.from([0, 255, 1, 254]))
+  t.not(replayBody({ ...text }), replayBody(text), 'an entry read back from a serializing store is a new object, encoded anew')
+})
+
+test('conditional requests: If-None-Match by weak comparison, then If-Modified-Since', async (t) => {
+  const stored = response({ 'last-modified': new Date(NOW - 60_000).toUTCString() }, { etag: 'W/"e1"' })
+  const cases: Array<[HeaderMap, boolean]> = [
+    [{}, false],
+    [{ 'if-none-match': '"e1"' }, true],
+    [{ 'if-none-match': 'W/"e1"' }, true],
+    [{ 'if-none-match': '"other", W/"e1"' }, true],
+    [{ 'if-none-match': '*' }, true],
+    [{ 'if-none-match': '"other"' }, false],
+    [{ 'if-none-match': '"other"', 'if-modified-since': new Date(NOW).toUTCString() }, false],
+    [{ 'if-modified-since': new Date(NOW).toUTCString() }, true],
+    [{ 'if-modified-since': new Date(NOW - 120_000).toUTCString() }, false],
+    [{ 'if-modified-since': 'yesterday' }, false]
+  ]
+  for (const [headers, notModified] of cases) t.equal(isNotModified(headers, stored), notModified, JSON.stringify(headers))
+  t.equal(isNotModified({ 'if-modified-since': new Date(NOW).toUTCString() }, response()), false, 'no Last-Modified')
+  t.equal(matchesEtag(undefined, '"e1"'), false)
+})
+
+test('a 304 carries the validator and the caching fields the 200 would carry, nothing else', async (t) => {
+  const stored = response({
+    'content-type': 'text/html',
+    'cache-control': 'max-age=60',
+    vary: 'accept-language',
+    expires: 'Wed, 01 Jan 2025 00:01:00 GMT',
+    'content-location': '/p.html',
+    'x-custom': '1'
+  })
+  t.same(notModifiedHeaders(stored), {
+    etag: '"e1"',
+    'cache-control': 'max-age=60',
+    'content-location': '/p.html',
+    expires: 'Wed, 01 Jan 2025 00:01:00 GMT',
+    vary: 'accept-language'
+  })
+})
+
+test('variants of one key: found by the request headers, bounded, expired ones dropped, a new Vary starts afresh', async (t) => {
+  const lang = (value: string): HeaderMap => ({ 'accept-language': value })
+  const en = response({}, { body: 'en' })
+  const fr = response({}, { body: 'fr' })
+  let stored = withVariant(undefined, ['accept-language'], lang('en'), en, 2, NOW)
+  stored = withVariant(stored, ['accept-language'], lang('fr'), fr, 2, NOW)
+  t.equal(findVariant(stored, lang('en'), NOW), en)
+  t.equal(findVariant(stored, lang('fr'), NOW), fr)
+  t.equal(findVariant(stored, lang('de'), NOW), undefined)
+  t.equal(findVariant(stored, lang('en'), NOW + 60_000), undefined, 'expired')
+
+  const de = response({}, { body: 'de' })
+  const bounded = withVariant(stored, ['accept-language'], lang('de'), de, 2, NOW)
+  t.same(bounded.variants.map(([, held]) => held.body), ['de', 'fr'], 'at most 2: the oldest goes')
+  const replaced = withVariant(bounded, ['accept-language'], lang('fr'), response({}, { body: 'fr2' }), 2, NOW)
+  t.same(replaced.variants.map(([, held]) => held.body), ['fr2', 'de'], 'the same variant is replaced, not added')
+  const later = withVariant(replaced, ['accept-language'], lang('it'), response({}, { body: 'it', expires: NOW + 120_000 }), 3, NOW + 60_000)
+  t.same(later.variants.map(([, held]) => held.body), ['it'], 'expired variants are dropped')
+  const other = withVariant(replaced, ['x-tenant'], { 'x-tenant': 'a' }, response(), 2, NOW)
+  t.same(other.vary, ['x-tenant'])
+  t.equal(other.variants.length, 1)
+
+  t.equal(expiresOf(withVariant(stored, ['accept-language'], lang('it'), response({}, { expires: NOW + 90_000 }), 3, NOW)), NOW + 90_000)
+  t.ok(sizeOf(withVariant(undefined, [], {}, response({}, { body: 'x'.repeat(10_000) }), 2, NOW)) > 20_000, 'a body counts twice: its text and its bytes')
+})
