@@ -95,7 +95,7 @@ test('a page expires after its ttl', async (t) => {
   t.equal(await open(level, first.id).getPage('p'), undefined)
 })
 
-test("no user key can name a page: entries and pages are kept under names of their own", async (t) => {
+test('no user key can name a page: entries and pages are kept under names of their own', async (t) => {
   const session = open(levelOver(new MemoryStore({ max: 10 })))
   await session.set('p:GET /p', 'an ordinary key')
   await session.set('GET /p', 'another')

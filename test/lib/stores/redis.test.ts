@@ -125,3 +125,33 @@ test('a stalled Redis costs the time budget, not a hang; a lost one fails at onc
   await t.rejects(store.get('k'), { message: /Redis is not connected \(end\)/ })
   t.ok(Date.now() - lost < 50, 'no queueing while disconnected')
 })
+
+test('clear() escapes the glob characters of its prefix: it never deletes keys outside it', async (t) => {
+  const client = await redisFor(t)
+  if (client === undefined) return
+  const base = uniquePrefix(t)
+  const store = new RedisStore({ client: client as unknown as RedisClient, prefix: base + 'a*?[x]\\:' })
+  await store.set('mine', 1)
+  // Keys that the unescaped pattern `a*?[x]\:*` would match.
+  const others = [base + 'ab?x\\:k', base + 'aZZx\\:k', base + 'a*?x:k', base + 'abcd']
+  for (const key of others) await client.set(key, 'other app')
+  await store.clear()
+  t.equal(await store.get('mine'), undefined)
+  for (const key of others) t.equal(await client.get(key), 'other app', `${key} is not ours`)
+})
+
+test('session ids are stored only as a hash: no key and no field in Redis holds the id', async (t) => {
+  const client = await redisFor(t)
+  if (client === undefined) return
+  const prefix = uniquePrefix(t)
+  const { SessionLevel } = await import('../../../lib/scopes/session.js')
+  const level = new SessionLevel({ ttl: 10_000, maxEntriesPerSession: 10, store: new RedisStore({ client: client as unknown as RedisClient, prefix }) })
+  const session = level.open(() => undefined)
+  await session.set('cart', ['apple'])
+  const id = session.id as string
+  const keys = await client.keys(prefix + '*')
+  t.equal(keys.length, 1)
+  t.notOk(keys.some((key) => key.includes(id)), 'not in the key')
+  const fields = await client.hgetall(keys[0] as string)
+  t.notOk(Object.entries(fields).some(([name, value]) => name.includes(id) || value.includes(id)), 'nor in the hash')
+})
