@@ -89,6 +89,7 @@ export function guardStore (store: Store, breaker: Breaker): Store {
     deleteMany: guard('deleteMany', store.deleteMany as Method | undefined, store),
     stored: store.stored?.bind(store),
     close: store.close?.bind(store),
+    watch: store.watch?.bind(store),
     groups: store.groups === undefined ? undefined : guardAll<GroupOperations>('groups', store.groups, guard),
     fences: store.fences === undefined ? undefined : guardAll<FenceOperations>('fences', store.fences, guard)
   }

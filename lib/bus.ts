@@ -70,7 +70,7 @@ export class InvalidationBus {
   async close (): Promise<void> {
     this.closed = true
     this.listening = false
-    await closeClient(this.subscriber)
+    await closeClient(this.subscriber, this.options.timeout)
   }
 
   private receive (channel: string, raw: string): void {

@@ -41,6 +41,11 @@ export interface Store {
   readonly fences?: FenceOperations
   /** Entries currently held, where the backend knows it cheaply. */
   readonly size?: number
+  /**
+   * Tells `listener` of every change another instance made (a memory tier hears them on its bus), so that a level
+   * can fence its own loads of those keys. `{ clear: true }` means anything may have changed.
+   */
+  watch? (listener: (change: { keys: string[] } | { clear: true }) => void): void
   /** Releases what the store opened; called on `fastify.close()` for stores the plugin created. */
   close? (): Awaitable<void>
 }
@@ -61,11 +66,17 @@ export interface Group {
   readonly partial?: boolean
 }
 
-/** What one update does to a group's fields, in this order: drop all, remove some, set some. */
+/** What one update does to a group's fields, in this order: drop all, remove some, set some, cap a kind. */
 export interface GroupChange {
   clear?: boolean
   remove?: readonly string[]
+  /** Fields to write; a field written again counts as written last. */
   set?: Readonly<Record<string, unknown>>
+  /**
+   * Then, while more than `max` fields start with `prefix`, the earliest written of them goes (in the store's own
+   * order where it keeps none): a bound that holds however many requests write at once.
+   */
+  cap?: { prefix: string, max: number }
 }
 
 /**

@@ -34,6 +34,7 @@ export class TieredStore implements Store {
    * in flight may answer with what a concurrent delete or set of this very instance has just replaced.
    */
   private epoch = 0
+  private readonly watchers: Array<(message: Invalidation) => void> = []
 
   constructor (private readonly options: TieredStoreOptions) {
     this.l1 = new MemoryStore({ max: options.max })
@@ -48,11 +49,16 @@ export class TieredStore implements Store {
     return this.l1.size
   }
 
-  /** Applies an invalidation received from another instance. */
+  /** Applies an invalidation received from another instance, and tells the watchers. */
   invalidate (message: Invalidation): void {
     this.epoch++
     if ('clear' in message) this.l1.clear()
     else this.l1.deleteMany(message.keys)
+    for (const watcher of this.watchers) watcher(message)
+  }
+
+  watch (listener: (message: Invalidation) => void): void {
+    this.watchers.push(listener)
   }
 
   get (key: string): unknown {

@@ -88,7 +88,7 @@ export async function resolveStore (fastify: FastifyInstance, read: OptionReader
     }
   } else if (typeof option === 'string' && /^rediss?:\/\//.test(option)) {
     const own = client = await connect(read, option)
-    fastify.addHook('onClose', async () => { await closeClient(own) })
+    fastify.addHook('onClose', async () => { await closeClient(own, timeout) })
   } else if (isRedisClient(option)) {
     client = option
   }

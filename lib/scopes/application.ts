@@ -81,6 +81,11 @@ export class AppCache {
     this.stats = new LevelStats(() => options.store.size ?? 0)
     this.keys = new KeyRule(options.maxKeyLength)
     this.faults = new BurstLog(options.log)
+    // A change on another instance fences this instance's loads of those keys, as a change made here does.
+    options.store.watch?.((change) => {
+      if ('clear' in change) this.loads.fenceAll()
+      else for (const key of change.keys) this.loads.fence(key)
+    })
   }
 
   get<T = unknown> (key: string): Promise<T | undefined> {

@@ -359,7 +359,8 @@ export class SessionCache {
     const now = Date.now()
     const entry: Entry = { value, expires: ttl === 0 ? 0 : now + ttl, at: now }
     const evicted = this.oldestIfFull(current, name, now, max)
-    const change: GroupChange = { set: { [name]: entry }, ...(evicted === undefined ? {} : { remove: [evicted] }) }
+    // The store caps the kind too, in the same step: requests writing at once each see room in their own snapshot.
+    const change: GroupChange = { set: { [name]: entry }, cap: { prefix: name.slice(0, 2), max }, ...(evicted === undefined ? {} : { remove: [evicted] }) }
     await this.change(current, change)
     if (evicted !== undefined && name.startsWith(DATA)) this.level.stats.evictions++
   }

@@ -1,4 +1,4 @@
-import { deleteKeys, type Group, type GroupOperations, type Store } from '../store.js'
+import { deleteKeys, type Group, type GroupChange, type GroupOperations, type Store } from '../store.js'
 
 interface Head { fence: string }
 interface Index { fence: string, names: string[] }
@@ -9,7 +9,9 @@ interface Index { fence: string, names: string[] }
  * ever written back on a read. Such a store offers no compare-and-set, so this is weaker than a Redis hash:
  *
  * - The head (`key` → the fence) is written once, when the group is created, and lives `lifetime` ms: nothing
- *   rewrites it, so nothing can bring back a group that was ended. Fields live `ttl` ms after their last write
+ *   rewrites it, so nothing can bring back a group that was ended. Two creations of one key at the same instant
+ *   (two first requests of one app-given id) read the head back, and the one whose head does not stand joins the
+ *   other's group; only if both write before either reads back can one group's first fields be lost. Fields live `ttl` ms after their last write
  *   (the expiry is write-extended: reads do not restart it).
  * - Fields live under the fence (`key:fence:name`): once the group is ended, a late write of a request that still
  *   holds it lands where no reader looks.
@@ -18,6 +20,15 @@ interface Index { fence: string, names: string[] }
  *   is still read by name, but is not carried over by `end` nor removed by a `clear`.
  * - The fence check and the change that follows it are two steps: a change may land just after the group ended.
  */
+/** Removes from `names` (in write order) the earliest of the cap's kind beyond its max, and answers them. */
+function capOf (names: Set<string>, cap: GroupChange['cap']): string[] {
+  if (cap === undefined) return []
+  const kind = [...names].filter((name) => name.startsWith(cap.prefix))
+  const over = kind.slice(0, Math.max(0, kind.length - cap.max))
+  for (const name of over) names.delete(name)
+  return over
+}
+
 export function keyedGroups (store: Store, lifetime: number): GroupOperations {
   const fieldKey = (key: string, fence: string, name: string): string => `${key}:${fence}:${name}`
   const indexKey = (key: string): string => key + ':index'
@@ -58,7 +69,9 @@ export function keyedGroups (store: Store, lifetime: number): GroupOperations {
       if (await store.get(key) !== undefined) return false
       await write(key, group.fence, group.fields, Object.keys(group.fields), ttl)
       await store.set(key, { fence: group.fence } satisfies Head, lifetime)
-      return true
+      // Two creators of one app-given id may both have found it free: the head that stands says who won, and the
+      // other joins that group. (They can still both win if each reads before the other writes: no compare-and-set.)
+      return (await store.get(key) as Head | undefined)?.fence === group.fence
     },
     async update (key, fence, change, ttl) {
       const [head, listed] = await heads(key)
@@ -67,8 +80,10 @@ export function keyedGroups (store: Store, lifetime: number): GroupOperations {
       if (dropped.length > 0) await deleteKeys(store, dropped.map((name) => fieldKey(key, fence, name)))
       const set = change.set ?? {}
       const names = new Set(change.clear === true ? [] : listed)
-      for (const name of dropped) names.delete(name)
+      for (const name of [...dropped, ...Object.keys(set)]) names.delete(name)
       for (const name of Object.keys(set)) names.add(name)
+      const capped = capOf(names, change.cap)
+      if (capped.length > 0) await deleteKeys(store, capped.map((name) => fieldKey(key, fence, name)))
       await write(key, fence, set, [...names], ttl)
       return true
     },

@@ -116,6 +116,13 @@ export function changed (fields: Readonly<Record<string, unknown>>, change: Grou
   const next: Record<string, unknown> = Object.create(null) as Record<string, unknown>
   if (change.clear !== true) Object.assign(next, fields)
   for (const name of change.remove ?? []) delete next[name]
+  // Deleted first, so that insertion order is write order: the cap drops the earliest written.
+  for (const name of Object.keys(change.set ?? {})) delete next[name]
   if (change.set !== undefined) Object.assign(next, change.set)
+  if (change.cap !== undefined) {
+    const { prefix, max } = change.cap
+    const kind = Object.keys(next).filter((name) => name.startsWith(prefix))
+    for (const name of kind.slice(0, Math.max(0, kind.length - max))) delete next[name]
+  }
   return next
 }

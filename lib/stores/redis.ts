@@ -160,7 +160,8 @@ export class RedisStore implements Store {
 
   private async updateGroup (key: string, fence: string, change: GroupChange, ttl: number): Promise<boolean> {
     const removed = change.remove ?? []
-    const args = [ttl, fence, change.clear === true ? 1 : 0, removed.length, ...removed, ...this.encodeFields(change.set ?? {})]
+    const { prefix = '', max = 0 } = change.cap ?? {}
+    const args = [ttl, fence, change.clear === true ? 1 : 0, prefix, max, removed.length, ...removed, ...this.encodeFields(change.set ?? {})]
     return await this.run('groups.update', async () => await this.client.call('EVAL', UPDATE, 1, this.prefix + key, ...args)) === 1
   }
 
@@ -250,15 +251,28 @@ redis.call('hset', KEYS[1], unpack(ARGV, 2))
 redis.call('pexpire', KEYS[1], ARGV[1])
 return 1`
 
-// ARGV: ttl, fence, clear (0|1), the count n of fields to remove, those n names, then name/value pairs to set.
+// ARGV: ttl, fence, clear (0|1), the cap's prefix and max (0: none), the count n of fields to remove, those n names,
+// then name/value pairs to set. A field set again is deleted first, so that a small hash's order is write order.
 const UPDATE = `if redis.call('hget', KEYS[1], '') ~= ARGV[2] then return 0 end
 if ARGV[3] == '1' then
   redis.call('del', KEYS[1])
   redis.call('hset', KEYS[1], '', ARGV[2])
 end
-local n = tonumber(ARGV[4])
-if n > 0 then redis.call('hdel', KEYS[1], unpack(ARGV, 5, 4 + n)) end
-if #ARGV > 4 + n then redis.call('hset', KEYS[1], unpack(ARGV, 5 + n)) end
+local n = tonumber(ARGV[6])
+if n > 0 then redis.call('hdel', KEYS[1], unpack(ARGV, 7, 6 + n)) end
+if #ARGV > 6 + n then
+  for i = 7 + n, #ARGV, 2 do redis.call('hdel', KEYS[1], ARGV[i]) end
+  redis.call('hset', KEYS[1], unpack(ARGV, 7 + n))
+end
+local max = tonumber(ARGV[5])
+if max > 0 then
+  local prefix = ARGV[4]
+  local kind = {}
+  for _, name in ipairs(redis.call('hkeys', KEYS[1])) do
+    if string.sub(name, 1, #prefix) == prefix then kind[#kind + 1] = name end
+  end
+  for i = 1, #kind - max do redis.call('hdel', KEYS[1], kind[i]) end
+end
 redis.call('pexpire', KEYS[1], ARGV[1])
 return 1`
 
@@ -281,13 +295,19 @@ if fence ~= ARGV[1] then return 0 end
 if ARGV[3] == '0' then redis.call('set', KEYS[1], ARGV[2]) else redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
 return 1`
 
-/** Closes a client this package opened: politely when connected, at once otherwise (a QUIT would wait for a reconnect). */
-export async function closeClient (client: RedisClient): Promise<void> {
+/**
+ * Closes a client this package opened: politely when connected, within `timeout` ms, and at once otherwise (a QUIT would
+ * wait for a reconnect).
+ */
+export async function closeClient (client: RedisClient, timeout = 1000): Promise<void> {
   if (client.status !== 'ready') {
     client.disconnect()
     return
   }
-  await client.quit().catch(() => { client.disconnect() })
+  // A stalled Redis would never answer the QUIT, and `fastify.close()` would wait for it: cut the line instead.
+  const quit = client.quit()
+  quit.catch(() => {})
+  await withBudget('quit', timeout, async () => await quit).catch(() => { client.disconnect() })
 }
 
 /** Escapes the glob characters of a prefix for `SCAN MATCH`. */

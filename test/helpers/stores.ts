@@ -78,7 +78,15 @@ export class GroupedStore extends JsonStore {
       if (hash?.fence !== fence) return false
       if (change.clear === true) hash.fields.clear()
       for (const name of change.remove ?? []) hash.fields.delete(name)
-      for (const [name, json] of encoded(change.set ?? {})) hash.fields.set(name, json)
+      for (const [name, json] of encoded(change.set ?? {})) {
+        hash.fields.delete(name)
+        hash.fields.set(name, json)
+      }
+      const cap = change.cap
+      if (cap !== undefined) {
+        const kind = [...hash.fields.keys()].filter((name) => name.startsWith(cap.prefix))
+        for (const name of kind.slice(0, Math.max(0, kind.length - cap.max))) hash.fields.delete(name)
+      }
       hash.expires = expiry(ttl)
       return true
     },

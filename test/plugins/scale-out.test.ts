@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import fastifyRedis from '@fastify/redis'
-import type { FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import Keyv from 'keyv'
 import { test, type Test } from 'tap'
@@ -364,4 +364,21 @@ test('any Keyv backs a level; what JSON changes is what the README says', async 
   t.equal(typeof await keyv.get('when'), 'string', 'Keyv holds our serialized text')
   await t.rejects(app.appCache.set('f', { f: () => 1 }), { code: 'FST_MULTICACHE_SERIALIZE' })
   t.equal(await keyv.get('f'), undefined)
+})
+
+test('fastify.close() does not wait for a paused Redis', async (t) => {
+  t.setTimeout(15_000)
+  const server = await privateRedis(t)
+  if (server === undefined) return
+  const app = Fastify()
+  await app.register(multiCache, { session: { secret, store: server.url }, app: { store: server.url, lock: true } })
+  app.get('/v', async () => await app.appCache.getOrLoad('v', () => 'v'))
+  await app.ready()
+  t.equal((await app.inject('/v')).body, 'v')
+  server.pause()
+  t.equal((await app.inject('/v')).statusCode, 200, 'requests are answered while Redis is paused')
+  // With a QUIT that waits for an answer, this would hang until Redis resumes (the test's own timeout fails it).
+  await app.close()
+  server.resume()
+  t.pass('closed while Redis was still paused')
 })

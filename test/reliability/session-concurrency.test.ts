@@ -112,6 +112,45 @@ for (const [name, backing] of BACKINGS) {
   })
 }
 
+// Keyv has no compare-and-set: there the bound holds for writes one after another only (see the README).
+for (const [name, backing] of BACKINGS.filter(([kind]) => kind !== 'keyv')) {
+  test(`${name}: maxEntriesPerSession holds however many requests write new keys at once`, async (t) => {
+    const options = await backing(t)
+    if (options === undefined) return
+    const { app } = await shop(t, options, { maxEntriesPerSession: 10 })
+    app.get('/count', async (request) => {
+      let held = 0
+      for (let burst = 0; burst < 3; burst++) {
+        for (let i = 0; i < 40; i++) if (await request.sessionCache.has(`b${burst}k${i}`)) held++
+      }
+      return { held: held + (await request.sessionCache.has('k0') ? 1 : 0) }
+    })
+    const cookie = cookieOf((await app.inject({ method: 'POST', url: '/set/k0/v' })).headers) as string
+    for (let burst = 0; burst < 3; burst++) {
+      await Promise.all(Array.from({ length: 40 }, async (_, i) => await app.inject({ method: 'POST', url: `/set/b${burst}k${i}/v`, headers: { cookie } })))
+    }
+    const { held } = (await app.inject({ url: '/count', headers: { cookie } })).json() as { held: number }
+    t.ok(held <= 10, `the session holds ${held} entries, at most 10`)
+    t.ok(held >= 9, 'and about that many: the bound dropped the surplus, not everything')
+  })
+}
+
+for (const [name, backing] of BACKINGS) {
+  test(`${name}: getSessionId: two first writes of one user at once both stay`, async (t) => {
+    const options = await backing(t)
+    if (options === undefined) return
+    const app = fresh(t)
+    await app.register(sessionCache, { ...options, getSessionId: (request) => request.headers['x-user'] as string | undefined })
+    app.post('/set/:key', async (request) => { await request.sessionCache.set((request.params as { key: string }).key, 1); return 'ok' })
+    app.get('/both', async (request) => [await request.sessionCache.get('a') ?? null, await request.sessionCache.get('b') ?? null])
+    for (let user = 0; user < 20; user++) {
+      const headers = { 'x-user': `user${user}` }
+      await Promise.all(['a', 'b'].map(async (key) => await app.inject({ method: 'POST', url: `/set/${key}`, headers })))
+      t.same((await app.inject({ url: '/both', headers })).json(), [1, 1], `user${user}`)
+    }
+  })
+}
+
 test('getSessionId with no id: writes fail with NO_SESSION, nothing is stored, and a hook before auth does not fix "no id"', async (t) => {
   const app = fresh(t)
   await app.register(sessionCache, { getSessionId: (request) => (request as { user?: string }).user })
