@@ -51,17 +51,18 @@ export class RedisLock {
   }
 
   /**
-   * The holder's value once it is in `store`; undefined as soon as the lock is free without one, or after `wait`.
+   * The value of `key` once the holder of lock `name` put it in `store`; undefined as soon as that lock is free
+   * without it, or after `wait`.
    * Rejects once `close()` was called: a closing app starts no load.
    */
-  async waitFor (store: Store, key: string): Promise<unknown> {
+  async waitFor (store: Store, key: string, name = key): Promise<unknown> {
     const { client, prefix, timeout, wait, poll = 25, breaker } = this.options
     const deadline = Date.now() + wait
     while (Date.now() < deadline) {
       await sleep(poll)
       if (this.closed) throw new StoreError('lock', 'the app is closing')
       // The lock first: a holder writes its value before it lets go, so a free lock and no value means none is coming.
-      const held = await redisCommand(client, 'lock', timeout, async () => await client.call('EXISTS', prefix + key), breaker)
+      const held = await redisCommand(client, 'lock', timeout, async () => await client.call('EXISTS', prefix + name), breaker)
       const value = await store.get(key)
       if (value !== undefined) return value
       if (held === 0) return undefined

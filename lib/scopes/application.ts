@@ -20,14 +20,14 @@ export interface AppLevelOptions {
 
 /** What the level needs of a cross-instance lock (`RedisLock` fits). */
 export interface LoadLock {
-  /** A token when this caller holds the lock for `key`, undefined when another does. */
-  acquire (key: string): Promise<string | undefined>
-  release (key: string, token: string): Promise<void>
+  /** A token when this caller holds the lock `name`, undefined when another does. */
+  acquire (name: string): Promise<string | undefined>
+  release (name: string, token: string): Promise<void>
   /**
-   * Waits a bounded time for the holder's value to appear in `store`; undefined when it did not, or as soon as the
-   * holder let go without one. Rejects once the lock is closed.
+   * Waits a bounded time for the holder of lock `name` (default `key`) to put `key` in `store`; undefined when it did
+   * not, or as soon as the holder let go without it. Rejects once the lock is closed.
    */
-  waitFor (store: Store, key: string): Promise<unknown>
+  waitFor (store: Store, key: string, name?: string): Promise<unknown>
   /** Ends every wait. */
   close? (): void
   /**
@@ -281,29 +281,31 @@ export class AppCache {
    * every load of the key that started before it, on every instance.
    */
   private async load<T> (key: string, loader: Loader<T>, ttl: number, flight: Flight, cold: boolean): Promise<T> {
+    const fence = await this.fenceBefore(key, cold)
     const lock = cold ? this.options.lock : undefined
-    if (lock === undefined) return await this.loadAndStore(key, loader, ttl, flight, cold, !cold)
-    const token = await lock.acquire(key).catch((error: unknown) => { this.fault('lock', key, error); return '' })
+    if (lock === undefined) return await this.loadAndStore(key, loader, ttl, flight, fence, !cold)
+    // One lock per key and fence: after a change, the load of the new fence does not wait for one of the old.
+    const name = typeof fence === 'string' ? `${key}@${fence}` : key
+    const token = await lock.acquire(name).catch((error: unknown) => { this.fault('lock', key, error); return '' })
     if (token === undefined) {
       // Another instance is loading this key: take its value when it lands, or load once it let go without one.
-      const landed = await lock.waitFor(this.options.store, key).catch((error: unknown) => {
+      const landed = await lock.waitFor(this.options.store, key, name).catch((error: unknown) => {
         if (this.stopped) throw error
         this.fault('lock', key, error)
         return undefined
       })
       if (landed !== undefined) return landed as T
-      return await this.loadAndStore(key, loader, ttl, flight, cold, false)
+      return await this.loadAndStore(key, loader, ttl, flight, fence, false)
     }
     try {
-      return await this.loadAndStore(key, loader, ttl, flight, cold, token !== '')
+      return await this.loadAndStore(key, loader, ttl, flight, fence, token !== '')
     } finally {
       // At once, whatever the outcome: waiters stop waiting as soon as the lock is free.
-      if (token !== '') await lock.release(key, token).catch((error: unknown) => { this.fault('unlock', key, error) })
+      if (token !== '') await lock.release(name, token).catch((error: unknown) => { this.fault('unlock', key, error) })
     }
   }
 
-  private async loadAndStore<T> (key: string, loader: Loader<T>, ttl: number, flight: Flight, cold: boolean, awaitWrite: boolean): Promise<T> {
-    const fence = await this.fenceBefore(key, cold)
+  private async loadAndStore<T> (key: string, loader: Loader<T>, ttl: number, flight: Flight, fence: string | undefined | null, awaitWrite: boolean): Promise<T> {
     const loaded = await countLoad(this.stats, loader)
     if (loaded === undefined) return loaded
     // The callers get what every later hit will get, on every instance; a value the store cannot keep is refused.

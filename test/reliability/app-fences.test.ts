@@ -95,7 +95,7 @@ test('two instances sharing Redis with the lock: an invalidation on one fences t
   const b = await app(t, { store: REDIS_URL, prefix, lock: true }, gates, state)
   const old = a.inject('/load/catalog?hold=old')
   await gates.get('old').reached
-  t.equal(await redis.exists('fmc-lock:' + prefix + 'catalog'), 1, 'A holds the lock')
+  t.equal((await redis.keys('fmc-lock:' + prefix + 'catalog@*')).length, 1, 'A holds the lock of the key and its fence')
   state.version = 2
   await b.inject({ method: 'POST', url: '/invalidate/catalog' })
   gates.get('old').release()
@@ -164,6 +164,8 @@ test('a lock holder whose loader fails or gives nothing frees the waiters at onc
   await gates.get('closing').reached
   let loadedAfterClose = false
   const waiter = b.appCache.getOrLoad('closing', () => { loadedAfterClose = true; return 'B' })
+  // B reads the key, its fence and the lock before it waits; nothing of B's tells when it is waiting, so give it time.
+  await sleep(200)
   await b.close()
   await t.rejects(waiter, { code: 'FST_MULTICACHE_STORE', message: /closing/ }, 'the wait ends with the app')
   t.equal(loadedAfterClose, false, 'and no loader runs after close()')
