@@ -82,10 +82,13 @@ export interface GroupChange {
 /**
  * Field-level access to groups; see `Store.groups`. Every operation is atomic in the store, so that a check of the
  * fence and the change it guards cannot be split by another instance's write. Every change restarts the group's
- * expiry (`ttl` ms).
+ * expiry (`ttl` ms; 0: the group does not expire).
  */
 export interface GroupOperations {
-  /** The group, or undefined when it does not exist. Restarts its expiry, without writing any field. */
+  /**
+   * The group, or undefined when it does not exist. Restarts its expiry (to `ttl` ms), without writing any field; a
+   * `ttl` of 0 only looks.
+   */
   read (key: string, ttl: number): Awaitable<Group | undefined>
   /** Creates the group unless `key` exists: false when it did, and then nothing was written. */
   create (key: string, group: Group, ttl: number): Awaitable<boolean>

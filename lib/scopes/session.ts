@@ -1,13 +1,14 @@
 import { randomBytes } from 'node:crypto'
 import type { Duration } from '../durations.js'
 import { BurstLog, type Logger } from '../burst-log.js'
-import { EntryTooLargeError, NoSessionError, SerializeError, UnsupportedError } from '../errors.js'
+import { EntryTooLargeError, InvalidOptionError, NoSessionError, SerializeError, UnsupportedError, describe } from '../errors.js'
 import { type Defined, KeyRule, assertValue, newSessionId, sessionStoreKey } from '../keys.js'
 import { callTtl } from '../options.js'
 import { SingleFlight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
-import type { Awaitable, Group, GroupChange, GroupOperations, Store } from '../store.js'
+import { deleteKeys, type Awaitable, type Group, type GroupChange, type GroupOperations, type Store } from '../store.js'
 import { keyedGroups } from '../stores/keyed-groups.js'
+import { SessionUsers, type UserSession } from './session-users.js'
 
 export interface SessionLevelOptions {
   /** Inactivity expiry in ms: every request that uses a session restarts it. */
@@ -30,6 +31,22 @@ export interface SessionLevelOptions {
   log?: Logger
   /** Longest key taken, in characters. Default 1,024. */
   maxKeyLength?: number
+  /** Ends a session this long after it was created, however active (ms; 0: never). Default 0. */
+  absoluteTtl?: number
+  /** Where each user's index of sessions lives (see `SessionUsers`). Default `store`. */
+  users?: Store
+}
+
+/** Options of `regenerate()`. */
+export interface RegenerateOptions {
+  /** Links the new session to this user (see `setUser`). Default: the user the session had, if any. */
+  user?: string
+}
+
+/** Options of `destroyAllOf()`. */
+export interface DestroyAllOptions {
+  /** Keep the session of this request (a password change ends the others, not the one it was made in). */
+  keepCurrent?: boolean
 }
 
 /** Options of a single write. */
@@ -63,6 +80,8 @@ interface Entry {
  */
 const DATA = 'd:'
 const PAGE = 'p:'
+/** The user a session is linked to (`setUser`, `regenerate({ user })`). */
+const USER = 'm:user'
 
 /** One of the stores sessions live in, with its group operations (native, or emulated over whole values). */
 interface Pool {
@@ -82,14 +101,19 @@ export class SessionLevel {
   /** Regenerated (logged-in) sessions and app-given ids; every session when there is no separate anonymous pool. */
   readonly known: Pool
   readonly anonymous: Pool
+  readonly users: SessionUsers
   private readonly faults: BurstLog | undefined
 
   constructor (readonly options: SessionLevelOptions) {
-    const { store, anonymous, ttl } = options
-    // Without groups a session's head is written once; it lives a day, or the inactivity ttl if that is longer.
-    const pool = (s: Store): Pool => ({ store: s, groups: s.groups ?? keyedGroups(s, Math.max(ttl, 86_400_000)) })
+    const { store, anonymous, ttl, absoluteTtl = 0 } = options
+    // Without groups a session's head is written once; it lives its absolute lifetime, else a day, or the
+    // inactivity ttl if that is longer.
+    const lifetime = absoluteTtl > 0 ? absoluteTtl : Math.max(ttl, 86_400_000)
+    const pool = (s: Store): Pool => ({ store: s, groups: s.groups ?? keyedGroups(s, lifetime) })
     this.known = pool(store)
     this.anonymous = anonymous === undefined ? this.known : pool(anonymous)
+    // An index outlives every session it lists: the absolute lifetime when there is one, for ever otherwise.
+    this.users = new SessionUsers(options.users === undefined ? this.known.groups : pool(options.users).groups, absoluteTtl)
     this.stats = new LevelStats(() => (store.size ?? 0) + (anonymous?.size ?? 0), anonymous !== undefined)
     this.faults = options.log === undefined ? undefined : new BurstLog(options.log)
     this.keys = new KeyRule(options.maxKeyLength)
@@ -111,6 +135,30 @@ export class SessionLevel {
     if (this.anonymous === this.known) return undefined
     const anonymous = await this.anonymous.groups.read(key, ttl)
     return anonymous === undefined ? undefined : { pool: this.anonymous, group: anonymous }
+  }
+
+  /** The sessions linked to `user` (by `setUser` or `regenerate({ user })`), listed by their store keys. */
+  async sessionsOf (user: string): Promise<UserSession[]> {
+    return await this.users.sessionsOf(user)
+  }
+
+  /**
+   * Ends every session linked to `user`, on every instance (after a password change, or "log out everywhere"), but
+   * the one stored under `except`. Answers how many were listed.
+   */
+  async destroyAllOf (user: string, except?: string): Promise<number> {
+    const keys = await this.users.take(user)
+    const ended = keys.filter((key) => key !== except)
+    const pools = this.anonymous === this.known ? [this.known] : [this.known, this.anonymous]
+    await Promise.all(pools.map(async ({ store }) => { await deleteKeys(store, ended) }))
+    if (except !== undefined && keys.includes(except)) await this.users.link(user, except)
+    return ended.length
+  }
+
+  /** A session created before this is over, whatever its activity; 0 without an absolute lifetime. */
+  createdBefore (): number {
+    const { absoluteTtl = 0 } = this.options
+    return absoluteTtl > 0 ? Date.now() - absoluteTtl : 0
   }
 
   /** Counts a store operation that failed or ran out of time, and logs the first of a burst. */
@@ -241,8 +289,10 @@ export class SessionCache {
    * A new id for the same data: call it after login, so that an id known before login is worth nothing. The old
    * session ends at once: a request still running under it can no longer write to it, nor to the new one.
    */
-  async regenerate (): Promise<void> {
+  async regenerate (options?: RegenerateOptions): Promise<void> {
     if (this.appOwnsId) throw new UnsupportedError('sessionCache.regenerate() is not available with getSessionId: the app owns the session id')
+    const user = options?.user
+    if (user !== undefined) assertUser('regenerate', user)
     await this.writable()
     const before = this.current
     // What the old session held at the instant it ended, so that a write that landed just before is carried over;
@@ -250,16 +300,65 @@ export class SessionCache {
     const ended = before?.stored === true ? await this.guard('end', () => before.pool.groups.end(before.key, before.fence)) : undefined
     const fields = Object.create(null) as Record<string, unknown>
     for (const [name, entry] of Object.entries(ended?.fields ?? {})) {
-      if (name.startsWith(DATA)) fields[name] = entry
+      if (name.startsWith(DATA) || name === USER) fields[name] = entry
     }
+    if (user !== undefined) fields[USER] = user
     const id = newSessionId()
     const key = sessionStoreKey(id)
     const fence = newFence()
     const { known } = this.level
     this.current = undefined
-    // A new random id is never taken: create cannot find it.
+    // A new random id is never taken: create cannot find it. The user's index lists it once it exists.
     await this.guard('create', () => known.groups.create(key, { fence, fields }, this.level.options.ttl))
     this.current = { id, key, fence, pool: known, fields: { ...fields }, partial: false, stored: true }
+    const linked = fields[USER]
+    if (typeof linked === 'string') await this.guard('link', () => this.level.users.link(linked, key))
+  }
+
+  /** The user this session is linked to, once a call of this request has read the session; undefined when none. */
+  get user (): string | undefined {
+    const user = this.current?.fields[USER]
+    return typeof user === 'string' ? user : undefined
+  }
+
+  /**
+   * Links this session to a user (after login, when `regenerate({ user })` is not used), so that `destroyAllOf` can
+   * end it with the user's other sessions. Creates the session if there is none yet.
+   */
+  async setUser (user: string): Promise<void> {
+    assertUser('setUser', user)
+    await this.writable()
+    const current = this.ensure()
+    await this.change(current, { set: { [USER]: user } })
+    await this.guard('link', () => this.level.users.link(user, current.key))
+  }
+
+  /** The sessions linked to `user` (default: this session's user), listed by their store keys, never their ids. */
+  async sessionsOf (user?: string): Promise<UserSession[]> {
+    const who = await this.userOrThis('sessionsOf', user)
+    return who === undefined ? [] : await this.guard('sessionsOf', () => this.level.sessionsOf(who))
+  }
+
+  /**
+   * Ends every session linked to `user` (default: this session's user), on every store and instance: after a password
+   * change, or to log out everywhere. With `keepCurrent`, this request's session stays. Answers how many ended.
+   */
+  async destroyAllOf (user?: string, options?: DestroyAllOptions): Promise<number> {
+    const who = await this.userOrThis('destroyAllOf', user)
+    if (who === undefined) return 0
+    const keep = options?.keepCurrent === true ? this.current?.key : undefined
+    const ended = await this.guard('destroyAllOf', () => this.level.destroyAllOf(who, keep))
+    if (keep === undefined && this.user === who) {
+      this.current = undefined
+      this.destroyed = true
+    }
+    return ended
+  }
+
+  private async userOrThis (method: string, user: string | undefined): Promise<string | undefined> {
+    if (user !== undefined) assertUser(method, user)
+    await this.load()
+    return user ?? this.user
   }
 
   /** Drops the session and its data; the cookie is cleared. A request still running under it cannot bring it back. */
@@ -304,6 +403,16 @@ export class SessionCache {
       this.level.fault('read', error)
       this.unreadable = error
       return
+    }
+    if (found !== undefined && createdAt(found.group.fence) < this.level.createdBefore()) {
+      // Past its absolute lifetime: over, whatever its activity. It is ended for every later request too.
+      const { pool, group } = found
+      try {
+        await pool.groups.end(key, group.fence)
+      } catch (error) {
+        this.level.fault('end', error)
+      }
+      found = undefined
     }
     if (found !== undefined) {
       const { pool, group } = found
@@ -455,5 +564,14 @@ export class SessionCache {
 
 /** A session's fence: random, so that no two sessions, even under one app-given id, ever share one. */
 function newFence (): string {
-  return randomBytes(12).toString('base64url')
+  return Date.now().toString(36) + '.' + randomBytes(12).toString('base64url')
+}
+
+/** When the session of a fence was created, in epoch ms. */
+function createdAt (fence: string): number {
+  return parseInt(fence, 36)
+}
+
+function assertUser (method: string, user: unknown): void {
+  if (typeof user !== 'string' || user === '') throw new InvalidOptionError(`sessionCache.${method}`, 'user', 'must be a non-empty string', describe(user))
 }

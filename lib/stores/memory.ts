@@ -84,7 +84,7 @@ export class MemoryStore implements Store {
 function memoryGroups (lru: LRUCache<string, NonNullable<unknown>>): GroupOperations {
   const held = (key: string): Group | undefined => lru.get(key) as Group | undefined
   return {
-    read: (key) => lru.get(key, { updateAgeOnGet: true }) as Group | undefined,
+    read: (key, ttl) => (ttl > 0 ? lru.get(key, { updateAgeOnGet: true }) : lru.peek(key)) as Group | undefined,
     create: (key, group, ttl) => {
       if (lru.has(key)) return false
       lru.set(key, group, { ttl })

@@ -149,7 +149,7 @@ export class RedisStore implements Store {
 
   private async readGroup (key: string, ttl: number): Promise<Group | undefined> {
     const full = this.prefix + key
-    const [hash] = await this.transaction('groups.read', [['hgetallBuffer', full], ['pexpire', full, ttl]])
+    const [hash] = await this.transaction('groups.read', ttl > 0 ? [['hgetallBuffer', full], ['pexpire', full, ttl]] : [['hgetallBuffer', full]])
     return this.toGroup(Object.entries(hash as Record<string, Buffer>))
   }
 
@@ -246,9 +246,10 @@ export class RedisStore implements Store {
 const FENCE = ''
 
 // KEYS[1] is the group. Each script checks and changes in one step, so no other client's command runs in between.
+// A ttl of 0: the group does not expire.
 const CREATE = `if redis.call('exists', KEYS[1]) == 1 then return 0 end
 redis.call('hset', KEYS[1], unpack(ARGV, 2))
-redis.call('pexpire', KEYS[1], ARGV[1])
+if ARGV[1] ~= '0' then redis.call('pexpire', KEYS[1], ARGV[1]) end
 return 1`
 
 // ARGV: ttl, fence, clear (0|1), the cap's prefix and max (0: none), the count n of fields to remove, those n names,
@@ -273,7 +274,7 @@ if max > 0 then
   end
   for i = 1, #kind - max do redis.call('hdel', KEYS[1], kind[i]) end
 end
-redis.call('pexpire', KEYS[1], ARGV[1])
+if ARGV[1] ~= '0' then redis.call('pexpire', KEYS[1], ARGV[1]) end
 return 1`
 
 const END = `if redis.call('hget', KEYS[1], '') ~= ARGV[1] then return nil end

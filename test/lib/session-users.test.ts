@@ -1,0 +1,109 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import Keyv from 'keyv'
+import { test, type Test } from 'tap'
+import { SessionLevel, type SessionCache } from '../../lib/scopes/session.js'
+import type { Store } from '../../lib/store.js'
+import { KeyvStore } from '../../lib/stores/keyv.js'
+import { MemoryStore } from '../../lib/stores/memory.js'
+import { RedisStore, type RedisClient } from '../../lib/stores/redis.js'
+import { redisFor, uniquePrefix } from '../helpers/redis.js'
+
+// OWASP ASVS 3.3: sessions end after an absolute lifetime, and all sessions of one user can be ended at once.
+
+type Make = (t: Test) => Promise<Store | undefined>
+const STORES: Array<[string, Make]> = [
+  ['memory', async () => new MemoryStore({ max: 100, rolling: true })],
+  ['redis', async (t) => {
+    const client = await redisFor(t)
+    return client === undefined ? undefined : new RedisStore({ client: client as unknown as RedisClient, prefix: uniquePrefix(t) })
+  }],
+  ['keyv', async () => new KeyvStore({ keyv: new Keyv() })]
+]
+
+function request (level: SessionLevel, id?: string): SessionCache {
+  return level.open(() => id === undefined ? undefined : { id })
+}
+
+async function login (level: SessionLevel, user: string): Promise<string> {
+  const session = request(level)
+  await session.set('cart', [user])
+  await session.regenerate({ user })
+  return session.id as string
+}
+
+for (const [kind, make] of STORES) {
+  test(`${kind}: destroyAllOf ends every session of a user, and only theirs`, async (t) => {
+    const store = await make(t)
+    if (store === undefined) return
+    const level = new SessionLevel({ ttl: 10_000, maxEntriesPerSession: 10, store })
+    const laptop = await login(level, 'alice')
+    const phone = await login(level, 'alice')
+    const bob = await login(level, 'bob')
+    const tablet = request(level)
+    await tablet.set('x', 1)
+    await tablet.setUser('alice')
+    t.equal(request(level, laptop).user, undefined, 'the user is known once the session is read')
+    const reading = request(level, laptop)
+    await reading.get('cart')
+    t.equal(reading.user, 'alice')
+    t.same((await reading.sessionsOf()).length, 3, 'three sessions of alice are listed')
+    t.notOk((await reading.sessionsOf()).some((s) => [laptop, phone].includes(s.key)), 'listed by store key, never by id')
+
+    const changing = request(level, phone)
+    t.equal(await changing.destroyAllOf(undefined, { keepCurrent: true }), 2, 'a password change on the phone ends the two others')
+    t.same(await request(level, laptop).get('cart'), undefined)
+    t.equal(await request(level, tablet.id).get('x'), undefined)
+    t.same(await request(level, phone).get('cart'), ['alice'], 'the phone stays')
+    t.same(await request(level, bob).get('cart'), ['bob'], 'bob is untouched')
+    t.equal((await level.sessionsOf('alice')).length, 1, 'the kept session is still listed')
+
+    const everywhere = request(level, phone)
+    t.equal(await everywhere.destroyAllOf('alice'), 1)
+    t.equal(everywhere.cookie, 'clear', 'logging out everywhere clears this cookie too')
+    t.same(await request(level, phone).get('cart'), undefined)
+    t.same(await level.sessionsOf('alice'), [])
+    t.equal(await level.destroyAllOf('nobody'), 0)
+    await t.rejects(request(level).setUser(''), { code: 'FST_MULTICACHE_INVALID_OPTION', message: /sessionCache.setUser: option "user" must be a non-empty string/ })
+  })
+
+  test(`${kind}: absoluteTtl ends a session however active it is; regenerate starts a new lifetime`, async (t) => {
+    const store = await make(t)
+    if (store === undefined) return
+    const level = new SessionLevel({ ttl: 10_000, maxEntriesPerSession: 10, store, absoluteTtl: 120 })
+    const id = await login(level, 'alice')
+    for (let i = 0; i < 3; i++) {
+      await sleep(30)
+      t.same(await request(level, id).get('cart'), ['alice'], `alive while young (${i})`)
+    }
+    const renewing = request(level, id)
+    await renewing.get('cart')
+    await sleep(70)
+    t.equal(await request(level, id).get('cart'), undefined, 'over after its absolute lifetime, although used all along')
+    const late = request(level, id)
+    await late.set('cart', ['x'])
+    t.not(late.id, id, 'a write then starts a new session')
+  })
+}
+
+test('two instances sharing Redis: destroyAllOf on one ends the sessions the other created and holds in its tier', async (t) => {
+  const client = await redisFor(t)
+  if (client === undefined) return
+  const prefix = uniquePrefix(t)
+  const { TieredStore } = await import('../../lib/tiers.js')
+  const { InvalidationBus } = await import('../../lib/bus.js')
+  const levels = await Promise.all([0, 1].map(async () => {
+    const holder: { tier?: InstanceType<typeof TieredStore> } = {}
+    const bus = new InvalidationBus({ client: client as unknown as RedisClient, channel: prefix + 'bus', timeout: 100, onMessage: (message) => { holder.tier?.invalidate(message) } })
+    const tier = holder.tier = new TieredStore({ l2: new RedisStore({ client: client as unknown as RedisClient, prefix }), max: 100, ttl: 10_000, bus })
+    t.teardown(async () => { await tier.close() })
+    await bus.subscribed
+    return new SessionLevel({ ttl: 10_000, maxEntriesPerSession: 10, store: tier })
+  }))
+  const [a, b] = levels as [SessionLevel, SessionLevel]
+  const id = await login(a, 'alice')
+  t.same(await request(b, id).get('cart'), ['alice'], 'B reads the session (and keeps it in its memory tier)')
+  t.equal(await b.destroyAllOf('alice'), 1)
+  await sleep(50)
+  t.equal(await request(a, id).get('cart'), undefined, 'A no longer serves it')
+  t.equal(await request(b, id).get('cart'), undefined)
+})
