@@ -82,6 +82,14 @@ const DATA = 'd:'
 const PAGE = 'p:'
 /** The user a session is linked to (`setUser`, `regenerate({ user })`). */
 const USER = 'm:user'
+/** The generation of the session's pages, moved by `dropPages()`. */
+const PAGES = 'm:pages'
+
+/** A page as a session field holds it. */
+interface Page {
+  generation: string
+  page: unknown
+}
 
 /** One of the stores sessions live in, with its group operations (native, or emulated over whole values). */
 interface Pool {
@@ -515,10 +523,15 @@ export class SessionCache {
   // they never create a session, count against `maxPagesPerSession` only, and go with `regenerate()`, `destroy()`
   // and `clear()`.
 
+  // A page is kept with the generation of the session's pages it was made under, and read only under that
+  // generation: `dropPages()` moves it, so that a page a request made before the drop and stores after it is never
+  // served.
+
   /** The page stored under `key`, or undefined (also when there is no session, or it cannot be read). */
   async getPage (key: string): Promise<unknown> {
     await this.load()
-    return await this.field(PAGE + key)
+    const held = await this.field(PAGE + key) as Page | undefined
+    return held?.generation === this.pagesGeneration() ? held.page : undefined
   }
 
   /**
@@ -529,7 +542,8 @@ export class SessionCache {
     await this.load()
     const current = this.current
     if (current?.stored !== true || this.unreadable !== undefined) return false
-    await this.put(current, PAGE + key, page, ttl, this.level.options.maxPagesPerSession ?? 10)
+    const held: Page = { generation: this.pagesGeneration(), page }
+    await this.put(current, PAGE + key, held, ttl, this.level.options.maxPagesPerSession ?? 10)
     return true
   }
 
@@ -539,7 +553,12 @@ export class SessionCache {
     const current = this.current
     if (current?.stored !== true) return
     const pages = Object.keys(current.fields).filter((name) => name.startsWith(PAGE))
-    if (pages.length > 0) await this.change(current, { remove: pages })
+    await this.change(current, { remove: pages, set: { [PAGES]: randomBytes(6).toString('base64url') } })
+  }
+
+  private pagesGeneration (): string {
+    const generation = this.current?.fields[PAGES]
+    return typeof generation === 'string' ? generation : ''
   }
 
   /** Runs a store operation, counting and logging a fault (not a value the store refuses) before it is thrown. */

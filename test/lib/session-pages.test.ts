@@ -23,6 +23,23 @@ function open (level: SessionLevel, id?: string): SessionCache {
 }
 
 for (const [kind, storeOf] of STORES) {
+  test(`${kind} store: a page made before dropPages() and stored after it is never served`, async (t) => {
+    const level = levelOver(storeOf())
+    const owner = open(level)
+    await owner.set('cart', ['book'])
+    const id = owner.id as string
+    const slow = open(level, id)
+    t.same(await slow.get('cart'), ['book'], 'a GET of the cart page reads the session')
+    const adding = open(level, id)
+    await adding.set('cart', ['book', 'pen'])
+    await adding.dropPages()
+    await slow.setPage('GET /cart', { cart: ['book'] }, 60_000)
+    t.equal(await open(level, id).getPage('GET /cart'), undefined, 'the stale page is not served')
+    const fresh = open(level, id)
+    await fresh.setPage('GET /cart', { cart: ['book', 'pen'] }, 60_000)
+    t.same(await open(level, id).getPage('GET /cart'), { cart: ['book', 'pen'] }, 'a page made after the drop is')
+  })
+
   test(`${kind} store: a page is never stored without a session, and never creates one`, async (t) => {
     const store = storeOf()
     const level = levelOver(store)
