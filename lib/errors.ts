@@ -1,4 +1,7 @@
-import createError from '@fastify/error'
+// The named import: the emitted declarations then say `import('@fastify/error').FastifyErrorConstructor`, which
+// every module resolution finds. Through the default import they said `createError.FastifyErrorConstructor`, which
+// under `moduleResolution: bundler` is not a namespace.
+import { createError } from '@fastify/error'
 
 // One typed error per failure a user may want to match on, by `code` or with `instanceof`.
 

@@ -7,6 +7,8 @@ import { readOptions, type OptionReader } from '../lib/options.js'
 import { SessionLevel, type PresentedId, type SessionCache } from '../lib/scopes/session.js'
 import { MemoryStore } from '../lib/stores/memory.js'
 import { addLevel } from './levels.js'
+// Kept in the emitted .d.ts, unlike the import above: it brings the declaration of `fastify.multiCache` to apps.
+import './levels.js'
 import { SHARED_STORE_OPTIONS, resolveStore, type SharedStoreOptions, type StoreOption } from './stores.js'
 
 export interface SessionCacheOptions extends SharedStoreOptions {

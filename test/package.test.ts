@@ -1,16 +1,27 @@
 import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdtemp, mkdir, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises'
+import { cp, mkdtemp, mkdir, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
 import { test } from 'tap'
+import { REDIS_URL, redisFor, uniquePrefix } from './helpers/redis.js'
 
 const run = promisify(execFile)
 const root = resolve(import.meta.dirname, '..')
 
+/**
+ * The environment of a shell outside this project: npm's script settings would point an inner npm at this project
+ * (npm_config_local_prefix), and tap's loaders and coverage have no business in a user's app.
+ */
+const outside = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(npm_|TAP|NODE_OPTIONS$|NODE_V8_COVERAGE$)/.test(name)))
+
 async function built (): Promise<void> {
-  if (!existsSync(join(root, 'dist/cjs/index.js'))) await run('npm', ['run', 'build'], { cwd: root })
+  if (!existsSync(join(root, 'dist/cjs/index.js'))) await run('npm', ['run', 'build'], { cwd: root, env: outside })
+}
+
+async function versionOf (installed: string): Promise<string> {
+  return (JSON.parse(await readFile(join(root, 'node_modules', installed, 'package.json'), 'utf8')) as { version: string }).version
 }
 
 // What a user installs with the package is what its code imports at run time, nothing more: Fastify, which only the
@@ -33,43 +44,62 @@ test('dependencies are exactly the packages the built code imports, optional pee
   t.type(manifest.devDependencies?.fastify, 'string', 'fastify is a devDependency')
 })
 
-// The built package, installed by name through its package.json exports, from both module systems.
-test('import and require of the built package, with its entry points', async (t) => {
+// The packed tarball installed into an app as a user installs it, beside the majors of the run's ioredis and
+// @fastify/redis (ioredis 5 and @fastify/redis 7, or with IOREDIS_MAJOR=6 the newest: 6 and 9). npm resolves the
+// peer ranges; only TypeScript and Node's types come from this repository.
+test('the packed tarball installs beside the Redis majors, type-checks under every resolution, and runs from ESM and CJS', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const prefix = uniquePrefix(t)
   await built()
-  const dir = await mkdtemp(join(tmpdir(), 'fmc-package-'))
+  const dir = await mkdtemp(join(tmpdir(), 'fmc-tarball-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
-  await mkdir(join(dir, 'node_modules'))
-  await symlink(root, join(dir, 'node_modules/fastify-multi-cache'), 'dir')
-  const check = `
-    const app = fastify()
-    await app.register(multiCache, { session: { secret: 's'.repeat(32) } })
-    app.get('/', async (request) => request.cache.getOrLoad('k', () => 'v', { level: 'app' }))
-    const body = (await app.inject('/')).body
-    await app.close()
-    console.log(JSON.stringify({ body, kinds: [typeof multiCache, typeof requestCache, typeof sessionCache, typeof appCache, typeof subRequest, typeof subSession, typeof subApp] }))`
-  await writeFile(join(dir, 'esm.mjs'), `
-    import fastify from '${join(root, 'node_modules/fastify/fastify.js')}'
-    import multiCache, { requestCache, sessionCache, appCache } from 'fastify-multi-cache'
-    import subRequest from 'fastify-multi-cache/request'
-    import subSession from 'fastify-multi-cache/session'
-    import subApp from 'fastify-multi-cache/app'
-    ${check}`)
-  await writeFile(join(dir, 'cjs.cjs'), `
-    const fastify = require('${join(root, 'node_modules/fastify/fastify.js')}')
-    const pkg = require('fastify-multi-cache')
-    const { requestCache, sessionCache, appCache } = pkg
-    const multiCache = pkg.multiCache
-    const subRequest = require('fastify-multi-cache/request').default
-    const subSession = require('fastify-multi-cache/session').sessionCache
-    const subApp = require('fastify-multi-cache/app').appCache
-    ;(async () => { ${check} })().catch((error) => { console.error(error); process.exit(1) })`)
-  const expected = { body: 'v', kinds: Array(7).fill('function') }
-  for (const file of ['esm.mjs', 'cjs.cjs']) {
-    const { stdout } = await run(process.execPath, [file], { cwd: dir })
-    t.same(JSON.parse(stdout), expected, file)
+  const packed = JSON.parse((await run('npm', ['pack', '--json', '--pack-destination', dir], { cwd: root, env: outside })).stdout) as Array<{ filename: string }>
+  const app = join(dir, 'app')
+  await cp(join(import.meta.dirname, 'fixtures/consumer'), app, { recursive: true })
+  const six = process.env.IOREDIS_MAJOR === '6'
+  await writeFile(join(app, 'package.json'), JSON.stringify({
+    private: true,
+    type: 'module',
+    dependencies: {
+      'fastify-multi-cache': `file:../${packed[0]?.filename ?? ''}`,
+      // The versions installed here, which npm ci left in npm's cache.
+      fastify: await versionOf('fastify'),
+      ioredis: await versionOf(six ? 'ioredis-6' : 'ioredis'),
+      '@fastify/redis': await versionOf(six ? 'fastify-redis-9' : '@fastify/redis')
+    }
+  }))
+  await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', '--no-package-lock'], { cwd: app, env: outside })
+  t.notOk(existsSync(join(app, 'node_modules/fastify-multi-cache/node_modules/fastify')), "one Fastify: the app's")
+  await mkdir(join(app, 'node_modules/@types'))
+  await symlink(join(root, 'node_modules/@types/node'), join(app, 'node_modules/@types/node'), 'dir')
+
+  // The root alone from ESM, the other entry points alone from CommonJS: one program per module system, since a
+  // program holding both would see two declarations of each decorator (the ESM and the CJS one) and refuse them.
+  const checks = [
+    { module: 'node16', moduleResolution: 'node16', file: 'types.ts' },
+    { module: 'nodenext', moduleResolution: 'nodenext', file: 'types.ts' },
+    { module: 'esnext', moduleResolution: 'bundler', file: 'types.ts' },
+    { module: 'node16', moduleResolution: 'node16', file: 'subpaths.cts' },
+    { module: 'nodenext', moduleResolution: 'nodenext', file: 'subpaths.cts' }
+  ]
+  for (const { file, ...resolution } of checks) {
+    // skipDefaultLibCheck: TypeScript's own lib files are not what is tested, and checking them costs a second a run.
+    const compilerOptions = { ...resolution, target: 'ES2022', strict: true, skipLibCheck: false, skipDefaultLibCheck: true, noEmit: true, types: ['node'] }
+    await writeFile(join(app, 'tsconfig.json'), JSON.stringify({ compilerOptions, files: [file] }))
+    const errors = await run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', '.'], { cwd: app })
+      .then(() => '', (error: { stdout: string }) => error.stdout)
+    t.equal(errors, '', `${file} under ${resolution.moduleResolution} resolution with skipLibCheck: false`)
   }
-  await writeFile(join(dir, 'register-module.cjs'), `
-    const app = require('${join(root, 'node_modules/fastify/fastify.js')}')()
-    app.register(require('fastify-multi-cache')).ready().then(() => { console.log(app.hasRequestDecorator('cache')); return app.close() })`)
-  t.equal((await run(process.execPath, ['register-module.cjs'], { cwd: dir })).stdout.trim(), 'true', 'fastify.register(require(...)) works as with any plugin')
+
+  const expected = {
+    ioredis: six ? '6' : '5',
+    cart: { cart: ['apple'], catalog: ['pear'] },
+    pages: [[1, 'MISS'], [1, 'HIT-APP']],
+    levels: ['request', 'session', 'app'],
+    plugins: ['appCache', 'requestCache', 'routeCache', 'sessionCache', 'app', 'request', 'route', 'session'].map((name) => `${name}: function`)
+  }
+  for (const consumer of ['esm.mjs', 'cjs.cjs']) {
+    const { stdout } = await run(process.execPath, [consumer], { cwd: app, env: { ...outside, REDIS_URL, PREFIX: `${prefix}${consumer}:` } })
+    t.same(JSON.parse(stdout), expected, consumer)
+  }
 })
