@@ -3,7 +3,7 @@ import { multiCache } from './plugins/multi-cache.js'
 export default multiCache
 export { multiCache, type MultiCacheOptions } from './plugins/multi-cache.js'
 export { requestCache, type RequestCacheOptions } from './plugins/request-cache.js'
-export { sessionCache, type SessionCacheOptions } from './plugins/session-cache.js'
+export { sessionCache, type SessionCacheOptions, type SessionCookieOptions } from './plugins/session-cache.js'
 export { appCache, type AppCacheOptions } from './plugins/app-cache.js'
 export { routeCache, type RouteCacheOptions, type RouteCacheConfig } from './plugins/route-cache.js'
 
