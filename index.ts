@@ -23,5 +23,6 @@ export type { CacheLookup, CacheLevel, LookupLoadOptions } from './lib/lookup.js
 export type { CacheLevels, MultiCacheStats } from './lib/levels.js'
 export type { LevelStatsSnapshot } from './lib/stats.js'
 export {
-  InvalidOptionError, InvalidKeyError, InvalidValueError, PreloadError, DefineError, UnsupportedError, SerializeError, StoreError
+  InvalidOptionError, InvalidKeyError, InvalidValueError, PreloadError, DefineError, UnsupportedError, SerializeError, StoreError,
+  AlreadyRegisteredError
 } from './lib/errors.js'

@@ -25,6 +25,10 @@ export const PreloadError = createError<[string, string, { cause: unknown }?]>(
 export const DefineError = createError<[string, string]>(
   'FST_MULTICACHE_DEFINE', 'appCache.define("%s"): %s', 500)
 
+/** A plugin of the package registered a second time on one instance, or again in a context that inherits it. */
+export const AlreadyRegisteredError = createError<[string, string]>(
+  'FST_MULTICACHE_ALREADY_REGISTERED', '%s is already registered on this instance: %s', 500)
+
 /** A call the configuration does not allow (`regenerate()` with `getSessionId`, a level left out). */
 export const UnsupportedError = createError<[string]>(
   'FST_MULTICACHE_UNSUPPORTED', '%s', 500)
