@@ -12,10 +12,15 @@ declare module 'fastify' {
 /** The plugin that adds each level, for messages. */
 export const LEVEL_PLUGINS = { request: 'requestCache', session: 'sessionCache', app: 'appCache' } as const
 
-/** Adds a level to the app's registry (created by whichever level comes first), refusing a second of its kind. */
-export function addLevel<K extends 'request' | 'session' | 'app'> (fastify: FastifyInstance, name: K, level: NonNullable<CacheLevels[K]>): void {
+/** The app's registry of levels, created by whichever level comes first. */
+export function levelsOf (fastify: FastifyInstance): CacheLevels {
   if (!fastify.hasDecorator('multiCache')) fastify.decorate('multiCache', new CacheLevels())
-  const levels = fastify.multiCache
+  return fastify.multiCache
+}
+
+/** Adds a level to the app's registry, refusing a second of its kind. */
+export function addLevel<K extends 'request' | 'session' | 'app'> (fastify: FastifyInstance, name: K, level: NonNullable<CacheLevels[K]>): void {
+  const levels = levelsOf(fastify)
   if (levels[name] !== undefined) {
     throw new AlreadyRegisteredError(LEVEL_PLUGINS[name], `register each level once. multiCache registers only the levels not registered yet, so give a level its options either in multiCache's options ({ ${name}: { … } }) or by registering ${LEVEL_PLUGINS[name]} yourself before multiCache`)
   }
