@@ -1,24 +1,10 @@
-import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { cp, mkdtemp, mkdir, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
-import { promisify } from 'node:util'
+import { join } from 'node:path'
 import { test } from 'tap'
+import { built, outside, root, run } from './helpers/package.js'
 import { REDIS_URL, redisFor, uniquePrefix } from './helpers/redis.js'
-
-const run = promisify(execFile)
-const root = resolve(import.meta.dirname, '..')
-
-/**
- * The environment of a shell outside this project: npm's script settings would point an inner npm at this project
- * (npm_config_local_prefix), and tap's loaders and coverage have no business in a user's app.
- */
-const outside = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(npm_|TAP|NODE_OPTIONS$|NODE_V8_COVERAGE$)/.test(name)))
-
-async function built (): Promise<void> {
-  if (!existsSync(join(root, 'dist/cjs/index.js'))) await run('npm', ['run', 'build'], { cwd: root, env: outside })
-}
 
 async function versionOf (installed: string): Promise<string> {
   return (JSON.parse(await readFile(join(root, 'node_modules', installed, 'package.json'), 'utf8')) as { version: string }).version
