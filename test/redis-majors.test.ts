@@ -9,8 +9,8 @@ async function majorOf (name: string): Promise<string> {
   return json.version.split('.')[0] as string
 }
 
-// `npm test` runs every Redis test file twice: on ioredis 5 with @fastify/redis 7, then with IOREDIS_MAJOR=6 on
-// ioredis 6 with @fastify/redis 9. This proves each run talks to the majors it claims.
+// `npm test` runs the test files that import ioredis or @fastify/redis twice: on ioredis 5 with @fastify/redis 7,
+// then with IOREDIS_MAJOR=6 on ioredis 6 with @fastify/redis 9. This proves each run talks to the majors it claims.
 test('the Redis tests run on the ioredis and @fastify/redis majors IOREDIS_MAJOR names', async (t) => {
   const client = await redisFor(t)
   if (client === undefined) return
