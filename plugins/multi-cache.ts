@@ -43,10 +43,10 @@ const plugin: FastifyPluginAsync<MultiCacheOptions> = async (fastify, options) =
   }
   const read = readOptions('multiCache', options)
   read.only([...Object.keys(LEVELS), 'route'])
-  for (const [name, plugin] of Object.entries({ ...LEVEL_PLUGINS, route: 'routeCache' })) {
+  for (const [name, levelPlugin] of Object.entries({ ...LEVEL_PLUGINS, route: 'routeCache' })) {
     const value = (options as Record<string, unknown>)[name]
     if (value !== undefined && value !== false && (typeof value !== 'object' || value === null || Array.isArray(value))) {
-      read.fail(name, `must be an object of ${plugin} options ({} for the defaults) or false to leave it out`)
+      read.fail(name, `must be an object of ${levelPlugin} options ({} for the defaults) or false to leave it out`)
     }
   }
   const enabled = { request: false, session: false, app: false }

@@ -177,11 +177,13 @@ test('an app that registered @fastify/cookie itself keeps it, and parsed cookies
 })
 
 test('@fastify/cookie registered after the session level works as if registered first', async (t) => {
-  const app = fresh(t)
+  const logs = captureLogs()
+  const app = fresh(t, { logger: { level: 'debug', stream: logs.stream } })
   await app.register(multiCache, { session: { secret } })
   await app.register(fastifyCookie)
   themed(app)
   await bothCookies(t, app)
+  t.ok(logs.lines.some((line) => String(line.msg).includes('@fastify/cookie is registered, so request.cookies is the app\'s')))
 })
 
 test('without @fastify/cookie the app stays without it: nothing half-registered, and the start-up debug log says so', async (t) => {
