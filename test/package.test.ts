@@ -32,7 +32,8 @@ test('dependencies are exactly the packages the built code imports, optional pee
 
 // The packed tarball installed into an app as a user installs it, beside the newest majors of what it works with
 // (ioredis 6, @fastify/redis 9, whose ranges npm resolves against the package's peers); only TypeScript and Node's
-// types come from this repository. `npm test` runs it once: the ioredis 6 pass leaves it out.
+// types come from this repository. `npm test` runs this file on its own (test:package), after the other files: its
+// installs and type checks would take the CPU that tests with 100 ms store budgets need.
 test('the packed tarball installs beside the newest majors, type-checks under every resolution, and runs from ESM and CJS', async (t) => {
   if (await redisFor(t) === undefined) return
   const prefix = uniquePrefix(t)
