@@ -3,11 +3,11 @@ import { multiCache } from './plugins/multi-cache.js'
 export default multiCache
 export { multiCache, type MultiCacheOptions } from './plugins/multi-cache.js'
 export { requestCache, type RequestCacheOptions } from './plugins/request-cache.js'
-export { sessionCache, type SessionCacheOptions } from './plugins/session-cache.js'
+export { sessionCache, type SessionCacheOptions, type SessionCookieOptions } from './plugins/session-cache.js'
 export { appCache, type AppCacheOptions } from './plugins/app-cache.js'
 export { routeCache, type RouteCacheOptions, type RouteCacheConfig, type ResponseCache } from './plugins/route-cache.js'
 
-export type { Store, Awaitable, GroupOperations, TimedValue } from './lib/store.js'
+export type { Store, Awaitable, GroupOperations, Group, GroupChange, FenceOperations, TimedValue } from './lib/store.js'
 export { MemoryStore, type MemoryStoreOptions } from './lib/stores/memory.js'
 export { RedisStore, type RedisStoreOptions, type RedisClient } from './lib/stores/redis.js'
 export { KeyvStore, type KeyvStoreOptions, type KeyvLike } from './lib/stores/keyv.js'
@@ -24,5 +24,5 @@ export type { CacheLevels, MultiCacheStats } from './lib/levels.js'
 export type { LevelStatsSnapshot } from './lib/stats.js'
 export {
   InvalidOptionError, InvalidKeyError, InvalidValueError, PreloadError, DefineError, UnsupportedError, SerializeError, StoreError,
-  NoSessionError
+  NoSessionError, AlreadyRegisteredError, EntryTooLargeError
 } from './lib/errors.js'

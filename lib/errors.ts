@@ -1,4 +1,7 @@
-import createError from '@fastify/error'
+// The named import: the emitted declarations then say `import('@fastify/error').FastifyErrorConstructor`, which
+// every module resolution finds. Through the default import they said `createError.FastifyErrorConstructor`, which
+// under `moduleResolution: bundler` is not a namespace.
+import { createError } from '@fastify/error'
 
 // One typed error per failure a user may want to match on, by `code` or with `instanceof`.
 
@@ -21,6 +24,10 @@ export const PreloadError = createError<[string, string, { cause: unknown }?]>(
 /** `appCache.define()` was misused (the key is taken, or the app is already running). */
 export const DefineError = createError<[string, string]>(
   'FST_MULTICACHE_DEFINE', 'appCache.define("%s"): %s', 500)
+
+/** A plugin of the package registered a second time on one instance, or again in a context that inherits it. */
+export const AlreadyRegisteredError = createError<[string, string]>(
+  'FST_MULTICACHE_ALREADY_REGISTERED', '%s is already registered on this instance: %s', 500)
 
 /** A call the configuration does not allow (`regenerate()` with `getSessionId`, a level left out). */
 export const UnsupportedError = createError<[string]>(

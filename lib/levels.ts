@@ -26,6 +26,20 @@ export class CacheLevels {
   session: SessionLevel | undefined
   app: AppCache | undefined
   route: ResponseCache | undefined
+  /** Where the levels keep their data in shared backends (see `claim`). */
+  private readonly namespaces: Array<{ backend: unknown, prefix: string, level: string }> = []
+
+  /**
+   * Records that `level` keeps its keys under `prefix` in `backend`, unless a level of this app already keeps keys
+   * under a prefix that contains it or that it contains: returns that level then. Two levels in one namespace would
+   * read each other's keys, and either's `clear()` would delete both.
+   */
+  claim (backend: unknown, prefix: string, level: string): string | undefined {
+    const holder = this.namespaces.find((taken) => taken.backend === backend && (taken.prefix.startsWith(prefix) || prefix.startsWith(taken.prefix)))
+    if (holder !== undefined) return holder.level
+    this.namespaces.push({ backend, prefix, level })
+    return undefined
+  }
 
   stats (): MultiCacheStats {
     const stats: MultiCacheStats = {}

@@ -5,6 +5,8 @@ import { readOptions } from '../lib/options.js'
 import { AppCache } from '../lib/scopes/application.js'
 import { MemoryStore } from '../lib/stores/memory.js'
 import { addLevel } from './levels.js'
+// Kept in the emitted .d.ts, unlike the import above: it brings the declaration of `fastify.multiCache` to apps.
+import './levels.js'
 import { SHARED_STORE_OPTIONS, resolveLock, resolveStore, type SharedStoreOptions, type StoreOption } from './stores.js'
 
 export interface AppCacheOptions extends SharedStoreOptions {

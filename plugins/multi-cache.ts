@@ -1,9 +1,10 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { InvalidOptionError, describe } from '../lib/errors.js'
+import { AlreadyRegisteredError, InvalidOptionError, describe } from '../lib/errors.js'
 import { CacheLookup } from '../lib/lookup.js'
 import { readOptions } from '../lib/options.js'
 import { appCache, type AppCacheOptions } from './app-cache.js'
+import { LEVEL_PLUGINS } from './levels.js'
 import { requestCache, type RequestCacheOptions } from './request-cache.js'
 import { routeCache, type RouteCacheOptions } from './route-cache.js'
 import { sessionCache, type SessionCacheOptions } from './session-cache.js'
@@ -31,13 +32,23 @@ type Slot = FastifyRequest & { [kLookup]: CacheLookup | null }
 
 /** Each level: the plugin, and how to tell that the app registered it already. */
 const LEVELS = {
-  request: { plugin: requestCache, registered: (f: FastifyInstance) => f.hasRequestDecorator('reqCache'), name: 'requestCache' },
-  session: { plugin: sessionCache, registered: (f: FastifyInstance) => f.hasRequestDecorator('sessionCache'), name: 'sessionCache' },
-  app: { plugin: appCache, registered: (f: FastifyInstance) => f.hasDecorator('appCache'), name: 'appCache' }
+  request: { plugin: requestCache, registered: (f: FastifyInstance) => f.hasRequestDecorator('reqCache') },
+  session: { plugin: sessionCache, registered: (f: FastifyInstance) => f.hasRequestDecorator('sessionCache') },
+  app: { plugin: appCache, registered: (f: FastifyInstance) => f.hasDecorator('appCache') }
 } as const
 
 const plugin: FastifyPluginAsync<MultiCacheOptions> = async (fastify, options) => {
-  readOptions('multiCache', options).only([...Object.keys(LEVELS), 'route'])
+  if (fastify.hasRequestDecorator(kLookup)) {
+    throw new AlreadyRegisteredError('multiCache', "register it once, at the root (encapsulated plugins inherit it), with every level's options in that one registration")
+  }
+  const read = readOptions('multiCache', options)
+  read.only([...Object.keys(LEVELS), 'route'])
+  for (const [name, levelPlugin] of Object.entries(LEVEL_PLUGINS)) {
+    const value = (options as Record<string, unknown>)[name]
+    if (value !== undefined && value !== false && (typeof value !== 'object' || value === null || Array.isArray(value))) {
+      read.fail(name, `must be an object of ${levelPlugin} options ({} for the defaults) or false to leave it out`)
+    }
+  }
   const enabled = { request: false, session: false, app: false }
   for (const name of ['request', 'session', 'app'] as const) {
     const levelOptions = options[name]
@@ -45,7 +56,7 @@ const plugin: FastifyPluginAsync<MultiCacheOptions> = async (fastify, options) =
     const level = LEVELS[name]
     if (level.registered(fastify)) {
       if (levelOptions !== undefined) {
-        throw new InvalidOptionError('multiCache', name, `must be left out or false: ${level.name} is registered already, so pass these options to it`, describe(levelOptions))
+        throw new InvalidOptionError('multiCache', name, `must be left out or false: ${LEVEL_PLUGINS[name]} is registered already, so pass these options to it`, describe(levelOptions))
       }
     } else {
       await fastify.register(level.plugin as FastifyPluginAsync<object>, levelOptions ?? {})

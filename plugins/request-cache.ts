@@ -3,6 +3,8 @@ import fp from 'fastify-plugin'
 import { readOptions } from '../lib/options.js'
 import { RequestLevel, type RequestCache } from '../lib/scopes/request.js'
 import { addLevel } from './levels.js'
+// Kept in the emitted .d.ts, unlike the import above: it brings the declaration of `fastify.multiCache` to apps.
+import './levels.js'
 
 export interface RequestCacheOptions {
   /** Most entries one request may hold; past it the oldest is dropped. Default 10,000. */

@@ -1,12 +1,13 @@
-import { randomBytes } from 'node:crypto'
-import fastifyCookie, { signerFactory, type SerializeOptions } from '@fastify/cookie'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Duration } from '../lib/durations.js'
-import { readOptions, type OptionReader } from '../lib/options.js'
+import { readOptions } from '../lib/options.js'
 import { SessionLevel, type PresentedId, type SessionCache } from '../lib/scopes/session.js'
 import { MemoryStore } from '../lib/stores/memory.js'
 import { addLevel } from './levels.js'
+// Kept in the emitted .d.ts, unlike the import above: it brings the declaration of `fastify.multiCache` to apps.
+import './levels.js'
+import { sessionCookie, type SessionCookieOptions } from './session-cookie.js'
 import { SHARED_STORE_OPTIONS, resolveStore, type SharedStoreOptions, type StoreOption } from './stores.js'
 
 export interface SessionCacheOptions extends SharedStoreOptions {
@@ -15,7 +16,7 @@ export interface SessionCacheOptions extends SharedStoreOptions {
   /** Name of the session cookie. Default `'sid'`. */
   cookieName?: string
   /** Cookie attributes, over the defaults `{ path: '/', httpOnly: true, sameSite: 'lax', secure: NODE_ENV === 'production' }`. */
-  cookie?: SerializeOptions
+  cookie?: SessionCookieOptions
   /** Inactivity expiry, rolling: ms or a duration string. Default `'30m'`. */
   ttl?: Duration
   /**
@@ -43,7 +44,6 @@ declare module 'fastify' {
 }
 
 const OPTIONS = ['secret', 'cookieName', 'cookie', 'ttl', 'maxSessions', 'maxAnonymousSessions', 'maxEntriesPerSession', 'maxPagesPerSession', 'store', 'getSessionId', ...SHARED_STORE_OPTIONS]
-const MIN_SECRET = 32
 const kSession = Symbol('fastify-multi-cache.session')
 type Slot = FastifyRequest & { [kSession]: SessionCache | null }
 
@@ -83,67 +83,27 @@ const plugin: FastifyPluginAsync<SessionCacheOptions> = async (fastify, options)
         return ((this as Slot)[kSession] ??= level.open(async () => presentedByApp(await getSessionId(this)), true))
       }
     })
-  } else {
-    await useCookie(fastify, read, options)
+    return
   }
-
-  async function useCookie (app: typeof fastify, reader: OptionReader, opts: SessionCacheOptions): Promise<void> {
-    const signer = signerFactory(readSecret(reader, opts.secret, (message) => { app.log.warn(message) }))
-    const cookieName = opts.cookieName ?? 'sid'
-    if (typeof cookieName !== 'string' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(cookieName)) {
-      reader.fail('cookieName', 'must be a non-empty cookie name (letters, digits and !#$%&\'*+-.^_`|~)')
+  const cookie = await sessionCookie(fastify, read, options)
+  fastify.decorateRequest('sessionCache', {
+    getter (this: FastifyRequest) {
+      return ((this as Slot)[kSession] ??= level.open(() => cookie.presented(this)))
     }
-    if (opts.cookie !== undefined && (typeof opts.cookie !== 'object' || opts.cookie === null)) reader.fail('cookie', 'must be an object of cookie attributes')
-    const cookieOptions: SerializeOptions = {
-      path: '/', httpOnly: true, sameSite: 'lax', secure: process.env.NODE_ENV === 'production', ...opts.cookie
-    }
-    const clearOptions: SerializeOptions = { ...cookieOptions, maxAge: 0, expires: new Date(0) }
-    if (!app.hasDecorator('parseCookie')) await app.register(fastifyCookie, { hook: false })
-
-    const presented = (request: FastifyRequest): PresentedId | undefined => {
-      // Use the cookies @fastify/cookie parsed if its hook runs; otherwise parse the header only now, on first use.
-      const cookies = request.cookies ?? parseHeader(request.headers.cookie)
-      const raw = cookies?.[cookieName]
-      if (raw === undefined) return undefined
-      const unsigned = signer.unsign(raw)
-      return unsigned.valid && unsigned.value !== null ? { id: unsigned.value, reissue: unsigned.renew } : undefined
-    }
-    const parseHeader = (header: string | undefined): Record<string, string | undefined> | undefined =>
-      header === undefined ? undefined : app.parseCookie(header)
-
-    app.decorateRequest('sessionCache', {
-      getter (this: FastifyRequest) {
-        return ((this as Slot)[kSession] ??= level.open(() => presented(this)))
-      }
-    })
-    app.addHook('onSend', (request, reply, payload, next) => {
-      const session = (request as Slot)[kSession]
-      if (session !== null) {
-        const change = session.cookie
-        if (change === 'set') reply.header('set-cookie', app.serializeCookie(cookieName, signer.sign(session.id as string), cookieOptions))
-        else if (change === 'clear') reply.header('set-cookie', app.serializeCookie(cookieName, '', clearOptions))
-      }
-      next(null, payload)
-    })
-  }
+  })
+  fastify.addHook('onSend', (request, reply, payload, next) => {
+    const session = (request as Slot)[kSession]
+    const change = session?.cookie
+    if (change === 'set' || change === 'clear') cookie.write(reply, change, session?.id)
+    next(null, payload)
+  })
 }
 
 function presentedByApp (id: string | undefined): PresentedId | undefined {
   return typeof id === 'string' && id !== '' ? { id } : undefined
 }
 
-function readSecret (read: OptionReader, secret: unknown, warn: (message: string) => void): string | string[] {
-  if (secret === undefined) {
-    if (process.env.NODE_ENV === 'production') read.fail('secret', 'is required when NODE_ENV=production')
-    warn('sessionCache: no "secret" given, so a random one is used and sessions end when the process does; set one in production')
-    return randomBytes(32).toString('base64url')
-  }
-  const secrets = Array.isArray(secret) ? secret : [secret]
-  const valid = secrets.length > 0 && secrets.every((s) => typeof s === 'string' && s.length >= MIN_SECRET)
-  return valid ? secret as string | string[] : read.fail('secret', `must be a string of at least ${MIN_SECRET} characters, or a non-empty array of them`)
-}
-
 /** The session level: `request.sessionCache`. */
 export const sessionCache = fp(plugin, { fastify: '5.x', name: 'fastify-multi-cache/session' })
 export default sessionCache
-export type { SessionCache }
+export type { SessionCache, SessionCookieOptions }

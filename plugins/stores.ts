@@ -10,6 +10,7 @@ import { KeyvStore, type KeyvLike } from '../lib/stores/keyv.js'
 import type { MemoryStore } from '../lib/stores/memory.js'
 import { RedisStore, closeClient, type RedisClient } from '../lib/stores/redis.js'
 import { TieredStore } from '../lib/tiers.js'
+import { levelsOf } from './levels.js'
 
 /** Where a level keeps its data. */
 export type StoreOption = 'memory' | 'redis' | `redis://${string}` | `rediss://${string}` | RedisClient | KeyvLike | Store
@@ -40,6 +41,8 @@ export interface SharedStoreOptions {
 }
 
 export const SHARED_STORE_OPTIONS = ['prefix', 'timeout', 'serializer', 'redisNamespace', 'l1'] as const
+
+const STORE_FORMS = "'memory', 'redis' (the @fastify/redis client), a redis:// or rediss:// URL, an ioredis client, a Keyv instance, or an object with the methods get, set, delete and clear"
 
 /** A level's resolved store, and what the lock needs of it. */
 export interface Backend {
@@ -75,8 +78,13 @@ export async function resolveStore (fastify: FastifyInstance, read: OptionReader
   if (serializer !== undefined && (typeof serializer?.encode !== 'function' || typeof serializer?.decode !== 'function')) {
     read.fail('serializer', 'must be an object with encode(value) and decode(data) functions')
   }
+  if (option === 'memory') {
+    if (options.l1 !== undefined && options.l1 !== false) {
+      read.fail('l1', "must be left out with the memory store (store: 'memory', the default): it is a memory tier in front of a shared store, and the memory store's size has an option of its own")
+    }
+    return { store: defaults.memory(), redis: undefined, prefix, timeout }
+  }
   const l1 = readL1(read, options.l1, defaults.l1)
-  if (option === 'memory') return { store: defaults.memory(), redis: undefined, prefix, timeout }
 
   const withSerializer = serializer === undefined ? {} : { serializer }
   let client: RedisClient | undefined
@@ -89,16 +97,19 @@ export async function resolveStore (fastify: FastifyInstance, read: OptionReader
   } else if (typeof option === 'string' && /^rediss?:\/\//.test(option)) {
     const own = client = await connect(read, option)
     fastify.addHook('onClose', async () => { await closeClient(own, timeout) })
+  } else if (typeof option !== 'object' || option === null) {
+    read.fail('store', `must be ${STORE_FORMS}`)
   } else if (isRedisClient(option)) {
     client = option
   }
   if (client !== undefined) {
     shared = new RedisStore({ client, prefix, timeout, fenced: defaults.fenced === true, ...withSerializer })
   } else if (isKeyv(option)) {
-    shared = new KeyvStore({ keyv: option, timeout, ...withSerializer })
+    shared = new KeyvStore({ keyv: option, prefix, timeout, ...withSerializer })
   } else {
     shared = assertStore(read.name, option)
   }
+  claimNamespace(fastify, read, client === undefined ? option : REDIS, shared instanceof KeyvStore || client !== undefined ? prefix : '')
   // The default tier needs the bus that keeps it coherent; a tier asked for explicitly runs on its TTL alone.
   if (l1 === undefined || (options.l1 === undefined && client === undefined)) {
     return { store: shared, redis: client, prefix, timeout }
@@ -111,6 +122,21 @@ export async function resolveStore (fastify: FastifyInstance, read: OptionReader
   fastify.addHook('onClose', async () => { await store.close() })
   if (bus !== undefined) await subscribedWithin(bus, fastify, Math.max(timeout * 10, 1000))
   return { store, redis: client, prefix, timeout }
+}
+
+/** Every Redis counts as one backend: a prefix is refused if another level of the app uses it in any Redis. */
+const REDIS = Symbol('redis')
+
+/**
+ * Refuses a namespace another level of the app holds in the same backend (`prefix` in a Redis or a Keyv; a custom
+ * store, which takes no prefix, is one namespace).
+ */
+function claimNamespace (fastify: FastifyInstance, read: OptionReader, backend: unknown, prefix: string): void {
+  const holder = levelsOf(fastify).claim(backend, prefix, read.name)
+  if (holder === undefined) return
+  const why = "two levels in one namespace read each other's keys, and either's clear() deletes both"
+  if (prefix === '') read.fail('store', `must not be the store object ${holder} uses: ${why} (give each level a store of its own)`)
+  read.fail('prefix', `must not overlap the prefix of ${holder} in the same ${backend === REDIS ? 'Redis' : 'Keyv'}: ${why} (give each level a prefix of its own, as the defaults do)`, prefix)
 }
 
 /** The `lock` option of the application level: one load per cold key across instances, through Redis. */

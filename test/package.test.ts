@@ -1,51 +1,92 @@
-import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises'
+import { cp, mkdtemp, mkdir, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
-import { promisify } from 'node:util'
+import { join } from 'node:path'
 import { test } from 'tap'
+import { built, outside, root, run } from './helpers/package.js'
+import { REDIS_URL, redisFor, uniquePrefix } from './helpers/redis.js'
 
-const run = promisify(execFile)
-const root = resolve(import.meta.dirname, '..')
+async function versionOf (installed: string): Promise<string> {
+  return (JSON.parse(await readFile(join(root, 'node_modules', installed, 'package.json'), 'utf8')) as { version: string }).version
+}
 
-// The built package, installed by name through its package.json exports, from both module systems.
-test('import and require of the built package, with its entry points', async (t) => {
-  if (!existsSync(join(root, 'dist/cjs/index.js'))) await run('npm', ['run', 'build'], { cwd: root })
-  const dir = await mkdtemp(join(tmpdir(), 'fmc-package-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  await mkdir(join(dir, 'node_modules'))
-  await symlink(root, join(dir, 'node_modules/fastify-multi-cache'), 'dir')
-  const check = `
-    const app = fastify()
-    await app.register(multiCache, { session: { secret: 's'.repeat(32) } })
-    app.get('/', async (request) => request.cache.getOrLoad('k', () => 'v', { level: 'app' }))
-    const body = (await app.inject('/')).body
-    await app.close()
-    console.log(JSON.stringify({ body, kinds: [typeof multiCache, typeof requestCache, typeof sessionCache, typeof appCache, typeof subRequest, typeof subSession, typeof subApp] }))`
-  await writeFile(join(dir, 'esm.mjs'), `
-    import fastify from '${join(root, 'node_modules/fastify/fastify.js')}'
-    import multiCache, { requestCache, sessionCache, appCache } from 'fastify-multi-cache'
-    import subRequest from 'fastify-multi-cache/request'
-    import subSession from 'fastify-multi-cache/session'
-    import subApp from 'fastify-multi-cache/app'
-    ${check}`)
-  await writeFile(join(dir, 'cjs.cjs'), `
-    const fastify = require('${join(root, 'node_modules/fastify/fastify.js')}')
-    const pkg = require('fastify-multi-cache')
-    const { requestCache, sessionCache, appCache } = pkg
-    const multiCache = pkg.multiCache
-    const subRequest = require('fastify-multi-cache/request').default
-    const subSession = require('fastify-multi-cache/session').sessionCache
-    const subApp = require('fastify-multi-cache/app').appCache
-    ;(async () => { ${check} })().catch((error) => { console.error(error); process.exit(1) })`)
-  const expected = { body: 'v', kinds: Array(7).fill('function') }
-  for (const file of ['esm.mjs', 'cjs.cjs']) {
-    const { stdout } = await run(process.execPath, [file], { cwd: dir })
-    t.same(JSON.parse(stdout), expected, file)
+// What a user installs with the package is what its code imports at run time, nothing more: Fastify, which only the
+// types name, is the app's (fastify-plugin's `fastify: '5.x'` checks its version), so that no second copy of it can
+// appear under the package; the client of a shared store is an optional peer.
+test('dependencies are exactly the packages the built code imports, optional peers aside', async (t) => {
+  await built()
+  const manifest = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as Record<string, Record<string, unknown>>
+  const imported = new Set<string>()
+  for (const file of await readdir(join(root, 'dist/esm'), { recursive: true })) {
+    if (!file.endsWith('.js')) continue
+    for (const [, specifier = ''] of (await readFile(join(root, 'dist/esm', file), 'utf8')).matchAll(/(?:from |import\()'([^'.][^']*)'/g)) {
+      if (!specifier.startsWith('node:')) imported.add(specifier.split('/').slice(0, specifier.startsWith('@') ? 2 : 1).join('/'))
+    }
   }
-  await writeFile(join(dir, 'register-module.cjs'), `
-    const app = require('${join(root, 'node_modules/fastify/fastify.js')}')()
-    app.register(require('fastify-multi-cache')).ready().then(() => { console.log(app.hasRequestDecorator('cache')); return app.close() })`)
-  t.equal((await run(process.execPath, ['register-module.cjs'], { cwd: dir })).stdout.trim(), 'true', 'fastify.register(require(...)) works as with any plugin')
+  const peers = Object.keys(manifest.peerDependencies ?? {})
+  t.same(Object.keys(manifest.dependencies ?? {}).sort(), [...imported].filter((name) => !peers.includes(name)).sort())
+  t.same(peers.filter((name) => imported.has(name)).filter((name) => manifest.peerDependenciesMeta?.[name] === undefined), [], 'imported peers are optional')
+  t.equal(manifest.dependencies?.fastify, undefined, 'fastify is not a runtime dependency')
+  t.type(manifest.devDependencies?.fastify, 'string', 'fastify is a devDependency')
+})
+
+// The packed tarball installed into an app as a user installs it, beside the newest majors of what it works with
+// (ioredis 6, @fastify/redis 9, whose ranges npm resolves against the package's peers); only TypeScript and Node's
+// types come from this repository. `npm test` runs this file on its own (test:package), after the other files: its
+// installs and type checks would take the CPU that tests with 100 ms store budgets need.
+test('the packed tarball installs beside the newest majors, type-checks under every resolution, and runs from ESM and CJS', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const prefix = uniquePrefix(t)
+  await built()
+  const dir = await mkdtemp(join(tmpdir(), 'fmc-tarball-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const packed = JSON.parse((await run('npm', ['pack', '--json', '--pack-destination', dir], { cwd: root, env: outside })).stdout) as Array<{ filename: string }>
+  const app = join(dir, 'app')
+  await cp(join(import.meta.dirname, 'fixtures/consumer'), app, { recursive: true })
+  await writeFile(join(app, 'package.json'), JSON.stringify({
+    private: true,
+    type: 'module',
+    dependencies: {
+      'fastify-multi-cache': `file:../${packed[0]?.filename ?? ''}`,
+      // The versions installed here, which npm ci left in npm's cache.
+      fastify: await versionOf('fastify'),
+      ioredis: await versionOf('ioredis-6'),
+      '@fastify/redis': await versionOf('fastify-redis-9')
+    }
+  }))
+  await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', '--no-package-lock'], { cwd: app, env: outside })
+  t.notOk(existsSync(join(app, 'node_modules/fastify-multi-cache/node_modules/fastify')), "one Fastify: the app's")
+  await mkdir(join(app, 'node_modules/@types'))
+  await symlink(join(root, 'node_modules/@types/node'), join(app, 'node_modules/@types/node'), 'dir')
+
+  // The root alone from ESM under each resolution, the other entry points alone from CommonJS (node16 resolves
+  // `require` as nodenext does): one program per module system, since a program holding both would see two
+  // declarations of each decorator (the ESM and the CJS one) and refuse them. One `tsc -b` shares what the programs
+  // have in common; skipDefaultLibCheck leaves out TypeScript's own lib files, which are not what is tested.
+  const programs = {
+    node16: { module: 'node16', moduleResolution: 'node16', file: 'types.ts' },
+    nodenext: { module: 'nodenext', moduleResolution: 'nodenext', file: 'types.ts' },
+    bundler: { module: 'esnext', moduleResolution: 'bundler', file: 'types.ts' },
+    commonjs: { module: 'nodenext', moduleResolution: 'nodenext', file: 'subpaths.cts' }
+  }
+  for (const [name, { file, ...resolution }] of Object.entries(programs)) {
+    const compilerOptions = { ...resolution, target: 'ES2022', strict: true, skipLibCheck: false, skipDefaultLibCheck: true, noEmit: true, types: ['node'] }
+    await writeFile(join(app, `tsconfig.${name}.json`), JSON.stringify({ compilerOptions, files: [file] }))
+  }
+  const configs = Object.keys(programs).map((name) => `tsconfig.${name}.json`)
+  const errors = await run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-b', ...configs], { cwd: app })
+    .then(() => '', (error: { stdout: string }) => error.stdout)
+  t.equal(errors, '', 'types.ts under node16, nodenext and bundler resolution and subpaths.cts under nodenext, with skipLibCheck: false')
+
+  const expected = {
+    ioredis: '6',
+    cart: { cart: ['apple'], catalog: ['pear'] },
+    pages: [[1, 'MISS'], [1, 'HIT-APP']],
+    levels: ['request', 'session', 'app'],
+    plugins: ['appCache', 'requestCache', 'routeCache', 'sessionCache', 'app', 'request', 'route', 'session'].map((name) => `${name}: function`)
+  }
+  for (const consumer of ['esm.mjs', 'cjs.cjs']) {
+    const { stdout } = await run(process.execPath, [consumer], { cwd: app, env: { ...outside, REDIS_URL, PREFIX: `${prefix}${consumer}:` } })
+    t.same(JSON.parse(stdout), expected, consumer)
+  }
 })

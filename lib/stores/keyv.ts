@@ -1,4 +1,5 @@
 import { withBudget } from '../budget.js'
+import { StoreError } from '../errors.js'
 import { MAX_ENTRY_BYTES, encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
 import type { Store } from '../store.js'
 
@@ -15,11 +16,19 @@ export interface KeyvLike {
   delete (key: string): Promise<unknown>
   clear (): Promise<unknown>
   getMany? (keys: string[]): Promise<unknown[]>
+  /** The entries of the Keyv's namespace, where its adapter can list them: `[key, value]` pairs. */
+  iterator?: ((namespace?: string) => AsyncIterator<unknown[]>) | undefined
 }
 
 export interface KeyvStoreOptions {
   keyv: KeyvLike
-  /** Time budget of each operation in ms. Default 100. */
+  /**
+   * Namespace of this store's keys inside the Keyv, so that several levels share one Keyv: e.g. `'fmc:app:'`.
+   * `clear` then deletes these keys only, which needs an adapter that can list its keys. Default `''`: the whole
+   * Keyv is this store's, and `clear` clears it.
+   */
+  prefix?: string
+  /** Time budget of each operation in ms (of each step of `clear`). Default 100. */
   timeout?: number
   /** Default JSON; values reach Keyv as strings so that every adapter behaves the same. */
   serializer?: Serializer
@@ -27,44 +36,49 @@ export interface KeyvStoreOptions {
   maxEntryBytes?: number
 }
 
+/** Keys deleted per round trip when `clear` deletes by prefix. */
+const CLEAR_BATCH = 500
+
 /**
- * Any Keyv adapter (`@keyv/redis`, `@keyv/postgres`, …) as a store. Keyv's namespace keeps levels apart and
- * `clear` clears that namespace only. Values go through our serializer first, so that what a value becomes is
- * the same as with the Redis store.
+ * Any Keyv adapter (`@keyv/redis`, `@keyv/postgres`, …) as a store. Keys are `prefix + key` inside the Keyv's own
+ * namespace, as in the Redis store, and `clear` clears this prefix only. Values go through our serializer first, so
+ * that what a value becomes is the same as with the Redis store.
  */
 export class KeyvStore implements Store {
   private readonly keyv: KeyvLike
+  private readonly prefix: string
   private readonly timeout: number
   private readonly serializer: Serializer
   private readonly maxEntryBytes: number
 
   constructor (options: KeyvStoreOptions) {
     this.keyv = options.keyv
+    this.prefix = options.prefix ?? ''
     this.timeout = options.timeout ?? 100
     this.serializer = options.serializer ?? jsonSerializer
     this.maxEntryBytes = options.maxEntryBytes ?? MAX_ENTRY_BYTES
   }
 
   async get (key: string): Promise<unknown> {
-    return this.decode(await withBudget('get', this.timeout, async () => await this.keyv.get(key)))
+    return this.decode(await withBudget('get', this.timeout, async () => await this.keyv.get(this.prefix + key)))
   }
 
   async getMany (keys: readonly string[]): Promise<unknown[]> {
     const many = this.keyv.getMany
     const values = many === undefined
-      ? await Promise.all(keys.map(async (key) => await withBudget('getMany', this.timeout, async () => await this.keyv.get(key))))
-      : await withBudget('getMany', this.timeout, async () => await many.call(this.keyv, [...keys]))
+      ? await Promise.all(keys.map(async (key) => await withBudget('getMany', this.timeout, async () => await this.keyv.get(this.prefix + key))))
+      : await withBudget('getMany', this.timeout, async () => await many.call(this.keyv, keys.map((key) => this.prefix + key)))
     return values.map((value) => this.decode(value))
   }
 
   async set (key: string, value: unknown, ttl?: number): Promise<void> {
     const data = this.encode(key, value)
     const stored = typeof data === 'string' ? data : BINARY + data.toString('base64')
-    await withBudget('set', this.timeout, async () => await this.keyv.set(key, stored, ttl !== undefined && ttl > 0 ? ttl : undefined))
+    await withBudget('set', this.timeout, async () => await this.keyv.set(this.prefix + key, stored, ttl !== undefined && ttl > 0 ? ttl : undefined))
   }
 
   async delete (key: string): Promise<boolean> {
-    return await withBudget('delete', this.timeout, async () => await this.keyv.delete(key)) !== false
+    return await withBudget('delete', this.timeout, async () => await this.keyv.delete(this.prefix + key)) !== false
   }
 
   stored (key: string, value: unknown): unknown {
@@ -72,7 +86,26 @@ export class KeyvStore implements Store {
   }
 
   async clear (): Promise<void> {
-    await withBudget('clear', this.timeout, async () => await this.keyv.clear())
+    if (this.prefix === '') {
+      await withBudget('clear', this.timeout, async () => await this.keyv.clear())
+      return
+    }
+    // Keyv clears whole namespaces only: list the namespace, as the Redis store SCANs, and delete this prefix's keys.
+    const iterator = this.keyv.iterator?.()
+    if (iterator === undefined) throw new StoreError('clear', `this Keyv's adapter cannot list its keys, so the keys under "${this.prefix}" cannot be found; give the level a Keyv of its own`)
+    const next = async (): Promise<IteratorResult<unknown[]>> => await withBudget('clear', this.timeout, async () => await iterator.next())
+    const keys: string[] = []
+    for (let step = await next(); step.done !== true; step = await next()) {
+      const key = String(step.value[0])
+      // Keyv and its adapters strip the namespace from the keys they list, some too little (Keyv 5 over @keyv/redis
+      // leaves part of a namespace that holds ':'). Every part of the key from the prefix on is a key of this store,
+      // so deleting each is right, and deleting one that does not exist costs nothing.
+      for (let at = key.indexOf(this.prefix); at !== -1; at = key.indexOf(this.prefix, at + 1)) keys.push(key.slice(at))
+    }
+    for (let start = 0; start < keys.length; start += CLEAR_BATCH) {
+      const batch = keys.slice(start, start + CLEAR_BATCH)
+      await withBudget('clear', this.timeout, async () => await Promise.all(batch.map(async (key) => await this.keyv.delete(key))))
+    }
   }
 
   private encode (key: string, value: unknown): string | Buffer {

@@ -29,6 +29,35 @@ test('works with levels the app registered first; options for them are refused',
   await t.rejects(async () => { await unknown.register(multiCache, { sessions: {} } as never).ready() }, { message: /option "sessions" is not an option/ })
 })
 
+test('a level given as anything but options or false is refused by its multiCache option name', async (t) => {
+  for (const [options, pattern] of [
+    [{ app: true }, /^multiCache: option "app" must be an object of appCache options \({} for the defaults\) or false to leave it out, got true$/],
+    [{ session: 'redis' }, /^multiCache: option "session" must be an object of sessionCache options/],
+    [{ request: [] }, /^multiCache: option "request" must be an object of requestCache options .*, got an array$/],
+    [{ route: null }, /^multiCache: option "route" must be an object of routeCache options .*, got null$/]
+  ] as const) {
+    const app = fresh(t)
+    await t.rejects(async () => { await app.register(multiCache, options as never).ready() }, { code: 'FST_MULTICACHE_INVALID_OPTION', message: pattern })
+  }
+})
+
+test('multiCache registered twice, or again in an encapsulated context, is refused with what to do', async (t) => {
+  const expected = { code: 'FST_MULTICACHE_ALREADY_REGISTERED', message: /^multiCache is already registered on this instance: register it once, at the root/ }
+  const twice = fresh(t)
+  await twice.register(multiCache)
+  await t.rejects(async () => { await twice.register(multiCache).ready() }, expected)
+  const nested = fresh(t)
+  await nested.register(multiCache)
+  await t.rejects(async () => { await nested.register(async (child) => { await child.register(multiCache) }).ready() }, expected)
+  const levels = fresh(t)
+  await levels.register(sessionCache, { secret })
+  await levels.register(appCache)
+  await t.rejects(async () => { await levels.register(sessionCache, { secret }).ready() }, { code: 'FST_MULTICACHE_ALREADY_REGISTERED', message: /^sessionCache is already registered/ })
+  const apps = fresh(t)
+  await apps.register(appCache)
+  await t.rejects(async () => { await apps.register(appCache).ready() }, { code: 'FST_MULTICACHE_ALREADY_REGISTERED', message: /^appCache is already registered.*\{ app: \{ … \} \}/ })
+})
+
 test('false leaves a level out of the app and of the lookup', async (t) => {
   const app = fresh(t)
   await app.register(multiCache, { session: false, app: false })

@@ -135,5 +135,7 @@ test('invalid options fail registration and name the option', async (t) => {
 test('registering a level twice is refused clearly', async (t) => {
   const app = fresh(t)
   await app.register(requestCache)
-  await t.rejects(async () => { await app.register(requestCache).ready() }, /request level is already registered/)
+  await t.rejects(async () => { await app.register(requestCache).ready() }, {
+    code: 'FST_MULTICACHE_ALREADY_REGISTERED', message: /^requestCache is already registered on this instance: register each level once/
+  })
 })

@@ -284,10 +284,10 @@ test('shared-store options are checked at registration and name what was expecte
     [{ timeout: 'soon' }, /appCache: option "timeout" must be a number of milliseconds/],
     [{ prefix: '' }, /appCache: option "prefix" must be a non-empty string/],
     [{ serializer: { encode: JSON.stringify } }, /appCache: option "serializer" must be an object with encode\(value\) and decode\(data\) functions/],
-    [{ l1: { ttl: 0 } }, /appCache \(l1\): option "ttl" must be greater than 0/],
-    [{ l1: { size: 1 } }, /appCache \(l1\): option "size" is not an option/],
+    [{ store: new Keyv(), l1: { ttl: 0 } }, /appCache \(l1\): option "ttl" must be greater than 0/],
+    [{ store: new Keyv(), l1: { size: 1 } }, /appCache \(l1\): option "size" is not an option/],
     [{ lock: true }, /appCache: option "lock" needs a Redis store/],
-    [{ store: 42 }, /appCache: option "store" must be 'memory' or an object with the methods get, set, delete, clear/],
+    [{ store: 42 }, /appCache: option "store" must be 'memory', 'redis' .*, got 42/],
     [{ store: 'redis://user:hunter2@127.0.0.1:1' }, /appCache: option "store" names a Redis that did not answer .*, got "redis:\/\/\*\*\*@127.0.0.1:1"/]
   ]
   for (const [options, message] of cases) {
@@ -361,9 +361,9 @@ test('any Keyv backs a level; what JSON changes is what the README says', async 
   await app.ready()
   await app.appCache.set('when', { at: new Date(0) })
   t.same(await app.appCache.get('when'), { at: '1970-01-01T00:00:00.000Z' })
-  t.equal(typeof await keyv.get('when'), 'string', 'Keyv holds our serialized text')
+  t.equal(typeof await keyv.get('fmc:app:when'), 'string', 'Keyv holds our serialized text, under the prefix')
   await t.rejects(app.appCache.set('f', { f: () => 1 }), { code: 'FST_MULTICACHE_SERIALIZE' })
-  t.equal(await keyv.get('f'), undefined)
+  t.equal(await keyv.get('fmc:app:f'), undefined)
 })
 
 test('fastify.close() does not wait for a paused Redis', async (t) => {

@@ -1,9 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import fastifyCookie from '@fastify/cookie'
 import { signerFactory } from '@fastify/cookie'
+import fastifySession from '@fastify/session'
 import type { FastifyInstance } from 'fastify'
 import { test, type Test } from 'tap'
-import { sessionCache, type SessionCacheOptions } from '../../index.js'
+import multiCache, { sessionCache, type SessionCacheOptions } from '../../index.js'
 import { captureLogs, cookieOf, fresh, secret } from '../helpers/app.js'
 
 /** An app with routes over every session method. */
@@ -151,17 +152,84 @@ test('cookie attributes and name are overridable', async (t) => {
   t.match(header, /^__Host-cart=.+; Max-Age=3600; Path=\/; HttpOnly; Secure; SameSite=Strict$/)
 })
 
-test('an app that registered @fastify/cookie itself keeps it, and parsed cookies are used', async (t) => {
-  const app = fresh(t)
-  await app.register(fastifyCookie)
-  await app.register(sessionCache, { secret })
+/** Routes that use the app's own cookie through @fastify/cookie next to the session's. */
+function themed (app: FastifyInstance): void {
   app.post('/w', async (request, reply) => { reply.setCookie('theme', 'dark'); await request.sessionCache.set('a', 1); return 'ok' })
   app.get('/r', async (request) => ({ a: await request.sessionCache.get('a') ?? null, theme: request.cookies.theme }))
+}
+
+async function bothCookies (t: Test, app: FastifyInstance): Promise<void> {
   const write = await app.inject({ method: 'POST', url: '/w' })
   const cookies = ([] as string[]).concat(write.headers['set-cookie'] as string[])
   t.equal(cookies.length, 2, 'both cookies are sent')
   const header = cookies.map((c) => c.split(';')[0]).join('; ')
   t.same((await app.inject({ url: '/r', headers: { cookie: header } })).json(), { a: 1, theme: 'dark' })
+}
+
+test('an app that registered @fastify/cookie itself keeps it, and parsed cookies are used', async (t) => {
+  const logs = captureLogs()
+  const app = fresh(t, { logger: { level: 'debug', stream: logs.stream } })
+  await app.register(fastifyCookie)
+  await app.register(sessionCache, { secret })
+  themed(app)
+  await bothCookies(t, app)
+  t.ok(logs.lines.some((line) => String(line.msg).includes('@fastify/cookie is registered, so request.cookies is the app\'s')), 'the start-up debug log says whose cookies these are')
+})
+
+test('@fastify/cookie registered after the session level works as if registered first', async (t) => {
+  const logs = captureLogs()
+  const app = fresh(t, { logger: { level: 'debug', stream: logs.stream } })
+  await app.register(multiCache, { session: { secret } })
+  await app.register(fastifyCookie)
+  themed(app)
+  await bothCookies(t, app)
+  t.ok(logs.lines.some((line) => String(line.msg).includes('@fastify/cookie is registered, so request.cookies is the app\'s')))
+})
+
+test('without @fastify/cookie the app stays without it: nothing half-registered, and the start-up debug log says so', async (t) => {
+  const logs = captureLogs()
+  const app = fresh(t, { logger: { level: 'debug', stream: logs.stream } })
+  await app.register(multiCache, { session: { secret } })
+  app.post('/w', async (request) => { await request.sessionCache.set('a', 1); return { cookies: typeof request.cookies } })
+  app.get('/r', async (request) => ({ a: await request.sessionCache.get('a') ?? null }))
+  const write = await app.inject({ method: 'POST', url: '/w' })
+  t.same(write.json(), { cookies: 'undefined' })
+  t.same((await app.inject({ url: '/r', headers: { cookie: cookieOf(write.headers) as string } })).json(), { a: 1 }, 'the session cookie is parsed all the same')
+  t.notOk(app.hasPlugin('@fastify/cookie'), 'a plugin that depends on @fastify/cookie is not told it is there')
+  t.notOk(app.hasReplyDecorator('setCookie'))
+  t.ok(logs.lines.some((line) => line.level === 20 && String(line.msg).includes('request.cookies is not set: register @fastify/cookie')))
+
+  const withSession = fresh(t)
+  await withSession.register(multiCache, { session: { secret } })
+  await t.rejects(async () => { await withSession.register(fastifySession, { secret }).ready() }, /dependency '@fastify\/cookie' of plugin '@fastify\/session' is not registered/)
+})
+
+test('cookie attributes are checked at registration, so that none can fail a session write later', async (t) => {
+  for (const [cookie, pattern] of [
+    [{ maxAge: 'x' }, /sessionCache \(cookie\): option "maxAge" must be a positive whole number of seconds, got "x"/],
+    [{ maxAge: 1.5 }, /option "maxAge"/],
+    [{ sameSite: 'none' }, /option "sameSite" must come with secure: true \(browsers drop a SameSite=None cookie without Secure\), got "none"/],
+    [{ sameSite: 'none', secure: false }, /option "sameSite" must come with secure: true/],
+    [{ partitioned: true }, /option "partitioned" must come with secure: true/],
+    [{ sameSite: 'sometimes' }, /option "sameSite" must be 'lax', 'strict', 'none', true or false/],
+    [{ priority: 'urgent' }, /option "priority" must be 'low', 'medium' or 'high'/],
+    [{ expires: 'tomorrow' }, /option "expires" must be a valid Date/],
+    [{ expires: new Date(NaN) }, /option "expires"/],
+    [{ httpOnly: 'yes' }, /option "httpOnly" must be true or false/],
+    [{ secure: 1 }, /option "secure" must be true or false/],
+    [{ path: 'cart' }, /option "path" must be a string starting with '\/'/],
+    [{ domain: '' }, /option "domain" must be a non-empty string/],
+    [{ domain: 'exa mple.com' }, /sessionCache: option "cookie" must be attributes the cookie serializer accepts \(cookie domain is invalid/],
+    [{ maxage: 60 }, /option "maxage" is not an option \(expected one of domain, path, maxAge, expires, httpOnly, secure, sameSite, priority, partitioned\)/],
+    [{ signed: true }, /option "signed" is not an option/],
+    [[], /sessionCache: option "cookie" must be an object of cookie attributes/]
+  ] as const) {
+    const app = fresh(t)
+    await t.rejects(async () => { await app.register(sessionCache, { secret, cookie } as never).ready() }, { code: 'FST_MULTICACHE_INVALID_OPTION', message: pattern })
+  }
+  const app = await shop(t, { secret, cookie: { sameSite: 'none', secure: true, partitioned: true, priority: 'high', expires: new Date(Date.UTC(2100, 0, 1)) } })
+  const header = String((await app.inject({ method: 'POST', url: '/add/x' })).headers['set-cookie'])
+  t.match(header, /^sid=.+; Path=\/; Expires=Fri, 01 Jan 2100 00:00:00 GMT; HttpOnly; Secure; Partitioned; Priority=High; SameSite=None$/)
 })
 
 test('getSessionId: the app identifies users, no cookie is issued, regenerate is refused', async (t) => {

@@ -80,6 +80,53 @@ test('@keyv/redis: TTLs are set in Redis, and clear clears this namespace only',
   t.equal(await two.get('k'), 3, 'the other namespace is left alone')
 })
 
+/** Two stores under two prefixes of one Keyv that also holds a key of the app's own. */
+async function prefixes (t: Test, keyv: Keyv): Promise<void> {
+  const app = new KeyvStore({ keyv, prefix: 'app:' })
+  const session = new KeyvStore({ keyv, prefix: 'session:' })
+  await app.set('k', 1)
+  await session.set('k', 2)
+  await keyv.set('own', 'kept')
+  t.equal(await keyv.get('app:k'), '1', 'the key is prefixed inside the Keyv')
+  t.same([await app.get('k'), await session.get('k')], [1, 2])
+  t.same(await app.getMany(['k', 'missing']), [1, undefined])
+  await app.delete('k')
+  t.equal(await session.get('k'), 2, 'delete stays in its prefix')
+  await app.set('a', 1)
+  await app.set('b', 2)
+  await app.clear()
+  t.same(await app.getMany(['a', 'b']), [undefined, undefined])
+  t.equal(await session.get('k'), 2, 'clear stays in its prefix')
+  t.equal(await keyv.get('own'), 'kept')
+}
+
+test('a prefix namespaces the keys inside the Keyv, and clear deletes that prefix only', async (t) => {
+  await prefixes(t, new Keyv())
+  const found = await redisKeyv(t)
+  if (found === undefined) return
+  await prefixes(t, found.keyv)
+})
+
+test('clear under a prefix: in batches, within the time budget, and refused where the adapter cannot list keys', async (t) => {
+  const keyv = new Keyv()
+  const store = new KeyvStore({ keyv, prefix: 'p:' })
+  for (let i = 0; i < 1200; i++) await store.set(`k${i}`, i)
+  await keyv.set('other', 1)
+  await store.clear()
+  t.same([await store.get('k0'), await store.get('k1199'), await keyv.get('other')], [undefined, undefined, 1], 'more keys than a batch, all gone')
+
+  const unlisted: KeyvLike = { get: async () => undefined, set: async () => true, delete: async () => true, clear: async () => { cleared++ } }
+  let cleared = 0
+  await t.rejects(new KeyvStore({ keyv: unlisted, prefix: 'p:' }).clear(), {
+    code: 'FST_MULTICACHE_STORE', message: 'store clear failed: this Keyv\'s adapter cannot list its keys, so the keys under "p:" cannot be found; give the level a Keyv of its own'
+  })
+  await new KeyvStore({ keyv: unlisted }).clear()
+  t.equal(cleared, 1, 'without a prefix the whole Keyv is the store\'s, and Keyv clears it')
+
+  const stalled: KeyvLike = { ...unlisted, iterator: () => ({ next: async () => await new Promise<never>(() => {}) }) }
+  await t.rejects(new KeyvStore({ keyv: stalled, prefix: 'p:', timeout: 20 }).clear(), { code: 'FST_MULTICACHE_STORE', message: 'store clear failed: no answer within 20 ms' })
+})
+
 test('values JSON would change are refused and nothing is stored', async (t) => {
   const keyv = new Keyv()
   const store = new KeyvStore({ keyv })

@@ -1,0 +1,10 @@
+import Fastify from 'fastify'
+import multiCache from 'fastify-multi-cache'
+import { db } from './db.js'
+
+const app = Fastify({ logger: true })
+await app.register(multiCache)
+// #region readme
+app.get('/products', { config: { cache: { level: 'app', ttl: '1m' } } }, () => db.products.all())
+// #endregion
+await app.listen({ port: Number(process.env.PORT ?? 3000) })

@@ -1,0 +1,22 @@
+import type { Awaitable, FenceOperations, GroupOperations } from '../../index.js'
+
+// #region readme
+interface Store {
+  get (key: string): Awaitable<unknown> // undefined: absent
+  set (key: string, value: unknown, ttl?: number): Awaitable<void> // ttl in ms; 0 or omitted: the store's default
+  delete (key: string): Awaitable<boolean | void> // false: there was nothing to delete
+  clear (): Awaitable<void> // this store's namespace only
+  getMany? (keys: readonly string[]): Awaitable<unknown[]>
+  deleteMany? (keys: readonly string[]): Awaitable<void>
+  getTimed? (key: string): Awaitable<{ value: unknown, ttl: number } | undefined> // the value and its remaining ttl
+  stored? (key: string, value: unknown): unknown // the value as the store gives it back (decoded from its bytes)
+  readonly groups?: GroupOperations // fields under one key and a fence, changed atomically: one hash per session
+  readonly fences?: FenceOperations // per-key fences shared by every instance (Redis)
+  watch? (listener: (change: { keys: string[] } | { clear: true }) => void): void // changes other instances made
+  readonly size?: number
+  close? (): Awaitable<void>
+}
+// #endregion
+
+// types/readme.tst.ts checks that this is the `Store` the package exports.
+export type { Store as ReadmeStore }

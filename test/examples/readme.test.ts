@@ -1,0 +1,89 @@
+import { spawn } from 'node:child_process'
+import { readFile, readdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { test, type Test } from 'tap'
+import { sessionStoreKey } from '../../lib/keys.js'
+import { cookieOf, secret } from '../helpers/app.js'
+import { built, outside, root } from '../helpers/package.js'
+import { REDIS_URL, redisFor } from '../helpers/redis.js'
+
+// Every js and ts block of the README is a file of examples/readme (or the part of it between `// #region readme`
+// and `// #endregion`), named in a comment above the block: the files run here, so the README cannot drift.
+const examples = join(root, 'examples/readme')
+const MARKER = /^<!-- example: (examples\/readme\/[\w.-]+) -->$/
+
+async function shown (file: string): Promise<string> {
+  const text = await readFile(join(root, file), 'utf8')
+  const region = /^\/\/ #region readme\n([\s\S]*?)^\/\/ #endregion$/m.exec(text)
+  return (region?.[1] ?? text).trimEnd()
+}
+
+test('every js and ts block of the README is an example file, as it is there', async (t) => {
+  const lines = (await readFile(join(root, 'README.md'), 'utf8')).split('\n')
+  const named: string[] = []
+  for (let i = 0; i < lines.length; i++) {
+    if (!/^```(js|ts)$/.test(lines[i] as string)) continue
+    const file = MARKER.exec(lines[i - 1] ?? '')?.[1]
+    const end = lines.indexOf('```', i + 1)
+    if (file === undefined) {
+      t.fail(`README line ${i + 1}: a code block without <!-- example: examples/readme/… --> above it`)
+      continue
+    }
+    named.push(file)
+    t.equal(lines.slice(i + 1, end).join('\n'), await shown(file), `README line ${i + 1} is ${file}`)
+  }
+  const files = (await readdir(examples)).filter((file) => file !== 'db.js').map((file) => `examples/readme/${file}`)
+  t.same(named.toSorted(), files.toSorted(), 'and every example file is in the README')
+})
+
+/** Starts an example as `node <file>` on a free port and returns its URL; it is stopped with the test. */
+async function serve (t: Test, file: string, env: Record<string, string> = {}): Promise<string> {
+  await built()
+  const child = spawn(process.execPath, [file], { cwd: examples, env: { ...outside, PORT: '0', SESSION_SECRET: secret, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
+  t.teardown(() => { child.kill() })
+  for await (const line of createInterface({ input: child.stdout })) {
+    const url = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line)?.[1]
+    if (url !== undefined) return url
+  }
+  throw new Error(`${file} ended without listening`)
+}
+
+async function call (url: string, init: { method?: string, body?: unknown, cookie?: string | undefined } = {}): Promise<{ status: number, body: unknown, cookie: string | undefined }> {
+  const headers: Record<string, string> = init.cookie === undefined ? {} : { cookie: init.cookie }
+  if (init.body !== undefined) headers['content-type'] = 'application/json'
+  const response = await fetch(url, { method: init.method ?? 'GET', headers, ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }) })
+  return { status: response.status, body: await response.json(), cookie: cookieOf({ 'set-cookie': response.headers.getSetCookie() }) }
+}
+
+test('the Usage example runs as written: catalog, cart, login and orders', async (t) => {
+  const url = await serve(t, 'usage.js')
+  t.same((await call(url + '/products')).body, [{ id: 1, name: 'apple', price: 3 }, { id: 2, name: 'pear', price: 4 }])
+  const first = await call(url + '/cart', { method: 'POST', body: { productId: 1 } })
+  t.same(first.body, { lines: 1 })
+  t.same((await call(url + '/cart', { method: 'POST', body: { productId: 2 }, cookie: first.cookie })).body, { lines: 2 })
+  t.same(await call(url + '/orders', { cookie: first.cookie }), { status: 401, body: { error: 'log in first' }, cookie: undefined })
+  const login = await call(url + '/login', { method: 'POST', body: { name: 'ada' }, cookie: first.cookie })
+  t.same(login.body, { id: 7 })
+  t.not(login.cookie, first.cookie, 'a new session id at login')
+  t.same((await call(url + '/orders', { cookie: login.cookie })).body, [{ id: 100, userId: 7, productId: 2 }])
+  t.equal((await call(url + '/login', { method: 'POST', body: { name: 'eve' } })).status, 401)
+})
+
+test('the partial adoption and route caching examples run as written', async (t) => {
+  t.same((await call(await serve(t, 'partial.js') + '/answer')).body, 42)
+  const url = await serve(t, 'route.js')
+  const first = await fetch(url + '/products')
+  const again = await fetch(url + '/products')
+  t.same([first.headers.get('x-cache'), again.headers.get('x-cache')], ['MISS', 'HIT-APP'])
+  t.same(await again.json(), await first.json())
+})
+
+test('the several-instances example: two instances on one Redis share a cart', async (t) => {
+  const client = await redisFor(t)
+  if (client === undefined) return
+  const [one, two] = await Promise.all([serve(t, 'instances.js', { REDIS_URL }), serve(t, 'instances.js', { REDIS_URL })])
+  const made = await call(one + '/cart', { method: 'POST', body: ['apple'] })
+  t.teardown(async () => { await client.unlink('fmc:session:' + sessionStoreKey((made.body as { id: string }).id)) })
+  t.same((await call(two + '/cart', { cookie: made.cookie })).body, { cart: ['apple'] })
+})
