@@ -1,3 +1,5 @@
+import type { BreakerState } from './breaker.js'
+
 /** What one level reports through `fastify.multiCache.stats()`. */
 export interface LevelStatsSnapshot {
   /** Lookups answered from this level. */
@@ -18,6 +20,8 @@ export interface LevelStatsSnapshot {
   size: number
   /** Session level with the memory store: `evictions` split by the kind of session pushed out. */
   evictionsByKind?: { anonymous: number, authenticated: number }
+  /** With a shared store: its circuit breaker's state (`'open'`: operations skip the store). */
+  breaker?: BreakerState
 }
 
 /**
@@ -35,6 +39,8 @@ export class LevelStats {
 
   /** Evictions of sessions that were never regenerated (`evictions` counts them too). */
   anonymousEvictions = 0
+  /** The circuit breaker of the level's shared store, when it has one. */
+  breaker: { readonly state: BreakerState } | undefined
 
   constructor (private readonly size: () => number, private readonly byKind = false) {}
 
@@ -42,6 +48,7 @@ export class LevelStats {
     const split = this.byKind ? { evictionsByKind: { anonymous: this.anonymousEvictions, authenticated: this.evictions - this.anonymousEvictions } } : {}
     return {
       ...split,
+      ...(this.breaker === undefined ? {} : { breaker: this.breaker.state }),
       hits: this.hits,
       misses: this.misses,
       loads: this.loads,

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Duration } from '../lib/durations.js'
+import { MAX_KEY_LENGTH } from '../lib/keys.js'
 import { readOptions } from '../lib/options.js'
 import { AppCache } from '../lib/scopes/application.js'
 import { MemoryStore } from '../lib/stores/memory.js'
@@ -18,6 +19,12 @@ export interface AppCacheOptions extends SharedStoreOptions {
   store?: StoreOption
   /** With a Redis store: one load per cold key across instances. Default false; `true` or `{ ttl, wait }`. */
   lock?: boolean | { ttl?: Duration, wait?: Duration }
+  /** Longest key taken, in characters. Default 1,024. */
+  maxKeyLength?: number
+  /** With the memory store: most bytes held, as `sizeOf` counts them. Off by default (`max` entries bound it). */
+  maxBytes?: number
+  /** With `maxBytes`: a value's size in bytes. Default: the length of its JSON text. */
+  sizeOf?: (value: unknown) => number
 }
 
 declare module 'fastify' {
@@ -29,17 +36,26 @@ declare module 'fastify' {
 
 const plugin: FastifyPluginAsync<AppCacheOptions> = async (fastify, options) => {
   const read = readOptions('appCache', options)
-  read.only(['max', 'ttl', 'store', 'lock', ...SHARED_STORE_OPTIONS])
+  read.only(['max', 'ttl', 'store', 'lock', 'maxKeyLength', 'maxBytes', 'sizeOf', ...SHARED_STORE_OPTIONS])
   const max = read.positiveInteger('max', 10_000)
   const ttl = read.duration('ttl', 0)
+  const maxBytes = read.positiveInteger('maxBytes', 0)
+  const sizeOf = read.optionalFunction<(value: unknown) => number>('sizeOf')
+  if (sizeOf !== undefined && maxBytes === 0) read.fail('sizeOf', 'needs maxBytes (it sizes values for that bound)')
+  if (maxBytes !== 0 && options.store !== undefined && options.store !== 'memory') read.fail('maxBytes', "bounds the memory store only: a shared store's entries are bounded by maxEntryBytes")
   const backend = await resolveStore(fastify, read, options, {
     prefix: 'fmc:app:',
     l1: { max: 1000, ttl: 10_000 },
     fenced: true,
-    memory: () => new MemoryStore({ max, ttl, onEvict: () => { cache.stats.evictions++ } })
+    memory: () => new MemoryStore({
+      max, ttl, onEvict: () => { cache.stats.evictions++ }, ...(maxBytes === 0 ? {} : { maxBytes }), ...(sizeOf === undefined ? {} : { sizeOf })
+    })
   })
   const lock = resolveLock(read, options.lock, backend)
-  const cache: AppCache = new AppCache({ store: backend.store, ttl, log: fastify.log, ...(lock === undefined ? {} : { lock }) })
+  const cache: AppCache = new AppCache({
+    store: backend.store, ttl, log: fastify.log, maxKeyLength: read.positiveInteger('maxKeyLength', MAX_KEY_LENGTH), ...(lock === undefined ? {} : { lock })
+  })
+  cache.stats.breaker = backend.breaker
   addLevel(fastify, 'app', cache)
   fastify.decorate('appCache', cache)
 

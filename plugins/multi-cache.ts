@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { AlreadyRegisteredError, InvalidOptionError, describe } from '../lib/errors.js'
+import { KeyRule, MAX_KEY_LENGTH } from '../lib/keys.js'
 import { CacheLookup } from '../lib/lookup.js'
 import { readOptions } from '../lib/options.js'
 import { appCache, type AppCacheOptions } from './app-cache.js'
@@ -18,6 +19,8 @@ export interface MultiCacheOptions {
   app?: AppCacheOptions | false
   /** Route response caching options (`config.cache` on routes), or `false` to leave it out. */
   route?: RouteCacheOptions | false
+  /** Longest key `request.cache` takes, in characters (each level has its own option too). Default 1,024. */
+  maxKeyLength?: number
 }
 
 declare module 'fastify' {
@@ -42,7 +45,8 @@ const plugin: FastifyPluginAsync<MultiCacheOptions> = async (fastify, options) =
     throw new AlreadyRegisteredError('multiCache', "register it once, at the root (encapsulated plugins inherit it), with every level's options in that one registration")
   }
   const read = readOptions('multiCache', options)
-  read.only([...Object.keys(LEVELS), 'route'])
+  read.only([...Object.keys(LEVELS), 'route', 'maxKeyLength'])
+  const keys = new KeyRule(read.positiveInteger('maxKeyLength', MAX_KEY_LENGTH))
   for (const [name, levelPlugin] of Object.entries(LEVEL_PLUGINS)) {
     const value = (options as Record<string, unknown>)[name]
     if (value !== undefined && value !== false && (typeof value !== 'object' || value === null || Array.isArray(value))) {
@@ -74,7 +78,8 @@ const plugin: FastifyPluginAsync<MultiCacheOptions> = async (fastify, options) =
       return ((this as Slot)[kLookup] ??= new CacheLookup(
         enabled.request ? this.reqCache : undefined,
         enabled.session ? this.sessionCache : undefined,
-        app
+        app,
+        keys
       ))
     }
   })

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
+import { MAX_KEY_LENGTH } from '../lib/keys.js'
 import { readOptions } from '../lib/options.js'
 import { RequestLevel, type RequestCache } from '../lib/scopes/request.js'
 import { addLevel } from './levels.js'
@@ -9,6 +10,8 @@ import './levels.js'
 export interface RequestCacheOptions {
   /** Most entries one request may hold; past it the oldest is dropped. Default 10,000. */
   maxEntries?: number
+  /** Longest key taken, in characters. Default 1,024. */
+  maxKeyLength?: number
 }
 
 declare module 'fastify' {
@@ -23,8 +26,8 @@ type Slot = FastifyRequest & { [kRequestCache]: RequestCache | null }
 
 const plugin: FastifyPluginAsync<RequestCacheOptions> = async (fastify, options) => {
   const read = readOptions('requestCache', options)
-  read.only(['maxEntries'])
-  const level = new RequestLevel({ maxEntries: read.positiveInteger('maxEntries', 10_000) })
+  read.only(['maxEntries', 'maxKeyLength'])
+  const level = new RequestLevel({ maxEntries: read.positiveInteger('maxEntries', 10_000), maxKeyLength: read.positiveInteger('maxKeyLength', MAX_KEY_LENGTH) })
   addLevel(fastify, 'request', level)
 
   // A value slot in the request's shape plus a getter: a request that never touches its cache allocates nothing.

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Duration } from '../lib/durations.js'
+import { MAX_KEY_LENGTH } from '../lib/keys.js'
 import { readOptions } from '../lib/options.js'
 import { SessionLevel, type PresentedId, type SessionCache } from '../lib/scopes/session.js'
 import { MemoryStore } from '../lib/stores/memory.js'
@@ -32,6 +33,10 @@ export interface SessionCacheOptions extends SharedStoreOptions {
   maxPagesPerSession?: number
   /** `'memory'` (default), `'redis'` (`fastify.redis`), a Redis URL, an ioredis client, a Keyv, or a `Store`. */
   store?: StoreOption
+  /** Ends a session this long after it was created, however active: ms or a duration string. Default 0: never. */
+  absoluteTtl?: Duration
+  /** Longest key taken, in characters. Default 1,024. */
+  maxKeyLength?: number
   /** Identify sessions yourself (a JWT subject, `@fastify/session`): no cookie is issued. */
   getSessionId?: (request: FastifyRequest) => string | undefined | Promise<string | undefined>
 }
@@ -43,7 +48,7 @@ declare module 'fastify' {
   }
 }
 
-const OPTIONS = ['secret', 'cookieName', 'cookie', 'ttl', 'maxSessions', 'maxAnonymousSessions', 'maxEntriesPerSession', 'maxPagesPerSession', 'store', 'getSessionId', ...SHARED_STORE_OPTIONS]
+const OPTIONS = ['secret', 'cookieName', 'cookie', 'ttl', 'absoluteTtl', 'maxSessions', 'maxAnonymousSessions', 'maxEntriesPerSession', 'maxPagesPerSession', 'maxKeyLength', 'store', 'getSessionId', ...SHARED_STORE_OPTIONS]
 const kSession = Symbol('fastify-multi-cache.session')
 type Slot = FastifyRequest & { [kSession]: SessionCache | null }
 
@@ -61,18 +66,26 @@ const plugin: FastifyPluginAsync<SessionCacheOptions> = async (fastify, options)
     l1: { max: 10_000, ttl: Math.min(5000, ttl) },
     memory: () => inMemory(maxSessions, () => { level.stats.evictions++ })
   })
-  // In memory, anonymous visitors get a pool of their own: a crowd of them cannot push logged-in users out.
-  const anonymous = backend.redis === undefined && backend.store instanceof MemoryStore
-    ? inMemory(maxAnonymousSessions, () => { level.stats.evictions++; level.stats.anonymousEvictions++ })
-    : undefined
+  // In memory, anonymous visitors get a pool of their own: a crowd of them cannot push logged-in users out. Users'
+  // indexes of sessions get one too, as large as the logged-in pool, so that sessions never push them out.
+  const inMemoryOnly = backend.redis === undefined && backend.store instanceof MemoryStore
+  const absoluteTtl = read.duration('absoluteTtl', 0)
   const level: SessionLevel = new SessionLevel({
     ttl,
+    absoluteTtl,
     maxEntriesPerSession: read.positiveInteger('maxEntriesPerSession', 100),
     maxPagesPerSession: read.positiveInteger('maxPagesPerSession', 10),
+    maxKeyLength: read.positiveInteger('maxKeyLength', MAX_KEY_LENGTH),
     store: backend.store,
-    ...(anonymous === undefined ? {} : { anonymous }),
+    ...(inMemoryOnly
+      ? {
+          anonymous: inMemory(maxAnonymousSessions, () => { level.stats.evictions++; level.stats.anonymousEvictions++ }),
+          users: new MemoryStore({ max: maxSessions })
+        }
+      : {}),
     log: fastify.log
   })
+  level.stats.breaker = backend.breaker
   const getSessionId = read.optionalFunction<NonNullable<SessionCacheOptions['getSessionId']>>('getSessionId')
   addLevel(fastify, 'session', level)
   fastify.decorateRequest(kSession, null)

@@ -60,7 +60,7 @@ export async function sessionCookie (
   if (typeof name !== 'string' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)) {
     read.fail('cookieName', 'must be a non-empty cookie name (letters, digits and !#$%&\'*+-.^_`|~)')
   }
-  const attributes = readAttributes(read, options.cookie)
+  const attributes = readAttributes(read, options.cookie, name)
   const clearing = { ...attributes, maxAge: 0, expires: new Date(0) }
   const codec = await cookieCodec(fastify)
   try {
@@ -90,7 +90,7 @@ export async function sessionCookie (
   }
 }
 
-function readAttributes (read: OptionReader, cookie: unknown): SessionCookieOptions {
+function readAttributes (read: OptionReader, cookie: unknown, name: string): SessionCookieOptions {
   if (cookie !== undefined && (typeof cookie !== 'object' || cookie === null || Array.isArray(cookie))) {
     read.fail('cookie', 'must be an object of cookie attributes')
   }
@@ -101,7 +101,14 @@ function readAttributes (read: OptionReader, cookie: unknown): SessionCookieOpti
     const [accepts, expected] = ATTRIBUTES[name as keyof SessionCookieOptions]
     if (!accepts(value)) attributes.fail(name, expected)
   }
-  const resolved: SessionCookieOptions = { path: '/', httpOnly: true, sameSite: 'lax', secure: process.env.NODE_ENV === 'production', ...given }
+  // A prefixed name (`__Host-`, `__Secure-`) is a promise to the browser that the cookie is Secure: it is by default.
+  const prefixed = name.startsWith('__Host-') || name.startsWith('__Secure-')
+  const resolved: SessionCookieOptions = { path: '/', httpOnly: true, sameSite: 'lax', secure: prefixed || process.env.NODE_ENV === 'production', ...given }
+  // Browsers drop a prefixed cookie whose attributes break the prefix's rules (RFC 6265bis 4.1.3).
+  if (prefixed && resolved.secure !== true) attributes.fail('secure', `must be true with the cookie name "${name}" (browsers drop a ${name.slice(0, name.indexOf('-') + 1)} cookie without Secure)`)
+  if (name.startsWith('__Host-') && (resolved.path !== '/' || resolved.domain !== undefined)) {
+    attributes.fail(resolved.domain !== undefined ? 'domain' : 'path', `must be left out with the cookie name "${name}" (a __Host- cookie has path '/' and no domain)`, resolved.domain ?? resolved.path)
+  }
   // Browsers drop these cookies without Secure: every session write would then be lost, silently.
   if (!resolved.secure && resolved.sameSite === 'none') attributes.fail('sameSite', 'must come with secure: true (browsers drop a SameSite=None cookie without Secure)')
   if (!resolved.secure && resolved.partitioned === true) attributes.fail('partitioned', 'must come with secure: true (browsers drop a Partitioned cookie without Secure)')

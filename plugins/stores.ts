@@ -1,9 +1,10 @@
 import type { FastifyInstance } from 'fastify'
+import { Breaker, guardStore } from '../lib/breaker.js'
 import { withBudget } from '../lib/budget.js'
 import { InvalidationBus } from '../lib/bus.js'
 import type { Duration } from '../lib/durations.js'
 import { readOptions, type OptionReader } from '../lib/options.js'
-import type { Serializer } from '../lib/serializer.js'
+import { MAX_ENTRY_BYTES, type Serializer } from '../lib/serializer.js'
 import { RedisLock } from '../lib/lock.js'
 import { assertStore, type Store } from '../lib/store.js'
 import { KeyvStore, type KeyvLike } from '../lib/stores/keyv.js'
@@ -38,9 +39,24 @@ export interface SharedStoreOptions {
    * with another shared store only when given, and then an entry may be stale for up to `l1.ttl`.
    */
   l1?: L1Options | false
+  /** Largest value a shared store takes once serialized, in bytes. Default 1 MiB. */
+  maxEntryBytes?: number
+  /**
+   * A circuit breaker on the shared store, or `false`: after `failures` failures in a row, operations skip the store
+   * for `coolDown`, then one probe at a time decides. Default `{ failures: 3, coolDown: '1s' }`.
+   */
+  breaker?: BreakerOptions | false
 }
 
-export const SHARED_STORE_OPTIONS = ['prefix', 'timeout', 'serializer', 'redisNamespace', 'l1'] as const
+/** The circuit breaker of a shared store. */
+export interface BreakerOptions {
+  /** Failures or timeouts in a row that open it. Default 3. */
+  failures?: number
+  /** How long operations skip the store before one probe: ms or a duration string. Default `'1s'`. */
+  coolDown?: Duration
+}
+
+export const SHARED_STORE_OPTIONS = ['prefix', 'timeout', 'serializer', 'redisNamespace', 'l1', 'maxEntryBytes', 'breaker'] as const
 
 const STORE_FORMS = "'memory', 'redis' (the @fastify/redis client), a redis:// or rediss:// URL, an ioredis client, a Keyv instance, or an object with the methods get, set, delete and clear"
 
@@ -51,6 +67,8 @@ export interface Backend {
   redis: RedisClient | undefined
   prefix: string
   timeout: number
+  /** The shared store's circuit breaker, which the lock goes through too. */
+  breaker?: Breaker
 }
 
 interface Defaults {
@@ -86,7 +104,8 @@ export async function resolveStore (fastify: FastifyInstance, read: OptionReader
   }
   const l1 = readL1(read, options.l1, defaults.l1)
 
-  const withSerializer = serializer === undefined ? {} : { serializer }
+  const withSerializer = { ...(serializer === undefined ? {} : { serializer }), maxEntryBytes: read.positiveInteger('maxEntryBytes', MAX_ENTRY_BYTES) }
+  const breaker = readBreaker(read, options.breaker, fastify)
   let client: RedisClient | undefined
   let shared: Store
   if (option === 'redis') {
@@ -110,18 +129,27 @@ export async function resolveStore (fastify: FastifyInstance, read: OptionReader
     shared = assertStore(read.name, option)
   }
   claimNamespace(fastify, read, client === undefined ? option : REDIS, shared instanceof KeyvStore || client !== undefined ? prefix : '')
+  if (breaker !== undefined) shared = guardStore(shared, breaker)
+  const backend = { redis: client, prefix, timeout, ...(breaker === undefined ? {} : { breaker }) }
   // The default tier needs the bus that keeps it coherent; a tier asked for explicitly runs on its TTL alone.
-  if (l1 === undefined || (options.l1 === undefined && client === undefined)) {
-    return { store: shared, redis: client, prefix, timeout }
-  }
+  if (l1 === undefined || (options.l1 === undefined && client === undefined)) return { store: shared, ...backend }
   let tiered: TieredStore | undefined
   const bus = client === undefined
     ? undefined
-    : new InvalidationBus({ client, channel: prefix + 'bus', timeout, onMessage: (message) => { tiered?.invalidate(message) } })
+    : new InvalidationBus({ client, channel: prefix + 'bus', timeout, onMessage: (message) => { tiered?.invalidate(message) }, ...(breaker === undefined ? {} : { breaker }) })
   const store = tiered = new TieredStore({ l2: shared, ...l1, ...(bus === undefined ? {} : { bus }) })
   fastify.addHook('onClose', async () => { await store.close() })
   if (bus !== undefined) await subscribedWithin(bus, fastify, Math.max(timeout * 10, 1000))
-  return { store, redis: client, prefix, timeout }
+  return { store, ...backend }
+}
+
+function readBreaker (read: OptionReader, option: unknown, fastify: FastifyInstance): Breaker | undefined {
+  if (option === false) return undefined
+  const breaking = readOptions(`${read.name} (breaker)`, option)
+  breaking.only(['failures', 'coolDown'])
+  const coolDown = breaking.duration('coolDown', 1000)
+  if (coolDown === 0) breaking.fail('coolDown', 'must be greater than 0 (use breaker: false for no circuit breaker)')
+  return new Breaker({ failures: breaking.positiveInteger('failures', 3), coolDown, log: fastify.log, name: read.name })
 }
 
 /** Every Redis counts as one backend: a prefix is refused if another level of the app uses it in any Redis. */
@@ -151,7 +179,8 @@ export function resolveLock (read: OptionReader, option: unknown, backend: Backe
     leasePrefix: 'fmc-lease:' + backend.prefix,
     timeout: backend.timeout,
     ttl: locking.duration('ttl', 10_000),
-    wait: locking.duration('wait', 5000)
+    wait: locking.duration('wait', 5000),
+    ...(backend.breaker === undefined ? {} : { breaker: backend.breaker })
   })
 }
 
