@@ -159,7 +159,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       cache.stats.hits++
       reply.header('age', ageOf(found, now))
       if (xCache) reply.header('x-cache', hit)
-      if (isNotModified(request.headers, found)) reply.code(304).headers(notModifiedHeaders(found)).send()
+      if (isNotModified(request.method, request.headers, found)) reply.code(304).headers(notModifiedHeaders(found)).send()
       else reply.code(found.status).headers(found.headers).header('etag', found.etag).send(replayBody(found))
       return reply
     }

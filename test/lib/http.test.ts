@@ -179,8 +179,12 @@ test('conditional requests: If-None-Match by weak comparison, then If-Modified-S
     [{ 'if-modified-since': new Date(NOW - 120_000).toUTCString() }, false],
     [{ 'if-modified-since': 'yesterday' }, false]
   ]
-  for (const [headers, notModified] of cases) t.equal(isNotModified(headers, stored), notModified, JSON.stringify(headers))
-  t.equal(isNotModified({ 'if-modified-since': new Date(NOW).toUTCString() }, response()), false, 'no Last-Modified')
+  for (const [headers, notModified] of cases) t.equal(isNotModified('GET', headers, stored), notModified, JSON.stringify(headers))
+  t.equal(isNotModified('GET', { 'if-modified-since': new Date(NOW).toUTCString() }, response()), false, 'no Last-Modified')
+  t.equal(isNotModified('HEAD', { 'if-none-match': '*' }, stored), true)
+  t.equal(isNotModified('GET', { 'if-none-match': '*' }, { ...stored, status: 404 }), false, 'a 304 only where a 200 would be sent')
+  t.equal(isNotModified('GET', { 'if-none-match': '"e1"' }, { ...stored, status: 203 }), false)
+  t.equal(isNotModified('POST', { 'if-none-match': '"e1"' }, stored), false, 'only GET and HEAD')
   t.equal(matchesEtag(undefined, '"e1"'), false)
 })
 

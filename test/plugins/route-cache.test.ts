@@ -393,3 +393,15 @@ test('a plugin that adds a preHandler after the lookup fails ready(): a hit woul
   await early.ready()
   t.pass('registered first, its preHandler runs before the lookup')
 })
+
+test('a stored response other than a 200 is never answered 304', async (t) => {
+  const { app } = await build(t)
+  app.get('/gone', { config: { cache: { level: 'app', statusCodes: [200, 404] } } }, async (_request, reply) => await reply.code(404).send('not found'))
+  await overHttp(app, '/gone')
+  const star = await overHttp(app, '/gone', { headers: { 'if-none-match': '*' } })
+  t.equal(star.headers['x-cache'], 'HIT-APP')
+  t.equal(star.status, 404, 'If-None-Match: * is for a resource that exists')
+  t.equal(star.body.toString(), 'not found')
+  const tag = await overHttp(app, '/gone', { headers: { 'if-none-match': String(star.headers.etag) } })
+  t.equal(tag.status, 404)
+})
