@@ -4,7 +4,7 @@ import type { Duration } from '../lib/durations.js'
 import { InvalidOptionError, describe } from '../lib/errors.js'
 import { isNotModified, notModifiedHeaders } from '../lib/http/conditional.js'
 import type { HeaderMap } from '../lib/http/headers.js'
-import { isAnonymous, responseKey, routeIdentity, targetOf } from '../lib/http/request.js'
+import { isAnonymous, pathOf, responseKey, routeIdentity, targetOf } from '../lib/http/request.js'
 import { ageOf, replayBody, storable, toCachedResponse, type CachedResponse, type StorePolicy } from '../lib/http/response.js'
 import { expiresOf, findVariant, withVariant, type StoredVariants } from '../lib/http/variants.js'
 import { KeyRule } from '../lib/keys.js'
@@ -106,7 +106,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       throw new InvalidOptionError(where, 'level', "'session' needs the sessionCache plugin registered before the route", describe(rule.level))
     }
     const identity = routeIdentity(route.url, route.constraints)
-    if (rule.level === 'app') cache.addRoute(route.url, (url) => rule.key === undefined ? targetOf(url, rule.query) : url)
+    if (rule.level === 'app') cache.addRoute(route.url, rule.key === undefined ? pathOf : (target) => target)
     const { lookup, capture } = hooksOf(identity, rule)
     if (rule.hook === 'onRequest') {
       route.onRequest = [...asArray(route.onRequest), lookup]

@@ -62,6 +62,26 @@ function nameOf (piece: string): string {
 }
 
 /**
+ * The path of a target as invalidation compares it: percent-decoded, lowercased, without repeated or trailing
+ * slashes, so that every spelling a router may take for the same one (`ignoreTrailingSlash`, `caseSensitive: false`)
+ * is dropped with it. Two paths only a case-sensitive router tells apart are dropped together: too much, never too
+ * little.
+ */
+export function pathOf (target: string): string {
+  const mark = target.indexOf('?')
+  const path = mark === -1 ? target : target.slice(0, mark)
+  return decoded(path).toLowerCase().replace(/\/{2,}/g, '/').replace(/(.)\/$/, '$1')
+}
+
+function decoded (path: string): string {
+  try {
+    return decodeURIComponent(path)
+  } catch {
+    return path
+  }
+}
+
+/**
  * The values of the request headers a stored response's `Vary` names, as one string that tells its variants apart.
  * An absent header differs from an empty one; whitespace around commas is not significant (RFC 9111 §4.1).
  */

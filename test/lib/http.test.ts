@@ -1,7 +1,7 @@
 import { test } from 'tap'
 import { isNotModified, matchesEtag, notModifiedHeaders } from '../../lib/http/conditional.js'
 import { cacheDirectives, type HeaderMap } from '../../lib/http/headers.js'
-import { isAnonymous, keyParts, responseKey, routeIdentity, targetOf, variantOf, type QueryRule } from '../../lib/http/request.js'
+import { isAnonymous, keyParts, pathOf, responseKey, routeIdentity, targetOf, variantOf, type QueryRule } from '../../lib/http/request.js'
 import { ageOf, etagOf, replayBody, storable, toCachedResponse, varyOf, type CachedResponse, type StorePolicy } from '../../lib/http/response.js'
 import { expiresOf, findVariant, sizeOf, withVariant } from '../../lib/http/variants.js'
 
@@ -57,6 +57,21 @@ test('key: the query rule decides which parameters count', async (t) => {
   for (const [url, rule, target] of cases) t.equal(targetOf(url, rule), target, `${url} with ${JSON.stringify(rule)}`)
   t.equal(targetOf('/p?b=2&a=1', ['a', 'b']), targetOf('/p?a=1&b=2', ['a', 'b']), 'order does not count')
   t.not(targetOf('/p?a=%41', ['a']), targetOf('/p?a=A', ['a']), 'two spellings of a value stay apart')
+})
+
+test('invalidation: every spelling a router may take for one path is one path', async (t) => {
+  const cases: Array<[string, string]> = [
+    ['/p/42', '/p/42'],
+    ['/p/42/', '/p/42'],
+    ['/P/42', '/p/42'],
+    ['/p/%34%32', '/p/42'],
+    ['//p//42', '/p/42'],
+    ['/p/42?utm=x', '/p/42'],
+    ['/p/42?', '/p/42'],
+    ['/', '/'],
+    ['/p/%E0%A4%A', '/p/%e0%a4%a']
+  ]
+  for (const [target, path] of cases) t.equal(pathOf(target), path, target)
 })
 
 test('variants: the values of the headers Vary names tell responses apart', async (t) => {

@@ -235,7 +235,7 @@ test('a custom key replaces the path and query, within its route; the host still
   t.equal((await app.inject('/bad')).statusCode, 500, 'a key that is not a non-empty string is an error')
 })
 
-test('invalidate() drops a route\'s responses, or one URL\'s for every host and variant', async (t) => {
+test('invalidate() drops a route\'s responses, or one path\'s for every host, query and variant', async (t) => {
   const app = fresh(t)
   await app.register(multiCache, { session: false })
   app.get('/products/:id', { config: { cache: { level: 'app', query: ['v'] } } }, async (request, reply) => {
@@ -249,7 +249,7 @@ test('invalidate() drops a route\'s responses, or one URL\'s for every host and 
     }
   }
   await fill()
-  t.equal(await app.routeCache.invalidate('/products/:id', '/products/1?utm=x&v=1'), 2, 'one URL, as the key sees it: both hosts')
+  t.equal(await app.routeCache.invalidate('/products/:id', '/products/1?utm=x&v=1'), 2, 'one path, whatever the query: both hosts')
   t.equal(await state('/products/1?v=1'), 'MISS')
   t.equal(await state('/products/1?v=1', { host: 'b.example' }), 'MISS')
   t.equal(await state('/products/1?v=1', { 'accept-language': 'fr' }), 'MISS', 'and every variant')
@@ -404,4 +404,17 @@ test('a stored response other than a 200 is never answered 304', async (t) => {
   t.equal(star.body.toString(), 'not found')
   const tag = await overHttp(app, '/gone', { headers: { 'if-none-match': String(star.headers.etag) } })
   t.equal(tag.status, 404)
+})
+
+test('invalidate() of a URL drops every spelling of its path the router accepts, with any query', async (t) => {
+  const app = fresh(t, { routerOptions: { ignoreTrailingSlash: true, caseSensitive: false } })
+  await app.register(multiCache, { session: false })
+  let version = 1
+  app.get('/p/:id', { config: { cache: { level: 'app' } } }, async (request) => ({ id: (request.params as { id: string }).id, version }))
+  const spellings = ['/p/42', '/p/42/', '/P/42', '/p/%34%32', '/p/42?utm=x']
+  for (const url of [...spellings, '/p/43']) await app.inject(url)
+  version = 2
+  t.equal(await app.routeCache.invalidate('/p/:id', '/p/42'), spellings.length)
+  for (const url of spellings) t.same((await app.inject(url)).json(), { id: '42', version: 2 }, url)
+  t.equal((await app.inject('/p/43')).headers['x-cache'], 'HIT-APP', 'another path stays')
 })
