@@ -134,7 +134,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
     const policy: StorePolicy = { shared: app, statusCodes: rule.statusCodes, ttl: rule.ttl }
 
     const keyOf = (request: FastifyRequest): string => {
-      const target = rule.key === undefined ? targetOf(request.url, rule.query) : customKey(rule.key(request))
+      const target = rule.key === undefined ? targetOf(request.url, rule.query, request.query) : customKey(rule.key(request))
       return responseKey(identity, request.method, request.protocol + '://' + request.host.toLowerCase(), target)
     }
 

@@ -197,3 +197,24 @@ test('after regenerate() (a new user logs in on the same browser), the previous 
   t.same(page.json(), { user: 'bob' })
   t.equal(page.headers['x-cache'], 'MISS')
 })
+
+test('a custom query string parser cannot let a parameter left out of `query` set one that is in it', async (t) => {
+  // A qs-style parser: `q[]=x` sets `q`.
+  const brackets = (text: string): Record<string, unknown> => {
+    const query: Record<string, unknown> = {}
+    for (const [name, value] of new URLSearchParams(text)) {
+      if (name.endsWith('[]')) query[name.slice(0, -2)] = [...[query[name.slice(0, -2)] ?? []].flat(), value]
+      else query[name] = value
+    }
+    return query
+  }
+  const app = fresh(t, { routerOptions: { querystringParser: brackets } })
+  await app.register(multiCache, { session: false })
+  app.get('/search', { config: { cache: { level: 'app', query: ['q'] } } }, async (request) => ({ q: (request.query as { q?: unknown }).q ?? null }))
+  await app.inject('/search?q[]=%3Cscript%3E')
+  const victim = await app.inject('/search?utm=x')
+  t.same(victim.json(), { q: null }, 'not the poisoned page')
+  t.equal((await app.inject('/search?q[]=%3Cscript%3E&utm=y')).headers['x-cache'], 'HIT-APP', 'other parameters still do not count')
+  t.same((await app.inject('/search?q=a')).json(), { q: 'a' })
+  t.same((await app.inject('/search?q[]=a')).json(), { q: ['a'] }, 'a list is not its value')
+})
