@@ -1,4 +1,4 @@
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest, RouteOptions, onSendHookHandler, preHandlerAsyncHookHandler } from 'fastify'
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest, RouteOptions, onErrorHookHandler, onSendHookHandler, preHandlerAsyncHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Duration } from '../lib/durations.js'
 import { InvalidOptionError, describe } from '../lib/errors.js'
@@ -12,6 +12,7 @@ import { readOptions } from '../lib/options.js'
 import { ResponseCache } from '../lib/response-cache.js'
 import { readRouteRule, type RouteConfig, type RouteRule } from '../lib/route-config.js'
 import { addLevel } from './levels.js'
+import { asArray, beforeHandler } from './route-hooks.js'
 
 /** `config.cache` of a route: store whole responses and replay them without running the handler. */
 export interface RouteCacheConfig extends RouteConfig<FastifyRequest> {
@@ -72,6 +73,15 @@ interface Pending {
   key: string
   since: number
   setBefore: HeaderMap
+  /** True once the route's handler runs, false again if it fails: only a response it produced is stored. */
+  fromHandler: boolean
+}
+
+interface Hooks {
+  lookup: preHandlerAsyncHookHandler
+  handled: (request: FastifyRequest) => void
+  capture: onSendHookHandler
+  failed: onErrorHookHandler
 }
 
 const kPending = Symbol('fastify-multi-cache.route')
@@ -107,13 +117,15 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
     }
     const identity = routeIdentity(route.url, route.constraints)
     if (rule.level === 'app') cache.addRoute(route.url, rule.key === undefined ? pathOf : (target) => target)
-    const { lookup, capture } = hooksOf(identity, rule)
+    const { lookup, handled, capture, failed } = hooksOf(identity, rule)
     if (rule.hook === 'onRequest') {
       route.onRequest = [...asArray(route.onRequest), lookup]
     } else {
       route.preHandler = [...asArray(route.preHandler), lookup]
       lastPreHandlers.push({ where, route, lookup })
     }
+    beforeHandler(route, handled)
+    route.onError = [...asArray(route.onError), failed]
     // First, before any route-level onSend hook such as @fastify/compress's: what is stored is what the handler
     // produced, and a hit goes through the same hooks again, so that each client gets its own encoding.
     route.onSend = [capture, ...asArray(route.onSend)]
@@ -128,7 +140,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
     }
   })
 
-  function hooksOf (identity: string, rule: RouteRule<FastifyRequest>): { lookup: preHandlerAsyncHookHandler, capture: onSendHookHandler } {
+  function hooksOf (identity: string, rule: RouteRule<FastifyRequest>): Hooks {
     const app = rule.level === 'app'
     const hit = app ? 'HIT-APP' : 'HIT-SESSION'
     const policy: StorePolicy = { shared: app, statusCodes: rule.statusCodes, ttl: rule.ttl }
@@ -153,7 +165,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       }
       if (found === undefined) {
         cache.stats.misses++
-        ;(request as Slot)[kPending] = { key, since: cache.since, setBefore: reply.getHeaders() }
+        ;(request as Slot)[kPending] = { key, since: cache.since, setBefore: reply.getHeaders(), fromHandler: false }
         return undefined
       }
       cache.stats.hits++
@@ -164,13 +176,18 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       return reply
     }
 
+    function handled (request: FastifyRequest): void {
+      const pending = (request as Slot)[kPending]
+      if (pending !== null) pending.fromHandler = true
+    }
+
     function capture (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (error: null, payload: unknown) => void): void {
       const pending = (request as Slot)[kPending]
       if (pending !== null) {
         (request as Slot)[kPending] = null
         if (xCache) reply.header('x-cache', 'MISS')
         // A HEAD request's handler may answer without a body: only GET fills the entry both share.
-        if (request.method !== 'HEAD') keep(request, reply, payload, pending)
+        if (pending.fromHandler && request.method !== 'HEAD') keep(request, reply, payload, pending)
       }
       done(null, payload)
     }
@@ -194,7 +211,14 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       }).catch((error: unknown) => { cache.fault('write', error) })
     }
 
-    return { lookup, capture }
+    // An error, even one the error handler turns into a 200, is never stored: it would be served for the whole ttl.
+    function failed (request: FastifyRequest, _reply: FastifyReply, _error: unknown, done: () => void): void {
+      const pending = (request as Slot)[kPending]
+      if (pending !== null) pending.fromHandler = false
+      done()
+    }
+
+    return { lookup, handled, capture, failed }
   }
 
   function bypass (reply: FastifyReply): undefined {
@@ -208,11 +232,6 @@ const KEYS: KeyRule = new KeyRule()
 function customKey (key: unknown): string {
   KEYS.assert(key)
   return key
-}
-
-function asArray<T> (value: T | T[] | undefined): T[] {
-  if (value === undefined) return []
-  return Array.isArray(value) ? value : [value]
 }
 
 /** Route response caching: `config: { cache: { level, ttl, key, shared, query, hook } }` on a route. */

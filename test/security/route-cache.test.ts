@@ -198,6 +198,32 @@ test('after regenerate() (a new user logs in on the same browser), the previous 
   t.equal(page.headers['x-cache'], 'MISS')
 })
 
+test("with hook 'onRequest', only the handler's response is stored: not a hook's, nor the error handler's", async (t) => {
+  const app = fresh(t)
+  await app.register(multiCache, { session: false })
+  app.addHook('preHandler', async (request, reply) => {
+    if (request.headers['user-agent'] === 'OldBrowser') return await reply.send('Please upgrade your browser')
+  })
+  let down = true
+  app.setErrorHandler(async (error: Error, _request, reply) => await reply.code(200).send({ ok: false, error: error.message }))
+  app.get('/home', { config: { cache: { level: 'app', hook: 'onRequest' } } }, async () => 'Home')
+  app.get('/data', { config: { cache: { level: 'app' } } }, async () => {
+    if (down) throw new Error('db timeout')
+    return { ok: true }
+  })
+  t.equal((await app.inject({ url: '/home', headers: { 'user-agent': 'OldBrowser' } })).body, 'Please upgrade your browser')
+  const modern = await app.inject({ url: '/home', headers: { 'user-agent': 'Firefox' } })
+  t.equal(modern.body, 'Home', "the preHandler's answer was not stored for everyone")
+  t.equal(modern.headers['x-cache'], 'MISS')
+  t.equal((await app.inject({ url: '/home', headers: { 'user-agent': 'Firefox' } })).headers['x-cache'], 'HIT-APP')
+
+  t.same((await app.inject('/data')).json(), { ok: false, error: 'db timeout' })
+  down = false
+  const back = await app.inject('/data')
+  t.same(back.json(), { ok: true }, 'an error answered with 200 is not stored')
+  t.equal(back.headers['x-cache'], 'MISS')
+})
+
 test('a custom query string parser cannot let a parameter left out of `query` set one that is in it', async (t) => {
   // A qs-style parser: `q[]=x` sets `q`.
   const brackets = (text: string): Record<string, unknown> => {
