@@ -1,4 +1,4 @@
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest, RouteOptions, onErrorHookHandler, onSendHookHandler, preHandlerAsyncHookHandler } from 'fastify'
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest, RouteOptions, onErrorHookHandler, onSendHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Duration } from '../lib/durations.js'
 import { InvalidOptionError, describe } from '../lib/errors.js'
@@ -35,8 +35,8 @@ export interface RouteCacheConfig extends RouteConfig<FastifyRequest> {
   query?: 'all' | 'none' | string[]
   /**
    * Where the lookup runs. `'preHandler'` (default): as the route's last preHandler, after every hook that can refuse
-   * the request. `'onRequest'`: at the end of the onRequest hooks, so that a hit skips every later hook (auth
-   * included): only for routes that are public to everyone.
+   * the request. `'onRequest'`: after every onRequest hook (as the route's first preParsing hook), so that a hit skips
+   * every later hook (auth included): only for routes that are public to everyone.
    */
   hook?: 'preHandler' | 'onRequest'
 }
@@ -78,7 +78,7 @@ interface Pending {
 }
 
 interface Hooks {
-  lookup: preHandlerAsyncHookHandler
+  lookup: (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>
   handled: (request: FastifyRequest) => void
   capture: onSendHookHandler
   failed: onErrorHookHandler
@@ -119,7 +119,8 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
     if (rule.level === 'app') cache.addRoute(route.url, rule.key === undefined ? pathOf : (target) => target)
     const { lookup, handled, capture, failed } = hooksOf(identity, rule)
     if (rule.hook === 'onRequest') {
-      route.onRequest = [...asArray(route.onRequest), lookup]
+      // A preParsing hook runs after every onRequest hook, those a plugin registered later adds included.
+      route.preParsing = [lookup, ...asArray(route.preParsing)]
     } else {
       route.preHandler = [...asArray(route.preHandler), lookup]
       lastPreHandlers.push({ where, route, lookup })

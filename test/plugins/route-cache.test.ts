@@ -1,5 +1,5 @@
 import FakeTimers from '@sinonjs/fake-timers'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { test, type Test } from 'tap'
 import multiCache, { appCache, routeCache, sessionCache, type MultiCacheOptions } from '../../index.js'
@@ -392,6 +392,25 @@ test('a plugin that adds a preHandler after the lookup fails ready(): a hit woul
   early.get('/x', { config: { cache: { level: 'app' } } }, async () => 'x')
   await early.ready()
   t.pass('registered first, its preHandler runs before the lookup')
+})
+
+test("hook: 'onRequest' looks up after every onRequest hook, also those a plugin registered later adds", async (t) => {
+  const app = fresh(t)
+  await app.register(multiCache, { session: false })
+  let count = 0
+  await app.register(fp(async (scope: FastifyInstance) => {
+    scope.addHook('onRoute', (route) => {
+      route.onRequest = [...[route.onRequest ?? []].flat(), async (_request: FastifyRequest, reply: FastifyReply) => {
+        if (++count > 2) await reply.code(429).send('rate limited')
+      }]
+    })
+  }))
+  app.get('/p', { config: { cache: { level: 'app', hook: 'onRequest' } } }, async () => 'page')
+  t.equal((await app.inject('/p')).headers['x-cache'], 'MISS')
+  t.equal((await app.inject('/p')).headers['x-cache'], 'HIT-APP')
+  const limited = await app.inject('/p')
+  t.equal(limited.statusCode, 429, 'the late hook ran before the lookup, on a hit too')
+  t.equal(limited.body, 'rate limited')
 })
 
 test('a stored response other than a 200 is never answered 304', async (t) => {
