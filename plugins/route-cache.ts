@@ -12,7 +12,7 @@ import { readOptions } from '../lib/options.js'
 import { ResponseCache } from '../lib/response-cache.js'
 import { readRouteRule, type RouteConfig, type RouteRule } from '../lib/route-config.js'
 import { addLevel } from './levels.js'
-import { asArray, beforeHandler } from './route-hooks.js'
+import { asArray, beforeHandler, bracketOnSend } from './route-hooks.js'
 
 /** `config.cache` of a route: store whole responses and replay them without running the handler. */
 export interface RouteCacheConfig extends RouteConfig<FastifyRequest> {
@@ -66,8 +66,8 @@ declare module 'fastify' {
 }
 
 /**
- * What a miss hands from the lookup to the response: where to store it, the generation it started under, and the
- * headers the reply had then (set again by their hooks on every request, so not stored).
+ * What a miss hands from the lookup to the response: where to store it, the generation it started under, the headers
+ * the reply had then (set again by their hooks on every request, so not stored), and what the handler produced.
  */
 interface Pending {
   key: string
@@ -75,12 +75,15 @@ interface Pending {
   setBefore: HeaderMap
   /** True once the route's handler runs, false again if it fails: only a response it produced is stored. */
   fromHandler: boolean
+  /** The status, headers and payload as the handler produced them, before the route's onSend hooks. */
+  produced: { status: number, headers: HeaderMap, payload: string | Buffer } | undefined
 }
 
 interface Hooks {
   lookup: (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>
   handled: (request: FastifyRequest) => void
   capture: onSendHookHandler
+  decide: onSendHookHandler
   failed: onErrorHookHandler
 }
 
@@ -117,7 +120,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
     }
     const identity = routeIdentity(route.url, route.constraints)
     if (rule.level === 'app') cache.addRoute(route.url, rule.key === undefined ? pathOf : (target) => target)
-    const { lookup, handled, capture, failed } = hooksOf(identity, rule)
+    const { lookup, handled, capture, decide, failed } = hooksOf(identity, rule)
     if (rule.hook === 'onRequest') {
       // A preParsing hook runs after every onRequest hook, those a plugin registered later adds included.
       route.preParsing = [lookup, ...asArray(route.preParsing)]
@@ -127,9 +130,9 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
     }
     beforeHandler(route, handled)
     route.onError = [...asArray(route.onError), failed]
-    // First, before any route-level onSend hook such as @fastify/compress's: what is stored is what the handler
-    // produced, and a hit goes through the same hooks again, so that each client gets its own encoding.
-    route.onSend = [capture, ...asArray(route.onSend)]
+    // What is stored is what the handler produced, and a hit goes through the same hooks again, so that each client
+    // gets its own encoding; whether it is stored depends on the headers as sent, after every hook.
+    bracketOnSend(route, capture, decide)
   })
 
   // A plugin registered later may add preHandlers through its own onRoute hook, after the lookup: a hit would skip them.
@@ -166,7 +169,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       }
       if (found === undefined) {
         cache.stats.misses++
-        ;(request as Slot)[kPending] = { key, since: cache.since, setBefore: reply.getHeaders(), fromHandler: false }
+        ;(request as Slot)[kPending] = { key, since: cache.since, setBefore: reply.getHeaders(), fromHandler: false, produced: undefined }
         return undefined
       }
       cache.stats.hits++
@@ -182,23 +185,35 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       if (pending !== null) pending.fromHandler = true
     }
 
+    // The first onSend hook: what the handler produced, before any route-level hook (`@fastify/compress`) changes it.
     function capture (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (error: null, payload: unknown) => void): void {
       const pending = (request as Slot)[kPending]
       if (pending !== null) {
-        (request as Slot)[kPending] = null
         if (xCache) reply.header('x-cache', 'MISS')
-        // A HEAD request's handler may answer without a body: only GET fills the entry both share.
-        if (pending.fromHandler && request.method !== 'HEAD') keep(request, reply, payload, pending)
+        // A HEAD request's handler may answer without a body: only GET fills the entry both share. A stream cannot be
+        // replayed. Set on each pass: a failing hook sends the error handler's response through these hooks again.
+        const bytes = typeof payload === 'string' || Buffer.isBuffer(payload)
+        pending.produced = pending.fromHandler && request.method !== 'HEAD' && bytes
+          ? { status: reply.statusCode, headers: reply.getHeaders(), payload }
+          : undefined
       }
       done(null, payload)
     }
 
-    function keep (request: FastifyRequest, reply: FastifyReply, payload: unknown, pending: Pending): void {
-      const headers = reply.getHeaders()
+    // The last onSend hook: the response as sent decides whether what the handler produced is stored.
+    function decide (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (error: null, payload: unknown) => void): void {
+      const pending = (request as Slot)[kPending]
+      ;(request as Slot)[kPending] = null
+      if (pending?.produced !== undefined) keep(request, reply, pending, pending.produced)
+      done(null, payload)
+    }
+
+    function keep (request: FastifyRequest, reply: FastifyReply, pending: Pending, produced: NonNullable<Pending['produced']>): void {
       const now = Date.now()
-      const verdict = storable(reply.statusCode, headers, policy, now)
-      const response = verdict === undefined ? undefined : toCachedResponse(reply.statusCode, headers, payload, now, verdict.lifetime, pending.setBefore)
-      if (verdict === undefined || response === undefined) return
+      const verdict = storable(reply.statusCode, reply.getHeaders(), policy, now, produced.headers)
+      if (verdict === undefined) return
+      const response = toCachedResponse(produced.status, produced.headers, produced.payload, now, verdict.lifetime, pending.setBefore)
+      if (response === undefined) return
       if (!reply.hasHeader('etag')) reply.header('etag', response.etag)
       if (app) {
         cache.store(pending.key, verdict.vary, request.headers, response, pending.since, now)
@@ -219,7 +234,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       done()
     }
 
-    return { lookup, handled, capture, failed }
+    return { lookup, handled, capture, decide, failed }
   }
 
   function bypass (reply: FastifyReply): undefined {

@@ -32,19 +32,21 @@ export interface Storable {
 }
 
 /**
- * Whether a response may be stored (RFC 9111 §3), and for how long: never with a `Set-Cookie`, a `Vary: *`,
- * `no-store` or `no-cache` (it would have to be revalidated on every use), nor `private` in a shared cache. Its
- * lifetime is the route's `ttl`, shortened by `s-maxage` (shared only), `max-age` or `Expires`.
+ * Whether a response may be stored (RFC 9111 §3), and for how long, judged on its headers as sent (`sent`, after
+ * every onSend hook): never with a `Set-Cookie`, a `Vary: *`, `no-store` or `no-cache` (it would have to be
+ * revalidated on every use), nor `private` in a shared cache. Its lifetime is the route's `ttl`, shortened by
+ * `s-maxage` (shared only), `max-age` or `Expires`. `produced` are the headers as the handler left them, with the body
+ * that is stored (see `varyOf`).
  */
-export function storable (status: number, headers: HeaderMap, policy: StorePolicy, now: number): Storable | undefined {
-  if (!policy.statusCodes.has(status) || headers['set-cookie'] !== undefined) return undefined
-  const vary = varyOf(headers)
+export function storable (status: number, sent: HeaderMap, policy: StorePolicy, now: number, produced: HeaderMap = sent): Storable | undefined {
+  if (!policy.statusCodes.has(status) || sent['set-cookie'] !== undefined) return undefined
+  const vary = varyOf(sent, produced)
   if (vary === '*') return undefined
-  const directives = cacheDirectives(headers['cache-control'])
+  const directives = cacheDirectives(sent['cache-control'])
   if (directives.has('no-store') || directives.has('no-cache') || (policy.shared && directives.has('private'))) return undefined
   const fresh = (policy.shared ? secondsOf(directives.get('s-maxage')) : undefined) ??
     secondsOf(directives.get('max-age')) ??
-    expiresIn(headers.expires, now)
+    expiresIn(sent.expires, now)
   const lifetime = fresh === undefined ? policy.ttl : Math.min(policy.ttl, fresh)
   return lifetime > 0 ? { lifetime, vary } : undefined
 }
@@ -58,23 +60,38 @@ function expiresIn (value: HeaderValue, now: number): number | undefined {
 }
 
 /**
- * The request headers a response varies on: its `Vary`, lowercased, plus `accept-encoding` when the handler encoded
- * the body itself, so that a client is only ever sent an encoding it asked for. `'*'`: it varies on anything.
+ * The request headers a stored body varies on: every name in the `Vary` of the response as sent or as the handler
+ * left it (`produced`), lowercased, and `accept-encoding` when the handler encoded the body itself, so that a client
+ * is only ever sent an encoding it asked for. An encoding applied after the handler (`@fastify/compress`) is applied
+ * again on every hit, for each client: the `Vary: accept-encoding` that comes with it selects nothing among stored
+ * bodies. `'*'`: it varies on anything.
  */
-export function varyOf (headers: HeaderMap): string[] | '*' {
-  const names = listOf(headers.vary).map((name) => name.toLowerCase())
+export function varyOf (sent: HeaderMap, produced: HeaderMap = sent): string[] | '*' {
+  const encoding = encodingOf(produced)
+  // What the sent Vary adds; its accept-encoding comes with an encoding applied after the handler, if there was one.
+  const added = namesOf(sent.vary).filter((name) => name !== 'accept-encoding' || encodingOf(sent) === encoding)
+  const names = [...namesOf(produced.vary), ...added]
   if (names.includes('*')) return '*'
-  const encoding = headerText(headers['content-encoding'])?.toLowerCase()
-  if (encoding !== undefined && encoding !== 'identity') names.push('accept-encoding')
+  if (encoding !== undefined) names.push('accept-encoding')
   return [...new Set(names)]
 }
 
+function namesOf (vary: HeaderValue): string[] {
+  return listOf(vary).map((name) => name.toLowerCase())
+}
+
+/** The `Content-Encoding` of a response, lowercased; undefined when there is none or it is `identity`. */
+function encodingOf (headers: HeaderMap): string | undefined {
+  const encoding = headerText(headers['content-encoding'])?.toLowerCase()
+  return encoding === 'identity' ? undefined : encoding
+}
+
 /**
- * Headers that describe one transmission or are set again on each reply, never replayed. `set-cookie` never reaches
- * here: a response that sets a cookie is not stored.
+ * Headers that describe one transmission or are set again on each reply, never replayed; nor a cookie, which a hook
+ * after the handler may have removed from the response as sent, and which is never shared.
  */
 const NOT_REPLAYED = new Set([
-  'connection', 'keep-alive', 'transfer-encoding', 'content-length', 'date', 'age', 'x-cache', 'etag',
+  'connection', 'keep-alive', 'transfer-encoding', 'content-length', 'date', 'age', 'x-cache', 'etag', 'set-cookie',
   'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'upgrade'
 ])
 

@@ -125,9 +125,13 @@ test('storability at the application level (shared) and at the session level', a
     t.equal(storable(status, headers, shared, NOW)?.lifetime, atApp, `${name}, shared`)
     t.equal(storable(status, headers, session, NOW)?.lifetime, atSession, `${name}, per session`)
   }
+  const produced = { 'cache-control': 'max-age=30' }
+  t.equal(storable(200, { 'cache-control': 'private, no-store' }, shared, NOW, produced), undefined, 'the headers as sent decide')
+  t.equal(storable(200, { 'set-cookie': 'a=1' }, session, NOW, produced), undefined, 'a cookie a hook set after the handler')
+  t.equal(storable(200, produced, shared, NOW, { 'cache-control': 'no-store' })?.lifetime, 30_000, 'not what a hook changed')
 })
 
-test('Vary names, and the encoding a handler chose itself', async (t) => {
+test('Vary names, and the encoding a handler chose itself or a hook applied after it', async (t) => {
   const cases: Array<[Record<string, string | string[]>, string[] | '*']> = [
     [{}, []],
     [{ vary: 'Accept-Language' }, ['accept-language']],
@@ -138,6 +142,13 @@ test('Vary names, and the encoding a handler chose itself', async (t) => {
     [{ 'content-encoding': 'identity' }, []]
   ]
   for (const [headers, vary] of cases) t.same(varyOf(headers), vary, JSON.stringify(headers))
+  const compressed = { 'content-encoding': 'br', vary: 'Accept-Language, accept-encoding' }
+  t.same(varyOf(compressed, { vary: 'accept-language' }), ['accept-language'], 'an encoding applied after the handler selects nothing')
+  t.same(varyOf(compressed, {}), ['accept-language'], 'names a hook after the handler added count')
+  t.same(varyOf(compressed, { vary: 'Accept-Encoding' }), ['accept-encoding', 'accept-language'], 'unless the handler named it')
+  t.same(varyOf({ 'content-encoding': 'gzip' }, { 'content-encoding': 'gzip', vary: 'x-a' }), ['x-a', 'accept-encoding'], 'its own encoding')
+  t.same(varyOf({ vary: 'accept-encoding' }, {}), ['accept-encoding'], 'no encoding after the handler: a Vary a hook added counts')
+  t.equal(varyOf({ vary: '*' }, {}), '*')
 })
 
 test('a stored entry keeps the handler\'s headers but none of one transmission', async (t) => {
@@ -152,7 +163,8 @@ test('a stored entry keeps the handler\'s headers but none of one transmission',
     connection: 'keep-alive',
     'transfer-encoding': 'chunked',
     'x-custom': 7,
-    'x-none': undefined
+    'x-none': undefined,
+    'set-cookie': ['a=1']
   }, 'body', NOW, 5000) as CachedResponse
   t.same(entry.headers, { 'content-type': 'text/html', 'cache-control': 'max-age=60', vary: ['accept-language'], 'x-custom': '7' })
   t.equal(entry.stored, NOW)

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
 import { test, type Test } from 'tap'
 import multiCache from '../../index.js'
 import { cookieOf, fresh, secret } from '../helpers/app.js'
@@ -196,6 +197,42 @@ test('after regenerate() (a new user logs in on the same browser), the previous 
   const page = await app.inject({ url: '/me', headers: { cookie: bob } })
   t.same(page.json(), { user: 'bob' })
   t.equal(page.headers['x-cache'], 'MISS')
+})
+
+test("a route's own onSend hooks decide too: what they make private, uncacheable or language-specific is honoured", async (t) => {
+  const app = fresh(t)
+  await app.register(multiCache, { session: { secret } })
+  // Registered after the route cache, a plugin adds its onSend hook to every route after the cache's own.
+  await app.register(fp(async (scope: FastifyInstance) => {
+    scope.addHook('onRoute', (route) => {
+      if (route.url === '/late') route.onSend = [...[route.onSend ?? []].flat(), async (_request: FastifyRequest, reply: FastifyReply) => { reply.header('cache-control', 'no-store') }]
+    })
+  }))
+  const runs: Record<string, number> = {}
+  const hooks: Record<string, (request: FastifyRequest, reply: FastifyReply) => void> = {
+    private: (_request, reply) => { reply.header('cache-control', 'private, no-store') },
+    cookie: (_request, reply) => { reply.header('set-cookie', 'seen=1') },
+    late: () => {}
+  }
+  for (const [name, hook] of Object.entries(hooks)) {
+    app.get(`/${name}`, { onSend: async (request, reply) => { hook(request, reply) }, config: { cache: { level: 'app' } } }, async () => {
+      runs[name] = (runs[name] ?? 0) + 1
+      return { name }
+    })
+  }
+  app.get('/welcome', {
+    onSend: async (_request, reply) => { reply.header('vary', 'Accept-Language') },
+    config: { cache: { level: 'app' } }
+  }, async (request) => request.headers['accept-language'] === 'fr' ? 'Bienvenue' : 'Welcome')
+  for (const name of Object.keys(hooks)) {
+    await app.inject(`/${name}`)
+    t.equal((await app.inject(`/${name}`)).headers['x-cache'], 'MISS', name)
+    t.equal(runs[name], 2, `${name}: the handler ran each time`)
+  }
+  await app.inject({ url: '/welcome', headers: { 'accept-language': 'fr' } })
+  const en = await app.inject({ url: '/welcome', headers: { 'accept-language': 'en' } })
+  t.equal(en.body, 'Welcome', 'not the French page')
+  t.equal((await app.inject({ url: '/welcome', headers: { 'accept-language': 'fr' } })).headers['x-cache'], 'HIT-APP')
 })
 
 test("with hook 'onRequest', only the handler's response is stored: not a hook's, nor the error handler's", async (t) => {
