@@ -10,7 +10,7 @@ import { LevelStats } from './stats.js'
 export interface ResponseCacheOptions {
   /** Most keys held. */
   max: number
-  /** Most bytes held (about: see `sizeOf`). */
+  /** Most bytes held, keys and the objects around the bodies included (see `sizeOf`). */
   maxSize: number
   /** Most variants of one key (one per combination of the values of the headers its `Vary` names). */
   maxVariants: number

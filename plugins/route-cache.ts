@@ -5,7 +5,7 @@ import { InvalidOptionError, describe } from '../lib/errors.js'
 import { isNotModified, notModifiedHeaders } from '../lib/http/conditional.js'
 import type { HeaderMap } from '../lib/http/headers.js'
 import { isAnonymous, pathOf, responseKey, routeIdentity, targetOf } from '../lib/http/request.js'
-import { ageOf, replayBody, storable, toCachedResponse, type CachedResponse, type StorePolicy } from '../lib/http/response.js'
+import { ageOf, fromRecord, storable, toCachedResponse, toRecord, type CachedResponse, type ResponseRecord, type StorePolicy } from '../lib/http/response.js'
 import { expiresOf, findVariant, withVariant, type StoredVariants } from '../lib/http/variants.js'
 import { KeyRule } from '../lib/keys.js'
 import { readOptions } from '../lib/options.js'
@@ -162,10 +162,11 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       if (app) {
         found = cache.find(key, request.headers, now)
       } else {
-        const page = await request.sessionCache.getPage(key) as StoredVariants | undefined
+        const page = await request.sessionCache.getPage(key) as StoredVariants<ResponseRecord> | undefined
         // No session: caching would create one for every visitor, so the route runs uncached.
         if (request.sessionCache.id === undefined) return bypass(reply)
-        found = page === undefined ? undefined : findVariant(page, request.headers, now)
+        const record = page === undefined ? undefined : findVariant(page, request.headers, now)
+        found = record === undefined ? undefined : fromRecord(record)
       }
       if (found === undefined) {
         cache.stats.misses++
@@ -176,7 +177,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       reply.header('age', ageOf(found, now))
       if (xCache) reply.header('x-cache', hit)
       if (isNotModified(request.method, request.headers, found)) reply.code(304).headers(notModifiedHeaders(found)).send()
-      else reply.code(found.status).headers(found.headers).header('etag', found.etag).send(replayBody(found))
+      else reply.code(found.status).headers(found.headers).header('etag', found.etag).send(found.body)
       return reply
     }
 
@@ -213,7 +214,6 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       const verdict = storable(reply.statusCode, reply.getHeaders(), policy, now, produced.headers)
       if (verdict === undefined) return
       const response = toCachedResponse(produced.status, produced.headers, produced.payload, now, verdict.lifetime, pending.setBefore)
-      if (response === undefined) return
       if (!reply.hasHeader('etag')) reply.header('etag', response.etag)
       if (app) {
         cache.store(pending.key, verdict.vary, request.headers, response, pending.since, now)
@@ -222,7 +222,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       // The response goes out now, whatever the store does: a failure is counted and logged, never the client's.
       const session = request.sessionCache
       session.getPage(pending.key).then(async (held) => {
-        const page = withVariant(held as StoredVariants | undefined, verdict.vary, request.headers, response, cache.options.maxVariants, now)
+        const page = withVariant(held as StoredVariants<ResponseRecord> | undefined, verdict.vary, request.headers, toRecord(response), cache.options.maxVariants, now)
         await session.setPage(pending.key, page, expiresOf(page) - now)
       }).catch((error: unknown) => { cache.fault('write', error) })
     }

@@ -6,14 +6,26 @@ export interface CachedResponse {
   status: number
   /** The headers to replay, as the handler set them: never a cookie, nor what describes one transmission. */
   headers: Record<string, string | string[]>
-  /** The serialized body: text as is, bytes as base64, so that any serializer can keep the entry. */
-  body: string
-  binary: boolean
+  /** The bytes the handler produced, held once, in a buffer of their own. */
+  body: Buffer
   etag: string
   /** Epoch ms when it was stored, for `Age`. */
   stored: number
   /** Epoch ms from which it is no longer served. */
   expires: number
+}
+
+/** A stored response in a form any serializer keeps (a session's store): its body in base64. */
+export interface ResponseRecord extends Omit<CachedResponse, 'body'> {
+  body: string
+}
+
+export function toRecord (response: CachedResponse): ResponseRecord {
+  return { ...response, body: response.body.toString('base64') }
+}
+
+export function fromRecord (record: ResponseRecord): CachedResponse {
+  return { ...record, body: Buffer.from(record.body, 'base64') }
 }
 
 /** Where a response would be stored, and for how long at most. */
@@ -96,35 +108,38 @@ const NOT_REPLAYED = new Set([
 ])
 
 /**
- * The entry to store, or undefined when the payload cannot be replayed (a stream, or no body). `setBefore` are the
- * headers the reply already had when the lookup missed: the hooks that set them run before the lookup on every
- * request, a hit included, so they are not replayed (a rate limit's remaining count, a request id would be stale).
+ * The entry to store for what the handler produced (its status, headers and payload). `setBefore` are the headers
+ * the reply already had when the lookup missed: the hooks that set them run before the lookup on every request, a
+ * hit included, so they are not replayed (a rate limit's remaining count, a request id would be stale).
  */
 export function toCachedResponse (
   status: number,
   headers: HeaderMap,
-  payload: unknown,
+  payload: string | Buffer,
   now: number,
   lifetime: number,
   setBefore: HeaderMap = {}
-): CachedResponse | undefined {
-  let body: string
-  let binary = false
-  if (typeof payload === 'string') {
-    body = payload
-  } else if (Buffer.isBuffer(payload)) {
-    body = payload.toString('base64')
-    binary = true
-  } else {
-    return undefined
-  }
+): CachedResponse {
   const replayed: Record<string, string | string[]> = {}
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined || NOT_REPLAYED.has(name) || setBefore[name] === value) continue
     replayed[name] = typeof value === 'object' ? [...value] : String(value)
   }
-  const etag = headerText(headers.etag) ?? etagOf(payload)
-  return { status, headers: replayed, body, binary, etag, stored: now, expires: now + lifetime }
+  const body = ownCopy(payload)
+  const etag = headerText(headers.etag) ?? etagOf(body)
+  return { status, headers: replayed, body, etag, stored: now, expires: now + lifetime }
+}
+
+/**
+ * The payload's bytes in a buffer of exactly their size: never a slice of Node's shared pool (a small buffer would
+ * keep a whole 8 KiB slab alive) nor a buffer the handler may reuse.
+ */
+function ownCopy (payload: string | Buffer): Buffer {
+  const text = typeof payload === 'string'
+  const body = Buffer.allocUnsafeSlow(text ? Buffer.byteLength(payload) : payload.length)
+  if (text) body.write(payload)
+  else payload.copy(body)
+  return body
 }
 
 /**
@@ -133,23 +148,6 @@ export function toCachedResponse (
  */
 export function etagOf (payload: string | Buffer): string {
   return 'W/"' + createHash('sha1').update(payload).digest('base64url') + '"'
-}
-
-/**
- * The bytes of each entry a memory store holds by reference, encoded once: sending a text body costs its UTF-8
- * encoding on every hit (a third of a 100 KB hit's CPU), sending bytes costs a copy into the socket. An entry read
- * from a serializing store is a new object each time and is encoded each time.
- */
-const encoded = new WeakMap<CachedResponse, Buffer>()
-
-/** The body to send for a stored entry: its bytes, encoded once per entry object. */
-export function replayBody (entry: CachedResponse): Buffer {
-  let bytes = encoded.get(entry)
-  if (bytes === undefined) {
-    bytes = Buffer.from(entry.body, entry.binary ? 'base64' : 'utf8')
-    encoded.set(entry, bytes)
-  }
-  return bytes
 }
 
 /** Whole seconds since the entry was stored, for the `Age` header (RFC 9111 §5.1). */
