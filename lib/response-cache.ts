@@ -10,7 +10,7 @@ import { LevelStats } from './stats.js'
 export interface ResponseCacheOptions {
   /** Most keys held. */
   max: number
-  /** Most bytes held (about: see `sizeOf`). */
+  /** Most bytes held, keys and the objects around the bodies included (see `sizeOf`). */
   maxSize: number
   /** Most variants of one key (one per combination of the values of the headers its `Vary` names). */
   maxVariants: number
@@ -28,8 +28,11 @@ export class ResponseCache {
   readonly stats: LevelStats
   private readonly lru: LRUCache<string, StoredVariants>
   private readonly faults: BurstLog
-  /** How each cached route (by URL) turns a URL into the target of its keys, for `invalidate`. */
-  private readonly targets = new Map<string, Array<(url: string) => string>>()
+  /**
+   * For each cached route (by URL), what `invalidate` compares of the target of a key and of the URL it is given: one
+   * function per route on that URL (they may differ in constraints and in how they key).
+   */
+  private readonly resources = new Map<string, Array<(target: string) => string>>()
   /**
    * Bumped by every invalidation: a response whose handler ran before one is not stored after it, so an in-flight
    * miss cannot put back what was just dropped.
@@ -47,11 +50,11 @@ export class ResponseCache {
     })
   }
 
-  /** Declares a cached route, so that `invalidate` knows its URL and how its keys are made. */
-  addRoute (url: string, targetOf: (url: string) => string): void {
-    const known = this.targets.get(url)
-    if (known === undefined) this.targets.set(url, [targetOf])
-    else known.push(targetOf)
+  /** Declares a cached route, so that `invalidate` knows its URL and which of its keys name the same resource. */
+  addRoute (url: string, resourceOf: (target: string) => string): void {
+    const known = this.resources.get(url)
+    if (known === undefined) this.resources.set(url, [resourceOf])
+    else known.push(resourceOf)
   }
 
   /** The current generation: pass it back to `store` once the response is known. */
@@ -73,23 +76,23 @@ export class ResponseCache {
 
   /**
    * Drops the stored responses of a route (its URL as declared, with any prefix): all of them, or those of one `url`
-   * (path and query, as requested) for every host, method and variant. Returns how many keys were dropped.
+   * for every host, method, variant and query (any query may have made an entry of its own), and every spelling of
+   * its path (see `pathOf`). For a route with a custom key, `url` is the key. Returns how many keys were dropped.
    */
   async invalidate (route: string, url?: string): Promise<number> {
-    const targets = this.targets.get(route)
-    if (targets === undefined) {
+    const resources = this.resources.get(route)
+    if (resources === undefined) {
       throw new InvalidOptionError('routeCache.invalidate', 'route', 'must be the URL of a route cached at level \'app\'', describe(route))
     }
     if (url !== undefined && typeof url !== 'string') {
       throw new InvalidOptionError('routeCache.invalidate', 'url', 'must be a string (a path and query)', describe(url))
     }
     this.generation++
-    const wanted = url === undefined ? undefined : new Set(targets.map((targetOf) => targetOf(url)))
     let dropped = 0
     for (const key of [...this.lru.keys()]) {
       const parts = keyParts(key)
       if (parts.route !== route && !parts.route.startsWith(route + ' ')) continue
-      if (wanted !== undefined && !wanted.has(parts.target)) continue
+      if (url !== undefined && !resources.some((resourceOf) => resourceOf(parts.target) === resourceOf(url))) continue
       this.lru.delete(key)
       dropped++
     }

@@ -1,17 +1,18 @@
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest, RouteOptions, onSendHookHandler, preHandlerAsyncHookHandler } from 'fastify'
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest, RouteOptions, onErrorHookHandler, onSendHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Duration } from '../lib/durations.js'
 import { InvalidOptionError, describe } from '../lib/errors.js'
 import { isNotModified, notModifiedHeaders } from '../lib/http/conditional.js'
 import type { HeaderMap } from '../lib/http/headers.js'
-import { isAnonymous, responseKey, routeIdentity, targetOf } from '../lib/http/request.js'
-import { ageOf, replayBody, storable, toCachedResponse, type CachedResponse, type StorePolicy } from '../lib/http/response.js'
+import { isAnonymous, pathOf, responseKey, routeIdentity, targetOf } from '../lib/http/request.js'
+import { ageOf, fromRecord, storable, toCachedResponse, toRecord, type CachedResponse, type ResponseRecord, type StorePolicy } from '../lib/http/response.js'
 import { expiresOf, findVariant, withVariant, type StoredVariants } from '../lib/http/variants.js'
 import { KeyRule } from '../lib/keys.js'
 import { readOptions } from '../lib/options.js'
 import { ResponseCache } from '../lib/response-cache.js'
 import { readRouteRule, type RouteConfig, type RouteRule } from '../lib/route-config.js'
 import { addLevel } from './levels.js'
+import { asArray, beforeHandler, bracketOnSend } from './route-hooks.js'
 
 /** `config.cache` of a route: store whole responses and replay them without running the handler. */
 export interface RouteCacheConfig extends RouteConfig<FastifyRequest> {
@@ -34,8 +35,8 @@ export interface RouteCacheConfig extends RouteConfig<FastifyRequest> {
   query?: 'all' | 'none' | string[]
   /**
    * Where the lookup runs. `'preHandler'` (default): as the route's last preHandler, after every hook that can refuse
-   * the request. `'onRequest'`: at the end of the onRequest hooks, so that a hit skips every later hook (auth
-   * included): only for routes that are public to everyone.
+   * the request. `'onRequest'`: after every onRequest hook (as the route's first preParsing hook), so that a hit skips
+   * every later hook (auth included): only for routes that are public to everyone.
    */
   hook?: 'preHandler' | 'onRequest'
 }
@@ -65,13 +66,25 @@ declare module 'fastify' {
 }
 
 /**
- * What a miss hands from the lookup to the response: where to store it, the generation it started under, and the
- * headers the reply had then (set again by their hooks on every request, so not stored).
+ * What a miss hands from the lookup to the response: where to store it, the generation it started under, the headers
+ * the reply had then (set again by their hooks on every request, so not stored), and what the handler produced.
  */
 interface Pending {
   key: string
   since: number
   setBefore: HeaderMap
+  /** True once the route's handler runs, false again if it fails: only a response it produced is stored. */
+  fromHandler: boolean
+  /** The status, headers and payload as the handler produced them, before the route's onSend hooks. */
+  produced: { status: number, headers: HeaderMap, payload: string | Buffer } | undefined
+}
+
+interface Hooks {
+  lookup: (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>
+  handled: (request: FastifyRequest) => void
+  capture: onSendHookHandler
+  decide: onSendHookHandler
+  failed: onErrorHookHandler
 }
 
 const kPending = Symbol('fastify-multi-cache.route')
@@ -106,17 +119,20 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       throw new InvalidOptionError(where, 'level', "'session' needs the sessionCache plugin registered before the route", describe(rule.level))
     }
     const identity = routeIdentity(route.url, route.constraints)
-    if (rule.level === 'app') cache.addRoute(route.url, (url) => rule.key === undefined ? targetOf(url, rule.query) : url)
-    const { lookup, capture } = hooksOf(identity, rule)
+    if (rule.level === 'app') cache.addRoute(route.url, rule.key === undefined ? pathOf : (target) => target)
+    const { lookup, handled, capture, decide, failed } = hooksOf(identity, rule)
     if (rule.hook === 'onRequest') {
-      route.onRequest = [...asArray(route.onRequest), lookup]
+      // A preParsing hook runs after every onRequest hook, those a plugin registered later adds included.
+      route.preParsing = [lookup, ...asArray(route.preParsing)]
     } else {
       route.preHandler = [...asArray(route.preHandler), lookup]
       lastPreHandlers.push({ where, route, lookup })
     }
-    // First, before any route-level onSend hook such as @fastify/compress's: what is stored is what the handler
-    // produced, and a hit goes through the same hooks again, so that each client gets its own encoding.
-    route.onSend = [capture, ...asArray(route.onSend)]
+    beforeHandler(route, handled)
+    route.onError = [...asArray(route.onError), failed]
+    // What is stored is what the handler produced, and a hit goes through the same hooks again, so that each client
+    // gets its own encoding; whether it is stored depends on the headers as sent, after every hook.
+    bracketOnSend(route, capture, decide)
   })
 
   // A plugin registered later may add preHandlers through its own onRoute hook, after the lookup: a hit would skip them.
@@ -128,13 +144,13 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
     }
   })
 
-  function hooksOf (identity: string, rule: RouteRule<FastifyRequest>): { lookup: preHandlerAsyncHookHandler, capture: onSendHookHandler } {
+  function hooksOf (identity: string, rule: RouteRule<FastifyRequest>): Hooks {
     const app = rule.level === 'app'
     const hit = app ? 'HIT-APP' : 'HIT-SESSION'
     const policy: StorePolicy = { shared: app, statusCodes: rule.statusCodes, ttl: rule.ttl }
 
     const keyOf = (request: FastifyRequest): string => {
-      const target = rule.key === undefined ? targetOf(request.url, rule.query) : customKey(rule.key(request))
+      const target = rule.key === undefined ? targetOf(request.url, rule.query, request.query) : customKey(rule.key(request))
       return responseKey(identity, request.method, request.protocol + '://' + request.host.toLowerCase(), target)
     }
 
@@ -146,41 +162,58 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       if (app) {
         found = cache.find(key, request.headers, now)
       } else {
-        const page = await request.sessionCache.getPage(key) as StoredVariants | undefined
+        const page = await request.sessionCache.getPage(key) as StoredVariants<ResponseRecord> | undefined
         // No session: caching would create one for every visitor, so the route runs uncached.
         if (request.sessionCache.id === undefined) return bypass(reply)
-        found = page === undefined ? undefined : findVariant(page, request.headers, now)
+        const record = page === undefined ? undefined : findVariant(page, request.headers, now)
+        found = record === undefined ? undefined : fromRecord(record)
       }
       if (found === undefined) {
         cache.stats.misses++
-        ;(request as Slot)[kPending] = { key, since: cache.since, setBefore: reply.getHeaders() }
+        ;(request as Slot)[kPending] = { key, since: cache.since, setBefore: reply.getHeaders(), fromHandler: false, produced: undefined }
         return undefined
       }
       cache.stats.hits++
       reply.header('age', ageOf(found, now))
       if (xCache) reply.header('x-cache', hit)
-      if (isNotModified(request.headers, found)) reply.code(304).headers(notModifiedHeaders(found)).send()
-      else reply.code(found.status).headers(found.headers).header('etag', found.etag).send(replayBody(found))
+      if (isNotModified(request.method, request.headers, found)) reply.code(304).headers(notModifiedHeaders(found)).send()
+      else reply.code(found.status).headers(found.headers).header('etag', found.etag).send(found.body)
       return reply
     }
 
+    function handled (request: FastifyRequest): void {
+      const pending = (request as Slot)[kPending]
+      if (pending !== null) pending.fromHandler = true
+    }
+
+    // The first onSend hook: what the handler produced, before any route-level hook (`@fastify/compress`) changes it.
     function capture (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (error: null, payload: unknown) => void): void {
       const pending = (request as Slot)[kPending]
       if (pending !== null) {
-        (request as Slot)[kPending] = null
         if (xCache) reply.header('x-cache', 'MISS')
-        // A HEAD request's handler may answer without a body: only GET fills the entry both share.
-        if (request.method !== 'HEAD') keep(request, reply, payload, pending)
+        // A HEAD request's handler may answer without a body: only GET fills the entry both share. A stream cannot be
+        // replayed. Set on each pass: a failing hook sends the error handler's response through these hooks again.
+        const bytes = typeof payload === 'string' || Buffer.isBuffer(payload)
+        pending.produced = pending.fromHandler && request.method !== 'HEAD' && bytes
+          ? { status: reply.statusCode, headers: reply.getHeaders(), payload }
+          : undefined
       }
       done(null, payload)
     }
 
-    function keep (request: FastifyRequest, reply: FastifyReply, payload: unknown, pending: Pending): void {
-      const headers = reply.getHeaders()
+    // The last onSend hook: the response as sent decides whether what the handler produced is stored.
+    function decide (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (error: null, payload: unknown) => void): void {
+      const pending = (request as Slot)[kPending]
+      ;(request as Slot)[kPending] = null
+      if (pending?.produced !== undefined) keep(request, reply, pending, pending.produced)
+      done(null, payload)
+    }
+
+    function keep (request: FastifyRequest, reply: FastifyReply, pending: Pending, produced: NonNullable<Pending['produced']>): void {
       const now = Date.now()
-      const verdict = storable(reply.statusCode, headers, policy, now)
-      const response = verdict === undefined ? undefined : toCachedResponse(reply.statusCode, headers, payload, now, verdict.lifetime, pending.setBefore)
-      if (verdict === undefined || response === undefined) return
+      const verdict = storable(reply.statusCode, reply.getHeaders(), policy, now, produced.headers)
+      if (verdict === undefined) return
+      const response = toCachedResponse(produced.status, produced.headers, produced.payload, now, verdict.lifetime, pending.setBefore)
       if (!reply.hasHeader('etag')) reply.header('etag', response.etag)
       if (app) {
         cache.store(pending.key, verdict.vary, request.headers, response, pending.since, now)
@@ -189,12 +222,19 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       // The response goes out now, whatever the store does: a failure is counted and logged, never the client's.
       const session = request.sessionCache
       session.getPage(pending.key).then(async (held) => {
-        const page = withVariant(held as StoredVariants | undefined, verdict.vary, request.headers, response, cache.options.maxVariants, now)
+        const page = withVariant(held as StoredVariants<ResponseRecord> | undefined, verdict.vary, request.headers, toRecord(response), cache.options.maxVariants, now)
         await session.setPage(pending.key, page, expiresOf(page) - now)
       }).catch((error: unknown) => { cache.fault('write', error) })
     }
 
-    return { lookup, capture }
+    // An error, even one the error handler turns into a 200, is never stored: it would be served for the whole ttl.
+    function failed (request: FastifyRequest, _reply: FastifyReply, _error: unknown, done: () => void): void {
+      const pending = (request as Slot)[kPending]
+      if (pending !== null) pending.fromHandler = false
+      done()
+    }
+
+    return { lookup, handled, capture, decide, failed }
   }
 
   function bypass (reply: FastifyReply): undefined {
@@ -208,11 +248,6 @@ const KEYS: KeyRule = new KeyRule()
 function customKey (key: unknown): string {
   KEYS.assert(key)
   return key
-}
-
-function asArray<T> (value: T | T[] | undefined): T[] {
-  if (value === undefined) return []
-  return Array.isArray(value) ? value : [value]
 }
 
 /** Route response caching: `config: { cache: { level, ttl, key, shared, query, hook } }` on a route. */

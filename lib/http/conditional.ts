@@ -2,10 +2,12 @@ import { headerText, listOf, type HeaderMap, type HeaderValue } from './headers.
 import type { CachedResponse } from './response.js'
 
 /**
- * True when a request's validators match a stored response, which may then be answered with 304 (RFC 9110 §13.2.2):
+ * True when a request may be answered 304 from a stored response: a GET or HEAD whose answer would otherwise be a
+ * 200 (RFC 9110 §15.4.5; other statuses ignore preconditions, §13.2.1), with validators that match it (§13.2.2):
  * `If-None-Match` by weak comparison, or, without it, `If-Modified-Since` against the stored `Last-Modified`.
  */
-export function isNotModified (request: HeaderMap, response: CachedResponse): boolean {
+export function isNotModified (method: string, request: HeaderMap, response: CachedResponse): boolean {
+  if (response.status !== 200 || (method !== 'GET' && method !== 'HEAD')) return false
   const tags = request['if-none-match']
   if (tags !== undefined) return matchesEtag(tags, response.etag)
   const since = headerText(request['if-modified-since'])

@@ -36,28 +36,37 @@ export function routeIdentity (url: string, constraints: object | undefined): st
 }
 
 /**
- * The path and the part of the query that is keyed. Parameters kept by name keep their raw bytes, in the order the
- * rule names them: `?b=2&a=1` and `?a=1&b=2` share an entry, while two spellings the handler could read differently
- * never do.
+ * The path and the part of the query that is keyed: the query as sent (`'all'`), none of it, or the values of the
+ * parameters named as the app's query string parser read them (`query`, `request.query`), in the order the rule
+ * names them. Not their raw names: a parser may read `q[]=x` or `q.x=1` as `q`, and a parameter left out by name
+ * would then set one that is keyed.
  */
-export function targetOf (url: string, query: QueryRule): string {
+export function targetOf (url: string, rule: QueryRule, query: unknown): string {
+  if (rule === 'all') return url
   const mark = url.indexOf('?')
-  if (mark === -1 || query === 'all') return url
-  const path = url.slice(0, mark)
-  if (query === 'none') return path
-  const pieces = url.slice(mark + 1).split('&')
-  const names = pieces.map(nameOf)
-  const kept = query.flatMap((wanted) => pieces.filter((_piece, i) => names[i] === wanted))
-  return kept.length === 0 ? path : path + '?' + kept.join('&')
+  const path = mark === -1 ? url : url.slice(0, mark)
+  if (rule === 'none') return path
+  const parsed = Object(query) as Record<string, unknown>
+  return path + '?' + JSON.stringify(rule.map((name) => Object.hasOwn(parsed, name) ? parsed[name] : null))
 }
 
-function nameOf (piece: string): string {
-  const equals = piece.indexOf('=')
-  const raw = (equals === -1 ? piece : piece.slice(0, equals)).replaceAll('+', ' ')
+/**
+ * The path of a target as invalidation compares it: percent-decoded, lowercased, without repeated or trailing
+ * slashes, so that every spelling a router may take for the same one (`ignoreTrailingSlash`, `caseSensitive: false`)
+ * is dropped with it. Two paths only a case-sensitive router tells apart are dropped together: too much, never too
+ * little.
+ */
+export function pathOf (target: string): string {
+  const mark = target.indexOf('?')
+  const path = mark === -1 ? target : target.slice(0, mark)
+  return decoded(path).toLowerCase().replace(/\/{2,}/g, '/').replace(/(.)\/$/, '$1')
+}
+
+function decoded (path: string): string {
   try {
-    return decodeURIComponent(raw)
+    return decodeURIComponent(path)
   } catch {
-    return raw
+    return path
   }
 }
 

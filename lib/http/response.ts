@@ -6,14 +6,26 @@ export interface CachedResponse {
   status: number
   /** The headers to replay, as the handler set them: never a cookie, nor what describes one transmission. */
   headers: Record<string, string | string[]>
-  /** The serialized body: text as is, bytes as base64, so that any serializer can keep the entry. */
-  body: string
-  binary: boolean
+  /** The bytes the handler produced, held once, in a buffer of their own. */
+  body: Buffer
   etag: string
   /** Epoch ms when it was stored, for `Age`. */
   stored: number
   /** Epoch ms from which it is no longer served. */
   expires: number
+}
+
+/** A stored response in a form any serializer keeps (a session's store): its body in base64. */
+export interface ResponseRecord extends Omit<CachedResponse, 'body'> {
+  body: string
+}
+
+export function toRecord (response: CachedResponse): ResponseRecord {
+  return { ...response, body: response.body.toString('base64') }
+}
+
+export function fromRecord (record: ResponseRecord): CachedResponse {
+  return { ...record, body: Buffer.from(record.body, 'base64') }
 }
 
 /** Where a response would be stored, and for how long at most. */
@@ -32,19 +44,21 @@ export interface Storable {
 }
 
 /**
- * Whether a response may be stored (RFC 9111 §3), and for how long: never with a `Set-Cookie`, a `Vary: *`,
- * `no-store` or `no-cache` (it would have to be revalidated on every use), nor `private` in a shared cache. Its
- * lifetime is the route's `ttl`, shortened by `s-maxage` (shared only), `max-age` or `Expires`.
+ * Whether a response may be stored (RFC 9111 §3), and for how long, judged on its headers as sent (`sent`, after
+ * every onSend hook): never with a `Set-Cookie`, a `Vary: *`, `no-store` or `no-cache` (it would have to be
+ * revalidated on every use), nor `private` in a shared cache. Its lifetime is the route's `ttl`, shortened by
+ * `s-maxage` (shared only), `max-age` or `Expires`. `produced` are the headers as the handler left them, with the body
+ * that is stored (see `varyOf`).
  */
-export function storable (status: number, headers: HeaderMap, policy: StorePolicy, now: number): Storable | undefined {
-  if (!policy.statusCodes.has(status) || headers['set-cookie'] !== undefined) return undefined
-  const vary = varyOf(headers)
+export function storable (status: number, sent: HeaderMap, policy: StorePolicy, now: number, produced: HeaderMap = sent): Storable | undefined {
+  if (!policy.statusCodes.has(status) || sent['set-cookie'] !== undefined) return undefined
+  const vary = varyOf(sent, produced)
   if (vary === '*') return undefined
-  const directives = cacheDirectives(headers['cache-control'])
+  const directives = cacheDirectives(sent['cache-control'])
   if (directives.has('no-store') || directives.has('no-cache') || (policy.shared && directives.has('private'))) return undefined
   const fresh = (policy.shared ? secondsOf(directives.get('s-maxage')) : undefined) ??
     secondsOf(directives.get('max-age')) ??
-    expiresIn(headers.expires, now)
+    expiresIn(sent.expires, now)
   const lifetime = fresh === undefined ? policy.ttl : Math.min(policy.ttl, fresh)
   return lifetime > 0 ? { lifetime, vary } : undefined
 }
@@ -58,56 +72,74 @@ function expiresIn (value: HeaderValue, now: number): number | undefined {
 }
 
 /**
- * The request headers a response varies on: its `Vary`, lowercased, plus `accept-encoding` when the handler encoded
- * the body itself, so that a client is only ever sent an encoding it asked for. `'*'`: it varies on anything.
+ * The request headers a stored body varies on: every name in the `Vary` of the response as sent or as the handler
+ * left it (`produced`), lowercased, and `accept-encoding` when the handler encoded the body itself, so that a client
+ * is only ever sent an encoding it asked for. An encoding applied after the handler (`@fastify/compress`) is applied
+ * again on every hit, for each client: the `Vary: accept-encoding` that comes with it selects nothing among stored
+ * bodies. `'*'`: it varies on anything.
  */
-export function varyOf (headers: HeaderMap): string[] | '*' {
-  const names = listOf(headers.vary).map((name) => name.toLowerCase())
+export function varyOf (sent: HeaderMap, produced: HeaderMap = sent): string[] | '*' {
+  const encoding = encodingOf(produced)
+  // What the sent Vary adds; its accept-encoding comes with an encoding applied after the handler, if there was one.
+  const added = namesOf(sent.vary).filter((name) => name !== 'accept-encoding' || encodingOf(sent) === encoding)
+  const names = [...namesOf(produced.vary), ...added]
   if (names.includes('*')) return '*'
-  const encoding = headerText(headers['content-encoding'])?.toLowerCase()
-  if (encoding !== undefined && encoding !== 'identity') names.push('accept-encoding')
+  if (encoding !== undefined) names.push('accept-encoding')
   return [...new Set(names)]
 }
 
+function namesOf (vary: HeaderValue): string[] {
+  return listOf(vary).map((name) => name.toLowerCase())
+}
+
+/** The `Content-Encoding` of a response, lowercased; undefined when there is none or it is `identity`. */
+function encodingOf (headers: HeaderMap): string | undefined {
+  const encoding = headerText(headers['content-encoding'])?.toLowerCase()
+  return encoding === 'identity' ? undefined : encoding
+}
+
 /**
- * Headers that describe one transmission or are set again on each reply, never replayed. `set-cookie` never reaches
- * here: a response that sets a cookie is not stored.
+ * Headers that describe one transmission or are set again on each reply, never replayed; nor a cookie, which a hook
+ * after the handler may have removed from the response as sent, and which is never shared.
  */
 const NOT_REPLAYED = new Set([
-  'connection', 'keep-alive', 'transfer-encoding', 'content-length', 'date', 'age', 'x-cache', 'etag',
+  'connection', 'keep-alive', 'transfer-encoding', 'content-length', 'date', 'age', 'x-cache', 'etag', 'set-cookie',
   'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'upgrade'
 ])
 
 /**
- * The entry to store, or undefined when the payload cannot be replayed (a stream, or no body). `setBefore` are the
- * headers the reply already had when the lookup missed: the hooks that set them run before the lookup on every
- * request, a hit included, so they are not replayed (a rate limit's remaining count, a request id would be stale).
+ * The entry to store for what the handler produced (its status, headers and payload). `setBefore` are the headers
+ * the reply already had when the lookup missed: the hooks that set them run before the lookup on every request, a
+ * hit included, so they are not replayed (a rate limit's remaining count, a request id would be stale).
  */
 export function toCachedResponse (
   status: number,
   headers: HeaderMap,
-  payload: unknown,
+  payload: string | Buffer,
   now: number,
   lifetime: number,
   setBefore: HeaderMap = {}
-): CachedResponse | undefined {
-  let body: string
-  let binary = false
-  if (typeof payload === 'string') {
-    body = payload
-  } else if (Buffer.isBuffer(payload)) {
-    body = payload.toString('base64')
-    binary = true
-  } else {
-    return undefined
-  }
+): CachedResponse {
   const replayed: Record<string, string | string[]> = {}
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined || NOT_REPLAYED.has(name) || setBefore[name] === value) continue
     replayed[name] = typeof value === 'object' ? [...value] : String(value)
   }
-  const etag = headerText(headers.etag) ?? etagOf(payload)
-  return { status, headers: replayed, body, binary, etag, stored: now, expires: now + lifetime }
+  const body = ownCopy(payload)
+  const etag = headerText(headers.etag) ?? etagOf(body)
+  return { status, headers: replayed, body, etag, stored: now, expires: now + lifetime }
+}
+
+/**
+ * The payload's bytes in a buffer of exactly their size: never a slice of Node's shared pool (a small buffer would
+ * keep a whole 8 KiB slab alive) nor a buffer the handler may reuse.
+ */
+function ownCopy (payload: string | Buffer): Buffer {
+  const text = typeof payload === 'string'
+  const body = Buffer.allocUnsafeSlow(text ? Buffer.byteLength(payload) : payload.length)
+  if (text) body.write(payload)
+  else payload.copy(body)
+  return body
 }
 
 /**
@@ -116,23 +148,6 @@ export function toCachedResponse (
  */
 export function etagOf (payload: string | Buffer): string {
   return 'W/"' + createHash('sha1').update(payload).digest('base64url') + '"'
-}
-
-/**
- * The bytes of each entry a memory store holds by reference, encoded once: sending a text body costs its UTF-8
- * encoding on every hit (a third of a 100 KB hit's CPU), sending bytes costs a copy into the socket. An entry read
- * from a serializing store is a new object each time and is encoded each time.
- */
-const encoded = new WeakMap<CachedResponse, Buffer>()
-
-/** The body to send for a stored entry: its bytes, encoded once per entry object. */
-export function replayBody (entry: CachedResponse): Buffer {
-  let bytes = encoded.get(entry)
-  if (bytes === undefined) {
-    bytes = Buffer.from(entry.body, entry.binary ? 'base64' : 'utf8')
-    encoded.set(entry, bytes)
-  }
-  return bytes
 }
 
 /** Whole seconds since the entry was stored, for the `Age` header (RFC 9111 §5.1). */

@@ -1,8 +1,8 @@
 import { test } from 'tap'
 import { isNotModified, matchesEtag, notModifiedHeaders } from '../../lib/http/conditional.js'
 import { cacheDirectives, type HeaderMap } from '../../lib/http/headers.js'
-import { isAnonymous, keyParts, responseKey, routeIdentity, targetOf, variantOf, type QueryRule } from '../../lib/http/request.js'
-import { ageOf, etagOf, replayBody, storable, toCachedResponse, varyOf, type CachedResponse, type StorePolicy } from '../../lib/http/response.js'
+import { isAnonymous, keyParts, pathOf, responseKey, routeIdentity, targetOf, variantOf, type QueryRule } from '../../lib/http/request.js'
+import { ageOf, etagOf, fromRecord, storable, toCachedResponse, toRecord, varyOf, type CachedResponse, type StorePolicy } from '../../lib/http/response.js'
 import { expiresOf, findVariant, sizeOf, withVariant } from '../../lib/http/variants.js'
 
 // The HTTP policy of route caching, without Fastify: each rule as a table of cases.
@@ -10,7 +10,7 @@ import { expiresOf, findVariant, sizeOf, withVariant } from '../../lib/http/vari
 const NOW = Date.parse('2025-01-01T00:00:00Z')
 
 function response (headers: Record<string, string | string[]> = {}, extra: Partial<CachedResponse> = {}): CachedResponse {
-  return { status: 200, headers, body: 'body', binary: false, etag: '"e1"', stored: NOW, expires: NOW + 60_000, ...extra }
+  return { status: 200, headers, body: Buffer.from('body'), etag: '"e1"', stored: NOW, expires: NOW + 60_000, ...extra }
 }
 
 test('eligibility: only requests without Authorization and without any cookie are anonymous', async (t) => {
@@ -42,21 +42,37 @@ test('key: HEAD shares GET, every part is kept apart, and a key splits back into
   t.equal(routeIdentity('/p', { version: '2.0.0' }), '/p {"version":"2.0.0"}')
 })
 
-test('key: the query rule decides which parameters count', async (t) => {
-  const cases: Array<[string, QueryRule, string]> = [
-    ['/p', 'all', '/p'],
-    ['/p?b=2&a=1', 'all', '/p?b=2&a=1'],
-    ['/p?b=2&a=1', 'none', '/p'],
-    ['/p?utm=x&page=2', ['page'], '/p?page=2'],
-    ['/p?utm=x', ['page'], '/p'],
-    ['/p?b=2&a=1&a=3', ['a', 'b'], '/p?a=1&a=3&b=2'],
-    ['/p?a+b=1&a%20b=2', ['a b'], '/p?a+b=1&a%20b=2'],
-    ['/p?page', ['page'], '/p?page'],
-    ['/p?%E0%A4%A=1', ['%E0%A4%A'], '/p?%E0%A4%A=1']
+test('key: the query rule decides which parameters count, as the app\'s parser read them', async (t) => {
+  const cases: Array<[string, QueryRule, unknown, string]> = [
+    ['/p', 'all', {}, '/p'],
+    ['/p?b=2&a=1', 'all', { b: '2', a: '1' }, '/p?b=2&a=1'],
+    ['/p?b=2&a=1', 'none', { b: '2', a: '1' }, '/p'],
+    ['/p?utm=x&page=2', ['page'], { utm: 'x', page: '2' }, '/p?["2"]'],
+    ['/p?utm=x', ['page'], { utm: 'x' }, '/p?[null]'],
+    ['/p?b=2&a=1&a=3', ['a', 'b'], { b: '2', a: ['1', '3'] }, '/p?[["1","3"],"2"]'],
+    ['/p?page', ['page'], { page: '' }, '/p?[""]'],
+    ['/p?q[]=x', ['q'], { q: ['x'] }, '/p?[["x"]]'],
+    ['/p?constructor=1', ['constructor', '__proto__'], { constructor: '1' }, '/p?["1",null]'],
+    ['/p', ['q'], null, '/p?[null]']
   ]
-  for (const [url, rule, target] of cases) t.equal(targetOf(url, rule), target, `${url} with ${JSON.stringify(rule)}`)
-  t.equal(targetOf('/p?b=2&a=1', ['a', 'b']), targetOf('/p?a=1&b=2', ['a', 'b']), 'order does not count')
-  t.not(targetOf('/p?a=%41', ['a']), targetOf('/p?a=A', ['a']), 'two spellings of a value stay apart')
+  for (const [url, rule, query, target] of cases) t.equal(targetOf(url, rule, query), target, `${url} with ${JSON.stringify(rule)}`)
+  t.not(targetOf('/p?q=x', ['q'], { q: 'x' }), targetOf('/p?q[]=x', ['q'], { q: ['x'] }), 'a value and a list of it stay apart')
+  t.not(targetOf('/p?q=null', ['q'], { q: 'null' }), targetOf('/p', ['q'], {}), 'the text null is not an absent parameter')
+})
+
+test('invalidation: every spelling a router may take for one path is one path', async (t) => {
+  const cases: Array<[string, string]> = [
+    ['/p/42', '/p/42'],
+    ['/p/42/', '/p/42'],
+    ['/P/42', '/p/42'],
+    ['/p/%34%32', '/p/42'],
+    ['//p//42', '/p/42'],
+    ['/p/42?utm=x', '/p/42'],
+    ['/p/42?', '/p/42'],
+    ['/', '/'],
+    ['/p/%E0%A4%A', '/p/%e0%a4%a']
+  ]
+  for (const [target, path] of cases) t.equal(pathOf(target), path, target)
 })
 
 test('variants: the values of the headers Vary names tell responses apart', async (t) => {
@@ -109,9 +125,13 @@ test('storability at the application level (shared) and at the session level', a
     t.equal(storable(status, headers, shared, NOW)?.lifetime, atApp, `${name}, shared`)
     t.equal(storable(status, headers, session, NOW)?.lifetime, atSession, `${name}, per session`)
   }
+  const produced = { 'cache-control': 'max-age=30' }
+  t.equal(storable(200, { 'cache-control': 'private, no-store' }, shared, NOW, produced), undefined, 'the headers as sent decide')
+  t.equal(storable(200, { 'set-cookie': 'a=1' }, session, NOW, produced), undefined, 'a cookie a hook set after the handler')
+  t.equal(storable(200, produced, shared, NOW, { 'cache-control': 'no-store' })?.lifetime, 30_000, 'not what a hook changed')
 })
 
-test('Vary names, and the encoding a handler chose itself', async (t) => {
+test('Vary names, and the encoding a handler chose itself or a hook applied after it', async (t) => {
   const cases: Array<[Record<string, string | string[]>, string[] | '*']> = [
     [{}, []],
     [{ vary: 'Accept-Language' }, ['accept-language']],
@@ -122,6 +142,13 @@ test('Vary names, and the encoding a handler chose itself', async (t) => {
     [{ 'content-encoding': 'identity' }, []]
   ]
   for (const [headers, vary] of cases) t.same(varyOf(headers), vary, JSON.stringify(headers))
+  const compressed = { 'content-encoding': 'br', vary: 'Accept-Language, accept-encoding' }
+  t.same(varyOf(compressed, { vary: 'accept-language' }), ['accept-language'], 'an encoding applied after the handler selects nothing')
+  t.same(varyOf(compressed, {}), ['accept-language'], 'names a hook after the handler added count')
+  t.same(varyOf(compressed, { vary: 'Accept-Encoding' }), ['accept-encoding', 'accept-language'], 'unless the handler named it')
+  t.same(varyOf({ 'content-encoding': 'gzip' }, { 'content-encoding': 'gzip', vary: 'x-a' }), ['x-a', 'accept-encoding'], 'its own encoding')
+  t.same(varyOf({ vary: 'accept-encoding' }, {}), ['accept-encoding'], 'no encoding after the handler: a Vary a hook added counts')
+  t.equal(varyOf({ vary: '*' }, {}), '*')
 })
 
 test('a stored entry keeps the handler\'s headers but none of one transmission', async (t) => {
@@ -136,33 +163,37 @@ test('a stored entry keeps the handler\'s headers but none of one transmission',
     connection: 'keep-alive',
     'transfer-encoding': 'chunked',
     'x-custom': 7,
-    'x-none': undefined
-  }, 'body', NOW, 5000) as CachedResponse
+    'x-none': undefined,
+    'set-cookie': ['a=1']
+  }, 'body', NOW, 5000)
   t.same(entry.headers, { 'content-type': 'text/html', 'cache-control': 'max-age=60', vary: ['accept-language'], 'x-custom': '7' })
   t.equal(entry.stored, NOW)
   t.equal(entry.expires, NOW + 5000)
   t.match(entry.etag, /^W\/"[\w-]+"$/, 'a weak validator: an encoding plugin may change the bytes per client')
-  t.equal(toCachedResponse(200, { etag: '"mine"' }, 'body', NOW, 1)?.etag, '"mine"', "the handler's own ETag is kept")
+  t.equal(toCachedResponse(200, { etag: '"mine"' }, 'body', NOW, 1).etag, '"mine"', "the handler's own ETag is kept")
   const before = { 'x-request-id': 'r1', 'cache-control': 'no-cache', vary: ['origin'] }
   const after = { ...before, 'cache-control': 'max-age=60', 'x-handler': 'h' }
-  t.same(toCachedResponse(200, after, 'body', NOW, 1, before)?.headers, { 'cache-control': 'max-age=60', 'x-handler': 'h' },
+  t.same(toCachedResponse(200, after, 'body', NOW, 1, before).headers, { 'cache-control': 'max-age=60', 'x-handler': 'h' },
     'headers the reply had at the lookup are set again by their hooks on a hit; those the handler set or changed are kept')
-  t.equal(toCachedResponse(200, {}, null, NOW, 1), undefined, 'no body')
-  t.equal(toCachedResponse(200, {}, { pipe () {} }, NOW, 1), undefined, 'a stream')
   t.equal(etagOf('a'), etagOf(Buffer.from('a')))
   t.not(etagOf('a'), etagOf('b'))
   t.equal(ageOf(entry, NOW + 2999), '2')
   t.equal(ageOf(entry, NOW - 5000), '0', 'a clock that went back gives 0, never a negative Age')
 })
 
-test('a stored response is encoded once per entry, and replays its exact bytes', async (t) => {
+test('a stored body is its exact bytes, held once in a buffer of its own; a record keeps it in base64', async (t) => {
   const text = toCachedResponse(200, { 'content-type': 'application/json; charset=utf-8' }, '{"name":"café ☕"}', NOW, 1000)
-  const bytes = toCachedResponse(200, {}, Buffer.from([0, 255, 1, 254]), NOW, 1000)
-  if (text === undefined || bytes === undefined) throw new Error('both payloads can be stored')
-  t.same(replayBody(text), Buffer.from('{"name":"café ☕"}'))
-  t.equal(replayBody(text), replayBody(text), 'the same entry object gives the same bytes, not a new copy')
-  t.same(replayBody(bytes), Buffer.from([0, 255, 1, 254]))
-  t.not(replayBody({ ...text }), replayBody(text), 'an entry read back from a serializing store is a new object, encoded anew')
+  const handlers = Buffer.from([0, 255, 1, 254])
+  const bytes = toCachedResponse(200, {}, handlers, NOW, 1000)
+  t.same(text.body, Buffer.from('{"name":"café ☕"}'))
+  t.equal(text.body.buffer.byteLength, text.body.length, 'not a slice of the shared pool')
+  t.same(bytes.body, handlers)
+  t.not(bytes.body.buffer, handlers.buffer, 'a copy: the handler may reuse its buffer')
+  t.equal(text.etag, etagOf('{"name":"café ☕"}'))
+  const record = toRecord(bytes)
+  t.equal(record.body, 'AP8B/g==')
+  t.same(JSON.parse(JSON.stringify(record)), record, 'a record survives JSON')
+  t.same(fromRecord(record), bytes)
 })
 
 test('conditional requests: If-None-Match by weak comparison, then If-Modified-Since', async (t) => {
@@ -179,8 +210,12 @@ test('conditional requests: If-None-Match by weak comparison, then If-Modified-S
     [{ 'if-modified-since': new Date(NOW - 120_000).toUTCString() }, false],
     [{ 'if-modified-since': 'yesterday' }, false]
   ]
-  for (const [headers, notModified] of cases) t.equal(isNotModified(headers, stored), notModified, JSON.stringify(headers))
-  t.equal(isNotModified({ 'if-modified-since': new Date(NOW).toUTCString() }, response()), false, 'no Last-Modified')
+  for (const [headers, notModified] of cases) t.equal(isNotModified('GET', headers, stored), notModified, JSON.stringify(headers))
+  t.equal(isNotModified('GET', { 'if-modified-since': new Date(NOW).toUTCString() }, response()), false, 'no Last-Modified')
+  t.equal(isNotModified('HEAD', { 'if-none-match': '*' }, stored), true)
+  t.equal(isNotModified('GET', { 'if-none-match': '*' }, { ...stored, status: 404 }), false, 'a 304 only where a 200 would be sent')
+  t.equal(isNotModified('GET', { 'if-none-match': '"e1"' }, { ...stored, status: 203 }), false)
+  t.equal(isNotModified('POST', { 'if-none-match': '"e1"' }, stored), false, 'only GET and HEAD')
   t.equal(matchesEtag(undefined, '"e1"'), false)
 })
 
@@ -204,8 +239,8 @@ test('a 304 carries the validator and the caching fields the 200 would carry, no
 
 test('variants of one key: found by the request headers, bounded, expired ones dropped, a new Vary starts afresh', async (t) => {
   const lang = (value: string): HeaderMap => ({ 'accept-language': value })
-  const en = response({}, { body: 'en' })
-  const fr = response({}, { body: 'fr' })
+  const en = response({}, { etag: 'en' })
+  const fr = response({}, { etag: 'fr' })
   let stored = withVariant(undefined, ['accept-language'], lang('en'), en, 2, NOW)
   stored = withVariant(stored, ['accept-language'], lang('fr'), fr, 2, NOW)
   t.equal(findVariant(stored, lang('en'), NOW), en)
@@ -213,17 +248,27 @@ test('variants of one key: found by the request headers, bounded, expired ones d
   t.equal(findVariant(stored, lang('de'), NOW), undefined)
   t.equal(findVariant(stored, lang('en'), NOW + 60_000), undefined, 'expired')
 
-  const de = response({}, { body: 'de' })
+  const de = response({}, { etag: 'de' })
   const bounded = withVariant(stored, ['accept-language'], lang('de'), de, 2, NOW)
-  t.same(bounded.variants.map(([, held]) => held.body), ['de', 'fr'], 'at most 2: the oldest goes')
-  const replaced = withVariant(bounded, ['accept-language'], lang('fr'), response({}, { body: 'fr2' }), 2, NOW)
-  t.same(replaced.variants.map(([, held]) => held.body), ['fr2', 'de'], 'the same variant is replaced, not added')
-  const later = withVariant(replaced, ['accept-language'], lang('it'), response({}, { body: 'it', expires: NOW + 120_000 }), 3, NOW + 60_000)
-  t.same(later.variants.map(([, held]) => held.body), ['it'], 'expired variants are dropped')
+  t.same(bounded.variants.map(([, held]) => held.etag), ['de', 'fr'], 'at most 2: the oldest goes')
+  const replaced = withVariant(bounded, ['accept-language'], lang('fr'), response({}, { etag: 'fr2' }), 2, NOW)
+  t.same(replaced.variants.map(([, held]) => held.etag), ['fr2', 'de'], 'the same variant is replaced, not added')
+  const later = withVariant(replaced, ['accept-language'], lang('it'), response({}, { etag: 'it', expires: NOW + 120_000 }), 3, NOW + 60_000)
+  t.same(later.variants.map(([, held]) => held.etag), ['it'], 'expired variants are dropped')
   const other = withVariant(replaced, ['x-tenant'], { 'x-tenant': 'a' }, response(), 2, NOW)
   t.same(other.vary, ['x-tenant'])
   t.equal(other.variants.length, 1)
 
   t.equal(expiresOf(withVariant(stored, ['accept-language'], lang('it'), response({}, { expires: NOW + 90_000 }), 3, NOW)), NOW + 90_000)
-  t.ok(sizeOf(withVariant(undefined, [], {}, response({}, { body: 'x'.repeat(10_000) }), 2, NOW)) > 20_000, 'a body counts twice: its text and its bytes')
+})
+
+test('the size of a stored value counts its key, its headers and each body once, as bytes', async (t) => {
+  const body = '€'.repeat(10_000)
+  const one = (key: string, headers: Record<string, string> = {}): number => sizeOf(withVariant(undefined, [], {}, toCachedResponse(200, headers, body, NOW, 1000), 2, NOW), key)
+  const size = one('k')
+  t.ok(size >= 30_000 && size < 31_000, `a body counts once, in UTF-8 bytes: ${size}`)
+  t.equal(one('k'.repeat(15_001)) - size, 2 * 15_000, 'a key counts two bytes a character')
+  t.ok(one('k', { 'x-long': 'v'.repeat(1000) }) - size >= 2000, 'headers count')
+  const two = withVariant(withVariant(undefined, ['accept-language'], { 'accept-language': 'en' }, response(), 2, NOW), ['accept-language'], { 'accept-language': 'fr' }, response(), 2, NOW)
+  t.ok(sizeOf(two, 'k') > sizeOf(withVariant(undefined, ['accept-language'], {}, response(), 2, NOW), 'k'), 'each variant counts')
 })

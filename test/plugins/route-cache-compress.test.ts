@@ -71,3 +71,28 @@ test('a body the handler encoded itself is only served to clients that accept it
   t.same(plain.json(), catalog)
   t.equal((await app.inject({ url: '/packed', headers: { 'accept-encoding': 'gzip' } })).headers['x-cache'], 'HIT-APP')
 })
+
+for (const order of ['before', 'after'] as const) {
+  test(`@fastify/compress registered ${order}: a Vary set by the route's onSend hook counts, compress's own does not`, async (t) => {
+    const app = fresh(t)
+    if (order === 'before') await app.register(fastifyCompress)
+    await app.register(multiCache, { session: false })
+    if (order === 'after') await app.register(fastifyCompress)
+    let runs = 0
+    app.get('/welcome', {
+      onSend: async (_request, reply) => { reply.header('vary', 'Accept-Language') },
+      config: { cache: { level: 'app' } }
+    }, async (request) => { runs++; return { ...catalog, language: request.headers['accept-language'] } })
+
+    const fr = await overHttp(app, '/welcome', { headers: { 'accept-language': 'fr', 'accept-encoding': 'gzip' } })
+    t.equal(fr.headers['content-encoding'], 'gzip')
+    const en = await overHttp(app, '/welcome', { headers: { 'accept-language': 'en', 'accept-encoding': 'gzip' } })
+    t.equal(en.headers['x-cache'], 'MISS', 'another language is another variant')
+    t.same(decoded(en), { ...catalog, language: 'en' })
+    const plain = await overHttp(app, '/welcome', { headers: { 'accept-language': 'fr' } })
+    t.equal(plain.headers['x-cache'], 'HIT-APP', 'the gzip client filled it for every encoding')
+    t.equal(plain.headers['content-encoding'], undefined)
+    t.same(decoded(plain), { ...catalog, language: 'fr' })
+    t.equal(runs, 2)
+  })
+}

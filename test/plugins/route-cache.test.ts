@@ -1,5 +1,5 @@
 import FakeTimers from '@sinonjs/fake-timers'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { test, type Test } from 'tap'
 import multiCache, { appCache, routeCache, sessionCache, type MultiCacheOptions } from '../../index.js'
@@ -235,7 +235,7 @@ test('a custom key replaces the path and query, within its route; the host still
   t.equal((await app.inject('/bad')).statusCode, 500, 'a key that is not a non-empty string is an error')
 })
 
-test('invalidate() drops a route\'s responses, or one URL\'s for every host and variant', async (t) => {
+test('invalidate() drops a route\'s responses, or one path\'s for every host, query and variant', async (t) => {
   const app = fresh(t)
   await app.register(multiCache, { session: false })
   app.get('/products/:id', { config: { cache: { level: 'app', query: ['v'] } } }, async (request, reply) => {
@@ -249,7 +249,7 @@ test('invalidate() drops a route\'s responses, or one URL\'s for every host and 
     }
   }
   await fill()
-  t.equal(await app.routeCache.invalidate('/products/:id', '/products/1?utm=x&v=1'), 2, 'one URL, as the key sees it: both hosts')
+  t.equal(await app.routeCache.invalidate('/products/:id', '/products/1?utm=x&v=1'), 2, 'one path, whatever the query: both hosts')
   t.equal(await state('/products/1?v=1'), 'MISS')
   t.equal(await state('/products/1?v=1', { host: 'b.example' }), 'MISS')
   t.equal(await state('/products/1?v=1', { 'accept-language': 'fr' }), 'MISS', 'and every variant')
@@ -392,4 +392,48 @@ test('a plugin that adds a preHandler after the lookup fails ready(): a hit woul
   early.get('/x', { config: { cache: { level: 'app' } } }, async () => 'x')
   await early.ready()
   t.pass('registered first, its preHandler runs before the lookup')
+})
+
+test("hook: 'onRequest' looks up after every onRequest hook, also those a plugin registered later adds", async (t) => {
+  const app = fresh(t)
+  await app.register(multiCache, { session: false })
+  let count = 0
+  await app.register(fp(async (scope: FastifyInstance) => {
+    scope.addHook('onRoute', (route) => {
+      route.onRequest = [...[route.onRequest ?? []].flat(), async (_request: FastifyRequest, reply: FastifyReply) => {
+        if (++count > 2) await reply.code(429).send('rate limited')
+      }]
+    })
+  }))
+  app.get('/p', { config: { cache: { level: 'app', hook: 'onRequest' } } }, async () => 'page')
+  t.equal((await app.inject('/p')).headers['x-cache'], 'MISS')
+  t.equal((await app.inject('/p')).headers['x-cache'], 'HIT-APP')
+  const limited = await app.inject('/p')
+  t.equal(limited.statusCode, 429, 'the late hook ran before the lookup, on a hit too')
+  t.equal(limited.body, 'rate limited')
+})
+
+test('a stored response other than a 200 is never answered 304', async (t) => {
+  const { app } = await build(t)
+  app.get('/gone', { config: { cache: { level: 'app', statusCodes: [200, 404] } } }, async (_request, reply) => await reply.code(404).send('not found'))
+  await overHttp(app, '/gone')
+  const star = await overHttp(app, '/gone', { headers: { 'if-none-match': '*' } })
+  t.equal(star.headers['x-cache'], 'HIT-APP')
+  t.equal(star.status, 404, 'If-None-Match: * is for a resource that exists')
+  t.equal(star.body.toString(), 'not found')
+  const tag = await overHttp(app, '/gone', { headers: { 'if-none-match': String(star.headers.etag) } })
+  t.equal(tag.status, 404)
+})
+
+test('invalidate() of a URL drops every spelling of its path the router accepts, with any query', async (t) => {
+  const app = fresh(t, { routerOptions: { ignoreTrailingSlash: true, caseSensitive: false } })
+  await app.register(multiCache, { session: false })
+  let version = 1
+  app.get('/p/:id', { config: { cache: { level: 'app' } } }, async (request) => ({ id: (request.params as { id: string }).id, version }))
+  const spellings = ['/p/42', '/p/42/', '/P/42', '/p/%34%32', '/p/42?utm=x']
+  for (const url of [...spellings, '/p/43']) await app.inject(url)
+  version = 2
+  t.equal(await app.routeCache.invalidate('/p/:id', '/p/42'), spellings.length)
+  for (const url of spellings) t.same((await app.inject(url)).json(), { id: '42', version: 2 }, url)
+  t.equal((await app.inject('/p/43')).headers['x-cache'], 'HIT-APP', 'another path stays')
 })

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
 import { test, type Test } from 'tap'
 import multiCache from '../../index.js'
 import { cookieOf, fresh, secret } from '../helpers/app.js'
@@ -147,13 +148,19 @@ test('invented query strings never push out the application level\'s defined dat
 
 test('invented query strings cannot grow memory past its bound, in bytes or in count', async (t) => {
   const app = fresh(t)
-  await app.register(multiCache, { session: false })
-  const page = 'x'.repeat(100_000)
+  await app.register(multiCache, { session: false, route: { maxSize: 4 * 1024 * 1024 } })
+  const page = '€'.repeat(100_000) // 300,000 bytes in UTF-8
   app.get('/page', { config: { cache: { level: 'app' } } }, async () => page)
-  for (let i = 0; i < 250; i++) await app.inject(`/page?nonce=${i}`)
-  const held = app.multiCache.stats().route?.size ?? Infinity
-  t.ok(held > 0 && held <= (32 * 1024 * 1024) / 200_000, `at most 32 MiB of 100 KB pages (each counted twice), got ${held}`)
-  t.equal((await app.inject('/page?nonce=249')).headers['x-cache'], 'HIT-APP', 'the newest are kept')
+  for (let i = 0; i < 20; i++) await app.inject(`/page?nonce=${i}`)
+  t.equal(app.multiCache.stats().route?.size, Math.floor((4 * 1024 * 1024) / 300_000), 'bodies count as the bytes held, once each')
+  t.equal((await app.inject('/page?nonce=19')).headers['x-cache'], 'HIT-APP', 'the newest are kept')
+
+  const long = fresh(t)
+  await long.register(multiCache, { session: false, route: { maxSize: 64 * 1024 } })
+  long.get('/ok', { config: { cache: { level: 'app' } } }, async () => 'ok')
+  const pad = 'a'.repeat(15_000)
+  for (let i = 0; i < 10; i++) await long.inject(`/ok?${i}=${pad}`)
+  t.equal(long.multiCache.stats().route?.size, 2, 'keys count too: two 15,000-character URLs fill 64 KiB')
 
   const counted = fresh(t)
   await counted.register(multiCache, { session: false, route: { max: 50 } })
@@ -196,4 +203,87 @@ test('after regenerate() (a new user logs in on the same browser), the previous 
   const page = await app.inject({ url: '/me', headers: { cookie: bob } })
   t.same(page.json(), { user: 'bob' })
   t.equal(page.headers['x-cache'], 'MISS')
+})
+
+test("a route's own onSend hooks decide too: what they make private, uncacheable or language-specific is honoured", async (t) => {
+  const app = fresh(t)
+  await app.register(multiCache, { session: { secret } })
+  // Registered after the route cache, a plugin adds its onSend hook to every route after the cache's own.
+  await app.register(fp(async (scope: FastifyInstance) => {
+    scope.addHook('onRoute', (route) => {
+      if (route.url === '/late') route.onSend = [...[route.onSend ?? []].flat(), async (_request: FastifyRequest, reply: FastifyReply) => { reply.header('cache-control', 'no-store') }]
+    })
+  }))
+  const runs: Record<string, number> = {}
+  const hooks: Record<string, (request: FastifyRequest, reply: FastifyReply) => void> = {
+    private: (_request, reply) => { reply.header('cache-control', 'private, no-store') },
+    cookie: (_request, reply) => { reply.header('set-cookie', 'seen=1') },
+    late: () => {}
+  }
+  for (const [name, hook] of Object.entries(hooks)) {
+    app.get(`/${name}`, { onSend: async (request, reply) => { hook(request, reply) }, config: { cache: { level: 'app' } } }, async () => {
+      runs[name] = (runs[name] ?? 0) + 1
+      return { name }
+    })
+  }
+  app.get('/welcome', {
+    onSend: async (_request, reply) => { reply.header('vary', 'Accept-Language') },
+    config: { cache: { level: 'app' } }
+  }, async (request) => request.headers['accept-language'] === 'fr' ? 'Bienvenue' : 'Welcome')
+  for (const name of Object.keys(hooks)) {
+    await app.inject(`/${name}`)
+    t.equal((await app.inject(`/${name}`)).headers['x-cache'], 'MISS', name)
+    t.equal(runs[name], 2, `${name}: the handler ran each time`)
+  }
+  await app.inject({ url: '/welcome', headers: { 'accept-language': 'fr' } })
+  const en = await app.inject({ url: '/welcome', headers: { 'accept-language': 'en' } })
+  t.equal(en.body, 'Welcome', 'not the French page')
+  t.equal((await app.inject({ url: '/welcome', headers: { 'accept-language': 'fr' } })).headers['x-cache'], 'HIT-APP')
+})
+
+test("with hook 'onRequest', only the handler's response is stored: not a hook's, nor the error handler's", async (t) => {
+  const app = fresh(t)
+  await app.register(multiCache, { session: false })
+  app.addHook('preHandler', async (request, reply) => {
+    if (request.headers['user-agent'] === 'OldBrowser') return await reply.send('Please upgrade your browser')
+  })
+  let down = true
+  app.setErrorHandler(async (error: Error, _request, reply) => await reply.code(200).send({ ok: false, error: error.message }))
+  app.get('/home', { config: { cache: { level: 'app', hook: 'onRequest' } } }, async () => 'Home')
+  app.get('/data', { config: { cache: { level: 'app' } } }, async () => {
+    if (down) throw new Error('db timeout')
+    return { ok: true }
+  })
+  t.equal((await app.inject({ url: '/home', headers: { 'user-agent': 'OldBrowser' } })).body, 'Please upgrade your browser')
+  const modern = await app.inject({ url: '/home', headers: { 'user-agent': 'Firefox' } })
+  t.equal(modern.body, 'Home', "the preHandler's answer was not stored for everyone")
+  t.equal(modern.headers['x-cache'], 'MISS')
+  t.equal((await app.inject({ url: '/home', headers: { 'user-agent': 'Firefox' } })).headers['x-cache'], 'HIT-APP')
+
+  t.same((await app.inject('/data')).json(), { ok: false, error: 'db timeout' })
+  down = false
+  const back = await app.inject('/data')
+  t.same(back.json(), { ok: true }, 'an error answered with 200 is not stored')
+  t.equal(back.headers['x-cache'], 'MISS')
+})
+
+test('a custom query string parser cannot let a parameter left out of `query` set one that is in it', async (t) => {
+  // A qs-style parser: `q[]=x` sets `q`.
+  const brackets = (text: string): Record<string, unknown> => {
+    const query: Record<string, unknown> = {}
+    for (const [name, value] of new URLSearchParams(text)) {
+      if (name.endsWith('[]')) query[name.slice(0, -2)] = [...[query[name.slice(0, -2)] ?? []].flat(), value]
+      else query[name] = value
+    }
+    return query
+  }
+  const app = fresh(t, { routerOptions: { querystringParser: brackets } })
+  await app.register(multiCache, { session: false })
+  app.get('/search', { config: { cache: { level: 'app', query: ['q'] } } }, async (request) => ({ q: (request.query as { q?: unknown }).q ?? null }))
+  await app.inject('/search?q[]=%3Cscript%3E')
+  const victim = await app.inject('/search?utm=x')
+  t.same(victim.json(), { q: null }, 'not the poisoned page')
+  t.equal((await app.inject('/search?q[]=%3Cscript%3E&utm=y')).headers['x-cache'], 'HIT-APP', 'other parameters still do not count')
+  t.same((await app.inject('/search?q=a')).json(), { q: 'a' })
+  t.same((await app.inject('/search?q[]=a')).json(), { q: ['a'] }, 'a list is not its value')
 })
