@@ -2,6 +2,7 @@
 // Redis. Checks that no response failed and that the heap after a forced GC at the end is within 10 % of the heap
 // after warm-up; prints a table and, after a full run (60 s, both stores), writes it to the README's Guarantees.
 // SOAK_SECONDS, SOAK_WARMUP_SECONDS and SOAK_STORES (memory,redis) shorten a run; REDIS_URL picks the Redis.
+import { loadavg } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import autocannon, { type Result } from 'autocannon'
 import { startServer, type ServerParams } from './harness/children.js'
@@ -48,8 +49,9 @@ async function soak (store: Store): Promise<SoakRun> {
     const { result, errors } = await load(server.url, runSeconds, unexpected)
     const cpu = await server.cpuMicros() - cpuBefore
     const heapEnd = await server.heapUsed()
-    for (const [what, count] of unexpected) console.warn(`${store}: ${count} × ${what}`)
-    if (warmup.errors + errors > 0) console.warn(`${store}: ${warmup.errors + errors} errors or timeouts`)
+    const failures = [...unexpected].map(([what, count]) => `${count} × ${what}`)
+    if (warmup.errors + errors > 0) failures.push(`${warmup.errors + errors} errors or timeouts`)
+    for (const failure of failures) console.warn(`${store}: ${failure}`)
     return {
       store,
       requests: result.requests.total,
@@ -58,6 +60,7 @@ async function soak (store: Store): Promise<SoakRun> {
       p99: result.latency.p99,
       cpuPerRequest: cpu / result.requests.total,
       failed: [...unexpected.values()].reduce((sum, n) => sum + n, warmup.errors + errors),
+      failures,
       heapWarm,
       heapEnd
     }
@@ -68,14 +71,16 @@ async function soak (store: Store): Promise<SoakRun> {
 }
 
 pin(process.pid, CLIENT_CORE)
-console.log(`${machine()}; ${pinning ? 'load generator on core 0, server on core 1' : 'not pinned (no taskset or one core)'}`)
+// Other processes on the machine take CPU from the server and stall its event loop: say how busy it was.
+const busy = `load average ${(loadavg()[0] as number).toFixed(2)} at the start`
+console.log(`${machine()}, ${busy}; ${pinning ? 'load generator on core 0, server on core 1' : 'not pinned (no taskset or one core)'}`)
 const runs: SoakRun[] = []
 for (const store of stores) runs.push(await soak(store))
 printTable(runs)
 
 if (runSeconds === FULL_SECONDS && STORES.every((s) => stores.includes(s))) {
   const setup = `The demo shop ([examples/shop](examples/shop)) in a child process, ${CONNECTIONS} connections on loopback for ` +
-    `${runSeconds} s per store after ${warmupSeconds} s of warm-up${pinning ? ', the server and the load generator on cores of their own' : ''}. ` +
+    `${runSeconds} s per store after ${warmupSeconds} s of warm-up${pinning ? ', the server and the load generator on cores of their own' : ''}, ${busy}. ` +
     'Each connection repeats one visit with a cookie jar of its own: the catalog, two product pages and a missing one (404), ' +
     'a cart line added anonymously, a refused login (401) and a login, a cart line, the cart, the orders, the cart emptied, ' +
     'the logout, and the cookie from before the logout replayed (401). Failed: any other status, errors and timeouts. ' +

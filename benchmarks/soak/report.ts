@@ -15,6 +15,8 @@ export interface SoakRun {
   cpuPerRequest: number
   /** Responses that were not what the visit expects, errors and timeouts, warm-up included. */
   failed: number
+  /** What failed, in words (`12 × POST /cart → 500`), when anything did. */
+  failures: string[]
   /** Heap used after a forced GC, bytes: once warmed up, and at the end. */
   heapWarm: number
   heapEnd: number
@@ -54,8 +56,7 @@ const README = fileURLToPath(new URL('../../README.md', import.meta.url))
 const START = '<!-- soak:start -->'
 const END = '<!-- soak:end -->'
 const SECTION = '## Guarantees'
-const PLACEHOLDER = 'Each promise this package makes, with the test that proves it, is to be listed here; the soak run checks two ' +
-  'of them under load: no failed response, and a heap that stays flat.'
+const PLACEHOLDER = 'Each promise this package makes, with the test or the figure that proves it, is to be listed here.'
 
 /** The README with `block` between the soak markers, adding the Guarantees section (before TypeScript) if missing. */
 function withBlock (readme: string, block: string): string {
@@ -69,15 +70,31 @@ function withBlock (readme: string, block: string): string {
   return readme.slice(0, before) + section + readme.slice(before)
 }
 
-/** Rewrites the soak block of the README: the command, the date, the machine, what was run and the table. */
+/** `text` broken into lines of at most 115 characters, as the README's prose is. */
+function wrap (text: string): string {
+  const lines: string[] = []
+  for (const word of text.split(' ')) {
+    const last = lines.length - 1
+    if (last >= 0 && (lines[last] as string).length + 1 + word.length <= 115) lines[last] += ' ' + word
+    else lines.push(word)
+  }
+  return lines.join('\n')
+}
+
+/**
+ * Rewrites the soak block of the README: the command, the date, the machine, what was run, the table, and what
+ * failed, if anything did.
+ */
 export async function updateReadme (runs: readonly SoakRun[], command: string, setup: string): Promise<void> {
   const escape = (cell: string): string => cell.replaceAll('|', '\\|')
+  const failures = runs.filter((run) => run.failures.length > 0).map((run) => `${run.store}: ${run.failures.join(', ')}.`)
   const block = [
-    `\`${command}\`, ${new Date().toISOString().slice(0, 10)}, ${machine()}. ${setup}`,
+    wrap(`\`${command}\`, ${new Date().toISOString().slice(0, 10)}, ${machine()}. ${setup}`),
     '',
     '| ' + COLUMNS.join(' | ') + ' |',
     '|' + COLUMNS.map(() => ' --- ').join('|') + '|',
-    ...rows(runs).map((row) => '| ' + row.map(escape).join(' | ') + ' |')
+    ...rows(runs).map((row) => '| ' + row.map(escape).join(' | ') + ' |'),
+    ...(failures.length === 0 ? [] : ['', wrap('Failed: ' + failures.join(' '))])
   ].join('\n')
   await writeFile(README, withBlock(await readFile(README, 'utf8'), block))
 }
