@@ -16,11 +16,19 @@ if (mode === 'serve') {
   const app = await build(JSON.parse(params) as ServerParams)
   await app.listen({ host: '127.0.0.1', port: 0 })
   send({ port: (app.server.address() as AddressInfo).port })
-  // CPU time this process has used, so the parent can tell what a request costs the server apart from the client.
+  // CPU time this process has used, so the parent can tell what a request costs the server apart from the client;
+  // and, when started with --expose-gc, the heap still in use after a full collection (what a leak would grow).
   process.on('message', (message) => {
     if (message === 'cpu') {
       const { user, system } = process.cpuUsage()
       send({ cpuMicros: user + system })
+    } else if (message === 'heap') {
+      const gc = (globalThis as { gc?: () => void }).gc
+      if (gc === undefined) throw new Error('the server was started without --expose-gc')
+      // Twice: the first collection's finalizers can free more.
+      gc()
+      gc()
+      send({ heapUsed: process.memoryUsage().heapUsed })
     }
   })
   // The parent going away (or stopping this child) closes the server.

@@ -16,6 +16,8 @@ export interface ServerHandle {
   readonly url: string
   /** CPU time (user + system, µs) the server's process has used so far. */
   cpuMicros (): Promise<number>
+  /** Heap used (bytes) after a forced full GC in the server's process: it must have been started with `--expose-gc`. */
+  heapUsed (): Promise<number>
   stop (): Promise<void>
 }
 
@@ -43,18 +45,21 @@ function firstMessage<T> (child: ChildProcess, what: string): Promise<T> {
 
 /**
  * Starts the server `name` exported by `module` (a path) in a child process of its own, listening on 127.0.0.1:
- * the client measuring it runs in this process, so the two never share an event loop. `params` go to its builder.
+ * the client measuring it runs in this process, so the two never share an event loop. `params` go to its builder,
+ * `nodeFlags` to Node.
  */
-export async function startServer (module: string, name: string, params: ServerParams = {}): Promise<ServerHandle> {
-  const child = spawn('serve', module, name, [], params)
+export async function startServer (module: string, name: string, params: ServerParams = {}, nodeFlags: string[] = []): Promise<ServerHandle> {
+  const child = spawn('serve', module, name, nodeFlags, params)
   const { port } = await firstMessage<{ port: number }>(child, `server "${name}"`)
+  const ask = async <T>(question: string): Promise<T> => {
+    const answer = firstMessage<T>(child, `server "${name}"`)
+    child.send(question)
+    return await answer
+  }
   return {
     url: `http://127.0.0.1:${port}`,
-    cpuMicros: async () => {
-      const answer = firstMessage<{ cpuMicros: number }>(child, `server "${name}"`)
-      child.send('cpu')
-      return (await answer).cpuMicros
-    },
+    cpuMicros: async () => (await ask<{ cpuMicros: number }>('cpu')).cpuMicros,
+    heapUsed: async () => (await ask<{ heapUsed: number }>('heap')).heapUsed,
     stop: () => new Promise((resolve) => {
       if (child.exitCode !== null) { resolve(); return }
       child.once('exit', () => { resolve() })

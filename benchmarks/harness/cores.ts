@@ -7,7 +7,7 @@ import { availableParallelism } from 'node:os'
  * rounds: one run measured the same two servers at 0.74 and the next at 0.99. The client takes core 0, every
  * server and task core 1. Without `taskset` or a second core, nothing is pinned.
  */
-const pinning = availableParallelism() >= 2 && hasTaskset()
+export const pinning = availableParallelism() >= 2 && hasTaskset()
 
 export const CLIENT_CORE = 0
 export const SERVER_CORE = 1

@@ -11,9 +11,14 @@ declare module 'autocannon' {
     body?: string
   }
 
+  /** State of one connection, kept from one request of `requests` to the next and reset when they start over. */
+  type Context = Record<string, unknown>
+
   interface RequestSpec extends Request {
     /** Called before each request is sent: returns the request to send. */
-    setupRequest?: (request: Request) => Request
+    setupRequest?: (request: Request, context: Context) => Request
+    /** Called with each response to this request (header names as the server sent them). */
+    onResponse?: (status: number, body: string, context: Context, headers: Record<string, string | string[]>) => void
   }
 
   interface Options {
@@ -50,5 +55,5 @@ declare module 'autocannon' {
 
   function autocannon (options: Options): Instance
   export default autocannon
-  export type { Client, Instance, Options, Request, RequestSpec, Result }
+  export type { Client, Context, Instance, Options, Request, RequestSpec, Result }
 }
