@@ -11,6 +11,8 @@ export interface TieredStoreOptions {
   ttl: number
   /** Tells the other instances what changed here; without one, staleness is bounded by `ttl` alone. */
   bus?: InvalidationBus
+  /** Told of an announcement that failed: the change itself stands, other tiers may serve the old value for `ttl`. */
+  onFault?: (operation: string, error: unknown) => void
 }
 
 /**
@@ -84,7 +86,7 @@ export class TieredStore implements Store {
       if (this.l1.get(key) === held) this.l1.delete(key)
       throw error
     }
-    await this.options.bus?.publish({ keys: [key] })
+    await this.announce({ keys: [key] })
   }
 
   /** What L2 would give back: the copy every other instance reads, kept in L1 here too. */
@@ -97,7 +99,7 @@ export class TieredStore implements Store {
     this.epoch++
     this.l1.delete(key)
     const removed = await this.options.l2.delete(key)
-    await this.options.bus?.publish({ keys: [key] })
+    await this.announce({ keys: [key] })
     return removed
   }
 
@@ -105,18 +107,32 @@ export class TieredStore implements Store {
     this.epoch++
     this.l1.deleteMany(keys)
     await deleteKeys(this.options.l2, keys)
-    await this.options.bus?.publish({ keys: [...keys] })
+    await this.announce({ keys: [...keys] })
   }
 
   async clear (): Promise<void> {
     this.epoch++
     this.l1.clear()
     await this.options.l2.clear()
-    await this.options.bus?.publish({ clear: true })
+    await this.announce({ clear: true })
   }
 
   async close (): Promise<void> {
     await this.options.bus?.close()
+  }
+
+  /**
+   * Tells the other instances of a change that already happened in L2. A failure does not fail the change (it is
+   * stored, and the caller would only retry it): it is reported, and the other tiers drop their copy within `ttl`.
+   */
+  private async announce (message: Invalidation): Promise<void> {
+    const { bus, onFault } = this.options
+    if (bus === undefined) return
+    try {
+      await bus.publish(message)
+    } catch (error) {
+      onFault?.('publish', error)
+    }
   }
 
   private usable (): boolean {
@@ -158,7 +174,7 @@ export class TieredStore implements Store {
         if (!await l2.setIf(key, value, ttl, fence)) return false
         if (epoch === this.epoch && this.usable()) this.l1.set(key, this.stored(key, value), this.l1Ttl(ttl))
         this.epoch++
-        await this.options.bus?.publish({ keys: [key] })
+        await this.announce({ keys: [key] })
         return true
       }
     }
@@ -174,7 +190,7 @@ export class TieredStore implements Store {
         this.epoch++
         this.l1.delete(key)
       }
-      await this.options.bus?.publish({ keys: [key] })
+      await this.announce({ keys: [key] })
       return result
     }
     return {

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { Breaker, guardStore } from '../lib/breaker.js'
 import { withBudget } from '../lib/budget.js'
+import { BurstLog } from '../lib/burst-log.js'
 import { InvalidationBus } from '../lib/bus.js'
 import type { Duration } from '../lib/durations.js'
 import { readOptions, type OptionReader } from '../lib/options.js'
@@ -137,7 +138,11 @@ export async function resolveStore (fastify: FastifyInstance, read: OptionReader
   const bus = client === undefined
     ? undefined
     : new InvalidationBus({ client, channel: prefix + 'bus', timeout, onMessage: (message) => { tiered?.invalidate(message) }, ...(breaker === undefined ? {} : { breaker }) })
-  const store = tiered = new TieredStore({ l2: shared, ...l1, ...(bus === undefined ? {} : { bus }) })
+  const faults = new BurstLog(fastify.log)
+  const onFault = (operation: string, error: unknown): void => {
+    faults.warn({ err: error, operation }, `${read.name}: telling the other instances of a change failed (${operation}); their memory tiers may serve the old value for up to l1.ttl`)
+  }
+  const store = tiered = new TieredStore({ l2: shared, ...l1, onFault, ...(bus === undefined ? {} : { bus }) })
   fastify.addHook('onClose', async () => { await store.close() })
   if (bus !== undefined) await subscribedWithin(bus, fastify, Math.max(timeout * 10, 1000))
   return { store, ...backend }

@@ -326,11 +326,15 @@ test('a stalled Redis: requests are answered by the loader within the budget, lo
   t.equal(logs.lines.filter((line) => /the store failed/.test(String(line.msg))).length, 1, 'logged once for the burst')
 
   server.resume()
+  // The circuit breaker opened during the pause: caching resumes after its cool-down, with its first probe.
   let cachedAgain = false
+  let key = 1
   await within(t, 400, async () => {
     const before = loads
-    await app.inject('/p/2')
-    cachedAgain = (await app.inject('/p/2')).json().load === before + 1 && loads === before + 1
+    const url = `/p/again-${key++}`
+    await app.inject(url)
+    await sleep(5) // a miss does not wait for its write-back
+    cachedAgain = (await app.inject(url)).json().load === before + 1 && loads === before + 1
     return cachedAgain
   })
   t.ok(cachedAgain, 'after SIGCONT values are cached again')
