@@ -5,7 +5,8 @@ import type { FastifyInstance } from 'fastify'
 import { test, type Test } from 'tap'
 import multiCache, { sessionCache, type SessionCacheOptions } from '../../index.js'
 import { sessionStoreKey } from '../../lib/keys.js'
-import { cookieOf, fresh, secret } from '../helpers/app.js'
+import { captureLogs, cookieOf, fresh, secret } from '../helpers/app.js'
+import { privateRedis } from '../helpers/redis.js'
 
 /** An app whose routes read and write one session entry, and report which session they ran in. */
 async function app (t: Test, session: SessionCacheOptions = { secret }): Promise<FastifyInstance> {
@@ -147,4 +148,23 @@ test('keys taken from the client: prototype names are plain keys, a bad key fail
   const empty = await server.inject({ url: '/get?key=' })
   t.match(empty.json(), { code: 'FST_MULTICACHE_INVALID_KEY' })
   t.equal((await server.inject({ url: '/whoami' })).statusCode, 200, 'the server keeps serving')
+})
+
+test('no session id, cookie or value reaches the logs, even of a store fault, at the trace level', async (t) => {
+  const server = await privateRedis(t)
+  if (server === undefined) return
+  const logs = captureLogs()
+  const app = fresh(t, { logger: { level: 'trace', stream: logs.stream } })
+  await app.register(multiCache, { session: { secret, store: server.url, breaker: { failures: 1, coolDown: '50ms' } } })
+  app.post('/w', async (request) => { await request.sessionCache.set('card', 'secret-value-4242'); await request.sessionCache.regenerate({ user: 'alice@example.com' }); return { id: request.sessionCache.id } })
+  app.get('/r', async (request) => ({ card: await request.sessionCache.get('card') ?? null }))
+  const written = await app.inject({ method: 'POST', url: '/w' })
+  const cookie = cookieOf(written.headers) as string
+  const id = (written.json() as { id: string }).id
+  server.pause()
+  t.same((await app.inject({ url: '/r', headers: { cookie } })).json(), { card: null }, 'a store fault reads as a miss')
+  server.resume()
+  t.ok(logs.lines.some((line) => /the store failed|circuit breaker/.test(String(line.msg))), 'the fault was logged')
+  const text = JSON.stringify(logs.lines)
+  for (const secretPart of [id, cookie.split('=')[1] as string, 'secret-value-4242']) t.notOk(text.includes(secretPart), 'not in any log line')
 })
