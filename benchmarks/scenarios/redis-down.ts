@@ -1,5 +1,7 @@
 // 8. Redis stalls for 5 s under load (SIGSTOP, then SIGCONT): requests keep succeeding, within the store's time
-// budget plus the query, and throughput comes back once Redis answers again.
+// budget plus the query, and throughput comes back once Redis answers again. With the circuit breaker (the default),
+// only the first budget is paid: after it, requests are answered at the loader's own speed; without it (`breaker:
+// false`), every miss pays the budget for the whole pause.
 import { fileURLToPath } from 'node:url'
 import Fastify from 'fastify'
 import { appCache } from '../../index.js'
@@ -27,6 +29,8 @@ const QUERY_MS = 2
  * event loops of client and server on a loaded two-core machine (client, server and Redis share it).
  */
 const ALLOWANCE_MS = 20
+/** Requests sent this long after the pause began may still pay a budget with the breaker (it opens after 3 of them). */
+const FIRST_BUDGETS_MS = 2 * STORE_TIMEOUT_MS
 /** Throughput per bucket is back when it reaches this share of the level before the pause. */
 const RECOVERED = 0.9
 const BUCKET_MS = 100
@@ -37,7 +41,9 @@ export const servers: ServerFactories = {
   async items (params) {
     const db = new SimulatedDatabase(QUERY_MS)
     const app = Fastify()
-    await app.register(appCache, { store: params.url as `redis://${string}`, prefix: 'items:', ttl: ITEM_TTL, timeout: STORE_TIMEOUT_MS })
+    await app.register(appCache, {
+      store: params.url as `redis://${string}`, prefix: 'items:', ttl: ITEM_TTL, timeout: STORE_TIMEOUT_MS, ...(params.breaker === 'off' ? { breaker: false } : {})
+    })
     app.get<{ Params: { id: string } }>('/item/:id', async (request) => {
       const id = Number(request.params.id)
       return await app.appCache.getOrLoad('item:' + id, () => db.query(() => ({ id, name: `Item ${id}`, price: 5 + (id % 97) })))
@@ -52,6 +58,8 @@ interface Round {
   failed: number
   /** p99 latency of the requests sent while Redis was paused, ms. */
   pauseP99: number
+  /** The same, of the requests sent after the first budgets of the pause. */
+  settledP99: number
   pauseP50: number
   beforeP99: number
   /** Responses per bucket before the pause (median bucket) and during it (mean). */
@@ -92,6 +100,7 @@ function analyse (timeline: Timeline<'pause' | 'resume'>): Round {
   return {
     failed: timeline.non2xx + timeline.errors,
     pauseP99: percentile(paused, 99),
+    settledP99: percentile(sentBetween(timeline, pause + FIRST_BUDGETS_MS, resume), 99),
     pauseP50: percentile(paused, 50),
     beforeP99: percentile(sentBetween(timeline, RAMP_MS, pause), 99),
     beforeLevel,
@@ -102,13 +111,13 @@ function analyse (timeline: Timeline<'pause' | 'resume'>): Round {
 }
 
 /** One round: a fresh redis-server and a fresh app, warmed up, then the run with the pause in its middle. */
-async function round (): Promise<Round> {
+async function round (breaker: boolean): Promise<Round> {
   let redis: RedisServer | undefined
   let server: ServerHandle | undefined
   try {
     redis = await startRedisServer()
     const paused = redis
-    server = await startServer(fileURLToPath(import.meta.url), 'items', { url: redis.url })
+    server = await startServer(fileURLToPath(import.meta.url), 'items', { url: redis.url, breaker: breaker ? 'on' : 'off' })
     await measureHttp(server, load, settings.warmupSeconds)
     const timeline = await recordTimeline(server, load, BEFORE + PAUSE + AFTER, {
       pause: { at: BEFORE * 1000, run: () => { paused.pause() } },
@@ -121,51 +130,69 @@ async function round (): Promise<Round> {
   }
 }
 
+const WITH = 'appCache L1+Redis, breaker (default)'
+const WITHOUT = 'appCache L1+Redis, breaker: false'
+
 export const redisDown: Scenario = {
   name: 'redis-down',
   async run () {
-    const rounds: Round[] = []
-    for (let i = 0; i < ROUNDS; i++) rounds.push(await round())
+    const runs = { [WITH]: [] as Round[], [WITHOUT]: [] as Round[] }
+    // The two contenders alternate, the first of each pair swapping, so that the machine's drift falls on both.
+    for (let i = 0; i < ROUNDS; i++) {
+      for (const breaker of i % 2 === 0 ? [true, false] : [false, true]) runs[breaker ? WITH : WITHOUT].push(await round(breaker))
+    }
     const setting = `appCache on its own redis-server (default l1, timeout ${STORE_TIMEOUT_MS}ms, ttl ${ITEM_TTL}), ` +
       `${ITEMS.toLocaleString('en')} items at random, ${QUERY_MS} ms query (pool of 10), ${load.connections} connections, ` +
       `Redis paused (SIGSTOP) ${PAUSE} s after ${BEFORE} s`
-    const median = (figure: (r: Round) => number): string => spread(rounds.map(figure)).median.toFixed(0)
-    const recovered = rounds.flatMap((r) => r.recovery === undefined ? [] : [r.recovery])
-    const rows: Result[] = [
-      result({
+    const rows: Result[] = []
+    for (const [contender, rounds] of Object.entries(runs)) {
+      const median = (figure: (r: Round) => number): string => spread(rounds.map(figure)).median.toFixed(0)
+      const recovered = rounds.flatMap((r) => r.recovery === undefined ? [] : [r.recovery])
+      rows.push(result({
         scenario: 'redis-down',
         measure: `${setting}: failed responses (non-2xx, errors, timeouts) in a round, before, during and after the pause`,
-        contenders: ['appCache L1+Redis'],
+        contenders: [contender],
         unit: 'responses',
         ...spread(rounds.map((r) => r.failed)),
         rounds: rounds.length,
         target: { op: '=', value: 0, of: 'max' },
         context: `${rounds.reduce((sum, r) => sum + r.failed, 0)} failed in all ${rounds.length} rounds`
-      }),
-      result({
+      }))
+      rows.push(contender === WITH
+        ? result({
+          scenario: 'redis-down',
+          measure: `same: p99 latency of the requests sent while Redis was paused, after its first ${FIRST_BUDGETS_MS} ms (target: query ${QUERY_MS} + ${ALLOWANCE_MS} ms allowance, the loader's own latency)`,
+          contenders: [contender],
+          unit: 'ms',
+          ...spread(rounds.map((r) => r.settledP99)),
+          rounds: rounds.length,
+          target: { op: '<', value: QUERY_MS + ALLOWANCE_MS },
+          context: `p99 of every request sent during the pause ${median((r) => r.pauseP99)} ms (the first budgets), p50 ${median((r) => r.pauseP50)} ms; p99 before it ${median((r) => r.beforeP99)} ms`
+        })
+        : result({
+          scenario: 'redis-down',
+          measure: `same: p99 latency of the requests sent while Redis was paused (target: timeout ${STORE_TIMEOUT_MS} + query ${QUERY_MS} + ${ALLOWANCE_MS} ms allowance)`,
+          contenders: [contender],
+          unit: 'ms',
+          ...spread(rounds.map((r) => r.pauseP99)),
+          rounds: rounds.length,
+          target: { op: '<', value: STORE_TIMEOUT_MS + QUERY_MS + ALLOWANCE_MS },
+          context: `after the first ${FIRST_BUDGETS_MS} ms too: ${median((r) => r.settledP99)} ms; p50 during the pause ${median((r) => r.pauseP50)} ms; p99 before it ${median((r) => r.beforeP99)} ms`
+        }))
+      rows.push(result({
         scenario: 'redis-down',
-        measure: `same: p99 latency of the requests sent while Redis was paused (target: timeout ${STORE_TIMEOUT_MS} + query ${QUERY_MS} + ${ALLOWANCE_MS} ms allowance)`,
-        contenders: ['appCache L1+Redis'],
+        measure: `same: recovery after SIGCONT, until a ${BUCKET_MS} ms bucket serves ≥ ${RECOVERED * 100} % of the median bucket before the pause`,
+        contenders: [contender],
         unit: 'ms',
-        ...spread(rounds.map((r) => r.pauseP99)),
+        // A round that never recovered within the run counts as the whole run after the pause, and is said so.
+        ...spread(rounds.map((r) => r.recovery ?? AFTER * 1000)),
         rounds: rounds.length,
-        target: { op: '<', value: STORE_TIMEOUT_MS + QUERY_MS + ALLOWANCE_MS },
-        context: `p50 during the pause ${median((r) => r.pauseP50)} ms; p99 before it ${median((r) => r.beforeP99)} ms`
-      })
-    ]
-    rows.push(result({
-      scenario: 'redis-down',
-      measure: `same: recovery after SIGCONT, until a ${BUCKET_MS} ms bucket serves ≥ ${RECOVERED * 100} % of the median bucket before the pause`,
-      contenders: ['appCache L1+Redis'],
-      unit: 'ms',
-      // A round that never recovered within the run counts as the whole run after the pause, and is said so.
-      ...spread(rounds.map((r) => r.recovery ?? AFTER * 1000)),
-      rounds: rounds.length,
-      target: { op: '<=', value: 2000 },
-      context: `responses per ${BUCKET_MS} ms: ${median((r) => r.beforeLevel)} before the pause, ${median((r) => r.pauseLevel)} during it, ` +
-        `${median((r) => r.firstAfter)} in the first bucket after it (every item's TTL ran out during the pause); ` +
-        `${rounds.length - recovered.length} of ${rounds.length} rounds not recovered within ${AFTER} s`
-    }))
+        target: { op: '<=', value: 2000 },
+        context: `responses per ${BUCKET_MS} ms: ${median((r) => r.beforeLevel)} before the pause, ${median((r) => r.pauseLevel)} during it, ` +
+          `${median((r) => r.firstAfter)} in the first bucket after it (every item's TTL ran out during the pause); ` +
+          `${rounds.length - recovered.length} of ${rounds.length} rounds not recovered within ${AFTER} s`
+      }))
+    }
     return rows
   }
 }
