@@ -1,6 +1,6 @@
 import { StoreError } from './errors.js'
 import type { Logger } from './burst-log.js'
-import type { FenceOperations, GroupOperations, Store } from './store.js'
+import type { FenceOperations, GroupOperations, Store, TagOperations } from './store.js'
 
 export type BreakerState = 'closed' | 'open' | 'half-open'
 
@@ -91,7 +91,8 @@ export function guardStore (store: Store, breaker: Breaker): Store {
     close: store.close?.bind(store),
     watch: store.watch?.bind(store),
     groups: store.groups === undefined ? undefined : guardAll<GroupOperations>('groups', store.groups, guard),
-    fences: store.fences === undefined ? undefined : guardAll<FenceOperations>('fences', store.fences, guard)
+    fences: store.fences === undefined ? undefined : guardAll<FenceOperations>('fences', store.fences, guard),
+    tags: store.tags === undefined ? undefined : guardAll<TagOperations>('tags', store.tags, guard)
   }
   for (const [name, value] of Object.entries(optional)) if (value !== undefined) Object.defineProperty(guarded, name, { value, enumerable: true })
   return guarded

@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto'
 import type { Breaker } from './breaker.js'
+import type { Invalidation } from './store.js'
 import { closeClient, redisCommand, type RedisClient } from './stores/redis.js'
 
-/** What one instance tells the others: these keys changed, or everything did. */
-export type Invalidation = { keys: string[] } | { clear: true }
+export type { Invalidation }
 
-interface Envelope { origin: string, keys?: unknown, clear?: unknown }
+interface Envelope { origin: string, keys?: unknown, clear?: unknown, tags?: unknown }
 
 export interface InvalidationBusOptions {
   /** Publishes through this client; listens on a duplicate of it, a connection of its own. */
@@ -14,7 +14,10 @@ export interface InvalidationBusOptions {
   channel: string
   /** Time budget of a publish, in ms. */
   timeout: number
-  /** Called for every message of another instance, and with `{ clear: true }` when the subscription is lost. */
+  /**
+   * Called for every message of another instance, and with `{ clear: true }` when the subscription is lost and when
+   * it is back (what was published meanwhile was never heard).
+   */
   onMessage: (message: Invalidation) => void
   /** The store's circuit breaker: while it is open, a publish fails at once. */
   breaker?: Breaker
@@ -33,6 +36,8 @@ export class InvalidationBus {
   readonly subscribed: Promise<void>
   private readonly subscriber: RedisClient
   private listening = false
+  /** A subscription was lost since the last one was in place. */
+  private lost = false
   private closed = false
 
   constructor (private readonly options: InvalidationBusOptions) {
@@ -44,11 +49,15 @@ export class InvalidationBus {
         if (this.closed) return
         this.listening = true
         first()
+        if (!this.lost) return
+        this.lost = false
+        options.onMessage({ clear: true })
       }, () => { /* the connection went again: the next 'ready' subscribes */ })
     })
     this.subscriber.on('close', () => {
       if (!this.listening) return
       this.listening = false
+      this.lost = true
       options.onMessage({ clear: true })
     })
     // Connection errors are retried by ioredis and seen through `listening`; without a listener they would throw.
@@ -85,5 +94,13 @@ export class InvalidationBus {
     if (typeof envelope !== 'object' || envelope === null || envelope.origin === this.origin) return
     if (envelope.clear === true) this.options.onMessage({ clear: true })
     else if (Array.isArray(envelope.keys)) this.options.onMessage({ keys: envelope.keys.filter((key): key is string => typeof key === 'string') })
+    else if (typeof envelope.tags === 'object' && envelope.tags !== null) this.options.onMessage({ tags: versionsIn(envelope.tags) })
   }
+}
+
+/** The tag versions of a message, keeping only what is a tag name and a whole number. */
+function versionsIn (tags: object): Record<string, number> {
+  const versions = Object.create(null) as Record<string, number>
+  for (const [tag, version] of Object.entries(tags)) if (Number.isSafeInteger(version)) versions[tag] = version as number
+  return versions
 }

@@ -53,6 +53,10 @@ export const SerializeError = createError<[string, string]>(
 export const EntryTooLargeError = createError<[string, number, number]>(
   'FST_MULTICACHE_ENTRY_TOO_LARGE', 'cannot store the value of "%s": %d bytes, more than maxEntryBytes (%d)', 500, RangeError)
 
+/** A load took longer than its `hardTimeout`; it goes on, and fills the cache when it ends. */
+export const LoadTimeoutError = createError<[string, number]>(
+  'FST_MULTICACHE_LOAD_TIMEOUT', 'appCache: loading "%s" took longer than hardTimeout (%d ms); it goes on in the background', 504)
+
 /** A store operation failed or ran out of its time budget; levels read it as a miss. */
 export const StoreError = createError<[string, string, { cause: unknown }?]>(
   'FST_MULTICACHE_STORE', 'store %s failed: %s', 500)

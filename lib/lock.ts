@@ -51,11 +51,11 @@ export class RedisLock {
   }
 
   /**
-   * The value of `key` once the holder of lock `name` put it in `store`; undefined as soon as that lock is free
-   * without it, or after `wait`.
+   * The value of `key` once the holder of lock `name` put one in `store` that `accept` takes (one that is not the
+   * stale value already there); undefined as soon as that lock is free without it, or after `wait`.
    * Rejects once `close()` was called: a closing app starts no load.
    */
-  async waitFor (store: Store, key: string, name = key): Promise<unknown> {
+  async waitFor (store: Store, key: string, name = key, accept: (value: unknown) => boolean = () => true): Promise<unknown> {
     const { client, prefix, timeout, wait, poll = 25, breaker } = this.options
     const deadline = Date.now() + wait
     while (Date.now() < deadline) {
@@ -64,7 +64,7 @@ export class RedisLock {
       // The lock first: a holder writes its value before it lets go, so a free lock and no value means none is coming.
       const held = await redisCommand(client, 'lock', timeout, async () => await client.call('EXISTS', prefix + name), breaker)
       const value = await store.get(key)
-      if (value !== undefined) return value
+      if (value !== undefined && accept(value)) return value
       if (held === 0) return undefined
     }
     return undefined

@@ -13,6 +13,13 @@ export interface LookupLoadOptions {
   level: CacheLevel
   /** Time to live at that level (ignored at request level, which lasts one request). */
   ttl?: Duration
+  /** After `ttl`, how long the value is still served at once while a new one loads (session and app levels). */
+  staleWhileRevalidate?: Duration
+  /** At app level: what `getOrLoad` takes besides (`graceOnError`, timeouts, `tags`). */
+  graceOnError?: Duration
+  softTimeout?: Duration
+  hardTimeout?: Duration
+  tags?: readonly string[]
 }
 
 const LEVELS: readonly CacheLevel[] = ['request', 'session', 'app']
@@ -49,7 +56,7 @@ export class CacheLookup {
     if (level === 'request') return this.request?.getOrLoad(key, loader) ?? Promise.reject(notRegistered(level))
     const memo = this.request?.get<T>(key)
     if (memo !== undefined) return Promise.resolve(memo)
-    return this.loadBroader(key, loader, level, options.ttl)
+    return this.loadBroader(key, loader, level, options)
   }
 
   private async fromBroaderLevels<T> (key: string): Promise<T | undefined> {
@@ -58,12 +65,12 @@ export class CacheLookup {
     return this.memoise(key, value)
   }
 
-  private async loadBroader<T> (key: string, loader: () => T | PromiseLike<T>, level: 'session' | 'app', ttl: Duration | undefined): Promise<T> {
-    const options = ttl === undefined ? undefined : { ttl }
-    if (level === 'session') return this.memoise(key, await this.enabled(this.session, level).getOrLoad(key, loader, options))
+  private async loadBroader<T> (key: string, loader: () => T | PromiseLike<T>, level: 'session' | 'app', options: LookupLoadOptions): Promise<T> {
+    const { level: _level, ...rest } = options
+    if (level === 'session') return this.memoise(key, await this.enabled(this.session, level).getOrLoad(key, loader, rest))
     const app = this.enabled(this.app, level)
     const fromSession = await this.session?.get<T>(key)
-    return this.memoise(key, fromSession !== undefined ? fromSession : await app.getOrLoad(key, loader, options))
+    return this.memoise(key, fromSession !== undefined ? fromSession : await app.getOrLoad(key, loader, rest))
   }
 
   private memoise<T> (key: string, value: T): T {

@@ -38,6 +38,8 @@ export class ResponseCache {
    * miss cannot put back what was just dropped.
    */
   private generation = 0
+  /** The stale keys one request is refreshing, with when that request is given up on (it may never answer). */
+  private readonly refreshing = new Map<string, number>()
 
   constructor (readonly options: ResponseCacheOptions) {
     this.stats = new LevelStats(() => this.lru.size)
@@ -60,6 +62,22 @@ export class ResponseCache {
   /** The current generation: pass it back to `store` once the response is known. */
   get since (): number {
     return this.generation
+  }
+
+  /**
+   * True when the caller may refresh the stale response of `key` (it becomes the one request that runs the handler
+   * again), false when another request is doing it. A refresh not done within `patience` ms is given up on.
+   */
+  refresh (key: string, now: number, patience: number): boolean {
+    const until = this.refreshing.get(key)
+    if (until !== undefined && until > now) return false
+    this.refreshing.set(key, now + patience)
+    return true
+  }
+
+  /** The refresh of `key` is done, stored or not. */
+  refreshed (key: string): void {
+    this.refreshing.delete(key)
   }
 
   /** The stored response for this request's variant, or undefined. */

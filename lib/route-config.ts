@@ -12,6 +12,8 @@ export interface RouteConfig<R> {
   statusCodes?: number[]
   query?: 'all' | 'none' | string[]
   hook?: 'preHandler' | 'onRequest'
+  staleWhileRevalidate?: Duration
+  tags?: string[] | ((request: R) => string[])
 }
 
 /** A route's `config.cache`, checked, with its defaults. */
@@ -25,9 +27,12 @@ export interface RouteRule<R> {
   statusCodes: ReadonlySet<number>
   query: QueryRule
   hook: 'preHandler' | 'onRequest'
+  /** ms; 0: none. */
+  staleWhileRevalidate: number
+  tags: readonly string[] | ((request: R) => string[]) | undefined
 }
 
-const KEYS = ['level', 'ttl', 'key', 'shared', 'methods', 'statusCodes', 'query', 'hook']
+const KEYS = ['level', 'ttl', 'key', 'shared', 'methods', 'statusCodes', 'query', 'hook', 'staleWhileRevalidate', 'tags']
 
 /** Reads `config.cache`; an invalid one throws an error naming the route (`where`) and the option. */
 export function readRouteRule<R> (where: string, config: unknown, defaultTtl: number): RouteRule<R> {
@@ -47,6 +52,10 @@ export function readRouteRule<R> (where: string, config: unknown, defaultTtl: nu
     read.fail('query', "must be 'all', 'none' or a non-empty array of parameter names")
   }
   if (hook !== 'preHandler' && hook !== 'onRequest') read.fail('hook', "must be 'preHandler' or 'onRequest'")
+  const { tags } = config as { tags?: unknown }
+  if (tags !== undefined && typeof tags !== 'function' && !(Array.isArray(tags) && tags.every((tag) => typeof tag === 'string' && tag !== ''))) {
+    read.fail('tags', 'must be an array of non-empty strings, or a function of the request that returns one')
+  }
   return {
     level,
     ttl,
@@ -55,7 +64,9 @@ export function readRouteRule<R> (where: string, config: unknown, defaultTtl: nu
     methods: new Set((methods as string[]).map((method) => method.toUpperCase())),
     statusCodes: new Set(statusCodes as number[]),
     query: Array.isArray(query) ? [...query as string[]] : query as 'all' | 'none',
-    hook
+    hook,
+    staleWhileRevalidate: read.duration('staleWhileRevalidate', 0),
+    tags: typeof tags === 'function' ? tags as (request: R) => string[] : tags === undefined ? undefined : [...tags as string[]]
   }
 }
 

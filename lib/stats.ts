@@ -16,6 +16,14 @@ export interface LevelStatsSnapshot {
   storeErrors: number
   /** Values refused for their size (`maxEntryBytes` of a shared store, `maxBytes` of the memory store). */
   oversized: number
+  /** Hits on a value past its ttl, served at once while a new one loads (`staleWhileRevalidate`). */
+  staleServed: number
+  /** Values past their ttl served in place of a load that failed or took too long (`graceOnError`). */
+  graceServed: number
+  /** Loads started behind a stale hit. */
+  backgroundLoads: number
+  /** Calls of `invalidateTag`. */
+  tagInvalidations: number
   /** Entries held now. */
   size: number
   /** Session level with the memory store: `evictions` split by the kind of session pushed out. */
@@ -36,6 +44,10 @@ export class LevelStats {
   evictions = 0
   storeErrors = 0
   oversized = 0
+  staleServed = 0
+  graceServed = 0
+  backgroundLoads = 0
+  tagInvalidations = 0
 
   /** Evictions of sessions that were never regenerated (`evictions` counts them too). */
   anonymousEvictions = 0
@@ -56,6 +68,10 @@ export class LevelStats {
       evictions: this.evictions,
       storeErrors: this.storeErrors,
       oversized: this.oversized,
+      staleServed: this.staleServed,
+      graceServed: this.graceServed,
+      backgroundLoads: this.backgroundLoads,
+      tagInvalidations: this.tagInvalidations,
       size: this.size()
     }
   }

@@ -45,7 +45,9 @@ export interface Store {
    * Tells `listener` of every change another instance made (a memory tier hears them on its bus), so that a level
    * can fence its own loads of those keys. `{ clear: true }` means anything may have changed.
    */
-  watch? (listener: (change: { keys: string[] } | { clear: true }) => void): void
+  watch? (listener: (change: Invalidation) => void): void
+  /** Versions of tags shared by every instance, where the store keeps them (Redis); see `TagOperations`. */
+  readonly tags?: TagOperations
   /** Releases what the store opened; called on `fastify.close()` for stores the plugin created. */
   close? (): Awaitable<void>
 }
@@ -98,6 +100,20 @@ export interface GroupOperations {
   end (key: string, fence: string): Awaitable<Group | undefined>
   /** One field of a partial group, read on its own. */
   field? (key: string, fence: string, name: string): Awaitable<unknown>
+}
+
+/**
+ * A change one instance tells the others of: these keys changed, everything may have, or these tags moved to these
+ * versions (every entry tagged with one of them and written under an older version is gone).
+ */
+export type Invalidation = { keys: string[] } | { clear: true } | { tags: Record<string, number> }
+
+/** Tag versions kept by the store, for every instance; see `Store.tags`. */
+export interface TagOperations {
+  /** Every tag that was ever invalidated, with its version (a tag not listed is at version 0). */
+  read (): Awaitable<Record<string, number>>
+  /** Moves each tag to its next version and answers the new versions; a memory tier in front tells the others. */
+  bump (tags: readonly string[]): Awaitable<Record<string, number>>
 }
 
 /** A per-key fence kept by the store; see `Store.fences`. */

@@ -1,5 +1,5 @@
-import type { InvalidationBus, Invalidation } from './bus.js'
-import { deleteKeys, isPromiseLike, type Awaitable, type FenceOperations, type Group, type GroupOperations, type Store, type TimedValue } from './store.js'
+import type { InvalidationBus } from './bus.js'
+import { deleteKeys, isPromiseLike, type Awaitable, type FenceOperations, type Group, type GroupOperations, type Invalidation, type TagOperations, type Store, type TimedValue } from './store.js'
 import { MemoryStore } from './stores/memory.js'
 
 export interface TieredStoreOptions {
@@ -30,6 +30,7 @@ export interface TieredStoreOptions {
 export class TieredStore implements Store {
   readonly groups?: GroupOperations
   readonly fences?: FenceOperations
+  readonly tags?: TagOperations
   private readonly l1: MemoryStore
   /**
    * Counts changes, received or made here, so that a value read from L2 before one is not put in L1 after it: a read
@@ -44,6 +45,17 @@ export class TieredStore implements Store {
     if (groups !== undefined) this.groups = this.tierGroups(groups)
     const fences = options.l2.fences
     if (fences !== undefined) this.fences = this.tierFences(fences)
+    const tags = options.l2.tags
+    if (tags !== undefined) {
+      this.tags = {
+        read: () => tags.read(),
+        bump: async (names) => {
+          const versions = await tags.bump(names)
+          await this.announce({ tags: versions })
+          return versions
+        }
+      }
+    }
   }
 
   /** Entries held in memory. */
@@ -54,8 +66,9 @@ export class TieredStore implements Store {
   /** Applies an invalidation received from another instance, and tells the watchers. */
   invalidate (message: Invalidation): void {
     this.epoch++
+    // Tagged entries check their tags' versions when read: a tag message drops nothing here.
     if ('clear' in message) this.l1.clear()
-    else this.l1.deleteMany(message.keys)
+    else if ('keys' in message) this.l1.deleteMany(message.keys)
     for (const watcher of this.watchers) watcher(message)
   }
 

@@ -25,7 +25,17 @@ export interface AppCacheOptions extends SharedStoreOptions {
   maxBytes?: number
   /** With `maxBytes`: a value's size in bytes. Default: the length of its JSON text. */
   sizeOf?: (value: unknown) => number
+  /** After `ttl`, how long an entry is still served, at once, while one new load runs in the background. Default 0. */
+  staleWhileRevalidate?: Duration
+  /** After `ttl`, how long an entry stands in for a load that fails or passes `hardTimeout`. Default 0. */
+  graceOnError?: Duration
+  /** When a grace value exists and a load takes longer, callers get that value; the load goes on. Default 0: off. */
+  softTimeout?: Duration
+  /** A load that takes longer rejects its callers with `FST_MULTICACHE_LOAD_TIMEOUT` (or gets the grace value). Default 0: off. */
+  hardTimeout?: Duration
 }
+
+const FRESHNESS = ['staleWhileRevalidate', 'graceOnError', 'softTimeout', 'hardTimeout'] as const
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -36,7 +46,7 @@ declare module 'fastify' {
 
 const plugin: FastifyPluginAsync<AppCacheOptions> = async (fastify, options) => {
   const read = readOptions('appCache', options)
-  read.only(['max', 'ttl', 'store', 'lock', 'maxKeyLength', 'maxBytes', 'sizeOf', ...SHARED_STORE_OPTIONS])
+  read.only(['max', 'ttl', 'store', 'lock', 'maxKeyLength', 'maxBytes', 'sizeOf', ...FRESHNESS, ...SHARED_STORE_OPTIONS])
   const max = read.positiveInteger('max', 10_000)
   const ttl = read.duration('ttl', 0)
   const maxBytes = read.positiveInteger('maxBytes', 0)
@@ -52,8 +62,9 @@ const plugin: FastifyPluginAsync<AppCacheOptions> = async (fastify, options) => 
     })
   })
   const lock = resolveLock(read, options.lock, backend)
+  const windows = Object.fromEntries(FRESHNESS.map((name) => [name, read.duration(name, 0)]))
   const cache: AppCache = new AppCache({
-    store: backend.store, ttl, log: fastify.log, maxKeyLength: read.positiveInteger('maxKeyLength', MAX_KEY_LENGTH), ...(lock === undefined ? {} : { lock })
+    store: backend.store, ttl, log: fastify.log, maxKeyLength: read.positiveInteger('maxKeyLength', MAX_KEY_LENGTH), ...windows, ...(lock === undefined ? {} : { lock })
   })
   cache.stats.breaker = backend.breaker
   addLevel(fastify, 'app', cache)

@@ -39,6 +39,16 @@ export interface RouteCacheConfig extends RouteConfig<FastifyRequest> {
    * every later hook (auth included): only for routes that are public to everyone.
    */
   hook?: 'preHandler' | 'onRequest'
+  /**
+   * After its lifetime, how long a stored response is still served (`x-cache: STALE`) while the first request to
+   * find it stale runs the handler to refresh it. Default 0.
+   */
+  staleWhileRevalidate?: Duration
+  /**
+   * Tags of the stored response (or a function of the request that gives them): `appCache.invalidateTag(tag)` drops
+   * it, on every instance. Needs the application level.
+   */
+  tags?: string[] | ((request: FastifyRequest) => string[])
 }
 
 export interface RouteCacheOptions {
@@ -77,6 +87,11 @@ interface Pending {
   fromHandler: boolean
   /** The status, headers and payload as the handler produced them, before the route's onSend hooks. */
   produced: { status: number, headers: HeaderMap, payload: string | Buffer } | undefined
+  /** The response's tags, and their versions before the handler ran. */
+  tags: readonly string[] | undefined
+  versions: number[] | undefined
+  /** This request refreshes a stale response: until it is done, others are served the stale one. */
+  refreshing: string | undefined
 }
 
 interface Hooks {
@@ -118,6 +133,9 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
     if (rule.level === 'session' && !fastify.hasPlugin('fastify-multi-cache/session')) {
       throw new InvalidOptionError(where, 'level', "'session' needs the sessionCache plugin registered before the route", describe(rule.level))
     }
+    if (rule.tags !== undefined && !fastify.hasDecorator('appCache')) {
+      throw new InvalidOptionError(where, 'tags', 'need the appCache plugin registered before the route (its invalidateTag drops tagged responses)', describe(rule.tags))
+    }
     const identity = routeIdentity(route.url, route.constraints)
     if (rule.level === 'app') cache.addRoute(route.url, rule.key === undefined ? pathOf : (target) => target)
     const { lookup, handled, capture, decide, failed } = hooksOf(identity, rule)
@@ -148,6 +166,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
     const app = rule.level === 'app'
     const hit = app ? 'HIT-APP' : 'HIT-SESSION'
     const policy: StorePolicy = { shared: app, statusCodes: rule.statusCodes, ttl: rule.ttl }
+    const tagsOf = (request: FastifyRequest): readonly string[] | undefined => typeof rule.tags === 'function' ? readTags(rule.tags(request)) : rule.tags
 
     const keyOf = (request: FastifyRequest): string => {
       const target = rule.key === undefined ? targetOf(request.url, rule.query, request.query) : customKey(rule.key(request))
@@ -168,14 +187,29 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
         const record = page === undefined ? undefined : findVariant(page, request.headers, now)
         found = record === undefined ? undefined : fromRecord(record)
       }
-      if (found === undefined) {
+      if (found?.tags !== undefined && !fastify.appCache.tags.current(found.tags, found.tagVersions ?? [])) found = undefined
+      // A stale response: the first request to find it runs the handler to refresh it, the others are served it.
+      const stale = found?.fresh !== undefined && now >= found.fresh
+      const refreshing = stale ? (app ? '' : `${String(request.sessionCache.id)}\n`) + key : undefined
+      if (found === undefined || (refreshing !== undefined && cache.refresh(refreshing, now, rule.ttl))) {
         cache.stats.misses++
-        ;(request as Slot)[kPending] = { key, since: cache.since, setBefore: reply.getHeaders(), fromHandler: false, produced: undefined }
+        const tags = tagsOf(request)
+        ;(request as Slot)[kPending] = {
+          key,
+          since: cache.since,
+          setBefore: reply.getHeaders(),
+          fromHandler: false,
+          produced: undefined,
+          tags,
+          versions: tags === undefined ? undefined : fastify.appCache.tags.of(tags),
+          refreshing
+        }
         return undefined
       }
       cache.stats.hits++
+      if (stale) cache.stats.staleServed++
       reply.header('age', ageOf(found, now))
-      if (xCache) reply.header('x-cache', hit)
+      if (xCache) reply.header('x-cache', stale ? 'STALE' : hit)
       if (isNotModified(request.method, request.headers, found)) reply.code(304).headers(notModifiedHeaders(found)).send()
       else reply.code(found.status).headers(found.headers).header('etag', found.etag).send(found.body)
       return reply
@@ -206,6 +240,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       const pending = (request as Slot)[kPending]
       ;(request as Slot)[kPending] = null
       if (pending?.produced !== undefined) keep(request, reply, pending, pending.produced)
+      if (pending?.refreshing !== undefined) cache.refreshed(pending.refreshing)
       done(null, payload)
     }
 
@@ -213,7 +248,11 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       const now = Date.now()
       const verdict = storable(reply.statusCode, reply.getHeaders(), policy, now, produced.headers)
       if (verdict === undefined) return
-      const response = toCachedResponse(produced.status, produced.headers, produced.payload, now, verdict.lifetime, pending.setBefore)
+      const response = toCachedResponse(produced.status, produced.headers, produced.payload, now, verdict.lifetime, pending.setBefore, rule.staleWhileRevalidate)
+      if (pending.tags !== undefined && pending.tags.length > 0) {
+        response.tags = [...pending.tags]
+        response.tagVersions = pending.versions
+      }
       if (!reply.hasHeader('etag')) reply.header('etag', response.etag)
       if (app) {
         cache.store(pending.key, verdict.vary, request.headers, response, pending.since, now)
@@ -244,6 +283,14 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
 }
 
 const KEYS: KeyRule = new KeyRule()
+
+/** Tags a route's function gave: an array of non-empty strings, or the request fails with an error that says so. */
+function readTags (tags: unknown): string[] {
+  if (!Array.isArray(tags) || !tags.every((tag) => typeof tag === 'string' && tag !== '')) {
+    throw new InvalidOptionError('routeCache', 'tags', 'must be a function that returns an array of non-empty strings', describe(tags))
+  }
+  return tags as string[]
+}
 
 function customKey (key: unknown): string {
   KEYS.assert(key)

@@ -35,6 +35,8 @@ export interface SessionCacheOptions extends SharedStoreOptions {
   store?: StoreOption
   /** Ends a session this long after it was created, however active: ms or a duration string. Default 0: never. */
   absoluteTtl?: Duration
+  /** After an entry's `ttl`, how long `getOrLoad` still serves it at once while it loads a new one. Default 0. */
+  staleWhileRevalidate?: Duration
   /** Longest key taken, in characters. Default 1,024. */
   maxKeyLength?: number
   /** Identify sessions yourself (a JWT subject, `@fastify/session`): no cookie is issued. */
@@ -48,7 +50,7 @@ declare module 'fastify' {
   }
 }
 
-const OPTIONS = ['secret', 'cookieName', 'cookie', 'ttl', 'absoluteTtl', 'maxSessions', 'maxAnonymousSessions', 'maxEntriesPerSession', 'maxPagesPerSession', 'maxKeyLength', 'store', 'getSessionId', ...SHARED_STORE_OPTIONS]
+const OPTIONS = ['secret', 'cookieName', 'cookie', 'ttl', 'absoluteTtl', 'staleWhileRevalidate', 'maxSessions', 'maxAnonymousSessions', 'maxEntriesPerSession', 'maxPagesPerSession', 'maxKeyLength', 'store', 'getSessionId', ...SHARED_STORE_OPTIONS]
 const kSession = Symbol('fastify-multi-cache.session')
 type Slot = FastifyRequest & { [kSession]: SessionCache | null }
 
@@ -73,6 +75,7 @@ const plugin: FastifyPluginAsync<SessionCacheOptions> = async (fastify, options)
   const level: SessionLevel = new SessionLevel({
     ttl,
     absoluteTtl,
+    staleWhileRevalidate: read.duration('staleWhileRevalidate', 0),
     maxEntriesPerSession: read.positiveInteger('maxEntriesPerSession', 100),
     maxPagesPerSession: read.positiveInteger('maxPagesPerSession', 10),
     maxKeyLength: read.positiveInteger('maxKeyLength', MAX_KEY_LENGTH),

@@ -13,6 +13,11 @@ export interface CachedResponse {
   stored: number
   /** Epoch ms from which it is no longer served. */
   expires: number
+  /** Epoch ms from which it is stale: served while one request runs the handler again. Absent: fresh until `expires`. */
+  fresh?: number
+  /** Tags, and their versions when the handler ran: `invalidateTag` drops it. */
+  tags?: string[]
+  tagVersions?: number[]
 }
 
 /** A stored response in a form any serializer keeps (a session's store): its body in base64. */
@@ -30,6 +35,8 @@ export function fromRecord (record: ResponseRecord): CachedResponse {
 
 /** Where a response would be stored, and for how long at most. */
 export interface StorePolicy {
+  /** How long past its lifetime it may still be served stale, in ms. */
+  staleWhileRevalidate?: number
   /** Served to every user (the application level): `private` forbids storing, `s-maxage` counts. */
   shared: boolean
   statusCodes: ReadonlySet<number>
@@ -118,7 +125,8 @@ export function toCachedResponse (
   payload: string | Buffer,
   now: number,
   lifetime: number,
-  setBefore: HeaderMap = {}
+  setBefore: HeaderMap = {},
+  stale = 0
 ): CachedResponse {
   const replayed: Record<string, string | string[]> = {}
   for (const [name, value] of Object.entries(headers)) {
@@ -127,7 +135,9 @@ export function toCachedResponse (
   }
   const body = ownCopy(payload)
   const etag = headerText(headers.etag) ?? etagOf(body)
-  return { status, headers: replayed, body, etag, stored: now, expires: now + lifetime }
+  const response: CachedResponse = { status, headers: replayed, body, etag, stored: now, expires: now + lifetime + stale }
+  if (stale > 0) response.fresh = now + lifetime
+  return response
 }
 
 /**

@@ -1,10 +1,13 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { BurstLog, type Logger } from '../burst-log.js'
-import { DefineError, EntryTooLargeError, InvalidOptionError, PreloadError, describe } from '../errors.js'
+import { DefineError, EntryTooLargeError, InvalidOptionError, LoadTimeoutError, PreloadError, describe } from '../errors.js'
+import { hold, plain, stateOf, storeTtl, type Freshness, type Held } from '../freshness.js'
 import { type Defined, KeyRule, assertValue } from '../keys.js'
-import { callDuration, callTtl } from '../options.js'
+import { callDuration } from '../options.js'
 import { SingleFlight, type Flight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
 import { deleteKeys, isPromiseLike, type Store } from '../store.js'
+import { TagVersions } from '../tags.js'
 import type { Duration } from '../durations.js'
 
 export interface AppLevelOptions {
@@ -16,6 +19,11 @@ export interface AppLevelOptions {
   lock?: LoadLock
   /** Longest key taken, in characters. Default 1,024. */
   maxKeyLength?: number
+  /** Defaults of every call, in ms (see `AppLoadOptions`). Default 0: off. */
+  staleWhileRevalidate?: number
+  graceOnError?: number
+  softTimeout?: number
+  hardTimeout?: number
 }
 
 /** What the level needs of a cross-instance lock (`RedisLock` fits). */
@@ -24,10 +32,10 @@ export interface LoadLock {
   acquire (name: string): Promise<string | undefined>
   release (name: string, token: string): Promise<void>
   /**
-   * Waits a bounded time for the holder of lock `name` (default `key`) to put `key` in `store`; undefined when it did
-   * not, or as soon as the holder let go without it. Rejects once the lock is closed.
+   * Waits a bounded time for the holder of lock `name` (default `key`) to put in `store` a value of `key` that
+   * `accept` takes; undefined when it did not, or as soon as the holder let go without one. Rejects once closed.
    */
-  waitFor (store: Store, key: string, name?: string): Promise<unknown>
+  waitFor (store: Store, key: string, name?: string, accept?: (value: unknown) => boolean): Promise<unknown>
   /** Ends every wait. */
   close? (): void
   /**
@@ -37,16 +45,32 @@ export interface LoadLock {
   lease? (key: string, ms: number): Promise<boolean>
 }
 
-/** Options of one write or load. */
+/** Options of one write. Durations are ms or duration strings; each defaults to the level's. */
 export interface AppSetOptions {
-  /** Time to live of this entry: ms or a duration string. Defaults to the level's `ttl`. */
+  /** Time to live of this entry. */
   ttl?: Duration
+  /** After `ttl`, how long the entry is still served, at once, while one new load runs in the background. */
+  staleWhileRevalidate?: Duration
+  /** After `ttl`, how long the entry stands in for a load that fails or passes `hardTimeout`. */
+  graceOnError?: Duration
+  /** Tags: `invalidateTag(tag)` drops every entry with one of them, on every instance. */
+  tags?: readonly string[]
+}
+
+/** Options of one load. */
+export interface AppLoadOptions extends AppSetOptions {
+  /** When a stale or grace value exists and the loader takes longer, the caller gets that value; the load goes on. */
+  softTimeout?: Duration
+  /** A load that takes longer rejects its callers with `FST_MULTICACHE_LOAD_TIMEOUT` (or gets the grace value). */
+  hardTimeout?: Duration
 }
 
 /** Options of `define()`. */
-export interface DefineOptions extends AppSetOptions {
-  /** Reload in the background this often: ms or a duration string. Off when absent. */
+export interface DefineOptions extends AppLoadOptions {
+  /** Reload in the background this often. Off when absent. */
   refreshInterval?: Duration
+  /** How far each instance's refresh moves from `refreshInterval`, either way. Default 10 % of it. */
+  jitter?: Duration
 }
 
 type Loader<T> = () => T | PromiseLike<T>
@@ -59,20 +83,30 @@ const MAX_TIMER = 2 ** 31 - 1
 
 interface Definition {
   loader: Loader<unknown>
-  ttl: number
+  freshness: Freshness
   refreshInterval: number
+  jitter: number
 }
+
+/** A load as its callers wait for it: a background refresh, a miss (`cold`), or a refresh of a defined key. */
+type Mode = 'miss' | 'refresh' | 'background'
 
 /**
  * Global data shared by every user. A miss on one key loads it once however many callers wait; keys declared
- * with `define()` are loaded before the app serves, refreshed in the background and reloaded when they expire.
+ * with `define()` are loaded before the app serves, refreshed in the background and reloaded when they expire. An
+ * entry may outlive its ttl a little: served stale at once while a new value loads (`staleWhileRevalidate`), or in
+ * place of a load that fails (`graceOnError`).
  */
 export class AppCache {
   readonly stats: LevelStats
   readonly keys: KeyRule
+  readonly tags: TagVersions
   private readonly loads = new SingleFlight()
+  /** The tags of each load in flight, so that invalidating a tag fences the loads of its entries. */
+  private readonly loading = new Map<string, readonly string[]>()
   private readonly definitions = new Map<string, Definition>()
-  private readonly timers: NodeJS.Timeout[] = []
+  private readonly timers = new Set<NodeJS.Timeout>()
+  private readonly defaults: Freshness
   private started = false
   private stopped = false
   private readonly faults: BurstLog
@@ -80,28 +114,48 @@ export class AppCache {
   constructor (private readonly options: AppLevelOptions) {
     this.stats = new LevelStats(() => options.store.size ?? 0)
     this.keys = new KeyRule(options.maxKeyLength)
+    this.tags = new TagVersions(options.store.tags)
     this.faults = new BurstLog(options.log)
-    // A change on another instance fences this instance's loads of those keys, as a change made here does.
+    this.defaults = {
+      ttl: options.ttl,
+      staleWhileRevalidate: options.staleWhileRevalidate ?? 0,
+      graceOnError: options.graceOnError ?? 0,
+      softTimeout: options.softTimeout ?? 0,
+      hardTimeout: options.hardTimeout ?? 0,
+      tags: []
+    }
+    // A change on another instance fences this instance's loads of what it changed, as a change made here does.
     options.store.watch?.((change) => {
-      if ('clear' in change) this.loads.fenceAll()
-      else for (const key of change.keys) this.loads.fence(key)
+      if ('tags' in change) {
+        this.tags.apply(change.tags)
+        this.fenceTagged(Object.keys(change.tags))
+      } else if ('keys' in change) {
+        for (const key of change.keys) this.loads.fence(key)
+      } else {
+        // Messages may have been missed: every load is fenced, and the tags' versions are read again.
+        this.loads.fenceAll()
+        this.tags.load().catch((error: unknown) => { this.fault('tags', '*', error) })
+      }
     })
   }
 
   get<T = unknown> (key: string): Promise<T | undefined> {
     if (!this.keys.valid(key)) return this.keys.reject(key)
     const found = this.read(key)
-    if (found !== undefined && !isPromiseLike(found)) {
+    if (found !== undefined && !isPromiseLike(found) && plain(found as Held)) {
       this.stats.hits++
-      return Promise.resolve(found as T)
+      return Promise.resolve((found as Held).v as T)
     }
     const definition = this.definitions.get(key)
-    return this.afterLookup(key, found, definition?.loader as Loader<T> | undefined, definition?.ttl ?? 0)
+    return this.afterLookup(key, found, definition?.loader as Loader<T> | undefined, definition?.freshness ?? this.defaults)
   }
 
   async has (key: string): Promise<boolean> {
     this.keys.assert(key)
-    return (await this.options.store.get(key)) !== undefined
+    const held = await this.options.store.get(key) as Held | undefined
+    if (held?.v === undefined) return false
+    const state = stateOf(held, this.tags)
+    return state === 'fresh' || state === 'stale'
   }
 
   // Every change fences the loads of what it changes: a load that started before may answer its callers, but it
@@ -111,10 +165,10 @@ export class AppCache {
   async set<T> (key: string, value: Defined<T>, options?: AppSetOptions): Promise<void> {
     this.keys.assert(key)
     assertValue(key, value)
-    const ttl = callTtl('appCache.set', options, this.options.ttl)
+    const freshness = this.freshness('appCache.set', options)
     this.loads.fence(key)
     try {
-      await this.options.store.set(key, value, ttl)
+      await this.options.store.set(key, hold(value, freshness, this.tags.of(freshness.tags)), storeTtl(freshness))
     } catch (error) {
       if (error instanceof EntryTooLargeError) this.stats.oversized++
       throw error
@@ -145,23 +199,36 @@ export class AppCache {
   }
 
   /**
+   * Drops every entry with one of `tags`, on every instance, route responses included: each tag moves to its next
+   * version, and an entry that holds an older one is gone when it is next read. Loads in flight of tagged entries
+   * are fenced. It costs the same whatever the number of entries tagged.
+   */
+  async invalidateTag (tags: string | readonly string[]): Promise<void> {
+    const list = readTags('appCache.invalidateTag', Array.isArray(tags) ? tags : [tags])
+    if (list.length === 0) return
+    this.fenceTagged(list)
+    await this.tags.invalidate(list)
+    this.stats.tagInvalidations++
+  }
+
+  /**
    * The cached value, or the loader's value cached under `key`. However many callers miss at once, the loader runs
    * once and all of them get its value or its error. A failing loader caches nothing; neither does `undefined`.
    */
-  getOrLoad<T> (key: string, loader: Loader<T>, options?: AppSetOptions): Promise<T> {
+  getOrLoad<T> (key: string, loader: Loader<T>, options?: AppLoadOptions): Promise<T> {
     if (!this.keys.valid(key)) return this.keys.reject(key)
     const found = this.read(key)
-    if (found !== undefined && !isPromiseLike(found)) {
+    if (found !== undefined && !isPromiseLike(found) && plain(found as Held)) {
       this.stats.hits++
-      return Promise.resolve(found as T)
+      return Promise.resolve((found as Held).v as T)
     }
-    let ttl: number
+    let freshness: Freshness
     try {
-      ttl = callTtl('appCache.getOrLoad', options, this.options.ttl)
+      freshness = this.freshness('appCache.getOrLoad', options)
     } catch (error) {
       return Promise.reject(error)
     }
-    return this.afterLookup(key, found, loader, ttl) as Promise<T>
+    return this.afterLookup(key, found, loader, freshness) as Promise<T>
   }
 
   /**
@@ -178,7 +245,14 @@ export class AppCache {
     if (refreshInterval > MAX_TIMER) {
       throw new InvalidOptionError('appCache.define', 'refreshInterval', `must be at most ${MAX_TIMER} ms (about 24 days)`, describe(options?.refreshInterval))
     }
-    this.definitions.set(key, { loader, ttl: callTtl('appCache.define', options, this.options.ttl), refreshInterval })
+    const jitter = callDuration('appCache.define', 'jitter', options?.jitter, Math.min(Math.round(refreshInterval / 10), MAX_TIMER - refreshInterval))
+    if (refreshInterval + jitter > MAX_TIMER) {
+      throw new InvalidOptionError('appCache.define', 'jitter', `must keep refreshInterval + jitter at most ${MAX_TIMER} ms`, describe(options?.jitter))
+    }
+    if (jitter >= refreshInterval && refreshInterval > 0) {
+      throw new InvalidOptionError('appCache.define', 'jitter', `must be less than refreshInterval (${refreshInterval} ms)`, describe(options?.jitter))
+    }
+    this.definitions.set(key, { loader, freshness: this.freshness('appCache.define', options), refreshInterval, jitter })
   }
 
   /**
@@ -192,16 +266,17 @@ export class AppCache {
     if (definition === undefined) throw new DefineError(key, 'refresh() needs a key declared with define()')
     this.loads.fence(key)
     for (let attempt = 1; ; attempt++) {
-      const { value, flight } = this.loads.join(key, (f) => this.load(key, definition.loader, definition.ttl, f, false))
+      const { value, flight } = this.loads.join(key, (f) => this.load(key, definition.loader, definition.freshness, f, 'refresh'))
       const loaded = await value as T
       // Bounded: under a storm of changes a refresh answers what it has rather than chase them for ever.
       if (!flight.fenced || attempt === MAX_REFRESH_ATTEMPTS) return loaded
     }
   }
 
-  /** Loads every defined key, then starts the refresh timers. Called once, before the server listens. */
+  /** Reads the tags' versions, loads every defined key, then starts the refresh timers. Called before listening. */
   async start (): Promise<void> {
     this.started = true
+    await this.tags.load().catch((error: unknown) => { this.fault('tags', '*', error) })
     await Promise.all([...this.definitions.keys()].map(async (key) => {
       try {
         await this.refresh(key)
@@ -209,20 +284,30 @@ export class AppCache {
         throw new PreloadError(key, error instanceof Error ? error.message : String(error), { cause: error })
       }
     }))
-    for (const [key, { refreshInterval }] of this.definitions) {
-      if (refreshInterval === 0) continue
-      const timer = setInterval(() => { this.refreshInBackground(key, refreshInterval) }, refreshInterval)
-      timer.unref()
-      this.timers.push(timer)
+    for (const [key, { refreshInterval, jitter }] of this.definitions) {
+      if (refreshInterval > 0) this.schedule(key, refreshInterval, jitter)
     }
   }
 
   /** Stops the refresh timers and every wait for another instance's load. */
   stop (): void {
     this.stopped = true
-    for (const timer of this.timers) clearInterval(timer)
-    this.timers.length = 0
+    for (const timer of this.timers) clearTimeout(timer)
+    this.timers.clear()
     this.options.lock?.close?.()
+  }
+
+  /** The next refresh of a defined key, `interval` ± `jitter` from now, so that instances do not refresh in step. */
+  private schedule (key: string, interval: number, jitter: number): void {
+    const delay = interval + Math.round((Math.random() * 2 - 1) * jitter)
+    const timer = setTimeout(() => {
+      this.timers.delete(timer)
+      if (this.stopped) return
+      this.schedule(key, interval, jitter)
+      this.refreshInBackground(key, interval)
+    }, delay)
+    timer.unref()
+    this.timers.add(timer)
   }
 
   private refreshInBackground (key: string, interval: number): void {
@@ -256,63 +341,123 @@ export class AppCache {
     }
   }
 
-  private async afterLookup<T> (key: string, found: unknown, loader: Loader<T> | undefined, ttl: number): Promise<T | undefined> {
-    let value: unknown
+  /**
+   * A lookup that was not a plain synchronous hit: the store's answer is awaited and checked (staleness, grace,
+   * tags). A stale value is served at once while one load runs in the background; otherwise the callers wait for a
+   * load, within its timeouts, with a grace value (if any) standing in for a failure.
+   */
+  private async afterLookup<T> (key: string, found: unknown, loader: Loader<T> | undefined, freshness: Freshness): Promise<T | undefined> {
+    let held: Held | undefined
     try {
-      value = await found
+      held = await found as Held | undefined
     } catch (error) {
       // A store that fails or runs out of time is a miss: the loader answers, the app keeps serving.
       this.fault('get', key, error)
     }
-    if (value !== undefined) {
+    const state = held?.v === undefined ? 'gone' : stateOf(held, this.tags)
+    if (state === 'fresh' || state === 'stale') {
       this.stats.hits++
-      return value as T
+      if (state === 'stale') {
+        this.stats.staleServed++
+        if (loader !== undefined) this.revalidate(key, loader, freshness)
+      }
+      return (held as Held).v as T
     }
     this.stats.misses++
     if (loader === undefined) return undefined
-    return await this.loads.loadOnce(key, (flight) => this.load(key, loader, ttl, flight, true))
+    const load = this.loads.loadOnce(key, (flight) => this.load(key, loader, freshness, flight, 'miss'))
+    return await this.wait(key, load, freshness, state === 'grace' ? held : undefined)
+  }
+
+  /** One background load of a stale key at a time; its failure keeps the stale value and is logged once per burst. */
+  private revalidate<T> (key: string, loader: Loader<T>, freshness: Freshness): void {
+    if (this.loading.has(key)) return
+    this.stats.backgroundLoads++
+    this.loads.loadOnce(key, (flight) => this.load(key, loader, freshness, flight, 'background')).catch((error: unknown) => {
+      this.faults.warn({ err: error, key }, `appCache: the background load of "${key}" failed; its stale value is served until its window ends`)
+    })
+  }
+
+  /**
+   * Waits for a load within its timeouts. A grace value (one past its ttl, within `graceOnError`) is what the
+   * callers get when the load takes longer than `softTimeout`, fails, or takes longer than `hardTimeout`.
+   */
+  private async wait<T> (key: string, load: Promise<T>, freshness: Freshness, grace: Held | undefined): Promise<T> {
+    const { softTimeout, hardTimeout } = freshness
+    const timers = new AbortController()
+    const limits: Array<Promise<T>> = [load]
+    if (grace !== undefined && softTimeout > 0) {
+      limits.push(sleep(softTimeout, undefined, { signal: timers.signal }).then(() => this.graceOf(grace) as T))
+    }
+    if (hardTimeout > 0) {
+      limits.push(sleep(hardTimeout, undefined, { signal: timers.signal }).then(() => { throw new LoadTimeoutError(key, hardTimeout) }))
+    }
+    try {
+      return limits.length === 1 ? await load : await Promise.race(limits)
+    } catch (error) {
+      if (grace === undefined) throw error
+      this.faults.warn({ err: error, key }, `appCache: loading "${key}" failed; serving its last good value (graceOnError)`)
+      return this.graceOf(grace) as T
+    } finally {
+      timers.abort()
+      // The load goes on behind a timeout, and fills the cache when it ends: its error has no caller left.
+      load.catch(() => {})
+    }
+  }
+
+  private graceOf (held: Held): unknown {
+    this.stats.graceServed++
+    return held.v
   }
 
   /**
    * Runs the loader and stores its value. The callers of a miss get the value as soon as the loader has it, while
    * the write goes on behind them (a memory tier is filled at once): a stalled store costs a miss one time budget,
    * not two. A refresh, and the holder of the cross-instance lock, wait for the write, because others look for the
-   * value in the store as soon as they are told. A `cold` load is a miss; otherwise it is a refresh, which fences
-   * every load of the key that started before it, on every instance.
+   * value in the store as soon as they are told. A refresh fences every load of the key that started before it, on
+   * every instance. With a lock, the instance that does not take it waits for the value of the one that did.
    */
-  private async load<T> (key: string, loader: Loader<T>, ttl: number, flight: Flight, cold: boolean): Promise<T> {
-    const fence = await this.fenceBefore(key, cold)
-    const lock = cold ? this.options.lock : undefined
-    if (lock === undefined) return await this.loadAndStore(key, loader, ttl, flight, fence, !cold)
-    // One lock per key and fence: after a change, the load of the new fence does not wait for one of the old.
-    const name = typeof fence === 'string' ? `${key}@${fence}` : key
-    const token = await lock.acquire(name).catch((error: unknown) => { this.fault('lock', key, error); return '' })
-    if (token === undefined) {
-      // Another instance is loading this key: take its value when it lands, or load once it let go without one.
-      const landed = await lock.waitFor(this.options.store, key, name).catch((error: unknown) => {
-        if (this.stopped) throw error
-        this.fault('lock', key, error)
-        return undefined
-      })
-      if (landed !== undefined) return landed as T
-      return await this.loadAndStore(key, loader, ttl, flight, fence, false)
-    }
+  private async load<T> (key: string, loader: Loader<T>, freshness: Freshness, flight: Flight, mode: Mode): Promise<T> {
+    this.loading.set(key, freshness.tags)
     try {
-      return await this.loadAndStore(key, loader, ttl, flight, fence, token !== '')
+      const fence = await this.fenceBefore(key, mode !== 'refresh')
+      const lock = mode === 'refresh' ? undefined : this.options.lock
+      if (lock === undefined) return await this.loadAndStore(key, loader, freshness, flight, fence, mode === 'refresh')
+      // One lock per key and fence: after a change, the load of the new fence does not wait for one of the old.
+      const name = typeof fence === 'string' ? `${key}@${fence}` : key
+      const token = await lock.acquire(name).catch((error: unknown) => { this.fault('lock', key, error); return '' })
+      if (token === undefined) {
+        // Another instance is loading this key: take its value when it lands, or load once it let go without one.
+        const fresh = (value: unknown): boolean => (value as Held).v !== undefined && stateOf(value as Held, this.tags) === 'fresh'
+        const landed = await lock.waitFor(this.options.store, key, name, fresh).catch((error: unknown) => {
+          if (this.stopped) throw error
+          this.fault('lock', key, error)
+          return undefined
+        }) as Held | undefined
+        if (landed !== undefined) return landed.v as T
+        return await this.loadAndStore(key, loader, freshness, flight, fence, false)
+      }
+      try {
+        return await this.loadAndStore(key, loader, freshness, flight, fence, token !== '')
+      } finally {
+        // At once, whatever the outcome: waiters stop waiting as soon as the lock is free.
+        if (token !== '') await lock.release(name, token).catch((error: unknown) => { this.fault('unlock', key, error) })
+      }
     } finally {
-      // At once, whatever the outcome: waiters stop waiting as soon as the lock is free.
-      if (token !== '') await lock.release(name, token).catch((error: unknown) => { this.fault('unlock', key, error) })
+      this.loading.delete(key)
     }
   }
 
-  private async loadAndStore<T> (key: string, loader: Loader<T>, ttl: number, flight: Flight, fence: string | undefined | null, awaitWrite: boolean): Promise<T> {
+  private async loadAndStore<T> (key: string, loader: Loader<T>, freshness: Freshness, flight: Flight, fence: string | undefined | null, awaitWrite: boolean): Promise<T> {
+    // The tags' versions before the loader reads anything: an invalidation during the load makes its value old.
+    const versions = this.tags.of(freshness.tags)
     const loaded = await countLoad(this.stats, loader)
     if (loaded === undefined) return loaded
     // The callers get what every later hit will get, on every instance; a value the store cannot keep is refused.
     const { store } = this.options
-    let value: T
+    let held = hold(loaded, freshness, versions)
     try {
-      value = (store.stored === undefined ? loaded : store.stored(key, loaded)) as T
+      if (store.stored !== undefined) held = store.stored(key, held) as Held
     } catch (error) {
       if (!(error instanceof EntryTooLargeError)) throw error
       // Data that outgrew the bound is served uncached, not refused: the next miss loads it again.
@@ -320,21 +465,21 @@ export class AppCache {
       return loaded
     }
     if (!flight.fenced && fence !== null) {
-      const written = this.write(key, value, ttl, fence)
+      const written = this.write(key, held, storeTtl(freshness), fence)
       if (awaitWrite) await written
     }
-    return value
+    return held.v as T
   }
 
   /**
    * The shared fence a load starts under: read for a miss, moved for a refresh. undefined without shared fences;
    * null when the store could not tell, and then the load writes nothing.
    */
-  private async fenceBefore (key: string, cold: boolean): Promise<string | undefined | null> {
+  private async fenceBefore (key: string, read: boolean): Promise<string | undefined | null> {
     const fences = this.options.store.fences
     if (fences === undefined) return undefined
     try {
-      return await (cold ? fences.read(key) : fences.bump(key))
+      return await (read ? fences.read(key) : fences.bump(key))
     } catch (error) {
       this.fault('fence', key, error)
       return null
@@ -345,14 +490,35 @@ export class AppCache {
    * Stores a loaded value, under the fence its load started with where the store keeps fences. Never rejects: a
    * failure is counted and logged, and the next miss loads again.
    */
-  private async write (key: string, value: unknown, ttl: number, fence: string | undefined): Promise<void> {
+  private async write (key: string, held: Held, ttl: number, fence: string | undefined): Promise<void> {
     const { store } = this.options
     try {
-      if (fence === undefined || store.fences === undefined) await store.set(key, value, ttl)
-      else await store.fences.setIf(key, value, ttl, fence)
+      if (fence === undefined || store.fences === undefined) await store.set(key, held, ttl)
+      else await store.fences.setIf(key, held, ttl, fence)
     } catch (error) {
       if (error instanceof EntryTooLargeError) this.tooLarge(key, error)
       else this.fault('set', key, error)
+    }
+  }
+
+  /** Fences the loads in flight of entries with one of `tags`. */
+  private fenceTagged (tags: readonly string[]): void {
+    for (const [key, held] of this.loading) {
+      if (held.some((tag) => tags.includes(tag))) this.loads.fence(key)
+    }
+  }
+
+  /** The freshness of one call: its options over the level's defaults, each checked and named in its error. */
+  private freshness (method: string, options: AppLoadOptions | undefined): Freshness {
+    if (options === undefined) return this.defaults
+    const d = this.defaults
+    return {
+      ttl: callDuration(method, 'ttl', options.ttl, d.ttl),
+      staleWhileRevalidate: callDuration(method, 'staleWhileRevalidate', options.staleWhileRevalidate, d.staleWhileRevalidate),
+      graceOnError: callDuration(method, 'graceOnError', options.graceOnError, d.graceOnError),
+      softTimeout: callDuration(method, 'softTimeout', options.softTimeout, d.softTimeout),
+      hardTimeout: callDuration(method, 'hardTimeout', options.hardTimeout, d.hardTimeout),
+      tags: options.tags === undefined ? d.tags : readTags(method, options.tags)
     }
   }
 
@@ -365,4 +531,12 @@ export class AppCache {
     this.stats.storeErrors++
     this.faults.warn({ err: error, operation, key }, `appCache: the store failed (${operation}); answering from the loader`)
   }
+}
+
+/** Tags: an array of non-empty strings. */
+function readTags (method: string, tags: unknown): string[] {
+  if (!Array.isArray(tags) || !tags.every((tag) => typeof tag === 'string' && tag !== '')) {
+    throw new InvalidOptionError(method, 'tags', 'must be an array of non-empty strings', describe(tags))
+  }
+  return tags as string[]
 }

@@ -3,7 +3,7 @@ import type { Duration } from '../durations.js'
 import { BurstLog, type Logger } from '../burst-log.js'
 import { EntryTooLargeError, InvalidOptionError, NoSessionError, SerializeError, UnsupportedError, describe } from '../errors.js'
 import { type Defined, KeyRule, assertValue, newSessionId, sessionStoreKey } from '../keys.js'
-import { callTtl } from '../options.js'
+import { callDuration, callTtl } from '../options.js'
 import { SingleFlight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
 import { deleteKeys, type Awaitable, type Group, type GroupChange, type GroupOperations, type Store } from '../store.js'
@@ -33,6 +33,8 @@ export interface SessionLevelOptions {
   maxKeyLength?: number
   /** Ends a session this long after it was created, however active (ms; 0: never). Default 0. */
   absoluteTtl?: number
+  /** Default `staleWhileRevalidate` of every entry, in ms. Default 0. */
+  staleWhileRevalidate?: number
   /** Where each user's index of sessions lives (see `SessionUsers`). Default `store`. */
   users?: Store
 }
@@ -53,6 +55,11 @@ export interface DestroyAllOptions {
 export interface SessionSetOptions {
   /** Time to live of this entry: ms or a duration string (it also ends with its session). */
   ttl?: Duration
+  /**
+   * After `ttl`, how long the entry is still served: at once, while `getOrLoad` loads a new value behind it. Ms or a
+   * duration string; default the level's.
+   */
+  staleWhileRevalidate?: Duration
 }
 
 /** Where the request says its session is: the id, and whether the cookie carrying it should be issued again. */
@@ -72,6 +79,8 @@ interface Entry {
   expires: number
   /** Epoch ms of the write: the oldest written goes first when the session is full. */
   at: number
+  /** Epoch ms until which it may be served stale, past `expires` (`staleWhileRevalidate`). */
+  stale?: number
 }
 
 /**
@@ -84,6 +93,15 @@ const PAGE = 'p:'
 const USER = 'm:user'
 /** The generation of the session's pages, moved by `dropPages()`. */
 const PAGES = 'm:pages'
+
+/** Where an entry stands now: served as it is, served while a new value loads, or gone. */
+function entryState (entry: Entry | undefined): 'fresh' | 'stale' | 'gone' {
+  if (entry === undefined) return 'gone'
+  if (entry.expires === 0) return 'fresh'
+  const now = Date.now()
+  if (now < entry.expires) return 'fresh'
+  return entry.stale !== undefined && now < entry.stale ? 'stale' : 'gone'
+}
 
 /** A page as a session field holds it. */
 interface Page {
@@ -169,6 +187,11 @@ export class SessionLevel {
     return absoluteTtl > 0 ? Date.now() - absoluteTtl : 0
   }
 
+  /** Logs a background load that failed (its stale value stays), once per burst. */
+  backgroundFailed (key: string, error: unknown): void {
+    this.faults?.warn({ err: error, key }, `sessionCache: the background load of "${key}" failed; its stale value is served until its window ends`)
+  }
+
   /** Counts a store operation that failed or ran out of time, and logs the first of a burst. */
   fault (operation: string, error: unknown): void {
     this.stats.storeErrors++
@@ -247,8 +270,9 @@ export class SessionCache {
     this.level.keys.assert(key)
     assertValue(key, value)
     const ttl = callTtl('sessionCache.set', options, 0)
+    const stale = this.staleWindow('sessionCache.set', options)
     await this.writable()
-    await this.write(key, value, ttl)
+    await this.write(key, value, ttl, stale)
   }
 
   async delete (key: string): Promise<boolean> {
@@ -276,21 +300,42 @@ export class SessionCache {
   async getOrLoad<T> (key: string, loader: () => T | PromiseLike<T>, options?: SessionSetOptions): Promise<T> {
     this.level.keys.assert(key)
     const ttl = callTtl('sessionCache.getOrLoad', options, 0)
+    const stale = this.staleWindow('sessionCache.getOrLoad', options)
     await this.load()
     const stats = this.level.stats
-    const cached = await this.read(key)
-    if (cached !== undefined) {
+    const entry = await this.entry(DATA + key)
+    const state = entryState(entry)
+    if (state !== 'gone') {
       stats.hits++
-      return cached as T
+      if (state === 'stale') {
+        stats.staleServed++
+        this.revalidate(key, loader, ttl, stale)
+      }
+      return (entry as Entry).value as T
     }
     stats.misses++
     if (this.unreadable !== undefined || this.nobody()) return await countLoad(stats, loader)
+    return await this.loadAndWrite(key, loader, ttl, stale)
+  }
+
+  /** One load per session and key, from any of its requests at once; its value is written to the session. */
+  private async loadAndWrite<T> (key: string, loader: () => T | PromiseLike<T>, ttl: number, stale: number): Promise<T> {
     const current = this.ensure()
     return await this.level.loads.loadOnce(current.key + '\n' + current.fence + '\n' + key, async () => {
-      const loaded = await countLoad(stats, loader)
-      if (loaded !== undefined) await this.write(key, loaded, ttl)
+      const loaded = await countLoad(this.level.stats, loader)
+      if (loaded !== undefined) await this.write(key, loaded, ttl, stale)
       return loaded
     })
+  }
+
+  /** Loads a stale entry again behind the request that served it; a failure keeps the stale value and is logged. */
+  private revalidate<T> (key: string, loader: () => T | PromiseLike<T>, ttl: number, stale: number): void {
+    this.level.stats.backgroundLoads++
+    this.loadAndWrite(key, loader, ttl, stale).catch((error: unknown) => { this.level.backgroundFailed(key, error) })
+  }
+
+  private staleWindow (method: string, options: SessionSetOptions | undefined): number {
+    return callDuration(method, 'staleWhileRevalidate', options?.staleWhileRevalidate, this.level.options.staleWhileRevalidate ?? 0)
   }
 
   /**
@@ -437,7 +482,14 @@ export class SessionCache {
     return await this.field(DATA + key)
   }
 
+  /** A field's value as this request sees it; undefined once expired (a stale one is still served). */
   private async field (name: string): Promise<unknown> {
+    const entry = await this.entry(name)
+    return entryState(entry) === 'gone' ? undefined : (entry as Entry).value
+  }
+
+  /** A field as this request sees it, reading one the snapshot may lack. */
+  private async entry (name: string): Promise<Entry | undefined> {
     const current = this.current
     if (current === undefined) return undefined
     let entry = Object.hasOwn(current.fields, name) ? current.fields[name] as Entry | undefined : undefined
@@ -445,9 +497,7 @@ export class SessionCache {
       entry = await this.readField(current, name) as Entry | undefined
       current.fields[name] = entry
     }
-    if (entry === undefined) return undefined
-    if (entry.expires !== 0 && entry.expires <= Date.now()) return undefined
-    return entry.value
+    return entry
   }
 
   private async readField (current: Current, name: string): Promise<unknown> {
@@ -467,14 +517,15 @@ export class SessionCache {
     return this.current
   }
 
-  private async write (key: string, value: unknown, ttl: number): Promise<void> {
-    await this.put(this.ensure(), DATA + key, value, ttl, this.level.options.maxEntriesPerSession)
+  private async write (key: string, value: unknown, ttl: number, stale = 0): Promise<void> {
+    await this.put(this.ensure(), DATA + key, value, ttl, this.level.options.maxEntriesPerSession, stale)
   }
 
   /** Writes one field, first dropping the oldest of its kind when the session holds `max` of them already. */
-  private async put (current: Current, name: string, value: unknown, ttl: number, max: number): Promise<void> {
+  private async put (current: Current, name: string, value: unknown, ttl: number, max: number, stale = 0): Promise<void> {
     const now = Date.now()
     const entry: Entry = { value, expires: ttl === 0 ? 0 : now + ttl, at: now }
+    if (ttl > 0 && stale > 0) entry.stale = entry.expires + stale
     const evicted = this.oldestIfFull(current, name, now, max)
     // The store caps the kind too, in the same step: requests writing at once each see room in their own snapshot.
     const change: GroupChange = { set: { [name]: entry }, cap: { prefix: name.slice(0, 2), max }, ...(evicted === undefined ? {} : { remove: [evicted] }) }

@@ -2,7 +2,7 @@ import type { Breaker } from '../breaker.js'
 import { withBudget } from '../budget.js'
 import { StoreError } from '../errors.js'
 import { MAX_ENTRY_BYTES, encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
-import type { FenceOperations, Group, GroupChange, GroupOperations, Store, TimedValue } from '../store.js'
+import type { FenceOperations, TagOperations, Group, GroupChange, GroupOperations, Store, TimedValue } from '../store.js'
 
 type Argument = string | number | Buffer
 
@@ -42,7 +42,10 @@ export interface RedisStoreOptions {
   serializer?: Serializer
   /** Largest value taken once serialized, in bytes. Default 1 MiB. */
   maxEntryBytes?: number
-  /** Keep fences shared by every instance (`Store.fences`): one more key written per change. Default false. */
+  /**
+   * Keep fences and tag versions shared by every instance (`Store.fences`, `Store.tags`): one more key written per
+   * change. Default false.
+   */
   fenced?: boolean
 }
 
@@ -54,6 +57,7 @@ export interface RedisStoreOptions {
 export class RedisStore implements Store {
   readonly groups: GroupOperations
   readonly fences?: FenceOperations
+  readonly tags?: TagOperations
   private readonly client: RedisClient
   private readonly prefix: string
   private readonly timeout: number
@@ -73,6 +77,21 @@ export class RedisStore implements Store {
       end: async (key, fence) => await this.endGroup(key, fence)
     }
     if (options.fenced === true) {
+      const tagKey = FENCES + this.prefix + '#tags'
+      this.tags = {
+        read: async () => {
+          const all = await this.run('tags', async () => await this.client.call('HGETALL', tagKey)) as string[]
+          const versions: Record<string, number> = Object.create(null)
+          for (let i = 0; i < all.length; i += 2) versions[all[i] as string] = Number(all[i + 1])
+          return versions
+        },
+        bump: async (names) => {
+          const counts = await this.transaction('tags', names.map((name) => ['hincrby', tagKey, name, 1]))
+          const versions: Record<string, number> = Object.create(null)
+          names.forEach((name, i) => { versions[name] = Number(counts[i]) })
+          return versions
+        }
+      }
       this.fences = {
         read: async (key) => await this.readFence(key),
         bump: async (key) => await this.bumpFence(key),

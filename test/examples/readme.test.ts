@@ -79,6 +79,17 @@ test('the partial adoption and route caching examples run as written', async (t)
   t.same(await again.json(), await first.json())
 })
 
+test('the freshness and tags examples run as written', async (t) => {
+  t.same((await call(await serve(t, 'freshness.js') + '/catalog')).body, [{ id: 1, name: 'apple', price: 3 }, { id: 2, name: 'pear', price: 4 }])
+  const url = await serve(t, 'tags.js')
+  t.same((await call(url + '/product')).body, null, 'the tagged entry went with its tag')
+  const first = await fetch(url + '/products')
+  const again = await fetch(url + '/products')
+  t.same([first.headers.get('x-cache'), again.headers.get('x-cache')], ['MISS', 'HIT-APP'])
+  await call(url + '/invalidate', { method: 'POST' })
+  t.equal((await fetch(url + '/products')).headers.get('x-cache'), 'MISS', 'and so does a tagged route response')
+})
+
 test('the several-instances example: two instances on one Redis share a cart', async (t) => {
   const client = await redisFor(t)
   if (client === undefined) return

@@ -59,7 +59,7 @@ test('a cross-instance lock: the holder loads and releases, a waiter takes the v
 
   events.length = 0
   holder = false
-  landed = 'loaded elsewhere'
+  landed = { v: 'loaded elsewhere' } // what the holder stored: a held value
   let calls = 0
   t.equal(await app.getOrLoad('b', () => { calls++; return 'loaded here' }), 'loaded elsewhere', 'another instance held the lock')
   t.equal(calls, 0)

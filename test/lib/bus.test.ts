@@ -58,6 +58,8 @@ test('malformed messages are ignored or filtered, never thrown', async (t) => {
     '{"origin":"x","keys":["a",1,null,{"k":"b"},["c"],"d"]}',
     '{"keys":["no-origin"]}',
     '{"origin":"x","clear":true,"keys":["ignored"]}',
+    '{"origin":"x","tags":{"catalog":3,"bad":"4","worse":1.5,"__proto__":7}}',
+    '{"origin":"x","tags":null}',
     JSON.stringify({ origin: bus.origin, keys: ['mine'] }),
     JSON.stringify({ origin: bus.origin, clear: true }),
     '{"origin":"x","keys":["last"]}'
@@ -68,8 +70,9 @@ test('malformed messages are ignored or filtered, never thrown', async (t) => {
     { keys: ['a', 'd'] },
     { keys: ['no-origin'] },
     { clear: true },
+    { tags: Object.assign(Object.create(null) as object, JSON.parse('{"catalog":3,"__proto__":7}') as object) },
     { keys: ['last'] }
-  ], 'non-strings are filtered from keys; anything else malformed is dropped; a message with our origin is ignored')
+  ], 'non-strings are filtered from keys, non-integers from tag versions; anything else malformed is dropped; a message with our origin is ignored')
   t.equal(bus.connected, true, 'the bus is still listening')
 })
 
@@ -154,7 +157,7 @@ test('publish to a stalled Redis fails within its time budget', async (t) => {
   server.resume()
 })
 
-test('losing the subscription tells the listener to clear once, and it listens again after reconnecting', async (t) => {
+test('losing the subscription tells the listener to clear, once lost and once back, and it listens again', async (t) => {
   if (await redisFor(t) === undefined) return
   const server = await privateRedis(t)
   if (server === undefined) return
@@ -166,9 +169,10 @@ test('losing the subscription tells the listener to clear once, and it listens a
   t.same(heard, [{ clear: true }], 'one clear for the lost subscription')
   await until(() => bus.connected, 1000)
   t.same(await admin.call('PUBSUB', 'NUMSUB', 'bus'), ['bus', 1], 'subscribed again')
+  t.same(heard, [{ clear: true }, { clear: true }], 'and one when it is back: what was published meanwhile was never heard')
   await admin.publish('bus', '{"origin":"x","keys":["k"]}')
-  await until(() => heard.length === 2, 200)
-  t.same(heard[1], { keys: ['k'] })
+  await until(() => heard.length === 3, 200)
+  t.same(heard[2], { keys: ['k'] })
 })
 
 test('a connection dropped right after ready ends subscribed once, with no lost-subscription clear', async (t) => {

@@ -142,10 +142,10 @@ test('a custom store is used as given, and one missing methods fails registratio
   const app = fresh(t)
   await app.register(appCache, { store })
   await app.appCache.set('k', 'v')
-  t.equal(data.get('k'), 'v')
+  t.same(data.get('k'), { v: 'v' }, 'a value is stored in an envelope that says how long it may be served')
   t.equal(await app.appCache.getOrLoad('k', () => 'other'), 'v')
   t.equal(await app.appCache.getOrLoad('n', async () => 'loaded'), 'loaded')
-  t.equal(data.get('n'), 'loaded')
+  t.same(data.get('n'), { v: 'loaded' })
   t.equal(app.multiCache.stats().app?.size, 0, 'a store that does not count reports 0')
 
   const broken = fresh(t)

@@ -103,7 +103,7 @@ test('two instances sharing Redis with the lock: an invalidation on one fences t
   t.equal(await redis.exists(prefix + 'catalog'), 0, 'the value A loaded before the invalidation never reached Redis')
   t.same((await b.inject('/load/catalog')).json(), { version: 2 }, 'B loads the new value')
   t.same((await a.inject('/load/catalog')).json(), { version: 2 }, 'and A serves it')
-  t.same(JSON.parse(await redis.get(prefix + 'catalog') as string), { version: 2 })
+  t.same(JSON.parse(await redis.get(prefix + 'catalog') as string), { v: { version: 2 } })
 })
 
 test('two instances with memory tiers: a caller after a change on the other instance does not join an older load', async (t) => {
