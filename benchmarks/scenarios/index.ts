@@ -9,6 +9,7 @@ import { requestLevel } from './request-level.js'
 import { sessionLevel } from './session-level.js'
 import { stampede } from './stampede.js'
 import { stampedeRedis } from './stampede-redis.js'
+import { tags } from './tags.js'
 
 /**
  * Every scenario, in the order `npm run bench` runs them. The last three need the shared Redis on 127.0.0.1:6379
@@ -20,6 +21,7 @@ export const scenarios: readonly Scenario[] = [
   sessionLevel,
   appLevel,
   hotPath,
+  tags,
   stampede,
   memory,
   redisTwoTier,

@@ -142,7 +142,7 @@ export class AppCache {
   get<T = unknown> (key: string): Promise<T | undefined> {
     if (!this.keys.valid(key)) return this.keys.reject(key)
     const found = this.read(key)
-    if (found !== undefined && !isPromiseLike(found) && plain(found as Held)) {
+    if (this.fresh(found)) {
       this.stats.hits++
       return Promise.resolve((found as Held).v as T)
     }
@@ -218,7 +218,7 @@ export class AppCache {
   getOrLoad<T> (key: string, loader: Loader<T>, options?: AppLoadOptions): Promise<T> {
     if (!this.keys.valid(key)) return this.keys.reject(key)
     const found = this.read(key)
-    if (found !== undefined && !isPromiseLike(found) && plain(found as Held)) {
+    if (this.fresh(found)) {
       this.stats.hits++
       return Promise.resolve((found as Held).v as T)
     }
@@ -330,6 +330,13 @@ export class AppCache {
       this.fault('lease', key, error)
       return true
     }
+  }
+
+  /** True for a value the store answered at once (memory) that is fresh: a hit with no await. */
+  private fresh (found: unknown): boolean {
+    if (found === undefined || isPromiseLike(found)) return false
+    const held = found as Held
+    return plain(held) || (held.v !== undefined && stateOf(held, this.tags) === 'fresh')
   }
 
   /** The store's answer; a store that throws instead of rejecting is read as a rejection. */
