@@ -26,6 +26,11 @@ export interface HttpLoad {
   method?: string
   /** One Cookie header per connection (round robin), for routes that need a session. */
   cookies?: readonly string[]
+  /**
+   * A fixed offered load, requests per second over all connections, below every contender's limit: each server then
+   * does the same work, and its CPU per request measures what it adds, whatever the machine's speed.
+   */
+  rate?: number
 }
 
 export interface HttpContender<C extends string> {
@@ -48,6 +53,7 @@ function autocannonOptions (url: string, load: HttpLoad, seconds: number): Optio
     method: load.method ?? 'GET',
     connections: load.connections,
     duration: seconds,
+    ...(load.rate === undefined ? {} : { overallRate: load.rate }),
     ...(cookies === undefined
       ? {}
       : { setupClient: (client) => { client.setHeaders({ cookie: cookies[next++ % cookies.length] as string }) } }),
@@ -124,6 +130,33 @@ export function cpuSaving<C extends string> (samples: Record<C, HttpSample[]>, s
     rounds: samples[subject].length,
     contenders: [subject, baseline],
     unit: 'server CPU per request (other ÷ subject)',
+    context: `${describeHttp(baseline, samples[baseline])}; ${describeHttp(subject, samples[subject])}`
+  }
+}
+
+/**
+ * Server CPU per request added over a bare route (`floor`), of `subject` ÷ of `other`, paired round by round: what the
+ * subject's work costs against what the other's does, which does not depend on how fast the machine is.
+ */
+export function cpuAddedRatio<C extends string> (samples: Record<C, HttpSample[]>, subject: C, other: C, floor: C): Spread & { rounds: number, contenders: string[], unit: string, context: string } {
+  const added = (name: C): number[] => samples[name].map((s, round) => s.cpuPerRequest - (samples[floor][round] as HttpSample).cpuPerRequest)
+  return {
+    ...spread(pairedRatios(added(subject), added(other))),
+    rounds: samples[subject].length,
+    contenders: [subject, other],
+    unit: `server CPU per request added over ${floor} (subject ÷ other)`,
+    context: `${describeHttp(floor, samples[floor])}; ${describeHttp(other, samples[other])}; ${describeHttp(subject, samples[subject])}`
+  }
+}
+
+/** `subject ÷ baseline` server CPU per request, paired round by round: what the subject costs over the baseline. */
+export function cpuRatio<C extends string> (samples: Record<C, HttpSample[]>, subject: C, baseline: C): Spread & { rounds: number, contenders: string[], unit: string, context: string } {
+  const cpu = (name: C): number[] => samples[name].map((s) => s.cpuPerRequest)
+  return {
+    ...spread(pairedRatios(cpu(subject), cpu(baseline))),
+    rounds: samples[subject].length,
+    contenders: [subject, baseline],
+    unit: 'server CPU per request (subject ÷ baseline)',
     context: `${describeHttp(baseline, samples[baseline])}; ${describeHttp(subject, samples[subject])}`
   }
 }

@@ -26,6 +26,8 @@ export interface Result extends Spread {
   /** Absolute figures (medians over the rounds), printed for context and never claimed. */
   context: string
   date: string
+  /** The machine it was measured on: CPU model, cores and Node version (results of several runs sit together). */
+  machine: string
 }
 
 export function meets (value: number, target: Target): boolean {
@@ -38,11 +40,13 @@ export function meets (value: number, target: Target): boolean {
 }
 
 /** A result whose median is checked against `target` (or only reported, without one). */
-export function result (fields: Omit<Result, 'met' | 'date'>): Result {
+export function result (fields: Omit<Result, 'met' | 'date' | 'machine'>): Result {
   const { target } = fields
   const judged = target?.of === 'max' ? fields.max : fields.median
-  return { ...fields, met: target === undefined ? undefined : meets(judged, target), date: new Date().toISOString() }
+  return { ...fields, met: target === undefined ? undefined : meets(judged, target), date: new Date().toISOString(), machine: MACHINE }
 }
+
+const MACHINE = `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, Node ${process.version}`
 
 const RESULTS = fileURLToPath(new URL('../results/latest.json', import.meta.url))
 const README = fileURLToPath(new URL('../README.md', import.meta.url))

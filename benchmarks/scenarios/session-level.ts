@@ -7,7 +7,7 @@ import multiCache from '../../index.js'
 import type { ServerFactories } from '../harness/children.js'
 import { SimulatedDatabase } from '../harness/database.js'
 import { CART, SECRET, openSessions, type Cart } from '../harness/fixtures.js'
-import { compareHttp, cpuSaving, throughputRatio } from '../harness/http.js'
+import { compareHttp, cpuAddedRatio, cpuSaving, throughputRatio } from '../harness/http.js'
 import { result } from '../harness/results.js'
 import type { Scenario } from '../harness/scenario.js'
 import { settings } from '../harness/settings.js'
@@ -20,7 +20,19 @@ declare module 'fastify' {
 
 const CONNECTIONS = 20
 
+/** A fixed offered load below every contender's limit, for CPU per request (see `HttpLoad.rate`). */
+const RATE = 2000
+
 export const servers: ServerFactories = {
+  /** The same route with no session at all: the floor the CPU each session library adds is measured over. */
+  async bare () {
+    const app = Fastify()
+    // A cookie like the others', which nothing reads: the requests are the same, bytes included.
+    app.post('/login', async (_request, reply) => await reply.header('set-cookie', 'sid=unused; Path=/').send({ ok: true }))
+    app.post('/cart/views', async () => ({ lines: CART.lines, views: CART.views + 1 }))
+    return app
+  },
+
   /** The cart is read from the database on every request (the user is taken as known: the baseline gets it free). */
   async database () {
     const db = new SimulatedDatabase(2)
@@ -81,7 +93,20 @@ export const sessionLevel: Scenario = {
       { name: 'sessionCache read+write', server: 'sessionCache', load: readWrite, prepare: login },
       { name: '@fastify/session read+write', server: 'fastifySession', load: readWrite, prepare: login }
     ], settings.rounds)
+    // The same read+write at a fixed rate: CPU per request, whatever the machine's speed, over a route with no session.
+    const fixed = { ...readWrite, rate: RATE }
+    const cpu = await compareHttp(fileURLToPath(import.meta.url), [
+      { name: 'bare', server: 'bare', load: fixed, prepare: login },
+      { name: 'sessionCache read+write', server: 'sessionCache', load: fixed, prepare: login },
+      { name: '@fastify/session read+write', server: 'fastifySession', load: fixed, prepare: login }
+    ], settings.rounds)
     return [
+      result({
+        scenario: 'session-level',
+        measure: `cart read and written per request at ${RATE} req/s: server CPU sessionCache adds over the bare route ÷ what @fastify/session adds (both memory stores)`,
+        ...cpuAddedRatio(cpu, 'sessionCache read+write', '@fastify/session read+write', 'bare'),
+        target: { op: '<=', value: 0.4 }
+      }),
       result({
         scenario: 'session-level',
         measure: 'cart read per request: sessionCache (memory) vs a 2 ms query (pool of 10)',

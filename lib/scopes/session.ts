@@ -65,6 +65,8 @@ export interface SessionSetOptions {
 /** Where the request says its session is: the id, and whether the cookie carrying it should be issued again. */
 export interface PresentedId {
   id: string
+  /** The id's store key (`sessionStoreKey(id)`), when the caller already has it. */
+  key?: string
   /** The id was signed with an older secret: re-issue the cookie once the session is known to exist. */
   reissue?: boolean
 }
@@ -448,7 +450,7 @@ export class SessionCache {
       return
     }
     this.held = presented.id
-    const key = sessionStoreKey(presented.id)
+    const key = presented.key ?? sessionStoreKey(presented.id)
     let found: Awaited<ReturnType<SessionLevel['read']>>
     try {
       found = await this.level.read(key)
