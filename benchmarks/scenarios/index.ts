@@ -3,6 +3,7 @@ import { appLevel } from './app-level.js'
 import { hotPath } from './hot-path.js'
 import { memory } from './memory.js'
 import { overhead } from './overhead.js'
+import { promises } from './promises.js'
 import { redisDown } from './redis-down.js'
 import { redisTwoTier } from './redis-two-tier.js'
 import { requestLevel } from './request-level.js'
@@ -26,5 +27,6 @@ export const scenarios: readonly Scenario[] = [
   memory,
   redisTwoTier,
   stampedeRedis,
-  redisDown
+  redisDown,
+  promises
 ]
