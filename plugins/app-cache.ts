@@ -3,6 +3,7 @@ import fp from 'fastify-plugin'
 import type { Duration } from '../lib/durations.js'
 import { MAX_KEY_LENGTH } from '../lib/keys.js'
 import { readOptions } from '../lib/options.js'
+import { exposeMetrics, type MetricsOptions } from './metrics.js'
 import { AppCache } from '../lib/scopes/application.js'
 import { MemoryStore } from '../lib/stores/memory.js'
 import { addLevel } from './levels.js'
@@ -25,6 +26,10 @@ export interface AppCacheOptions extends SharedStoreOptions {
   maxBytes?: number
   /** With `maxBytes`: a value's size in bytes. Default: the length of its JSON text. */
   sizeOf?: (value: unknown) => number
+  /** Prometheus series of this level on `registry`, read at scrape time. */
+  metrics?: MetricsOptions
+  /** false: log lines show a short hash of each key instead of the key. Default true. */
+  logKeys?: boolean
 }
 
 declare module 'fastify' {
@@ -36,7 +41,7 @@ declare module 'fastify' {
 
 const plugin: FastifyPluginAsync<AppCacheOptions> = async (fastify, options) => {
   const read = readOptions('appCache', options)
-  read.only(['max', 'ttl', 'store', 'lock', 'maxKeyLength', 'maxBytes', 'sizeOf', ...SHARED_STORE_OPTIONS])
+  read.only(['max', 'ttl', 'store', 'lock', 'maxKeyLength', 'maxBytes', 'sizeOf', 'metrics', 'logKeys', ...SHARED_STORE_OPTIONS])
   const max = read.positiveInteger('max', 10_000)
   const ttl = read.duration('ttl', 0)
   const maxBytes = read.positiveInteger('maxBytes', 0)
@@ -53,10 +58,17 @@ const plugin: FastifyPluginAsync<AppCacheOptions> = async (fastify, options) => 
   })
   const lock = resolveLock(read, options.lock, backend)
   const cache: AppCache = new AppCache({
-    store: backend.store, ttl, log: fastify.log, maxKeyLength: read.positiveInteger('maxKeyLength', MAX_KEY_LENGTH), ...(lock === undefined ? {} : { lock })
+    store: backend.store,
+    ttl,
+    log: fastify.log,
+    logKeys: read.boolean('logKeys', true),
+    maxKeyLength: read.positiveInteger('maxKeyLength', MAX_KEY_LENGTH),
+    ...(lock === undefined ? {} : { lock })
   })
   cache.stats.breaker = backend.breaker
+  cache.stats.bus = backend.bus
   addLevel(fastify, 'app', cache)
+  exposeMetrics(fastify, read, options.metrics, [['app', cache.stats]])
   fastify.decorate('appCache', cache)
 
   fastify.addHook('onReady', async () => { await cache.start() })

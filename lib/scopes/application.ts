@@ -1,7 +1,8 @@
-import { BurstLog, type Logger } from '../burst-log.js'
+import type { Logger } from '../burst-log.js'
 import { DefineError, EntryTooLargeError, InvalidOptionError, PreloadError, describe } from '../errors.js'
 import { type Defined, KeyRule, assertValue } from '../keys.js'
 import { callDuration, callTtl } from '../options.js'
+import { LevelLog } from '../level-log.js'
 import { SingleFlight, type Flight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
 import { deleteKeys, isPromiseLike, type Store } from '../store.js'
@@ -16,6 +17,8 @@ export interface AppLevelOptions {
   lock?: LoadLock
   /** Longest key taken, in characters. Default 1,024. */
   maxKeyLength?: number
+  /** false: log lines show a short hash of each key instead of the key. Default true. */
+  logKeys?: boolean
 }
 
 /** What the level needs of a cross-instance lock (`RedisLock` fits). */
@@ -61,6 +64,19 @@ interface Definition {
   loader: Loader<unknown>
   ttl: number
   refreshInterval: number
+  /** How its last refresh went, for the admin API. */
+  last?: { at: number, ms: number, error?: string }
+}
+
+/** A defined key as the admin API shows it. */
+export interface DefinedKey {
+  key: string
+  /** Epoch ms of the last refresh that ended (preload included), its duration, and its error if it failed. */
+  lastRefresh: number | null
+  durationMs: number | null
+  lastError: string | null
+  /** Epoch ms of the next background refresh; null without `refreshInterval` or before start. */
+  nextRefresh: number | null
 }
 
 /**
@@ -75,12 +91,14 @@ export class AppCache {
   private readonly timers: NodeJS.Timeout[] = []
   private started = false
   private stopped = false
-  private readonly faults: BurstLog
+  /** When the refresh timers started: the next refresh of each defined key is counted from it. */
+  private startedAt = 0
+  readonly log: LevelLog
 
   constructor (private readonly options: AppLevelOptions) {
     this.stats = new LevelStats(() => options.store.size ?? 0)
     this.keys = new KeyRule(options.maxKeyLength)
-    this.faults = new BurstLog(options.log)
+    this.log = new LevelLog('appCache', 'app', options.log, options.logKeys)
     // A change on another instance fences this instance's loads of those keys, as a change made here does.
     options.store.watch?.((change) => {
       if ('clear' in change) this.loads.fenceAll()
@@ -125,11 +143,13 @@ export class AppCache {
   async delete (key: string): Promise<boolean> {
     this.keys.assert(key)
     this.loads.fence(key)
+    this.log.invalidated([key])
     return await this.options.store.delete(key) !== false
   }
 
   async clear (): Promise<void> {
     this.loads.fenceAll()
+    this.log.invalidated(undefined)
     await this.options.store.clear()
   }
 
@@ -141,6 +161,7 @@ export class AppCache {
     const list: readonly unknown[] = Array.isArray(keys) ? keys : [keys]
     for (const key of list) this.keys.assert(key)
     for (const key of list as readonly string[]) this.loads.fence(key)
+    this.log.invalidated(list as readonly string[])
     if (list.length > 0) await deleteKeys(this.options.store, list as readonly string[])
   }
 
@@ -191,12 +212,35 @@ export class AppCache {
     const definition = this.definitions.get(key)
     if (definition === undefined) throw new DefineError(key, 'refresh() needs a key declared with define()')
     this.loads.fence(key)
-    for (let attempt = 1; ; attempt++) {
-      const { value, flight } = this.loads.join(key, (f) => this.load(key, definition.loader, definition.ttl, f, false))
-      const loaded = await value as T
-      // Bounded: under a storm of changes a refresh answers what it has rather than chase them for ever.
-      if (!flight.fenced || attempt === MAX_REFRESH_ATTEMPTS) return loaded
+    const started = performance.now()
+    try {
+      for (let attempt = 1; ; attempt++) {
+        const { value, flight } = this.loads.join(key, (f) => this.load(key, definition.loader, definition.ttl, f, false))
+        const loaded = await value as T
+        // Bounded: under a storm of changes a refresh answers what it has rather than chase them for ever.
+        if (!flight.fenced || attempt === MAX_REFRESH_ATTEMPTS) {
+          definition.last = { at: Date.now(), ms: performance.now() - started }
+          return loaded
+        }
+      }
+    } catch (error) {
+      definition.last = { at: Date.now(), ms: performance.now() - started, error: error instanceof Error ? error.message : String(error) }
+      throw error
     }
+  }
+
+  /** The defined keys with how their last refresh went and when the next is due. */
+  defined (): DefinedKey[] {
+    const now = Date.now()
+    return [...this.definitions].map(([key, { refreshInterval, last }]) => ({
+      key,
+      lastRefresh: last?.at ?? null,
+      durationMs: last === undefined ? null : Math.round(last.ms * 1000) / 1000,
+      lastError: last?.error ?? null,
+      nextRefresh: refreshInterval === 0 || this.startedAt === 0 || this.stopped
+        ? null
+        : now + refreshInterval - ((now - this.startedAt) % refreshInterval)
+    }))
   }
 
   /** Loads every defined key, then starts the refresh timers. Called once, before the server listens. */
@@ -209,6 +253,7 @@ export class AppCache {
         throw new PreloadError(key, error instanceof Error ? error.message : String(error), { cause: error })
       }
     }))
+    this.startedAt = Date.now()
     for (const [key, { refreshInterval }] of this.definitions) {
       if (refreshInterval === 0) continue
       const timer = setInterval(() => { this.refreshInBackground(key, refreshInterval) }, refreshInterval)
@@ -227,7 +272,7 @@ export class AppCache {
 
   private refreshInBackground (key: string, interval: number): void {
     this.mayRefresh(key, interval).then(async (mine) => { if (mine) await this.refresh(key) }).catch((error: unknown) => {
-      this.options.log.warn({ err: error, key }, `appCache: refreshing "${key}" failed; serving the last good value`)
+      this.log.logger.warn({ err: error, cacheLevel: 'app', key: this.log.key(key) }, `appCache: refreshing "${this.log.key(key)}" failed; serving the last good value`)
     })
   }
 
@@ -269,6 +314,7 @@ export class AppCache {
       return value as T
     }
     this.stats.misses++
+    this.log.miss(key)
     if (loader === undefined) return undefined
     return await this.loads.loadOnce(key, (flight) => this.load(key, loader, ttl, flight, true))
   }
@@ -306,7 +352,7 @@ export class AppCache {
   }
 
   private async loadAndStore<T> (key: string, loader: Loader<T>, ttl: number, flight: Flight, fence: string | undefined | null, awaitWrite: boolean): Promise<T> {
-    const loaded = await countLoad(this.stats, loader)
+    const loaded = await countLoad(this.stats, loader, (ms, error) => { this.log.loaded(key, ms, error) })
     if (loaded === undefined) return loaded
     // The callers get what every later hit will get, on every instance; a value the store cannot keep is refused.
     const { store } = this.options
@@ -358,11 +404,11 @@ export class AppCache {
 
   private tooLarge (key: string, error: unknown): void {
     this.stats.oversized++
-    this.faults.warn({ err: error, key }, `appCache: "${key}" is too large to cache; it is loaded on every miss`)
+    this.log.warn({ err: error, key }, `appCache: "${this.log.key(key)}" is too large to cache; it is loaded on every miss`)
   }
 
   private fault (operation: string, key: string, error: unknown): void {
     this.stats.storeErrors++
-    this.faults.warn({ err: error, operation, key }, `appCache: the store failed (${operation}); answering from the loader`)
+    this.log.warn({ err: error, operation, key }, `appCache: the store failed (${operation}); answering from the loader`)
   }
 }

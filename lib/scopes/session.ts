@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto'
 import type { Duration } from '../durations.js'
-import { BurstLog, type Logger } from '../burst-log.js'
+import type { Logger } from '../burst-log.js'
 import { EntryTooLargeError, InvalidOptionError, NoSessionError, SerializeError, UnsupportedError, describe } from '../errors.js'
 import { type Defined, KeyRule, assertValue, newSessionId, sessionStoreKey } from '../keys.js'
 import { callTtl } from '../options.js'
+import { LevelLog } from '../level-log.js'
 import { SingleFlight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
 import { deleteKeys, type Awaitable, type Group, type GroupChange, type GroupOperations, type Store } from '../store.js'
@@ -35,6 +36,8 @@ export interface SessionLevelOptions {
   absoluteTtl?: number
   /** Where each user's index of sessions lives (see `SessionUsers`). Default `store`. */
   users?: Store
+  /** false: log lines show a short hash of each key instead of the key. Default true. */
+  logKeys?: boolean
 }
 
 /** Options of `regenerate()`. */
@@ -110,7 +113,7 @@ export class SessionLevel {
   readonly known: Pool
   readonly anonymous: Pool
   readonly users: SessionUsers
-  private readonly faults: BurstLog | undefined
+  readonly log: LevelLog | undefined
 
   constructor (readonly options: SessionLevelOptions) {
     const { store, anonymous, ttl, absoluteTtl = 0 } = options
@@ -123,16 +126,17 @@ export class SessionLevel {
     // An index outlives every session it lists: the absolute lifetime when there is one, for ever otherwise.
     this.users = new SessionUsers(options.users === undefined ? this.known.groups : pool(options.users).groups, absoluteTtl)
     this.stats = new LevelStats(() => (store.size ?? 0) + (anonymous?.size ?? 0), anonymous !== undefined)
-    this.faults = options.log === undefined ? undefined : new BurstLog(options.log)
+    this.log = options.log === undefined ? undefined : new LevelLog('sessionCache', 'session', options.log, options.logKeys)
     this.keys = new KeyRule(options.maxKeyLength)
   }
 
   /**
    * The session handle of one request. `presented` reads the id the request carries; `appOwnsId` means the app
    * identifies users itself (no cookie is issued, the id cannot be regenerated, and without an id nothing is stored).
+   * `log`: the request's logger, for the lines this request causes.
    */
-  open (presented: () => PresentedId | undefined | PromiseLike<PresentedId | undefined>, appOwnsId = false): SessionCache {
-    return new SessionCache(this, presented, appOwnsId)
+  open (presented: () => PresentedId | undefined | PromiseLike<PresentedId | undefined>, appOwnsId = false, log?: Logger): SessionCache {
+    return new SessionCache(this, presented, appOwnsId, log)
   }
 
   /** The session stored under `key` and the pool that holds it, restarting its expiry; undefined when there is none. */
@@ -169,10 +173,10 @@ export class SessionLevel {
     return absoluteTtl > 0 ? Date.now() - absoluteTtl : 0
   }
 
-  /** Counts a store operation that failed or ran out of time, and logs the first of a burst. */
-  fault (operation: string, error: unknown): void {
+  /** Counts a store operation that failed or ran out of time, and logs the first of a burst (through `log`). */
+  fault (operation: string, error: unknown, log?: Logger): void {
     this.stats.storeErrors++
-    this.faults?.warn({ err: error, operation }, `sessionCache: the store failed (${operation}); reads miss and writes fail until it answers`)
+    this.log?.warn({ err: error, operation }, `sessionCache: the store failed (${operation}); reads miss and writes fail until it answers`, log)
   }
 }
 
@@ -212,7 +216,8 @@ export class SessionCache {
   constructor (
     private readonly level: SessionLevel,
     private readonly presented: () => PresentedId | undefined | PromiseLike<PresentedId | undefined>,
-    private readonly appOwnsId: boolean
+    private readonly appOwnsId: boolean,
+    private readonly log?: Logger
   ) {}
 
   /** The session id, once a call of this request has found or created the session; undefined before. */
@@ -232,7 +237,7 @@ export class SessionCache {
     this.level.keys.assert(key)
     await this.load()
     const value = await this.read(key)
-    if (value === undefined) this.level.stats.misses++
+    if (value === undefined) this.missed(key)
     else this.level.stats.hits++
     return value as T | undefined
   }
@@ -283,14 +288,20 @@ export class SessionCache {
       stats.hits++
       return cached as T
     }
-    stats.misses++
-    if (this.unreadable !== undefined || this.nobody()) return await countLoad(stats, loader)
+    this.missed(key)
+    const logged = (ms: number, error?: unknown): void => { this.level.log?.loaded(key, ms, error, this.log) }
+    if (this.unreadable !== undefined || this.nobody()) return await countLoad(stats, loader, logged)
     const current = this.ensure()
     return await this.level.loads.loadOnce(current.key + '\n' + current.fence + '\n' + key, async () => {
-      const loaded = await countLoad(stats, loader)
+      const loaded = await countLoad(stats, loader, logged)
       if (loaded !== undefined) await this.write(key, loaded, ttl)
       return loaded
     })
+  }
+
+  private missed (key: string): void {
+    this.level.stats.misses++
+    this.level.log?.miss(key, this.log)
   }
 
   /**
@@ -408,7 +419,7 @@ export class SessionCache {
     try {
       found = await this.level.read(key)
     } catch (error) {
-      this.level.fault('read', error)
+      this.level.fault('read', error, this.log)
       this.unreadable = error
       return
     }
@@ -418,7 +429,7 @@ export class SessionCache {
       try {
         await pool.groups.end(key, group.fence)
       } catch (error) {
-        this.level.fault('end', error)
+        this.level.fault('end', error, this.log)
       }
       found = undefined
     }
@@ -454,7 +465,7 @@ export class SessionCache {
     try {
       return await current.pool.groups.field?.(current.key, current.fence, name)
     } catch (error) {
-      this.level.fault('read', error)
+      this.level.fault('read', error, this.log)
       return undefined
     }
   }
@@ -567,7 +578,7 @@ export class SessionCache {
       return await run()
     } catch (error) {
       if (error instanceof EntryTooLargeError) this.level.stats.oversized++
-      else if (!(error instanceof SerializeError)) this.level.fault(operation, error)
+      else if (!(error instanceof SerializeError)) this.level.fault(operation, error, this.log)
       throw error
     }
   }
