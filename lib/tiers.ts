@@ -1,5 +1,5 @@
 import type { InvalidationBus, Invalidation } from './bus.js'
-import { deleteKeys, isPromiseLike, type Awaitable, type FenceOperations, type Group, type GroupOperations, type Store, type TimedValue } from './store.js'
+import { deleteKeys, isPromiseLike, type Awaitable, type FenceOperations, type Group, type GroupOperations, type KeyPage, type KeyQuery, type Store, type TimedValue } from './store.js'
 import { MemoryStore } from './stores/memory.js'
 
 export interface TieredStoreOptions {
@@ -119,6 +119,12 @@ export class TieredStore implements Store {
 
   async close (): Promise<void> {
     await this.options.bus?.close()
+  }
+
+  /** The shared store's keys, where it can list them: it holds every key, the memory tier a few. */
+  get keys (): ((query: KeyQuery) => Awaitable<KeyPage>) | undefined {
+    const { l2 } = this.options
+    return l2.keys?.bind(l2)
   }
 
   /**

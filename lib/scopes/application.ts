@@ -5,7 +5,7 @@ import { callDuration, callTtl } from '../options.js'
 import { LevelLog } from '../level-log.js'
 import { SingleFlight, type Flight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
-import { deleteKeys, isPromiseLike, type Store } from '../store.js'
+import { deleteKeys, isPromiseLike, type KeyPage, type KeyQuery, type Store } from '../store.js'
 import type { Duration } from '../durations.js'
 
 export interface AppLevelOptions {
@@ -227,6 +227,12 @@ export class AppCache {
       definition.last = { at: Date.now(), ms: performance.now() - started, error: error instanceof Error ? error.message : String(error) }
       throw error
     }
+  }
+
+  /** A page of the keys held, with their remaining time to live (never their values); undefined when the store cannot list. */
+  async list (query: KeyQuery): Promise<KeyPage | undefined> {
+    const { store } = this.options
+    return store.keys === undefined ? undefined : await store.keys(query)
   }
 
   /** The defined keys with how their last refresh went and when the next is due. */
