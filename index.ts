@@ -7,7 +7,7 @@ export { sessionCache, type SessionCacheOptions, type SessionCookieOptions } fro
 export { appCache, type AppCacheOptions } from './plugins/app-cache.js'
 export { routeCache, type RouteCacheOptions, type RouteCacheConfig, type ResponseCache } from './plugins/route-cache.js'
 
-export type { Store, Awaitable, GroupOperations, Group, GroupChange, FenceOperations, TimedValue } from './lib/store.js'
+export type { Store, Awaitable, GroupOperations, Group, GroupChange, FenceOperations, TimedValue, KeyQuery, KeyPage } from './lib/store.js'
 export { MemoryStore, type MemoryStoreOptions } from './lib/stores/memory.js'
 export { RedisStore, type RedisStoreOptions, type RedisClient } from './lib/stores/redis.js'
 export { KeyvStore, type KeyvStoreOptions, type KeyvLike } from './lib/stores/keyv.js'
@@ -17,11 +17,12 @@ export type { StoreOption, SharedStoreOptions, L1Options } from './plugins/store
 export type { Duration } from './lib/durations.js'
 export type { RequestCache } from './lib/scopes/request.js'
 export type { SessionCache, SessionSetOptions } from './lib/scopes/session.js'
-export type { AppCache, AppSetOptions, DefineOptions, LoadLock } from './lib/scopes/application.js'
+export type { AppCache, AppSetOptions, DefineOptions, DefinedKey, LoadLock } from './lib/scopes/application.js'
 export type { Logger } from './lib/burst-log.js'
 export type { CacheLookup, CacheLevel, LookupLoadOptions } from './lib/lookup.js'
 export type { CacheLevels, MultiCacheStats } from './lib/levels.js'
 export type { LevelStatsSnapshot } from './lib/stats.js'
+export type { MetricsOptions, MetricsRegistry } from './plugins/metrics.js'
 export {
   InvalidOptionError, InvalidKeyError, InvalidValueError, PreloadError, DefineError, UnsupportedError, SerializeError, StoreError,
   NoSessionError, AlreadyRegisteredError, EntryTooLargeError

@@ -87,6 +87,7 @@ export function guardStore (store: Store, breaker: Breaker): Store {
     getMany: guard('getMany', store.getMany as Method | undefined, store),
     getTimed: guard('getTimed', store.getTimed as Method | undefined, store),
     deleteMany: guard('deleteMany', store.deleteMany as Method | undefined, store),
+    keys: guard('keys', store.keys as Method | undefined, store),
     stored: store.stored?.bind(store),
     close: store.close?.bind(store),
     watch: store.watch?.bind(store),

@@ -1,7 +1,10 @@
-/** The part of a pino-style logger the levels use; `fastify.log` fits. */
+/** The part of a pino-style logger the levels use; `fastify.log` and `request.log` fit. */
 export interface Logger {
   warn (details: object, message: string): void
   info? (details: object, message: string): void
+  debug? (details: object, message: string): void
+  /** pino's: lets a level skip building a line nobody reads. */
+  isLevelEnabled? (level: string): boolean
 }
 
 /**
@@ -14,7 +17,8 @@ export class BurstLog {
 
   constructor (private readonly log: Logger, private readonly windowMs = 10_000) {}
 
-  warn (details: object, message: string): void {
+  /** `through`: the logger of the request that met the fault, so that its id is on the line. */
+  warn (details: object, message: string, through: Logger = this.log): void {
     const now = Date.now()
     if (now < this.until) {
       this.held++
@@ -23,6 +27,6 @@ export class BurstLog {
     this.until = now + this.windowMs
     const held = this.held
     this.held = 0
-    this.log.warn(held === 0 ? details : { ...details, suppressed: held }, message)
+    through.warn(held === 0 ? details : { ...details, suppressed: held }, message)
   }
 }

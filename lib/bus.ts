@@ -34,6 +34,9 @@ export class InvalidationBus {
   readonly origin = randomUUID()
   /** Resolves once the first subscription is in place. */
   readonly subscribed: Promise<void>
+  /** Messages published, and messages of other instances heard: counted for the metrics. */
+  sent = 0
+  received = 0
   private readonly subscriber: RedisClient
   private listening = false
   /** A subscription was lost since the last one was in place. */
@@ -74,6 +77,7 @@ export class InvalidationBus {
     const { client, channel, timeout, breaker } = this.options
     const envelope = JSON.stringify({ origin: this.origin, ...message })
     await redisCommand(client, 'publish', timeout, async () => await client.call('PUBLISH', channel, envelope), breaker)
+    this.sent++
   }
 
   async close (): Promise<void> {
@@ -92,6 +96,7 @@ export class InvalidationBus {
     }
     // Anyone who can publish on the channel can send anything: only an object is read, and nothing here may throw.
     if (typeof envelope !== 'object' || envelope === null || envelope.origin === this.origin) return
+    this.received++
     if (envelope.clear === true) this.options.onMessage({ clear: true })
     else if (Array.isArray(envelope.keys)) this.options.onMessage({ keys: envelope.keys.filter((key): key is string => typeof key === 'string') })
     else if (typeof envelope.tags === 'object' && envelope.tags !== null) this.options.onMessage({ tags: versionsIn(envelope.tags) })

@@ -29,6 +29,12 @@ export class OptionReader {
     return Number.isSafeInteger(value) && (value as number) > 0 ? value as number : this.fail(name, 'must be a positive integer')
   }
 
+  boolean (name: string, fallback: boolean): boolean {
+    const value = this.raw(name)
+    if (value === undefined) return fallback
+    return typeof value === 'boolean' ? value : this.fail(name, 'must be true or false')
+  }
+
   optionalFunction<F> (name: string): F | undefined {
     const value = this.raw(name)
     if (value === undefined) return undefined

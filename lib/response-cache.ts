@@ -1,8 +1,9 @@
 import { LRUCache } from 'lru-cache'
-import { BurstLog, type Logger } from './burst-log.js'
+import type { Logger } from './burst-log.js'
 import { InvalidOptionError, describe } from './errors.js'
 import type { HeaderMap } from './http/headers.js'
 import { keyParts } from './http/request.js'
+import { LevelLog } from './level-log.js'
 import type { CachedResponse } from './http/response.js'
 import { findVariant, sizeOf, withVariant, type StoredVariants } from './http/variants.js'
 import { LevelStats } from './stats.js'
@@ -14,8 +15,10 @@ export interface ResponseCacheOptions {
   maxSize: number
   /** Most variants of one key (one per combination of the values of the headers its `Vary` names). */
   maxVariants: number
-  /** Where store faults are reported, once per burst. */
+  /** Where misses and invalidations (debug) and store faults (warn, once per burst) are reported. */
   log: Logger
+  /** false: log lines show a short hash of each key instead of the key. Default true. */
+  logKeys?: boolean
 }
 
 /**
@@ -27,7 +30,7 @@ export interface ResponseCacheOptions {
 export class ResponseCache {
   readonly stats: LevelStats
   private readonly lru: LRUCache<string, StoredVariants>
-  private readonly faults: BurstLog
+  readonly log: LevelLog
   /**
    * For each cached route (by URL), what `invalidate` compares of the target of a key and of the URL it is given: one
    * function per route on that URL (they may differ in constraints and in how they key).
@@ -43,7 +46,7 @@ export class ResponseCache {
 
   constructor (readonly options: ResponseCacheOptions) {
     this.stats = new LevelStats(() => this.lru.size)
-    this.faults = new BurstLog(options.log)
+    this.log = new LevelLog('routeCache', 'route', options.log, options.logKeys)
     this.lru = new LRUCache<string, StoredVariants>({
       max: options.max,
       maxSize: options.maxSize,
@@ -114,12 +117,13 @@ export class ResponseCache {
       this.lru.delete(key)
       dropped++
     }
+    this.log.invalidated([url === undefined ? route : `${route} ${url}`])
     return dropped
   }
 
-  /** Counts a store operation that failed or ran out of time, and logs the first of a burst. */
-  fault (operation: string, error: unknown): void {
+  /** Counts a store operation that failed or ran out of time, and logs the first of a burst (through `log`). */
+  fault (operation: string, error: unknown, log?: Logger): void {
     this.stats.storeErrors++
-    this.faults.warn({ err: error, operation }, `routeCache: the store failed (${operation}); responses go out uncached until it answers`)
+    this.log.warn({ err: error, operation }, `routeCache: the store failed (${operation}); responses go out uncached until it answers`, log)
   }
 }

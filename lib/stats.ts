@@ -33,8 +33,14 @@ export interface LevelStatsSnapshot {
 }
 
 /**
- * The counters of one level, kept in one place so that every reader (the stats decorator today, metrics and
- * the admin page later) sees the same numbers. Counting is a field increment: it costs nothing on the hot path.
+ * Upper bounds of the load-duration histogram, in seconds: a loader is a query or a call, from a millisecond to
+ * seconds. Prometheus' `le` buckets; a last one, unbounded, holds the rest.
+ */
+export const LOAD_BUCKETS: readonly number[] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+/**
+ * The counters of one level, kept in one place so that every reader (the stats decorator, the Prometheus series,
+ * the admin API) sees the same numbers. Counting is a field increment: it costs nothing on the hot path.
  */
 export class LevelStats {
   hits = 0
@@ -49,12 +55,27 @@ export class LevelStats {
   backgroundLoads = 0
   tagInvalidations = 0
 
+  /** Loads per duration bucket (`LOAD_BUCKETS`, then the unbounded one), not cumulative; and their total seconds. */
+  readonly loadBuckets: number[] = new Array<number>(LOAD_BUCKETS.length + 1).fill(0)
+  loadSeconds = 0
+
   /** Evictions of sessions that were never regenerated (`evictions` counts them too). */
   anonymousEvictions = 0
   /** The circuit breaker of the level's shared store, when it has one. */
   breaker: { readonly state: BreakerState } | undefined
+  /** The invalidation bus of the level's memory tier, when it has one: messages published and heard. */
+  bus: { readonly sent: number, readonly received: number } | undefined
 
   constructor (private readonly size: () => number, private readonly byKind = false) {}
+
+  /** Counts a load that took `ms`, whatever its outcome. */
+  timed (ms: number): void {
+    const seconds = ms / 1000
+    let bucket = 0
+    while (bucket < LOAD_BUCKETS.length && seconds > (LOAD_BUCKETS[bucket] as number)) bucket++
+    this.loadBuckets[bucket] = (this.loadBuckets[bucket] as number) + 1
+    this.loadSeconds += seconds
+  }
 
   snapshot (): LevelStatsSnapshot {
     const split = this.byKind ? { evictionsByKind: { anonymous: this.anonymousEvictions, authenticated: this.evictions - this.anonymousEvictions } } : {}
@@ -77,13 +98,24 @@ export class LevelStats {
   }
 }
 
-/** Runs a loader on behalf of a level, counting the call and its failure. */
-export async function countLoad<T> (stats: LevelStats, loader: () => T | PromiseLike<T>): Promise<T> {
+/**
+ * Runs a loader on behalf of a level, counting the call, its failure and its duration, and telling `done` (a log
+ * line) how long it took. The clock is read around the loader only, so that a hit never pays for it.
+ */
+export async function countLoad<T> (stats: LevelStats, loader: () => T | PromiseLike<T>, done?: (ms: number, error?: unknown) => void): Promise<T> {
   stats.loads++
+  const started = performance.now()
   try {
-    return await loader()
+    const value = await loader()
+    const ms = performance.now() - started
+    stats.timed(ms)
+    done?.(ms)
+    return value
   } catch (error) {
+    const ms = performance.now() - started
     stats.loadErrors++
+    stats.timed(ms)
+    done?.(ms, error)
     throw error
   }
 }

@@ -50,6 +50,22 @@ export interface Store {
   readonly tags?: TagOperations
   /** Releases what the store opened; called on `fastify.close()` for stores the plugin created. */
   close? (): Awaitable<void>
+  /** One page of the keys containing `match`, with their remaining time to live, for the admin API; never values. */
+  keys? (query: KeyQuery): Awaitable<KeyPage>
+}
+
+/** What `Store.keys` lists: keys containing `match`, about `limit` of them, from `cursor` (a previous page's). */
+export interface KeyQuery {
+  match: string
+  limit: number
+  cursor?: string | undefined
+}
+
+/** A page of keys; `cursor` names the next page, undefined after the last. */
+export interface KeyPage {
+  /** Each key with its remaining time to live in ms (0: none). */
+  keys: Array<{ key: string, ttl: number }>
+  cursor: string | undefined
 }
 
 /** A value and what remains of its time to live. */
@@ -131,6 +147,11 @@ const REQUIRED = ['get', 'set', 'delete', 'clear'] as const
 /** True for a thenable: the signal that a store answered asynchronously. */
 export function isPromiseLike (value: unknown): value is PromiseLike<unknown> {
   return typeof (value as PromiseLike<unknown> | undefined)?.then === 'function'
+}
+
+/** Whether `key` is listed by a `Store.keys` query for `match`. */
+export function matches (key: string, match: string): boolean {
+  return match === '' || key.includes(match)
 }
 
 /** Deletes keys in one batch where the store can, one by one where it cannot. */

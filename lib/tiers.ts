@@ -1,5 +1,5 @@
 import type { InvalidationBus } from './bus.js'
-import { deleteKeys, isPromiseLike, type Awaitable, type FenceOperations, type Group, type GroupOperations, type Invalidation, type TagOperations, type Store, type TimedValue } from './store.js'
+import { deleteKeys, isPromiseLike, type Awaitable, type FenceOperations, type Group, type GroupOperations, type Invalidation, type KeyPage, type KeyQuery, type TagOperations, type Store, type TimedValue } from './store.js'
 import { MemoryStore } from './stores/memory.js'
 
 export interface TieredStoreOptions {
@@ -132,6 +132,12 @@ export class TieredStore implements Store {
 
   async close (): Promise<void> {
     await this.options.bus?.close()
+  }
+
+  /** The shared store's keys, where it can list them: it holds every key, the memory tier a few. */
+  get keys (): ((query: KeyQuery) => Awaitable<KeyPage>) | undefined {
+    const { l2 } = this.options
+    return l2.keys?.bind(l2)
   }
 
   /**

@@ -3,6 +3,7 @@ import fp from 'fastify-plugin'
 import type { Duration } from '../lib/durations.js'
 import { MAX_KEY_LENGTH } from '../lib/keys.js'
 import { readOptions } from '../lib/options.js'
+import { exposeMetrics, type MetricsOptions } from './metrics.js'
 import { AppCache } from '../lib/scopes/application.js'
 import { MemoryStore } from '../lib/stores/memory.js'
 import { addLevel } from './levels.js'
@@ -33,6 +34,10 @@ export interface AppCacheOptions extends SharedStoreOptions {
   softTimeout?: Duration
   /** A load that takes longer rejects its callers with `FST_MULTICACHE_LOAD_TIMEOUT` (or gets the grace value). Default 0: off. */
   hardTimeout?: Duration
+  /** Prometheus series of this level on `registry`, read at scrape time. */
+  metrics?: MetricsOptions
+  /** false: log lines show a short hash of each key instead of the key. Default true. */
+  logKeys?: boolean
 }
 
 const FRESHNESS = ['staleWhileRevalidate', 'graceOnError', 'softTimeout', 'hardTimeout'] as const
@@ -46,7 +51,7 @@ declare module 'fastify' {
 
 const plugin: FastifyPluginAsync<AppCacheOptions> = async (fastify, options) => {
   const read = readOptions('appCache', options)
-  read.only(['max', 'ttl', 'store', 'lock', 'maxKeyLength', 'maxBytes', 'sizeOf', ...FRESHNESS, ...SHARED_STORE_OPTIONS])
+  read.only(['max', 'ttl', 'store', 'lock', 'maxKeyLength', 'maxBytes', 'sizeOf', 'metrics', 'logKeys', ...FRESHNESS, ...SHARED_STORE_OPTIONS])
   const max = read.positiveInteger('max', 10_000)
   const ttl = read.duration('ttl', 0)
   const maxBytes = read.positiveInteger('maxBytes', 0)
@@ -64,10 +69,18 @@ const plugin: FastifyPluginAsync<AppCacheOptions> = async (fastify, options) => 
   const lock = resolveLock(read, options.lock, backend)
   const windows = Object.fromEntries(FRESHNESS.map((name) => [name, read.duration(name, 0)]))
   const cache: AppCache = new AppCache({
-    store: backend.store, ttl, log: fastify.log, maxKeyLength: read.positiveInteger('maxKeyLength', MAX_KEY_LENGTH), ...windows, ...(lock === undefined ? {} : { lock })
+    store: backend.store,
+    ttl,
+    log: fastify.log,
+    logKeys: read.boolean('logKeys', true),
+    maxKeyLength: read.positiveInteger('maxKeyLength', MAX_KEY_LENGTH),
+    ...windows,
+    ...(lock === undefined ? {} : { lock })
   })
   cache.stats.breaker = backend.breaker
+  cache.stats.bus = backend.bus
   addLevel(fastify, 'app', cache)
+  exposeMetrics(fastify, read, options.metrics, [['app', cache.stats]])
   fastify.decorate('appCache', cache)
 
   fastify.addHook('onReady', async () => { await cache.start() })

@@ -5,7 +5,8 @@ import { KeyRule, MAX_KEY_LENGTH } from '../lib/keys.js'
 import { CacheLookup } from '../lib/lookup.js'
 import { readOptions } from '../lib/options.js'
 import { appCache, type AppCacheOptions } from './app-cache.js'
-import { LEVEL_PLUGINS } from './levels.js'
+import { LEVEL_PLUGINS, levelsOf } from './levels.js'
+import { exposeMetrics, type MetricsOptions } from './metrics.js'
 import { requestCache, type RequestCacheOptions } from './request-cache.js'
 import { routeCache, type RouteCacheOptions } from './route-cache.js'
 import { sessionCache, type SessionCacheOptions } from './session-cache.js'
@@ -21,6 +22,10 @@ export interface MultiCacheOptions {
   route?: RouteCacheOptions | false
   /** Longest key `request.cache` takes, in characters (each level has its own option too). Default 1,024. */
   maxKeyLength?: number
+  /** Prometheus series of every registered level on `registry`, read at scrape time. */
+  metrics?: MetricsOptions
+  /** false: log lines show a short hash of each key; the default of the levels this plugin registers. Default true. */
+  logKeys?: boolean
 }
 
 declare module 'fastify' {
@@ -45,8 +50,9 @@ const plugin: FastifyPluginAsync<MultiCacheOptions> = async (fastify, options) =
     throw new AlreadyRegisteredError('multiCache', "register it once, at the root (encapsulated plugins inherit it), with every level's options in that one registration")
   }
   const read = readOptions('multiCache', options)
-  read.only([...Object.keys(LEVELS), 'route', 'maxKeyLength'])
+  read.only([...Object.keys(LEVELS), 'route', 'maxKeyLength', 'metrics', 'logKeys'])
   const keys = new KeyRule(read.positiveInteger('maxKeyLength', MAX_KEY_LENGTH))
+  const logKeys = options.logKeys === undefined ? {} : { logKeys: read.boolean('logKeys', true) }
   for (const [name, levelPlugin] of Object.entries(LEVEL_PLUGINS)) {
     const value = (options as Record<string, unknown>)[name]
     if (value !== undefined && value !== false && (typeof value !== 'object' || value === null || Array.isArray(value))) {
@@ -63,13 +69,18 @@ const plugin: FastifyPluginAsync<MultiCacheOptions> = async (fastify, options) =
         throw new InvalidOptionError('multiCache', name, `must be left out or false: ${LEVEL_PLUGINS[name]} is registered already, so pass these options to it`, describe(levelOptions))
       }
     } else {
-      await fastify.register(level.plugin as FastifyPluginAsync<object>, levelOptions ?? {})
+      await fastify.register(level.plugin as FastifyPluginAsync<object>, { ...logKeys, ...levelOptions })
     }
     enabled[name] = true
   }
 
   // It adds an onRoute hook only: routes without `config.cache` pay nothing for it.
-  if (options.route !== false && !fastify.hasPlugin('fastify-multi-cache/route')) await fastify.register(routeCache, options.route ?? {})
+  if (options.route !== false && !fastify.hasPlugin('fastify-multi-cache/route')) await fastify.register(routeCache, { ...logKeys, ...options.route })
+  const levels = levelsOf(fastify)
+  exposeMetrics(fastify, read, options.metrics, (['request', 'session', 'app', 'route'] as const).flatMap((name) => {
+    const level = levels[name]
+    return level === undefined ? [] : [[name, level.stats] as [string, typeof level.stats]]
+  }))
 
   const app = enabled.app ? fastify.appCache : undefined
   fastify.decorateRequest(kLookup, null)

@@ -2,6 +2,7 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { MAX_KEY_LENGTH } from '../lib/keys.js'
 import { readOptions } from '../lib/options.js'
+import { exposeMetrics, type MetricsOptions } from './metrics.js'
 import { RequestLevel, type RequestCache } from '../lib/scopes/request.js'
 import { addLevel } from './levels.js'
 // Kept in the emitted .d.ts, unlike the import above: it brings the declaration of `fastify.multiCache` to apps.
@@ -12,6 +13,10 @@ export interface RequestCacheOptions {
   maxEntries?: number
   /** Longest key taken, in characters. Default 1,024. */
   maxKeyLength?: number
+  /** Prometheus series of this level on `registry`, read at scrape time. */
+  metrics?: MetricsOptions
+  /** false: log lines show a short hash of each key instead of the key. Default true. */
+  logKeys?: boolean
 }
 
 declare module 'fastify' {
@@ -26,9 +31,15 @@ type Slot = FastifyRequest & { [kRequestCache]: RequestCache | null }
 
 const plugin: FastifyPluginAsync<RequestCacheOptions> = async (fastify, options) => {
   const read = readOptions('requestCache', options)
-  read.only(['maxEntries', 'maxKeyLength'])
-  const level = new RequestLevel({ maxEntries: read.positiveInteger('maxEntries', 10_000), maxKeyLength: read.positiveInteger('maxKeyLength', MAX_KEY_LENGTH) })
+  read.only(['maxEntries', 'maxKeyLength', 'metrics', 'logKeys'])
+  const level = new RequestLevel({
+    maxEntries: read.positiveInteger('maxEntries', 10_000),
+    maxKeyLength: read.positiveInteger('maxKeyLength', MAX_KEY_LENGTH),
+    log: fastify.log,
+    logKeys: read.boolean('logKeys', true)
+  })
   addLevel(fastify, 'request', level)
+  exposeMetrics(fastify, read, options.metrics, [['request', level.stats]])
 
   // A value slot in the request's shape plus a getter: a request that never touches its cache allocates nothing.
   fastify.decorateRequest(kRequestCache, null)
@@ -36,7 +47,7 @@ const plugin: FastifyPluginAsync<RequestCacheOptions> = async (fastify, options)
     getter (this: FastifyRequest) {
       const slot = this as Slot
       if (slot[kRequestCache] === null) {
-        const cache = slot[kRequestCache] = level.open()
+        const cache = slot[kRequestCache] = level.open(this.log)
         // A client that goes away before the response: its entries stop counting now (the handler may still use
         // them); only requests that use the cache listen.
         this.raw.once('close', () => { if (this.raw.aborted) cache.end() })

@@ -9,6 +9,7 @@ import { ageOf, fromRecord, storable, toCachedResponse, toRecord, type CachedRes
 import { expiresOf, findVariant, withVariant, type StoredVariants } from '../lib/http/variants.js'
 import { KeyRule } from '../lib/keys.js'
 import { readOptions } from '../lib/options.js'
+import { exposeMetrics, type MetricsOptions } from './metrics.js'
 import { ResponseCache } from '../lib/response-cache.js'
 import { readRouteRule, type RouteConfig, type RouteRule } from '../lib/route-config.js'
 import { addLevel } from './levels.js'
@@ -62,6 +63,10 @@ export interface RouteCacheOptions {
   maxSize?: number
   /** Most variants of one URL (one per combination of the values of the headers its `Vary` names). Default 8. */
   maxVariants?: number
+  /** Prometheus series of route caching (`level="route"`) on `registry`, read at scrape time. */
+  metrics?: MetricsOptions
+  /** false: log lines show a short hash of each key (method, host, path and query) instead of the key. Default true. */
+  logKeys?: boolean
 }
 
 declare module 'fastify' {
@@ -104,7 +109,7 @@ interface Hooks {
 
 const kPending = Symbol('fastify-multi-cache.route')
 type Slot = FastifyRequest & { [kPending]: Pending | null }
-const OPTIONS = ['xCacheHeader', 'ttl', 'max', 'maxSize', 'maxVariants']
+const OPTIONS = ['xCacheHeader', 'ttl', 'max', 'maxSize', 'maxVariants', 'metrics', 'logKeys']
 
 const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) => {
   const read = readOptions('routeCache', options)
@@ -117,9 +122,11 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
     max: read.positiveInteger('max', 1000),
     maxSize: read.positiveInteger('maxSize', 32 * 1024 * 1024),
     maxVariants: read.positiveInteger('maxVariants', 8),
-    log: fastify.log
+    log: fastify.log,
+    logKeys: read.boolean('logKeys', true)
   })
   addLevel(fastify, 'route', cache)
+  exposeMetrics(fastify, read, options.metrics, [['route', cache.stats]])
   fastify.decorate('routeCache', cache)
   fastify.decorateRequest(kPending, null)
   const lastPreHandlers: Array<{ where: string, route: RouteOptions, lookup: unknown }> = []
@@ -193,6 +200,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       const refreshing = stale ? (app ? '' : `${String(request.sessionCache.id)}\n`) + key : undefined
       if (found === undefined || (refreshing !== undefined && cache.refresh(refreshing, now, rule.ttl))) {
         cache.stats.misses++
+        cache.log.miss(key, request.log)
         const tags = tagsOf(request)
         ;(request as Slot)[kPending] = {
           key,
@@ -263,7 +271,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       session.getPage(pending.key).then(async (held) => {
         const page = withVariant(held as StoredVariants<ResponseRecord> | undefined, verdict.vary, request.headers, toRecord(response), cache.options.maxVariants, now)
         await session.setPage(pending.key, page, expiresOf(page) - now)
-      }).catch((error: unknown) => { cache.fault('write', error) })
+      }).catch((error: unknown) => { cache.fault('write', error, request.log) })
     }
 
     // An error, even one the error handler turns into a 200, is never stored: it would be served for the whole ttl.

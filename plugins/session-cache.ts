@@ -3,6 +3,7 @@ import fp from 'fastify-plugin'
 import type { Duration } from '../lib/durations.js'
 import { MAX_KEY_LENGTH } from '../lib/keys.js'
 import { readOptions } from '../lib/options.js'
+import { exposeMetrics, type MetricsOptions } from './metrics.js'
 import { SessionLevel, type PresentedId, type SessionCache } from '../lib/scopes/session.js'
 import { MemoryStore } from '../lib/stores/memory.js'
 import { addLevel } from './levels.js'
@@ -41,6 +42,10 @@ export interface SessionCacheOptions extends SharedStoreOptions {
   maxKeyLength?: number
   /** Identify sessions yourself (a JWT subject, `@fastify/session`): no cookie is issued. */
   getSessionId?: (request: FastifyRequest) => string | undefined | Promise<string | undefined>
+  /** Prometheus series of this level on `registry`, read at scrape time. */
+  metrics?: MetricsOptions
+  /** false: log lines show a short hash of each key instead of the key. Default true. */
+  logKeys?: boolean
 }
 
 declare module 'fastify' {
@@ -50,7 +55,7 @@ declare module 'fastify' {
   }
 }
 
-const OPTIONS = ['secret', 'cookieName', 'cookie', 'ttl', 'absoluteTtl', 'staleWhileRevalidate', 'maxSessions', 'maxAnonymousSessions', 'maxEntriesPerSession', 'maxPagesPerSession', 'maxKeyLength', 'store', 'getSessionId', ...SHARED_STORE_OPTIONS]
+const OPTIONS = ['secret', 'cookieName', 'cookie', 'ttl', 'absoluteTtl', 'staleWhileRevalidate', 'maxSessions', 'maxAnonymousSessions', 'maxEntriesPerSession', 'maxPagesPerSession', 'maxKeyLength', 'store', 'getSessionId', 'metrics', 'logKeys', ...SHARED_STORE_OPTIONS]
 const kSession = Symbol('fastify-multi-cache.session')
 type Slot = FastifyRequest & { [kSession]: SessionCache | null }
 
@@ -86,17 +91,20 @@ const plugin: FastifyPluginAsync<SessionCacheOptions> = async (fastify, options)
           users: new MemoryStore({ max: maxSessions })
         }
       : {}),
-    log: fastify.log
+    log: fastify.log,
+    logKeys: read.boolean('logKeys', true)
   })
   level.stats.breaker = backend.breaker
+  level.stats.bus = backend.bus
   const getSessionId = read.optionalFunction<NonNullable<SessionCacheOptions['getSessionId']>>('getSessionId')
   addLevel(fastify, 'session', level)
+  exposeMetrics(fastify, read, options.metrics, [['session', level.stats]])
   fastify.decorateRequest(kSession, null)
 
   if (getSessionId !== undefined) {
     fastify.decorateRequest('sessionCache', {
       getter (this: FastifyRequest) {
-        return ((this as Slot)[kSession] ??= level.open(async () => presentedByApp(await getSessionId(this)), true))
+        return ((this as Slot)[kSession] ??= level.open(async () => presentedByApp(await getSessionId(this)), true, this.log))
       }
     })
     return
@@ -104,7 +112,7 @@ const plugin: FastifyPluginAsync<SessionCacheOptions> = async (fastify, options)
   const cookie = await sessionCookie(fastify, read, options)
   fastify.decorateRequest('sessionCache', {
     getter (this: FastifyRequest) {
-      return ((this as Slot)[kSession] ??= level.open(() => cookie.presented(this)))
+      return ((this as Slot)[kSession] ??= level.open(() => cookie.presented(this), false, this.log))
     }
   })
   fastify.addHook('onSend', (request, reply, payload, next) => {

@@ -70,6 +70,8 @@ export interface Backend {
   timeout: number
   /** The shared store's circuit breaker, which the lock goes through too. */
   breaker?: Breaker
+  /** The bus that keeps the memory tier coherent, when there is one. */
+  bus?: InvalidationBus
 }
 
 interface Defaults {
@@ -144,8 +146,9 @@ export async function resolveStore (fastify: FastifyInstance, read: OptionReader
   }
   const store = tiered = new TieredStore({ l2: shared, ...l1, onFault, ...(bus === undefined ? {} : { bus }) })
   fastify.addHook('onClose', async () => { await store.close() })
-  if (bus !== undefined) await subscribedWithin(bus, fastify, Math.max(timeout * 10, 1000))
-  return { store, ...backend }
+  if (bus === undefined) return { store, ...backend }
+  await subscribedWithin(bus, fastify, Math.max(timeout * 10, 1000))
+  return { store, ...backend, bus }
 }
 
 function readBreaker (read: OptionReader, option: unknown, fastify: FastifyInstance): Breaker | undefined {

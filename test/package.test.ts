@@ -83,7 +83,8 @@ test('the packed tarball installs beside the newest majors, type-checks under ev
     cart: { cart: ['apple'], catalog: ['pear'] },
     pages: [[1, 'MISS'], [1, 'HIT-APP']],
     levels: ['request', 'session', 'app', 'route'],
-    plugins: ['appCache', 'requestCache', 'routeCache', 'sessionCache', 'app', 'request', 'route', 'session'].map((name) => `${name}: function`)
+    admin: [403, 1],
+    plugins: ['appCache', 'requestCache', 'routeCache', 'sessionCache', 'admin', 'app', 'request', 'route', 'session'].map((name) => `${name}: function`)
   }
   for (const consumer of ['esm.mjs', 'cjs.cjs']) {
     const { stdout } = await run(process.execPath, [consumer], { cwd: app, env: { ...outside, REDIS_URL, PREFIX: `${prefix}${consumer}:` } })

@@ -1,6 +1,7 @@
-// 1. What registering every level costs a route that uses none of them.
+// 1. What registering every level costs a route that uses none of them, without and with Prometheus series.
 import { fileURLToPath } from 'node:url'
 import Fastify from 'fastify'
+import { Registry } from 'prom-client'
 import multiCache from '../../index.js'
 import { SECRET } from '../harness/fixtures.js'
 import { compareHttp, cpuRatio, throughputRatio } from '../harness/http.js'
@@ -24,6 +25,13 @@ export const servers: ServerFactories = {
     await app.register(multiCache, { session: { secret: SECRET } })
     app.get('/', hello)
     return app
+  },
+  async multiCacheMetrics () {
+    const app = Fastify()
+    const registry = new Registry()
+    await app.register(multiCache, { session: { secret: SECRET }, metrics: { registry } })
+    app.get('/', hello)
+    return app
   }
 }
 
@@ -43,7 +51,8 @@ export const overhead: Scenario = {
     const load = { path: '/', connections: 50 }
     const samples = await compareHttp(module, [
       { name: 'bare', server: 'bare', load },
-      { name: 'multiCache', server: 'multiCache', load }
+      { name: 'multiCache', server: 'multiCache', load },
+      { name: 'multiCacheMetrics', server: 'multiCacheMetrics', load }
     ], rounds)
     return [
       result({
@@ -56,6 +65,12 @@ export const overhead: Scenario = {
         scenario: 'overhead',
         measure: 'route touching no cache: with multiCache (all levels) vs bare Fastify, throughput',
         ...throughputRatio(samples, 'multiCache', 'bare'),
+        target: { op: '>=', value: 0.95 }
+      }),
+      result({
+        scenario: 'overhead',
+        measure: 'route touching no cache: with multiCache (all levels) and metrics on vs bare Fastify, throughput',
+        ...throughputRatio(samples, 'multiCacheMetrics', 'bare'),
         target: { op: '>=', value: 0.95 }
       })
     ]

@@ -1,4 +1,4 @@
-import type { Awaitable, FenceOperations, GroupOperations } from '../../index.js'
+import type { Awaitable, FenceOperations, GroupOperations, KeyPage, KeyQuery } from '../../index.js'
 
 // #region readme
 interface Store {
@@ -15,6 +15,7 @@ interface Store {
   watch? (listener: (change: { keys: string[] } | { clear: true }) => void): void // changes other instances made
   readonly size?: number
   close? (): Awaitable<void>
+  keys? (query: KeyQuery): Awaitable<KeyPage> // keys containing query.match, with their ttl: the admin API lists them
 }
 // #endregion
 

@@ -1,16 +1,21 @@
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
+import { createHash, timingSafeEqual } from 'node:crypto'
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
+import { Registry } from 'prom-client'
 import multiCache, { type MultiCacheOptions } from '../../index.js'
+import cacheAdmin from '../../plugins/admin.js'
 import type { Database, Product, User } from './db.js'
 
 export interface ShopOptions {
   db: Database
-  logger?: boolean
+  logger?: FastifyServerOptions['logger']
   /** Signs session cookies; a fixed development secret when absent. */
   sessionSecret?: string
   /** Keeps sessions and the catalog in this Redis (with memory tiers in front), so that instances share them. */
   redisUrl?: string
   /** Namespace of the shop's keys in that Redis. Default `'shop:'`. */
   redisPrefix?: string
+  /** Mounts the cache admin API and dashboard at `/_cache`, behind HTTP Basic with this password; not mounted without it. */
+  adminToken?: string
 }
 
 interface CartLine { productId: number, quantity: number }
@@ -18,21 +23,26 @@ interface CartLine { productId: number, quantity: number }
 const MAX_CART_LINES = 50
 
 /** The cache configuration in one place: memory by default, Redis (shared by every instance) with `redisUrl`. */
-export function cacheOptions (options: ShopOptions): MultiCacheOptions {
+export function cacheOptions (options: ShopOptions, registry?: Registry): MultiCacheOptions {
   const url = options.redisUrl as `redis://${string}` | undefined
   const root = options.redisPrefix ?? 'shop:'
   const shared = (level: string): { store?: `redis://${string}`, prefix?: string } => url === undefined ? {} : { store: url, prefix: root + level }
   return {
     request: { maxEntries: 1000 },
     session: { secret: options.sessionSecret ?? 'development-only-secret-change-me-please', ttl: '30m', ...shared('session:') },
-    app: { max: 20_000, ttl: '10m', ...shared('app:'), ...(url === undefined ? {} : { lock: true }) }
+    app: { max: 20_000, ttl: '10m', ...shared('app:'), ...(url === undefined ? {} : { lock: true }) },
+    ...(registry === undefined ? {} : { metrics: { registry } })
   }
 }
 
 export async function buildShop (options: ShopOptions): Promise<FastifyInstance> {
   const { db } = options
   const app = Fastify({ logger: options.logger ?? false })
-  await app.register(multiCache, cacheOptions(options))
+  // The shop's own registry: prom-client's default one is global to the process, and tests build several shops.
+  const registry = new Registry()
+  await app.register(multiCache, cacheOptions(options, registry))
+  app.get('/metrics', async (_request, reply) => await reply.type(registry.contentType).send(await registry.metrics()))
+  await mountAdmin(app, options.adminToken)
 
   // Application level: the whole catalog, loaded before the server listens and refreshed every minute.
   app.appCache.define('catalog', async () => await db.catalog(), { refreshInterval: '1m', ttl: 0 })
@@ -119,4 +129,31 @@ export async function buildShop (options: ShopOptions): Promise<FastifyInstance>
   app.get('/cache/stats', async () => ({ cache: app.multiCache.stats(), db: { queries: db.queries } }))
 
   return app
+}
+
+/**
+ * The cache admin API and dashboard at `/_cache`, behind HTTP Basic (any user name, `token` as the password), so that
+ * a browser prompts for it. Without a token they are not mounted, and the start-up log says so.
+ */
+async function mountAdmin (app: FastifyInstance, token: string | undefined): Promise<void> {
+  if (token === undefined || token === '') {
+    app.log.info('the cache admin API and dashboard are not mounted: set ADMIN_TOKEN to serve them at /_cache')
+    return
+  }
+  const expected = digest(token)
+  await app.register(cacheAdmin, {
+    authorize: (request, reply) => {
+      const [scheme, encoded = ''] = (request.headers.authorization ?? '').split(' ')
+      const password = Buffer.from(encoded, 'base64').toString().split(':').slice(1).join(':')
+      // Compared as digests, in constant time: the token's length and contents stay secret.
+      if (scheme === 'Basic' && timingSafeEqual(digest(password), expected)) return true
+      reply.code(401).header('www-authenticate', 'Basic realm="cache admin", charset="UTF-8"')
+      return false
+    }
+  })
+  app.log.info('the cache admin API and dashboard are at /_cache (HTTP Basic, ADMIN_TOKEN as the password)')
+}
+
+function digest (text: string): Buffer {
+  return createHash('sha256').update(text).digest()
 }

@@ -9,7 +9,7 @@ const db = await Database.open({
   latencyMs: Number(process.env.DB_LATENCY_MS ?? 0),
   products: Number(process.env.SHOP_PRODUCTS ?? 3000)
 })
-const app = await buildShop({ db, logger: true, sessionSecret: process.env.SESSION_SECRET, redisUrl: process.env.REDIS_URL })
+const app = await buildShop({ db, logger: true, sessionSecret: process.env.SESSION_SECRET, redisUrl: process.env.REDIS_URL, adminToken: process.env.ADMIN_TOKEN })
 app.addHook('onClose', async () => { await db.close() })
 await app.listen({ host, port })
 console.log(`Demo shop ready on http://${host}:${port}${process.env.REDIS_URL === undefined ? '' : ', sessions and catalog in Redis'}  (try: curl http://${host}:${port}/products/1)`)

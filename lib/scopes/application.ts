@@ -1,12 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { BurstLog, type Logger } from '../burst-log.js'
+import type { Logger } from '../burst-log.js'
 import { DefineError, EntryTooLargeError, InvalidOptionError, LoadTimeoutError, PreloadError, describe } from '../errors.js'
 import { hold, plain, stateOf, storeTtl, type Freshness, type Held } from '../freshness.js'
 import { type Defined, KeyRule, assertValue } from '../keys.js'
+import { LevelLog } from '../level-log.js'
 import { callDuration } from '../options.js'
 import { SingleFlight, type Flight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
-import { deleteKeys, isPromiseLike, type Store } from '../store.js'
+import { deleteKeys, isPromiseLike, type KeyPage, type KeyQuery, type Store } from '../store.js'
 import { TagVersions } from '../tags.js'
 import type { Duration } from '../durations.js'
 
@@ -19,6 +20,8 @@ export interface AppLevelOptions {
   lock?: LoadLock
   /** Longest key taken, in characters. Default 1,024. */
   maxKeyLength?: number
+  /** false: log lines show a short hash of each key instead of the key. Default true. */
+  logKeys?: boolean
   /** Defaults of every call, in ms (see `AppLoadOptions`). Default 0: off. */
   staleWhileRevalidate?: number
   graceOnError?: number
@@ -86,6 +89,21 @@ interface Definition {
   freshness: Freshness
   refreshInterval: number
   jitter: number
+  /** How its last refresh went, for the admin API. */
+  last?: { at: number, ms: number, error?: string }
+  /** Epoch ms of its next background refresh, once scheduled. */
+  next?: number
+}
+
+/** A defined key as the admin API shows it. */
+export interface DefinedKey {
+  key: string
+  /** Epoch ms of the last refresh that ended (preload included), its duration, and its error if it failed. */
+  lastRefresh: number | null
+  durationMs: number | null
+  lastError: string | null
+  /** Epoch ms of the next background refresh; null without `refreshInterval` or before start. */
+  nextRefresh: number | null
 }
 
 /** A load as its callers wait for it: a background refresh, a miss (`cold`), or a refresh of a defined key. */
@@ -109,13 +127,13 @@ export class AppCache {
   private readonly defaults: Freshness
   private started = false
   private stopped = false
-  private readonly faults: BurstLog
+  readonly log: LevelLog
 
   constructor (private readonly options: AppLevelOptions) {
     this.stats = new LevelStats(() => options.store.size ?? 0)
     this.keys = new KeyRule(options.maxKeyLength)
     this.tags = new TagVersions(options.store.tags)
-    this.faults = new BurstLog(options.log)
+    this.log = new LevelLog('appCache', 'app', options.log, options.logKeys)
     this.defaults = {
       ttl: options.ttl,
       staleWhileRevalidate: options.staleWhileRevalidate ?? 0,
@@ -179,11 +197,13 @@ export class AppCache {
   async delete (key: string): Promise<boolean> {
     this.keys.assert(key)
     this.loads.fence(key)
+    this.log.invalidated([key])
     return await this.options.store.delete(key) !== false
   }
 
   async clear (): Promise<void> {
     this.loads.fenceAll()
+    this.log.invalidated(undefined)
     await this.options.store.clear()
   }
 
@@ -195,6 +215,7 @@ export class AppCache {
     const list: readonly unknown[] = Array.isArray(keys) ? keys : [keys]
     for (const key of list) this.keys.assert(key)
     for (const key of list as readonly string[]) this.loads.fence(key)
+    this.log.invalidated(list as readonly string[])
     if (list.length > 0) await deleteKeys(this.options.store, list as readonly string[])
   }
 
@@ -207,6 +228,7 @@ export class AppCache {
     const list = readTags('appCache.invalidateTag', Array.isArray(tags) ? tags : [tags])
     if (list.length === 0) return
     this.fenceTagged(list)
+    this.log.invalidated(list.map((tag) => 'tag:' + tag))
     await this.tags.invalidate(list)
     this.stats.tagInvalidations++
   }
@@ -265,12 +287,38 @@ export class AppCache {
     const definition = this.definitions.get(key)
     if (definition === undefined) throw new DefineError(key, 'refresh() needs a key declared with define()')
     this.loads.fence(key)
-    for (let attempt = 1; ; attempt++) {
-      const { value, flight } = this.loads.join(key, (f) => this.load(key, definition.loader, definition.freshness, f, 'refresh'))
-      const loaded = await value as T
-      // Bounded: under a storm of changes a refresh answers what it has rather than chase them for ever.
-      if (!flight.fenced || attempt === MAX_REFRESH_ATTEMPTS) return loaded
+    const started = performance.now()
+    try {
+      for (let attempt = 1; ; attempt++) {
+        const { value, flight } = this.loads.join(key, (f) => this.load(key, definition.loader, definition.freshness, f, 'refresh'))
+        const loaded = await value as T
+        // Bounded: under a storm of changes a refresh answers what it has rather than chase them for ever.
+        if (!flight.fenced || attempt === MAX_REFRESH_ATTEMPTS) {
+          definition.last = { at: Date.now(), ms: performance.now() - started }
+          return loaded
+        }
+      }
+    } catch (error) {
+      definition.last = { at: Date.now(), ms: performance.now() - started, error: error instanceof Error ? error.message : String(error) }
+      throw error
     }
+  }
+
+  /** A page of the keys held, with their remaining time to live (never their values); undefined when the store cannot list. */
+  async list (query: KeyQuery): Promise<KeyPage | undefined> {
+    const { store } = this.options
+    return store.keys === undefined ? undefined : await store.keys(query)
+  }
+
+  /** The defined keys with how their last refresh went and when the next is due. */
+  defined (): DefinedKey[] {
+    return [...this.definitions].map(([key, { last, next }]) => ({
+      key,
+      lastRefresh: last?.at ?? null,
+      durationMs: last === undefined ? null : Math.round(last.ms * 1000) / 1000,
+      lastError: last?.error ?? null,
+      nextRefresh: next === undefined || this.stopped ? null : next
+    }))
   }
 
   /** Reads the tags' versions, loads every defined key, then starts the refresh timers. Called before listening. */
@@ -300,6 +348,8 @@ export class AppCache {
   /** The next refresh of a defined key, `interval` ± `jitter` from now, so that instances do not refresh in step. */
   private schedule (key: string, interval: number, jitter: number): void {
     const delay = interval + Math.round((Math.random() * 2 - 1) * jitter)
+    const definition = this.definitions.get(key)
+    if (definition !== undefined) definition.next = Date.now() + delay
     const timer = setTimeout(() => {
       this.timers.delete(timer)
       if (this.stopped) return
@@ -312,7 +362,7 @@ export class AppCache {
 
   private refreshInBackground (key: string, interval: number): void {
     this.mayRefresh(key, interval).then(async (mine) => { if (mine) await this.refresh(key) }).catch((error: unknown) => {
-      this.options.log.warn({ err: error, key }, `appCache: refreshing "${key}" failed; serving the last good value`)
+      this.log.logger.warn({ err: error, cacheLevel: 'app', key: this.log.key(key) }, `appCache: refreshing "${this.log.key(key)}" failed; serving the last good value`)
     })
   }
 
@@ -371,6 +421,7 @@ export class AppCache {
       return (held as Held).v as T
     }
     this.stats.misses++
+    this.log.miss(key)
     if (loader === undefined) return undefined
     const load = this.loads.loadOnce(key, (flight) => this.load(key, loader, freshness, flight, 'miss'))
     return await this.wait(key, load, freshness, state === 'grace' ? held : undefined)
@@ -381,7 +432,7 @@ export class AppCache {
     if (this.loading.has(key)) return
     this.stats.backgroundLoads++
     this.loads.loadOnce(key, (flight) => this.load(key, loader, freshness, flight, 'background')).catch((error: unknown) => {
-      this.faults.warn({ err: error, key }, `appCache: the background load of "${key}" failed; its stale value is served until its window ends`)
+      this.log.warn({ err: error, key }, `appCache: the background load of "${this.log.key(key)}" failed; its stale value is served until its window ends`)
     })
   }
 
@@ -403,7 +454,7 @@ export class AppCache {
       return limits.length === 1 ? await load : await Promise.race(limits)
     } catch (error) {
       if (grace === undefined) throw error
-      this.faults.warn({ err: error, key }, `appCache: loading "${key}" failed; serving its last good value (graceOnError)`)
+      this.log.warn({ err: error, key }, `appCache: loading "${this.log.key(key)}" failed; serving its last good value (graceOnError)`)
       return this.graceOf(grace) as T
     } finally {
       timers.abort()
@@ -458,7 +509,7 @@ export class AppCache {
   private async loadAndStore<T> (key: string, loader: Loader<T>, freshness: Freshness, flight: Flight, fence: string | undefined | null, awaitWrite: boolean): Promise<T> {
     // The tags' versions before the loader reads anything: an invalidation during the load makes its value old.
     const versions = this.tags.of(freshness.tags)
-    const loaded = await countLoad(this.stats, loader)
+    const loaded = await countLoad(this.stats, loader, (ms, error) => { this.log.loaded(key, ms, error) })
     if (loaded === undefined) return loaded
     // The callers get what every later hit will get, on every instance; a value the store cannot keep is refused.
     const { store } = this.options
@@ -531,12 +582,12 @@ export class AppCache {
 
   private tooLarge (key: string, error: unknown): void {
     this.stats.oversized++
-    this.faults.warn({ err: error, key }, `appCache: "${key}" is too large to cache; it is loaded on every miss`)
+    this.log.warn({ err: error, key }, `appCache: "${this.log.key(key)}" is too large to cache; it is loaded on every miss`)
   }
 
   private fault (operation: string, key: string, error: unknown): void {
     this.stats.storeErrors++
-    this.faults.warn({ err: error, operation, key }, `appCache: the store failed (${operation}); answering from the loader`)
+    this.log.warn({ err: error, operation, key }, `appCache: the store failed (${operation}); answering from the loader`)
   }
 }
 

@@ -1,4 +1,6 @@
+import type { Logger } from '../burst-log.js'
 import { type Defined, KeyRule, assertValue } from '../keys.js'
+import { LevelLog } from '../level-log.js'
 import { SingleFlight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
 
@@ -7,6 +9,10 @@ export interface RequestLevelOptions {
   maxEntries: number
   /** Longest key taken, in characters. Default 1,024. */
   maxKeyLength?: number
+  /** Where misses and loads are told, at debug level (the request's logger, when a request gives one). */
+  log?: Logger
+  /** false: log lines show a short hash of each key instead of the key. Default true. */
+  logKeys?: boolean
 }
 
 /**
@@ -15,17 +21,19 @@ export interface RequestLevelOptions {
 export class RequestLevel {
   readonly stats: LevelStats
   readonly keys: KeyRule
+  readonly log: LevelLog | undefined
   /** Entries held by requests that have not finished yet. */
   live = 0
 
   constructor (readonly options: RequestLevelOptions) {
     this.stats = new LevelStats(() => this.live)
     this.keys = new KeyRule(options.maxKeyLength)
+    this.log = options.log === undefined ? undefined : new LevelLog('reqCache', 'request', options.log, options.logKeys)
   }
 
-  /** A new, empty cache for one request. */
-  open (): RequestCache {
-    return new RequestCache(this)
+  /** A new, empty cache for one request; `log`: the request's logger. */
+  open (log?: Logger): RequestCache {
+    return new RequestCache(this, log)
   }
 }
 
@@ -39,7 +47,7 @@ export class RequestCache {
   /** The entries count in the level's size until the request ends (see `end()`). */
   private counted = true
 
-  constructor (private readonly level: RequestLevel) {}
+  constructor (private readonly level: RequestLevel, private readonly log?: Logger) {}
 
   get size (): number {
     return this.entries.size
@@ -48,7 +56,7 @@ export class RequestCache {
   get<T = unknown> (key: string): T | undefined {
     this.level.keys.assert(key)
     const value = this.entries.get(key)
-    if (value === undefined) this.level.stats.misses++
+    if (value === undefined) this.missed(key)
     else this.level.stats.hits++
     return value as T | undefined
   }
@@ -107,13 +115,18 @@ export class RequestCache {
       stats.hits++
       return Promise.resolve(value as T)
     }
-    stats.misses++
+    this.missed(key)
     this.loads ??= new SingleFlight()
     return this.loads.loadOnce(key, async () => {
-      const loaded = await countLoad(stats, loader)
+      const loaded = await countLoad(stats, loader, (ms, error) => { this.level.log?.loaded(key, ms, error, this.log) })
       if (loaded !== undefined) this.set<unknown>(key, loaded)
       return loaded
     })
+  }
+
+  private missed (key: string): void {
+    this.level.stats.misses++
+    this.level.log?.miss(key, this.log)
   }
 
   private evictOldest (): void {

@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import type { Duration } from '../durations.js'
-import { BurstLog, type Logger } from '../burst-log.js'
+import type { Logger } from '../burst-log.js'
 import { EntryTooLargeError, InvalidOptionError, NoSessionError, SerializeError, UnsupportedError, describe } from '../errors.js'
 import { type Defined, KeyRule, assertValue, newSessionId, sessionStoreKey } from '../keys.js'
+import { LevelLog } from '../level-log.js'
 import { callDuration, callTtl } from '../options.js'
 import { SingleFlight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
@@ -37,6 +38,8 @@ export interface SessionLevelOptions {
   staleWhileRevalidate?: number
   /** Where each user's index of sessions lives (see `SessionUsers`). Default `store`. */
   users?: Store
+  /** false: log lines show a short hash of each key instead of the key. Default true. */
+  logKeys?: boolean
 }
 
 /** Options of `regenerate()`. */
@@ -130,7 +133,7 @@ export class SessionLevel {
   readonly known: Pool
   readonly anonymous: Pool
   readonly users: SessionUsers
-  private readonly faults: BurstLog | undefined
+  readonly log: LevelLog | undefined
 
   constructor (readonly options: SessionLevelOptions) {
     const { store, anonymous, ttl, absoluteTtl = 0 } = options
@@ -143,16 +146,17 @@ export class SessionLevel {
     // An index outlives every session it lists: the absolute lifetime when there is one, for ever otherwise.
     this.users = new SessionUsers(options.users === undefined ? this.known.groups : pool(options.users).groups, absoluteTtl)
     this.stats = new LevelStats(() => (store.size ?? 0) + (anonymous?.size ?? 0), anonymous !== undefined)
-    this.faults = options.log === undefined ? undefined : new BurstLog(options.log)
+    this.log = options.log === undefined ? undefined : new LevelLog('sessionCache', 'session', options.log, options.logKeys)
     this.keys = new KeyRule(options.maxKeyLength)
   }
 
   /**
    * The session handle of one request. `presented` reads the id the request carries; `appOwnsId` means the app
    * identifies users itself (no cookie is issued, the id cannot be regenerated, and without an id nothing is stored).
+   * `log`: the request's logger, for the lines this request causes.
    */
-  open (presented: () => PresentedId | undefined | PromiseLike<PresentedId | undefined>, appOwnsId = false): SessionCache {
-    return new SessionCache(this, presented, appOwnsId)
+  open (presented: () => PresentedId | undefined | PromiseLike<PresentedId | undefined>, appOwnsId = false, log?: Logger): SessionCache {
+    return new SessionCache(this, presented, appOwnsId, log)
   }
 
   /** The session stored under `key` and the pool that holds it, restarting its expiry; undefined when there is none. */
@@ -190,14 +194,14 @@ export class SessionLevel {
   }
 
   /** Logs a background load that failed (its stale value stays), once per burst. */
-  backgroundFailed (key: string, error: unknown): void {
-    this.faults?.warn({ err: error, key }, `sessionCache: the background load of "${key}" failed; its stale value is served until its window ends`)
+  backgroundFailed (key: string, error: unknown, log?: Logger): void {
+    this.log?.warn({ err: error, key }, `sessionCache: the background load of "${this.log.key(key)}" failed; its stale value is served until its window ends`, log)
   }
 
-  /** Counts a store operation that failed or ran out of time, and logs the first of a burst. */
-  fault (operation: string, error: unknown): void {
+  /** Counts a store operation that failed or ran out of time, and logs the first of a burst (through `log`). */
+  fault (operation: string, error: unknown, log?: Logger): void {
     this.stats.storeErrors++
-    this.faults?.warn({ err: error, operation }, `sessionCache: the store failed (${operation}); reads miss and writes fail until it answers`)
+    this.log?.warn({ err: error, operation }, `sessionCache: the store failed (${operation}); reads miss and writes fail until it answers`, log)
   }
 }
 
@@ -237,7 +241,8 @@ export class SessionCache {
   constructor (
     private readonly level: SessionLevel,
     private readonly presented: () => PresentedId | undefined | PromiseLike<PresentedId | undefined>,
-    private readonly appOwnsId: boolean
+    private readonly appOwnsId: boolean,
+    private readonly log?: Logger
   ) {}
 
   /** The session id, once a call of this request has found or created the session; undefined before. */
@@ -257,7 +262,7 @@ export class SessionCache {
     this.level.keys.assert(key)
     await this.load()
     const value = await this.read(key)
-    if (value === undefined) this.level.stats.misses++
+    if (value === undefined) this.missed(key)
     else this.level.stats.hits++
     return value as T | undefined
   }
@@ -315,8 +320,8 @@ export class SessionCache {
       }
       return (entry as Entry).value as T
     }
-    stats.misses++
-    if (this.unreadable !== undefined || this.nobody()) return await countLoad(stats, loader)
+    this.missed(key)
+    if (this.unreadable !== undefined || this.nobody()) return await countLoad(stats, loader, this.logLoad(key))
     return await this.loadAndWrite(key, loader, ttl, stale)
   }
 
@@ -324,7 +329,7 @@ export class SessionCache {
   private async loadAndWrite<T> (key: string, loader: () => T | PromiseLike<T>, ttl: number, stale: number): Promise<T> {
     const current = this.ensure()
     return await this.level.loads.loadOnce(current.key + '\n' + current.fence + '\n' + key, async () => {
-      const loaded = await countLoad(this.level.stats, loader)
+      const loaded = await countLoad(this.level.stats, loader, this.logLoad(key))
       if (loaded !== undefined) await this.write(key, loaded, ttl, stale)
       return loaded
     })
@@ -333,7 +338,16 @@ export class SessionCache {
   /** Loads a stale entry again behind the request that served it; a failure keeps the stale value and is logged. */
   private revalidate<T> (key: string, loader: () => T | PromiseLike<T>, ttl: number, stale: number): void {
     this.level.stats.backgroundLoads++
-    this.loadAndWrite(key, loader, ttl, stale).catch((error: unknown) => { this.level.backgroundFailed(key, error) })
+    this.loadAndWrite(key, loader, ttl, stale).catch((error: unknown) => { this.level.backgroundFailed(key, error, this.log) })
+  }
+
+  private missed (key: string): void {
+    this.level.stats.misses++
+    this.level.log?.miss(key, this.log)
+  }
+
+  private logLoad (key: string): (ms: number, error?: unknown) => void {
+    return (ms, error) => { this.level.log?.loaded(key, ms, error, this.log) }
   }
 
   private staleWindow (method: string, options: SessionSetOptions | undefined): number {
@@ -455,7 +469,7 @@ export class SessionCache {
     try {
       found = await this.level.read(key)
     } catch (error) {
-      this.level.fault('read', error)
+      this.level.fault('read', error, this.log)
       this.unreadable = error
       return
     }
@@ -465,7 +479,7 @@ export class SessionCache {
       try {
         await pool.groups.end(key, group.fence)
       } catch (error) {
-        this.level.fault('end', error)
+        this.level.fault('end', error, this.log)
       }
       found = undefined
     }
@@ -506,7 +520,7 @@ export class SessionCache {
     try {
       return await current.pool.groups.field?.(current.key, current.fence, name)
     } catch (error) {
-      this.level.fault('read', error)
+      this.level.fault('read', error, this.log)
       return undefined
     }
   }
@@ -620,7 +634,7 @@ export class SessionCache {
       return await run()
     } catch (error) {
       if (error instanceof EntryTooLargeError) this.level.stats.oversized++
-      else if (!(error instanceof SerializeError)) this.level.fault(operation, error)
+      else if (!(error instanceof SerializeError)) this.level.fault(operation, error, this.log)
       throw error
     }
   }

@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache'
 import { EntryTooLargeError } from '../errors.js'
-import type { Group, GroupChange, GroupOperations, Store } from '../store.js'
+import { matches, type Group, type GroupChange, type GroupOperations, type KeyPage, type KeyQuery, type Store } from '../store.js'
 
 export interface MemoryStoreOptions {
   /** Most entries held; the least recently used goes first. */
@@ -73,6 +73,20 @@ export class MemoryStore implements Store {
 
   clear (): void {
     this.lru.clear()
+  }
+
+  /** Keys from the most recently used; the cursor is how many matching keys earlier pages held. */
+  keys ({ match, limit, cursor }: KeyQuery): KeyPage {
+    const skip = Number(cursor ?? 0)
+    const page: KeyPage['keys'] = []
+    let seen = 0
+    for (const key of this.lru.keys()) {
+      if (!matches(key, match) || seen++ < skip) continue
+      if (page.length === limit) return { keys: page, cursor: String(skip + limit) }
+      const left = this.lru.getRemainingTTL(key)
+      page.push({ key, ttl: Number.isFinite(left) ? Math.max(1, left) : 0 })
+    }
+    return { keys: page, cursor: undefined }
   }
 }
 

@@ -2,7 +2,7 @@ import type { Breaker } from '../breaker.js'
 import { withBudget } from '../budget.js'
 import { StoreError } from '../errors.js'
 import { MAX_ENTRY_BYTES, encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
-import type { FenceOperations, TagOperations, Group, GroupChange, GroupOperations, Store, TimedValue } from '../store.js'
+import type { FenceOperations, TagOperations, Group, GroupChange, GroupOperations, KeyPage, KeyQuery, Store, TimedValue } from '../store.js'
 
 type Argument = string | number | Buffer
 
@@ -164,6 +164,26 @@ export class RedisStore implements Store {
       if (keys.length > 0) await this.run('clear', async () => await this.client.call('UNLINK', ...keys))
       cursor = next
     } while (cursor !== '0')
+  }
+
+  /** Keys by `SCAN` under the prefix (never `KEYS`), a few scans at most per page, and their `PTTL` in one round trip. */
+  async keys ({ match, limit, cursor = '0' }: KeyQuery): Promise<KeyPage> {
+    const pattern = escapeGlob(this.prefix) + '*' + (match === '' ? '' : escapeGlob(match) + '*')
+    const found: string[] = []
+    let next = cursor
+    for (let scans = 0; scans < 10 && found.length < limit; scans++) {
+      const [after, keys] = await this.run('keys', async () => await this.client.call('SCAN', next, 'MATCH', pattern, 'COUNT', limit)) as [string, string[]]
+      found.push(...keys)
+      next = after
+      if (next === '0') break
+    }
+    const ttls = found.length === 0 ? [] : await this.transaction('keys', found.map((key) => ['pttl', key]))
+    const keys = found.flatMap((key, i) => {
+      const left = Number(ttls[i])
+      // -2: gone since the scan.
+      return left === -2 ? [] : [{ key: key.slice(this.prefix.length), ttl: left === -1 ? 0 : Math.max(1, left) }]
+    })
+    return { keys, cursor: next === '0' ? undefined : next }
   }
 
   private async readGroup (key: string, ttl: number): Promise<Group | undefined> {

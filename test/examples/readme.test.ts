@@ -4,9 +4,11 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { test, type Test } from 'tap'
 import { sessionStoreKey } from '../../lib/keys.js'
+import { hashKey } from '../../lib/level-log.js'
 import { cookieOf, secret } from '../helpers/app.js'
 import { built, outside, root } from '../helpers/package.js'
 import { REDIS_URL, redisFor } from '../helpers/redis.js'
+import { until } from '../helpers/until.js'
 
 // Every js and ts block of the README is a file of examples/readme (or the part of it between `// #region readme`
 // and `// #endregion`), named in a comment above the block: the files run here, so the README cannot drift.
@@ -37,16 +39,23 @@ test('every js and ts block of the README is an example file, as it is there', a
   t.same(named.toSorted(), files.toSorted(), 'and every example file is in the README')
 })
 
-/** Starts an example as `node <file>` on a free port and returns its URL; it is stopped with the test. */
-async function serve (t: Test, file: string, env: Record<string, string> = {}): Promise<string> {
+/**
+ * Starts an example as `node <file>` on a free port and returns its URL; it is stopped with the test. Every line it
+ * prints goes to `lines`, read for as long as it runs.
+ */
+async function serve (t: Test, file: string, env: Record<string, string> = {}, lines: string[] = []): Promise<string> {
   await built()
   const child = spawn(process.execPath, [file], { cwd: examples, env: { ...outside, PORT: '0', SESSION_SECRET: secret, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
   t.teardown(() => { child.kill() })
-  for await (const line of createInterface({ input: child.stdout })) {
-    const url = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line)?.[1]
-    if (url !== undefined) return url
-  }
-  throw new Error(`${file} ended without listening`)
+  const output = createInterface({ input: child.stdout })
+  return await new Promise((resolve, reject) => {
+    output.on('line', (line) => {
+      lines.push(line)
+      const url = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line)?.[1]
+      if (url !== undefined) resolve(url)
+    })
+    output.on('close', () => { reject(new Error(`${file} ended without listening`)) })
+  })
 }
 
 async function call (url: string, init: { method?: string, body?: unknown, cookie?: string | undefined } = {}): Promise<{ status: number, body: unknown, cookie: string | undefined }> {
@@ -97,4 +106,44 @@ test('the several-instances example: two instances on one Redis share a cart', a
   const made = await call(one + '/cart', { method: 'POST', body: ['apple'] })
   t.teardown(async () => { await client.unlink('fmc:session:' + sessionStoreKey((made.body as { id: string }).id)) })
   t.same((await call(two + '/cart', { cookie: made.cookie })).body, { cart: ['apple'] })
+})
+
+test('the Prometheus example serves the series at /metrics', async (t) => {
+  const url = await serve(t, 'metrics.js')
+  await fetch(url + '/products')
+  const text = await (await fetch(url + '/metrics')).text()
+  t.match(text, /^multicache_requests_total\{level="app",result="miss"\} 1$/m)
+  t.match(text, /^multicache_loads_total\{level="app",outcome="ok"\} 1$/m)
+})
+
+test('the logs example logs misses and loads at debug, with hashed keys', async (t) => {
+  const lines: string[] = []
+  const url = await serve(t, 'logs.js', {}, lines)
+  await fetch(url + '/user/ada@example.com')
+  const cacheLines = () => lines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((line) => /^(reqCache|appCache): /.test(String(line.msg)))
+  await until(() => cacheLines().some((line) => line.msg === 'appCache: loaded'), 2000)
+  const logged = cacheLines()
+  t.match(logged.find((line) => line.msg === 'reqCache: miss'), { level: 20, cacheLevel: 'request', key: hashKey('user:ada@example.com'), reqId: String })
+  t.match(logged.find((line) => line.msg === 'appCache: miss'), { level: 20, cacheLevel: 'app', key: hashKey('user:ada@example.com') })
+  t.match(logged.find((line) => line.msg === 'appCache: loaded'), { level: 20, ms: Number })
+  t.notOk(JSON.stringify(logged).includes('ada@example.com'), 'no cache line shows the key')
+})
+
+test('the admin API example: a bearer token, then stats, defined keys and a refresh', async (t) => {
+  const url = await serve(t, 'admin.js', { ADMIN_TOKEN: 'open-sesame' })
+  const auth = { authorization: 'Bearer open-sesame' }
+  t.equal((await fetch(url + '/_cache/stats')).status, 403)
+  t.equal((await fetch(url + '/_cache/stats', { headers: auth })).status, 200)
+  t.match(await (await fetch(url + '/_cache/defined', { headers: auth })).json(), { keys: [{ key: 'catalog', lastError: null }] })
+  const refreshed = await fetch(url + '/_cache/refresh', { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ key: 'catalog' }) })
+  t.match(await refreshed.json(), { key: 'catalog', lastRefresh: Number })
+})
+
+test('the dashboard example: a browser is asked for a password, then gets the page', async (t) => {
+  const url = await serve(t, 'dashboard.js', { ADMIN_TOKEN: 'open-sesame' })
+  const prompted = await fetch(url + '/_cache/')
+  t.same([prompted.status, prompted.headers.get('www-authenticate')], [401, 'Basic realm="cache"'])
+  const page = await fetch(url + '/_cache/', { headers: { authorization: 'Basic ' + Buffer.from('ops:open-sesame').toString('base64') } })
+  t.equal(page.status, 200)
+  t.match(await page.text(), '<script src="/_cache/dashboard.js" defer></script>')
 })

@@ -4,7 +4,7 @@ import pg from 'pg'
 import tap, { test, type Test } from 'tap'
 import { buildShop } from '../../examples/shop/app.js'
 import { Database, type DatabaseOptions } from '../../examples/shop/db.js'
-import { cookieOf } from '../helpers/app.js'
+import { captureLogs, cookieOf } from '../helpers/app.js'
 import { REDIS_URL, redisFor, uniquePrefix } from '../helpers/redis.js'
 
 // One in-process database for the tests that only read it: each boot of PGlite takes seconds.
@@ -87,6 +87,37 @@ test('the stats page reports every level and the database', async (t) => {
   t.same(Object.keys(stats.cache), ['request', 'session', 'app', 'route'])
   t.ok(stats.cache.app.hits >= 1)
   t.ok(stats.db.queries >= 1)
+})
+
+test('GET /metrics: the cache series in the Prometheus text format', async (t) => {
+  const { app } = await shop(t)
+  await app.inject('/products')
+  const res = await app.inject('/metrics')
+  t.equal(res.statusCode, 200)
+  t.match(res.headers['content-type'], /^text\/plain; version=0.0.4/)
+  t.match(res.body, /^multicache_requests_total\{level="app",result="hit"\} [1-9]\d*$/m)
+  t.match(res.body, /^# TYPE multicache_load_duration_seconds histogram$/m)
+})
+
+test('the cache admin at /_cache: behind HTTP Basic with ADMIN_TOKEN, absent without it, and the log says which', async (t) => {
+  const db = await shared
+  const quiet = captureLogs()
+  const closed = await buildShop({ db, logger: { level: 'info', stream: quiet.stream } })
+  t.teardown(() => closed.close())
+  t.equal((await closed.inject('/_cache/stats')).statusCode, 404)
+  t.ok(quiet.lines.some((line) => /not mounted: set ADMIN_TOKEN/.test(String(line.msg))), 'the start-up log says why')
+
+  const app = await buildShop({ db, adminToken: 'open-sesame' })
+  t.teardown(() => app.close())
+  const prompted = await app.inject('/_cache/')
+  t.equal(prompted.statusCode, 401)
+  t.equal(prompted.headers['www-authenticate'], 'Basic realm="cache admin", charset="UTF-8"', 'a browser prompts')
+  const basic = (password: string): Record<string, string> => ({ authorization: 'Basic ' + Buffer.from(`ops:${password}`).toString('base64') })
+  t.equal((await app.inject({ url: '/_cache/stats', headers: basic('wrong') })).statusCode, 401)
+  const page = await app.inject({ url: '/_cache/', headers: basic('open-sesame') })
+  t.equal(page.statusCode, 200)
+  t.match(page.body, '/_cache/dashboard.js')
+  t.match((await app.inject({ url: '/_cache/defined', headers: basic('open-sesame') })).json(), { keys: [{ key: 'catalog' }] })
 })
 
 test('the same shop on a real PostgreSQL server', async (t) => {

@@ -1,0 +1,56 @@
+import { createHash } from 'node:crypto'
+import { BurstLog, type Logger } from './burst-log.js'
+
+/**
+ * What a level tells the logs: at `debug` its misses, its loads with their duration and its invalidations; at `warn`
+ * its store faults, once per burst (while a store is down every request would meet one). A line names the level and
+ * the key, or a short hash of the key with `logKeys: false` (keys that carry an email or a user id), and never a
+ * value, a cookie or a session id. Lines go through the logger of the request that caused them when the level knows
+ * it (its `reqId` is then on the line), the app's otherwise.
+ */
+export class LevelLog {
+  private readonly faults: BurstLog
+
+  /** `name`: the plugin, as messages say it (`appCache`); `level`: the level, as the `level` field says it (`app`). */
+  constructor (readonly name: string, readonly level: string, readonly logger: Logger, private readonly logKeys = true) {
+    this.faults = new BurstLog(logger)
+  }
+
+  /** The key as lines show it. */
+  key (key: string): string {
+    return this.logKeys ? key : hashKey(key)
+  }
+
+  miss (key: string, through: Logger = this.logger): void {
+    if (debugging(through)) through.debug?.({ cacheLevel: this.level, key: this.key(key) }, `${this.name}: miss`)
+  }
+
+  loaded (key: string, ms: number, error: unknown, through: Logger = this.logger): void {
+    if (!debugging(through)) return
+    const details = { cacheLevel: this.level, key: this.key(key), ms: Math.round(ms * 1000) / 1000 }
+    if (error === undefined) through.debug?.(details, `${this.name}: loaded`)
+    else through.debug?.({ ...details, err: error }, `${this.name}: the loader failed; nothing was cached`)
+  }
+
+  /** `keys`: what was dropped, or undefined for everything. */
+  invalidated (keys: readonly string[] | undefined, through: Logger = this.logger): void {
+    if (!debugging(through)) return
+    const details = keys === undefined ? { cacheLevel: this.level, all: true } : { cacheLevel: this.level, keys: keys.map((key) => this.key(key)) }
+    through.debug?.(details, `${this.name}: invalidated`)
+  }
+
+  /** A fault that may repeat on every request: logged once per burst. `details.key`, if any, is shown as `key()` shows it. */
+  warn (details: { key?: string, [name: string]: unknown }, message: string, through: Logger = this.logger): void {
+    const shown = details.key === undefined ? details : { ...details, key: this.key(details.key) }
+    this.faults.warn({ cacheLevel: this.level, ...shown }, message, through)
+  }
+}
+
+/** 12 hex digits of the key's SHA-256: the same on every instance, so that the lines of one key can be matched. */
+export function hashKey (key: string): string {
+  return createHash('sha256').update(key).digest('hex').slice(0, 12)
+}
+
+function debugging (logger: Logger): boolean {
+  return logger.debug !== undefined && logger.isLevelEnabled?.('debug') !== false
+}

@@ -1,0 +1,135 @@
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { DefineError, InvalidKeyError } from '../lib/errors.js'
+import type { LevelStatsSnapshot } from '../lib/stats.js'
+import { readOptions } from '../lib/options.js'
+import { definedSchema, invalidateSchema, keysSchema, refreshSchema, statsSchema } from './admin-schemas.js'
+import { dashboardPage } from './dashboard/page.js'
+import { dashboardScript } from './dashboard/script.js'
+import { dashboardStyle } from './dashboard/style.js'
+// Brings the declaration of `fastify.multiCache`, which the routes read.
+import './levels.js'
+
+export interface AdminOptions {
+  /**
+   * Decides every call before anything else runs: true lets it through. It may answer itself (a 401 with
+   * `WWW-Authenticate`), or set `reply.code(401)` and return false; otherwise a refusal is a 403.
+   */
+  authorize: (request: FastifyRequest, reply: FastifyReply) => boolean | Promise<boolean>
+  /** Where the routes and the dashboard live. Default `'/_cache'`. */
+  prefix?: string
+}
+
+/** The bodies and query of the admin routes. */
+export interface RefreshBody { key: string }
+export interface InvalidateBody { keys?: string[], tags?: string[] }
+export interface KeysQuery { match: string, limit: number, cursor?: string }
+
+/** A level's stats as `GET {prefix}/stats` shows them. */
+export type AdminLevelStats = LevelStatsSnapshot & { hitRatio: number | null }
+
+const plugin: FastifyPluginAsync<AdminOptions> = async (fastify, options) => {
+  const read = readOptions('cacheAdmin', options)
+  read.only(['authorize', 'prefix'])
+  const authorize = read.optionalFunction<AdminOptions['authorize']>('authorize') ?? read.fail('authorize', 'is required: a function (request, reply) => boolean deciding who may use the admin API')
+  const prefix = options.prefix ?? '/_cache'
+  if (typeof prefix !== 'string' || !/^\/[\w\-./~]*[^/]$/.test(prefix)) read.fail('prefix', "must be a path starting with '/' and not ending with one, such as '/_cache'")
+  const page = dashboardPage(prefix)
+
+  await fastify.register(async (admin) => {
+    // JSON bodies only: a form on another site can post text/plain without a preflight, but not JSON.
+    admin.removeContentTypeParser(['text/plain'])
+    admin.addHook('onRequest', async (request, reply) => {
+      const allowed = await authorize(request, reply)
+      if (reply.sent) return reply
+      if (allowed !== true) return await reply.code(reply.statusCode === 401 ? 401 : 403).send({ error: 'not allowed' })
+      if (request.method === 'POST' && crossSite(request)) return await reply.code(403).send({ error: 'cross-site requests are refused' })
+      return undefined
+    })
+    admin.addHook('onResponse', async (request, reply) => {
+      const status = reply.statusCode
+      const outcome = status === 401 || status === 403 ? 'refused' : status < 400 ? 'ok' : 'failed'
+      request.log.info({ route: `${request.method} ${request.routeOptions.url ?? request.url}`, statusCode: status, outcome }, `cacheAdmin: ${request.method} ${request.routeOptions.url ?? request.url} ${outcome}`)
+    })
+
+    admin.get('/', async (_request, reply) => await reply.headers(PAGE_HEADERS).type('text/html; charset=utf-8').send(page))
+    admin.get('/dashboard.js', async (_request, reply) => await reply.headers(ASSET_HEADERS).type('text/javascript; charset=utf-8').send(dashboardScript))
+    admin.get('/dashboard.css', async (_request, reply) => await reply.headers(ASSET_HEADERS).type('text/css; charset=utf-8').send(dashboardStyle))
+
+    admin.get('/stats', { schema: statsSchema }, async () => ({ at: Date.now(), levels: withRatios(fastify) }))
+
+    admin.get('/defined', { schema: definedSchema }, async () => ({ keys: fastify.multiCache.app?.defined() ?? [] }))
+
+    admin.post<{ Body: RefreshBody }>('/refresh', { schema: refreshSchema }, async (request, reply) => {
+      const cache = fastify.multiCache.app
+      const { key } = request.body
+      if (cache === undefined) return await reply.code(404).send({ error: 'the application level is not registered' })
+      try {
+        await cache.refresh(key)
+      } catch (error) {
+        if (error instanceof DefineError || error instanceof InvalidKeyError) return await reply.code(404).send({ error: `"${key}" is not a defined key` })
+        cache.log.logger.warn({ err: error, cacheLevel: 'app', key: cache.log.key(key) }, 'cacheAdmin: refreshing a defined key failed; the last good value stays')
+        return await reply.code(502).send({ error: `the refresh failed: ${error instanceof Error ? error.message : String(error)}` })
+      }
+      const refreshed = cache.defined().find((defined) => defined.key === key)
+      return { key, lastRefresh: refreshed?.lastRefresh ?? null, durationMs: refreshed?.durationMs ?? null }
+    })
+
+    admin.post<{ Body: InvalidateBody }>('/invalidate', { schema: invalidateSchema }, async (request, reply) => {
+      const cache = fastify.multiCache.app
+      const { keys = [], tags = [] } = request.body
+      if (cache === undefined) return await reply.code(404).send({ error: 'the application level is not registered' })
+      const tooLong = keys.find((key) => !cache.keys.valid(key))
+      if (tooLong !== undefined) return await reply.code(400).send({ error: `a key is longer than maxKeyLength (${cache.keys.maxLength})` })
+      if (keys.length > 0) await cache.invalidate(keys)
+      if (tags.length > 0) await cache.invalidateTag(tags)
+      return { keys: keys.length, tags: tags.length }
+    })
+
+    admin.get<{ Querystring: KeysQuery }>('/keys', { schema: keysSchema }, async (request, reply) => {
+      const cache = fastify.multiCache.app
+      if (cache === undefined) return await reply.code(404).send({ error: 'the application level is not registered' })
+      const page = await cache.list(request.query)
+      if (page === undefined) return await reply.code(501).send({ error: "the application level's store cannot list its keys (memory and Redis can)" })
+      return { keys: page.keys, cursor: page.cursor ?? null }
+    })
+  }, { prefix })
+}
+
+const PAGE_HEADERS = {
+  'cache-control': 'no-store',
+  // What @fastify/helmet sets, and framing refused: a page of buttons must not be clickjacked.
+  'content-security-policy': "default-src 'self'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff'
+}
+const ASSET_HEADERS = { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }
+
+function withRatios (fastify: FastifyInstance): Record<string, AdminLevelStats> {
+  const levels: Record<string, AdminLevelStats> = {}
+  for (const [name, stats] of Object.entries(fastify.multiCache.stats())) {
+    const lookups = stats.hits + stats.misses
+    levels[name] = { ...stats, hitRatio: lookups === 0 ? null : stats.hits / lookups }
+  }
+  return levels
+}
+
+/**
+ * A browser tells where a request comes from: `Sec-Fetch-Site` (all current browsers), and `Origin` on every POST.
+ * Either naming another site refuses the request; a client that sends neither (curl) is not a browser.
+ */
+function crossSite (request: FastifyRequest): boolean {
+  const site = request.headers['sec-fetch-site']
+  if (site !== undefined && site !== 'same-origin' && site !== 'none') return true
+  const origin = request.headers.origin
+  if (origin === undefined) return false
+  try {
+    // Both through URL, which drops a default port the Host header may carry.
+    return new URL(origin).host !== new URL(`${request.protocol}://${request.host}`).host
+  } catch {
+    return true // `null` (a sandboxed or privacy-sensitive context) or garbage
+  }
+}
+
+/** The admin API and the dashboard page: `app.register(cacheAdmin, { authorize })`, after the levels. */
+export const cacheAdmin = fp(plugin, { fastify: '5.x', name: 'fastify-multi-cache/admin', decorators: { fastify: ['multiCache'] } })
+export default cacheAdmin

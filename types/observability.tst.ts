@@ -1,0 +1,50 @@
+import { Registry as PlatformaticRegistry } from '@platformatic/prom-client'
+import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
+import { Registry } from 'prom-client'
+import { describe, expect, test } from 'tstyche'
+import multiCache, { appCache, requestCache, routeCache, sessionCache, type DefinedKey, type MetricsOptions } from '../index.js'
+import cacheAdmin, { type AdminLevelStats, type AdminOptions } from '../plugins/admin.js'
+
+describe('metrics', () => {
+  const app = Fastify()
+
+  test('take a registry of prom-client 15 or of @platformatic/prom-client, on multiCache and on every level', () => {
+    expect(app.register).type.toBeCallableWith(multiCache, { metrics: { registry: new Registry() } })
+    expect(app.register).type.toBeCallableWith(multiCache, { metrics: { registry: new PlatformaticRegistry(), prefix: 'shop_cache_' } })
+    expect(app.register).type.toBeCallableWith(requestCache, { metrics: { registry: new Registry() } })
+    expect(app.register).type.toBeCallableWith(sessionCache, { metrics: { registry: new Registry() } })
+    expect(app.register).type.toBeCallableWith(appCache, { metrics: { registry: new Registry() } })
+    expect(app.register).type.toBeCallableWith(routeCache, { metrics: { registry: new Registry() } })
+  })
+
+  test('refuse what is not a registry, and a prefix that is not a string', () => {
+    expect(app.register).type.not.toBeCallableWith(multiCache, { metrics: { registry: {} } })
+    expect(app.register).type.not.toBeCallableWith(multiCache, { metrics: {} })
+    expect(app.register).type.not.toBeCallableWith(appCache, { metrics: { registry: new Registry(), prefix: 1 } })
+    expect<MetricsOptions['prefix']>().type.toBe<string | undefined>()
+  })
+
+  test('logKeys is a boolean', () => {
+    expect(app.register).type.toBeCallableWith(multiCache, { logKeys: false })
+    expect(app.register).type.not.toBeCallableWith(appCache, { logKeys: 'no' })
+  })
+})
+
+describe('admin', () => {
+  const app = Fastify()
+
+  test('needs authorize, sync or async, given the request and the reply', () => {
+    expect(app.register).type.toBeCallableWith(cacheAdmin, { authorize: () => true })
+    expect(app.register).type.toBeCallableWith(cacheAdmin, { authorize: async (request: FastifyRequest, reply: FastifyReply) => { reply.header('x', 'y'); return request.ip === '127.0.0.1' }, prefix: '/ops/cache' })
+    expect(app.register).type.not.toBeCallableWith(cacheAdmin, {})
+    expect(app.register).type.not.toBeCallableWith(cacheAdmin, { authorize: () => 'yes' })
+    expect(app.register).type.not.toBeCallableWith(cacheAdmin, { authorize: () => true, prefix: 42 })
+    expect<AdminOptions['authorize']>().type.toBeAssignableTo<(...args: never[]) => boolean | Promise<boolean>>()
+  })
+
+  test('what the admin API reads is typed', () => {
+    expect(app.appCache.defined()).type.toBe<DefinedKey[]>()
+    expect<DefinedKey['lastRefresh']>().type.toBe<number | null>()
+    expect<AdminLevelStats['hitRatio']>().type.toBe<number | null>()
+  })
+})
