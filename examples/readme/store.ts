@@ -1,4 +1,4 @@
-import type { Awaitable, FenceOperations, GroupOperations, KeyPage, KeyQuery } from '../../index.js'
+import type { Awaitable, FenceOperations, GroupOperations, Invalidation, KeyPage, KeyQuery, TagOperations } from '../../index.js'
 
 // #region readme
 interface Store {
@@ -12,7 +12,8 @@ interface Store {
   stored? (key: string, value: unknown): unknown // the value as the store gives it back (decoded from its bytes)
   readonly groups?: GroupOperations // fields under one key and a fence, changed atomically: one hash per session
   readonly fences?: FenceOperations // per-key fences shared by every instance (Redis)
-  watch? (listener: (change: { keys: string[] } | { clear: true }) => void): void // changes other instances made
+  watch? (listener: (change: Invalidation) => void): void // changes other instances made (keys, all, tag versions)
+  readonly tags?: TagOperations // tag versions shared by every instance (Redis)
   readonly size?: number
   close? (): Awaitable<void>
   keys? (query: KeyQuery): Awaitable<KeyPage> // keys containing query.match, with their ttl: the admin API lists them
