@@ -4,15 +4,38 @@ import { readOptions, type OptionReader } from './options.js'
 
 /** `config.cache` of a route, for a request type `R` (the plugin fills in Fastify's). */
 export interface RouteConfig<R> {
+  /** `'app'`: one copy for every anonymous user; `'session'`: one per session, never shared. */
   level: 'app' | 'session'
+  /** Longest a response is kept: ms or a duration string. Default: the plugin's `ttl` (1 minute). */
   ttl?: Duration
+  /** Replaces the path and query in the key (scoped to this route; method, host and `Vary` still count). */
   key?: (request: R) => string
+  /**
+   * At level `'app'`, also serve and store requests that carry `Authorization` or a cookie. Only for responses that
+   * are the same for every user. Default false.
+   */
   shared?: boolean
+  /** Methods whose responses are stored. Default `['GET', 'HEAD']` (HEAD is answered from GET's entry). */
   methods?: string[]
+  /** Status codes that are stored. Default `[200]`. */
   statusCodes?: number[]
+  /** The query parameters in the key: `'all'` (default), `'none'`, or a list of names. */
   query?: 'all' | 'none' | string[]
+  /**
+   * Where the lookup runs. `'preHandler'` (default): as the route's last preHandler, after every hook that can refuse
+   * the request. `'onRequest'`: after every onRequest hook (as the route's first preParsing hook), so that a hit skips
+   * every later hook (auth included): only for routes that are public to everyone.
+   */
   hook?: 'preHandler' | 'onRequest'
+  /**
+   * After its lifetime, how long a stored response is still served (`x-cache: STALE`) while the first request to
+   * find it stale runs the handler to refresh it. Default 0.
+   */
   staleWhileRevalidate?: Duration
+  /**
+   * Tags of the stored response (or a function of the request that gives them): `appCache.invalidateTag(tag)` drops
+   * it, on every instance. Needs the application level.
+   */
   tags?: string[] | ((request: R) => string[])
 }
 
