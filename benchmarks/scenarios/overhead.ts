@@ -2,7 +2,7 @@
 import { fileURLToPath } from 'node:url'
 import Fastify from 'fastify'
 import { Registry } from 'prom-client'
-import multiCache from '../../index.js'
+import multiCache, { appCache, requestCache, sessionCache } from '../../index.js'
 import { SECRET } from '../harness/fixtures.js'
 import { compareHttp, cpuRatio, throughputRatio } from '../harness/http.js'
 import { result } from '../harness/results.js'
@@ -26,6 +26,25 @@ export const servers: ServerFactories = {
     app.get('/', hello)
     return app
   },
+  // One level each, to tell what the combination's cost is made of.
+  async request () {
+    const app = Fastify()
+    await app.register(requestCache)
+    app.get('/', hello)
+    return app
+  },
+  async session () {
+    const app = Fastify()
+    await app.register(sessionCache, { secret: SECRET })
+    app.get('/', hello)
+    return app
+  },
+  async app () {
+    const app = Fastify()
+    await app.register(appCache)
+    app.get('/', hello)
+    return app
+  },
   async multiCacheMetrics () {
     const app = Fastify()
     const registry = new Registry()
@@ -44,17 +63,24 @@ export const overhead: Scenario = {
     const module = fileURLToPath(import.meta.url)
     // The difference sought is a few per cent on a noisy machine: more rounds than the other comparisons.
     const rounds = Math.max(settings.rounds, 11)
-    const cpu = await compareHttp(module, [
-      { name: 'bare', server: 'bare', load: { path: '/', connections: 20, rate: RATE } },
-      { name: 'multiCache', server: 'multiCache', load: { path: '/', connections: 20, rate: RATE } }
-    ], rounds)
+    const fixed = { path: '/', connections: 20, rate: RATE }
+    const cpu = await compareHttp(module, ['bare', 'multiCache', 'request', 'session', 'app'].map((name) => ({ name, server: name, load: fixed })), rounds)
     const load = { path: '/', connections: 50 }
     const samples = await compareHttp(module, [
       { name: 'bare', server: 'bare', load },
       { name: 'multiCache', server: 'multiCache', load },
       { name: 'multiCacheMetrics', server: 'multiCacheMetrics', load }
     ], rounds)
+    const alone = (level: string): ReturnType<typeof result> => result({
+      scenario: 'overhead',
+      measure: `route touching no cache, at ${RATE} req/s: server CPU per request with the ${level} level alone vs bare Fastify (what the combination is made of)`,
+      ...cpuRatio(cpu, level, 'bare'),
+      target: undefined
+    })
     return [
+      alone('request'),
+      alone('session'),
+      alone('app'),
       result({
         scenario: 'overhead',
         measure: `route touching no cache, at ${RATE} req/s: server CPU per request with multiCache (every level and route caching registered) vs bare Fastify`,
