@@ -8,8 +8,16 @@ import type { TagOperations } from './store.js'
  */
 export class TagVersions {
   private readonly versions = new Map<string, number>()
+  /**
+   * The versions are known: always without a shared store; with one, once they were read from it and as long as no
+   * message may have been missed. Until then no tagged entry is current: it is loaded again rather than served when
+   * it may have been invalidated.
+   */
+  private known: boolean
 
-  constructor (private readonly shared?: TagOperations) {}
+  constructor (private readonly shared?: TagOperations) {
+    this.known = shared === undefined
+  }
 
   /** The versions of `tags` now: what an entry loaded now keeps. */
   of (tags: readonly string[]): number[] {
@@ -18,6 +26,7 @@ export class TagVersions {
 
   /** True while none of `tags` moved past the version an entry kept. */
   current (tags: readonly string[], kept: readonly number[]): boolean {
+    if (!this.known) return false
     for (let i = 0; i < tags.length; i++) {
       if ((this.versions.get(tags[i] as string) ?? 0) !== kept[i]) return false
     }
@@ -40,8 +49,15 @@ export class TagVersions {
     }
   }
 
+  /** Messages may have been missed (the bus lost its subscription): the versions are unknown until `load()`. */
+  forget (): void {
+    if (this.shared !== undefined) this.known = false
+  }
+
   /** Reads every version from the shared store (at start, and when messages may have been missed). */
   async load (): Promise<void> {
-    if (this.shared !== undefined) this.apply(await this.shared.read())
+    if (this.shared === undefined) return
+    this.apply(await this.shared.read())
+    this.known = true
   }
 }

@@ -91,7 +91,7 @@ export const keysSchema = {
       match: { type: 'string', maxLength: 1024, default: '' },
       limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
       /** The `cursor` of the previous page. */
-      cursor: { type: 'string', minLength: 1, maxLength: 64 }
+      cursor: { type: 'string', pattern: '^[0-9]{1,20}$' }
     },
     additionalProperties: false
   },

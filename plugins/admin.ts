@@ -34,7 +34,8 @@ const plugin: FastifyPluginAsync<AdminOptions> = async (fastify, options) => {
   const authorize = read.optionalFunction<AdminOptions['authorize']>('authorize') ?? read.fail('authorize', 'is required: a function (request, reply) => boolean deciding who may use the admin API')
   const prefix = options.prefix ?? '/_cache'
   if (typeof prefix !== 'string' || !/^\/[\w\-./~]*[^/]$/.test(prefix)) read.fail('prefix', "must be a path starting with '/' and not ending with one, such as '/_cache'")
-  const page = dashboardPage(prefix)
+  // Where the routes really are: under the prefix of the context the plugin is registered in too.
+  const page = dashboardPage(fastify.prefix + prefix)
 
   await fastify.register(async (admin) => {
     // JSON bodies only: a form on another site can post text/plain without a preflight, but not JSON.
@@ -42,7 +43,8 @@ const plugin: FastifyPluginAsync<AdminOptions> = async (fastify, options) => {
     admin.addHook('onRequest', async (request, reply) => {
       const allowed = await authorize(request, reply)
       if (reply.sent) return reply
-      if (allowed !== true) return await reply.code(reply.statusCode === 401 ? 401 : 403).send({ error: 'not allowed' })
+      // An `authorize` that set a refusal's status and still said yes is read as a refusal.
+      if (allowed !== true || reply.statusCode >= 400) return await reply.code(reply.statusCode === 401 ? 401 : 403).send({ error: 'not allowed' })
       if (request.method === 'POST' && crossSite(request)) return await reply.code(403).send({ error: 'cross-site requests are refused' })
       return undefined
     })
@@ -123,8 +125,8 @@ function crossSite (request: FastifyRequest): boolean {
   const origin = request.headers.origin
   if (origin === undefined) return false
   try {
-    // Both through URL, which drops a default port the Host header may carry.
-    return new URL(origin).host !== new URL(`${request.protocol}://${request.host}`).host
+    // Both through URL, which drops a default port the Host header may carry; the scheme counts too.
+    return new URL(origin).origin !== new URL(`${request.protocol}://${request.host}`).origin
   } catch {
     return true // `null` (a sandboxed or privacy-sensitive context) or garbage
   }

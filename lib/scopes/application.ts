@@ -152,7 +152,8 @@ export class AppCache {
       } else {
         // Messages may have been missed: every load is fenced, and the tags' versions are read again.
         this.loads.fenceAll()
-        this.tags.load().catch((error: unknown) => { this.fault('tags', '*', error) })
+        this.tags.forget()
+        this.loadTags()
       }
     })
   }
@@ -324,7 +325,7 @@ export class AppCache {
   /** Reads the tags' versions, loads every defined key, then starts the refresh timers. Called before listening. */
   async start (): Promise<void> {
     this.started = true
-    await this.tags.load().catch((error: unknown) => { this.fault('tags', '*', error) })
+    await this.loadTags()
     await Promise.all([...this.definitions.keys()].map(async (key) => {
       try {
         await this.refresh(key)
@@ -343,6 +344,22 @@ export class AppCache {
     for (const timer of this.timers) clearTimeout(timer)
     this.timers.clear()
     this.options.lock?.close?.()
+  }
+
+  /**
+   * Reads the tags' versions from the shared store. Until that succeeds tagged entries are loaded again rather than
+   * served, so a failure is tried again a second later, until the app stops.
+   */
+  private async loadTags (): Promise<void> {
+    try {
+      await this.tags.load()
+    } catch (error) {
+      this.fault('tags', '*', error)
+      if (this.stopped) return
+      const retry = setTimeout(() => { this.timers.delete(retry); this.loadTags().catch(() => {}) }, 1000)
+      retry.unref()
+      this.timers.add(retry)
+    }
   }
 
   /** The next refresh of a defined key, `interval` ± `jitter` from now, so that instances do not refresh in step. */
@@ -453,7 +470,8 @@ export class AppCache {
     try {
       return limits.length === 1 ? await load : await Promise.race(limits)
     } catch (error) {
-      if (grace === undefined) throw error
+      // The grace window is checked again now: the load may have failed long after the read that found the value.
+      if (grace === undefined || stateOf(grace, this.tags) !== 'grace') throw error
       this.log.warn({ err: error, key }, `appCache: loading "${this.log.key(key)}" failed; serving its last good value (graceOnError)`)
       return this.graceOf(grace) as T
     } finally {
@@ -480,7 +498,8 @@ export class AppCache {
     try {
       const fence = await this.fenceBefore(key, mode !== 'refresh')
       const lock = mode === 'refresh' ? undefined : this.options.lock
-      if (lock === undefined) return await this.loadAndStore(key, loader, freshness, flight, fence, mode === 'refresh')
+      // A background load stays in flight until its value is written: a read meanwhile would start another one.
+      if (lock === undefined) return await this.loadAndStore(key, loader, freshness, flight, fence, mode !== 'miss')
       // One lock per key and fence: after a change, the load of the new fence does not wait for one of the old.
       const name = typeof fence === 'string' ? `${key}@${fence}` : key
       const token = await lock.acquire(name).catch((error: unknown) => { this.fault('lock', key, error); return '' })

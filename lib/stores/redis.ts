@@ -79,10 +79,15 @@ export class RedisStore implements Store {
     if (options.fenced === true) {
       const tagKey = FENCES + this.prefix + '#tags'
       this.tags = {
+        // In batches, each within the time budget: the hash holds every tag ever invalidated.
         read: async () => {
-          const all = await this.run('tags', async () => await this.client.call('HGETALL', tagKey)) as string[]
           const versions: Record<string, number> = Object.create(null)
-          for (let i = 0; i < all.length; i += 2) versions[all[i] as string] = Number(all[i + 1])
+          let cursor = '0'
+          do {
+            const [next, pairs] = await this.run('tags', async () => await this.client.call('HSCAN', tagKey, cursor, 'COUNT', 1000)) as [string, string[]]
+            for (let i = 0; i < pairs.length; i += 2) versions[pairs[i] as string] = Number(pairs[i + 1])
+            cursor = next
+          } while (cursor !== '0')
           return versions
         },
         bump: async (names) => {

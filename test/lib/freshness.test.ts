@@ -155,3 +155,37 @@ test('refresh jitter: each instance refreshes a defined key refreshInterval ± j
   const { app } = level(t)
   t.throws(() => { app.define('j', () => 1, { refreshInterval: 1000, jitter: 1000 }) }, { message: /option "jitter" must be less than refreshInterval/ })
 })
+
+test('a grace value is served only while its window lasts, checked when the load fails, not when it started', async (t) => {
+  const time = clock(t)
+  const { app } = level(t)
+  t.equal(await app.getOrLoad('k', () => 'good', { ttl: 100, graceOnError: 300 }), 'good')
+  time.tick(150)
+  const gates = new Gates()
+  const answer = app.getOrLoad('k', async () => { await gates.get('slow').pass(); throw new Error('db down') }, { ttl: 100, graceOnError: 300 })
+  await gates.get('slow').reached
+  time.tick(1000)
+  gates.get('slow').release()
+  await t.rejects(answer, /db down/, 'the window ended while the load ran')
+})
+
+test('without the versions of the shared store, a tagged entry is loaded again rather than served', async (t) => {
+  const inner = new MemoryStore({ max: 10 })
+  let readable = false
+  const store = Object.assign(inner, {
+    tags: {
+      read: async () => { if (!readable) throw new Error('redis paused'); return { catalog: 0 } },
+      bump: async (names: readonly string[]) => Object.fromEntries(names.map((name) => [name, 1]))
+    }
+  })
+  const app = new AppCache({ store, ttl: 0, log: { warn: () => {} } })
+  t.teardown(() => { app.stop() })
+  await app.start()
+  await app.set('p', 'OLD', { tags: ['catalog'] })
+  t.equal(await app.getOrLoad('p', () => 'loaded'), 'loaded', 'the versions are unknown: not served')
+  t.equal(await app.get('untagged-missing'), undefined)
+  readable = true
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  await app.set('q', 'NEW', { tags: ['catalog'] })
+  t.equal(await app.get('q'), 'NEW', 'once read again (retried each second), tagged entries are served')
+})

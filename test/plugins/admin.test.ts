@@ -214,3 +214,35 @@ test('invalid options fail ready() naming the option', async (t) => {
   const alone = fresh(t)
   await t.rejects(async () => { await alone.register(cacheAdmin, { authorize: () => true }).ready() }, /multiCache/, 'the levels come first')
 })
+
+test('what a red-team review found: a cursor that is not one, an origin of another scheme, a yes after a refusal, an enclosing prefix', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const app = fresh(t)
+  await app.register(appCache, { store: REDIS_URL, prefix: uniquePrefix(t) })
+  await app.register(cacheAdmin, {
+    authorize: (request, reply) => {
+      // Sets a refusal and still says yes: read as a refusal.
+      if (request.headers['x-confused'] !== undefined) reply.code(401)
+      return request.headers.authorization === TOKEN.authorization
+    }
+  })
+  await app.ready()
+  for (let i = 0; i < 5; i++) t.equal((await app.inject({ url: '/_cache/keys?cursor=x', headers: TOKEN })).statusCode, 400, 'a malformed cursor is refused before it reaches Redis')
+  t.equal(app.multiCache.stats().app?.breaker, 'closed', 'so it cannot open the circuit breaker')
+  await app.appCache.set('k', 1)
+  const post = async (headers: Record<string, string>): Promise<number> =>
+    (await app.inject({ method: 'POST', url: '/_cache/invalidate', headers: { ...JSON_HEADERS, ...headers }, payload: { keys: ['k'] } })).statusCode
+  t.equal(await post({ origin: 'https://localhost:80' }), 403, 'an origin of another scheme is another site')
+  t.equal(await post({ 'x-confused': '1' }), 401, 'a yes after a refusal is a refusal')
+  t.equal(await app.appCache.get('k'), 1, 'nothing ran')
+
+  const nested = fresh(t)
+  await nested.register(async (ops) => {
+    await ops.register(appCache)
+    await ops.register(cacheAdmin, { authorize: () => true })
+  }, { prefix: '/ops' })
+  const page = await nested.inject('/ops/_cache/')
+  t.match(page.body, /<script src="\/ops\/_cache\/dashboard\.js" defer><\/script>/, 'the page names its assets where they are')
+  t.match(page.body, /data-prefix="\/ops\/_cache"/)
+  t.equal((await nested.inject('/ops/_cache/dashboard.js')).statusCode, 200)
+})

@@ -3,7 +3,8 @@ import Fastify from 'fastify'
 import { test, type Test } from 'tap'
 import multiCache, { appCache, sessionCache } from '../../index.js'
 import { cookieOf, fresh, secret } from '../helpers/app.js'
-import { REDIS_URL, redisFor, uniquePrefix } from '../helpers/redis.js'
+import { Redis } from 'ioredis'
+import { REDIS_URL, privateRedis, redisFor, uniquePrefix } from '../helpers/redis.js'
 import { until } from '../helpers/until.js'
 
 async function instance (t: Test, prefix: string): Promise<ReturnType<typeof fresh>> {
@@ -160,4 +161,53 @@ test('route caching: tags, static or from the request, are dropped by appCache.i
   const app = fresh(t)
   await app.register(multiCache, { session: false })
   t.throws(() => app.get('/y', { config: { cache: { level: 'app', tags: 'y' as never } } }, async () => 'y'), { message: /option "tags" must be an array of non-empty strings, or a function/ })
+})
+
+test('tags when messages may have been missed: no tagged entry is served until the versions are read again', async (t) => {
+  const server = await privateRedis(t)
+  if (server === undefined) return
+  const admin = new Redis(server.url)
+  t.teardown(() => { admin.disconnect() })
+  const [a, b] = await Promise.all([0, 1].map(async () => {
+    const app = fresh(t)
+    await app.register(appCache, { store: server.url })
+    await app.ready()
+    return app
+  })) as [ReturnType<typeof fresh>, ReturnType<typeof fresh>]
+  await a.appCache.set('price', 'OLD', { tags: ['product:1'] })
+  t.equal(await b.appCache.get('price'), 'OLD', 'B holds it')
+  // B's subscription goes: what A publishes meanwhile never reaches B.
+  await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')
+  await a.appCache.invalidateTag('product:1')
+  const seen: unknown[] = []
+  for (let i = 0; i < 30; i++) {
+    seen.push(await b.appCache.get('price'))
+    await sleep(5)
+  }
+  t.same([...new Set(seen)], [undefined], 'B never serves the invalidated entry, before or after it reconnects')
+
+  // An instance that cannot read the versions at start serves no tagged entry until it can.
+  server.pause()
+  const late = fresh(t)
+  const starting = late.register(appCache, { store: server.url, timeout: 50 }).ready()
+  await sleep(20)
+  server.resume()
+  await starting
+  t.equal(await late.appCache.get('price'), undefined)
+})
+
+test('one background load of a stale key with Redis, even while its write is on its way', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const app = await instance(t, uniquePrefix(t))
+  let loads = 0
+  const load = async (): Promise<number> => { await sleep(20); return ++loads }
+  // The burst ends well before the new value goes stale in its turn.
+  const options = { ttl: 400, staleWhileRevalidate: '10s' as const }
+  await app.appCache.getOrLoad('k', load, options)
+  await sleep(420)
+  for (let i = 0; i < 40; i++) {
+    await app.appCache.getOrLoad('k', load, options)
+    await sleep(2)
+  }
+  t.equal(loads, 2, 'one load, then one in the background for the whole burst')
 })
