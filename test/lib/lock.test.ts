@@ -23,6 +23,8 @@ test('RedisLock: one holder at a time, released only by its own token, expiring 
 
   t.equal(await lock.lease('r', 1000), true)
   t.equal(await lock.lease('r', 1000), false, 'one lease per interval')
+  t.equal(await lock.lease('s', 1000), true, 'each key has its own')
+  t.equal(await client.exists(prefix + 'lease:r'), 1)
   t.equal(await client.exists(prefix + 'lock:r'), 0, 'leases live apart from locks')
 })
 
