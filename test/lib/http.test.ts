@@ -181,13 +181,20 @@ test('a stored entry keeps the handler\'s headers but none of one transmission',
     'transfer-encoding': 'chunked',
     'x-custom': 7,
     'x-none': undefined,
-    'set-cookie': ['a=1']
+    'set-cookie': ['a=1'],
+    'keep-alive': 'timeout=5',
+    'proxy-authenticate': 'Basic',
+    'proxy-authorization': 'Basic eA==',
+    te: 'trailers',
+    trailer: 'x-sum',
+    upgrade: 'websocket'
   }, 'body', NOW, 5000)
   t.same(entry.headers, { 'content-type': 'text/html', 'cache-control': 'max-age=60', vary: ['accept-language'], 'x-custom': '7' })
   t.equal(entry.stored, NOW)
   t.equal(entry.expires, NOW + 5000)
   t.match(entry.etag, /^W\/"[\w-]+"$/, 'a weak validator: an encoding plugin may change the bytes per client')
   t.equal(toCachedResponse(200, { etag: '"mine"' }, 'body', NOW, 1).etag, '"mine"', "the handler's own ETag is kept")
+  t.same(toCachedResponse(200, { etag: '"mine"' }, 'body', NOW, 1).headers, {}, 'as the validator, not as a header to replay')
   const before = { 'x-request-id': 'r1', 'cache-control': 'no-cache', vary: ['origin'] }
   const after = { ...before, 'cache-control': 'max-age=60', 'x-handler': 'h' }
   t.same(toCachedResponse(200, after, 'body', NOW, 1, before).headers, { 'cache-control': 'max-age=60', 'x-handler': 'h' },
