@@ -371,6 +371,21 @@ for (const [kind, make] of STORES) {
     t.same([await next.get('a'), await next.get('b'), await next.get('c')], [3, undefined, 4], 'b was written before a\'s last write')
     t.equal(level.stats.snapshot().evictions, 1)
   })
+
+  test(`${kind}: an expired entry makes room in a full session: no live entry goes for it`, async (t) => {
+    const clock = FakeTimers.install({ toFake: ['Date'] })
+    t.teardown(() => clock.uninstall())
+    const level = levelOver(make(), 10_000_000, 2)
+    const session = request(level)
+    await session.set('b', 1)
+    clock.tick(1)
+    await session.set('a', 2, { ttl: 1000 })
+    clock.tick(2000)
+    await session.set('c', 3)
+    const next = request(level, session.id)
+    t.same([await next.get('b'), await next.get('c')], [1, 3], 'b stays: only one live entry was held')
+    t.equal(level.stats.snapshot().evictions, 0)
+  })
 }
 
 test('hits and misses are counted once each, by get and by getOrLoad', async (t) => {
