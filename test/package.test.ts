@@ -82,7 +82,7 @@ test('the packed tarball installs beside the newest majors, type-checks under ev
     ioredis: '6',
     cart: { cart: ['apple'], catalog: ['pear'] },
     pages: [[1, 'MISS'], [1, 'HIT-APP']],
-    levels: ['request', 'session', 'app'],
+    levels: ['request', 'session', 'app', 'route'],
     plugins: ['appCache', 'requestCache', 'routeCache', 'sessionCache', 'app', 'request', 'route', 'session'].map((name) => `${name}: function`)
   }
   for (const consumer of ['esm.mjs', 'cjs.cjs']) {
