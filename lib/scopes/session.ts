@@ -537,31 +537,44 @@ export class SessionCache {
     await this.put(this.ensure(), DATA + key, value, ttl, this.level.options.maxEntriesPerSession, stale)
   }
 
-  /** Writes one field, first dropping the oldest of its kind when the session holds `max` of them already. */
+  /**
+   * Writes one field, first dropping the expired entries of its kind and, when `max` live ones are held already, the
+   * oldest written.
+   */
   private async put (current: Current, name: string, value: unknown, ttl: number, max: number, stale = 0): Promise<void> {
     const now = Date.now()
     const entry: Entry = { value, expires: ttl === 0 ? 0 : now + ttl, at: now }
     if (ttl > 0 && stale > 0) entry.stale = entry.expires + stale
-    const evicted = this.oldestIfFull(current, name, now, max)
+    const { expired, evicted } = this.room(current, name, now, max)
+    // Expired entries go in the same step: the store caps the kind by count, and must not drop a live entry for them.
+    const remove = evicted === undefined ? expired : [...expired, evicted]
     // The store caps the kind too, in the same step: requests writing at once each see room in their own snapshot.
-    const change: GroupChange = { set: { [name]: entry }, cap: { prefix: name.slice(0, 2), max }, ...(evicted === undefined ? {} : { remove: [evicted] }) }
+    const change: GroupChange = { set: { [name]: entry }, cap: { prefix: name.slice(0, 2), max }, ...(remove.length === 0 ? {} : { remove }) }
     await this.change(current, change)
     if (evicted !== undefined && name.startsWith(DATA)) this.level.stats.evictions++
   }
 
-  /** The field to drop so that one more of `name`'s kind fits, when `name` is new and `max` of its kind are held. */
-  private oldestIfFull (current: Current, name: string, now: number, max: number): string | undefined {
+  /**
+   * What makes room for one more of `name`'s kind: its expired entries, and the oldest live one when `name` is new and
+   * `max` live ones of its kind are held.
+   */
+  private room (current: Current, name: string, now: number, max: number): { expired: string[], evicted: string | undefined } {
     const kind = name.slice(0, 2)
+    const expired: string[] = []
     let live = 0
     let oldest: [string, number] | undefined
     for (const [field, value] of Object.entries(current.fields)) {
       const entry = value as Entry | undefined
       if (!field.startsWith(kind) || entry === undefined || field === name) continue
-      if (entry.expires !== 0 && entry.expires <= now) continue
+      // An entry still served stale is not expired yet.
+      if (entryState(entry) === 'gone') {
+        expired.push(field)
+        continue
+      }
       live++
       if (oldest === undefined || entry.at < oldest[1]) oldest = [field, entry.at]
     }
-    return live >= max ? oldest?.[0] : undefined
+    return { expired, evicted: live >= max ? oldest?.[0] : undefined }
   }
 
   /**

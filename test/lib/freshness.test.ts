@@ -189,3 +189,14 @@ test('without the versions of the shared store, a tagged entry is loaded again r
   await app.set('q', 'NEW', { tags: ['catalog'] })
   t.equal(await app.get('q'), 'NEW', 'once read again (retried each second), tagged entries are served')
 })
+
+test('session level: a write to the session keeps an entry that is stale but still served', async (t) => {
+  const { SessionLevel } = await import('../../lib/scopes/session.js')
+  const level = new SessionLevel({ ttl: 60_000, maxEntriesPerSession: 10, store: new MemoryStore({ max: 10, rolling: true }) })
+  const first = level.open(() => undefined)
+  await first.set('profile', 'v1', { ttl: 20, staleWhileRevalidate: '10s' })
+  const id = first.id as string
+  await new Promise((resolve) => setTimeout(resolve, 40))
+  await level.open(() => ({ id })).set('other', 1)
+  t.equal(await level.open(() => ({ id })).getOrLoad('profile', () => 'v2', { ttl: 20, staleWhileRevalidate: '10s' }), 'v1', 'still served stale after another write')
+})

@@ -1,6 +1,6 @@
 import { test } from 'tap'
 import { isNotModified, matchesEtag, notModifiedHeaders } from '../../lib/http/conditional.js'
-import { cacheDirectives, type HeaderMap } from '../../lib/http/headers.js'
+import { cacheDirectives, headerText, secondsOf, type HeaderMap } from '../../lib/http/headers.js'
 import { isAnonymous, keyParts, pathOf, responseKey, routeIdentity, targetOf, variantOf, type QueryRule } from '../../lib/http/request.js'
 import { ageOf, etagOf, fromRecord, storable, toCachedResponse, toRecord, varyOf, type CachedResponse, type StorePolicy } from '../../lib/http/response.js'
 import { expiresOf, findVariant, sizeOf, withVariant } from '../../lib/http/variants.js'
@@ -95,6 +95,23 @@ test('Cache-Control directives', async (t) => {
   t.same([...cacheDirectives(['no-cache', 'max-age=0'])], [['no-cache', true], ['max-age', '0']])
   t.same([...cacheDirectives(undefined)], [])
   t.same([...cacheDirectives(' , ')], [])
+  t.same([...cacheDirectives('S-MaxAge = 30,ext="a"b"')], [['s-maxage', '30'], ['ext', 'a"b']], 'spaces around = go; only the outer quotes')
+  t.equal(headerText(['a', 'b']), 'a, b', 'a repeated field is its values joined')
+  t.equal(headerText(7), '7')
+})
+
+test('delta-seconds: digits only, anything else is stale', async (t) => {
+  const cases: Array<[string | true | undefined, number | undefined]> = [
+    [undefined, undefined],
+    ['60', 60_000],
+    ['0', 0],
+    [true, 0],
+    ['10s', 0],
+    ['x10', 0],
+    ['-5', 0],
+    ['1.5', 0]
+  ]
+  for (const [directive, ms] of cases) t.equal(secondsOf(directive), ms, String(directive))
 })
 
 test('storability at the application level (shared) and at the session level', async (t) => {
@@ -164,13 +181,20 @@ test('a stored entry keeps the handler\'s headers but none of one transmission',
     'transfer-encoding': 'chunked',
     'x-custom': 7,
     'x-none': undefined,
-    'set-cookie': ['a=1']
+    'set-cookie': ['a=1'],
+    'keep-alive': 'timeout=5',
+    'proxy-authenticate': 'Basic',
+    'proxy-authorization': 'Basic eA==',
+    te: 'trailers',
+    trailer: 'x-sum',
+    upgrade: 'websocket'
   }, 'body', NOW, 5000)
   t.same(entry.headers, { 'content-type': 'text/html', 'cache-control': 'max-age=60', vary: ['accept-language'], 'x-custom': '7' })
   t.equal(entry.stored, NOW)
   t.equal(entry.expires, NOW + 5000)
   t.match(entry.etag, /^W\/"[\w-]+"$/, 'a weak validator: an encoding plugin may change the bytes per client')
   t.equal(toCachedResponse(200, { etag: '"mine"' }, 'body', NOW, 1).etag, '"mine"', "the handler's own ETag is kept")
+  t.same(toCachedResponse(200, { etag: '"mine"' }, 'body', NOW, 1).headers, {}, 'as the validator, not as a header to replay')
   const before = { 'x-request-id': 'r1', 'cache-control': 'no-cache', vary: ['origin'] }
   const after = { ...before, 'cache-control': 'max-age=60', 'x-handler': 'h' }
   t.same(toCachedResponse(200, after, 'body', NOW, 1, before).headers, { 'cache-control': 'max-age=60', 'x-handler': 'h' },
@@ -207,6 +231,7 @@ test('conditional requests: If-None-Match by weak comparison, then If-Modified-S
     [{ 'if-none-match': '"other"' }, false],
     [{ 'if-none-match': '"other"', 'if-modified-since': new Date(NOW).toUTCString() }, false],
     [{ 'if-modified-since': new Date(NOW).toUTCString() }, true],
+    [{ 'if-modified-since': new Date(NOW - 60_000).toUTCString() }, true],
     [{ 'if-modified-since': new Date(NOW - 120_000).toUTCString() }, false],
     [{ 'if-modified-since': 'yesterday' }, false]
   ]
@@ -269,6 +294,9 @@ test('the size of a stored value counts its key, its headers and each body once,
   t.ok(size >= 30_000 && size < 31_000, `a body counts once, in UTF-8 bytes: ${size}`)
   t.equal(one('k'.repeat(15_001)) - size, 2 * 15_000, 'a key counts two bytes a character')
   t.ok(one('k', { 'x-long': 'v'.repeat(1000) }) - size >= 2000, 'headers count')
+  const varying = (vary: string[], etag: string): number => sizeOf(withVariant(undefined, vary, {}, response({}, { etag }), 2, NOW), 'k')
+  t.ok(varying(['x'.repeat(1000)], 'e') - varying(['x'], 'e') >= 2 * 999, 'Vary names count')
+  t.ok(varying([], 'e'.repeat(1000)) - varying([], 'e') >= 2 * 999, 'validators count')
   const two = withVariant(withVariant(undefined, ['accept-language'], { 'accept-language': 'en' }, response(), 2, NOW), ['accept-language'], { 'accept-language': 'fr' }, response(), 2, NOW)
   t.ok(sizeOf(two, 'k') > sizeOf(withVariant(undefined, ['accept-language'], {}, response(), 2, NOW), 'k'), 'each variant counts')
 })

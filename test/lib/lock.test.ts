@@ -1,8 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import { Redis } from 'ioredis'
 import { test } from 'tap'
 import { RedisLock } from '../../lib/lock.js'
 import { RedisStore, type RedisClient } from '../../lib/stores/redis.js'
-import { redisFor, uniquePrefix } from '../helpers/redis.js'
+import { REDIS_URL, redisFor, uniquePrefix } from '../helpers/redis.js'
 
 test('RedisLock: one holder at a time, released only by its own token, expiring if the holder dies', async (t) => {
   const client = await redisFor(t)
@@ -23,6 +24,8 @@ test('RedisLock: one holder at a time, released only by its own token, expiring 
 
   t.equal(await lock.lease('r', 1000), true)
   t.equal(await lock.lease('r', 1000), false, 'one lease per interval')
+  t.equal(await lock.lease('s', 1000), true, 'each key has its own')
+  t.equal(await client.exists(prefix + 'lease:r'), 1)
   t.equal(await client.exists(prefix + 'lock:r'), 0, 'leases live apart from locks')
 })
 
@@ -45,4 +48,17 @@ test('RedisLock.waitFor: the value once it lands, nothing as soon as the lock is
   await client.set(prefix + 'lock:never', 'someone')
   lock.close()
   await t.rejects(closing, { code: 'FST_MULTICACHE_STORE', message: /closing/ })
+})
+
+test('RedisLock: a failing command rejects with the lock operation it was', async (t) => {
+  const client = new Redis(REDIS_URL, { lazyConnect: true }) // never connected
+  t.teardown(() => { client.disconnect() })
+  const lock = new RedisLock({ client: client as unknown as RedisClient, prefix: 'lock:', leasePrefix: 'lease:', timeout: 100, ttl: 60, wait: 1000, poll: 5 })
+  await t.rejects(lock.acquire('k'), { code: 'FST_MULTICACHE_STORE', message: /^store lock failed: Redis is not connected/ })
+  await t.rejects(lock.release('k', 'token'), { code: 'FST_MULTICACHE_STORE', message: /^store unlock failed/ })
+  await t.rejects(lock.lease('k', 1000), { code: 'FST_MULTICACHE_STORE', message: /^store lease failed/ })
+  const store = new RedisStore({ client: client as unknown as RedisClient, prefix: 'data:' })
+  await t.rejects(lock.waitFor(store, 'k'), { code: 'FST_MULTICACHE_STORE', message: /^store lock failed: Redis is not connected/ })
+  lock.close()
+  await t.rejects(lock.waitFor(store, 'k'), { message: /^store lock failed: the app is closing/ })
 })

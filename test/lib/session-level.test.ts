@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import FakeTimers from '@sinonjs/fake-timers'
 import { test } from 'tap'
 import { sessionStoreKey } from '../../lib/keys.js'
 import { SessionLevel, type SessionCache } from '../../lib/scopes/session.js'
@@ -341,4 +342,105 @@ test('a write the store refuses: the request keeps its view as it was, the fault
   t.same(warnings.map((w) => w.operation), ['write'], 'logged once for the burst')
   store.down = false
   t.same([await request(level, id).get('a'), await request(level, id).get('c')], [1, undefined], 'the store kept the session as it was')
+})
+
+for (const [kind, make] of STORES) {
+  test(`${kind}: a request keeps the value it read, whatever another request writes meanwhile`, async (t) => {
+    const level = levelOver(make())
+    const id = await created(level, { a: 1 })
+    const reader = request(level, id)
+    t.equal(await reader.get('a'), 1)
+    await request(level, id).set('a', 2)
+    t.equal(await reader.get('a'), 1, 'its snapshot')
+    t.equal(await request(level, id).get('a'), 2, 'a later request reads the new value')
+  })
+
+  test(`${kind}: a full session drops the entry written longest ago, counting entries with a ttl`, async (t) => {
+    const clock = FakeTimers.install({ toFake: ['Date'] })
+    t.teardown(() => clock.uninstall())
+    const level = levelOver(make(), 10_000_000, 2)
+    const session = request(level)
+    await session.set('a', 1)
+    clock.tick(1)
+    await session.set('b', 2, { ttl: 60_000 })
+    clock.tick(1)
+    await session.set('a', 3)
+    clock.tick(1)
+    await session.set('c', 4)
+    const next = request(level, session.id)
+    t.same([await next.get('a'), await next.get('b'), await next.get('c')], [3, undefined, 4], 'b was written before a\'s last write')
+    t.equal(level.stats.snapshot().evictions, 1)
+  })
+
+  test(`${kind}: an expired entry makes room in a full session: no live entry goes for it`, async (t) => {
+    const clock = FakeTimers.install({ toFake: ['Date'] })
+    t.teardown(() => clock.uninstall())
+    const level = levelOver(make(), 10_000_000, 2)
+    const session = request(level)
+    await session.set('b', 1)
+    clock.tick(1)
+    await session.set('a', 2, { ttl: 1000 })
+    clock.tick(2000)
+    await session.set('c', 3)
+    const next = request(level, session.id)
+    t.same([await next.get('b'), await next.get('c')], [1, 3], 'b stays: only one live entry was held')
+    t.equal(level.stats.snapshot().evictions, 0)
+  })
+}
+
+test('hits and misses are counted once each, by get and by getOrLoad', async (t) => {
+  const level = levelOver(new MemoryStore({ max: 100, rolling: true }))
+  const session = request(level, await created(level, { a: 1 }))
+  await session.get('a')
+  await session.get('none')
+  t.match(level.stats.snapshot(), { hits: 1, misses: 1 })
+  t.equal(await session.getOrLoad('a', () => 2), 1)
+  t.equal(await session.getOrLoad('b', () => 2), 2)
+  t.match(level.stats.snapshot(), { hits: 2, misses: 2, loads: 1 })
+})
+
+test('what needs a session does nothing without one; delete answers whether there was an entry', async (t) => {
+  const level = levelOver(new MemoryStore({ max: 100, rolling: true }))
+  const visitor = request(level)
+  await visitor.clear()
+  await visitor.dropPages()
+  t.equal(await visitor.delete('a'), false)
+  t.equal(visitor.id, undefined)
+  t.equal(visitor.cookie, undefined, 'no session was created')
+  const id = await created(level, { a: 1 })
+  const session = request(level, id)
+  t.equal(await session.delete('missing'), false)
+  t.equal(await session.delete('a'), true)
+  t.equal(await request(level, id).get('a'), undefined)
+  const owned = level.open(() => ({ id: 'bob' }), true)
+  await owned.set('x', 1)
+  await owned.destroy()
+  t.equal(owned.cookie, undefined, 'the app owns the id: no cookie to clear')
+})
+
+test('regenerate keeps the data and the user, in this request and the next', async (t) => {
+  const level = levelOver(new MemoryStore({ max: 100, rolling: true }))
+  const session = request(level)
+  await session.set('cart', ['x'])
+  await session.setUser('alice')
+  const old = session.id as string
+  await session.regenerate()
+  t.not(session.id, old)
+  t.same(await session.get('cart'), ['x'], 'this request still sees its data')
+  t.equal(session.user, 'alice')
+  const next = request(level, session.id)
+  t.same(await next.get('cart'), ['x'])
+  t.equal(next.user, 'alice', 'the user is carried over')
+  t.ok((await level.sessionsOf('alice')).some((s) => s.key === sessionStoreKey(session.id as string)), 'the new session is linked')
+})
+
+test('a session past its absolute lifetime is ended in the store, for every later reader', async (t) => {
+  const clock = FakeTimers.install({ toFake: ['Date'] })
+  t.teardown(() => clock.uninstall())
+  const level = new SessionLevel({ ttl: 10_000_000, maxEntriesPerSession: 10, store: new JsonStore(), absoluteTtl: 60_000 })
+  const id = await created(level, { a: 1 })
+  t.ok(await level.read(sessionStoreKey(id)))
+  clock.tick(61_000)
+  t.equal(await request(level, id).get('a'), undefined)
+  t.equal(await level.read(sessionStoreKey(id)), undefined)
 })

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import Keyv from 'keyv'
 import { test, type Test } from 'tap'
+import { sessionStoreKey } from '../../lib/keys.js'
 import { SessionLevel, type SessionCache } from '../../lib/scopes/session.js'
 import type { Store } from '../../lib/store.js'
 import { KeyvStore } from '../../lib/stores/keyv.js'
@@ -83,7 +84,78 @@ for (const [kind, make] of STORES) {
     await late.set('cart', ['x'])
     t.not(late.id, id, 'a write then starts a new session')
   })
+  test(`${kind}: ending another user's sessions leaves the caller's own, and keepCurrent never links it to that user`, async (t) => {
+    const store = await make(t)
+    if (store === undefined) return
+    const level = new SessionLevel({ ttl: 10_000, maxEntriesPerSession: 10, store })
+    const admin = request(level, await login(level, 'admin'))
+    const alice = await login(level, 'alice')
+    t.equal(await admin.destroyAllOf('alice'), 1)
+    t.same(await request(level, alice).get('cart'), undefined)
+    t.equal(admin.cookie, undefined, 'the admin stays logged in')
+    t.equal(admin.user, 'admin')
+    t.same(await admin.get('cart'), ['admin'])
+    await login(level, 'alice')
+    t.equal(await admin.destroyAllOf('alice', { keepCurrent: true }), 1)
+    t.same(await level.sessionsOf('alice'), [], 'the admin\'s session was not one of alice\'s: it is not linked to her')
+    t.equal(await request(level).destroyAllOf('alice', { keepCurrent: true }), 0, 'keepCurrent without a session')
+    t.equal(await request(level).destroyAllOf(), 0, 'no user: nothing to end')
+    t.same(await request(level).sessionsOf(), [])
+  })
+
+  test(`${kind}: a user id that is some session's id never reaches that session`, async (t) => {
+    const store = await make(t)
+    if (store === undefined) return
+    const level = new SessionLevel({ ttl: 10_000, maxEntriesPerSession: 10, store })
+    const victim = await login(level, 'bob')
+    const other = request(level)
+    await other.set('x', 1)
+    await other.setUser(victim)
+    t.same((await level.sessionsOf(victim)).map((s) => s.key), [sessionStoreKey(other.id as string)])
+    t.equal(await other.destroyAllOf(), 1)
+    t.same(await request(level, victim).get('cart'), ['bob'], 'the session whose id is that user\'s name is untouched')
+    t.same((await level.sessionsOf('bob')).map((s) => s.key), [sessionStoreKey(victim)])
+  })
 }
+
+test('sessions are listed by store key with the time they were linked; a user keeps the 1,000 latest', async (t) => {
+  const level = new SessionLevel({ ttl: 10_000, maxEntriesPerSession: 10, store: new MemoryStore({ max: 100, rolling: true }) })
+  const before = Date.now()
+  const session = request(level)
+  await session.set('x', 1)
+  await session.setUser('alice')
+  const [listed] = await level.sessionsOf('alice')
+  t.equal(listed?.key, sessionStoreKey(session.id as string))
+  t.ok(typeof listed?.linkedAt === 'number' && listed.linkedAt >= before && listed.linkedAt <= Date.now())
+  t.equal(request(level, session.id).user, undefined, 'known once read')
+  const reading = request(level, session.id)
+  await reading.get('x')
+  t.equal(reading.user, 'alice', 'the link is in the session, for every later request')
+
+  for (let i = 0; i < 1001; i++) await level.users.link('bob', `s${i}`)
+  const keys = (await level.sessionsOf('bob')).map((s) => s.key)
+  t.equal(keys.length, 1000)
+  t.notOk(keys.includes('s0'), 'the earliest linked goes')
+  t.ok(keys.includes('s1000'))
+})
+
+test('user ids are checked by every method that takes one', async (t) => {
+  const level = new SessionLevel({ ttl: 10_000, maxEntriesPerSession: 10, store: new MemoryStore({ max: 100, rolling: true }) })
+  await t.rejects(request(level).regenerate({ user: '' }), { code: 'FST_MULTICACHE_INVALID_OPTION', message: /sessionCache.regenerate: option "user"/ })
+  await t.rejects(request(level).sessionsOf(''), { code: 'FST_MULTICACHE_INVALID_OPTION', message: /sessionCache.sessionsOf: option "user"/ })
+  await t.rejects(request(level).destroyAllOf(''), { code: 'FST_MULTICACHE_INVALID_OPTION', message: /sessionCache.destroyAllOf: option "user"/ })
+})
+
+test('destroyAllOf ends a linked session that was never regenerated, in the anonymous store', async (t) => {
+  const level = new SessionLevel({ ttl: 10_000, maxEntriesPerSession: 10, store: new MemoryStore({ max: 100, rolling: true }), anonymous: new MemoryStore({ max: 100, rolling: true }) })
+  const visitor = request(level)
+  await visitor.set('x', 1)
+  await visitor.setUser('carol')
+  t.equal(await request(level).destroyAllOf('carol'), 1)
+  t.equal(await request(level, visitor.id).get('x'), undefined)
+  t.ok('evictionsByKind' in level.stats.snapshot(), 'evictions are split by kind when anonymous sessions live apart')
+  t.notOk('evictionsByKind' in new SessionLevel({ ttl: 1000, maxEntriesPerSession: 1, store: new MemoryStore({ max: 1 }) }).stats.snapshot())
+})
 
 test('two instances sharing Redis: destroyAllOf on one ends the sessions the other created and holds in its tier', async (t) => {
   const client = await redisFor(t)

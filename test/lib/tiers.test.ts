@@ -32,6 +32,8 @@ interface InstanceOptions {
   wrap?: (l2: RedisStore) => Store
   /** Extra ioredis options (a slower reconnect, to observe the disconnected window). */
   redis?: RedisOptions
+  /** Keep fences in Redis (`RedisStore` option `fenced`). */
+  fenced?: boolean
 }
 
 async function connected (t: Test, url: string, extra: RedisOptions = {}): Promise<Redis> {
@@ -44,7 +46,7 @@ async function connected (t: Test, url: string, extra: RedisOptions = {}): Promi
 
 async function instance (t: Test, options: InstanceOptions): Promise<Instance> {
   const client = await connected(t, options.url ?? REDIS_URL, options.redis)
-  const l2 = new RedisStore({ client: client as unknown as RedisClient, prefix: options.prefix })
+  const l2 = new RedisStore({ client: client as unknown as RedisClient, prefix: options.prefix, fenced: options.fenced })
   const heard: Invalidation[] = []
   const bus = new InvalidationBus({
     client: client as unknown as RedisClient,
@@ -500,6 +502,7 @@ test('an L2 without groups gives a tier without groups', async (t) => {
   }
   const tier = new TieredStore({ l2, max: 10, ttl: 1000 })
   t.equal(tier.groups, undefined)
+  t.equal(tier.fences, undefined, 'nor fences')
   map.set('k', 'v')
   const read = tier.get('k')
   t.ok(isPromiseLike(read), 'an L1 miss is a promise even over a synchronous L2')
@@ -535,4 +538,55 @@ test('a group write must not give the L1 copy longer than the group has in L2', 
   await sleep(200)
   t.equal(await a.client.exists(prefix + 's'), 0, 'the group expired in Redis')
   t.equal(await ga.read('s', 150), undefined, 'so L1 must not serve it')
+})
+
+test('fences: setIf writes only under the current fence, keeps the value in L1 and tells the other instances', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const prefix = uniquePrefix(t)
+  const a = await instance(t, { prefix, fenced: true })
+  const b = await instance(t, { prefix, fenced: true })
+  const fences = a.tier.fences
+  if (fences === undefined) throw new Error('a fenced RedisStore has fences')
+  await heardBy([b], async () => { await a.tier.set('k', 'old') })
+  t.equal(await b.tier.get('k'), 'old')
+  t.equal(fromMemory(b.tier, 'k'), 'old', 'b holds it in L1')
+  const before = await fences.read('k')
+  await fences.bump('k')
+  t.equal(await fences.setIf('k', 'stale', 1000, before), false, 'a load that started before the bump writes nothing')
+  t.equal(await a.l2.get('k'), 'old')
+  const current = await fences.read('k')
+  await heardBy([b], async () => { t.equal(await fences.setIf('k', 'new', 1000, current), true) })
+  t.equal(await a.l2.get('k'), 'new')
+  t.equal(fromMemory(a.tier, 'k'), 'new', 'the writer serves it from memory')
+  t.equal(fromMemory(b.tier, 'k'), MISS, 'the other instance dropped its copy')
+  t.equal(await b.tier.get('k'), 'new')
+})
+
+test('a value L2 refuses leaves L1 too; announcements go only to a bus, and a failed one fails nothing', async (t) => {
+  const map = new Map<string, unknown>()
+  let refuse = false
+  const l2: Store = {
+    get: (key) => map.get(key),
+    set: (key, value) => {
+      if (refuse) throw new Error('refused')
+      map.set(key, value)
+    },
+    delete: (key) => { map.delete(key) },
+    clear: () => { map.clear() }
+  }
+  const faults: string[] = []
+  const alone = new TieredStore({ l2, max: 10, ttl: 1000, onFault: (operation) => { faults.push(operation) } })
+  await alone.set('k', 'v')
+  t.equal(alone.get('k'), 'v')
+  refuse = true
+  await t.rejects(alone.set('k', 'w'), /refused/)
+  t.equal(await alone.get('k'), 'v', 'what L2 still holds')
+  await alone.delete('k')
+  t.same(faults, [], 'without a bus there is nothing to announce, and nothing fails')
+
+  refuse = false
+  const deaf = { connected: true, publish: async () => { throw new Error('bus down') }, close: async () => {} } as unknown as InvalidationBus
+  const unheard = new TieredStore({ l2, max: 10, ttl: 1000, bus: deaf })
+  await unheard.set('k', 'x')
+  t.equal(unheard.get('k'), 'x', 'the change stands, with no onFault to tell')
 })
