@@ -126,8 +126,12 @@ export type Invalidation = { keys: string[] } | { clear: true } | { tags: Record
 
 /** Tag versions kept by the store, for every instance; see `Store.tags`. */
 export interface TagOperations {
-  /** Every tag that was ever invalidated, with its version (a tag not listed is at version 0). */
-  read (): Awaitable<Record<string, number>>
+  /**
+   * Every tag that was ever invalidated, with its version (a tag not listed is at version 0); `undefined` while the
+   * versions read could not be kept current (a bus that is not subscribed), until `watch` listeners are told
+   * `{ clear: true }`.
+   */
+  read (): Awaitable<Record<string, number> | undefined>
   /** Moves each tag to its next version and answers the new versions; a memory tier in front tells the others. */
   bump (tags: readonly string[]): Awaitable<Record<string, number>>
 }

@@ -14,6 +14,8 @@ export class TagVersions {
    * it may have been invalidated.
    */
   private known: boolean
+  /** Counts `forget()`s, so that a read that was under way when messages were missed does not vouch for them. */
+  private forgotten = 0
 
   constructor (private readonly shared?: TagOperations) {
     this.known = shared === undefined
@@ -51,13 +53,21 @@ export class TagVersions {
 
   /** Messages may have been missed (the bus lost its subscription): the versions are unknown until `load()`. */
   forget (): void {
-    if (this.shared !== undefined) this.known = false
+    if (this.shared === undefined) return
+    this.known = false
+    this.forgotten++
   }
 
-  /** Reads every version from the shared store (at start, and when messages may have been missed). */
+  /**
+   * Reads every version from the shared store (at start, and when messages may have been missed). They are known
+   * after it unless the store could not vouch for them, or messages were missed again while they were read.
+   */
   async load (): Promise<void> {
     if (this.shared === undefined) return
-    this.apply(await this.shared.read())
-    this.known = true
+    const forgotten = this.forgotten
+    const versions = await this.shared.read()
+    if (versions === undefined) return
+    this.apply(versions)
+    if (forgotten === this.forgotten) this.known = true
   }
 }

@@ -5,7 +5,10 @@ import { MemoryStore } from './stores/memory.js'
 export interface TieredStoreOptions {
   /** The shared tier (Redis, Keyv, or any store). */
   l2: Store
-  /** Most entries in the memory tier; the least recently used goes first. */
+  /**
+   * Most entries in the memory tier; the least recently used goes first. 0: no memory tier, every read goes to L2,
+   * and the bus still tells the others of each change and this instance of theirs (fences, tags).
+   */
   max: number
   /** Longest an entry stays in the memory tier, in ms. */
   ttl: number
@@ -40,7 +43,8 @@ export class TieredStore implements Store {
   private readonly watchers: Array<(message: Invalidation) => void> = []
 
   constructor (private readonly options: TieredStoreOptions) {
-    this.l1 = new MemoryStore({ max: options.max })
+    // With max 0 nothing is ever put in L1 (`usable()` is false), so one slot is as good as none.
+    this.l1 = new MemoryStore({ max: Math.max(options.max, 1) })
     const groups = options.l2.groups
     if (groups !== undefined) this.groups = this.tierGroups(groups)
     const fences = options.l2.fences
@@ -48,7 +52,9 @@ export class TieredStore implements Store {
     const tags = options.l2.tags
     if (tags !== undefined) {
       this.tags = {
-        read: () => tags.read(),
+        // Versions read while the bus is deaf could miss a move announced before it hears again; watchers are told
+        // `{ clear: true }` once it does, and read them then.
+        read: () => this.hearing() ? tags.read() : undefined,
         bump: async (names) => {
           const versions = await tags.bump(names)
           await this.announce({ tags: versions })
@@ -155,6 +161,11 @@ export class TieredStore implements Store {
   }
 
   private usable (): boolean {
+    return this.options.max > 0 && this.hearing()
+  }
+
+  /** True unless there is a bus and it is not subscribed. */
+  private hearing (): boolean {
     return this.options.bus === undefined || this.options.bus.connected
   }
 

@@ -134,8 +134,10 @@ export async function resolveStore (fastify: FastifyInstance, read: OptionReader
   claimNamespace(fastify, read, client === undefined ? option : REDIS, shared instanceof KeyvStore || client !== undefined ? prefix : '')
   if (breaker !== undefined) shared = guardStore(shared, breaker)
   const backend = { redis: client, prefix, timeout, ...(breaker === undefined ? {} : { breaker }) }
-  // The default tier needs the bus that keeps it coherent; a tier asked for explicitly runs on its TTL alone.
-  if (l1 === undefined || (options.l1 === undefined && client === undefined)) return { store: shared, ...backend }
+  // The default tier needs the bus that keeps it coherent; a tier asked for explicitly runs on its TTL alone. A level
+  // with shared fences and tags keeps the bus without a tier: it is how the other instances hear of their moves.
+  const keepsBus = client !== undefined && defaults.fenced === true
+  if ((l1 === undefined && !keepsBus) || (options.l1 === undefined && client === undefined)) return { store: shared, ...backend }
   let tiered: TieredStore | undefined
   const bus = client === undefined
     ? undefined
@@ -144,7 +146,7 @@ export async function resolveStore (fastify: FastifyInstance, read: OptionReader
   const onFault = (operation: string, error: unknown): void => {
     faults.warn({ err: error, operation }, `${read.name}: telling the other instances of a change failed (${operation}); their memory tiers may serve the old value for up to l1.ttl`)
   }
-  const store = tiered = new TieredStore({ l2: shared, ...l1, onFault, ...(bus === undefined ? {} : { bus }) })
+  const store = tiered = new TieredStore({ l2: shared, ...(l1 ?? { max: 0, ttl: 0 }), onFault, ...(bus === undefined ? {} : { bus }) })
   fastify.addHook('onClose', async () => { await store.close() })
   if (bus === undefined) return { store, ...backend }
   await subscribedWithin(bus, fastify, Math.max(timeout * 10, 1000))
