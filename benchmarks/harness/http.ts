@@ -45,7 +45,7 @@ export interface HttpContender<C extends string> {
 }
 
 /** What autocannon is told for `load` against `url` during `seconds`. */
-function autocannonOptions (url: string, load: HttpLoad, seconds: number): Options {
+export function autocannonOptions (url: string, load: HttpLoad, seconds: number): Options {
   let next = 0
   const { cookies, paths } = load
   return {

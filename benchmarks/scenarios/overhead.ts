@@ -64,7 +64,8 @@ export const overhead: Scenario = {
     // The difference sought is a few per cent on a noisy machine: more rounds than the other comparisons.
     const rounds = Math.max(settings.rounds, 11)
     const fixed = { path: '/', connections: 20, rate: RATE }
-    const cpu = await compareHttp(module, ['bare', 'multiCache', 'request', 'session', 'app'].map((name) => ({ name, server: name, load: fixed })), rounds)
+    const cpu = await compareHttp(module, ['bare', 'multiCache', 'multiCacheMetrics', 'request', 'session', 'app'].map((name) => ({ name, server: name, load: fixed })), rounds)
+    // Throughput at saturation, as context: on a machine whose system calls are costly it mostly measures the noise.
     const load = { path: '/', connections: 50 }
     const samples = await compareHttp(module, [
       { name: 'bare', server: 'bare', load },
@@ -89,15 +90,21 @@ export const overhead: Scenario = {
       }),
       result({
         scenario: 'overhead',
+        measure: `route touching no cache, at ${RATE} req/s: server CPU per request with multiCache and metrics on (a prom-client registry, read at scrape time) vs bare Fastify`,
+        ...cpuRatio(cpu, 'multiCacheMetrics', 'bare'),
+        target: { op: '<=', value: 1.05 }
+      }),
+      result({
+        scenario: 'overhead',
         measure: 'route touching no cache: with multiCache (all levels) vs bare Fastify, throughput',
         ...throughputRatio(samples, 'multiCache', 'bare'),
-        target: { op: '>=', value: 0.95 }
+        target: undefined
       }),
       result({
         scenario: 'overhead',
         measure: 'route touching no cache: with multiCache (all levels) and metrics on vs bare Fastify, throughput',
         ...throughputRatio(samples, 'multiCacheMetrics', 'bare'),
-        target: { op: '>=', value: 0.95 }
+        target: undefined
       })
     ]
   }

@@ -106,8 +106,11 @@ export interface DefinedKey {
   nextRefresh: number | null
 }
 
-/** A load as its callers wait for it: a background refresh, a miss (`cold`), or a refresh of a defined key. */
-type Mode = 'miss' | 'refresh' | 'background'
+/**
+ * A load as its callers wait for it: a background refresh, a miss (`cold`), a refresh of a defined key, or a miss
+ * whose read of the store failed (`unreachable`).
+ */
+type Mode = 'miss' | 'refresh' | 'background' | 'unreachable'
 
 /**
  * Global data shared by every user. A miss on one key loads it once however many callers wait; keys declared
@@ -422,11 +425,13 @@ export class AppCache {
    */
   private async afterLookup<T> (key: string, found: unknown, loader: Loader<T> | undefined, freshness: Freshness): Promise<T | undefined> {
     let held: Held | undefined
+    let reached = true
     try {
       held = await found as Held | undefined
     } catch (error) {
       // A store that fails or runs out of time is a miss: the loader answers, the app keeps serving.
       this.fault('get', key, error)
+      reached = false
     }
     const state = held?.v === undefined ? 'gone' : stateOf(held, this.tags)
     if (state === 'fresh' || state === 'stale') {
@@ -440,7 +445,7 @@ export class AppCache {
     this.stats.misses++
     this.log.miss(key)
     if (loader === undefined) return undefined
-    const load = this.loads.loadOnce(key, (flight) => this.load(key, loader, freshness, flight, 'miss'))
+    const load = this.loads.loadOnce(key, (flight) => this.load(key, loader, freshness, flight, reached ? 'miss' : 'unreachable'))
     return await this.wait(key, load, freshness, state === 'grace' ? held : undefined)
   }
 
@@ -496,6 +501,9 @@ export class AppCache {
   private async load<T> (key: string, loader: Loader<T>, freshness: Freshness, flight: Flight, mode: Mode): Promise<T> {
     this.loading.set(key, freshness.tags)
     try {
+      // The store just failed this key's read: asking it for a fence or a lock would cost the callers another time
+      // budget, and its value, loaded without a fence, is written nowhere (the next miss tries the store again).
+      if (mode === 'unreachable') return await this.loadAndStore(key, loader, freshness, flight, null, false)
       const fence = await this.fenceBefore(key, mode !== 'refresh')
       const lock = mode === 'refresh' ? undefined : this.options.lock
       // A background load stays in flight until its value is written: a read meanwhile would start another one.

@@ -51,3 +51,31 @@ test('a store that throws synchronously is read as a failure too', async (t) => 
   t.equal(await cache.getOrLoad('k', () => 1), 1)
   t.equal(cache.stats.snapshot().storeErrors, 1)
 })
+
+test('a miss whose read failed asks the store nothing more: no fence, no lock, no write', async (t) => {
+  const asked: string[] = []
+  const timedOut = async (operation: string): Promise<never> => {
+    asked.push(operation)
+    throw new Error(`${operation} timed out`)
+  }
+  const store: Store = {
+    get: async () => await timedOut('get'),
+    set: async () => await timedOut('set'),
+    delete: async () => await timedOut('delete'),
+    clear: async () => await timedOut('clear'),
+    fences: {
+      read: async () => await timedOut('fence read'),
+      bump: async () => await timedOut('fence bump'),
+      setIf: async () => await timedOut('fenced write')
+    }
+  }
+  const lock = {
+    acquire: async () => await timedOut('lock'),
+    release: async () => {},
+    waitFor: async () => undefined
+  }
+  const cache = new AppCache({ store, ttl: 0, lock: lock as never, log: { warn: () => {} } })
+  t.equal(await cache.getOrLoad('k', () => 'loaded'), 'loaded')
+  await new Promise((resolve) => setImmediate(resolve))
+  t.same(asked, ['get'], 'one time budget, not three')
+})
