@@ -23,7 +23,9 @@ function seconds (name: string, fallback: number): number {
 }
 
 const runSeconds = seconds('SOAK_SECONDS', FULL_SECONDS)
-const warmupSeconds = seconds('SOAK_WARMUP_SECONDS', 10)
+// Long enough for the bounded caches to fill (the verified-cookie memo holds 10,000 cookies: about 45 s of visits on
+// a slow machine), so that the heap after warm-up is their steady state and only a leak grows it further.
+const warmupSeconds = seconds('SOAK_WARMUP_SECONDS', 60)
 const stores = (process.env.SOAK_STORES ?? STORES.join(',')).split(',') as Store[]
 if (stores.length === 0 || stores.some((s) => !STORES.includes(s))) throw new Error(`SOAK_STORES must list ${STORES.join(' or ')}`)
 const redisUrl = process.env.REDIS_URL ?? SHARED_REDIS
