@@ -8,9 +8,10 @@ import { join, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import autocannon from 'autocannon'
 import type { FastifyInstance } from 'fastify'
-import { CART, SECRET, openSessions, type Cart } from './harness/fixtures.js'
+import { SECRET, openSessions } from './harness/fixtures.js'
 import { CLIENT_CORE, SERVER_CORE, pin, pinning } from './harness/cores.js'
 import { autocannonOptions } from './harness/http.js'
+import { cartRoutes } from './scenarios/session-level.js'
 
 const RATE = 2000
 const SECONDS = 10
@@ -57,17 +58,7 @@ async function serve (root: string): Promise<void> {
   const { default: multiCache } = await import(pathToFileURL(join(root, 'index.ts')).href) as { default: (app: FastifyInstance, options: unknown) => Promise<void> }
   const app = Fastify()
   await app.register(multiCache, { session: { secret: SECRET } })
-  app.post('/login', async (request) => {
-    await request.sessionCache.set('cart', CART)
-    return { ok: true }
-  })
-  app.get('/cart', async (request) => (await request.sessionCache.get<Cart>('cart')) ?? CART)
-  app.post('/cart/views', async (request) => {
-    const cart = (await request.sessionCache.get<Cart>('cart')) ?? CART
-    const seen = { lines: cart.lines, views: cart.views + 1 }
-    await request.sessionCache.set('cart', seen)
-    return seen
-  })
+  cartRoutes(app)
   await app.listen({ host: '127.0.0.1', port: 0 })
   // Only the requests are profiled: start-up (compiling the TypeScript, importing) would weigh on every figure.
   const inspector = new Session()

@@ -2,7 +2,7 @@
 import { fileURLToPath } from 'node:url'
 import fastifyCookie from '@fastify/cookie'
 import fastifySession from '@fastify/session'
-import Fastify from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
 import multiCache from '../../index.js'
 import type { ServerFactories } from '../harness/children.js'
 import { SimulatedDatabase } from '../harness/database.js'
@@ -22,6 +22,24 @@ const CONNECTIONS = 20
 
 /** A fixed offered load below every contender's limit, for CPU per request (see `HttpLoad.rate`). */
 const RATE = 2000
+
+/**
+ * The cart on the session level of `app`: a login that fills it, a read, and a read and write. Also profiled by
+ * `npm run bench:profile` on the session level of another checkout.
+ */
+export function cartRoutes (app: FastifyInstance): void {
+  app.post('/login', async (request) => {
+    await request.sessionCache.set('cart', CART)
+    return { ok: true }
+  })
+  app.get('/cart', async (request) => (await request.sessionCache.get<Cart>('cart')) ?? CART)
+  app.post('/cart/views', async (request) => {
+    const cart = (await request.sessionCache.get<Cart>('cart')) ?? CART
+    const seen = { lines: cart.lines, views: cart.views + 1 }
+    await request.sessionCache.set('cart', seen)
+    return seen
+  })
+}
 
 export const servers: ServerFactories = {
   /** The same route with no session at all: the floor the CPU each session library adds is measured over. */
@@ -44,17 +62,7 @@ export const servers: ServerFactories = {
   async sessionCache () {
     const app = Fastify()
     await app.register(multiCache, { session: { secret: SECRET } })
-    app.post('/login', async (request) => {
-      await request.sessionCache.set('cart', CART)
-      return { ok: true }
-    })
-    app.get('/cart', async (request) => (await request.sessionCache.get<Cart>('cart')) ?? CART)
-    app.post('/cart/views', async (request) => {
-      const cart = (await request.sessionCache.get<Cart>('cart')) ?? CART
-      const seen = { lines: cart.lines, views: cart.views + 1 }
-      await request.sessionCache.set('cart', seen)
-      return seen
-    })
+    cartRoutes(app)
     return app
   },
 
