@@ -34,7 +34,8 @@ export class TieredStore implements Store {
   readonly groups?: GroupOperations
   readonly fences?: FenceOperations
   readonly tags?: TagOperations
-  private readonly l1: MemoryStore
+  /** The memory tier; none with `max: 0`. */
+  private readonly l1: MemoryStore | undefined
   /**
    * Counts changes, received or made here, so that a value read from L2 before one is not put in L1 after it: a read
    * in flight may answer with what a concurrent delete or set of this very instance has just replaced.
@@ -43,8 +44,7 @@ export class TieredStore implements Store {
   private readonly watchers: Array<(message: Invalidation) => void> = []
 
   constructor (private readonly options: TieredStoreOptions) {
-    // With max 0 nothing is ever put in L1 (`usable()` is false), so one slot is as good as none.
-    this.l1 = new MemoryStore({ max: Math.max(options.max, 1) })
+    this.l1 = options.max > 0 ? new MemoryStore({ max: options.max }) : undefined
     const groups = options.l2.groups
     if (groups !== undefined) this.groups = this.tierGroups(groups)
     const fences = options.l2.fences
@@ -66,15 +66,15 @@ export class TieredStore implements Store {
 
   /** Entries held in memory. */
   get size (): number {
-    return this.l1.size
+    return this.l1?.size ?? 0
   }
 
   /** Applies an invalidation received from another instance, and tells the watchers. */
   invalidate (message: Invalidation): void {
     this.epoch++
     // Tagged entries check their tags' versions when read: a tag message drops nothing here.
-    if ('clear' in message) this.l1.clear()
-    else if ('keys' in message) this.l1.deleteMany(message.keys)
+    if ('clear' in message) this.l1?.clear()
+    else if ('keys' in message) this.l1?.deleteMany(message.keys)
     for (const watcher of this.watchers) watcher(message)
   }
 
@@ -83,12 +83,12 @@ export class TieredStore implements Store {
   }
 
   get (key: string): unknown {
-    const usable = this.usable()
-    if (usable) {
-      const hit = this.l1.get(key)
-      if (hit !== undefined) return hit
-    }
-    return this.fill(key, usable, async () => await this.timedFromL2(key))
+    // Without a memory tier a read is L2's own: there is nothing to keep, so no remaining lifetime to ask for.
+    if (this.l1 === undefined) return this.options.l2.get(key)
+    const l1 = this.memory()
+    const hit = l1?.get(key)
+    if (hit !== undefined) return hit
+    return this.fill(key, l1, async () => await this.timedFromL2(key))
   }
 
   /**
@@ -97,12 +97,13 @@ export class TieredStore implements Store {
    */
   async set (key: string, value: unknown, ttl?: number): Promise<void> {
     this.epoch++
-    const held = this.stored(key, value)
-    if (this.usable()) this.l1.set(key, held, this.l1Ttl(ttl ?? 0))
+    const l1 = this.memory()
+    const held = l1 === undefined ? undefined : this.stored(key, value)
+    l1?.set(key, held, this.l1Ttl(ttl ?? 0))
     try {
       await this.options.l2.set(key, value, ttl)
     } catch (error) {
-      if (this.l1.get(key) === held) this.l1.delete(key)
+      if (held !== undefined && this.l1?.get(key) === held) this.l1.delete(key)
       throw error
     }
     await this.announce({ keys: [key] })
@@ -116,7 +117,7 @@ export class TieredStore implements Store {
 
   async delete (key: string): Promise<boolean | void> {
     this.epoch++
-    this.l1.delete(key)
+    this.l1?.delete(key)
     const removed = await this.options.l2.delete(key)
     await this.announce({ keys: [key] })
     return removed
@@ -124,14 +125,14 @@ export class TieredStore implements Store {
 
   async deleteMany (keys: readonly string[]): Promise<void> {
     this.epoch++
-    this.l1.deleteMany(keys)
+    this.l1?.deleteMany(keys)
     await deleteKeys(this.options.l2, keys)
     await this.announce({ keys: [...keys] })
   }
 
   async clear (): Promise<void> {
     this.epoch++
-    this.l1.clear()
+    this.l1?.clear()
     await this.options.l2.clear()
     await this.announce({ clear: true })
   }
@@ -160,8 +161,9 @@ export class TieredStore implements Store {
     }
   }
 
-  private usable (): boolean {
-    return this.options.max > 0 && this.hearing()
+  /** The memory tier, while it may be used: there is one, and the bus (if any) is listening. */
+  private memory (): MemoryStore | undefined {
+    return this.hearing() ? this.l1 : undefined
   }
 
   /** True unless there is a bus and it is not subscribed. */
@@ -173,10 +175,10 @@ export class TieredStore implements Store {
    * Reads through to L2 and keeps what it found in L1 for what it has left there, unless the bus cannot be heard or
    * something changed while it was read. Serves plain values and groups alike.
    */
-  private async fill (key: string, usable: boolean, load: () => Promise<TimedValue | undefined>): Promise<unknown> {
+  private async fill (key: string, l1: MemoryStore | undefined, load: () => Promise<TimedValue | undefined>): Promise<unknown> {
     const epoch = this.epoch
     const timed = await load()
-    if (timed !== undefined && usable && epoch === this.epoch) this.l1.set(key, timed.value, this.l1Ttl(timed.ttl))
+    if (timed !== undefined && epoch === this.epoch) l1?.set(key, timed.value, this.l1Ttl(timed.ttl))
     return timed?.value
   }
 
@@ -202,7 +204,8 @@ export class TieredStore implements Store {
       setIf: async (key, value, ttl, fence) => {
         const epoch = this.epoch
         if (!await l2.setIf(key, value, ttl, fence)) return false
-        if (epoch === this.epoch && this.usable()) this.l1.set(key, this.stored(key, value), this.l1Ttl(ttl))
+        const l1 = this.memory()
+        if (epoch === this.epoch && l1 !== undefined) l1.set(key, this.stored(key, value), this.l1Ttl(ttl))
         this.epoch++
         await this.announce({ keys: [key] })
         return true
@@ -218,20 +221,18 @@ export class TieredStore implements Store {
         result = await change()
       } finally {
         this.epoch++
-        this.l1.delete(key)
+        this.l1?.delete(key)
       }
       await this.announce({ keys: [key] })
       return result
     }
     return {
       read: (key, ttl) => {
-        const usable = this.usable()
-        if (usable) {
-          const hit = this.l1.get(key) as Group | undefined
-          if (hit !== undefined) return hit
-        }
+        const l1 = this.memory()
+        const hit = l1?.get(key) as Group | undefined
+        if (hit !== undefined) return hit
         // A read restarts the group's expiry: it has its whole `ttl` left.
-        return this.fill(key, usable, async () => {
+        return this.fill(key, l1, async () => {
           const group = await l2.read(key, ttl)
           return group === undefined ? undefined : { value: group, ttl }
         }) as Promise<Group | undefined>

@@ -386,3 +386,21 @@ test('fastify.close() does not wait for a paused Redis', async (t) => {
   server.resume()
   t.pass('closed while Redis was still paused')
 })
+
+test('with l1: false a read of the application level is one GET: the bus it keeps asks Redis for nothing more', async (t) => {
+  const server = await privateRedis(t)
+  if (server === undefined) return
+  const admin = new Redis(server.url)
+  t.teardown(() => { admin.disconnect() })
+  const app = fresh(t)
+  await app.register(appCache, { store: server.url, l1: false })
+  await app.ready()
+  await app.appCache.set('rates', { eur: 1 })
+  await admin.call('CONFIG', 'RESETSTAT')
+  for (let i = 0; i < 10; i++) t.same(await app.appCache.get('rates'), { eur: 1 })
+  const stats = await admin.call('INFO', 'commandstats') as string
+  const calls = Object.fromEntries([...stats.matchAll(/cmdstat_(\w+):calls=(\d+)/g)].map(([, name, count]) => [name, Number(count)]))
+  // The admin's own INFO and CONFIG count too; the app sent the GETs and nothing else.
+  t.same(Object.keys(calls).filter((name) => !['info', 'config'].includes(name)), ['get'], 'no PTTL nor MULTI beside the reads')
+  t.equal(calls.get, 10)
+})
