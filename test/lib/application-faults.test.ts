@@ -1,5 +1,5 @@
 import { test } from 'tap'
-import { AppCache } from '../../lib/scopes/application.js'
+import { AppCache, type LoadLock } from '../../lib/scopes/application.js'
 import { MemoryStore } from '../../lib/stores/memory.js'
 import type { Store } from '../../lib/store.js'
 
@@ -69,12 +69,13 @@ test('a miss whose read failed asks the store nothing more: no fence, no lock, n
       setIf: async () => await timedOut('fenced write')
     }
   }
-  const lock = {
+  const lock: LoadLock = {
     acquire: async () => await timedOut('lock'),
     release: async () => {},
-    waitFor: async () => undefined
+    waitFor: async () => undefined,
+    lease: async () => await timedOut('lease')
   }
-  const cache = new AppCache({ store, ttl: 0, lock: lock as never, log: { warn: () => {} } })
+  const cache = new AppCache({ store, ttl: 0, lock, log: { warn: () => {} } })
   t.equal(await cache.getOrLoad('k', () => 'loaded'), 'loaded')
   await new Promise((resolve) => setImmediate(resolve))
   t.same(asked, ['get'], 'one time budget, not three')

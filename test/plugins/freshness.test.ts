@@ -182,7 +182,8 @@ test('tags when messages may have been missed: no tagged entry is served until t
   await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')
   // What is promised holds from the moment B sees its connection close (at once on loopback, but an event-loop turn
   // or more after the KILL's reply on a busy machine); ioredis reconnects 50 ms later at the earliest, so A's
-  // message below is published while B is not subscribed.
+  // message below is published while B is not subscribed. (`current([], [])` is false only while B's versions are
+  // unknown, which is what seeing the connection close makes them.)
   await until(() => !b.appCache.tags.current([], []), 1000)
   await a.appCache.invalidateTag('product:1')
   const seen: unknown[] = []
