@@ -1,17 +1,16 @@
 // `npm run bench:profile [-- <checkout>]`: where the server's CPU goes on a session read and a session read+write.
-// A server of the checkout given (this one by default, so an older commit's worktree can be profiled the same way)
-// is profiled (the inspector's sampling profiler) at a fixed offered load, after a warm-up; its self time is summed per part of the stack and divided
-// by the requests served, in µs per request. Used for the before/after table of benchmarks/README.md.
-import { execFileSync, fork, type ChildProcess } from 'node:child_process'
-import { Session } from 'node:inspector/promises'
-import { join, resolve } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+// The session scenario's server, on the multiCache of the checkout given (this one by default, so that an older
+// commit's worktree is profiled the same way), runs under the inspector's sampling profiler at a fixed offered load
+// after a warm-up; its self time is summed per part of the stack and divided by the requests served, in µs per
+// request. Used for the before/after table of benchmarks/README.md.
+import { execFileSync } from 'node:child_process'
+import { resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
-import type { FastifyInstance } from 'fastify'
-import { SECRET, openSessions } from './harness/fixtures.js'
-import { CLIENT_CORE, SERVER_CORE, pin, pinning } from './harness/cores.js'
+import { startServer } from './harness/children.js'
+import { CLIENT_CORE, pin } from './harness/cores.js'
+import { openSessions } from './harness/fixtures.js'
 import { autocannonOptions } from './harness/http.js'
-import { cartRoutes } from './scenarios/session-level.js'
 
 const RATE = 2000
 const SECONDS = 10
@@ -52,72 +51,32 @@ function parts (profile: Profile): Map<string, number> {
   return new Map([...totals].sort(([, a], [, b]) => b - a))
 }
 
-/** The server, in the child: the session scenario's routes on the checkout's own multiCache. */
-async function serve (root: string): Promise<void> {
-  const { default: Fastify } = await import('fastify')
-  const { default: multiCache } = await import(pathToFileURL(join(root, 'index.ts')).href) as { default: (app: FastifyInstance, options: unknown) => Promise<void> }
-  const app = Fastify()
-  await app.register(multiCache, { session: { secret: SECRET } })
-  cartRoutes(app)
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  // Only the requests are profiled: start-up (compiling the TypeScript, importing) would weigh on every figure.
-  const inspector = new Session()
-  inspector.connect()
-  await inspector.post('Profiler.enable')
-  process.on('message', (message) => {
-    if (message === 'start') {
-      inspector.post('Profiler.start').then(() => process.send?.('started'), (error: unknown) => { throw error })
-    } else if (message === 'stop') {
-      inspector.post('Profiler.stop').then(({ profile }) => process.send?.({ profile }), (error: unknown) => { throw error })
-    }
-  })
-  process.send?.({ port: (app.server.address() as { port: number }).port })
-  process.once('disconnect', () => { process.exit(0) })
-}
-
-/** The child's next message. */
-async function reply (child: ChildProcess): Promise<unknown> {
-  return await new Promise((resolve, reject) => {
-    child.once('message', resolve)
-    child.once('exit', (code) => { reject(new Error(`the server exited with ${String(code)}`)) })
-  })
-}
+const SESSION_LEVEL = fileURLToPath(new URL('./scenarios/session-level.ts', import.meta.url))
+const HERE = resolve(fileURLToPath(new URL('..', import.meta.url)))
 
 async function profile (root: string, method: 'GET' | 'POST', path: string): Promise<{ requests: number, perRequest: Map<string, number> }> {
-  const child = fork(fileURLToPath(import.meta.url), ['serve', root], { execArgv: ['--import', 'tsx'], cwd: root })
+  const server = await startServer(SESSION_LEVEL, 'sessionCache', root === HERE ? {} : { root })
   try {
-    const { port } = await reply(child) as { port: number }
-    if (pinning) {
-      pin(child.pid, SERVER_CORE)
-      pin(process.pid, CLIENT_CORE)
-    }
-    const url = `http://127.0.0.1:${port}`
-    const cookies = await openSessions(url, '/login', CONNECTIONS)
+    const cookies = await openSessions(server.url, '/login', CONNECTIONS)
     const load = { path, method, connections: CONNECTIONS, rate: RATE, cookies }
-    await autocannon(autocannonOptions(url, load, 2))
-    child.send('start')
-    await reply(child)
-    const result = await autocannon(autocannonOptions(url, load, SECONDS))
-    child.send('stop')
-    const { profile } = await reply(child) as { profile: Profile }
+    await autocannon(autocannonOptions(server.url, load, 2))
+    await server.startProfile()
+    const result = await autocannon(autocannonOptions(server.url, load, SECONDS))
+    const profile = await server.stopProfile() as Profile
     const requests = result.requests.total
     return { requests, perRequest: new Map([...parts(profile)].map(([part, µs]) => [part, µs / requests])) }
   } finally {
-    child.kill()
+    await server.stop()
   }
 }
 
-const [mode, rootArgument] = process.argv.slice(2)
-if (mode === 'serve') {
-  await serve(rootArgument as string)
-} else {
-  const root = resolve(mode ?? fileURLToPath(new URL('..', import.meta.url)))
-  const commit = execFileSync('git', ['-C', root, 'log', '-1', '--format=%h %s'], { encoding: 'utf8' }).trim()
-  console.log(`checkout ${root} (${commit}); ${RATE} req/s for ${SECONDS} s, ${CONNECTIONS} connections, µs of server CPU per request`)
-  for (const [method, path, what] of [['GET', '/cart', 'read'], ['POST', '/cart/views', 'read+write']] as const) {
-    const { requests, perRequest } = await profile(root, method, path)
-    const busy = [...perRequest].filter(([part]) => part !== IDLE).reduce((sum, [, µs]) => sum + µs, 0)
-    console.log(`\nsession ${what} (${requests} requests): ${busy.toFixed(1)} µs busy per request`)
-    for (const [part, µs] of perRequest) console.log(`  ${part.padEnd(50)} ${µs.toFixed(2).padStart(7)}`)
-  }
+pin(process.pid, CLIENT_CORE)
+const root = resolve(process.argv[2] ?? HERE)
+const commit = execFileSync('git', ['-C', root, 'log', '-1', '--format=%h %s'], { encoding: 'utf8' }).trim()
+console.log(`checkout ${root} (${commit}); ${RATE} req/s for ${SECONDS} s, ${CONNECTIONS} connections, µs of server CPU per request`)
+for (const [method, path, what] of [['GET', '/cart', 'read'], ['POST', '/cart/views', 'read+write']] as const) {
+  const { requests, perRequest } = await profile(root, method, path)
+  const busy = [...perRequest].filter(([part]) => part !== IDLE).reduce((sum, [, µs]) => sum + µs, 0)
+  console.log(`\nsession ${what} (${requests} requests): ${busy.toFixed(1)} µs busy per request`)
+  for (const [part, µs] of perRequest) console.log(`  ${part.padEnd(50)} ${µs.toFixed(2).padStart(7)}`)
 }

@@ -1,6 +1,7 @@
 // The entry of every child process the benchmarks start: `serve <module> <app> <params>` builds a server the module
-// exports (given the JSON params) and listens on loopback; `task <module> <task>` runs an exported task once and
-// sends back what it returns.
+// exports (given the JSON params), listens on loopback and answers the parent's questions (CPU, heap, profiles);
+// `task <module> <task>` runs an exported task once and sends back what it returns.
+import { Session } from 'node:inspector/promises'
 import type { AddressInfo } from 'node:net'
 import { pathToFileURL } from 'node:url'
 import type { ServerFactories, ServerParams, TaskFunctions } from './children.js'
@@ -18,8 +19,16 @@ if (mode === 'serve') {
   send({ port: (app.server.address() as AddressInfo).port })
   // CPU time this process has used, so the parent can tell what a request costs the server apart from the client;
   // and, when started with --expose-gc, the heap still in use after a full collection (what a leak would grow).
+  let profiler: Session | undefined
   process.on('message', (message) => {
-    if (message === 'cpu') {
+    if (message === 'profile-start') {
+      // The inspector's sampling profiler, over what the server does from now on (start-up left out).
+      profiler = new Session()
+      profiler.connect()
+      profiler.post('Profiler.enable').then(async () => await profiler?.post('Profiler.start')).then(() => { send({ profiling: true }) }, (error: unknown) => { throw error })
+    } else if (message === 'profile-stop') {
+      profiler?.post('Profiler.stop').then(({ profile }) => { send({ profile }) }, (error: unknown) => { throw error })
+    } else if (message === 'cpu') {
       const { user, system } = process.cpuUsage()
       send({ cpuMicros: user + system })
     } else if (message === 'heap') {

@@ -18,6 +18,10 @@ export interface ServerHandle {
   cpuMicros (): Promise<number>
   /** Heap used (bytes) after a forced full GC in the server's process: it must have been started with `--expose-gc`. */
   heapUsed (): Promise<number>
+  /** Starts the inspector's sampling profiler in the server's process. */
+  startProfile (): Promise<void>
+  /** Stops it, answering the profile (the inspector's `Profiler.Profile`). */
+  stopProfile (): Promise<unknown>
   stop (): Promise<void>
 }
 
@@ -60,6 +64,8 @@ export async function startServer (module: string, name: string, params: ServerP
     url: `http://127.0.0.1:${port}`,
     cpuMicros: async () => (await ask<{ cpuMicros: number }>('cpu')).cpuMicros,
     heapUsed: async () => (await ask<{ heapUsed: number }>('heap')).heapUsed,
+    startProfile: async () => { await ask('profile-start') },
+    stopProfile: async () => (await ask<{ profile: unknown }>('profile-stop')).profile,
     stop: () => new Promise((resolve) => {
       if (child.exitCode !== null) { resolve(); return }
       child.once('exit', () => { resolve() })

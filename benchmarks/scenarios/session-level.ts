@@ -1,8 +1,9 @@
 // 3. A cart read on every request: from the database, from request.sessionCache, and against @fastify/session.
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import fastifyCookie from '@fastify/cookie'
 import fastifySession from '@fastify/session'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify from 'fastify'
 import multiCache from '../../index.js'
 import type { ServerFactories } from '../harness/children.js'
 import { SimulatedDatabase } from '../harness/database.js'
@@ -23,24 +24,6 @@ const CONNECTIONS = 20
 /** A fixed offered load below every contender's limit, for CPU per request (see `HttpLoad.rate`). */
 const RATE = 2000
 
-/**
- * The cart on the session level of `app`: a login that fills it, a read, and a read and write. Also profiled by
- * `npm run bench:profile` on the session level of another checkout.
- */
-export function cartRoutes (app: FastifyInstance): void {
-  app.post('/login', async (request) => {
-    await request.sessionCache.set('cart', CART)
-    return { ok: true }
-  })
-  app.get('/cart', async (request) => (await request.sessionCache.get<Cart>('cart')) ?? CART)
-  app.post('/cart/views', async (request) => {
-    const cart = (await request.sessionCache.get<Cart>('cart')) ?? CART
-    const seen = { lines: cart.lines, views: cart.views + 1 }
-    await request.sessionCache.set('cart', seen)
-    return seen
-  })
-}
-
 export const servers: ServerFactories = {
   /** The same route with no session at all: the floor the CPU each session library adds is measured over. */
   async bare () {
@@ -59,10 +42,22 @@ export const servers: ServerFactories = {
     return app
   },
 
-  async sessionCache () {
+  /** With `root`, on the multiCache of that checkout (`npm run bench:profile -- <checkout>` profiles an older one). */
+  async sessionCache ({ root }) {
+    const plugin = root === undefined ? multiCache : (await import(pathToFileURL(join(root, 'index.ts')).href) as { default: typeof multiCache }).default
     const app = Fastify()
-    await app.register(multiCache, { session: { secret: SECRET } })
-    cartRoutes(app)
+    await app.register(plugin, { session: { secret: SECRET } })
+    app.post('/login', async (request) => {
+      await request.sessionCache.set('cart', CART)
+      return { ok: true }
+    })
+    app.get('/cart', async (request) => (await request.sessionCache.get<Cart>('cart')) ?? CART)
+    app.post('/cart/views', async (request) => {
+      const cart = (await request.sessionCache.get<Cart>('cart')) ?? CART
+      const seen = { lines: cart.lines, views: cart.views + 1 }
+      await request.sessionCache.set('cart', seen)
+      return seen
+    })
     return app
   },
 
