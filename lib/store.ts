@@ -153,6 +153,14 @@ export function isPromiseLike (value: unknown): value is PromiseLike<unknown> {
   return typeof (value as PromiseLike<unknown> | undefined)?.then === 'function'
 }
 
+/**
+ * `next(value)`: at once when the value is at hand (a memory store's answer), once it settles when it is a promise.
+ * Spares the memory path the microtask an `await` costs at each step.
+ */
+export function andThen<T, R> (value: Awaitable<T>, next: (value: T) => Awaitable<R>): Awaitable<R> {
+  return isPromiseLike(value) ? Promise.resolve(value as PromiseLike<T>).then(next) : next(value as T)
+}
+
 /** Whether `key` is listed by a `Store.keys` query for `match`. */
 export function matches (key: string, match: string): boolean {
   return match === '' || key.includes(match)

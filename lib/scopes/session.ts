@@ -7,7 +7,7 @@ import { LevelLog } from '../level-log.js'
 import { callDuration, callTtl } from '../options.js'
 import { SingleFlight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
-import { deleteKeys, type Awaitable, type Group, type GroupChange, type GroupOperations, type Store } from '../store.js'
+import { andThen, deleteKeys, isPromiseLike, type Awaitable, type Group, type GroupChange, type GroupOperations, type Store } from '../store.js'
 import { keyedGroups } from '../stores/keyed-groups.js'
 import { SessionUsers, type UserSession } from './session-users.js'
 
@@ -106,6 +106,11 @@ function entryState (entry: Entry | undefined): 'fresh' | 'stale' | 'gone' {
   const now = Date.now()
   if (now < entry.expires) return 'fresh'
   return entry.stale !== undefined && now < entry.stale ? 'stale' : 'gone'
+}
+
+/** An entry's value, while it may be served; undefined once it is gone. */
+function valueOf (entry: Entry | undefined): unknown {
+  return entryState(entry) === 'gone' ? undefined : (entry as Entry).value
 }
 
 /** A page as a session field holds it. */
@@ -211,8 +216,11 @@ interface Current {
   key: string
   fence: string
   pool: Pool
-  /** The fields as read, with this request's own changes applied. */
-  fields: Record<string, unknown>
+  /**
+   * The fields as read, with this request's own changes applied. Never changed in place: as read, it may be the
+   * memory store's own object (see `withChange`).
+   */
+  fields: Readonly<Record<string, unknown>>
   /** Names not in `fields` may still exist in the store (see `Group.partial`). */
   partial: boolean
   /** The group exists in the store: it was found there or created by this request. */
@@ -231,6 +239,7 @@ interface Current {
 export class SessionCache {
   private current: Current | undefined
   private loading: Promise<void> | undefined
+  private loaded = false
   /** The id the client's cookie carries, valid or not. */
   private held: string | undefined
   private reissue = false
@@ -260,8 +269,11 @@ export class SessionCache {
 
   async get<T = unknown> (key: string): Promise<T | undefined> {
     this.level.keys.assert(key)
-    await this.load()
-    const value = await this.read(key)
+    // Each step is awaited only when it is a promise: in memory, none is once the session was read.
+    const loading = this.load()
+    if (loading !== undefined) await loading
+    const found = this.entry(DATA + key)
+    const value = valueOf(isPromiseLike(found) ? await found : found)
     if (value === undefined) this.missed(key)
     else this.level.stats.hits++
     return value as T | undefined
@@ -278,8 +290,11 @@ export class SessionCache {
     assertValue(key, value)
     const ttl = callTtl('sessionCache.set', options, 0)
     const stale = this.staleWindow('sessionCache.set', options)
-    await this.writable()
-    await this.write(key, value, ttl, stale)
+    const loading = this.load()
+    if (loading !== undefined) await loading
+    this.assertWritable()
+    const written = this.write(key, value, ttl, stale)
+    if (isPromiseLike(written)) await written
   }
 
   async delete (key: string): Promise<boolean> {
@@ -379,7 +394,7 @@ export class SessionCache {
     this.current = undefined
     // A new random id is never taken: create cannot find it. The user's index lists it once it exists.
     await this.guard('create', () => known.groups.create(key, { fence, fields }, this.level.options.ttl))
-    this.current = { id, key, fence, pool: known, fields: { ...fields }, partial: false, stored: true }
+    this.current = { id, key, fence, pool: known, fields, partial: false, stored: true }
     const linked = fields[USER]
     if (typeof linked === 'string') await this.guard('link', () => this.level.users.link(linked, key))
   }
@@ -439,14 +454,26 @@ export class SessionCache {
     if (before?.stored === true) await this.guard('end', () => before.pool.groups.end(before.key, before.fence))
   }
 
-  private load (): Promise<void> {
-    this.loading ??= this.find()
+  /** Reads the session, once per request: a promise only while it is being read. */
+  private load (): Promise<void> | undefined {
+    if (this.loaded) return undefined
+    if (this.loading === undefined) {
+      const found = this.find()
+      // Read at once (the cookie, a memory store): nothing to wait for.
+      if (this.loaded) return undefined
+      // The app may not know the user yet (asked from a hook before authentication): ask again on the next call.
+      this.loading = found.then(() => { if (!this.loaded) this.loading = undefined })
+    }
     return this.loading
   }
 
   /** Loads, then refuses to write a session that could not be read, or that has no id to be stored under. */
   private async writable (): Promise<void> {
     await this.load()
+    this.assertWritable()
+  }
+
+  private assertWritable (): void {
     if (this.unreadable !== undefined) throw this.unreadable
     if (this.nobody()) throw new NoSessionError()
   }
@@ -457,23 +484,31 @@ export class SessionCache {
   }
 
   private async find (): Promise<void> {
-    const presented = await this.presented()
+    const given = this.presented()
+    const presented = isPromiseLike(given) ? await given : given
     if (presented === undefined) {
-      // The app may not know the user yet (asked from a hook before authentication): ask again on the next call.
-      if (this.appOwnsId) this.loading = undefined
+      if (!this.appOwnsId) this.loaded = true
       return
     }
+    await this.open(presented)
+    this.loaded = true
+  }
+
+  /** Finds the session the request presents, ending it when it is past its absolute lifetime. */
+  private async open (presented: PresentedId): Promise<void> {
     this.held = presented.id
     const key = presented.key ?? sessionStoreKey(presented.id)
     let found: Awaited<ReturnType<SessionLevel['read']>>
     try {
-      found = await this.level.read(key)
+      const read = this.level.read(key)
+      found = isPromiseLike(read) ? await read : read
     } catch (error) {
       this.level.fault('read', error, this.log)
       this.unreadable = error
       return
     }
-    if (found !== undefined && createdAt(found.group.fence) < this.level.createdBefore()) {
+    const createdBefore = this.level.createdBefore()
+    if (found !== undefined && createdBefore > 0 && createdAt(found.group.fence) < createdBefore) {
       // Past its absolute lifetime: over, whatever its activity. It is ended for every later request too.
       const { pool, group } = found
       try {
@@ -485,7 +520,7 @@ export class SessionCache {
     }
     if (found !== undefined) {
       const { pool, group } = found
-      this.current = { id: presented.id, key, fence: group.fence, pool, fields: { ...group.fields }, partial: group.partial === true, stored: true }
+      this.current = { id: presented.id, key, fence: group.fence, pool, fields: group.fields, partial: group.partial === true, stored: true }
       this.reissue = presented.reissue === true
     } else if (this.appOwnsId) {
       // The app's id is authoritative: its session starts empty and is created under that id on first write.
@@ -500,29 +535,27 @@ export class SessionCache {
 
   /** A field's value as this request sees it; undefined once expired (a stale one is still served). */
   private async field (name: string): Promise<unknown> {
-    const entry = await this.entry(name)
-    return entryState(entry) === 'gone' ? undefined : (entry as Entry).value
+    return valueOf(await this.entry(name))
   }
 
   /** A field as this request sees it, reading one the snapshot may lack. */
-  private async entry (name: string): Promise<Entry | undefined> {
+  private entry (name: string): Awaitable<Entry | undefined> {
     const current = this.current
     if (current === undefined) return undefined
-    let entry = Object.hasOwn(current.fields, name) ? current.fields[name] as Entry | undefined : undefined
-    if (entry === undefined && current.partial && current.stored && !Object.hasOwn(current.fields, name)) {
-      entry = await this.readField(current, name) as Entry | undefined
-      current.fields[name] = entry
-    }
-    return entry
+    if (Object.hasOwn(current.fields, name)) return current.fields[name] as Entry | undefined
+    return current.partial && current.stored ? this.readField(current, name) : undefined
   }
 
-  private async readField (current: Current, name: string): Promise<unknown> {
+  /** A field a partial snapshot lacks, from the store; kept in the snapshot, even when absent. */
+  private async readField (current: Current, name: string): Promise<Entry | undefined> {
+    let entry: Entry | undefined
     try {
-      return await current.pool.groups.field?.(current.key, current.fence, name)
+      entry = await current.pool.groups.field?.(current.key, current.fence, name) as Entry | undefined
     } catch (error) {
       this.level.fault('read', error, this.log)
-      return undefined
     }
+    current.fields = withChange(current.fields, { set: { [name]: entry } })
+    return entry
   }
 
   private ensure (): Current {
@@ -533,25 +566,27 @@ export class SessionCache {
     return this.current
   }
 
-  private async write (key: string, value: unknown, ttl: number, stale = 0): Promise<void> {
-    await this.put(this.ensure(), DATA + key, value, ttl, this.level.options.maxEntriesPerSession, stale)
+  private write (key: string, value: unknown, ttl: number, stale = 0): Awaitable<void> {
+    return this.put(this.ensure(), DATA + key, value, ttl, this.level.options.maxEntriesPerSession, stale)
   }
 
   /**
    * Writes one field, first dropping the expired entries of its kind and, when `max` live ones are held already, the
    * oldest written.
    */
-  private async put (current: Current, name: string, value: unknown, ttl: number, max: number, stale = 0): Promise<void> {
+  private put (current: Current, name: string, value: unknown, ttl: number, max: number, stale = 0): Awaitable<void> {
     const now = Date.now()
     const entry: Entry = { value, expires: ttl === 0 ? 0 : now + ttl, at: now }
     if (ttl > 0 && stale > 0) entry.stale = entry.expires + stale
     const { expired, evicted } = this.room(current, name, now, max)
     // Expired entries go in the same step: the store caps the kind by count, and must not drop a live entry for them.
-    const remove = evicted === undefined ? expired : [...expired, evicted]
+    if (evicted !== undefined) expired.push(evicted)
     // The store caps the kind too, in the same step: requests writing at once each see room in their own snapshot.
-    const change: GroupChange = { set: { [name]: entry }, cap: { prefix: name.slice(0, 2), max }, ...(remove.length === 0 ? {} : { remove }) }
-    await this.change(current, change)
-    if (evicted !== undefined && name.startsWith(DATA)) this.level.stats.evictions++
+    const change: GroupChange = { set: { [name]: entry }, cap: { prefix: name.slice(0, 2), max } }
+    if (expired.length > 0) change.remove = expired
+    const changed = this.change(current, change)
+    if (evicted === undefined || !name.startsWith(DATA)) return changed
+    return andThen(changed, () => { this.level.stats.evictions++ })
   }
 
   /**
@@ -563,8 +598,8 @@ export class SessionCache {
     const expired: string[] = []
     let live = 0
     let oldest: [string, number] | undefined
-    for (const [field, value] of Object.entries(current.fields)) {
-      const entry = value as Entry | undefined
+    for (const field of Object.keys(current.fields)) {
+      const entry = current.fields[field] as Entry | undefined
       if (!field.startsWith(kind) || entry === undefined || field === name) continue
       // An entry still served stale is not expired yet.
       if (entryState(entry) === 'gone') {
@@ -582,21 +617,17 @@ export class SessionCache {
    * that ended meanwhile (another request destroyed or regenerated it) takes nothing: the change goes nowhere, and
    * this request goes on with its own view. A change the store refuses leaves the view as it was.
    */
-  private async change (current: Current, change: GroupChange): Promise<void> {
+  private change (current: Current, change: GroupChange): Awaitable<void> {
     const { ttl } = this.level.options
-    await this.guard('write', async () => {
-      if (current.stored) {
-        await current.pool.groups.update(current.key, current.fence, change, ttl)
-        return
-      }
-      const fields = Object.assign(Object.create(null) as Record<string, unknown>, change.set)
-      if (await current.pool.groups.create(current.key, { fence: current.fence, fields }, ttl)) current.stored = true
-      // Concurrent first requests of one app-given id: join the session the first of them created.
-      else await this.join(current, change)
-    })
-    if (change.clear === true) current.fields = {}
-    for (const name of change.remove ?? []) current.fields[name] = undefined
-    Object.assign(current.fields, change.set)
+    const stored = this.guard('write', () => current.stored ? current.pool.groups.update(current.key, current.fence, change, ttl) : this.create(current, change))
+    return andThen(stored, () => { current.fields = withChange(current.fields, change) })
+  }
+
+  /** Creates the session with its first change; concurrent first requests of one app-given id join the first's. */
+  private async create (current: Current, change: GroupChange): Promise<void> {
+    const fields = Object.assign(Object.create(null) as Record<string, unknown>, change.set)
+    if (await current.pool.groups.create(current.key, { fence: current.fence, fields }, this.level.options.ttl)) current.stored = true
+    else await this.join(current, change)
   }
 
   // Route caching keeps whole pages in the session (`config.cache: { level: 'session' }`), apart from the entries:
@@ -642,23 +673,42 @@ export class SessionCache {
   }
 
   /** Runs a store operation, counting and logging a fault (not a value the store refuses) before it is thrown. */
-  private async guard<T> (operation: string, run: () => Awaitable<T>): Promise<T> {
+  private guard<T> (operation: string, run: () => Awaitable<T>): Awaitable<T> {
     try {
-      return await run()
+      const result = run()
+      return isPromiseLike(result) ? Promise.resolve(result as PromiseLike<T>).catch((error: unknown) => this.failed(operation, error)) : result
     } catch (error) {
-      if (error instanceof EntryTooLargeError) this.level.stats.oversized++
-      else if (!(error instanceof SerializeError)) this.level.fault(operation, error, this.log)
-      throw error
+      return this.failed(operation, error)
     }
+  }
+
+  private failed (operation: string, error: unknown): never {
+    if (error instanceof EntryTooLargeError) this.level.stats.oversized++
+    else if (!(error instanceof SerializeError)) this.level.fault(operation, error, this.log)
+    throw error
   }
 
   private async join (current: Current, change: GroupChange): Promise<void> {
     const found = await this.level.read(current.key)
     if (found === undefined) return
     const { pool, group } = found
-    Object.assign(current, { fence: group.fence, pool, fields: { ...group.fields }, partial: group.partial === true, stored: true })
+    Object.assign(current, { fence: group.fence, pool, fields: group.fields, partial: group.partial === true, stored: true })
     await pool.groups.update(current.key, group.fence, change, this.level.options.ttl)
   }
+}
+
+/**
+ * A request's view of the fields after `change`, as a new object. A removed name stays, as undefined: known to be
+ * gone, it is not asked of a partial group again. A plain object is safe here: every field name has a prefix with a
+ * colon (`d:`, `p:`, `m:`), so none is `__proto__` or a name `Object.prototype` holds.
+ */
+function withChange (fields: Readonly<Record<string, unknown>>, change: GroupChange): Record<string, unknown> {
+  const next: Record<string, unknown> = {}
+  if (change.clear !== true) for (const name of Object.keys(fields)) next[name] = fields[name]
+  for (const name of change.remove ?? []) next[name] = undefined
+  const set = change.set ?? {}
+  for (const name of Object.keys(set)) next[name] = set[name]
+  return next
 }
 
 /** A session's fence: random, so that no two sessions, even under one app-given id, ever share one. */

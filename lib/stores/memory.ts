@@ -128,15 +128,26 @@ function jsonSize (value: unknown): number {
 /** The fields after `change`, as a new prototype-less object: `__proto__` is a field name like any other. */
 export function changed (fields: Readonly<Record<string, unknown>>, change: GroupChange): Record<string, unknown> {
   const next: Record<string, unknown> = Object.create(null) as Record<string, unknown>
-  if (change.clear !== true) Object.assign(next, fields)
-  for (const name of change.remove ?? []) delete next[name]
-  // Deleted first, so that insertion order is write order: the cap drops the earliest written.
-  for (const name of Object.keys(change.set ?? {})) delete next[name]
-  if (change.set !== undefined) Object.assign(next, change.set)
+  const set = change.set ?? {}
+  if (change.clear !== true) {
+    for (const name of Object.keys(fields)) {
+      // A field written again is left out here and added below: insertion order is write order, and the cap drops
+      // the earliest written.
+      if (!Object.hasOwn(set, name) && change.remove?.includes(name) !== true) next[name] = fields[name]
+    }
+  }
+  for (const name of Object.keys(set)) next[name] = set[name]
   if (change.cap !== undefined) {
     const { prefix, max } = change.cap
-    const kind = Object.keys(next).filter((name) => name.startsWith(prefix))
-    for (const name of kind.slice(0, Math.max(0, kind.length - max))) delete next[name]
+    let over = -max
+    for (const name of Object.keys(next)) if (name.startsWith(prefix)) over++
+    for (const name of Object.keys(next)) {
+      if (over <= 0) break
+      if (name.startsWith(prefix)) {
+        delete next[name]
+        over--
+      }
+    }
   }
   return next
 }
