@@ -60,7 +60,7 @@ export function plain (held: Held): boolean {
 
 /** Where a held value stands now. */
 export function stateOf (held: Held, tags: TagVersions): State {
-  if (held.t !== undefined && !tags.current(held.t, held.tv ?? [])) return 'gone'
+  if (held.t !== undefined && !tags.current(held.t, held.tv ?? [], held)) return 'gone'
   if (held.f === undefined) return 'fresh'
   const now = Date.now()
   if (now < held.f) return 'fresh'

@@ -1,6 +1,14 @@
 import type { TagOperations } from './store.js'
 
 /**
+ * Where an entry keeps the mark of the versions under which its tags were last found current: a symbol property that
+ * is not enumerable, so that no serializer sees it.
+ */
+const CHECKED = Symbol('fastify-multi-cache.tags-checked')
+/** Marks come from one counter, so that one instance's mark on an entry never passes for another's (two levels may share a memory store). */
+let marks = 0
+
+/**
  * The versions of tags, as this instance knows them. An entry keeps the versions of its tags at the moment its
  * value was loaded; invalidating a tag moves its version, and every entry that holds an older one is gone from then
  * on, found out when it is read: invalidation costs the same for ten tagged keys as for a hundred thousand. With a
@@ -16,6 +24,8 @@ export class TagVersions {
   private known: boolean
   /** Counts `forget()`s, so that a read that was under way when messages were missed does not vouch for them. */
   private forgotten = 0
+  /** Drawn anew whenever a version moves: an entry found current under this mark still is. */
+  private mark = ++marks
 
   constructor (private readonly shared?: TagOperations) {
     this.known = shared === undefined
@@ -26,12 +36,19 @@ export class TagVersions {
     return tags.map((tag) => this.versions.get(tag) ?? 0)
   }
 
-  /** True while none of `tags` moved past the version an entry kept. */
-  current (tags: readonly string[], kept: readonly number[]): boolean {
+  /**
+   * True while none of `tags` moved past the version an entry kept. Given the entry, it is marked when found current,
+   * and its next reads check the mark only until a version moves: a hit on a tagged entry then costs what one on an
+   * untagged entry does.
+   */
+  current (tags: readonly string[], kept: readonly number[], entry?: object): boolean {
     if (!this.known) return false
+    if (entry !== undefined && (entry as Marked)[CHECKED] === this.mark) return true
     for (let i = 0; i < tags.length; i++) {
       if ((this.versions.get(tags[i] as string) ?? 0) !== kept[i]) return false
     }
+    // Refused, and the entry checked again next time, where it cannot take a property (a store froze it).
+    if (entry !== undefined) Reflect.defineProperty(entry, CHECKED, { value: this.mark, writable: true, configurable: true })
     return true
   }
 
@@ -39,6 +56,7 @@ export class TagVersions {
   async invalidate (tags: readonly string[]): Promise<void> {
     if (this.shared === undefined) {
       for (const tag of tags) this.versions.set(tag, (this.versions.get(tag) ?? 0) + 1)
+      this.mark = ++marks
       return
     }
     this.apply(await this.shared.bump(tags))
@@ -47,7 +65,10 @@ export class TagVersions {
   /** Takes versions heard from the shared store or another instance; a version never goes back. */
   apply (versions: Readonly<Record<string, number>>): void {
     for (const [tag, version] of Object.entries(versions)) {
-      if (version > (this.versions.get(tag) ?? 0)) this.versions.set(tag, version)
+      if (version > (this.versions.get(tag) ?? 0)) {
+        this.versions.set(tag, version)
+        this.mark = ++marks
+      }
     }
   }
 
@@ -70,4 +91,8 @@ export class TagVersions {
     this.apply(versions)
     if (forgotten === this.forgotten) this.known = true
   }
+}
+
+interface Marked {
+  [CHECKED]?: number
 }
