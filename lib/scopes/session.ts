@@ -459,7 +459,7 @@ export class SessionCache {
     if (this.loaded) return undefined
     if (this.loading === undefined) {
       const found = this.find()
-      // Read at once (the cookie, a memory store): nothing to wait for.
+      // Done at once (the request presents no id): nothing to wait for.
       if (this.loaded) return undefined
       // The app may not know the user yet (asked from a hook before authentication): ask again on the next call.
       this.loading = found.then(() => { if (!this.loaded) this.loading = undefined })
@@ -490,12 +490,12 @@ export class SessionCache {
       if (!this.appOwnsId) this.loaded = true
       return
     }
-    await this.open(presented)
+    await this.readSession(presented)
     this.loaded = true
   }
 
   /** Finds the session the request presents, ending it when it is past its absolute lifetime. */
-  private async open (presented: PresentedId): Promise<void> {
+  private async readSession (presented: PresentedId): Promise<void> {
     this.held = presented.id
     const key = presented.key ?? sessionStoreKey(presented.id)
     let found: Awaited<ReturnType<SessionLevel['read']>>
@@ -580,10 +580,10 @@ export class SessionCache {
     if (ttl > 0 && stale > 0) entry.stale = entry.expires + stale
     const { expired, evicted } = this.room(current, name, now, max)
     // Expired entries go in the same step: the store caps the kind by count, and must not drop a live entry for them.
-    if (evicted !== undefined) expired.push(evicted)
+    const remove = evicted === undefined ? expired : [...expired, evicted]
     // The store caps the kind too, in the same step: requests writing at once each see room in their own snapshot.
     const change: GroupChange = { set: { [name]: entry }, cap: { prefix: name.slice(0, 2), max } }
-    if (expired.length > 0) change.remove = expired
+    if (remove.length > 0) change.remove = remove
     const changed = this.change(current, change)
     if (evicted === undefined || !name.startsWith(DATA)) return changed
     return andThen(changed, () => { this.level.stats.evictions++ })
