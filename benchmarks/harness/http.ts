@@ -73,8 +73,11 @@ export async function measureHttp (server: ServerHandle, load: HttpLoad, seconds
 }
 
 /**
- * Starts each contender's server in its own child process, warms each up, then measures them alternately for
- * `rounds` rounds in this process (the client never shares a process with a server). Stops every server.
+ * Starts each contender's server in its own child process, warms each up, then measures them for `rounds` rounds in
+ * this process (the client never shares a process with a server). Stops every server. Where every load is a fixed
+ * rate, a round measures all contenders at the same time: on a virtual machine the CPU a request costs moves by a
+ * third from one second to the next (neighbours, the host), and only measurements taken at once see the same
+ * machine. Otherwise they take turns (see `alternate`), since a saturating load must have the cores to itself.
  */
 export async function compareHttp<C extends string> (
   module: string,
@@ -91,10 +94,12 @@ export async function compareHttp<C extends string> (
       ready.set(contender.name, { server, load: cookies === undefined ? contender.load : { ...contender.load, cookies } })
     }
     for (const { server, load } of ready.values()) await measureHttp(server, load, settings.warmupSeconds)
-    return await alternate(contenders.map((c) => c.name), rounds, async (name) => {
+    const names = contenders.map((c) => c.name)
+    const measure = async (name: C): Promise<HttpSample> => {
       const { server, load } = ready.get(name) as { server: ServerHandle, load: HttpLoad }
       return await measureHttp(server, load, settings.seconds)
-    })
+    }
+    return await alternate(names, rounds, measure, contenders.every((c) => c.load.rate !== undefined))
   } finally {
     await Promise.all(servers.map((server) => server.stop()))
   }

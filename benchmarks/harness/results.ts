@@ -65,13 +65,16 @@ export interface ResultsFile {
  */
 export async function writeResults (fresh: readonly Result[], command: string): Promise<ResultsFile> {
   const ran = new Set(fresh.map((r) => r.scenario))
-  const kept = (await readResults())?.results.filter((r) => !ran.has(r.scenario)) ?? []
+  const before = (await readResults())?.results ?? []
+  // A scenario run again keeps its place in the table.
+  const order = new Set([...before, ...fresh].map((r) => r.scenario))
+  const results = [...order].flatMap((scenario) => (ran.has(scenario) ? fresh : before).filter((r) => r.scenario === scenario))
   const file: ResultsFile = {
     command,
     node: process.version,
     cpus: `${cpus().length} × ${cpus()[0]?.model ?? 'unknown'}`,
     date: new Date().toISOString(),
-    results: [...kept, ...fresh]
+    results
   }
   await writeFile(RESULTS + '.tmp', JSON.stringify(file, null, 2) + '\n')
   await rename(RESULTS + '.tmp', RESULTS)

@@ -22,19 +22,26 @@ export function percentile (values: readonly number[], p: number): number {
 
 /**
  * Measures every contender once per round, one after another (A B C, C B A, …), so that a slow spell of the machine
- * falls on all of them rather than on one. Returns each contender's measurements, one per round.
+ * falls on all of them rather than on one; with `atOnce`, all of a round at the same time, started in that order.
+ * Returns each contender's measurements, one per round.
  */
 export async function alternate<C extends string, M> (
   contenders: readonly C[],
   rounds: number,
-  measure: (contender: C, round: number) => Promise<M>
+  measure: (contender: C, round: number) => Promise<M>,
+  atOnce = false
 ): Promise<Record<C, M[]>> {
   const samples = Object.fromEntries(contenders.map((c) => [c, [] as M[]])) as Record<C, M[]>
   for (let round = 0; round < rounds; round++) {
     // Every other round in reverse (A B C, C B A, …): going first or last in a round costs or gains a little (the
     // client's state, the other processes' timers), and in one order always the same contender would pay it.
     const order = round % 2 === 0 ? contenders : [...contenders].reverse()
-    for (const contender of order) samples[contender].push(await measure(contender, round))
+    if (atOnce) {
+      const measured = await Promise.all(order.map(async (contender) => await measure(contender, round)))
+      order.forEach((contender, i) => { samples[contender].push(measured[i] as M) })
+    } else {
+      for (const contender of order) samples[contender].push(await measure(contender, round))
+    }
   }
   return samples
 }
