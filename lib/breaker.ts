@@ -1,4 +1,4 @@
-import { StoreError } from './errors.js'
+import { EntryTooLargeError, SerializeError, StoreError } from './errors.js'
 import type { Logger } from './burst-log.js'
 import type { FenceOperations, GroupOperations, Store, TagOperations } from './store.js'
 
@@ -46,7 +46,9 @@ export class Breaker {
       this.succeeded()
       return result
     } catch (error) {
-      this.failed(error)
+      // A value the serializer or the size bound refused never reached the store: it tells nothing of the store's
+      // health, and a client that can make a route cache what it sends must not open the breaker for everyone.
+      if (!(error instanceof EntryTooLargeError || error instanceof SerializeError)) this.failed(error)
       throw error
     } finally {
       this.probing = false

@@ -1,6 +1,7 @@
 import FakeTimers from '@sinonjs/fake-timers'
 import { test } from 'tap'
 import { Breaker, guardStore } from '../../lib/breaker.js'
+import { SerializeError } from '../../lib/errors.js'
 import { MemoryStore } from '../../lib/stores/memory.js'
 import type { Store } from '../../lib/store.js'
 
@@ -79,4 +80,17 @@ test('a guarded store runs every operation that reaches the store through the br
   await t.rejects(Promise.resolve(store.set('b', 1)), /circuit breaker is open/)
   await t.rejects(Promise.resolve(store.groups?.read('g', 1000)), /groups.read failed: skipped/)
   t.equal(inner.get('b'), undefined, 'nothing reached the store while open')
+})
+
+test('a value the store refuses (too large, not serializable) is not a failure: refusals never open the breaker', async (t) => {
+  const breaker = new Breaker({ failures: 3, coolDown: 1000, name: 'session' })
+  const store = guardStore(new MemoryStore({ max: 10, maxBytes: 10 }), breaker)
+  for (let i = 0; i < 5; i++) await t.rejects(Promise.resolve(store.set('big', 'x'.repeat(100))), { code: 'FST_MULTICACHE_ENTRY_TOO_LARGE' })
+  const refused = async (): Promise<never> => { throw new SerializeError('k', 'JSON cannot keep a function') }
+  for (let i = 0; i < 5; i++) await t.rejects(breaker.run('set', refused), { code: 'FST_MULTICACHE_SERIALIZE' })
+  t.equal(breaker.state, 'closed')
+  await store.set('small', 'x')
+  t.equal(await store.get('small'), 'x', 'the store is still used')
+  for (let i = 0; i < 3; i++) await t.rejects(breaker.run('get', async () => { throw new Error('timeout') }), /timeout/)
+  t.equal(breaker.state, 'open', 'a real failure still counts')
 })

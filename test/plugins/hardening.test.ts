@@ -108,3 +108,25 @@ test('the __Host- and __Secure- cookie prefixes: Secure by default, and attribut
     await t.rejects(async () => { await fresh(t).register(sessionCache, { secret, ...options }).ready() }, { code: 'FST_MULTICACHE_INVALID_OPTION', message })
   }
 })
+
+test('values a client makes the store refuse (too large, not serializable) never open the breaker for other users', async (t) => {
+  const redis = await redisFor(t)
+  if (redis === undefined) return
+  const prefix = uniquePrefix(t)
+  const app = fresh(t)
+  await app.register(multiCache, { session: { secret, store: REDIS_URL, prefix, maxEntryBytes: 1024 }, app: false, route: false })
+  // A route that keeps what the client sends (a draft), the first thing it does with the session.
+  app.post('/draft', async (request) => {
+    const { text, big } = request.body as { text: string, big?: boolean }
+    return await request.sessionCache.set('draft', big === true ? BigInt(text.length) : text).then(() => 'stored', (error: { code: string }) => error.code)
+  })
+  app.post('/cart', async (request) => await request.sessionCache.set('cart', [1]).then(() => 'stored', (error: { code: string }) => error.code))
+  const victim = cookieOf((await app.inject({ method: 'POST', url: '/cart' })).headers) as string
+  for (let i = 0; i < 4; i++) {
+    t.equal((await app.inject({ method: 'POST', url: '/draft', payload: { text: 'x'.repeat(5000) } })).body, 'FST_MULTICACHE_ENTRY_TOO_LARGE')
+    t.equal((await app.inject({ method: 'POST', url: '/draft', payload: { text: 'x', big: true } })).body, 'FST_MULTICACHE_SERIALIZE')
+  }
+  t.equal(app.multiCache.stats().session?.breaker, 'closed')
+  t.equal((await app.inject({ method: 'POST', url: '/cart', headers: { cookie: victim } })).body, 'stored', "another user's session is written")
+  t.equal((await app.inject({ method: 'POST', url: '/cart' })).body, 'stored', 'and a new one created')
+})
