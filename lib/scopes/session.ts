@@ -269,7 +269,9 @@ export class SessionCache {
 
   async get<T = unknown> (key: string): Promise<T | undefined> {
     this.level.keys.assert(key)
-    // Each step is awaited only when it is a promise: in memory, none is once the session was read.
+    // Every method starts so, and awaits a step only when it is a promise: once the session was read, a memory store
+    // answers at once and each call runs to its end when it is made, so that calls not awaited one by one still
+    // take effect in the order they were made (with a remote store, their commands are sent in that order).
     const loading = this.load()
     if (loading !== undefined) await loading
     const found = this.entry(DATA + key)
@@ -281,8 +283,10 @@ export class SessionCache {
 
   async has (key: string): Promise<boolean> {
     this.level.keys.assert(key)
-    await this.load()
-    return await this.read(key) !== undefined
+    const loading = this.load()
+    if (loading !== undefined) await loading
+    const found = this.value(DATA + key)
+    return (isPromiseLike(found) ? await found : found) !== undefined
   }
 
   async set<T> (key: string, value: Defined<T>, options?: SessionSetOptions): Promise<void> {
@@ -299,19 +303,27 @@ export class SessionCache {
 
   async delete (key: string): Promise<boolean> {
     this.level.keys.assert(key)
-    await this.writable()
+    const loading = this.load()
+    if (loading !== undefined) await loading
+    this.assertWritable()
     const current = this.current
-    if (current === undefined || await this.read(key) === undefined) return false
-    await this.change(current, { remove: [DATA + key] })
+    if (current === undefined) return false
+    const found = this.value(DATA + key)
+    if ((isPromiseLike(found) ? await found : found) === undefined) return false
+    const changed = this.change(current, { remove: [DATA + key] })
+    if (isPromiseLike(changed)) await changed
     return true
   }
 
   /** Drops every entry; the session and its id stay. */
   async clear (): Promise<void> {
-    await this.writable()
+    const loading = this.load()
+    if (loading !== undefined) await loading
+    this.assertWritable()
     const current = this.current
     if (current?.stored !== true) return
-    await this.change(current, { clear: true })
+    const changed = this.change(current, { clear: true })
+    if (isPromiseLike(changed)) await changed
   }
 
   /**
@@ -323,9 +335,11 @@ export class SessionCache {
     this.level.keys.assert(key)
     const ttl = callTtl('sessionCache.getOrLoad', options, 0)
     const stale = this.staleWindow('sessionCache.getOrLoad', options)
-    await this.load()
+    const loading = this.load()
+    if (loading !== undefined) await loading
     const stats = this.level.stats
-    const entry = await this.entry(DATA + key)
+    const found = this.entry(DATA + key)
+    const entry = isPromiseLike(found) ? await found : found
     const state = entryState(entry)
     if (state !== 'gone') {
       stats.hits++
@@ -377,7 +391,9 @@ export class SessionCache {
     if (this.appOwnsId) throw new UnsupportedError('sessionCache.regenerate() is not available with getSessionId: the app owns the session id')
     const user = options?.user
     if (user !== undefined) assertUser('regenerate', user)
-    await this.writable()
+    const loading = this.load()
+    if (loading !== undefined) await loading
+    this.assertWritable()
     const before = this.current
     // What the old session held at the instant it ended, so that a write that landed just before is carried over;
     // nothing when another request ended it first (a logout in another tab is not undone by a login here).
@@ -411,7 +427,9 @@ export class SessionCache {
    */
   async setUser (user: string): Promise<void> {
     assertUser('setUser', user)
-    await this.writable()
+    const loading = this.load()
+    if (loading !== undefined) await loading
+    this.assertWritable()
     const current = this.ensure()
     await this.change(current, { set: { [USER]: user } })
     await this.guard('link', () => this.level.users.link(user, current.key))
@@ -441,13 +459,16 @@ export class SessionCache {
 
   private async userOrThis (method: string, user: string | undefined): Promise<string | undefined> {
     if (user !== undefined) assertUser(method, user)
-    await this.load()
+    const loading = this.load()
+    if (loading !== undefined) await loading
     return user ?? this.user
   }
 
   /** Drops the session and its data; the cookie is cleared. A request still running under it cannot bring it back. */
   async destroy (): Promise<void> {
-    await this.writable()
+    const loading = this.load()
+    if (loading !== undefined) await loading
+    this.assertWritable()
     const before = this.current
     this.current = undefined
     this.destroyed = true
@@ -467,12 +488,7 @@ export class SessionCache {
     return this.loading
   }
 
-  /** Loads, then refuses to write a session that could not be read, or that has no id to be stored under. */
-  private async writable (): Promise<void> {
-    await this.load()
-    this.assertWritable()
-  }
-
+  /** Refuses to write a session that could not be read, or that has no id to be stored under. */
   private assertWritable (): void {
     if (this.unreadable !== undefined) throw this.unreadable
     if (this.nobody()) throw new NoSessionError()
@@ -528,14 +544,9 @@ export class SessionCache {
     }
   }
 
-  /** A user's entry as this request sees it, reading a field the snapshot may lack; undefined once expired. */
-  private async read (key: string): Promise<unknown> {
-    return await this.field(DATA + key)
-  }
-
   /** A field's value as this request sees it; undefined once expired (a stale one is still served). */
-  private async field (name: string): Promise<unknown> {
-    return valueOf(await this.entry(name))
+  private value (name: string): Awaitable<unknown> {
+    return andThen(this.entry(name), valueOf)
   }
 
   /** A field as this request sees it, reading one the snapshot may lack. */
@@ -640,8 +651,10 @@ export class SessionCache {
 
   /** The page stored under `key`, or undefined (also when there is no session, or it cannot be read). */
   async getPage (key: string): Promise<unknown> {
-    await this.load()
-    const held = await this.field(PAGE + key) as Page | undefined
+    const loading = this.load()
+    if (loading !== undefined) await loading
+    const found = this.value(PAGE + key)
+    const held = (isPromiseLike(found) ? await found : found) as Page | undefined
     return held?.generation === this.pagesGeneration() ? held.page : undefined
   }
 
@@ -650,7 +663,8 @@ export class SessionCache {
    * never creates a session. Rejects when the store fails.
    */
   async setPage (key: string, page: unknown, ttl: number): Promise<boolean> {
-    await this.load()
+    const loading = this.load()
+    if (loading !== undefined) await loading
     const current = this.current
     if (current?.stored !== true || this.unreadable !== undefined) return false
     const held: Page = { generation: this.pagesGeneration(), page }
@@ -660,7 +674,9 @@ export class SessionCache {
 
   /** Drops this session's cached pages: call it when what they show has changed (an item added to the cart). */
   async dropPages (): Promise<void> {
-    await this.writable()
+    const loading = this.load()
+    if (loading !== undefined) await loading
+    this.assertWritable()
     const current = this.current
     if (current?.stored !== true) return
     const pages = Object.keys(current.fields).filter((name) => name.startsWith(PAGE))

@@ -32,6 +32,25 @@ const STORES: Array<[string, () => Store]> = [
 ]
 
 for (const [kind, make] of STORES) {
+  // Not over whole values: their emulated groups apply a change in several steps, which may interleave (see the
+  // README's limits of Keyv and custom stores).
+  if (kind !== 'whole values (JSON)') {
+    test(`${kind}: calls of one request not awaited one by one take effect in the order they were made`, async (t) => {
+      const level = levelOver(make())
+      for (const readFirst of [false, true]) {
+        const id = await created(level, { a: 1 })
+        const session = request(level, id)
+        if (readFirst) t.equal(await session.get('a'), 1)
+        t.same(await Promise.all([session.delete('b'), session.set('b', 2), session.delete('a')]), [false, undefined, true])
+        t.same([await request(level, id).get('a'), await request(level, id).get('b')], [undefined, 2])
+        const next = request(level, id)
+        if (readFirst) t.equal(await next.get('b'), 2)
+        await Promise.all([next.clear(), next.set('c', 3), next.has('c')])
+        t.same([await request(level, id).get('b'), await request(level, id).get('c')], [undefined, 3])
+      }
+    })
+  }
+
   test(`${kind}: requests of one session each work on their own snapshot and write only what they change`, async (t) => {
     const level = levelOver(make())
     const id = await created(level, { a: 1 })
