@@ -240,6 +240,10 @@ export class SessionCache {
   private current: Current | undefined
   private loading: Promise<void> | undefined
   private loaded = false
+  /** A regenerate() under way: calls made after it wait for the new session. */
+  private renewing: Promise<void> | undefined
+  /** The creation of the session by this request's first write, while a remote store has not answered it. */
+  private creating: Promise<void> | undefined
   /** The id the client's cookie carries, valid or not. */
   private held: string | undefined
   private reissue = false
@@ -272,8 +276,8 @@ export class SessionCache {
     // Every method starts so, and awaits a step only when it is a promise: once the session was read, a memory store
     // answers at once and each call runs to its end when it is made, so that calls not awaited one by one still
     // take effect in the order they were made (with a remote store, their commands are sent in that order).
-    const loading = this.load()
-    if (loading !== undefined) await loading
+    const ready = this.ready()
+    if (ready !== undefined) await ready
     const found = this.entry(DATA + key)
     const value = valueOf(isPromiseLike(found) ? await found : found)
     if (value === undefined) this.missed(key)
@@ -283,8 +287,8 @@ export class SessionCache {
 
   async has (key: string): Promise<boolean> {
     this.level.keys.assert(key)
-    const loading = this.load()
-    if (loading !== undefined) await loading
+    const ready = this.ready()
+    if (ready !== undefined) await ready
     const found = this.value(DATA + key)
     return (isPromiseLike(found) ? await found : found) !== undefined
   }
@@ -294,8 +298,8 @@ export class SessionCache {
     assertValue(key, value)
     const ttl = callTtl('sessionCache.set', options, 0)
     const stale = this.staleWindow('sessionCache.set', options)
-    const loading = this.load()
-    if (loading !== undefined) await loading
+    const ready = this.ready()
+    if (ready !== undefined) await ready
     this.assertWritable()
     const written = this.write(key, value, ttl, stale)
     if (isPromiseLike(written)) await written
@@ -303,8 +307,8 @@ export class SessionCache {
 
   async delete (key: string): Promise<boolean> {
     this.level.keys.assert(key)
-    const loading = this.load()
-    if (loading !== undefined) await loading
+    const ready = this.ready()
+    if (ready !== undefined) await ready
     this.assertWritable()
     const current = this.current
     if (current === undefined) return false
@@ -317,8 +321,8 @@ export class SessionCache {
 
   /** Drops every entry; the session and its id stay. */
   async clear (): Promise<void> {
-    const loading = this.load()
-    if (loading !== undefined) await loading
+    const ready = this.ready()
+    if (ready !== undefined) await ready
     this.assertWritable()
     const current = this.current
     if (current?.stored !== true) return
@@ -335,8 +339,8 @@ export class SessionCache {
     this.level.keys.assert(key)
     const ttl = callTtl('sessionCache.getOrLoad', options, 0)
     const stale = this.staleWindow('sessionCache.getOrLoad', options)
-    const loading = this.load()
-    if (loading !== undefined) await loading
+    const ready = this.ready()
+    if (ready !== undefined) await ready
     const stats = this.level.stats
     const found = this.entry(DATA + key)
     const entry = isPromiseLike(found) ? await found : found
@@ -391,9 +395,21 @@ export class SessionCache {
     if (this.appOwnsId) throw new UnsupportedError('sessionCache.regenerate() is not available with getSessionId: the app owns the session id')
     const user = options?.user
     if (user !== undefined) assertUser('regenerate', user)
-    const loading = this.load()
-    if (loading !== undefined) await loading
+    const renewed = this.renew(user)
+    // The calls made after this one wait for the new session: a write made after regenerate() goes into the new
+    // session, not into the old one as it ends.
+    const settled = (): void => { if (this.renewing === renewing) this.renewing = undefined }
+    const renewing: Promise<void> = renewed.then(settled, settled)
+    this.renewing = renewing
+    await renewed
+  }
+
+  private async renew (user: string | undefined): Promise<void> {
+    const ready = this.ready()
+    if (ready !== undefined) await ready
     this.assertWritable()
+    // A write made just before may still be creating the session (a remote store): it is carried over once it is.
+    if (this.creating !== undefined) await this.creating
     const before = this.current
     // What the old session held at the instant it ended, so that a write that landed just before is carried over;
     // nothing when another request ended it first (a logout in another tab is not undone by a login here).
@@ -427,8 +443,8 @@ export class SessionCache {
    */
   async setUser (user: string): Promise<void> {
     assertUser('setUser', user)
-    const loading = this.load()
-    if (loading !== undefined) await loading
+    const ready = this.ready()
+    if (ready !== undefined) await ready
     this.assertWritable()
     const current = this.ensure()
     await this.change(current, { set: { [USER]: user } })
@@ -459,20 +475,25 @@ export class SessionCache {
 
   private async userOrThis (method: string, user: string | undefined): Promise<string | undefined> {
     if (user !== undefined) assertUser(method, user)
-    const loading = this.load()
-    if (loading !== undefined) await loading
+    const ready = this.ready()
+    if (ready !== undefined) await ready
     return user ?? this.user
   }
 
   /** Drops the session and its data; the cookie is cleared. A request still running under it cannot bring it back. */
   async destroy (): Promise<void> {
-    const loading = this.load()
-    if (loading !== undefined) await loading
+    const ready = this.ready()
+    if (ready !== undefined) await ready
     this.assertWritable()
     const before = this.current
     this.current = undefined
     this.destroyed = true
     if (before?.stored === true) await this.guard('end', () => before.pool.groups.end(before.key, before.fence))
+  }
+
+  /** What a call waits for before it starts, if anything: the first read of the session, or a regenerate() under way. */
+  private ready (): Promise<void> | undefined {
+    return this.renewing ?? this.load()
   }
 
   /** Reads the session, once per request: a promise only while it is being read. */
@@ -635,10 +656,14 @@ export class SessionCache {
   }
 
   /** Creates the session with its first change; concurrent first requests of one app-given id join the first's. */
-  private async create (current: Current, change: GroupChange): Promise<void> {
+  private create (current: Current, change: GroupChange): Awaitable<void> {
     const fields = Object.assign(Object.create(null) as Record<string, unknown>, change.set)
-    if (await current.pool.groups.create(current.key, { fence: current.fence, fields }, this.level.options.ttl)) current.stored = true
-    else await this.join(current, change)
+    const done = andThen(current.pool.groups.create(current.key, { fence: current.fence, fields }, this.level.options.ttl), (created) => {
+      if (created) current.stored = true
+      else return this.join(current, change)
+    })
+    if (isPromiseLike(done)) this.creating = Promise.resolve(done).catch(() => {})
+    return done
   }
 
   // Route caching keeps whole pages in the session (`config.cache: { level: 'session' }`), apart from the entries:
@@ -651,8 +676,8 @@ export class SessionCache {
 
   /** The page stored under `key`, or undefined (also when there is no session, or it cannot be read). */
   async getPage (key: string): Promise<unknown> {
-    const loading = this.load()
-    if (loading !== undefined) await loading
+    const ready = this.ready()
+    if (ready !== undefined) await ready
     const found = this.value(PAGE + key)
     const held = (isPromiseLike(found) ? await found : found) as Page | undefined
     return held?.generation === this.pagesGeneration() ? held.page : undefined
@@ -663,8 +688,8 @@ export class SessionCache {
    * never creates a session. Rejects when the store fails.
    */
   async setPage (key: string, page: unknown, ttl: number): Promise<boolean> {
-    const loading = this.load()
-    if (loading !== undefined) await loading
+    const ready = this.ready()
+    if (ready !== undefined) await ready
     const current = this.current
     if (current?.stored !== true || this.unreadable !== undefined) return false
     const held: Page = { generation: this.pagesGeneration(), page }
@@ -674,8 +699,8 @@ export class SessionCache {
 
   /** Drops this session's cached pages: call it when what they show has changed (an item added to the cart). */
   async dropPages (): Promise<void> {
-    const loading = this.load()
-    if (loading !== undefined) await loading
+    const ready = this.ready()
+    if (ready !== undefined) await ready
     this.assertWritable()
     const current = this.current
     if (current?.stored !== true) return

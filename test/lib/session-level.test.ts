@@ -49,6 +49,17 @@ for (const [kind, make] of STORES) {
         t.same([await request(level, id).get('b'), await request(level, id).get('c')], [undefined, 3])
       }
     })
+
+    test(`${kind}: writes made around a regenerate() not awaited go into the new session, in the order they were made`, async (t) => {
+      const level = levelOver(make())
+      for (const before of [undefined, await created(level, { k: 0 })]) {
+        const session = request(level, before)
+        await Promise.all([session.set('a', 1), session.regenerate(), session.set('b', 2)])
+        const renewed = request(level, session.id)
+        t.same([await renewed.get('k'), await renewed.get('a'), await renewed.get('b')], [before === undefined ? undefined : 0, 1, 2])
+        if (before !== undefined) t.equal(await request(level, before).get('k'), undefined, 'the old id is worth nothing')
+      }
+    })
   }
 
   test(`${kind}: requests of one session each work on their own snapshot and write only what they change`, async (t) => {
