@@ -129,11 +129,13 @@ function jsonSize (value: unknown): number {
 export function changed (fields: Readonly<Record<string, unknown>>, change: GroupChange): Record<string, unknown> {
   const next: Record<string, unknown> = Object.create(null) as Record<string, unknown>
   const set = change.set ?? {}
+  // A set, not the array: a session full of expired entries removes them all in one change.
+  const removed = change.remove === undefined || change.remove.length === 0 ? undefined : new Set(change.remove)
   if (change.clear !== true) {
     for (const name of Object.keys(fields)) {
       // A field written again is left out here and added below: insertion order is write order, and the cap drops
       // the earliest written.
-      if (!Object.hasOwn(set, name) && change.remove?.includes(name) !== true) next[name] = fields[name]
+      if (!Object.hasOwn(set, name) && removed?.has(name) !== true) next[name] = fields[name]
     }
   }
   for (const name of Object.keys(set)) next[name] = set[name]
