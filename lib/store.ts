@@ -84,9 +84,11 @@ export interface Group {
   readonly partial?: boolean
 }
 
-/** What one update does to a group's fields, in this order: drop all, remove some, set some, cap a kind. */
+/** What one update does to a group's fields, in this order: drop all (but `keep`'s), remove some, set some, cap a kind. */
 export interface GroupChange {
   clear?: boolean
+  /** With `clear`, the fields whose names start with this stay (what describes the group rather than holds its data). */
+  keep?: string
   remove?: readonly string[]
   /** Fields to write; a field written again counts as written last. */
   set?: Readonly<Record<string, unknown>>
@@ -116,6 +118,8 @@ export interface GroupOperations {
   end (key: string, fence: string): Awaitable<Group | undefined>
   /** One field of a partial group, read on its own. */
   field? (key: string, fence: string, name: string): Awaitable<unknown>
+  /** Which of these groups exist, in one step where the store can, without restarting their expiry. */
+  exists? (keys: readonly string[]): Awaitable<boolean[]>
 }
 
 /**

@@ -237,6 +237,8 @@ export class TieredStore implements Store {
           return group === undefined ? undefined : { value: group, ttl }
         }) as Promise<Group | undefined>
       },
+      // What exists is L2's to say: a copy in L1 may be of a group another instance ended.
+      ...(l2.exists === undefined ? {} : { exists: l2.exists.bind(l2) }),
       create: async (key, group, ttl) => await changed(key, () => l2.create(key, group, ttl)),
       update: async (key, fence, change, ttl) => await changed(key, () => l2.update(key, fence, change, ttl)),
       end: async (key, fence) => await changed(key, () => l2.end(key, fence))

@@ -6,7 +6,7 @@ import { isNotModified, notModifiedHeaders } from '../lib/http/conditional.js'
 import type { HeaderMap } from '../lib/http/headers.js'
 import { isAnonymous, pathOf, responseKey, routeIdentity, targetOf } from '../lib/http/request.js'
 import { ageOf, fromRecord, storable, toCachedResponse, toRecord, type CachedResponse, type ResponseRecord, type StorePolicy } from '../lib/http/response.js'
-import { expiresOf, findVariant, withVariant, type StoredVariants } from '../lib/http/variants.js'
+import { findVariant, withVariant, type StoredVariants } from '../lib/http/variants.js'
 import { KeyRule } from '../lib/keys.js'
 import { readOptions } from '../lib/options.js'
 import { exposeMetrics, type MetricsOptions } from './metrics.js'
@@ -154,10 +154,11 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       if (app) {
         found = cache.find(key, request.headers, now)
       } else {
-        const page = await request.sessionCache.getPage(key) as StoredVariants<ResponseRecord> | undefined
+        const pages = await request.sessionCache.pagesOf(key)
         // No session: caching would create one for every visitor, so the route runs uncached.
         if (request.sessionCache.id === undefined) return bypass(reply)
-        const record = page === undefined ? undefined : findVariant(page, request.headers, now)
+        const stored = variantsOf(pages as SessionPages)
+        const record = stored === undefined ? undefined : findVariant(stored, request.headers, now)
         found = record === undefined ? undefined : fromRecord(record)
       }
       if (found?.tags !== undefined && !fastify.appCache.tags.current(found.tags, found.tagVersions ?? [])) found = undefined
@@ -234,9 +235,13 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       }
       // The response goes out now, whatever the store does: a failure is counted and logged, never the client's.
       const session = request.sessionCache
-      session.getPage(pending.key).then(async (held) => {
-        const page = withVariant(held as StoredVariants<ResponseRecord> | undefined, verdict.vary, request.headers, toRecord(response), cache.options.maxVariants, now)
-        await session.setPage(pending.key, page, expiresOf(page) - now)
+      session.pagesOf(pending.key).then(async (pages) => {
+        const held = pages as SessionPages
+        const next = withVariant(variantsOf(held), verdict.vary, request.headers, toRecord(response), cache.options.maxVariants, now)
+        const [variant, record] = next.variants[0] as [string, ResponseRecord]
+        // Each variant is a page of the session's: those withVariant let go (another Vary, expired, past maxVariants) go.
+        const drop = held.map(([other]) => other).filter((other) => !next.variants.some(([kept]) => kept === other))
+        await session.setPage(pending.key, variant, { vary: next.vary, record } satisfies SessionPage, record.expires - now, drop)
       }).catch((error: unknown) => { cache.fault('write', error, request.log) })
     }
 
@@ -254,6 +259,20 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
     if (xCache) reply.header('x-cache', 'BYPASS')
     return undefined
   }
+}
+
+/** One variant of a page as the session keeps it: the names its response varies on, and the response. */
+interface SessionPage {
+  vary: string[]
+  record: ResponseRecord
+}
+type SessionPages = Array<[variant: string, page: SessionPage]>
+
+/** A session's variants of one key, newest first, as the stored variants of the application level's cache. */
+function variantsOf (pages: SessionPages): StoredVariants<ResponseRecord> | undefined {
+  const newest = pages[0]
+  if (newest === undefined) return undefined
+  return { vary: newest[1].vary, variants: pages.map(([variant, page]) => [variant, page.record]) }
 }
 
 const KEYS: KeyRule = new KeyRule()

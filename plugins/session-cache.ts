@@ -30,6 +30,8 @@ export interface SessionCacheOptions extends SharedStoreOptions {
   maxAnonymousSessions?: number
   /** Most entries one session may hold; past it the oldest written goes first. Default 100. */
   maxEntriesPerSession?: number
+  /** Most sessions of one user (linked by `regenerate({ user })` or `setUser`): a login past it ends the earliest. Default 1,000. */
+  maxSessionsPerUser?: number
   /** Most pages one session may hold for route caching (`level: 'session'`), apart from its entries. Default 10. */
   maxPagesPerSession?: number
   /** `'memory'` (default), `'redis'` (`fastify.redis`), a Redis URL, an ioredis client, a Keyv, or a `Store`. */
@@ -55,7 +57,7 @@ declare module 'fastify' {
   }
 }
 
-const OPTIONS = ['secret', 'cookieName', 'cookie', 'ttl', 'absoluteTtl', 'staleWhileRevalidate', 'maxSessions', 'maxAnonymousSessions', 'maxEntriesPerSession', 'maxPagesPerSession', 'maxKeyLength', 'store', 'getSessionId', 'metrics', 'logKeys', ...SHARED_STORE_OPTIONS]
+const OPTIONS = ['secret', 'cookieName', 'cookie', 'ttl', 'absoluteTtl', 'staleWhileRevalidate', 'maxSessions', 'maxAnonymousSessions', 'maxEntriesPerSession', 'maxSessionsPerUser', 'maxPagesPerSession', 'maxKeyLength', 'store', 'getSessionId', 'metrics', 'logKeys', ...SHARED_STORE_OPTIONS]
 const kSession = Symbol('fastify-multi-cache.session')
 type Slot = FastifyRequest & { [kSession]: SessionCache | null }
 
@@ -66,7 +68,8 @@ const plugin: FastifyPluginAsync<SessionCacheOptions> = async (fastify, options)
   if (ttl === 0) read.fail('ttl', 'must be greater than 0')
   const maxSessions = read.positiveInteger('maxSessions', 100_000)
   const maxAnonymousSessions = read.positiveInteger('maxAnonymousSessions', maxSessions)
-  const inMemory = (max: number, onEvict: () => void): MemoryStore => new MemoryStore({ max, ttl, rolling: true, onEvict })
+  // A session the memory store drops by itself leaves its user's index, so that the index lives as long as its sessions.
+  const inMemory = (max: number, onEvict: () => void): MemoryStore => new MemoryStore({ max, ttl, rolling: true, onEvict, onDrop: (key, session) => { level.dropped(key, session) } })
   const backend = await resolveStore(fastify, read, options, {
     prefix: 'fmc:session:',
     // A tier entry is at most this old, and reads that reach Redis restart the session's expiry at least this often.
@@ -74,7 +77,8 @@ const plugin: FastifyPluginAsync<SessionCacheOptions> = async (fastify, options)
     memory: () => inMemory(maxSessions, () => { level.stats.evictions++ })
   })
   // In memory, anonymous visitors get a pool of their own: a crowd of them cannot push logged-in users out. Users'
-  // indexes of sessions get one too, as large as the logged-in pool, so that sessions never push them out.
+  // indexes of sessions get one too, with room for one per session held: an index goes with its last session, so none
+  // is ever pushed out while a session it lists lives.
   const inMemoryOnly = backend.redis === undefined && backend.store instanceof MemoryStore
   const absoluteTtl = read.duration('absoluteTtl', 0)
   const level: SessionLevel = new SessionLevel({
@@ -82,13 +86,14 @@ const plugin: FastifyPluginAsync<SessionCacheOptions> = async (fastify, options)
     absoluteTtl,
     staleWhileRevalidate: read.duration('staleWhileRevalidate', 0),
     maxEntriesPerSession: read.positiveInteger('maxEntriesPerSession', 100),
+    maxSessionsPerUser: read.positiveInteger('maxSessionsPerUser', 1000),
     maxPagesPerSession: read.positiveInteger('maxPagesPerSession', 10),
     maxKeyLength: read.positiveInteger('maxKeyLength', MAX_KEY_LENGTH),
     store: backend.store,
     ...(inMemoryOnly
       ? {
           anonymous: inMemory(maxAnonymousSessions, () => { level.stats.evictions++; level.stats.anonymousEvictions++ }),
-          users: new MemoryStore({ max: maxSessions })
+          users: new MemoryStore({ max: maxSessions + maxAnonymousSessions })
         }
       : {}),
     log: fastify.log,

@@ -48,11 +48,6 @@ function sameNames (a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((name) => b.includes(name))
 }
 
-/** When the last variant expires, in epoch ms. */
-export function expiresOf (stored: StoredVariants<Expiring>): number {
-  return Math.max(...stored.variants.map(([, response]) => response.expires))
-}
-
 // What the objects around the strings and bytes take: a cache entry (its slots in the LRU and its value), one variant
 // (its tuple, response, headers object and buffer) and one header or Vary name. Measured on Node 20 (64-bit), an
 // entry with a short key and one header takes about 770 bytes in all and is counted 860: these err above.

@@ -9,8 +9,21 @@ export interface UserSession {
   linkedAt: number
 }
 
-/** Most sessions one user's index keeps; past it the earliest linked goes (its session is no longer listed). */
-const MAX_SESSIONS_PER_USER = 1000
+export interface SessionUsersOptions {
+  /** Where the indexes live. */
+  groups: GroupOperations
+  /**
+   * How long an index lives after its last link or `touch`, in ms; 0: as long as the store keeps it (the memory store,
+   * where the level unlinks every session the store drops).
+   */
+  lifetime: number
+  /** Most sessions of one user: a link past it ends the user's earliest linked sessions. */
+  max: number
+  /** Which of these sessions still exist (by store key). */
+  alive: (sessions: readonly string[]) => Promise<boolean[]>
+  /** Ends these sessions, wherever they live. */
+  end: (sessions: readonly string[]) => Promise<void>
+}
 
 /**
  * Which sessions belong to which user, so that all of them can be ended at once (after a password change, or "log
@@ -18,28 +31,72 @@ const MAX_SESSIONS_PER_USER = 1000
  * are the store keys of the user's sessions; adding a session is one atomic field write, so logins on several
  * instances at once never lose one another.
  *
- * The index lives `lifetime` ms after the user's last login (0: until the user's sessions are ended): give sessions
- * an absolute lifetime at most as long, so that no linked session outlives its index.
+ * The index is complete: a session leaves it only once it has ended (or no longer exists), never while it lives,
+ * so that `take` ends every one. Its size is bounded by ending sessions, not by forgetting them: a link past `max`
+ * ends the user's earliest linked sessions, as a "most concurrent sessions per user" policy does.
  */
 export class SessionUsers {
-  constructor (private readonly groups: GroupOperations, private readonly lifetime: number) {}
+  constructor (private readonly options: SessionUsersOptions) {}
 
-  /** Records that the session stored under `session` belongs to `user`. */
-  async link (user: string, session: string): Promise<void> {
+  /**
+   * Records that the session stored under `session` belongs to `user`. When the index is full, the sessions that no
+   * longer exist leave it, and the earliest linked ones beyond `max` are ended. Answers how many were ended.
+   */
+  async link (user: string, session: string): Promise<number> {
+    const { groups, lifetime, max } = this.options
     const key = indexKey(user)
-    const change = { set: { [session]: Date.now() }, cap: { prefix: '', max: MAX_SESSIONS_PER_USER } }
+    const set = { [session]: Date.now() }
     for (let attempt = 0; attempt < 3; attempt++) {
-      const index = await this.groups.read(key, this.lifetime)
-      if (index !== undefined && await this.groups.update(key, index.fence, change, this.lifetime)) return
-      if (index === undefined && await this.groups.create(key, { fence: randomBytes(12).toString('base64url'), fields: change.set }, this.lifetime)) return
-      // Another instance created or ended the index between the read and the write: read it again.
+      const index = await groups.read(key, lifetime)
+      if (index === undefined) {
+        if (await groups.create(key, { fence: newFence(), fields: set }, lifetime)) return 0
+        continue
+      }
+      const listed = Object.entries(index.fields).filter(([name]) => name !== session)
+      // Only a full index is looked through: sessions that ended by themselves leave it then, and if it is still full,
+      // the earliest linked are ended before they leave it (a session is never unlisted while it can be used).
+      let remove: string[] = []
+      let surplus: string[] = []
+      if (listed.length + 1 > max) {
+        const alive = await this.options.alive(listed.map(([name]) => name))
+        const live = listed.filter((_, i) => alive[i] === true).sort((a, b) => Number(a[1]) - Number(b[1]))
+        surplus = live.slice(0, Math.max(0, live.length + 1 - max)).map(([name]) => name)
+        if (surplus.length > 0) await this.options.end(surplus)
+        remove = [...listed.filter((_, i) => alive[i] !== true).map(([name]) => name), ...surplus]
+      }
+      if (await groups.update(key, index.fence, { remove, set }, lifetime)) return surplus.length
+      // Another instance ended or replaced the index between the read and the write: read it again.
     }
+    return 0
   }
 
-  /** The sessions linked to `user`, as the index holds them (some may have expired since). */
+  /** Takes an ended session out of `user`'s index; the index goes with its last session. */
+  async unlink (user: string, session: string): Promise<void> {
+    const { groups, lifetime } = this.options
+    const key = indexKey(user)
+    const index = await groups.read(key, 0)
+    if (index === undefined || !Object.hasOwn(index.fields, session)) return
+    if (Object.keys(index.fields).length > 1) {
+      await groups.update(key, index.fence, { remove: [session] }, lifetime)
+      return
+    }
+    const ended = await groups.end(key, index.fence)
+    // A link landed between the read and the end: its session is put back in a new index.
+    const rest = Object.fromEntries(Object.entries(ended?.fields ?? {}).filter(([name]) => name !== session))
+    if (Object.keys(rest).length > 0) await groups.create(key, { fence: newFence(), fields: rest }, lifetime)
+  }
+
+  /** Restarts the lifetime of `user`'s index: one of its sessions is in use. */
+  async touch (user: string): Promise<void> {
+    await this.options.groups.read(indexKey(user), this.options.lifetime)
+  }
+
+  /** The sessions linked to `user` that still exist. */
   async sessionsOf (user: string): Promise<UserSession[]> {
-    const index = await this.groups.read(indexKey(user), 0)
-    return Object.entries(index?.fields ?? {}).map(([key, linkedAt]) => ({ key, linkedAt: Number(linkedAt) }))
+    const index = await this.options.groups.read(indexKey(user), 0)
+    const listed = Object.entries(index?.fields ?? {})
+    const alive = await this.options.alive(listed.map(([key]) => key))
+    return listed.filter((_, i) => alive[i] === true).map(([key, linkedAt]) => ({ key, linkedAt: Number(linkedAt) }))
   }
 
   /**
@@ -47,14 +104,19 @@ export class SessionUsers {
    * a login that links a new session meanwhile starts a new index rather than one about to be dropped.
    */
   async take (user: string): Promise<string[]> {
+    const { groups } = this.options
     const key = indexKey(user)
-    const index = await this.groups.read(key, 0)
+    const index = await groups.read(key, 0)
     if (index === undefined) return []
-    const ended = await this.groups.end(key, index.fence)
+    const ended = await groups.end(key, index.fence)
     return Object.keys(ended?.fields ?? {})
   }
 }
 
 function indexKey (user: string): string {
   return 'user:' + createHash('sha256').update(user).digest('base64url')
+}
+
+function newFence (): string {
+  return randomBytes(12).toString('base64url')
 }

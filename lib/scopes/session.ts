@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { LRUCache } from 'lru-cache'
 import type { Duration } from '../durations.js'
 import type { Logger } from '../burst-log.js'
 import { EntryTooLargeError, InvalidOptionError, NoSessionError, SerializeError, UnsupportedError, describe } from '../errors.js'
@@ -36,8 +37,15 @@ export interface SessionLevelOptions {
   absoluteTtl?: number
   /** Default `staleWhileRevalidate` of every entry, in ms. Default 0. */
   staleWhileRevalidate?: number
-  /** Where each user's index of sessions lives (see `SessionUsers`). Default `store`. */
+  /**
+   * Where each user's index of sessions lives (see `SessionUsers`); default `store`. Given (the memory store), an index
+   * lives exactly as long as a session it lists: the memory pools tell the level of every session they drop
+   * (`dropped`). Without it, an index lives `absoluteTtl` after its last link, or twice `ttl` after its user's last
+   * request (each instance restarts it at most once per half `ttl`).
+   */
   users?: Store
+  /** Most sessions of one user: a login past it ends the user's earliest linked session. Default 1,000. */
+  maxSessionsPerUser?: number
   /** false: log lines show a short hash of each key instead of the key. Default true. */
   logKeys?: boolean
 }
@@ -94,10 +102,12 @@ interface Entry {
  */
 const DATA = 'd:'
 const PAGE = 'p:'
+/** What describes the session rather than holds its data: kept by `clear()`. */
+const META = 'm:'
 /** The user a session is linked to (`setUser`, `regenerate({ user })`). */
-const USER = 'm:user'
-/** The generation of the session's pages, moved by `dropPages()`. */
-const PAGES = 'm:pages'
+const USER = META + 'user'
+/** The generation of the session's pages, moved by `dropPages()` and `clear()`. */
+const PAGES = META + 'pages'
 
 /** Where an entry stands now: served as it is, served while a new value loads, or gone. */
 function entryState (entry: Entry | undefined): 'fresh' | 'stale' | 'gone' {
@@ -113,10 +123,24 @@ function valueOf (entry: Entry | undefined): unknown {
   return entryState(entry) === 'gone' ? undefined : (entry as Entry).value
 }
 
-/** A page as a session field holds it. */
+/**
+ * A page as a session field holds it: one variant of the responses stored under `key`. Each variant is a field of its
+ * own, so that the bound on a session's pages counts every variant a client's headers can make.
+ */
 interface Page {
   generation: string
+  key: string
+  variant: string
   page: unknown
+}
+
+/** The field of one variant of a page: every variant of `key` starts with `pagePrefix(key)`. */
+function pageField (key: string, variant: string): string {
+  return pagePrefix(key) + variant
+}
+
+function pagePrefix (key: string): string {
+  return PAGE + key + '\0'
 }
 
 /** One of the stores sessions live in, with its group operations (native, or emulated over whole values). */
@@ -139,6 +163,8 @@ export class SessionLevel {
   readonly anonymous: Pool
   readonly users: SessionUsers
   readonly log: LevelLog | undefined
+  /** Users whose index this instance restarted lately, when indexes live by their users' activity. */
+  private readonly touched: LRUCache<string, true> | undefined
 
   constructor (readonly options: SessionLevelOptions) {
     const { store, anonymous, ttl, absoluteTtl = 0 } = options
@@ -148,8 +174,18 @@ export class SessionLevel {
     const pool = (s: Store): Pool => ({ store: s, groups: s.groups ?? keyedGroups(s, lifetime) })
     this.known = pool(store)
     this.anonymous = anonymous === undefined ? this.known : pool(anonymous)
-    // An index outlives every session it lists: the absolute lifetime when there is one, for ever otherwise.
-    this.users = new SessionUsers(options.users === undefined ? this.known.groups : pool(options.users).groups, absoluteTtl)
+    // An index outlives every session it lists: in memory it goes with its last session; in a shared store, whose
+    // sessions expire by themselves, it lives the absolute lifetime of its last linked session, or twice the
+    // inactivity ttl from a touch made at least every half ttl while one of its sessions is used.
+    const indexLifetime = options.users !== undefined ? 0 : absoluteTtl > 0 ? absoluteTtl : 2 * ttl
+    if (options.users === undefined && absoluteTtl === 0) this.touched = new LRUCache({ max: 10_000, ttl: Math.max(1, Math.floor(ttl / 2)) })
+    this.users = new SessionUsers({
+      groups: options.users === undefined ? this.known.groups : pool(options.users).groups,
+      lifetime: indexLifetime,
+      max: options.maxSessionsPerUser ?? 1000,
+      alive: async (keys) => await this.alive(keys),
+      end: async (keys) => { await this.end(keys) }
+    })
     this.stats = new LevelStats(() => (store.size ?? 0) + (anonymous?.size ?? 0), anonymous !== undefined)
     this.log = options.log === undefined ? undefined : new LevelLog('sessionCache', 'session', options.log, options.logKeys)
     this.keys = new KeyRule(options.maxKeyLength)
@@ -181,15 +217,48 @@ export class SessionLevel {
 
   /**
    * Ends every session linked to `user`, on every instance (after a password change, or "log out everywhere"), but
-   * the one stored under `except`. Answers how many were listed.
+   * the one stored under `except`. Answers how many there were.
    */
   async destroyAllOf (user: string, except?: string): Promise<number> {
     const keys = await this.users.take(user)
     const ended = keys.filter((key) => key !== except)
-    const pools = this.anonymous === this.known ? [this.known] : [this.known, this.anonymous]
-    await Promise.all(pools.map(async ({ store }) => { await deleteKeys(store, ended) }))
+    const alive = await this.alive(ended)
+    await this.end(ended)
     if (except !== undefined && keys.includes(except)) await this.users.link(user, except)
-    return ended.length
+    return alive.filter(Boolean).length
+  }
+
+  /** Deletes the sessions stored under `keys`, from every pool. */
+  async end (keys: readonly string[]): Promise<void> {
+    await Promise.all(this.pools().map(async ({ store }) => { await deleteKeys(store, keys) }))
+  }
+
+  /** Which of the sessions stored under `keys` exist, in any pool, without restarting their expiry. */
+  async alive (keys: readonly string[]): Promise<boolean[]> {
+    if (keys.length === 0) return []
+    const found = await Promise.all(this.pools().map(async ({ groups }) => {
+      if (groups.exists !== undefined) return await groups.exists(keys)
+      return await Promise.all(keys.map(async (key) => await groups.read(key, 0) !== undefined))
+    }))
+    return keys.map((_, i) => found.some((pool) => pool[i] === true))
+  }
+
+  /** A session the memory store dropped by itself (evicted, expired) leaves its user's index. */
+  dropped (key: string, session: unknown): void {
+    const user = (session as Group | undefined)?.fields?.[USER]
+    if (typeof user === 'string') this.users.unlink(user, key).catch((error: unknown) => { this.fault('unlink', error) })
+  }
+
+  /** A session of `user` is in use: its index must outlive it (restarted at most once per half ttl per instance). */
+  using (user: string, log?: Logger): void {
+    const touched = this.touched
+    if (touched === undefined || touched.has(user)) return
+    touched.set(user, true)
+    this.users.touch(user).catch((error: unknown) => { this.fault('touch', error, log) })
+  }
+
+  private pools (): Pool[] {
+    return this.anonymous === this.known ? [this.known] : [this.known, this.anonymous]
   }
 
   /** A session created before this is over, whatever its activity; 0 without an absolute lifetime. */
@@ -319,14 +388,17 @@ export class SessionCache {
     return true
   }
 
-  /** Drops every entry; the session and its id stay. */
+  /**
+   * Drops every entry and page; the session, its id and its link to a user stay. The pages' generation moves, so that a
+   * page a request rendered before and stores after is never served.
+   */
   async clear (): Promise<void> {
     const ready = this.ready()
     if (ready !== undefined) await ready
     this.assertWritable()
     const current = this.current
     if (current?.stored !== true) return
-    const changed = this.change(current, { clear: true })
+    const changed = this.change(current, { clear: true, keep: META, set: { [PAGES]: newGeneration() } })
     if (isPromiseLike(changed)) await changed
   }
 
@@ -429,6 +501,8 @@ export class SessionCache {
     this.current = { id, key, fence, pool: known, fields, partial: false, stored: true }
     const linked = fields[USER]
     if (typeof linked === 'string') await this.guard('link', () => this.level.users.link(linked, key))
+    const previous = ended?.fields[USER]
+    if (before !== undefined && typeof previous === 'string') await this.guard('unlink', () => this.level.users.unlink(previous, before.key))
   }
 
   /** The user this session is linked to, once a call of this request has read the session; undefined when none. */
@@ -486,9 +560,12 @@ export class SessionCache {
     if (ready !== undefined) await ready
     this.assertWritable()
     const before = this.current
+    const user = this.user
     this.current = undefined
     this.destroyed = true
-    if (before?.stored === true) await this.guard('end', () => before.pool.groups.end(before.key, before.fence))
+    if (before?.stored !== true) return
+    await this.guard('end', () => before.pool.groups.end(before.key, before.fence))
+    if (user !== undefined) await this.guard('unlink', () => this.level.users.unlink(user, before.key))
   }
 
   /** What a call waits for before it starts, if anything: the first read of the session, or a regenerate() under way. */
@@ -559,6 +636,8 @@ export class SessionCache {
       const { pool, group } = found
       this.current = { id: presented.id, key, fence: group.fence, pool, fields: group.fields, partial: group.partial === true, stored: true }
       this.reissue = presented.reissue === true
+      const user = this.user
+      if (user !== undefined) this.level.using(user, this.log)
     } else if (this.appOwnsId) {
       // The app's id is authoritative: its session starts empty and is created under that id on first write.
       this.current = { id: presented.id, key, fence: newFence(), pool: this.level.known, fields: {}, partial: false, stored: false }
@@ -606,13 +685,13 @@ export class SessionCache {
    * Writes one field, first dropping the expired entries of its kind and, when `max` live ones are held already, the
    * oldest written.
    */
-  private put (current: Current, name: string, value: unknown, ttl: number, max: number, stale = 0): Awaitable<void> {
+  private put (current: Current, name: string, value: unknown, ttl: number, max: number, stale = 0, drop: readonly string[] = []): Awaitable<void> {
     const now = Date.now()
     const entry: Entry = { value, expires: ttl === 0 ? 0 : now + ttl, at: now }
     if (ttl > 0 && stale > 0) entry.stale = entry.expires + stale
-    const { expired, evicted } = this.room(current, name, now, max)
+    const { expired, evicted } = this.room(current, name, now, max, drop)
     // Expired entries go in the same step: the store caps the kind by count, and must not drop a live entry for them.
-    const remove = evicted === undefined ? expired : [...expired, evicted]
+    const remove = [...drop, ...expired, ...(evicted === undefined ? [] : [evicted])]
     // The store caps the kind too, in the same step: requests writing at once each see room in their own snapshot.
     const change: GroupChange = { set: { [name]: entry }, cap: { prefix: name.slice(0, 2), max } }
     if (remove.length > 0) change.remove = remove
@@ -625,14 +704,14 @@ export class SessionCache {
    * What makes room for one more of `name`'s kind: its expired entries, and the oldest live one when `name` is new and
    * `max` live ones of its kind are held.
    */
-  private room (current: Current, name: string, now: number, max: number): { expired: string[], evicted: string | undefined } {
+  private room (current: Current, name: string, now: number, max: number, drop: readonly string[]): { expired: string[], evicted: string | undefined } {
     const kind = name.slice(0, 2)
     const expired: string[] = []
     let live = 0
     let oldest: [string, number] | undefined
     for (const field of Object.keys(current.fields)) {
       const entry = current.fields[field] as Entry | undefined
-      if (!field.startsWith(kind) || entry === undefined || field === name) continue
+      if (!field.startsWith(kind) || entry === undefined || field === name || drop.includes(field)) continue
       // An entry still served stale is not expired yet.
       if (entryState(entry) === 'gone') {
         expired.push(field)
@@ -674,26 +753,43 @@ export class SessionCache {
   // generation: `dropPages()` moves it, so that a page a request made before the drop and stores after it is never
   // served.
 
-  /** The page stored under `key`, or undefined (also when there is no session, or it cannot be read). */
-  async getPage (key: string): Promise<unknown> {
+  /**
+   * The variants stored under `key`, newest first, as `[variant, page]` (none when there is no session, or it cannot be
+   * read). A page written by another request after this one read the session is not among them.
+   */
+  async pagesOf (key: string): Promise<Array<[variant: string, page: unknown]>> {
     const ready = this.ready()
     if (ready !== undefined) await ready
-    const found = this.value(PAGE + key)
-    const held = (isPromiseLike(found) ? await found : found) as Page | undefined
-    return held?.generation === this.pagesGeneration() ? held.page : undefined
+    const fields = this.current?.fields
+    if (fields === undefined) return []
+    const prefix = pagePrefix(key)
+    const generation = this.pagesGeneration()
+    const found: Array<[Page, number]> = []
+    for (const name of Object.keys(fields)) {
+      if (!name.startsWith(prefix)) continue
+      const entry = fields[name] as Entry | undefined
+      const held = valueOf(entry) as Page | undefined
+      // The key is compared too: a custom key may itself contain the separator.
+      if (held?.generation === generation && held.key === key) found.push([held, (entry as Entry).at])
+    }
+    // Fields are in write order where the store keeps one: reversed first, pages written in the same millisecond are
+    // newest first too.
+    return found.reverse().sort((a, b) => b[1] - a[1]).map(([held]) => [held.variant, held.page])
   }
 
   /**
-   * Stores a page for `ttl` ms in the session this request found; false, storing nothing, when there is none: a page
-   * never creates a session. Rejects when the store fails.
+   * Stores one variant of the page `key` for `ttl` ms in the session this request found, dropping the variants named
+   * in `drop`; false, storing nothing, when there is no session: a page never creates one. Every variant counts
+   * against `maxPagesPerSession`. Rejects when the store fails.
    */
-  async setPage (key: string, page: unknown, ttl: number): Promise<boolean> {
+  async setPage (key: string, variant: string, page: unknown, ttl: number, drop: readonly string[] = []): Promise<boolean> {
     const ready = this.ready()
     if (ready !== undefined) await ready
     const current = this.current
     if (current?.stored !== true || this.unreadable !== undefined) return false
-    const held: Page = { generation: this.pagesGeneration(), page }
-    await this.put(current, PAGE + key, held, ttl, this.level.options.maxPagesPerSession ?? 10)
+    const held: Page = { generation: this.pagesGeneration(), key, variant, page }
+    const dropped = drop.filter((other) => other !== variant).map((other) => pageField(key, other))
+    await this.put(current, pageField(key, variant), held, ttl, this.level.options.maxPagesPerSession ?? 10, 0, dropped)
     return true
   }
 
@@ -705,7 +801,7 @@ export class SessionCache {
     const current = this.current
     if (current?.stored !== true) return
     const pages = Object.keys(current.fields).filter((name) => name.startsWith(PAGE))
-    await this.change(current, { remove: pages, set: { [PAGES]: randomBytes(6).toString('base64url') } })
+    await this.change(current, { remove: pages, set: { [PAGES]: newGeneration() } })
   }
 
   private pagesGeneration (): string {
@@ -745,11 +841,17 @@ export class SessionCache {
  */
 function withChange (fields: Readonly<Record<string, unknown>>, change: GroupChange): Record<string, unknown> {
   const next: Record<string, unknown> = {}
-  if (change.clear !== true) for (const name of Object.keys(fields)) next[name] = fields[name]
+  const keep = change.clear === true ? change.keep : ''
+  if (keep !== undefined) for (const name of Object.keys(fields)) if (name.startsWith(keep)) next[name] = fields[name]
   for (const name of change.remove ?? []) next[name] = undefined
   const set = change.set ?? {}
   for (const name of Object.keys(set)) next[name] = set[name]
   return next
+}
+
+/** A generation of a session's pages: random, so that none is ever taken again. */
+function newGeneration (): string {
+  return randomBytes(6).toString('base64url')
 }
 
 /** A session's fence: random, so that no two sessions, even under one app-given id, ever share one. */

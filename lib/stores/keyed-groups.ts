@@ -62,6 +62,10 @@ export function keyedGroups (store: Store, lifetime: number): GroupOperations {
       if (head === undefined) return undefined
       return { fence: head.fence, fields: await fieldsOf(key, head.fence, names), partial: true }
     },
+    async exists (keys) {
+      const found = store.getMany === undefined ? await Promise.all(keys.map(async (key) => await store.get(key))) : await store.getMany(keys)
+      return found.map((head) => typeof (head as Head | undefined)?.fence === 'string')
+    },
     async field (key, fence, name) {
       return await store.get(fieldKey(key, fence, name))
     },
@@ -76,10 +80,11 @@ export function keyedGroups (store: Store, lifetime: number): GroupOperations {
     async update (key, fence, change, ttl) {
       const [head, listed] = await heads(key)
       if (head?.fence !== fence) return false
-      const dropped = change.clear === true ? listed : change.remove ?? []
+      const keep = change.keep
+      const dropped = change.clear === true ? listed.filter((name) => keep === undefined || !name.startsWith(keep)) : change.remove ?? []
       if (dropped.length > 0) await deleteKeys(store, dropped.map((name) => fieldKey(key, fence, name)))
       const set = change.set ?? {}
-      const names = new Set(change.clear === true ? [] : listed)
+      const names = new Set(listed)
       for (const name of [...dropped, ...Object.keys(set)]) names.delete(name)
       for (const name of Object.keys(set)) names.add(name)
       const capped = capOf(names, change.cap)

@@ -11,6 +11,8 @@ export interface MemoryStoreOptions {
   rolling?: boolean
   /** Called once per entry pushed out by the `max` bound (not for expiry or deletes). */
   onEvict?: () => void
+  /** Called with each entry the store drops by itself: pushed out by the bound, or found expired (not deletes). */
+  onDrop?: (key: string, value: unknown) => void
   /** Most bytes held, as `sizeOf` counts them; off by default (the bound is `max` entries). */
   maxBytes?: number
   /** The size of a value in bytes, for `maxBytes`. Default: the length of its JSON text. */
@@ -30,14 +32,21 @@ export class MemoryStore implements Store {
   private readonly maxBytes: number
 
   constructor (options: MemoryStoreOptions) {
-    const onEvict = options.onEvict
+    const { onEvict, onDrop } = options
     this.rolling = options.rolling === true
     this.lru = new LRUCache<string, NonNullable<unknown>>({
       max: options.max,
       ttl: options.ttl ?? 0,
       updateAgeOnGet: options.rolling === true,
       ...(options.maxBytes === undefined ? {} : { maxSize: options.maxBytes }),
-      ...(onEvict === undefined ? {} : { disposeAfter: (_value, _key, reason) => { if (reason === 'evict') onEvict() } })
+      ...(onEvict === undefined && onDrop === undefined
+        ? {}
+        : {
+            disposeAfter: (value, key, reason) => {
+              if (reason === 'evict') onEvict?.()
+              if (reason === 'evict' || reason === 'expire') onDrop?.(key, value)
+            }
+          })
     })
     this.maxBytes = options.maxBytes ?? Infinity
     this.sizeOf = options.maxBytes === undefined ? undefined : options.sizeOf ?? jsonSize
@@ -110,6 +119,7 @@ function memoryGroups (lru: LRUCache<string, NonNullable<unknown>>): GroupOperat
       lru.set(key, { fence, fields: changed(group.fields, change) }, { ttl })
       return true
     },
+    exists: (keys) => keys.map((key) => lru.has(key)),
     end: (key, fence) => {
       const group = lru.peek(key) as Group | undefined
       if (group?.fence !== fence) return undefined
@@ -131,11 +141,12 @@ export function changed (fields: Readonly<Record<string, unknown>>, change: Grou
   const set = change.set ?? {}
   // A set, not the array: a session full of expired entries removes them all in one change.
   const removed = change.remove === undefined || change.remove.length === 0 ? undefined : new Set(change.remove)
-  if (change.clear !== true) {
+  const keep = change.clear === true ? change.keep : ''
+  if (keep !== undefined) {
     for (const name of Object.keys(fields)) {
       // A field written again is left out here and added below: insertion order is write order, and the cap drops
       // the earliest written.
-      if (!Object.hasOwn(set, name) && removed?.has(name) !== true) next[name] = fields[name]
+      if (name.startsWith(keep) && !Object.hasOwn(set, name) && removed?.has(name) !== true) next[name] = fields[name]
     }
   }
   for (const name of Object.keys(set)) next[name] = set[name]

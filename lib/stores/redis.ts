@@ -74,7 +74,8 @@ export class RedisStore implements Store {
       read: async (key, ttl) => await this.readGroup(key, ttl),
       create: async (key, group, ttl) => await this.createGroup(key, group, ttl),
       update: async (key, fence, change, ttl) => await this.updateGroup(key, fence, change, ttl),
-      end: async (key, fence) => await this.endGroup(key, fence)
+      end: async (key, fence) => await this.endGroup(key, fence),
+      exists: async (keys) => keys.length === 0 ? [] : (await this.transaction('groups.exists', keys.map((key) => ['exists', this.prefix + key]))).map((found) => found === 1)
     }
     if (options.fenced === true) {
       const tagKey = FENCES + this.prefix + '#tags'
@@ -205,7 +206,9 @@ export class RedisStore implements Store {
   private async updateGroup (key: string, fence: string, change: GroupChange, ttl: number): Promise<boolean> {
     const removed = change.remove ?? []
     const { prefix = '', max = 0 } = change.cap ?? {}
-    const args = [ttl, fence, change.clear === true ? 1 : 0, prefix, max, removed.length, ...removed, ...this.encodeFields(change.set ?? {})]
+    // Without `keep`, a clear drops the hash whole; with one, it walks the fields.
+    const clear = change.clear !== true ? 0 : change.keep === undefined ? 1 : 2
+    const args = [ttl, fence, clear, change.keep ?? '', prefix, max, removed.length, ...removed, ...this.encodeFields(change.set ?? {})]
     return await this.run('groups.update', async () => await this.client.call('EVAL', UPDATE, 1, this.prefix + key, ...args)) === 1
   }
 
@@ -296,22 +299,28 @@ redis.call('hset', KEYS[1], unpack(ARGV, 2))
 if ARGV[1] ~= '0' then redis.call('pexpire', KEYS[1], ARGV[1]) end
 return 1`
 
-// ARGV: ttl, fence, clear (0|1), the cap's prefix and max (0: none), the count n of fields to remove, those n names,
-// then name/value pairs to set. A field set again is deleted first, so that a small hash's order is write order.
+// ARGV: ttl, fence, clear (0: no, 1: every field, 2: every field but those starting with the next argument), keep, the
+// cap's prefix and max (0: none), the count n of fields to remove, those n names, then name/value pairs to set. A
+// field set again is deleted first, so that a small hash's order is write order.
 const UPDATE = `if redis.call('hget', KEYS[1], '') ~= ARGV[2] then return 0 end
 if ARGV[3] == '1' then
   redis.call('del', KEYS[1])
   redis.call('hset', KEYS[1], '', ARGV[2])
+elseif ARGV[3] == '2' then
+  local keep = ARGV[4]
+  for _, name in ipairs(redis.call('hkeys', KEYS[1])) do
+    if name ~= '' and string.sub(name, 1, #keep) ~= keep then redis.call('hdel', KEYS[1], name) end
+  end
 end
-local n = tonumber(ARGV[6])
-if n > 0 then redis.call('hdel', KEYS[1], unpack(ARGV, 7, 6 + n)) end
-if #ARGV > 6 + n then
-  for i = 7 + n, #ARGV, 2 do redis.call('hdel', KEYS[1], ARGV[i]) end
-  redis.call('hset', KEYS[1], unpack(ARGV, 7 + n))
+local n = tonumber(ARGV[7])
+if n > 0 then redis.call('hdel', KEYS[1], unpack(ARGV, 8, 7 + n)) end
+if #ARGV > 7 + n then
+  for i = 8 + n, #ARGV, 2 do redis.call('hdel', KEYS[1], ARGV[i]) end
+  redis.call('hset', KEYS[1], unpack(ARGV, 8 + n))
 end
-local max = tonumber(ARGV[5])
+local max = tonumber(ARGV[6])
 if max > 0 then
-  local prefix = ARGV[4]
+  local prefix = ARGV[5]
   local kind = {}
   for _, name in ipairs(redis.call('hkeys', KEYS[1])) do
     if string.sub(name, 1, #prefix) == prefix then kind[#kind + 1] = name end

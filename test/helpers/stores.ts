@@ -76,7 +76,7 @@ export class GroupedStore extends JsonStore {
       this.calls.push({ op: 'update', key, fields: [...(change.clear === true ? ['*'] : []), ...(change.remove ?? []).map((name) => '-' + name), ...Object.keys(change.set ?? {})] })
       const hash = this.live(key)
       if (hash?.fence !== fence) return false
-      if (change.clear === true) hash.fields.clear()
+      if (change.clear === true) for (const name of [...hash.fields.keys()]) if (!name.startsWith(change.keep ?? '\0')) hash.fields.delete(name)
       for (const name of change.remove ?? []) hash.fields.delete(name)
       for (const [name, json] of encoded(change.set ?? {})) {
         hash.fields.delete(name)

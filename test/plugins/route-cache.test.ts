@@ -193,6 +193,23 @@ test('a session-level route is cached per session; a visitor without a session b
   t.equal(calls.mine, 4)
 })
 
+test("a session's pages are bounded however many variants a client's headers make", async (t) => {
+  const { app } = await build(t, { session: { secret, maxPagesPerSession: 3 } })
+  app.get('/theme', { config: { cache: { level: 'session' } } }, async (request, reply) => reply.header('vary', 'x-theme').send({ theme: request.headers['x-theme'] }))
+  const alice = await login(app, 'alice')
+  const themes = Array.from({ length: 12 }, (_, i) => `t${i}`)
+  const fetchAll = async (order: string[]): Promise<string[]> => {
+    const answers: string[] = []
+    for (const theme of order) answers.push((await app.inject({ url: '/theme', headers: { cookie: alice, 'x-theme': theme } })).headers['x-cache'] as string)
+    return answers
+  }
+  t.same(await fetchAll(themes), themes.map(() => 'MISS'))
+  // Newest first, so that no miss of this pass pushes out a variant before it is asked for.
+  const again = await fetchAll([...themes].reverse())
+  t.same(again.slice(0, 3), ['HIT-SESSION', 'HIT-SESSION', 'HIT-SESSION'], 'the three latest variants are kept')
+  t.equal(again.filter((answer) => answer === 'HIT-SESSION').length, 3, 'and no more: maxPagesPerSession counts each variant')
+})
+
 test('binary bodies replay byte for byte', async (t) => {
   const { app, calls } = await build(t)
   await app.inject('/bytes')

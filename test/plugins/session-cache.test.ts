@@ -283,6 +283,26 @@ test('maxSessions and maxEntriesPerSession bound memory', async (t) => {
   t.same((await app.inject({ url: '/read', headers: { cookie: cookies[4] as string } })).json().cart, ['x'])
 })
 
+test("memory store: a user's index lives as long as the user's session, however many other users log in", async (t) => {
+  const app = await shop(t, { secret, maxSessions: 50 })
+  app.post('/login-as/:user', async (request) => {
+    await request.sessionCache.set('cart', ['x'])
+    await request.sessionCache.regenerate({ user: (request.params as { user: string }).user })
+    return 'ok'
+  })
+  app.post('/everywhere/:user', async (request) => ({ ended: await request.server.multiCache.session?.destroyAllOf((request.params as { user: string }).user) }))
+  const login = async (user: string): Promise<string> => cookieOf((await app.inject({ method: 'POST', url: `/login-as/${user}` })).headers) as string
+  const victim = await login('victim')
+  // maxSessions + 1 users: 50 others log in while the victim keeps using the session.
+  for (let i = 0; i < 50; i++) {
+    await login(`user${i}`)
+    if (i % 10 === 9) t.same((await app.inject({ url: '/read', headers: { cookie: victim } })).json().cart, ['x'], `the victim's session lives (${i + 1} others)`)
+  }
+  t.same((await app.inject({ method: 'POST', url: '/everywhere/victim' })).json(), { ended: 1 }, 'log out everywhere still finds it')
+  t.same((await app.inject({ url: '/read', headers: { cookie: victim } })).json().cart, null)
+  t.same((await app.inject({ method: 'POST', url: '/everywhere/user0' })).json(), { ended: 0 }, 'the earliest other user\'s session was pushed out, and its index with it')
+})
+
 test('getOrLoad is de-duplicated per session and key across concurrent requests', async (t) => {
   const app = await shop(t)
   let calls = 0
