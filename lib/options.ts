@@ -35,6 +35,13 @@ export class OptionReader {
     return typeof value === 'boolean' ? value : this.fail(name, 'must be true or false')
   }
 
+  /** One of `choices`; the first when absent. */
+  oneOf<T extends string> (name: string, choices: readonly [T, ...T[]]): T {
+    const value = this.raw(name)
+    if (value === undefined) return choices[0]
+    return choices.includes(value as T) ? value as T : this.fail(name, `must be one of ${choices.map((choice) => `'${choice}'`).join(', ')}`)
+  }
+
   optionalFunction<F> (name: string): F | undefined {
     const value = this.raw(name)
     if (value === undefined) return undefined

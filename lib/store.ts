@@ -82,6 +82,8 @@ export interface Group {
   readonly fields: Readonly<Record<string, unknown>>
   /** Some fields may be missing from `fields`: ask `GroupOperations.field` for a name that is not there. */
   readonly partial?: boolean
+  /** Where the store versions its groups: moves with every change, so that a copy can be checked (see `read`). */
+  readonly version?: string
 }
 
 /** What one update does to a group's fields, in this order: drop all (but `keep`'s), remove some, set some, cap a kind. */
@@ -107,9 +109,10 @@ export interface GroupChange {
 export interface GroupOperations {
   /**
    * The group, or undefined when it does not exist. Restarts its expiry (to `ttl` ms), without writing any field; a
-   * `ttl` of 0 only looks.
+   * `ttl` of 0 only looks. Given `known`, a copy read before, a store that versions its groups answers `known` itself
+   * when the group has not changed since, without sending its fields again.
    */
-  read (key: string, ttl: number): Awaitable<Group | undefined>
+  read (key: string, ttl: number, known?: Group): Awaitable<Group | undefined>
   /** Creates the group unless `key` exists: false when it did, and then nothing was written. */
   create (key: string, group: Group, ttl: number): Awaitable<boolean>
   /** Applies `change` if the group exists under `fence`: false when it does not, and then nothing was written. */

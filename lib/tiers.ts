@@ -16,6 +16,11 @@ export interface TieredStoreOptions {
   bus?: InvalidationBus
   /** Told of an announcement that failed: the change itself stands, other tiers may serve the old value for `ttl`. */
   onFault?: (operation: string, error: unknown) => void
+  /**
+   * Every read of a group asks L2 whether the copy in L1 is still current (one small round trip where L2 versions its
+   * groups), so that a change another instance made is seen by the next read here, bus or no bus.
+   */
+  verify?: boolean
 }
 
 /**
@@ -213,6 +218,17 @@ export class TieredStore implements Store {
     }
   }
 
+  /** The copy of a group L1 holds, once L2 has said it is current; what L2 holds instead, or nothing, otherwise. */
+  private async check (key: string, ttl: number, held: Group, l2: GroupOperations): Promise<Group | undefined> {
+    const epoch = this.epoch
+    const group = await l2.read(key, ttl, held)
+    if (group === held) return held
+    // Replaced or gone: L1 takes what L2 said, unless a change made here meanwhile makes that answer old too.
+    if (epoch === this.epoch && group !== undefined) this.l1?.set(key, group, this.l1Ttl(ttl))
+    else this.l1?.delete(key)
+    return group
+  }
+
   private tierGroups (l2: GroupOperations): GroupOperations {
     // Even a change that failed (a timeout) may have landed in L2: the L1 copy goes either way.
     const changed = async <T> (key: string, change: () => Awaitable<T>): Promise<T> => {
@@ -226,10 +242,12 @@ export class TieredStore implements Store {
       await this.announce({ keys: [key] })
       return result
     }
+    const verify = this.options.verify === true
     return {
       read: (key, ttl) => {
         const l1 = this.memory()
         const hit = l1?.get(key) as Group | undefined
+        if (hit !== undefined && verify) return this.check(key, ttl, hit, l2)
         if (hit !== undefined) return hit
         // A read restarts the group's expiry: it has its whole `ttl` left.
         return this.fill(key, l1, async () => {

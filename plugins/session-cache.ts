@@ -30,6 +30,13 @@ export interface SessionCacheOptions extends SharedStoreOptions {
   maxAnonymousSessions?: number
   /** Most entries one session may hold; past it the oldest written goes first. Default 100. */
   maxEntriesPerSession?: number
+  /**
+   * With a shared store and a memory tier: `'strict'` (default) checks the session's version with the store on every
+   * request that reads it (one small round trip), so that a logout, `regenerate()` or `destroyAllOf()` on any instance
+   * is final for every request that starts after it returns; `'bus'` serves the memory tier alone and hears of other
+   * instances' changes over pub/sub, a few milliseconds later.
+   */
+  coherence?: 'strict' | 'bus'
   /** Most sessions of one user (linked by `regenerate({ user })` or `setUser`): a login past it ends the earliest. Default 1,000. */
   maxSessionsPerUser?: number
   /** Most pages one session may hold for route caching (`level: 'session'`), apart from its entries. Default 10. */
@@ -57,7 +64,7 @@ declare module 'fastify' {
   }
 }
 
-const OPTIONS = ['secret', 'cookieName', 'cookie', 'ttl', 'absoluteTtl', 'staleWhileRevalidate', 'maxSessions', 'maxAnonymousSessions', 'maxEntriesPerSession', 'maxSessionsPerUser', 'maxPagesPerSession', 'maxKeyLength', 'store', 'getSessionId', 'metrics', 'logKeys', ...SHARED_STORE_OPTIONS]
+const OPTIONS = ['secret', 'cookieName', 'cookie', 'ttl', 'absoluteTtl', 'staleWhileRevalidate', 'maxSessions', 'maxAnonymousSessions', 'maxEntriesPerSession', 'maxSessionsPerUser', 'coherence', 'maxPagesPerSession', 'maxKeyLength', 'store', 'getSessionId', 'metrics', 'logKeys', ...SHARED_STORE_OPTIONS]
 const kSession = Symbol('fastify-multi-cache.session')
 type Slot = FastifyRequest & { [kSession]: SessionCache | null }
 
@@ -74,6 +81,7 @@ const plugin: FastifyPluginAsync<SessionCacheOptions> = async (fastify, options)
     prefix: 'fmc:session:',
     // A tier entry is at most this old, and reads that reach Redis restart the session's expiry at least this often.
     l1: { max: 10_000, ttl: Math.min(5000, ttl) },
+    verified: read.oneOf('coherence', ['strict', 'bus']) === 'strict',
     memory: () => inMemory(maxSessions, () => { level.stats.evictions++ })
   })
   // In memory, anonymous visitors get a pool of their own: a crowd of them cannot push logged-in users out. Users'

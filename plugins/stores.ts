@@ -81,6 +81,11 @@ interface Defaults {
   memory: () => MemoryStore
   /** Keep fences in Redis, so that a change on one instance fences the loads of every other. */
   fenced?: boolean
+  /**
+   * The memory tier checks every group it serves with the shared store (see `TieredStore`'s `verify`) instead of
+   * hearing of changes on a bus.
+   */
+  verified?: boolean
 }
 
 /**
@@ -139,14 +144,14 @@ export async function resolveStore (fastify: FastifyInstance, read: OptionReader
   const keepsBus = client !== undefined && defaults.fenced === true
   if ((l1 === undefined && !keepsBus) || (options.l1 === undefined && client === undefined)) return { store: shared, ...backend }
   let tiered: TieredStore | undefined
-  const bus = client === undefined
+  const bus = client === undefined || defaults.verified === true
     ? undefined
     : new InvalidationBus({ client, channel: prefix + 'bus', timeout, onMessage: (message) => { tiered?.invalidate(message) }, ...(breaker === undefined ? {} : { breaker }) })
   const faults = new BurstLog(fastify.log)
   const onFault = (operation: string, error: unknown): void => {
     faults.warn({ err: error, operation }, `${read.name}: telling the other instances of a change failed (${operation}); their memory tiers may serve the old value for up to l1.ttl`)
   }
-  const store = tiered = new TieredStore({ l2: shared, ...(l1 ?? { max: 0, ttl: 0 }), onFault, ...(bus === undefined ? {} : { bus }) })
+  const store = tiered = new TieredStore({ l2: shared, ...(l1 ?? { max: 0, ttl: 0 }), onFault, verify: defaults.verified === true, ...(bus === undefined ? {} : { bus }) })
   fastify.addHook('onClose', async () => { await store.close() })
   if (bus === undefined) return { store, ...backend }
   await subscribedWithin(bus, fastify, Math.max(timeout * 10, 1000))

@@ -71,7 +71,7 @@ export class RedisStore implements Store {
     this.serializer = options.serializer ?? jsonSerializer
     this.maxEntryBytes = options.maxEntryBytes ?? MAX_ENTRY_BYTES
     this.groups = {
-      read: async (key, ttl) => await this.readGroup(key, ttl),
+      read: async (key, ttl, known) => known?.version === undefined ? await this.readGroup(key, ttl) : await this.checkGroup(key, ttl, known),
       create: async (key, group, ttl) => await this.createGroup(key, group, ttl),
       update: async (key, fence, change, ttl) => await this.updateGroup(key, fence, change, ttl),
       end: async (key, fence) => await this.endGroup(key, fence),
@@ -198,8 +198,19 @@ export class RedisStore implements Store {
     return this.toGroup(Object.entries(hash as Record<string, Buffer>))
   }
 
+  /**
+   * `known` itself while the group is still at its version, the group as it is now otherwise: one small round trip
+   * when nothing changed, whatever the group holds.
+   */
+  private async checkGroup (key: string, ttl: number, known: Group): Promise<Group | undefined> {
+    const reply = await this.run('groups.read', async () => await this.client.callBuffer('EVAL', CHECK, 1, this.prefix + key, ttl, known.fence, known.version as string)) as Buffer[] | number
+    if (reply === 1) return known
+    if (typeof reply === 'number') return undefined
+    return this.toGroup(pairsOf(reply))
+  }
+
   private async createGroup (key: string, group: Group, ttl: number): Promise<boolean> {
-    const args = [ttl, FENCE, group.fence, ...this.encodeFields(group.fields)]
+    const args = [ttl, FENCE, group.fence, VERSION, 1, ...this.encodeFields(group.fields)]
     return await this.run('groups.create', async () => await this.client.call('EVAL', CREATE, 1, this.prefix + key, ...args)) === 1
   }
 
@@ -214,22 +225,22 @@ export class RedisStore implements Store {
 
   private async endGroup (key: string, fence: string): Promise<Group | undefined> {
     const flat = await this.run('groups.end', async () => await this.client.callBuffer('EVAL', END, 1, this.prefix + key, fence)) as Buffer[] | null
-    if (flat === null) return undefined
-    const pairs: Array<[string, Buffer]> = []
-    for (let i = 0; i < flat.length; i += 2) pairs.push([(flat[i] as Buffer).toString(), flat[i + 1] as Buffer])
-    return this.toGroup(pairs)
+    return flat === null ? undefined : this.toGroup(pairsOf(flat))
   }
 
-  /** A hash as a group: the fence from its marker field, every other field decoded. */
+  /** A hash as a group: the fence and the version from their marker fields, every other field decoded. */
   private toGroup (pairs: Array<[string, Buffer]>): Group | undefined {
     let fence: string | undefined
+    let version: string | undefined
     // No prototype: a field named `__proto__` is a user's key like any other.
     const fields = Object.create(null) as Record<string, unknown>
     for (const [name, data] of pairs) {
       if (name === FENCE) fence = data.toString()
+      else if (name === VERSION) version = data.toString()
       else fields[name] = this.decode(data)
     }
-    return fence === undefined ? undefined : { fence, fields }
+    if (fence === undefined) return undefined
+    return version === undefined ? { fence, fields } : { fence, fields, version }
   }
 
   private encodeFields (fields: Readonly<Record<string, unknown>>): Argument[] {
@@ -291,6 +302,18 @@ export class RedisStore implements Store {
 
 /** The hash field that holds a group's fence; no field of a level's is ever named with the empty string. */
 const FENCE = ''
+/**
+ * The hash field that counts a group's changes (no field of a level's is named `#`: theirs have a prefix with a
+ * colon, or are store keys), so that a copy held in memory can be checked with one small read.
+ */
+const VERSION = '#'
+
+/** A flat HGETALL-style reply as name/value pairs. */
+function pairsOf (flat: Buffer[]): Array<[string, Buffer]> {
+  const pairs: Array<[string, Buffer]> = []
+  for (let i = 0; i < flat.length; i += 2) pairs.push([(flat[i] as Buffer).toString(), flat[i + 1] as Buffer])
+  return pairs
+}
 
 // KEYS[1] is the group. Each script checks and changes in one step, so no other client's command runs in between.
 // A ttl of 0: the group does not expire.
@@ -302,16 +325,20 @@ return 1`
 // ARGV: ttl, fence, clear (0: no, 1: every field, 2: every field but those starting with the next argument), keep, the
 // cap's prefix and max (0: none), the count n of fields to remove, those n names, then name/value pairs to set. A
 // field set again is deleted first, so that a small hash's order is write order.
+// Every change moves the version ('#'), which a clear keeps, so that no copy of the group from before can pass for it.
 const UPDATE = `if redis.call('hget', KEYS[1], '') ~= ARGV[2] then return 0 end
 if ARGV[3] == '1' then
+  local version = redis.call('hget', KEYS[1], '#')
   redis.call('del', KEYS[1])
   redis.call('hset', KEYS[1], '', ARGV[2])
+  if version then redis.call('hset', KEYS[1], '#', version) end
 elseif ARGV[3] == '2' then
   local keep = ARGV[4]
   for _, name in ipairs(redis.call('hkeys', KEYS[1])) do
-    if name ~= '' and string.sub(name, 1, #keep) ~= keep then redis.call('hdel', KEYS[1], name) end
+    if name ~= '' and name ~= '#' and string.sub(name, 1, #keep) ~= keep then redis.call('hdel', KEYS[1], name) end
   end
 end
+redis.call('hincrby', KEYS[1], '#', 1)
 local n = tonumber(ARGV[7])
 if n > 0 then redis.call('hdel', KEYS[1], unpack(ARGV, 8, 7 + n)) end
 if #ARGV > 7 + n then
@@ -323,12 +350,19 @@ if max > 0 then
   local prefix = ARGV[5]
   local kind = {}
   for _, name in ipairs(redis.call('hkeys', KEYS[1])) do
-    if string.sub(name, 1, #prefix) == prefix then kind[#kind + 1] = name end
+    if name ~= '' and name ~= '#' and string.sub(name, 1, #prefix) == prefix then kind[#kind + 1] = name end
   end
   for i = 1, #kind - max do redis.call('hdel', KEYS[1], kind[i]) end
 end
 if ARGV[1] ~= '0' then redis.call('pexpire', KEYS[1], ARGV[1]) end
 return 1`
+
+// ARGV: ttl, the fence and the version of the copy held. 0: no group; 1: the copy is current; else the group.
+const CHECK = `local held = redis.call('hmget', KEYS[1], '', '#')
+if not held[1] then return 0 end
+if ARGV[1] ~= '0' then redis.call('pexpire', KEYS[1], ARGV[1]) end
+if held[1] == ARGV[2] and held[2] == ARGV[3] then return 1 end
+return redis.call('hgetall', KEYS[1])`
 
 const END = `if redis.call('hget', KEYS[1], '') ~= ARGV[1] then return nil end
 local fields = redis.call('hgetall', KEYS[1])

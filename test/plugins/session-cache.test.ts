@@ -372,6 +372,8 @@ test('invalid options fail registration and name the option', async (t) => {
     [{ secret, cookie: 'secure' }, /option "cookie" must be an object/],
     [{ secret, maxSessions: 1.5 }, /option "maxSessions" must be a positive integer/],
     [{ secret, maxEntriesPerSession: 0 }, /option "maxEntriesPerSession"/],
+    [{ secret, maxSessionsPerUser: 0 }, /option "maxSessionsPerUser" must be a positive integer/],
+    [{ secret, coherence: 'eventual' }, /option "coherence" must be one of 'strict', 'bus', got "eventual"/],
     [{ secret, getSessionId: 'jwt' }, /option "getSessionId" must be a function/],
     [{ secret, store: {} }, /option "store"/],
     [{ secret, rolling: true }, /option "rolling" is not an option/]

@@ -3,6 +3,7 @@ import { pack, unpack } from 'msgpackr'
 import { Redis } from 'ioredis'
 import { test } from 'tap'
 import { jsonSerializer } from '../../../lib/serializer.js'
+import type { Group } from '../../../lib/store.js'
 import { RedisStore, type RedisClient } from '../../../lib/stores/redis.js'
 import { privateRedis, redisFor, uniquePrefix } from '../../helpers/redis.js'
 
@@ -75,7 +76,7 @@ test('groups: one hash per key under a fence, changed atomically, whose expiry e
   t.equal(await groups.create('s', { fence: 'f', fields: { a: 1, b: { x: 2 } } }, 2000), true)
   t.equal(await groups.create('s', { fence: 'g', fields: { z: 0 } }, 2000), false, 'an existing group is never created over')
   t.equal(await client.type(prefix + 's'), 'hash')
-  t.same(await client.hgetall(prefix + 's'), { '': 'f', a: '1', b: '{"x":2}' }, 'the fence in the marker field, each entry in its own field')
+  t.same(await client.hgetall(prefix + 's'), { '': 'f', '#': '1', a: '1', b: '{"x":2}' }, 'the fence and the version in marker fields, each entry in its own field')
   t.ok(await client.pttl(prefix + 's') > 1500)
   t.same(await fields(60_000), { a: 1, b: { x: 2 } })
   t.equal((await groups.read('s', 60_000))?.fence, 'f')
@@ -90,9 +91,23 @@ test('groups: one hash per key under a fence, changed atomically, whose expiry e
   t.equal(Object.getOwnPropertyDescriptor(read?.fields, '__proto__')?.value, 'p', 'a field named __proto__ is read back as a field, not as a prototype')
   t.equal(await groups.update('s', 'f', { clear: true, set: { d: 4 } }, 3000), true)
   t.same(await fields(3000), { d: 4 }, 'clear drops every field but keeps the group and its fence')
+  t.equal(await groups.update('s', 'f', { set: { 'm:a': 1, 'm:b': 2, e: 5 } }, 3000), true)
+  t.equal(await groups.update('s', 'f', { clear: true, keep: 'm:', set: { f: 6 } }, 3000), true)
+  t.same(await fields(3000), { 'm:a': 1, 'm:b': 2, f: 6 }, 'clear with keep drops every field but those it keeps')
+
+  const copy = await groups.read('s', 3000) as Group
+  t.equal(copy.version, '6', 'every change moved the version, clears included')
+  t.equal(await groups.read('s', 3000, copy), copy, 'an unchanged group answers the copy itself')
+  t.equal(await groups.update('s', 'f', { clear: true }, 3000), true)
+  const cleared = await groups.read('s', 3000, copy)
+  t.not(cleared, copy, 'a clear without keep moves the version too')
+  t.same({ ...cleared?.fields }, {})
+  t.equal(await groups.update('s', 'f', { set: { g: 7 } }, 3000), true)
+  t.same({ ...(await groups.read('s', 3000, cleared as Group))?.fields }, { g: 7 }, 'a changed group answers what it holds now')
+  t.same(await groups.exists?.(['s', 'nothing']), [true, false])
 
   t.equal(await groups.end('s', 'g'), undefined, 'end under another fence does nothing')
-  t.same({ ...(await groups.end('s', 'f'))?.fields }, { d: 4 }, 'end answers what the group held')
+  t.same({ ...(await groups.end('s', 'f'))?.fields }, { g: 7 }, 'end answers what the group held')
   t.equal(await client.exists(prefix + 's'), 0)
   t.equal(await groups.update('s', 'f', { set: { late: 1 } }, 3000), false, 'a late write cannot bring an ended group back')
   t.equal(await client.exists(prefix + 's'), 0)
