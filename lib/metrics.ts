@@ -66,6 +66,11 @@ export class CacheMetrics {
       series(prefix + 'evictions_total', 'Entries pushed out by a size bound before their time', 'counter', () => perLevel((s) => s.evictions)),
       series(prefix + 'entries', 'Entries held in this process', 'gauge', () => perLevel((s) => s.snapshot().size)),
       series(prefix + 'store_errors_total', 'Store operations that failed or ran out of time', 'counter', () => perLevel((s) => s.storeErrors)),
+      series(prefix + 'route_uncached_total', 'Route caching: requests not answered from the cache and responses not stored, by reason', 'counter', () => {
+        const counts = new Map<string, number>()
+        for (const { stats } of this.members) for (const [reason, count] of Object.entries(stats.reasons ?? {})) counts.set(reason, (counts.get(reason) ?? 0) + count)
+        return [...counts].map(([reason, value]) => ({ value, labels: { reason } }))
+      }),
       series(prefix + 'bus_messages_total', 'Invalidation messages published to and heard from other instances', 'counter', () => {
         const all = [...this.members].map((member) => member.stats)
         return [

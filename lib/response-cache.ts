@@ -5,6 +5,7 @@ import type { HeaderMap } from './http/headers.js'
 import { keyParts } from './http/request.js'
 import { LevelLog } from './level-log.js'
 import type { CachedResponse } from './http/response.js'
+import type { RouteReason } from './http/cache-status.js'
 import { findVariant, sizeOf, withVariant, type StoredVariants } from './http/variants.js'
 import { LevelStats } from './stats.js'
 
@@ -46,6 +47,7 @@ export class ResponseCache {
 
   constructor (readonly options: ResponseCacheOptions) {
     this.stats = new LevelStats(() => this.lru.size)
+    this.stats.reasons = {}
     this.log = new LevelLog('routeCache', 'route', options.log, options.logKeys)
     this.lru = new LRUCache<string, StoredVariants>({
       max: options.max,
@@ -89,10 +91,23 @@ export class ResponseCache {
     return stored === undefined ? undefined : findVariant(stored, headers, now)
   }
 
-  /** Stores `response` as the variant of `headers`, unless an invalidation happened since `since`. */
-  store (key: string, vary: string[], headers: HeaderMap, response: CachedResponse, since: number, now: number): void {
-    if (since !== this.generation) return
-    this.lru.set(key, withVariant(this.lru.peek(key), vary, headers, response, this.options.maxVariants, now))
+  /**
+   * Stores `response` as the variant of `headers`, unless an invalidation happened since `since`, or the key with it
+   * would not fit in `maxSize`: answers why not, or undefined when it stored it.
+   */
+  store (key: string, vary: string[], headers: HeaderMap, response: CachedResponse, since: number, now: number): 'invalidated' | 'too-large' | undefined {
+    if (since !== this.generation) return 'invalidated'
+    const stored = withVariant(this.lru.peek(key), vary, headers, response, this.options.maxVariants, now)
+    if (sizeOf(stored, key) > this.options.maxSize) return 'too-large'
+    this.lru.set(key, stored)
+    return undefined
+  }
+
+  /** Counts why a request was not served from the cache or its response not stored, and says so at debug. */
+  uncached (reason: RouteReason, route: string, log?: Logger): void {
+    const reasons = this.stats.reasons as Partial<Record<RouteReason, number>>
+    reasons[reason] = (reasons[reason] ?? 0) + 1
+    ;(log ?? this.options.log).debug?.({ cacheLevel: 'route', route, reason }, `routeCache: ${route} not cached (${reason})`)
   }
 
   /**

@@ -1,3 +1,4 @@
+import type { RouteReason } from './http/cache-status.js'
 import type { BreakerState } from './breaker.js'
 
 /** What one level reports through `fastify.multiCache.stats()`. */
@@ -30,6 +31,11 @@ export interface LevelStatsSnapshot {
   evictionsByKind?: { anonymous: number, authenticated: number }
   /** With a shared store: its circuit breaker's state (`'open'`: operations skip the store). */
   breaker?: BreakerState
+  /**
+   * Route caching: requests not answered from the cache (bypassed) and responses not stored, by reason (see
+   * `ROUTE_REASONS`); a reason that never happened is absent.
+   */
+  reasons?: Partial<Record<RouteReason, number>>
 }
 
 /**
@@ -65,6 +71,8 @@ export class LevelStats {
   breaker: { readonly state: BreakerState } | undefined
   /** The invalidation bus of the level's memory tier, when it has one: messages published and heard. */
   bus: { readonly sent: number, readonly received: number } | undefined
+  /** Route caching's reasons for not serving or not storing, counted (see `LevelStatsSnapshot.reasons`). */
+  reasons: Partial<Record<RouteReason, number>> | undefined
 
   constructor (private readonly size: () => number, private readonly byKind = false) {}
 
@@ -82,6 +90,7 @@ export class LevelStats {
     return {
       ...split,
       ...(this.breaker === undefined ? {} : { breaker: this.breaker.state }),
+      ...(this.reasons === undefined ? {} : { reasons: { ...this.reasons } }),
       hits: this.hits,
       misses: this.misses,
       loads: this.loads,

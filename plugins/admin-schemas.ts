@@ -18,6 +18,8 @@ const level = {
     size: count,
     evictionsByKind: { type: 'object', properties: { anonymous: count, authenticated: count } },
     breaker: { type: 'string', enum: ['closed', 'open', 'half-open'] },
+    /** Route caching: requests not served from the cache and responses not stored, by reason. */
+    reasons: { type: 'object', additionalProperties: count },
     /** hits / (hits + misses); null before the first lookup. */
     hitRatio: nullableNumber
   }

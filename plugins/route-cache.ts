@@ -4,23 +4,35 @@ import type { Duration } from '../lib/durations.js'
 import { InvalidOptionError, describe } from '../lib/errors.js'
 import { isNotModified, notModifiedHeaders } from '../lib/http/conditional.js'
 import type { HeaderMap } from '../lib/http/headers.js'
-import { isAnonymous, pathOf, responseKey, routeIdentity, targetOf } from '../lib/http/request.js'
-import { ageOf, fromRecord, storable, toCachedResponse, toRecord, type CachedResponse, type ResponseRecord, type StorePolicy } from '../lib/http/response.js'
+import { forwardStatus, hitStatus, type RouteReason } from '../lib/http/cache-status.js'
+import { credentialsOf, pathOf, responseKey, routeIdentity, targetOf, type IgnoredCookies } from '../lib/http/request.js'
+import { ageOf, fromRecord, privateCacheControl, storable, toCachedResponse, toRecord, type CachedResponse, type ResponseRecord, type StorePolicy } from '../lib/http/response.js'
 import { findVariant, withVariant, type StoredVariants } from '../lib/http/variants.js'
 import { KeyRule } from '../lib/keys.js'
-import { readOptions } from '../lib/options.js'
+import { readOptions, type OptionReader } from '../lib/options.js'
 import { exposeMetrics, type MetricsOptions } from './metrics.js'
 import { ResponseCache } from '../lib/response-cache.js'
 import { readRouteRule, type RouteConfig, type RouteRule } from '../lib/route-config.js'
-import { addLevel } from './levels.js'
+import { addLevel, levelsOf } from './levels.js'
 import { asArray, beforeHandler, bracketOnSend } from './route-hooks.js'
 
 /** `config.cache` of a route: store whole responses and replay them without running the handler. */
 export interface RouteCacheConfig extends RouteConfig<FastifyRequest> {}
 
 export interface RouteCacheOptions {
-  /** Add `x-cache: HIT-APP | HIT-SESSION | MISS | BYPASS` to cached routes' responses. Default true. */
+  /** Add `x-cache: HIT-APP | HIT-SESSION | STALE | MISS | BYPASS` to cached routes' responses. Default true. */
   xCacheHeader?: boolean
+  /**
+   * Add the standard `Cache-Status` header (RFC 9211) to cached routes' responses: a hit with its ttl, or why the
+   * handler ran and whether its response was stored (`detail` names the reason when it was not). Default true.
+   */
+  cacheStatusHeader?: boolean
+  /**
+   * Cookies that are not credentials (analytics, consent, preferences), by name or pattern: a request that carries
+   * only those is still served from and stored into the application level. Any other cookie, and the session level's
+   * own, still bypass. A page that varies on an ignored cookie must say so in `Vary`, or not be cached. Default none.
+   */
+  ignoreCookies?: Array<string | RegExp>
   /** Time to live of a stored response whose route sets none: ms or a duration string. Default `'1m'`. */
   ttl?: Duration
   /** Most URLs whose responses are held at the application level. Default 1,000. */
@@ -63,6 +75,10 @@ interface Pending {
   versions: number[] | undefined
   /** This request refreshes a stale response: until it is done, others are served the stale one. */
   refreshing: string | undefined
+  /** Why the cache forwarded the request to the handler (`Cache-Status`'s `fwd`). */
+  fwd: 'uri-miss' | 'stale'
+  /** Why what the handler produced cannot be stored, when `produced` is undefined. */
+  unproduced: RouteReason
 }
 
 interface Hooks {
@@ -75,13 +91,14 @@ interface Hooks {
 
 const kPending = Symbol('fastify-multi-cache.route')
 type Slot = FastifyRequest & { [kPending]: Pending | null }
-const OPTIONS = ['xCacheHeader', 'ttl', 'max', 'maxSize', 'maxVariants', 'metrics', 'logKeys']
+const OPTIONS = ['xCacheHeader', 'cacheStatusHeader', 'ignoreCookies', 'ttl', 'max', 'maxSize', 'maxVariants', 'metrics', 'logKeys']
 
 const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) => {
   const read = readOptions('routeCache', options)
   read.only(OPTIONS)
-  const xCache = options.xCacheHeader ?? true
-  if (typeof xCache !== 'boolean') read.fail('xCacheHeader', 'must be a boolean')
+  const xCache = read.boolean('xCacheHeader', true)
+  const cacheStatus = read.boolean('cacheStatusHeader', true)
+  const ignoredNames = readIgnoredCookies(read, options.ignoreCookies)
   const ttl = read.duration('ttl', 60_000)
   if (ttl === 0) read.fail('ttl', 'must be greater than 0: a stored response always expires')
   const cache = new ResponseCache({
@@ -95,6 +112,14 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
   exposeMetrics(fastify, read, options.metrics, [['route', cache.stats]])
   fastify.decorate('routeCache', cache)
   fastify.decorateRequest(kPending, null)
+  // The session level's cookie is a credential whatever the list says; it is known once every plugin is registered.
+  let ignored: IgnoredCookies | undefined
+  fastify.addHook('onReady', async () => {
+    if (ignoredNames === undefined) return
+    const session = levelsOf(fastify).session?.options.cookieName
+    ignored = { ...ignoredNames, always: new Set(session === undefined ? [] : [session]) }
+  })
+  let toldOfSessionPlugin = false
   const lastPreHandlers: Array<{ where: string, route: RouteOptions, lookup: unknown }> = []
 
   // Only routes that opt in get hooks: every other route pays nothing for this plugin.
@@ -111,7 +136,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
     }
     const identity = routeIdentity(route.url, route.constraints)
     if (rule.level === 'app') cache.addRoute(route.url, rule.key === undefined ? pathOf : (target) => target)
-    const { lookup, handled, capture, decide, failed } = hooksOf(identity, rule)
+    const { lookup, handled, capture, decide, failed } = hooksOf(identity, rule, `${String(route.method)} ${route.url}`)
     if (rule.hook === 'onRequest') {
       // A preParsing hook runs after every onRequest hook, those a plugin registered later adds included.
       route.preParsing = [lookup, ...asArray(route.preParsing)]
@@ -135,7 +160,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
     }
   })
 
-  function hooksOf (identity: string, rule: RouteRule<FastifyRequest>): Hooks {
+  function hooksOf (identity: string, rule: RouteRule<FastifyRequest>, name: string): Hooks {
     const app = rule.level === 'app'
     const hit = app ? 'HIT-APP' : 'HIT-SESSION'
     const policy: StorePolicy = { shared: app, statusCodes: rule.statusCodes, ttl: rule.ttl }
@@ -146,8 +171,19 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       return responseKey(identity, request.method, request.protocol + '://' + request.host.toLowerCase(), target)
     }
 
+    function bypass (request: FastifyRequest, reply: FastifyReply, reason: RouteReason): undefined {
+      cache.uncached(reason, name, request.log)
+      if (xCache) reply.header('x-cache', 'BYPASS')
+      if (cacheStatus) reply.header('cache-status', forwardStatus(reason === 'method' ? 'method' : 'bypass', reason))
+      return undefined
+    }
+
     async function lookup (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
-      if (!rule.methods.has(request.method) || (app && !rule.shared && !isAnonymous(request.headers))) return bypass(reply)
+      if (!rule.methods.has(request.method)) return bypass(request, reply, 'method')
+      if (app && !rule.shared) {
+        const credentials = credentialsOf(request.headers, ignored)
+        if (credentials !== undefined) return bypass(request, reply, credentials)
+      }
       const key = keyOf(request)
       const now = Date.now()
       let found: CachedResponse | undefined
@@ -156,7 +192,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       } else {
         const pages = await request.sessionCache.pagesOf(key)
         // No session: caching would create one for every visitor, so the route runs uncached.
-        if (request.sessionCache.id === undefined) return bypass(reply)
+        if (request.sessionCache.id === undefined) return bypass(request, reply, 'no-session')
         const stored = variantsOf(pages as SessionPages)
         const record = stored === undefined ? undefined : findVariant(stored, request.headers, now)
         found = record === undefined ? undefined : fromRecord(record)
@@ -177,7 +213,9 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
           produced: undefined,
           tags,
           versions: tags === undefined ? undefined : fastify.appCache.tags.of(tags),
-          refreshing
+          refreshing,
+          fwd: stale ? 'stale' : 'uri-miss',
+          unproduced: 'error'
         }
         return undefined
       }
@@ -185,8 +223,10 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       if (stale) cache.stats.staleServed++
       reply.header('age', ageOf(found, now))
       if (xCache) reply.header('x-cache', stale ? 'STALE' : hit)
-      if (isNotModified(request.method, request.headers, found)) reply.code(304).headers(notModifiedHeaders(found)).send()
-      else reply.code(found.status).headers(found.headers).header('etag', found.etag).send(found.body)
+      if (cacheStatus) reply.header('cache-status', hitStatus(Math.floor(((found.fresh ?? found.expires) - now) / 1000)))
+      const headers = app ? found.headers : { ...found.headers, 'cache-control': privateCacheControl(found.headers['cache-control']) }
+      if (isNotModified(request.method, request.headers, found)) reply.code(304).headers(notModifiedHeaders({ ...found, headers })).send()
+      else reply.code(found.status).headers(headers).header('etag', found.etag).send(found.body)
       return reply
     }
 
@@ -203,6 +243,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
         // A HEAD request's handler may answer without a body: only GET fills the entry both share. A stream cannot be
         // replayed. Set on each pass: a failing hook sends the error handler's response through these hooks again.
         const bytes = typeof payload === 'string' || Buffer.isBuffer(payload)
+        pending.unproduced = !pending.fromHandler ? 'error' : request.method === 'HEAD' ? 'head' : 'stream'
         pending.produced = pending.fromHandler && request.method !== 'HEAD' && bytes
           ? { status: reply.statusCode, headers: reply.getHeaders(), payload }
           : undefined
@@ -214,25 +255,36 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
     function decide (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (error: null, payload: unknown) => void): void {
       const pending = (request as Slot)[kPending]
       ;(request as Slot)[kPending] = null
-      if (pending?.produced !== undefined) keep(request, reply, pending, pending.produced)
-      if (pending?.refreshing !== undefined) cache.refreshed(pending.refreshing)
+      if (pending !== null) {
+        // A page of one user's session: no shared cache in front may keep it.
+        if (!app) reply.header('cache-control', privateCacheControl(reply.getHeader('cache-control')))
+        const outcome = pending.produced === undefined ? pending.unproduced : keep(request, reply, pending, pending.produced)
+        if (outcome !== 'stored') refused(request, outcome)
+        if (cacheStatus) reply.header('cache-status', forwardStatus(pending.fwd, outcome))
+        if (pending.refreshing !== undefined) cache.refreshed(pending.refreshing)
+      }
       done(null, payload)
     }
 
-    function keep (request: FastifyRequest, reply: FastifyReply, pending: Pending, produced: NonNullable<Pending['produced']>): void {
+    function refused (request: FastifyRequest, reason: RouteReason): void {
+      cache.uncached(reason, name, request.log)
+      if (reason !== 'set-cookie' || toldOfSessionPlugin || !fastify.hasPlugin('@fastify/session')) return
+      toldOfSessionPlugin = true
+      request.log.warn({ route: name }, `routeCache: responses of ${name} carry a Set-Cookie and are not stored; @fastify/session is registered, and with saveUninitialized: true (its default) it sets a cookie on every response: register it with saveUninitialized: false`)
+    }
+
+    /** Stores what the handler produced if the response as sent allows it: 'stored', or why not. */
+    function keep (request: FastifyRequest, reply: FastifyReply, pending: Pending, produced: NonNullable<Pending['produced']>): 'stored' | RouteReason {
       const now = Date.now()
       const verdict = storable(reply.statusCode, reply.getHeaders(), policy, now, produced.headers)
-      if (verdict === undefined) return
+      if (typeof verdict === 'string') return verdict
       const response = toCachedResponse(produced.status, produced.headers, produced.payload, now, verdict.lifetime, pending.setBefore, rule.staleWhileRevalidate)
       if (pending.tags !== undefined && pending.tags.length > 0) {
         response.tags = [...pending.tags]
         response.tagVersions = pending.versions
       }
       if (!reply.hasHeader('etag')) reply.header('etag', response.etag)
-      if (app) {
-        cache.store(pending.key, verdict.vary, request.headers, response, pending.since, now)
-        return
-      }
+      if (app) return cache.store(pending.key, verdict.vary, request.headers, response, pending.since, now) ?? 'stored'
       // The response goes out now, whatever the store does: a failure is counted and logged, never the client's.
       const session = request.sessionCache
       session.pagesOf(pending.key).then(async (pages) => {
@@ -243,6 +295,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
         const drop = held.map(([other]) => other).filter((other) => !next.variants.some(([kept]) => kept === other))
         await session.setPage(pending.key, variant, { vary: next.vary, record } satisfies SessionPage, record.expires - now, drop)
       }).catch((error: unknown) => { cache.fault('write', error, request.log) })
+      return 'stored'
     }
 
     // An error, even one the error handler turns into a 200, is never stored: it would be served for the whole ttl.
@@ -254,10 +307,18 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
 
     return { lookup, handled, capture, decide, failed }
   }
+}
 
-  function bypass (reply: FastifyReply): undefined {
-    if (xCache) reply.header('x-cache', 'BYPASS')
-    return undefined
+/** `ignoreCookies`: names and patterns (without the `g` and `y` flags, which would make `test` remember). */
+function readIgnoredCookies (read: OptionReader, option: unknown): Omit<IgnoredCookies, 'always'> | undefined {
+  if (option === undefined) return undefined
+  if (!Array.isArray(option) || !option.every((name) => (typeof name === 'string' && name !== '') || name instanceof RegExp)) {
+    read.fail('ignoreCookies', 'must be an array of cookie names (non-empty strings) and regular expressions')
+  }
+  const entries = option as Array<string | RegExp>
+  return {
+    names: new Set(entries.filter((name): name is string => typeof name === 'string')),
+    patterns: entries.filter((name): name is RegExp => name instanceof RegExp).map((pattern) => new RegExp(pattern.source, pattern.flags.replace(/[gy]/g, '')))
   }
 }
 

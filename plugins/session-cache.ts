@@ -95,6 +95,8 @@ const plugin: FastifyPluginAsync<SessionCacheOptions> = async (fastify, options)
     staleWhileRevalidate: read.duration('staleWhileRevalidate', 0),
     maxEntriesPerSession: read.positiveInteger('maxEntriesPerSession', 100),
     maxSessionsPerUser: read.positiveInteger('maxSessionsPerUser', 1000),
+    // Checked with the cookie's other options below.
+    ...(options.getSessionId === undefined ? { cookieName: typeof options.cookieName === 'string' ? options.cookieName : 'sid' } : {}),
     maxPagesPerSession: read.positiveInteger('maxPagesPerSession', 10),
     maxKeyLength: read.positiveInteger('maxKeyLength', MAX_KEY_LENGTH),
     store: backend.store,

@@ -67,6 +67,7 @@ export async function sessionCookie (
   const attributes = readAttributes(read, options.cookie, name)
   const clearing = { ...attributes, maxAge: 0, expires: new Date(0) }
   const verified = new LRUCache<string, PresentedId>({ max: VERIFIED })
+  let toldOfClash = false
   const codec = await cookieCodec(fastify)
   try {
     codec.serializeCookie(name, signer.sign('id'), attributes)
@@ -74,6 +75,9 @@ export async function sessionCookie (
     read.fail('cookie', `must be attributes the cookie serializer accepts (${error instanceof Error ? error.message : String(error)})`)
   }
   fastify.addHook('onReady', async function () {
+    for (const [plugin, cookie] of SESSION_PLUGINS) {
+      if (name === cookie && this.hasPlugin(plugin)) this.log.warn(`sessionCache: the session cookie is named "${name}", the default of ${plugin}, which is registered too: unless it was given another cookieName, each would take the other's cookie for a forged one; give sessionCache a cookieName of its own`)
+    }
     this.log.debug(this.hasRequestDecorator('cookies')
       ? `sessionCache: session cookie "${name}"; @fastify/cookie is registered, so request.cookies is the app's and sessions reuse what it parsed`
       : `sessionCache: session cookie "${name}", parsed only by requests that use their session; request.cookies is not set: register @fastify/cookie (before or after this plugin) for the app's own cookies`)
@@ -97,9 +101,22 @@ export async function sessionCookie (
       return presented
     },
     write (reply, change, id) {
+      if (!toldOfClash && writesName(reply.getHeader('set-cookie'), name)) {
+        toldOfClash = true
+        reply.log.warn(`sessionCache: another plugin sets a cookie named "${name}" too (a second session plugin?): each takes the other's cookie for a forged one; give sessionCache a cookieName of its own`)
+      }
       reply.header('set-cookie', change === 'set' ? codec.serializeCookie(name, signer.sign(id as string), attributes) : codec.serializeCookie(name, '', clearing))
     }
   }
+}
+
+/** Session plugins an app may register beside this one, and the name of their cookie when none is given. */
+const SESSION_PLUGINS: ReadonlyArray<[string, string]> = [['@fastify/session', 'sessionId'], ['@fastify/secure-session', 'session']]
+
+/** Whether a `Set-Cookie` header already names the cookie `name`. */
+function writesName (header: unknown, name: string): boolean {
+  const lines = Array.isArray(header) ? header : header === undefined ? [] : [header]
+  return lines.some((line) => typeof line === 'string' && line.startsWith(name + '='))
 }
 
 function readAttributes (read: OptionReader, cookie: unknown, name: string): SessionCookieOptions {

@@ -4,12 +4,36 @@ import { headerText, type HeaderMap } from './headers.js'
 export type QueryRule = 'all' | 'none' | readonly string[]
 
 /**
- * True when a request carries no credential a shared cache can see: no `Authorization` and no cookie at all. Any
- * cookie may be a login (not only the session level's), so any cookie counts; nginx and Varnish refuse the same by
- * default.
+ * Cookies that say nothing of who the client is (analytics, consent, preferences), by name or by a pattern of names:
+ * a request that carries only those is still anonymous. `always` are cookies that are credentials whatever the list
+ * says (a session level's own).
  */
-export function isAnonymous (headers: HeaderMap): boolean {
-  return headers.authorization === undefined && headers.cookie === undefined
+export interface IgnoredCookies {
+  names: ReadonlySet<string>
+  patterns: readonly RegExp[]
+  always: ReadonlySet<string>
+}
+
+/** Why a request is not anonymous: it has an `Authorization` header, or a cookie that is not ignored. */
+export type Credentials = 'authorization' | 'credentials-cookie'
+
+/**
+ * What identifies the sender of a request to a shared cache, if anything: an `Authorization` header, or any cookie
+ * but the ignored ones. A shared response is only ever stored from and served to requests without either.
+ */
+export function credentialsOf (headers: HeaderMap, ignored?: IgnoredCookies): Credentials | undefined {
+  if (headers.authorization !== undefined) return 'authorization'
+  const cookie = headers.cookie
+  if (cookie === undefined) return undefined
+  if (ignored === undefined) return 'credentials-cookie'
+  // Several Cookie fields are one list of pairs separated by semicolons (RFC 6265 §5.4), not commas.
+  for (const pair of (typeof cookie === 'object' ? cookie.join(';') : String(cookie)).split(';')) {
+    const equals = pair.indexOf('=')
+    const name = (equals === -1 ? pair : pair.slice(0, equals)).trim()
+    if (name === '') continue
+    if (ignored.always.has(name) || (!ignored.names.has(name) && !ignored.patterns.some((pattern) => pattern.test(name)))) return 'credentials-cookie'
+  }
+  return undefined
 }
 
 // A key is four fields joined by line feeds, which no route URL, method, origin or constraint can contain; the

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import type { RouteReason } from './cache-status.js'
 import { cacheDirectives, headerText, listOf, secondsOf, type HeaderMap, type HeaderValue } from './headers.js'
 
 /** A response as the route cache keeps it: everything needed to replay it without the handler or the serializer. */
@@ -57,17 +58,35 @@ export interface Storable {
  * `s-maxage` (shared only), `max-age` or `Expires`. `produced` are the headers as the handler left them, with the body
  * that is stored (see `varyOf`).
  */
-export function storable (status: number, sent: HeaderMap, policy: StorePolicy, now: number, produced: HeaderMap = sent): Storable | undefined {
-  if (!policy.statusCodes.has(status) || sent['set-cookie'] !== undefined) return undefined
+export function storable (status: number, sent: HeaderMap, policy: StorePolicy, now: number, produced: HeaderMap = sent): Storable | Refusal {
+  if (!policy.statusCodes.has(status)) return 'status'
+  if (sent['set-cookie'] !== undefined) return 'set-cookie'
   const vary = varyOf(sent, produced)
-  if (vary === '*') return undefined
+  if (vary === '*') return 'vary-star'
   const directives = cacheDirectives(sent['cache-control'])
-  if (directives.has('no-store') || directives.has('no-cache') || (policy.shared && directives.has('private'))) return undefined
+  if (directives.has('no-store')) return 'no-store'
+  if (directives.has('no-cache')) return 'no-cache'
+  if (policy.shared && directives.has('private')) return 'private'
   const fresh = (policy.shared ? secondsOf(directives.get('s-maxage')) : undefined) ??
     secondsOf(directives.get('max-age')) ??
     expiresIn(sent.expires, now)
   const lifetime = fresh === undefined ? policy.ttl : Math.min(policy.ttl, fresh)
-  return lifetime > 0 ? { lifetime, vary } : undefined
+  return lifetime > 0 ? { lifetime, vary } : 'expired'
+}
+
+/** Why `storable` refused a response. */
+export type Refusal = Extract<RouteReason, 'status' | 'set-cookie' | 'vary-star' | 'no-store' | 'no-cache' | 'private' | 'expired'>
+
+/**
+ * The `Cache-Control` of a page kept in or served from one user's session: `private`, so that no shared cache in front
+ * stores it, unless the handler said something as strict already (`private`, `no-store`). `public` and `s-maxage`,
+ * which speak to shared caches, go.
+ */
+export function privateCacheControl (value: HeaderValue): string {
+  const directives = listOf(value)
+  const names = directives.map((directive) => directive.split('=')[0]?.trim().toLowerCase())
+  if (names.includes('private') || names.includes('no-store')) return directives.join(', ')
+  return ['private', ...directives.filter((_, i) => names[i] !== 'public' && names[i] !== 's-maxage')].join(', ')
 }
 
 /** `Expires` as ms from now; an invalid date means already expired (RFC 9111 §5.3). */

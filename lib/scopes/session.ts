@@ -46,6 +46,8 @@ export interface SessionLevelOptions {
   users?: Store
   /** Most sessions of one user: a login past it ends the user's earliest linked session. Default 1,000. */
   maxSessionsPerUser?: number
+  /** The name of the cookie that carries the id, when a cookie does: route caching never takes it for an ignorable one. */
+  cookieName?: string
   /** false: log lines show a short hash of each key instead of the key. Default true. */
   logKeys?: boolean
 }

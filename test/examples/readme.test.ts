@@ -88,6 +88,17 @@ test('the partial adoption and route caching examples run as written', async (t)
   t.same(await again.json(), await first.json())
 })
 
+test('ignore-cookies.js: a browser with analytics and consent cookies is served the shared copy', async (t) => {
+  const url = await serve(t, 'ignore-cookies.js')
+  const cookie = '_ga=GA1.1.1.1; _ga_X=GS1; _gid=GA1.2.3; CookieConsent={necessary:true}; theme=dark'
+  const first = await fetch(url + '/products', { headers: { cookie } })
+  const again = await fetch(url + '/products', { headers: { cookie } })
+  t.same([first.headers.get('x-cache'), again.headers.get('x-cache')], ['MISS', 'HIT-APP'])
+  t.match(again.headers.get('cache-status'), /^fastify-multi-cache; hit; ttl=\d+$/)
+  const login = await fetch(url + '/products', { headers: { cookie: cookie + '; remember=1' } })
+  t.equal(login.headers.get('cache-status'), 'fastify-multi-cache; fwd=bypass; detail=credentials-cookie')
+})
+
 test('the freshness and tags examples run as written', async (t) => {
   t.same((await call(await serve(t, 'freshness.js') + '/catalog')).body, [{ id: 1, name: 'apple', price: 3 }, { id: 2, name: 'pear', price: 4 }])
   const url = await serve(t, 'tags.js')

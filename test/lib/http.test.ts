@@ -1,8 +1,9 @@
 import { test } from 'tap'
 import { isNotModified, matchesEtag, notModifiedHeaders } from '../../lib/http/conditional.js'
 import { cacheDirectives, headerText, secondsOf, type HeaderMap } from '../../lib/http/headers.js'
-import { isAnonymous, keyParts, pathOf, responseKey, routeIdentity, targetOf, variantOf, type QueryRule } from '../../lib/http/request.js'
-import { ageOf, etagOf, fromRecord, storable, toCachedResponse, toRecord, varyOf, type CachedResponse, type StorePolicy } from '../../lib/http/response.js'
+import { credentialsOf, keyParts, pathOf, responseKey, routeIdentity, targetOf, variantOf, type IgnoredCookies, type QueryRule } from '../../lib/http/request.js'
+import { forwardStatus, hitStatus } from '../../lib/http/cache-status.js'
+import { ageOf, etagOf, fromRecord, privateCacheControl, storable, toCachedResponse, toRecord, varyOf, type CachedResponse, type Storable, type StorePolicy } from '../../lib/http/response.js'
 import { findVariant, sizeOf, withVariant } from '../../lib/http/variants.js'
 
 // The HTTP policy of route caching, without Fastify: each rule as a table of cases.
@@ -14,15 +15,33 @@ function response (headers: Record<string, string | string[]> = {}, extra: Parti
 }
 
 test('eligibility: only requests without Authorization and without any cookie are anonymous', async (t) => {
-  const cases: Array<[HeaderMap, boolean]> = [
-    [{}, true],
-    [{ accept: 'text/html', 'x-api-key': 'k' }, true],
-    [{ authorization: 'Bearer x' }, false],
-    [{ cookie: 'sid=1' }, false],
-    [{ cookie: 'theme=dark' }, false],
-    [{ cookie: '' }, false]
+  const cases: Array<[HeaderMap, string | undefined]> = [
+    [{}, undefined],
+    [{ accept: 'text/html', 'x-api-key': 'k' }, undefined],
+    [{ authorization: 'Bearer x' }, 'authorization'],
+    [{ authorization: 'Bearer x', cookie: '_ga=1' }, 'authorization'],
+    [{ cookie: 'sid=1' }, 'credentials-cookie'],
+    [{ cookie: 'theme=dark' }, 'credentials-cookie'],
+    [{ cookie: '' }, 'credentials-cookie']
   ]
-  for (const [headers, anonymous] of cases) t.equal(isAnonymous(headers), anonymous, JSON.stringify(headers))
+  for (const [headers, credentials] of cases) t.equal(credentialsOf(headers), credentials, JSON.stringify(headers))
+})
+
+test('eligibility with ignored cookies: only the names listed, never the session cookie', async (t) => {
+  const ignored: IgnoredCookies = { names: new Set(['theme', 'cookieconsent_status']), patterns: [/^_ga(_.*)?$/, /^_gid$/], always: new Set(['sid']) }
+  const cases: Array<[HeaderMap, string | undefined]> = [
+    [{ cookie: '_ga=GA1.1.2; _ga_X1=GS1; _gid=3; theme=dark; cookieconsent_status=allow' }, undefined],
+    [{ cookie: 'theme=dark; login=abc' }, 'credentials-cookie'],
+    [{ cookie: 'theme=dark; sid=s%3Aabc' }, 'credentials-cookie'],
+    [{ cookie: 'Theme=dark' }, 'credentials-cookie'],
+    [{ cookie: '_gax=1' }, 'credentials-cookie'],
+    [{ cookie: 'theme' }, undefined],
+    [{ cookie: ' ; ;theme=dark' }, undefined],
+    [{ cookie: ['theme=dark', 'other=1'] }, 'credentials-cookie'],
+    [{ cookie: 'theme=dark', authorization: 'Basic x' }, 'authorization']
+  ]
+  for (const [headers, credentials] of cases) t.equal(credentialsOf(headers, ignored), credentials, JSON.stringify(headers))
+  t.equal(credentialsOf({ cookie: 'sid=1' }, { names: new Set(['sid']), patterns: [/.*/], always: new Set(['sid']) }), 'credentials-cookie', 'the session cookie counts, whatever the list says')
 })
 
 test('key: HEAD shares GET, every part is kept apart, and a key splits back into route and target', async (t) => {
@@ -118,34 +137,58 @@ test('storability at the application level (shared) and at the session level', a
   const shared: StorePolicy = { shared: true, statusCodes: new Set([200]), ttl: 60_000 }
   const session: StorePolicy = { ...shared, shared: false }
   const soon = new Date(NOW + 10_000).toUTCString()
-  const cases: Array<[string, number, Record<string, string | string[] | number>, number | undefined, number | undefined]> = [
-    // name, status, headers, lifetime shared, lifetime session
+  // A lifetime in ms, or why the response is refused.
+  const cases: Array<[string, number, Record<string, string | string[] | number>, number | string, number | string]> = [
+    // name, status, headers, shared, session
     ['plain', 200, {}, 60_000, 60_000],
-    ['status not listed', 404, {}, undefined, undefined],
-    ['Set-Cookie', 200, { 'set-cookie': 'a=1' }, undefined, undefined],
-    ['no-store', 200, { 'cache-control': 'no-store' }, undefined, undefined],
-    ['no-cache', 200, { 'cache-control': 'public, no-cache' }, undefined, undefined],
-    ['private', 200, { 'cache-control': 'private' }, undefined, 60_000],
-    ['private with fields', 200, { 'cache-control': 'private="x-a, x-b", max-age=5' }, undefined, 5000],
-    ['Vary: *', 200, { vary: 'accept, *' }, undefined, undefined],
+    ['status not listed', 404, {}, 'status', 'status'],
+    ['Set-Cookie', 200, { 'set-cookie': 'a=1' }, 'set-cookie', 'set-cookie'],
+    ['no-store', 200, { 'cache-control': 'no-store' }, 'no-store', 'no-store'],
+    ['no-cache', 200, { 'cache-control': 'public, no-cache' }, 'no-cache', 'no-cache'],
+    ['private', 200, { 'cache-control': 'private' }, 'private', 60_000],
+    ['private with fields', 200, { 'cache-control': 'private="x-a, x-b", max-age=5' }, 'private', 5000],
+    ['Vary: *', 200, { vary: 'accept, *' }, 'vary-star', 'vary-star'],
     ['max-age shortens', 200, { 'cache-control': 'max-age=10' }, 10_000, 10_000],
     ['max-age cannot lengthen', 200, { 'cache-control': 'max-age=3600' }, 60_000, 60_000],
-    ['max-age=0', 200, { 'cache-control': 'max-age=0' }, undefined, undefined],
-    ['malformed max-age is stale', 200, { 'cache-control': 'max-age=ten' }, undefined, undefined],
+    ['max-age=0', 200, { 'cache-control': 'max-age=0' }, 'expired', 'expired'],
+    ['malformed max-age is stale', 200, { 'cache-control': 'max-age=ten' }, 'expired', 'expired'],
     ['s-maxage counts in a shared cache only', 200, { 'cache-control': 'max-age=30, s-maxage=5' }, 5000, 30_000],
     ['Expires', 200, { expires: soon }, 10_000, 10_000],
-    ['Expires in the past', 200, { expires: new Date(NOW - 1000).toUTCString() }, undefined, undefined],
-    ['invalid Expires', 200, { expires: '0' }, undefined, undefined],
+    ['Expires in the past', 200, { expires: new Date(NOW - 1000).toUTCString() }, 'expired', 'expired'],
+    ['invalid Expires', 200, { expires: '0' }, 'expired', 'expired'],
     ['max-age wins over Expires', 200, { expires: soon, 'cache-control': 'max-age=20' }, 20_000, 20_000]
   ]
+  const outcome = (verdict: Storable | string): number | string => typeof verdict === 'string' ? verdict : verdict.lifetime
   for (const [name, status, headers, atApp, atSession] of cases) {
-    t.equal(storable(status, headers, shared, NOW)?.lifetime, atApp, `${name}, shared`)
-    t.equal(storable(status, headers, session, NOW)?.lifetime, atSession, `${name}, per session`)
+    t.equal(outcome(storable(status, headers, shared, NOW)), atApp, `${name}, shared`)
+    t.equal(outcome(storable(status, headers, session, NOW)), atSession, `${name}, per session`)
   }
   const produced = { 'cache-control': 'max-age=30' }
-  t.equal(storable(200, { 'cache-control': 'private, no-store' }, shared, NOW, produced), undefined, 'the headers as sent decide')
-  t.equal(storable(200, { 'set-cookie': 'a=1' }, session, NOW, produced), undefined, 'a cookie a hook set after the handler')
-  t.equal(storable(200, produced, shared, NOW, { 'cache-control': 'no-store' })?.lifetime, 30_000, 'not what a hook changed')
+  t.equal(storable(200, { 'cache-control': 'private, no-store' }, shared, NOW, produced), 'no-store', 'the headers as sent decide')
+  t.equal(storable(200, { 'set-cookie': 'a=1' }, session, NOW, produced), 'set-cookie', 'a cookie a hook set after the handler')
+  t.equal(outcome(storable(200, produced, shared, NOW, { 'cache-control': 'no-store' })), 30_000, 'not what a hook changed')
+})
+
+test('a page of a session says private to every cache in front, unless it says something as strict', async (t) => {
+  const cases: Array<[string | string[] | undefined, string]> = [
+    [undefined, 'private'],
+    ['max-age=60', 'private, max-age=60'],
+    ['public, max-age=60, s-maxage=600', 'private, max-age=60'],
+    ['Public, S-Maxage=5', 'private'],
+    ['private, max-age=5', 'private, max-age=5'],
+    ['no-store', 'no-store'],
+    [['no-cache', 'max-age=0'], 'private, no-cache, max-age=0']
+  ]
+  for (const [value, expected] of cases) t.equal(privateCacheControl(value), expected, String(value))
+})
+
+test('Cache-Status (RFC 9211): the cache, a hit with its ttl, or why the handler ran and what became of its response', async (t) => {
+  t.equal(hitStatus(42), 'fastify-multi-cache; hit; ttl=42')
+  t.equal(hitStatus(-3), 'fastify-multi-cache; hit; ttl=-3', 'a stale response served has a negative ttl')
+  t.equal(forwardStatus('uri-miss', 'stored'), 'fastify-multi-cache; fwd=uri-miss; stored')
+  t.equal(forwardStatus('stale', 'set-cookie'), 'fastify-multi-cache; fwd=stale; detail=set-cookie')
+  t.equal(forwardStatus('bypass', 'credentials-cookie'), 'fastify-multi-cache; fwd=bypass; detail=credentials-cookie')
+  t.equal(forwardStatus('method', 'method'), 'fastify-multi-cache; fwd=method; detail=method')
 })
 
 test('Vary names, and the encoding a handler chose itself or a hook applied after it', async (t) => {

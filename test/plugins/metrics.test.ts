@@ -27,11 +27,14 @@ for (const [flavour, registryOf] of Object.entries(flavours)) {
     app.get('/app', async () => await app.appCache.getOrLoad('catalog', async () => ['pear']))
     app.get('/fail', async () => await app.appCache.getOrLoad('broken', async () => { throw new Error('db down') }))
     app.get('/page', { config: { cache: { level: 'app' } } }, async () => 'page')
+    app.get('/cookie', { config: { cache: { level: 'app' } } }, async (_request, reply) => reply.header('set-cookie', 'a=1').send('page'))
     await app.ready()
     await app.inject('/request')
     for (let i = 0; i < 3; i++) await app.inject('/app') // a miss, then two hits
     await app.inject('/fail')
     for (let i = 0; i < 2; i++) await app.inject('/page')
+    await app.inject({ url: '/page', headers: { cookie: 'login=1' } }) // bypassed
+    await app.inject('/cookie') // not stored
 
     const text = await registry.metrics()
     const types = text.split('\n').filter((line) => line.startsWith('# TYPE'))
@@ -42,6 +45,7 @@ for (const [flavour, registryOf] of Object.entries(flavours)) {
       '# TYPE multicache_evictions_total counter',
       '# TYPE multicache_entries gauge',
       '# TYPE multicache_store_errors_total counter',
+      '# TYPE multicache_route_uncached_total counter',
       '# TYPE multicache_bus_messages_total counter'
     ])
     const lines = samples(text)
@@ -52,7 +56,7 @@ for (const [flavour, registryOf] of Object.entries(flavours)) {
       'multicache_requests_total{level="app",result="hit"} 2',
       'multicache_requests_total{level="app",result="miss"} 2',
       'multicache_requests_total{level="route",result="hit"} 1',
-      'multicache_requests_total{level="route",result="miss"} 1',
+      'multicache_requests_total{level="route",result="miss"} 2',
       'multicache_requests_total{level="session",result="miss"} 0',
       'multicache_loads_total{level="app",outcome="ok"} 1',
       'multicache_loads_total{level="app",outcome="error"} 1',
@@ -65,6 +69,8 @@ for (const [flavour, registryOf] of Object.entries(flavours)) {
       'multicache_entries{level="request"} 0',
       'multicache_evictions_total{level="app"} 0',
       'multicache_store_errors_total{level="session"} 0',
+      'multicache_route_uncached_total{reason="credentials-cookie"} 1',
+      'multicache_route_uncached_total{reason="set-cookie"} 1',
       'multicache_bus_messages_total{direction="sent"} 0',
       'multicache_bus_messages_total{direction="received"} 0'
     ]) t.ok(lines.includes(expected), expected)
@@ -82,7 +88,7 @@ test('a prefix renames every series; the series leave the registry when the app 
   await app.register(appCache, { metrics: { registry, prefix: 'shop_cache_' } })
   await app.ready()
   const names = (await registry.getMetricsAsJSON()).map((metric) => metric.name)
-  t.same(names, ['requests_total', 'loads_total', 'load_duration_seconds', 'evictions_total', 'entries', 'store_errors_total', 'bus_messages_total'].map((name) => 'shop_cache_' + name))
+  t.same(names, ['requests_total', 'loads_total', 'load_duration_seconds', 'evictions_total', 'entries', 'store_errors_total', 'route_uncached_total', 'bus_messages_total'].map((name) => 'shop_cache_' + name))
   await app.close()
   t.same(await registry.getMetricsAsJSON(), [])
 })
