@@ -42,6 +42,14 @@ export interface Store {
   /** Entries currently held, where the backend knows it cheaply. */
   readonly size?: number
   /**
+   * Keeps `key` out of the store's size bound, where it has one of its own (the memory store, a memory tier): no other
+   * key's entry pushes it out, while its ttl, `delete` and `clear` apply as before. The application level pins its
+   * `define`d keys, so that keys clients choose cannot evict them. Called before the app serves.
+   */
+  pin? (key: string): void
+  /** Entries of pinned keys held now (`size` counts them too). */
+  readonly pinned?: number
+  /**
    * Tells `listener` of every change another instance made (a memory tier hears them on its bus), so that a level
    * can fence its own loads of those keys. `{ clear: true }` means anything may have changed.
    */

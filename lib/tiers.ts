@@ -69,6 +69,16 @@ export class TieredStore implements Store {
     return this.l1?.size ?? 0
   }
 
+  /** Entries of pinned keys held in memory. */
+  get pinned (): number {
+    return this.l1?.pinned ?? 0
+  }
+
+  /** Keeps `key` out of the memory tier's bound; the shared store has none of ours (Redis has its own `maxmemory`). */
+  pin (key: string): void {
+    this.l1?.pin(key)
+  }
+
   /** Applies an invalidation received from another instance, and tells the watchers. */
   invalidate (message: Invalidation): void {
     this.epoch++

@@ -16,6 +16,7 @@ const level = {
     storeErrors: count,
     oversized: count,
     size: count,
+    pinned: count,
     evictionsByKind: { type: 'object', properties: { anonymous: count, authenticated: count } },
     breaker: { type: 'string', enum: ['closed', 'open', 'half-open'] },
     /** hits / (hits + misses); null before the first lookup. */

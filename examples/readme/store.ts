@@ -15,6 +15,8 @@ interface Store {
   watch? (listener: (change: Invalidation) => void): void // changes other instances made (keys, all, tag versions)
   readonly tags?: TagOperations // tag versions shared by every instance (Redis)
   readonly size?: number
+  pin? (key: string): void // keep key out of the store's own size bound (memory store, memory tier): define'd keys
+  readonly pinned?: number // entries of pinned keys held (size counts them too)
   close? (): Awaitable<void>
   keys? (query: KeyQuery): Awaitable<KeyPage> // keys containing query.match, with their ttl: the admin API lists them
 }

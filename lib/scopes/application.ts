@@ -134,6 +134,7 @@ export class AppCache {
 
   constructor (private readonly options: AppLevelOptions) {
     this.stats = new LevelStats(() => options.store.size ?? 0)
+    this.stats.pinned = () => options.store.pinned ?? 0
     this.keys = new KeyRule(options.maxKeyLength)
     this.tags = new TagVersions(options.store.tags)
     this.log = new LevelLog('appCache', 'app', options.log, options.logKeys)
@@ -279,6 +280,8 @@ export class AppCache {
       throw new InvalidOptionError('appCache.define', 'jitter', `must be less than refreshInterval (${refreshInterval} ms)`, describe(options?.jitter))
     }
     this.definitions.set(key, { loader, freshness: this.freshness('appCache.define', options), refreshInterval, jitter })
+    // Clients choose the keys of getOrLoad: however many they make up, they must not evict the app's own datasets.
+    this.options.store.pin?.(key)
   }
 
   /**
