@@ -27,6 +27,13 @@ export interface Store {
   /** Deletes several keys at once where the backend can batch them. */
   deleteMany? (keys: readonly string[]): Awaitable<void>
   /**
+   * Deletes `keys` and resolves once no instance can serve a copy of them any more: every other instance's memory tier
+   * has dropped them and its level has fenced its loads of them (each acknowledges on the bus). Rejects with
+   * `FST_MULTICACHE_UNCONFIRMED` when some did not within `within` ms; the keys are deleted all the same. Absent where
+   * the store cannot tell (another instance may hold a copy it is not told of): then `invalidate(…, { wait })` is refused.
+   */
+  deleteAcknowledged? (keys: readonly string[], within: number): Awaitable<void>
+  /**
    * Optional grouped fields under one key that expire together, changed only under a fence (a Redis hash, a memory
    * entry). The session level uses them when present: writing one entry touches one field, concurrent requests of
    * one session cannot overwrite each other's entries, and a request that still holds an ended session cannot bring

@@ -8,6 +8,7 @@ interface Store {
   clear (): Awaitable<void> // this store's namespace only
   getMany? (keys: readonly string[]): Awaitable<unknown[]>
   deleteMany? (keys: readonly string[]): Awaitable<void>
+  deleteAcknowledged? (keys: readonly string[], within: number): Awaitable<void> // resolves once no instance holds a copy
   getTimed? (key: string): Awaitable<{ value: unknown, ttl: number } | undefined> // the value and its remaining ttl
   stored? (key: string, value: unknown): unknown // the value as the store gives it back (decoded from its bytes)
   readonly groups?: GroupOperations // fields under one key and a fence, changed atomically: one hash per session

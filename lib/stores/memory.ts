@@ -87,6 +87,11 @@ export class MemoryStore implements Store {
     for (const key of keys) this.cacheOf(key).delete(key)
   }
 
+  /** One process holds every copy: deleting them is all it takes. */
+  deleteAcknowledged (keys: readonly string[]): void {
+    this.deleteMany(keys)
+  }
+
   clear (): void {
     this.lru.clear()
     this.pinnedEntries?.clear()
