@@ -73,10 +73,14 @@ export class MemoryStore implements Store {
     // Refused before lru-cache sees it: nothing else is evicted to make room for a value that cannot fit.
     if (size !== undefined && size > this.maxBytes) throw new EntryTooLargeError(key, size, this.maxBytes)
     // null is a legitimate cached value ("known absent"); lru-cache only refuses undefined, which levels reject first.
-    this.cacheOf(key).set(key, value as NonNullable<unknown>, {
-      ...(ttl === undefined || ttl === 0 ? {} : { ttl }),
-      ...(size === undefined ? {} : { size: Math.max(1, size) })
-    })
+    const lifetime = ttl === undefined || ttl === 0 ? {} : { ttl }
+    const cache = this.cacheOf(key)
+    if (cache === this.lru) {
+      this.lru.set(key, value as NonNullable<unknown>, size === undefined ? lifetime : { ...lifetime, size: Math.max(1, size) })
+    } else {
+      // A pinned entry is held apart from the bounds, its bytes included: the cache of pinned keys counts none.
+      cache.set(key, value as NonNullable<unknown>, lifetime)
+    }
   }
 
   delete (key: string): boolean {

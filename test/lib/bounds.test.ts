@@ -127,4 +127,11 @@ test('a pinned key of the memory store is kept out of max, keeps its ttl across 
   store.set('catalog', 'after clear')
   for (const key of ['e', 'f', 'g']) store.set(key, key)
   t.equal(store.get('catalog'), 'after clear', 'still pinned after a clear')
+
+  const bytes = new MemoryStore({ max: 100, maxBytes: 100 })
+  bytes.pin('catalog')
+  bytes.set('catalog', 'x'.repeat(60))
+  bytes.set('a', 'x'.repeat(60))
+  t.same([bytes.get('catalog'), bytes.get('a')], ['x'.repeat(60), 'x'.repeat(60)], 'a pinned entry\'s bytes are not counted against maxBytes')
+  t.throws(() => { bytes.set('catalog', 'x'.repeat(200)) }, { code: 'FST_MULTICACHE_ENTRY_TOO_LARGE' }, 'but a value larger than it is still refused')
 })
