@@ -73,8 +73,8 @@ export interface InvalidateOptions {
   /**
    * Resolve only once every instance has dropped the keys from its memory tier and fenced its loads of them, so that
    * no read that starts anywhere after it is served the old value: `true` (waits up to 1 s), or the longest wait in ms
-   * or as a duration string. Past it, rejects with `FST_MULTICACHE_UNCONFIRMED` (the keys are deleted all the same).
-   * With the memory store or Redis. Default false: resolves once the shared store has dropped the keys, and another
+   * or as a duration string. Past it, rejects with `FST_MULTICACHE_UNCONFIRMED` (the keys are deleted all the same);
+   * a message that could not be published rejects with `FST_MULTICACHE_STORE`. With the memory store or Redis. Default false: resolves once the shared store has dropped the keys, and another
    * instance may serve its copy until the bus message reaches it.
    */
   wait?: boolean | Duration
@@ -228,9 +228,10 @@ export class AppCache {
   }
 
   /**
-   * Drops several keys at once, on every instance: from the shared store in one round trip and from every memory
-   * tier through one bus message. The next read of each loads it again (a defined key, by its own loader). With
-   * `wait`, resolves only once every other instance has confirmed it dropped them.
+   * Drops several keys at once: from the shared store in one round trip, from this instance's memory at once, and
+   * from the other instances' memory tiers through one bus message, when it reaches them. The next read of each loads
+   * it again (a defined key, by its own loader). With `wait`, resolves only once every other instance has confirmed
+   * it dropped them.
    */
   async invalidate (keys: string | readonly string[], options?: InvalidateOptions): Promise<void> {
     const list: readonly unknown[] = Array.isArray(keys) ? keys : [keys]
