@@ -17,7 +17,7 @@ export type { StoreOption, SharedStoreOptions, L1Options } from './plugins/store
 export type { Duration } from './lib/durations.js'
 export type { RequestCache } from './lib/scopes/request.js'
 export type { SessionCache, SessionSetOptions } from './lib/scopes/session.js'
-export type { AppCache, AppSetOptions, DefineOptions, DefinedKey, LoadLock } from './lib/scopes/application.js'
+export type { AppCache, AppSetOptions, DefineOptions, DefinedKey, InvalidateOptions, LoadLock } from './lib/scopes/application.js'
 export type { Logger } from './lib/burst-log.js'
 export type { CacheLookup, CacheLevel, LookupLoadOptions } from './lib/lookup.js'
 export type { CacheLevels, MultiCacheStats } from './lib/levels.js'
@@ -25,5 +25,5 @@ export type { LevelStatsSnapshot } from './lib/stats.js'
 export type { MetricsOptions, MetricsRegistry } from './plugins/metrics.js'
 export {
   InvalidOptionError, InvalidKeyError, InvalidValueError, PreloadError, DefineError, UnsupportedError, SerializeError, StoreError,
-  NoSessionError, AlreadyRegisteredError, EntryTooLargeError
+  NoSessionError, AlreadyRegisteredError, EntryTooLargeError, UnconfirmedInvalidationError
 } from './lib/errors.js'

@@ -1,11 +1,25 @@
 import { randomUUID } from 'node:crypto'
 import type { Breaker } from './breaker.js'
+import { withBudget } from './budget.js'
+import { UnconfirmedInvalidationError } from './errors.js'
 import type { Invalidation } from './store.js'
 import { closeClient, redisCommand, type RedisClient } from './stores/redis.js'
 
 export type { Invalidation }
 
-interface Envelope { origin: string, keys?: unknown, clear?: unknown, tags?: unknown }
+interface Envelope { origin: string, id?: unknown, keys?: unknown, clear?: unknown, tags?: unknown }
+
+/** A message published with `publishAcknowledged`, waiting for its receivers. */
+interface Awaited {
+  /** Subscribers that received it, as PUBLISH answered; undefined until it has. */
+  receivers: number | undefined
+  /** Receivers that acknowledged it so far (acknowledgements may come before PUBLISH's answer). */
+  acknowledged: number
+  done: () => void
+}
+
+/** What an origin looks like (`randomUUID()`): a message's origin names a channel, so nothing else is taken. */
+const ORIGIN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 export interface InvalidationBusOptions {
   /** Publishes through this client; listens on a duplicate of it, a connection of its own. */
@@ -29,6 +43,9 @@ export interface InvalidationBusOptions {
  * resubscribe only after announcing itself ready, leaving a window in which messages are lost unseen); while it
  * is not subscribed `listening` is false, so that a memory tier stops answering, and losing the subscription
  * empties that tier, because whatever was published meanwhile is never heard.
+ *
+ * A message may ask to be acknowledged (`publishAcknowledged`): each other bus that hears it answers on the
+ * publisher's own acknowledgement channel once `onMessage` has applied it.
  */
 export class InvalidationBus {
   readonly origin = randomUUID()
@@ -42,13 +59,17 @@ export class InvalidationBus {
   /** A subscription was lost since the last one was in place. */
   private lost = false
   private closed = false
+  /** Where the other buses acknowledge this one's messages. */
+  private readonly acknowledgements: string
+  private readonly awaited = new Map<string, Awaited>()
 
   constructor (private readonly options: InvalidationBusOptions) {
+    this.acknowledgements = acknowledgementChannel(options.channel, this.origin)
     this.subscriber = options.client.duplicate({ autoResubscribe: false, lazyConnect: false, enableOfflineQueue: true })
     let first: () => void = () => {}
     this.subscribed = new Promise((resolve) => { first = resolve })
     this.subscriber.on('ready', () => {
-      this.subscriber.subscribe(options.channel).then(() => {
+      this.subscriber.subscribe(options.channel, this.acknowledgements).then(() => {
         if (this.closed) return
         this.listening = true
         first()
@@ -80,6 +101,35 @@ export class InvalidationBus {
     this.sent++
   }
 
+  /**
+   * Publishes `message` and resolves once every subscriber that received it has applied it. PUBLISH answers how many
+   * received it, this bus's own subscription among them (its instance applied the change before publishing); each
+   * other bus acknowledges once its `onMessage` has run. A subscription lost meanwhile empties and bypasses that
+   * memory tier, but is not heard of here: past `within` ms this rejects with `FST_MULTICACHE_UNCONFIRMED`, naming how
+   * many did not answer, and the message stands as published.
+   */
+  async publishAcknowledged (message: Invalidation, within: number): Promise<void> {
+    const { client, channel, timeout, breaker } = this.options
+    const id = randomUUID()
+    const awaited: Awaited = { receivers: undefined, acknowledged: 0, done: () => {} }
+    const all = new Promise<void>((resolve) => { awaited.done = resolve })
+    this.awaited.set(id, awaited)
+    try {
+      const envelope = JSON.stringify({ origin: this.origin, id, ...message })
+      awaited.receivers = Number(await redisCommand(client, 'publish', timeout, async () => await client.call('PUBLISH', channel, envelope), breaker))
+      this.sent++
+      if (awaited.acknowledged >= awaited.receivers) return
+      await withBudget('acknowledge', within, async () => { await all }).catch(() => {
+        // The budget waits one more turn of the event loop, so acknowledgements already received are counted.
+        if (awaited.acknowledged < (awaited.receivers as number)) {
+          throw new UnconfirmedInvalidationError((awaited.receivers as number) - awaited.acknowledged, awaited.receivers as number, within)
+        }
+      })
+    } finally {
+      this.awaited.delete(id)
+    }
+  }
+
   async close (): Promise<void> {
     this.closed = true
     this.listening = false
@@ -87,6 +137,10 @@ export class InvalidationBus {
   }
 
   private receive (channel: string, raw: string): void {
+    if (channel === this.acknowledgements) {
+      this.acknowledged(raw)
+      return
+    }
     if (channel !== this.options.channel) return
     let envelope: Envelope | null
     try {
@@ -95,12 +149,40 @@ export class InvalidationBus {
       return
     }
     // Anyone who can publish on the channel can send anything: only an object is read, and nothing here may throw.
-    if (typeof envelope !== 'object' || envelope === null || envelope.origin === this.origin) return
+    if (typeof envelope !== 'object' || envelope === null) return
+    if (envelope.origin === this.origin) {
+      // Our own message: this instance applied the change before publishing it.
+      if (typeof envelope.id === 'string') this.acknowledged(envelope.id)
+      return
+    }
     this.received++
     if (envelope.clear === true) this.options.onMessage({ clear: true })
     else if (Array.isArray(envelope.keys)) this.options.onMessage({ keys: envelope.keys.filter((key): key is string => typeof key === 'string') })
     else if (typeof envelope.tags === 'object' && envelope.tags !== null) this.options.onMessage({ tags: versionsIn(envelope.tags) })
+    if (typeof envelope.id === 'string' && typeof envelope.origin === 'string' && ORIGIN.test(envelope.origin)) this.acknowledge(envelope.origin, envelope.id)
   }
+
+  /**
+   * Tells the bus `origin` that this one has applied its message `id`. Not through the breaker: nobody here waits for
+   * it, so a slow answer costs this instance nothing and must not open the circuit for its store; and an open circuit
+   * must not keep back what the other instance is waiting for. A failure leaves that bus to report it.
+   */
+  private acknowledge (origin: string, id: string): void {
+    const { client, channel, timeout } = this.options
+    redisCommand(client, 'acknowledge', timeout, async () => await client.call('PUBLISH', acknowledgementChannel(channel, origin), id)).catch(() => {})
+  }
+
+  private acknowledged (id: string): void {
+    const awaited = this.awaited.get(id)
+    if (awaited === undefined) return
+    awaited.acknowledged++
+    if (awaited.receivers !== undefined && awaited.acknowledged >= awaited.receivers) awaited.done()
+  }
+}
+
+/** The channel on which the buses acknowledge the messages of the bus `origin`. */
+function acknowledgementChannel (channel: string, origin: string): string {
+  return `${channel}:ack:${origin}`
 }
 
 /** The tag versions of a message, keeping only what is a tag name and a whole number. */

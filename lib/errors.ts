@@ -57,6 +57,13 @@ export const EntryTooLargeError = createError<[string, number, number]>(
 export const LoadTimeoutError = createError<[string, number]>(
   'FST_MULTICACHE_LOAD_TIMEOUT', 'appCache: loading "%s" took longer than hardTimeout (%d ms); it goes on in the background', 504)
 
+/**
+ * `invalidate(…, { wait })`: some instances did not confirm in time that they dropped the keys. The keys are gone from
+ * the shared store all the same; those instances drop their copies when the message reaches them, or at `l1.ttl`.
+ */
+export const UnconfirmedInvalidationError = createError<[number, number, number]>(
+  'FST_MULTICACHE_UNCONFIRMED', 'invalidation: %d of the %d subscribers of the bus did not confirm within %d ms that they dropped the keys; the shared store no longer holds them, but those instances may serve their copy until the message reaches them (at most l1.ttl)', 504)
+
 /** A store operation failed or ran out of its time budget; levels read it as a miss. */
 export const StoreError = createError<[string, string, { cause: unknown }?]>(
   'FST_MULTICACHE_STORE', 'store %s failed: %s', 500)

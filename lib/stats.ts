@@ -27,6 +27,11 @@ export interface LevelStatsSnapshot {
   tagInvalidations: number
   /** Entries held now. */
   size: number
+  /**
+   * Application level: entries of `define`d keys held in memory, apart from its size bound (`size` counts them too),
+   * so that keys clients choose cannot push them out.
+   */
+  pinned?: number
   /** Session level with the memory store: `evictions` split by the kind of session pushed out. */
   evictionsByKind?: { anonymous: number, authenticated: number }
   /** With a shared store: its circuit breaker's state (`'open'`: operations skip the store). */
@@ -73,6 +78,8 @@ export class LevelStats {
   bus: { readonly sent: number, readonly received: number } | undefined
   /** Route caching's reasons for not serving or not storing, counted (see `LevelStatsSnapshot.reasons`). */
   reasons: Partial<Record<RouteReason, number>> | undefined
+  /** The entries of pinned keys held, where the level pins some (the application level's defined keys). */
+  pinned: (() => number) | undefined
 
   constructor (private readonly size: () => number, private readonly byKind = false) {}
 
@@ -91,6 +98,7 @@ export class LevelStats {
       ...split,
       ...(this.breaker === undefined ? {} : { breaker: this.breaker.state }),
       ...(this.reasons === undefined ? {} : { reasons: { ...this.reasons } }),
+      ...(this.pinned === undefined ? {} : { pinned: this.pinned() }),
       hits: this.hits,
       misses: this.misses,
       loads: this.loads,

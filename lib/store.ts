@@ -27,6 +27,13 @@ export interface Store {
   /** Deletes several keys at once where the backend can batch them. */
   deleteMany? (keys: readonly string[]): Awaitable<void>
   /**
+   * Deletes `keys` and resolves once no instance can serve a copy of them any more: every other instance's memory tier
+   * has dropped them and its level has fenced its loads of them (each acknowledges on the bus). Rejects with
+   * `FST_MULTICACHE_UNCONFIRMED` when some did not within `within` ms; the keys are deleted all the same. Absent where
+   * the store cannot tell (another instance may hold a copy it is not told of): then `invalidate(…, { wait })` is refused.
+   */
+  deleteAcknowledged? (keys: readonly string[], within: number): Awaitable<void>
+  /**
    * Optional grouped fields under one key that expire together, changed only under a fence (a Redis hash, a memory
    * entry). The session level uses them when present: writing one entry touches one field, concurrent requests of
    * one session cannot overwrite each other's entries, and a request that still holds an ended session cannot bring
@@ -41,6 +48,14 @@ export interface Store {
   readonly fences?: FenceOperations
   /** Entries currently held, where the backend knows it cheaply. */
   readonly size?: number
+  /**
+   * Keeps `key` out of the store's size bound, where it has one of its own (the memory store, a memory tier): no other
+   * key's entry pushes it out, while its ttl, `delete` and `clear` apply as before. The application level pins its
+   * `define`d keys, so that keys clients choose cannot evict them. Called before the app serves.
+   */
+  pin? (key: string): void
+  /** Entries of pinned keys held now (`size` counts them too). */
+  readonly pinned?: number
   /**
    * Tells `listener` of every change another instance made (a memory tier hears them on its bus), so that a level
    * can fence its own loads of those keys. `{ clear: true }` means anything may have changed.

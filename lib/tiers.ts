@@ -39,6 +39,8 @@ export class TieredStore implements Store {
   readonly groups?: GroupOperations
   readonly fences?: FenceOperations
   readonly tags?: TagOperations
+  /** With a bus: deletes, then waits until every other instance has applied the message (see `Store`). */
+  readonly deleteAcknowledged?: (keys: readonly string[], within: number) => Promise<void>
   /** The memory tier; none with `max: 0`. */
   private readonly l1: MemoryStore | undefined
   /**
@@ -54,6 +56,16 @@ export class TieredStore implements Store {
     if (groups !== undefined) this.groups = this.tierGroups(groups)
     const fences = options.l2.fences
     if (fences !== undefined) this.fences = this.tierFences(fences)
+    const bus = options.bus
+    if (bus !== undefined) {
+      // Unlike `announce`, a publish that fails fails the call: its caller asked to know that every instance heard.
+      this.deleteAcknowledged = async (keys, within) => {
+        this.epoch++
+        this.l1?.deleteMany(keys)
+        await deleteKeys(this.options.l2, keys)
+        await bus.publishAcknowledged({ keys: [...keys] }, within)
+      }
+    }
     const tags = options.l2.tags
     if (tags !== undefined) {
       this.tags = {
@@ -72,6 +84,16 @@ export class TieredStore implements Store {
   /** Entries held in memory. */
   get size (): number {
     return this.l1?.size ?? 0
+  }
+
+  /** Entries of pinned keys held in memory. */
+  get pinned (): number {
+    return this.l1?.pinned ?? 0
+  }
+
+  /** Keeps `key` out of the memory tier's bound; the shared store has none of ours (Redis has its own `maxmemory`). */
+  pin (key: string): void {
+    this.l1?.pin(key)
   }
 
   /** Applies an invalidation received from another instance, and tells the watchers. */

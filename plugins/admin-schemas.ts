@@ -16,6 +16,7 @@ const level = {
     storeErrors: count,
     oversized: count,
     size: count,
+    pinned: count,
     evictionsByKind: { type: 'object', properties: { anonymous: count, authenticated: count } },
     breaker: { type: 'string', enum: ['closed', 'open', 'half-open'] },
     /** Route caching: requests not served from the cache and responses not stored, by reason. */

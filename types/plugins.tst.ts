@@ -5,7 +5,7 @@ import { pack, unpack } from 'msgpackr'
 import { describe, expect, test } from 'tstyche'
 import multiCache, {
   appCache, requestCache, sessionCache,
-  type AppCache, type CacheLookup, type MultiCacheStats, type RequestCache, type SessionCache, type Store
+  type AppCache, type CacheLookup, type Duration, type InvalidateOptions, type MultiCacheStats, type RequestCache, type SessionCache, type Store
 } from '../index.js'
 
 describe('decorators', () => {
@@ -86,6 +86,16 @@ describe('plugin options', () => {
     expect(app.register).type.not.toBeCallableWith(sessionCache, { lock: true })
     expect(app.register).type.not.toBeCallableWith(appCache, { serializer: { encode: pack } })
     expect(app.appCache.invalidate).type.not.toBeCallableWith([1])
+  })
+
+  test('invalidate can wait for every instance: true, ms or a duration string', () => {
+    expect(app.appCache.invalidate('a', { wait: true })).type.toBe<Promise<void>>()
+    expect(app.appCache.invalidate).type.toBeCallableWith(['a', 'b'], { wait: '2s' })
+    expect(app.appCache.invalidate).type.toBeCallableWith('a', { wait: 500 })
+    expect(app.appCache.invalidate).type.toBeCallableWith('a', {})
+    expect(app.appCache.invalidate).type.not.toBeCallableWith('a', { wait: 'a while' })
+    expect(app.appCache.invalidate).type.not.toBeCallableWith('a', { wiat: true })
+    expect<InvalidateOptions>().type.toBe<{ wait?: boolean | Duration }>()
   })
 
   test('a custom store must implement the contract', () => {

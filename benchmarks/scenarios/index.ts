@@ -1,6 +1,7 @@
 import type { Scenario } from '../harness/scenario.js'
 import { appLevel } from './app-level.js'
 import { hotPath } from './hot-path.js'
+import { invalidationWindow } from './invalidation-window.js'
 import { memory } from './memory.js'
 import { overhead } from './overhead.js'
 import { promises } from './promises.js'
@@ -13,8 +14,9 @@ import { stampedeRedis } from './stampede-redis.js'
 import { tags } from './tags.js'
 
 /**
- * Every scenario, in the order `npm run bench` runs them. The last three need the shared Redis on 127.0.0.1:6379
- * (`redis-down` also needs `redis-server`, to start one of its own).
+ * Every scenario, in the order `npm run bench` runs them. `redis-two-tier`, `stampede-redis`, `invalidation-window`
+ * and `redis-down` need the shared Redis on 127.0.0.1:6379 (`redis-down` also needs `redis-server`, to start one of
+ * its own).
  */
 export const scenarios: readonly Scenario[] = [
   overhead,
@@ -27,6 +29,7 @@ export const scenarios: readonly Scenario[] = [
   memory,
   redisTwoTier,
   stampedeRedis,
+  invalidationWindow,
   redisDown,
   promises
 ]

@@ -8,6 +8,7 @@ interface Store {
   clear (): Awaitable<void> // this store's namespace only
   getMany? (keys: readonly string[]): Awaitable<unknown[]>
   deleteMany? (keys: readonly string[]): Awaitable<void>
+  deleteAcknowledged? (keys: readonly string[], within: number): Awaitable<void> // resolves once no instance holds a copy
   getTimed? (key: string): Awaitable<{ value: unknown, ttl: number } | undefined> // the value and its remaining ttl
   stored? (key: string, value: unknown): unknown // the value as the store gives it back (decoded from its bytes)
   readonly groups?: GroupOperations // fields under one key and a fence, changed atomically: one hash per session
@@ -15,6 +16,8 @@ interface Store {
   watch? (listener: (change: Invalidation) => void): void // changes other instances made (keys, all, tag versions)
   readonly tags?: TagOperations // tag versions shared by every instance (Redis)
   readonly size?: number
+  pin? (key: string): void // keep key out of the store's own size bound (memory store, memory tier): define'd keys
+  readonly pinned?: number // entries of pinned keys held (size counts them too)
   close? (): Awaitable<void>
   keys? (query: KeyQuery): Awaitable<KeyPage> // keys containing query.match, with their ttl: the admin API lists them
 }

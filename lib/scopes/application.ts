@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from '../burst-log.js'
-import { DefineError, EntryTooLargeError, InvalidOptionError, LoadTimeoutError, PreloadError, describe } from '../errors.js'
+import { DefineError, EntryTooLargeError, InvalidOptionError, LoadTimeoutError, PreloadError, UnsupportedError, describe } from '../errors.js'
 import { hold, plain, stateOf, storeTtl, type Freshness, type Held } from '../freshness.js'
 import { type Defined, KeyRule, assertValue } from '../keys.js'
 import { LevelLog } from '../level-log.js'
@@ -9,7 +9,7 @@ import { SingleFlight, type Flight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
 import { deleteKeys, isPromiseLike, type KeyPage, type KeyQuery, type Store } from '../store.js'
 import { TagVersions } from '../tags.js'
-import type { Duration } from '../durations.js'
+import { parseDuration, type Duration } from '../durations.js'
 
 export interface AppLevelOptions {
   store: Store
@@ -67,6 +67,21 @@ export interface AppLoadOptions extends AppSetOptions {
   /** A load that takes longer rejects its callers with `FST_MULTICACHE_LOAD_TIMEOUT` (or gets the grace value). */
   hardTimeout?: Duration
 }
+
+/** Options of `invalidate()`. */
+export interface InvalidateOptions {
+  /**
+   * Resolve only once every instance has dropped the keys from its memory tier and fenced its loads of them, so that
+   * no read that starts anywhere after it is served the old value: `true` (waits up to 1 s), or the longest wait in ms
+   * or as a duration string. Past it, rejects with `FST_MULTICACHE_UNCONFIRMED` (the keys are deleted all the same);
+   * a message that could not be published rejects with `FST_MULTICACHE_STORE`. With the memory store or Redis. Default false: resolves once the shared store has dropped the keys, and another
+   * instance may serve its copy until the bus message reaches it.
+   */
+  wait?: boolean | Duration
+}
+
+/** How long `invalidate(…, { wait: true })` waits for the other instances. */
+const INVALIDATE_WAIT = 1000
 
 /** Options of `define()`. */
 export interface DefineOptions extends AppLoadOptions {
@@ -134,6 +149,7 @@ export class AppCache {
 
   constructor (private readonly options: AppLevelOptions) {
     this.stats = new LevelStats(() => options.store.size ?? 0)
+    this.stats.pinned = () => options.store.pinned ?? 0
     this.keys = new KeyRule(options.maxKeyLength)
     this.tags = new TagVersions(options.store.tags)
     this.log = new LevelLog('appCache', 'app', options.log, options.logKeys)
@@ -212,15 +228,24 @@ export class AppCache {
   }
 
   /**
-   * Drops several keys at once, on every instance: from the shared store in one round trip and from every memory
-   * tier through one bus message. The next read of each loads it again (a defined key, by its own loader).
+   * Drops several keys at once: from the shared store in one round trip, from this instance's memory at once, and
+   * from the other instances' memory tiers through one bus message, when it reaches them. The next read of each loads
+   * it again (a defined key, by its own loader). With `wait`, resolves only once every other instance has confirmed
+   * it dropped them.
    */
-  async invalidate (keys: string | readonly string[]): Promise<void> {
+  async invalidate (keys: string | readonly string[], options?: InvalidateOptions): Promise<void> {
     const list: readonly unknown[] = Array.isArray(keys) ? keys : [keys]
     for (const key of list) this.keys.assert(key)
+    const within = waitOf(options?.wait)
+    const { store } = this.options
+    if (within > 0 && store.deleteAcknowledged === undefined) {
+      throw new UnsupportedError('appCache.invalidate: { wait } needs the memory store or Redis; this store cannot tell when the other instances have dropped their copies')
+    }
     for (const key of list as readonly string[]) this.loads.fence(key)
     this.log.invalidated(list as readonly string[])
-    if (list.length > 0) await deleteKeys(this.options.store, list as readonly string[])
+    if (list.length === 0) return
+    if (within > 0) await store.deleteAcknowledged?.(list as readonly string[], within)
+    else await deleteKeys(store, list as readonly string[])
   }
 
   /**
@@ -279,6 +304,8 @@ export class AppCache {
       throw new InvalidOptionError('appCache.define', 'jitter', `must be less than refreshInterval (${refreshInterval} ms)`, describe(options?.jitter))
     }
     this.definitions.set(key, { loader, freshness: this.freshness('appCache.define', options), refreshInterval, jitter })
+    // Clients choose the keys of getOrLoad: however many they make up, they must not evict the app's own datasets.
+    this.options.store.pin?.(key)
   }
 
   /**
@@ -616,6 +643,15 @@ export class AppCache {
     this.stats.storeErrors++
     this.log.warn({ err: error, operation, key }, `appCache: the store failed (${operation}); answering from the loader`)
   }
+}
+
+/** The `wait` of `invalidate`, in ms: 0 for none. */
+function waitOf (wait: unknown): number {
+  if (wait === undefined || wait === false) return 0
+  if (wait === true) return INVALIDATE_WAIT
+  const ms = parseDuration(wait)
+  if (ms === undefined) throw new InvalidOptionError('appCache.invalidate', 'wait', "must be true, false, a number of milliseconds or a duration string such as '2s'", describe(wait))
+  return ms
 }
 
 /** Tags: an array of non-empty strings. */

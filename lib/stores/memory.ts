@@ -22,6 +22,9 @@ export interface MemoryStoreOptions {
 /**
  * The embedded default: a bounded LRU with TTLs (lru-cache). Answers synchronously and keeps references, so a
  * hit costs one map lookup and no serialization. Callers must not mutate what they cached.
+ *
+ * Pinned keys (`pin`) live in a second lru-cache, as large as the number of pinned keys, so that the bound of the
+ * first never evicts them; it is asked only when the first misses, so a hit on any other key costs what it did.
  */
 export class MemoryStore implements Store {
   readonly groups: GroupOperations
@@ -30,14 +33,20 @@ export class MemoryStore implements Store {
   readonly rolling: boolean
   private readonly sizeOf: ((value: unknown) => number) | undefined
   private readonly maxBytes: number
+  private readonly ttl: number
+  /** Keys kept out of the bound, whether or not they hold a value now. */
+  private readonly pinnedKeys = new Set<string>()
+  /** The entries of pinned keys: one slot per pinned key, so it never evicts. None until a key is pinned. */
+  private pinnedEntries: LRUCache<string, NonNullable<unknown>> | undefined
 
   constructor (options: MemoryStoreOptions) {
     const { onEvict, onDrop } = options
     this.rolling = options.rolling === true
+    this.ttl = options.ttl ?? 0
     this.lru = new LRUCache<string, NonNullable<unknown>>({
       max: options.max,
-      ttl: options.ttl ?? 0,
-      updateAgeOnGet: options.rolling === true,
+      ttl: this.ttl,
+      updateAgeOnGet: this.rolling,
       ...(options.maxBytes === undefined ? {} : { maxSize: options.maxBytes }),
       ...(onEvict === undefined && onDrop === undefined
         ? {}
@@ -53,12 +62,19 @@ export class MemoryStore implements Store {
     this.groups = memoryGroups(this.lru)
   }
 
+  /** Entries held, pinned ones included. */
   get size (): number {
-    return this.lru.size
+    return this.lru.size + (this.pinnedEntries?.size ?? 0)
+  }
+
+  /** Entries of pinned keys held, apart from the bound. */
+  get pinned (): number {
+    return this.pinnedEntries?.size ?? 0
   }
 
   get (key: string): unknown {
-    return this.lru.get(key)
+    const hit = this.lru.get(key)
+    return hit !== undefined || this.pinnedEntries === undefined ? hit : this.pinnedEntries.get(key)
   }
 
   set (key: string, value: unknown, ttl?: number): void {
@@ -66,36 +82,73 @@ export class MemoryStore implements Store {
     // Refused before lru-cache sees it: nothing else is evicted to make room for a value that cannot fit.
     if (size !== undefined && size > this.maxBytes) throw new EntryTooLargeError(key, size, this.maxBytes)
     // null is a legitimate cached value ("known absent"); lru-cache only refuses undefined, which levels reject first.
-    this.lru.set(key, value as NonNullable<unknown>, {
-      ...(ttl === undefined || ttl === 0 ? {} : { ttl }),
-      ...(size === undefined ? {} : { size: Math.max(1, size) })
-    })
+    const lifetime = ttl === undefined || ttl === 0 ? {} : { ttl }
+    const cache = this.cacheOf(key)
+    if (cache === this.lru) {
+      this.lru.set(key, value as NonNullable<unknown>, size === undefined ? lifetime : { ...lifetime, size: Math.max(1, size) })
+    } else {
+      // A pinned entry is held apart from the bounds, its bytes included: the cache of pinned keys counts none.
+      cache.set(key, value as NonNullable<unknown>, lifetime)
+    }
   }
 
   delete (key: string): boolean {
-    return this.lru.delete(key)
+    return this.cacheOf(key).delete(key)
   }
 
   deleteMany (keys: readonly string[]): void {
-    for (const key of keys) this.lru.delete(key)
+    for (const key of keys) this.cacheOf(key).delete(key)
+  }
+
+  /** One process holds every copy: deleting them is all it takes. */
+  deleteAcknowledged (keys: readonly string[]): void {
+    this.deleteMany(keys)
   }
 
   clear (): void {
     this.lru.clear()
+    this.pinnedEntries?.clear()
   }
 
-  /** Keys from the most recently used; the cursor is how many matching keys earlier pages held. */
+  /**
+   * Keeps `key` out of the `max` and `maxBytes` bounds: no other key's entry pushes it out (a value larger than
+   * `maxBytes` is still refused). It still expires, and is deleted and cleared like any other. A value it holds already
+   * moves with it, with the time it has left.
+   */
+  pin (key: string): void {
+    if (this.pinnedKeys.has(key)) return
+    this.pinnedKeys.add(key)
+    // lru-cache's bound is fixed when it is made: a new one a slot larger takes the entries of the old. Keys are
+    // pinned before the app serves (`define`), so this happens a few times at start-up.
+    const entries = new LRUCache<string, NonNullable<unknown>>({ max: this.pinnedKeys.size, ttl: this.ttl, updateAgeOnGet: this.rolling })
+    if (this.pinnedEntries !== undefined) entries.load(this.pinnedEntries.dump())
+    const held = this.lru.info(key)
+    if (held !== undefined) {
+      this.lru.delete(key)
+      entries.set(key, held.value, held.ttl === undefined ? {} : { ttl: Math.max(1, Math.ceil(held.ttl)) })
+    }
+    this.pinnedEntries = entries
+  }
+
+  /** Keys from the most recently used, pinned ones first; the cursor is how many matching keys earlier pages held. */
   keys ({ match, limit, cursor }: KeyQuery): KeyPage {
     const skip = Number(cursor ?? 0)
     const page: KeyPage['keys'] = []
     let seen = 0
-    for (const key of this.lru.keys()) {
-      if (!matches(key, match) || seen++ < skip) continue
-      if (page.length === limit) return { keys: page, cursor: String(skip + limit) }
-      const left = this.lru.getRemainingTTL(key)
-      page.push({ key, ttl: Number.isFinite(left) ? Math.max(1, left) : 0 })
+    for (const cache of this.pinnedEntries === undefined ? [this.lru] : [this.pinnedEntries, this.lru]) {
+      for (const key of cache.keys()) {
+        if (!matches(key, match) || seen++ < skip) continue
+        if (page.length === limit) return { keys: page, cursor: String(skip + limit) }
+        const left = cache.getRemainingTTL(key)
+        page.push({ key, ttl: Number.isFinite(left) ? Math.max(1, left) : 0 })
+      }
     }
     return { keys: page, cursor: undefined }
+  }
+
+  /** The cache that holds `key`'s entry: the pinned one for a pinned key. */
+  private cacheOf (key: string): LRUCache<string, NonNullable<unknown>> {
+    return this.pinnedEntries !== undefined && this.pinnedKeys.has(key) ? this.pinnedEntries : this.lru
   }
 }
 

@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { createServer } from 'node:net'
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import type { Test } from 'tap'
@@ -68,6 +68,36 @@ export async function privateRedis (t: Test): Promise<{ url: `redis://${string}`
     }
   }
   return { url, pause: () => { server.kill('SIGSTOP') }, resume: () => { server.kill('SIGCONT') } }
+}
+
+/**
+ * A TCP proxy in front of the Redis at `url` that hands on everything Redis sends `ms` later, in order: a Redis far
+ * from the instance that uses it. What the instance sends goes through at once. Closed with the test.
+ */
+export async function distantRedis (t: Test, url: string, ms: number): Promise<`redis://${string}`> {
+  const { hostname, port } = new URL(url)
+  const sockets = new Set<Socket>()
+  const server = createServer((client) => {
+    const redis = connect(Number(port), hostname)
+    for (const socket of [client, redis]) {
+      sockets.add(socket)
+      socket.on('error', () => { /* the other side goes too, on close */ })
+      socket.on('close', () => {
+        sockets.delete(socket)
+        client.destroy()
+        redis.destroy()
+      })
+    }
+    client.on('data', (chunk) => { redis.write(chunk) })
+    // Timers of one duration fire in the order they were set: the bytes arrive in the order Redis sent them.
+    redis.on('data', (chunk) => { setTimeout(() => { if (!client.destroyed) client.write(chunk) }, ms) })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy()
+    server.close()
+  })
+  return `redis://127.0.0.1:${(server.address() as AddressInfo).port}`
 }
 
 async function freePort (): Promise<number> {

@@ -110,7 +110,7 @@ test('messages of another channel are ignored', async (t) => {
   const channel = prefix + 'bus'
   const client = await connected(t)
   const { bus, heard } = await listening(t, client, channel)
-  // The bus only subscribes to its own channel; subscribe its connection to another one to reach the guard.
+  // The bus only subscribes to its own channels; subscribe its connection to another one to reach the guard.
   const subscriber = (bus as unknown as { subscriber: Redis }).subscriber
   await subscriber.subscribe(prefix + 'other')
   await client.publish(prefix + 'other', '{"origin":"x","keys":["elsewhere"]}')
@@ -119,6 +119,27 @@ test('messages of another channel are ignored', async (t) => {
   await until(() => heard.length === 1, 500)
   await sleep(20)
   t.same(heard, [{ keys: ['here'] }])
+})
+
+test('a message that asks to be acknowledged is applied, then acknowledged to its sender; a sender that is no origin is not answered', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const channel = uniquePrefix(t) + 'bus'
+  const client = await connected(t)
+  const { heard } = await listening(t, client, channel)
+  const watcher = await connected(t)
+  const acknowledged: Array<[string, string]> = []
+  watcher.on('pmessage', (_pattern: string, name: string, raw: string) => { acknowledged.push([name, raw]) })
+  await watcher.psubscribe(channel + ':ack:*')
+  const origin = '0f8e1c2a-5b6d-4e7f-8a9b-0c1d2e3f4a5b'
+  await client.publish(channel, JSON.stringify({ origin, id: 'first', keys: ['k'] }))
+  await until(() => acknowledged.length === 1, 500)
+  t.same(heard, [{ keys: ['k'] }], 'applied')
+  t.same(acknowledged, [[`${channel}:ack:${origin}`, 'first']], 'then acknowledged on the sender\'s channel')
+  await client.publish(channel, JSON.stringify({ origin: 'x:ack:elsewhere', id: 'second', keys: ['j'] }))
+  await client.publish(channel, JSON.stringify({ origin, id: 3, keys: ['i'] }))
+  await until(() => heard.length === 3, 500)
+  await sleep(20)
+  t.equal(acknowledged.length, 1, 'an origin that is not a bus\'s, or an id that is not a string, gets no answer')
 })
 
 test('publish fails at once with FST_MULTICACHE_STORE when the client is not connected', async (t) => {

@@ -236,6 +236,33 @@ test('set, delete, deleteMany and clear on one instance drop the entries from th
   ], 'b heard each of a\'s writes once, as published')
 })
 
+test('deleteAcknowledged resolves once every other instance has dropped the keys; a subscriber that never answers makes it reject', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const prefix = uniquePrefix(t)
+  const a = await instance(t, { prefix })
+  const b = await instance(t, { prefix })
+  const c = await instance(t, { prefix })
+  for (const key of ['x', 'y']) await heardBy([b, c], async () => { await a.tier.set(key, key) })
+  t.same([await b.tier.get('x'), await c.tier.get('y')], ['x', 'y'])
+  t.same([fromMemory(b.tier, 'x'), fromMemory(c.tier, 'y')], ['x', 'y'], 'b and c hold them in memory')
+  await a.tier.deleteAcknowledged?.(['x', 'y'], 1000)
+  t.same(['x', 'y'].flatMap((key) => [fromMemory(b.tier, key), fromMemory(c.tier, key)]), [MISS, MISS, MISS, MISS], 'once it resolved, b and c no longer held them')
+  t.equal(await a.client.exists(prefix + 'x', prefix + 'y'), 0, 'nor Redis')
+  t.same(b.heard.at(-1), { keys: ['x', 'y'] }, 'heard as one message')
+
+  // Anything subscribed to the channel is counted by PUBLISH: a client that is not a bus never answers.
+  const foreign = await connected(t, REDIS_URL)
+  await foreign.subscribe(prefix + 'bus')
+  await heardBy([b], async () => { await a.tier.set('z', 'z') })
+  t.equal(await b.tier.get('z'), 'z')
+  await t.rejects(a.tier.deleteAcknowledged?.(['z'], 50) as Promise<void>, { code: 'FST_MULTICACHE_UNCONFIRMED', message: /^invalidation: 1 of the 4 subscribers of the bus did not confirm within 50 ms/ })
+  t.equal(fromMemory(b.tier, 'z'), MISS, 'the instances dropped it all the same')
+  t.equal(await a.client.exists(prefix + 'z'), 0, 'and it is gone from Redis')
+
+  const alone = new TieredStore({ l2: a.l2, max: 10, ttl: 1000 })
+  t.equal(alone.deleteAcknowledged, undefined, 'without a bus a tier cannot tell, and does not offer it')
+})
+
 test('a bus ignores its own messages: the writer keeps what it just set', async (t) => {
   if (await redisFor(t) === undefined) return
   const prefix = uniquePrefix(t)

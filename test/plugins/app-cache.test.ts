@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import Keyv from 'keyv'
 import { test } from 'tap'
 import { appCache, type Store } from '../../index.js'
 import { captureLogs, fresh } from '../helpers/app.js'
@@ -165,4 +166,21 @@ test('invalid options name the option and what was expected', async (t) => {
     const app = fresh(t)
     await t.rejects(async () => { await app.register(appCache, options as never).ready() }, { code: 'FST_MULTICACHE_INVALID_OPTION', message: pattern })
   }
+})
+
+test('invalidate with wait: the memory store has every copy at hand; a store that cannot tell is refused, changing nothing', async (t) => {
+  const app = fresh(t)
+  await app.register(appCache)
+  await app.appCache.set('a', 1)
+  await app.appCache.invalidate('a', { wait: true })
+  t.equal(await app.appCache.has('a'), false)
+  await t.rejects(app.appCache.invalidate('a', { wait: 'soon' as '1s' }), { code: 'FST_MULTICACHE_INVALID_OPTION', message: /appCache.invalidate: option "wait" must be true, false, a number of milliseconds/ })
+
+  const keyv = fresh(t)
+  await keyv.register(appCache, { store: new Keyv() })
+  await keyv.appCache.set('a', 1)
+  await t.rejects(keyv.appCache.invalidate('a', { wait: '2s' }), { code: 'FST_MULTICACHE_UNSUPPORTED', message: /needs the memory store or Redis/ })
+  t.equal(await keyv.appCache.get('a'), 1, 'nothing was deleted')
+  await keyv.appCache.invalidate('a', { wait: false })
+  t.equal(await keyv.appCache.has('a'), false, 'without wait it invalidates as before')
 })
