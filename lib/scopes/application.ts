@@ -122,9 +122,8 @@ export class AppCache {
   readonly stats: LevelStats
   readonly keys: KeyRule
   readonly tags: TagVersions
+  /** The loads in flight, each with the tags of its value, so that invalidating a tag fences the loads of its entries. */
   private readonly loads = new SingleFlight()
-  /** The tags of each load in flight, so that invalidating a tag fences the loads of its entries. */
-  private readonly loading = new Map<string, readonly string[]>()
   private readonly definitions = new Map<string, Definition>()
   private readonly timers = new Set<NodeJS.Timeout>()
   private readonly defaults: Freshness
@@ -149,7 +148,7 @@ export class AppCache {
     options.store.watch?.((change) => {
       if ('tags' in change) {
         this.tags.apply(change.tags)
-        this.fenceTagged(Object.keys(change.tags))
+        this.loads.fenceTagged(Object.keys(change.tags))
       } else if ('keys' in change) {
         for (const key of change.keys) this.loads.fence(key)
       } else {
@@ -231,7 +230,7 @@ export class AppCache {
   async invalidateTag (tags: string | readonly string[]): Promise<void> {
     const list = readTags('appCache.invalidateTag', Array.isArray(tags) ? tags : [tags])
     if (list.length === 0) return
-    this.fenceTagged(list)
+    this.loads.fenceTagged(list)
     this.log.invalidated(list.map((tag) => 'tag:' + tag))
     await this.tags.invalidate(list)
     this.stats.tagInvalidations++
@@ -294,7 +293,7 @@ export class AppCache {
     const started = performance.now()
     try {
       for (let attempt = 1; ; attempt++) {
-        const { value, flight } = this.loads.join(key, (f) => this.load(key, definition.loader, definition.freshness, f, 'refresh'))
+        const { value, flight } = this.loads.join(key, (f) => this.load(key, definition.loader, definition.freshness, f, 'refresh'), definition.freshness.tags)
         const loaded = await value as T
         // Bounded: under a storm of changes a refresh answers what it has rather than chase them for ever.
         if (!flight.fenced || attempt === MAX_REFRESH_ATTEMPTS) {
@@ -445,15 +444,18 @@ export class AppCache {
     this.stats.misses++
     this.log.miss(key)
     if (loader === undefined) return undefined
-    const load = this.loads.loadOnce(key, (flight) => this.load(key, loader, freshness, flight, reached ? 'miss' : 'unreachable'))
+    const load = this.loads.loadOnce(key, (flight) => this.load(key, loader, freshness, flight, reached ? 'miss' : 'unreachable'), freshness.tags)
     return await this.wait(key, load, freshness, state === 'grace' ? held : undefined)
   }
 
-  /** One background load of a stale key at a time; its failure keeps the stale value and is logged once per burst. */
+  /**
+   * One background load of a stale key at a time: none while a load of the key runs that has not been fenced (a fenced
+   * one writes nothing). Its failure keeps the stale value and is logged once per burst.
+   */
   private revalidate<T> (key: string, loader: Loader<T>, freshness: Freshness): void {
-    if (this.loading.has(key)) return
+    if (this.loads.has(key)) return
     this.stats.backgroundLoads++
-    this.loads.loadOnce(key, (flight) => this.load(key, loader, freshness, flight, 'background')).catch((error: unknown) => {
+    this.loads.loadOnce(key, (flight) => this.load(key, loader, freshness, flight, 'background'), freshness.tags).catch((error: unknown) => {
       this.log.warn({ err: error, key }, `appCache: the background load of "${this.log.key(key)}" failed; its stale value is served until its window ends`)
     })
   }
@@ -499,37 +501,32 @@ export class AppCache {
    * every instance. With a lock, the instance that does not take it waits for the value of the one that did.
    */
   private async load<T> (key: string, loader: Loader<T>, freshness: Freshness, flight: Flight, mode: Mode): Promise<T> {
-    this.loading.set(key, freshness.tags)
+    // The store just failed this key's read: asking it for a fence or a lock would cost the callers another time
+    // budget, and its value, loaded without a fence, is written nowhere (the next miss tries the store again).
+    if (mode === 'unreachable') return await this.loadAndStore(key, loader, freshness, flight, null, false)
+    const fence = await this.fenceBefore(key, mode !== 'refresh')
+    const lock = mode === 'refresh' ? undefined : this.options.lock
+    // A background load stays in flight until its value is written: a read meanwhile would start another one.
+    if (lock === undefined) return await this.loadAndStore(key, loader, freshness, flight, fence, mode !== 'miss')
+    // One lock per key and fence: after a change, the load of the new fence does not wait for one of the old.
+    const name = typeof fence === 'string' ? `${key}@${fence}` : key
+    const token = await lock.acquire(name).catch((error: unknown) => { this.fault('lock', key, error); return '' })
+    if (token === undefined) {
+      // Another instance is loading this key: take its value when it lands, or load once it let go without one.
+      const fresh = (value: unknown): boolean => (value as Held).v !== undefined && stateOf(value as Held, this.tags) === 'fresh'
+      const landed = await lock.waitFor(this.options.store, key, name, fresh).catch((error: unknown) => {
+        if (this.stopped) throw error
+        this.fault('lock', key, error)
+        return undefined
+      }) as Held | undefined
+      if (landed !== undefined) return landed.v as T
+      return await this.loadAndStore(key, loader, freshness, flight, fence, false)
+    }
     try {
-      // The store just failed this key's read: asking it for a fence or a lock would cost the callers another time
-      // budget, and its value, loaded without a fence, is written nowhere (the next miss tries the store again).
-      if (mode === 'unreachable') return await this.loadAndStore(key, loader, freshness, flight, null, false)
-      const fence = await this.fenceBefore(key, mode !== 'refresh')
-      const lock = mode === 'refresh' ? undefined : this.options.lock
-      // A background load stays in flight until its value is written: a read meanwhile would start another one.
-      if (lock === undefined) return await this.loadAndStore(key, loader, freshness, flight, fence, mode !== 'miss')
-      // One lock per key and fence: after a change, the load of the new fence does not wait for one of the old.
-      const name = typeof fence === 'string' ? `${key}@${fence}` : key
-      const token = await lock.acquire(name).catch((error: unknown) => { this.fault('lock', key, error); return '' })
-      if (token === undefined) {
-        // Another instance is loading this key: take its value when it lands, or load once it let go without one.
-        const fresh = (value: unknown): boolean => (value as Held).v !== undefined && stateOf(value as Held, this.tags) === 'fresh'
-        const landed = await lock.waitFor(this.options.store, key, name, fresh).catch((error: unknown) => {
-          if (this.stopped) throw error
-          this.fault('lock', key, error)
-          return undefined
-        }) as Held | undefined
-        if (landed !== undefined) return landed.v as T
-        return await this.loadAndStore(key, loader, freshness, flight, fence, false)
-      }
-      try {
-        return await this.loadAndStore(key, loader, freshness, flight, fence, token !== '')
-      } finally {
-        // At once, whatever the outcome: waiters stop waiting as soon as the lock is free.
-        if (token !== '') await lock.release(name, token).catch((error: unknown) => { this.fault('unlock', key, error) })
-      }
+      return await this.loadAndStore(key, loader, freshness, flight, fence, token !== '')
     } finally {
-      this.loading.delete(key)
+      // At once, whatever the outcome: waiters stop waiting as soon as the lock is free.
+      if (token !== '') await lock.release(name, token).catch((error: unknown) => { this.fault('unlock', key, error) })
     }
   }
 
@@ -583,13 +580,6 @@ export class AppCache {
     } catch (error) {
       if (error instanceof EntryTooLargeError) this.tooLarge(key, error)
       else this.fault('set', key, error)
-    }
-  }
-
-  /** Fences the loads in flight of entries with one of `tags`. */
-  private fenceTagged (tags: readonly string[]): void {
-    for (const [key, held] of this.loading) {
-      if (held.some((tag) => tags.includes(tag))) this.loads.fence(key)
     }
   }
 
