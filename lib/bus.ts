@@ -15,8 +15,9 @@ export interface InvalidationBusOptions {
   /** Time budget of a publish, in ms. */
   timeout: number
   /**
-   * Called for every message of another instance, and with `{ clear: true }` when the subscription is lost and when
-   * it is back (what was published meanwhile was never heard).
+   * Called for every message of another instance, and with `{ clear: true }` when the subscription is lost and each
+   * time one is in place, the first included: what was published while there was none was never heard (a Redis that
+   * answers only after the app started leaves it deaf from the start).
    */
   onMessage: (message: Invalidation) => void
   /** The store's circuit breaker: while it is open, a publish fails at once. */
@@ -28,7 +29,8 @@ export interface InvalidationBusOptions {
  * ignores its own messages. The subscriber subscribes again each time its connection is ready (ioredis would
  * resubscribe only after announcing itself ready, leaving a window in which messages are lost unseen); while it
  * is not subscribed `listening` is false, so that a memory tier stops answering, and losing the subscription
- * empties that tier, because whatever was published meanwhile is never heard.
+ * empties that tier, because whatever was published meanwhile is never heard. Every subscription that takes hold
+ * says so the same way, so that what was read while deaf (tag versions) is read again.
  */
 export class InvalidationBus {
   readonly origin = randomUUID()
@@ -39,8 +41,6 @@ export class InvalidationBus {
   received = 0
   private readonly subscriber: RedisClient
   private listening = false
-  /** A subscription was lost since the last one was in place. */
-  private lost = false
   private closed = false
 
   constructor (private readonly options: InvalidationBusOptions) {
@@ -49,18 +49,16 @@ export class InvalidationBus {
     this.subscribed = new Promise((resolve) => { first = resolve })
     this.subscriber.on('ready', () => {
       this.subscriber.subscribe(options.channel).then(() => {
-        if (this.closed) return
+        // A subscription that was already in place (a second 'ready' whose first SUBSCRIBE went through) adds nothing.
+        if (this.closed || this.listening) return
         this.listening = true
         first()
-        if (!this.lost) return
-        this.lost = false
         options.onMessage({ clear: true })
       }, () => { /* the connection went again: the next 'ready' subscribes */ })
     })
     this.subscriber.on('close', () => {
       if (!this.listening) return
       this.listening = false
-      this.lost = true
       options.onMessage({ clear: true })
     })
     // Connection errors are retried by ioredis and seen through `listening`; without a listener they would throw.

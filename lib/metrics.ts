@@ -66,6 +66,7 @@ export class CacheMetrics {
       series(prefix + 'evictions_total', 'Entries pushed out by a size bound before their time', 'counter', () => perLevel((s) => s.evictions)),
       series(prefix + 'entries', 'Entries held in this process', 'gauge', () => perLevel((s) => s.snapshot().size)),
       series(prefix + 'store_errors_total', 'Store operations that failed or ran out of time', 'counter', () => perLevel((s) => s.storeErrors)),
+      series(prefix + 'tags_unknown_total', 'Tagged entries loaded again because the tag versions were unknown', 'counter', () => perLevel((s) => s.tagsUnknown)),
       series(prefix + 'bus_messages_total', 'Invalidation messages published to and heard from other instances', 'counter', () => {
         const all = [...this.members].map((member) => member.stats)
         return [

@@ -24,6 +24,11 @@ export interface LevelStatsSnapshot {
   backgroundLoads: number
   /** Calls of `invalidateTag`. */
   tagInvalidations: number
+  /**
+   * Tagged entries and route responses found but loaded again (or the handler run) because the tag versions were
+   * unknown: the shared store could not be read, or its bus was not subscribed. Growing steadily, tagged caching is off.
+   */
+  tagsUnknown: number
   /** Entries held now. */
   size: number
   /** Session level with the memory store: `evictions` split by the kind of session pushed out. */
@@ -54,6 +59,7 @@ export class LevelStats {
   graceServed = 0
   backgroundLoads = 0
   tagInvalidations = 0
+  tagsUnknown = 0
 
   /** Loads per duration bucket (`LOAD_BUCKETS`, then the unbounded one), not cumulative; and their total seconds. */
   readonly loadBuckets: number[] = new Array<number>(LOAD_BUCKETS.length + 1).fill(0)
@@ -93,6 +99,7 @@ export class LevelStats {
       graceServed: this.graceServed,
       backgroundLoads: this.backgroundLoads,
       tagInvalidations: this.tagInvalidations,
+      tagsUnknown: this.tagsUnknown,
       size: this.size()
     }
   }

@@ -27,7 +27,8 @@ export class TagVersions {
   /** Drawn anew whenever a version moves: an entry found current under this mark still is. */
   private mark = ++marks
 
-  constructor (private readonly shared?: TagOperations) {
+  /** `unknown`: told of each entry refused because the versions are unknown, so that the level counts and logs it. */
+  constructor (private readonly shared?: TagOperations, private readonly unknown?: () => void) {
     this.known = shared === undefined
   }
 
@@ -42,7 +43,10 @@ export class TagVersions {
    * untagged entry does.
    */
   current (tags: readonly string[], kept: readonly number[], entry?: object): boolean {
-    if (!this.known) return false
+    if (!this.known) {
+      this.unknown?.()
+      return false
+    }
     if (entry !== undefined && (entry as Marked)[CHECKED] === this.mark) return true
     for (let i = 0; i < tags.length; i++) {
       if ((this.versions.get(tags[i] as string) ?? 0) !== kept[i]) return false

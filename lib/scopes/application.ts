@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { Logger } from '../burst-log.js'
+import { BurstLog, type Logger } from '../burst-log.js'
 import { DefineError, EntryTooLargeError, InvalidOptionError, LoadTimeoutError, PreloadError, describe } from '../errors.js'
-import { hold, plain, stateOf, storeTtl, type Freshness, type Held } from '../freshness.js'
+import { hold, plain, stateOf, storeTtl, type Freshness, type Held, type State } from '../freshness.js'
 import { type Defined, KeyRule, assertValue } from '../keys.js'
 import { LevelLog } from '../level-log.js'
 import { callDuration } from '../options.js'
@@ -130,12 +130,15 @@ export class AppCache {
   private started = false
   private stopped = false
   readonly log: LevelLog
+  /** Tagged entries refused while the tag versions are unknown: one line per burst, apart from the store's faults. */
+  private readonly unknownTags: BurstLog
 
   constructor (private readonly options: AppLevelOptions) {
     this.stats = new LevelStats(() => options.store.size ?? 0)
     this.keys = new KeyRule(options.maxKeyLength)
-    this.tags = new TagVersions(options.store.tags)
+    this.tags = new TagVersions(options.store.tags, () => { this.tagsUnknown() })
     this.log = new LevelLog('appCache', 'app', options.log, options.logKeys)
+    this.unknownTags = new BurstLog(options.log)
     this.defaults = {
       ttl: options.ttl,
       staleWhileRevalidate: options.staleWhileRevalidate ?? 0,
@@ -163,12 +166,13 @@ export class AppCache {
   get<T = unknown> (key: string): Promise<T | undefined> {
     if (!this.keys.valid(key)) return this.keys.reject(key)
     const found = this.read(key)
-    if (this.fresh(found)) {
+    const state = this.stateAtOnce(found)
+    if (state === 'fresh') {
       this.stats.hits++
       return Promise.resolve((found as Held).v as T)
     }
     const definition = this.definitions.get(key)
-    return this.afterLookup(key, found, definition?.loader as Loader<T> | undefined, definition?.freshness ?? this.defaults)
+    return this.afterLookup(key, found, state, definition?.loader as Loader<T> | undefined, definition?.freshness ?? this.defaults)
   }
 
   async has (key: string): Promise<boolean> {
@@ -243,7 +247,8 @@ export class AppCache {
   getOrLoad<T> (key: string, loader: Loader<T>, options?: AppLoadOptions): Promise<T> {
     if (!this.keys.valid(key)) return this.keys.reject(key)
     const found = this.read(key)
-    if (this.fresh(found)) {
+    const state = this.stateAtOnce(found)
+    if (state === 'fresh') {
       this.stats.hits++
       return Promise.resolve((found as Held).v as T)
     }
@@ -253,7 +258,7 @@ export class AppCache {
     } catch (error) {
       return Promise.reject(error)
     }
-    return this.afterLookup(key, found, loader, freshness) as Promise<T>
+    return this.afterLookup(key, found, state, loader, freshness) as Promise<T>
   }
 
   /**
@@ -401,11 +406,15 @@ export class AppCache {
     }
   }
 
-  /** True for a value the store answered at once (memory) that is fresh: a hit with no await. */
-  private fresh (found: unknown): boolean {
-    if (found === undefined || isPromiseLike(found)) return false
+  /**
+   * Where a value the store answered at once (memory) stands, so that a fresh one is a hit with no await and any other
+   * is checked once; undefined for an answer still to come, or none.
+   */
+  private stateAtOnce (found: unknown): State | undefined {
+    if (found === undefined || isPromiseLike(found)) return undefined
     const held = found as Held
-    return plain(held) || (held.v !== undefined && stateOf(held, this.tags) === 'fresh')
+    if (plain(held)) return 'fresh'
+    return held.v === undefined ? 'gone' : stateOf(held, this.tags)
   }
 
   /** The store's answer; a store that throws instead of rejecting is read as a rejection. */
@@ -419,10 +428,11 @@ export class AppCache {
 
   /**
    * A lookup that was not a plain synchronous hit: the store's answer is awaited and checked (staleness, grace,
-   * tags). A stale value is served at once while one load runs in the background; otherwise the callers wait for a
-   * load, within its timeouts, with a grace value (if any) standing in for a failure.
+   * tags), unless it came at once and was checked then (`checked`). A stale value is served at once while one load runs
+   * in the background; otherwise the callers wait for a load, within its timeouts, with a grace value (if any)
+   * standing in for a failure.
    */
-  private async afterLookup<T> (key: string, found: unknown, loader: Loader<T> | undefined, freshness: Freshness): Promise<T | undefined> {
+  private async afterLookup<T> (key: string, found: unknown, checked: State | undefined, loader: Loader<T> | undefined, freshness: Freshness): Promise<T | undefined> {
     let held: Held | undefined
     let reached = true
     try {
@@ -432,7 +442,7 @@ export class AppCache {
       this.fault('get', key, error)
       reached = false
     }
-    const state = held?.v === undefined ? 'gone' : stateOf(held, this.tags)
+    const state = checked ?? (held?.v === undefined ? 'gone' : stateOf(held, this.tags))
     if (state === 'fresh' || state === 'stale') {
       this.stats.hits++
       if (state === 'stale') {
@@ -595,6 +605,11 @@ export class AppCache {
       hardTimeout: callDuration(method, 'hardTimeout', options.hardTimeout, d.hardTimeout),
       tags: options.tags === undefined ? d.tags : readTags(method, options.tags)
     }
+  }
+
+  private tagsUnknown (): void {
+    this.stats.tagsUnknown++
+    this.unknownTags.warn({ cacheLevel: 'app' }, 'appCache: the tag versions are unknown (the shared store could not be read, or its bus is not subscribed); tagged entries and route responses are loaded again rather than served until they are read')
   }
 
   private tooLarge (key: string, error: unknown): void {

@@ -222,12 +222,16 @@ test('without the versions of the shared store, a tagged entry is loaded again r
       bump: async (names: readonly string[]) => Object.fromEntries(names.map((name) => [name, 1]))
     }
   })
-  const app = new AppCache({ store, ttl: 0, log: { warn: () => {} } })
+  const warnings: string[] = []
+  const app = new AppCache({ store, ttl: 0, log: { warn: (_details, message) => { warnings.push(message) } } })
   t.teardown(() => { app.stop() })
   await app.start()
   await app.set('p', 'OLD', { tags: ['catalog'] })
-  t.equal(await app.getOrLoad('p', () => 'loaded'), 'loaded', 'the versions are unknown: not served')
+  t.equal(await app.getOrLoad('p', () => 'loaded', { tags: ['catalog'] }), 'loaded', 'the versions are unknown: not served')
+  t.equal(await app.getOrLoad('p', () => 'loaded again', { tags: ['catalog'] }), 'loaded again', 'nor what was loaded meanwhile')
   t.equal(await app.get('untagged-missing'), undefined)
+  t.equal(app.stats.snapshot().tagsUnknown, 2, 'counted, each time')
+  t.same(warnings.filter((message) => message.includes('tag versions are unknown')).length, 1, 'and logged once per burst')
   readable = true
   await new Promise((resolve) => setTimeout(resolve, 1100))
   await app.set('q', 'NEW', { tags: ['catalog'] })

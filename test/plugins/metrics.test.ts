@@ -42,6 +42,7 @@ for (const [flavour, registryOf] of Object.entries(flavours)) {
       '# TYPE multicache_evictions_total counter',
       '# TYPE multicache_entries gauge',
       '# TYPE multicache_store_errors_total counter',
+      '# TYPE multicache_tags_unknown_total counter',
       '# TYPE multicache_bus_messages_total counter'
     ])
     const lines = samples(text)
@@ -65,6 +66,7 @@ for (const [flavour, registryOf] of Object.entries(flavours)) {
       'multicache_entries{level="request"} 0',
       'multicache_evictions_total{level="app"} 0',
       'multicache_store_errors_total{level="session"} 0',
+      'multicache_tags_unknown_total{level="app"} 0',
       'multicache_bus_messages_total{direction="sent"} 0',
       'multicache_bus_messages_total{direction="received"} 0'
     ]) t.ok(lines.includes(expected), expected)
@@ -82,7 +84,7 @@ test('a prefix renames every series; the series leave the registry when the app 
   await app.register(appCache, { metrics: { registry, prefix: 'shop_cache_' } })
   await app.ready()
   const names = (await registry.getMetricsAsJSON()).map((metric) => metric.name)
-  t.same(names, ['requests_total', 'loads_total', 'load_duration_seconds', 'evictions_total', 'entries', 'store_errors_total', 'bus_messages_total'].map((name) => 'shop_cache_' + name))
+  t.same(names, ['requests_total', 'loads_total', 'load_duration_seconds', 'evictions_total', 'entries', 'store_errors_total', 'tags_unknown_total', 'bus_messages_total'].map((name) => 'shop_cache_' + name))
   await app.close()
   t.same(await registry.getMetricsAsJSON(), [])
 })
