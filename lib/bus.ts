@@ -5,7 +5,7 @@ import { closeClient, redisCommand, type RedisClient } from './stores/redis.js'
 
 export type { Invalidation }
 
-interface Envelope { origin: string, keys?: unknown, clear?: unknown, tags?: unknown }
+interface Envelope { origin: string, keys?: unknown, clear?: unknown, tags?: unknown, epoch?: unknown }
 
 export interface InvalidationBusOptions {
   /** Publishes through this client; listens on a duplicate of it, a connection of its own. */
@@ -97,7 +97,10 @@ export class InvalidationBus {
     this.received++
     if (envelope.clear === true) this.options.onMessage({ clear: true })
     else if (Array.isArray(envelope.keys)) this.options.onMessage({ keys: envelope.keys.filter((key): key is string => typeof key === 'string') })
-    else if (typeof envelope.tags === 'object' && envelope.tags !== null) this.options.onMessage({ tags: versionsIn(envelope.tags) })
+    else if (typeof envelope.tags === 'object' && envelope.tags !== null) {
+      // Without an epoch the versions count in none the listener knows: it reads them all again.
+      this.options.onMessage({ tags: versionsIn(envelope.tags), epoch: typeof envelope.epoch === 'string' ? envelope.epoch : '' })
+    }
   }
 }
 

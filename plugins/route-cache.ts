@@ -12,6 +12,7 @@ import { readOptions } from '../lib/options.js'
 import { exposeMetrics, type MetricsOptions } from './metrics.js'
 import { ResponseCache } from '../lib/response-cache.js'
 import { readRouteRule, type RouteConfig, type RouteRule } from '../lib/route-config.js'
+import type { KeptVersions } from '../lib/tags.js'
 import { addLevel } from './levels.js'
 import { asArray, beforeHandler, bracketOnSend } from './route-hooks.js'
 
@@ -60,7 +61,7 @@ interface Pending {
   produced: { status: number, headers: HeaderMap, payload: string | Buffer } | undefined
   /** The response's tags, and their versions before the handler ran. */
   tags: readonly string[] | undefined
-  versions: number[] | undefined
+  versions: KeptVersions | undefined
   /** This request refreshes a stale response: until it is done, others are served the stale one. */
   refreshing: string | undefined
 }
@@ -160,7 +161,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
         const record = page === undefined ? undefined : findVariant(page, request.headers, now)
         found = record === undefined ? undefined : fromRecord(record)
       }
-      if (found?.tags !== undefined && !fastify.appCache.tags.current(found.tags, found.tagVersions ?? [])) found = undefined
+      if (found?.tags !== undefined && !fastify.appCache.tags.current(found.tags, found.tagVersions ?? [], found.tagEpoch)) found = undefined
       // A stale response: the first request to find it runs the handler to refresh it, the others are served it.
       const stale = found?.fresh !== undefined && now >= found.fresh
       const refreshing = stale ? (app ? '' : `${String(request.sessionCache.id)}\n`) + key : undefined
@@ -223,9 +224,10 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       const verdict = storable(reply.statusCode, reply.getHeaders(), policy, now, produced.headers)
       if (verdict === undefined) return
       const response = toCachedResponse(produced.status, produced.headers, produced.payload, now, verdict.lifetime, pending.setBefore, rule.staleWhileRevalidate)
-      if (pending.tags !== undefined && pending.tags.length > 0) {
+      if (pending.tags !== undefined && pending.tags.length > 0 && pending.versions !== undefined) {
         response.tags = [...pending.tags]
-        response.tagVersions = pending.versions
+        response.tagVersions = pending.versions.versions
+        if (pending.versions.epoch !== undefined) response.tagEpoch = pending.versions.epoch
       }
       if (!reply.hasHeader('etag')) reply.header('etag', response.etag)
       if (app) {

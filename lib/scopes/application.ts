@@ -136,7 +136,11 @@ export class AppCache {
   constructor (private readonly options: AppLevelOptions) {
     this.stats = new LevelStats(() => options.store.size ?? 0)
     this.keys = new KeyRule(options.maxKeyLength)
-    this.tags = new TagVersions(options.store.tags, () => { this.tagsUnknown() })
+    this.tags = new TagVersions(options.store.tags, {
+      unknown: () => { this.tagsUnknown() },
+      // Until they are read, tagged entries are loaded again rather than served: the read is tried again each second.
+      failed: (error) => { this.fault('tags', '*', error) }
+    })
     this.log = new LevelLog('appCache', 'app', options.log, options.logKeys)
     this.unknownTags = new BurstLog(options.log)
     this.defaults = {
@@ -150,7 +154,7 @@ export class AppCache {
     // A change on another instance fences this instance's loads of what it changed, as a change made here does.
     options.store.watch?.((change) => {
       if ('tags' in change) {
-        this.tags.apply(change.tags)
+        this.tags.apply({ epoch: change.epoch, versions: change.tags })
         this.loads.fenceTagged(Object.keys(change.tags))
       } else if ('keys' in change) {
         for (const key of change.keys) this.loads.fence(key)
@@ -158,7 +162,6 @@ export class AppCache {
         // Messages may have been missed: every load is fenced, and the tags' versions are read again.
         this.loads.fenceAll()
         this.tags.forget()
-        this.loadTags()
       }
     })
   }
@@ -332,7 +335,7 @@ export class AppCache {
   /** Reads the tags' versions, loads every defined key, then starts the refresh timers. Called before listening. */
   async start (): Promise<void> {
     this.started = true
-    await this.loadTags()
+    await this.tags.load()
     await Promise.all([...this.definitions.keys()].map(async (key) => {
       try {
         await this.refresh(key)
@@ -350,23 +353,8 @@ export class AppCache {
     this.stopped = true
     for (const timer of this.timers) clearTimeout(timer)
     this.timers.clear()
+    this.tags.stop()
     this.options.lock?.close?.()
-  }
-
-  /**
-   * Reads the tags' versions from the shared store. Until that succeeds tagged entries are loaded again rather than
-   * served, so a failure is tried again a second later, until the app stops.
-   */
-  private async loadTags (): Promise<void> {
-    try {
-      await this.tags.load()
-    } catch (error) {
-      this.fault('tags', '*', error)
-      if (this.stopped) return
-      const retry = setTimeout(() => { this.timers.delete(retry); this.loadTags().catch(() => {}) }, 1000)
-      retry.unref()
-      this.timers.add(retry)
-    }
   }
 
   /** The next refresh of a defined key, `interval` ± `jitter` from now, so that instances do not refresh in step. */
@@ -542,12 +530,12 @@ export class AppCache {
 
   private async loadAndStore<T> (key: string, loader: Loader<T>, freshness: Freshness, flight: Flight, fence: string | undefined | null, awaitWrite: boolean): Promise<T> {
     // The tags' versions before the loader reads anything: an invalidation during the load makes its value old.
-    const versions = this.tags.of(freshness.tags)
+    const kept = this.tags.of(freshness.tags)
     const loaded = await countLoad(this.stats, loader, (ms, error) => { this.log.loaded(key, ms, error) })
     if (loaded === undefined) return loaded
     // The callers get what every later hit will get, on every instance; a value the store cannot keep is refused.
     const { store } = this.options
-    let held = hold(loaded, freshness, versions)
+    let held = hold(loaded, freshness, kept)
     try {
       if (store.stored !== undefined) held = store.stored(key, held) as Held
     } catch (error) {

@@ -61,6 +61,8 @@ test('malformed messages are ignored or filtered, never thrown', async (t) => {
     '{"keys":["no-origin"]}',
     '{"origin":"x","clear":true,"keys":["ignored"]}',
     '{"origin":"x","tags":{"catalog":3,"bad":"4","worse":1.5,"__proto__":7}}',
+    '{"origin":"x","tags":{"catalog":4},"epoch":"e1"}',
+    '{"origin":"x","tags":{"catalog":5},"epoch":7}',
     '{"origin":"x","tags":null}',
     JSON.stringify({ origin: bus.origin, keys: ['mine'] }),
     JSON.stringify({ origin: bus.origin, clear: true }),
@@ -72,9 +74,11 @@ test('malformed messages are ignored or filtered, never thrown', async (t) => {
     { keys: ['a', 'd'] },
     { keys: ['no-origin'] },
     { clear: true },
-    { tags: Object.assign(Object.create(null) as object, JSON.parse('{"catalog":3,"__proto__":7}') as object) },
+    { tags: Object.assign(Object.create(null) as object, JSON.parse('{"catalog":3,"__proto__":7}') as object), epoch: '' },
+    { tags: Object.assign(Object.create(null) as object, { catalog: 4 }), epoch: 'e1' },
+    { tags: Object.assign(Object.create(null) as object, { catalog: 5 }), epoch: '' },
     { keys: ['last'] }
-  ], 'non-strings are filtered from keys, non-integers from tag versions; anything else malformed is dropped; a message with our origin is ignored')
+  ], 'non-strings are filtered from keys, non-integers from tag versions, and an epoch that is not a string is none the listener knows; anything else malformed is dropped; a message with our origin is ignored')
   t.equal(bus.connected, true, 'the bus is still listening')
 })
 

@@ -218,8 +218,8 @@ test('without the versions of the shared store, a tagged entry is loaded again r
   let readable = false
   const store = Object.assign(inner, {
     tags: {
-      read: async () => { if (!readable) throw new Error('redis paused'); return { catalog: 0 } },
-      bump: async (names: readonly string[]) => Object.fromEntries(names.map((name) => [name, 1]))
+      read: async () => { if (!readable) throw new Error('redis paused'); return { epoch: 'e', versions: { catalog: 0 } } },
+      bump: async (names: readonly string[]) => ({ epoch: 'e', versions: Object.fromEntries(names.map((name) => [name, 1])) })
     }
   })
   const warnings: string[] = []
