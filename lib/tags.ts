@@ -33,9 +33,10 @@ export interface TagVersionsEvents {
  * A shared store may lose them (a Redis restarted empty, flushed, or failed over to a replica that missed writes) and
  * count them from the start again, so a version alone says nothing: versions count within an epoch, which the store
  * draws anew when it has none, and an entry keeps the epoch too. An instance that meets another epoch (in a move it
- * made or heard of, or in a read) reads every version again, and is not current until then; one that reads versions
- * lower than it knew in the same epoch (the writes a failover lost) has the store draw a new epoch, so that versions
- * counted again never meet those of the entries loaded before.
+ * made or heard of) reads every version again, and serves no tagged entry until then; what it hears of that epoch
+ * meanwhile is kept for the read, so that a read landing in it needs no other. One that reads versions lower than it
+ * knew in the same epoch (the writes a failover lost) has the store draw a new epoch, so that versions counted again
+ * never meet those of the entries loaded before.
  */
 export class TagVersions {
   private versions = new Map<string, number>()
@@ -54,6 +55,14 @@ export class TagVersions {
   /** The read under way; `again` when it began before something it cannot vouch for. */
   private reading: Promise<void> | undefined
   private again = false
+  /** Reads started so far: the number of the one under way. */
+  private reads = 0
+  /**
+   * Versions heard in an epoch other than `epoch`, kept for the read that tells where the store is: merged if it
+   * lands in that epoch. `since`: the number of the last read started before they were heard, which cannot vouch
+   * for them.
+   */
+  private heard: { epoch: string, versions: Map<string, number>, since: number } | undefined
   private retry: NodeJS.Timeout | undefined
   private stopped = false
 
@@ -103,19 +112,19 @@ export class TagVersions {
 
   /**
    * Takes versions heard from the shared store or another instance. In the epoch this instance knows, a version never
-   * goes back (a message may arrive after a later one); in another, what it knows is no measure: it reads them all.
+   * goes back (a message may arrive after a later one). In another, what it knows is no measure: no tagged entry is
+   * current until a read tells which epoch the store is at, and what was heard is kept for that read.
    */
   apply ({ epoch, versions }: TagEpoch): void {
-    if (epoch !== this.epoch) {
-      this.forget()
+    if (epoch === this.epoch) {
+      if (raise(this.versions, Object.entries(versions))) this.mark = ++marks
       return
     }
-    for (const [tag, version] of Object.entries(versions)) {
-      if (version > (this.versions.get(tag) ?? 0)) {
-        this.versions.set(tag, version)
-        this.mark = ++marks
-      }
-    }
+    this.known = false
+    if (this.heard?.epoch !== epoch) this.heard = { epoch, versions: new Map(), since: this.reads }
+    raise(this.heard.versions, Object.entries(versions))
+    // A read under way decides itself whether it can vouch for what was heard.
+    if (this.reading === undefined) this.load().catch(() => {})
   }
 
   /**
@@ -162,6 +171,7 @@ export class TagVersions {
   }
 
   private async readOnce (shared: TagOperations): Promise<void> {
+    const number = ++this.reads
     const forgotten = this.forgotten
     // What was known before the read began: the store holds at least that, unless it lost it.
     const epoch = this.epoch
@@ -170,17 +180,27 @@ export class TagVersions {
       const read = await shared.read()
       if (read === undefined) return
       if (read.epoch === epoch && wentBack(before, read.versions)) {
-        // In the new epoch this answers, this instance knows nothing: applying it reads everything again.
+        // The new epoch this answers is heard like another instance's, and read.
         this.apply(await shared.bump([], read.epoch))
+        this.again = true
+        return
+      }
+      const { heard } = this
+      // Heard of another epoch while this read was under way: it may be newer than what the read found.
+      if (heard !== undefined && heard.epoch !== read.epoch && heard.since >= number) {
+        this.again = true
         return
       }
       if (read.epoch === epoch) {
-        this.apply(read)
+        if (raise(this.versions, Object.entries(read.versions))) this.mark = ++marks
       } else {
         this.epoch = read.epoch
         this.versions = new Map(Object.entries(read.versions))
         this.mark = ++marks
       }
+      // Versions heard of the epoch read came after the read, or were in it; those of another are older than it.
+      if (heard?.epoch === read.epoch && raise(this.versions, heard.versions)) this.mark = ++marks
+      this.heard = undefined
       if (forgotten === this.forgotten) this.known = true
     } catch (error) {
       this.events.failed?.(error)
@@ -189,6 +209,18 @@ export class TagVersions {
       this.retry.unref()
     }
   }
+}
+
+/** Raises each of `versions` to the one given where that is higher; true when one moved. */
+function raise (versions: Map<string, number>, to: Iterable<[string, number]>): boolean {
+  let moved = false
+  for (const [tag, version] of to) {
+    if (version > (versions.get(tag) ?? 0)) {
+      versions.set(tag, version)
+      moved = true
+    }
+  }
+  return moved
 }
 
 /** True when a version read is lower than one known before: the store lost writes, in an epoch it still holds. */

@@ -152,6 +152,21 @@ test('versions that went back in the epoch the store still holds (a failover tha
   }
 })
 
+test('a move heard while the first read is under way, in the epoch that read finds, is kept for it: no second read', async (t) => {
+  const store = new SharedVersions({ catalog: 1 })
+  const tags = new TagVersions(store)
+  let release: () => void = () => {}
+  store.hold = new Promise((resolve) => { release = resolve })
+  const loading = tags.load()
+  tags.apply(await store.bump(['catalog'])) // another instance's move, after the read took its answer
+  tags.apply({ epoch: store.epoch, versions: {} }) // and one telling the epoch it read
+  release()
+  await loading
+  t.ok(known(tags, store), 'known once the read is done')
+  t.same(tags.of(['catalog']), { epoch: store.epoch, versions: [2] }, 'the move heard is not lost')
+  t.equal(store.reads, 1)
+})
+
 test('a read under way when a move of another epoch is heard does not vouch for the versions: they are read again', async (t) => {
   const store = new SharedVersions({ catalog: 1 })
   const tags = new TagVersions(store)
