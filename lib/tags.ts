@@ -120,6 +120,7 @@ export class TagVersions {
       if (raise(this.versions, Object.entries(versions))) this.mark = ++marks
       return
     }
+    if (this.shared === undefined) return
     this.known = false
     if (this.heard?.epoch !== epoch) this.heard = { epoch, versions: new Map(), since: this.reads }
     raise(this.heard.versions, Object.entries(versions))
