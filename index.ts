@@ -7,7 +7,7 @@ export { sessionCache, type SessionCacheOptions, type SessionCookieOptions } fro
 export { appCache, type AppCacheOptions } from './plugins/app-cache.js'
 export { routeCache, type RouteCacheOptions, type RouteCacheConfig, type ResponseCache } from './plugins/route-cache.js'
 
-export type { Store, Awaitable, GroupOperations, Group, GroupChange, FenceOperations, TagOperations, Invalidation, TimedValue, KeyQuery, KeyPage } from './lib/store.js'
+export type { Store, Awaitable, GroupOperations, Group, GroupChange, FenceOperations, TagOperations, TagEpoch, Invalidation, TimedValue, KeyQuery, KeyPage } from './lib/store.js'
 export { MemoryStore, type MemoryStoreOptions } from './lib/stores/memory.js'
 export { RedisStore, type RedisStoreOptions, type RedisClient } from './lib/stores/redis.js'
 export { KeyvStore, type KeyvStoreOptions, type KeyvLike } from './lib/stores/keyv.js'

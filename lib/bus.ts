@@ -7,7 +7,7 @@ import { closeClient, redisCommand, type RedisClient } from './stores/redis.js'
 
 export type { Invalidation }
 
-interface Envelope { origin: string, id?: unknown, keys?: unknown, clear?: unknown, tags?: unknown }
+interface Envelope { origin: string, id?: unknown, keys?: unknown, clear?: unknown, tags?: unknown, epoch?: unknown }
 
 /** A message published with `publishAcknowledged`, waiting for its receivers. */
 interface Awaited {
@@ -29,8 +29,9 @@ export interface InvalidationBusOptions {
   /** Time budget of a publish, in ms. */
   timeout: number
   /**
-   * Called for every message of another instance, and with `{ clear: true }` when the subscription is lost and when
-   * it is back (what was published meanwhile was never heard).
+   * Called for every message of another instance, and with `{ clear: true }` when the subscription is lost and each
+   * time one is in place, the first included: what was published while there was none was never heard (a Redis that
+   * answers only after the app started leaves it deaf from the start).
    */
   onMessage: (message: Invalidation) => void
   /** The store's circuit breaker: while it is open, a publish fails at once. */
@@ -42,7 +43,8 @@ export interface InvalidationBusOptions {
  * ignores its own messages. The subscriber subscribes again each time its connection is ready (ioredis would
  * resubscribe only after announcing itself ready, leaving a window in which messages are lost unseen); while it
  * is not subscribed `listening` is false, so that a memory tier stops answering, and losing the subscription
- * empties that tier, because whatever was published meanwhile is never heard.
+ * empties that tier, because whatever was published meanwhile is never heard. Every subscription that takes hold
+ * says so the same way, so that what was read while deaf (tag versions) is read again.
  *
  * A message may ask to be acknowledged (`publishAcknowledged`): each other bus that hears it answers on the
  * publisher's own acknowledgement channel once `onMessage` has applied it.
@@ -56,8 +58,6 @@ export class InvalidationBus {
   received = 0
   private readonly subscriber: RedisClient
   private listening = false
-  /** A subscription was lost since the last one was in place. */
-  private lost = false
   private closed = false
   /** Where the other buses acknowledge this one's messages. */
   private readonly acknowledgements: string
@@ -70,18 +70,16 @@ export class InvalidationBus {
     this.subscribed = new Promise((resolve) => { first = resolve })
     this.subscriber.on('ready', () => {
       this.subscriber.subscribe(options.channel, this.acknowledgements).then(() => {
-        if (this.closed) return
+        // A subscription that was already in place (a second 'ready' whose first SUBSCRIBE went through) adds nothing.
+        if (this.closed || this.listening) return
         this.listening = true
         first()
-        if (!this.lost) return
-        this.lost = false
         options.onMessage({ clear: true })
       }, () => { /* the connection went again: the next 'ready' subscribes */ })
     })
     this.subscriber.on('close', () => {
       if (!this.listening) return
       this.listening = false
-      this.lost = true
       options.onMessage({ clear: true })
     })
     // Connection errors are retried by ioredis and seen through `listening`; without a listener they would throw.
@@ -158,7 +156,10 @@ export class InvalidationBus {
     this.received++
     if (envelope.clear === true) this.options.onMessage({ clear: true })
     else if (Array.isArray(envelope.keys)) this.options.onMessage({ keys: envelope.keys.filter((key): key is string => typeof key === 'string') })
-    else if (typeof envelope.tags === 'object' && envelope.tags !== null) this.options.onMessage({ tags: versionsIn(envelope.tags) })
+    else if (typeof envelope.tags === 'object' && envelope.tags !== null) {
+      // Without an epoch the versions count in none the listener knows: it reads them all again.
+      this.options.onMessage({ tags: versionsIn(envelope.tags), epoch: typeof envelope.epoch === 'string' ? envelope.epoch : '' })
+    }
     if (typeof envelope.id === 'string' && typeof envelope.origin === 'string' && ORIGIN.test(envelope.origin)) this.acknowledge(envelope.origin, envelope.id)
   }
 

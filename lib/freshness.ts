@@ -1,4 +1,4 @@
-import type { TagVersions } from './tags.js'
+import type { KeptVersions, TagVersions } from './tags.js'
 
 /**
  * A value as the application level keeps it, with what decides how long it may be served. Only what is set is
@@ -13,9 +13,10 @@ export interface Held {
   s?: number
   /** Epoch ms until which it may stand in for a load that failed or took too long. */
   g?: number
-  /** Its tags, and their versions when its value was loaded. */
+  /** Its tags, their versions when its value was loaded, and the epoch those count in (with a shared store). */
   t?: string[]
   tv?: number[]
+  te?: string
 }
 
 /** How long values live, resolved from the level's defaults and the options of one call, in ms. */
@@ -32,7 +33,7 @@ export interface Freshness {
 export type State = 'fresh' | 'stale' | 'grace' | 'gone'
 
 /** The envelope of a value loaded now, under the tag versions its load started with. */
-export function hold (value: unknown, freshness: Freshness, versions: number[]): Held {
+export function hold (value: unknown, freshness: Freshness, kept: KeptVersions): Held {
   const held: Held = { v: value }
   const { ttl, staleWhileRevalidate, graceOnError, tags } = freshness
   if (ttl > 0 && (staleWhileRevalidate > 0 || graceOnError > 0)) {
@@ -43,7 +44,8 @@ export function hold (value: unknown, freshness: Freshness, versions: number[]):
   }
   if (tags.length > 0) {
     held.t = [...tags]
-    held.tv = versions
+    held.tv = kept.versions
+    if (kept.epoch !== undefined) held.te = kept.epoch
   }
   return held
 }
@@ -60,7 +62,7 @@ export function plain (held: Held): boolean {
 
 /** Where a held value stands now. */
 export function stateOf (held: Held, tags: TagVersions): State {
-  if (held.t !== undefined && !tags.current(held.t, held.tv ?? [], held)) return 'gone'
+  if (held.t !== undefined && !tags.current(held.t, held.tv ?? [], held.te, held)) return 'gone'
   if (held.f === undefined) return 'fresh'
   const now = Date.now()
   if (now < held.f) return 'fresh'

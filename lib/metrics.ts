@@ -71,6 +71,7 @@ export class CacheMetrics {
         for (const { stats } of this.members) for (const [reason, count] of Object.entries(stats.reasons ?? {})) counts.set(reason, (counts.get(reason) ?? 0) + count)
         return [...counts].map(([reason, value]) => ({ value, labels: { reason } }))
       }),
+      series(prefix + 'tags_unknown_total', 'Tagged entries loaded again because the tag versions were unknown', 'counter', () => perLevel((s) => s.tagsUnknown)),
       series(prefix + 'bus_messages_total', 'Invalidation messages published to and heard from other instances', 'counter', () => {
         const all = [...this.members].map((member) => member.stats)
         return [

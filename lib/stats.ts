@@ -25,6 +25,11 @@ export interface LevelStatsSnapshot {
   backgroundLoads: number
   /** Calls of `invalidateTag`. */
   tagInvalidations: number
+  /**
+   * Tagged entries and route responses found but loaded again (or the handler run) because the tag versions were
+   * unknown: the shared store could not be read, or its bus was not subscribed. Growing steadily, tagged caching is off.
+   */
+  tagsUnknown: number
   /** Entries held now. */
   size: number
   /**
@@ -65,6 +70,7 @@ export class LevelStats {
   graceServed = 0
   backgroundLoads = 0
   tagInvalidations = 0
+  tagsUnknown = 0
 
   /** Loads per duration bucket (`LOAD_BUCKETS`, then the unbounded one), not cumulative; and their total seconds. */
   readonly loadBuckets: number[] = new Array<number>(LOAD_BUCKETS.length + 1).fill(0)
@@ -110,6 +116,7 @@ export class LevelStats {
       graceServed: this.graceServed,
       backgroundLoads: this.backgroundLoads,
       tagInvalidations: this.tagInvalidations,
+      tagsUnknown: this.tagsUnknown,
       size: this.size()
     }
   }

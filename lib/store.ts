@@ -142,29 +142,51 @@ export interface GroupOperations {
 
 /**
  * A change one instance tells the others of: these keys changed, everything may have, or these tags moved to these
- * versions (every entry tagged with one of them and written under an older version is gone).
+ * versions within `epoch` (every entry tagged with one of them and written under an older version is gone).
  */
-export type Invalidation = { keys: string[] } | { clear: true } | { tags: Record<string, number> }
+export type Invalidation = { keys: string[] } | { clear: true } | { tags: Record<string, number>, epoch: string }
+
+/**
+ * Versions of tags and the epoch they count in. A store that lost its versions (a Redis restarted empty, flushed, or
+ * failed over to a replica that missed writes) counts them again from the start: in a new epoch, so that no version
+ * of before the loss passes for one of after it.
+ */
+export interface TagEpoch {
+  /** Drawn at random by the store when it has none, and never drawn twice. */
+  epoch: string
+  /** Tags and their versions in `epoch`; a tag not listed is at version 0. */
+  versions: Record<string, number>
+}
 
 /** Tag versions kept by the store, for every instance; see `Store.tags`. */
 export interface TagOperations {
   /**
-   * Every tag that was ever invalidated, with its version (a tag not listed is at version 0); `undefined` while the
-   * versions read could not be kept current (a bus that is not subscribed), until `watch` listeners are told
-   * `{ clear: true }`.
+   * Every tag that was ever invalidated in the store's epoch, with its version, and the epoch (drawn now if there was
+   * none); `undefined` while the versions read could not be kept current (a bus that is not subscribed), until
+   * `watch` listeners are told `{ clear: true }`.
    */
-  read (): Awaitable<Record<string, number> | undefined>
-  /** Moves each tag to its next version and answers the new versions; a memory tier in front tells the others. */
-  bump (tags: readonly string[]): Awaitable<Record<string, number>>
+  read (): Awaitable<TagEpoch | undefined>
+  /**
+   * Moves each tag to its next version and answers them with the epoch they count in (drawn now if there was none); a
+   * memory tier in front tells the others. `stale`: an epoch whose versions went back (a failover that lost writes):
+   * if the store is still at it, it draws a new one first, so that versions counted again never meet the lost ones.
+   */
+  bump (tags: readonly string[], stale?: string): Awaitable<TagEpoch>
 }
 
-/** A per-key fence kept by the store; see `Store.fences`. */
+/**
+ * A per-key fence kept by the store; see `Store.fences`. Fences are values that never repeat, not counters, so that a
+ * store that forgot them (a Redis restarted empty, or flushed) cannot give a load the fence it started under again.
+ */
 export interface FenceOperations {
   /** The fence of `key` now: read by a load before it starts. */
   read (key: string): Awaitable<string>
   /** Moves the fence of `key` and returns the new one: a refresh fences the loads before it, then loads itself. */
   bump (key: string): Awaitable<string>
-  /** Writes only while the fence of `key` is still `fence`: false when it moved, and then nothing was written. */
+  /**
+   * Writes only while the fence of `key` is still `fence`: false when it moved, or the store lost it since, and then
+   * nothing was written.
+   */
   setIf (key: string, value: unknown, ttl: number, fence: string): Awaitable<boolean>
 }
 

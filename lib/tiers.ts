@@ -70,12 +70,19 @@ export class TieredStore implements Store {
     if (tags !== undefined) {
       this.tags = {
         // Versions read while the bus is deaf could miss a move announced before it hears again; watchers are told
-        // `{ clear: true }` once it does, and read them then.
-        read: () => this.hearing() ? tags.read() : undefined,
-        bump: async (names) => {
-          const versions = await tags.bump(names)
-          await this.announce({ tags: versions })
-          return versions
+        // `{ clear: true }` once it does, and read them then. The epoch read is told to the others: one that did not
+        // hear the store lose its versions (a flush) would otherwise go on counting in the old epoch, and refuse every
+        // entry this instance writes, as this instance would refuse its own.
+        read: async () => {
+          if (!this.hearing()) return undefined
+          const read = await tags.read()
+          if (read !== undefined) await this.announce({ tags: {}, epoch: read.epoch })
+          return read
+        },
+        bump: async (names, stale) => {
+          const moved = await tags.bump(names, stale)
+          await this.announce({ tags: moved.versions, epoch: moved.epoch })
+          return moved
         }
       }
     }

@@ -15,6 +15,7 @@ const level = {
     evictions: count,
     storeErrors: count,
     oversized: count,
+    tagsUnknown: count,
     size: count,
     pinned: count,
     evictionsByKind: { type: 'object', properties: { anonymous: count, authenticated: count } },

@@ -13,6 +13,7 @@ import { readOptions, type OptionReader } from '../lib/options.js'
 import { exposeMetrics, type MetricsOptions } from './metrics.js'
 import { ResponseCache } from '../lib/response-cache.js'
 import { readRouteRule, type RouteConfig, type RouteRule } from '../lib/route-config.js'
+import type { KeptVersions } from '../lib/tags.js'
 import { addLevel, levelsOf } from './levels.js'
 import { asArray, beforeHandler, bracketOnSend } from './route-hooks.js'
 
@@ -72,7 +73,7 @@ interface Pending {
   produced: { status: number, headers: HeaderMap, payload: string | Buffer } | undefined
   /** The response's tags, and their versions before the handler ran. */
   tags: readonly string[] | undefined
-  versions: number[] | undefined
+  versions: KeptVersions | undefined
   /** This request refreshes a stale response: until it is done, others are served the stale one. */
   refreshing: string | undefined
   /** Why the cache forwarded the request to the handler (`Cache-Status`'s `fwd`). */
@@ -197,7 +198,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
         const record = stored === undefined ? undefined : findVariant(stored, request.headers, now)
         found = record === undefined ? undefined : fromRecord(record)
       }
-      if (found?.tags !== undefined && !fastify.appCache.tags.current(found.tags, found.tagVersions ?? [])) found = undefined
+      if (found?.tags !== undefined && !fastify.appCache.tags.current(found.tags, found.tagVersions ?? [], found.tagEpoch)) found = undefined
       // A stale response: the first request to find it runs the handler to refresh it, the others are served it.
       const stale = found?.fresh !== undefined && now >= found.fresh
       const refreshing = stale ? (app ? '' : `${String(request.sessionCache.id)}\n`) + key : undefined
@@ -279,9 +280,10 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       const verdict = storable(reply.statusCode, reply.getHeaders(), policy, now, produced.headers)
       if (typeof verdict === 'string') return verdict
       const response = toCachedResponse(produced.status, produced.headers, produced.payload, now, verdict.lifetime, pending.setBefore, rule.staleWhileRevalidate)
-      if (pending.tags !== undefined && pending.tags.length > 0) {
+      if (pending.tags !== undefined && pending.tags.length > 0 && pending.versions !== undefined) {
         response.tags = [...pending.tags]
-        response.tagVersions = pending.versions
+        response.tagVersions = pending.versions.versions
+        if (pending.versions.epoch !== undefined) response.tagEpoch = pending.versions.epoch
       }
       if (!reply.hasHeader('etag')) reply.header('etag', response.etag)
       if (app) return cache.store(pending.key, verdict.vary, request.headers, response, pending.since, now) ?? 'stored'

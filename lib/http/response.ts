@@ -16,9 +16,10 @@ export interface CachedResponse {
   expires: number
   /** Epoch ms from which it is stale: served while one request runs the handler again. Absent: fresh until `expires`. */
   fresh?: number
-  /** Tags, and their versions when the handler ran: `invalidateTag` drops it. */
+  /** Tags, their versions when the handler ran, and the epoch those count in (with Redis): `invalidateTag` drops it. */
   tags?: string[]
   tagVersions?: number[]
+  tagEpoch?: string
 }
 
 /** A stored response in a form any serializer keeps (a session's store): its body in base64. */

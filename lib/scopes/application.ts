@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { Logger } from '../burst-log.js'
+import { BurstLog, type Logger } from '../burst-log.js'
 import { DefineError, EntryTooLargeError, InvalidOptionError, LoadTimeoutError, PreloadError, UnsupportedError, describe } from '../errors.js'
-import { hold, plain, stateOf, storeTtl, type Freshness, type Held } from '../freshness.js'
+import { hold, plain, stateOf, storeTtl, type Freshness, type Held, type State } from '../freshness.js'
 import { type Defined, KeyRule, assertValue } from '../keys.js'
 import { LevelLog } from '../level-log.js'
 import { callDuration } from '../options.js'
@@ -137,22 +137,28 @@ export class AppCache {
   readonly stats: LevelStats
   readonly keys: KeyRule
   readonly tags: TagVersions
+  /** The loads in flight, each with the tags of its value, so that invalidating a tag fences the loads of its entries. */
   private readonly loads = new SingleFlight()
-  /** The tags of each load in flight, so that invalidating a tag fences the loads of its entries. */
-  private readonly loading = new Map<string, readonly string[]>()
   private readonly definitions = new Map<string, Definition>()
   private readonly timers = new Set<NodeJS.Timeout>()
   private readonly defaults: Freshness
   private started = false
   private stopped = false
   readonly log: LevelLog
+  /** Tagged entries refused while the tag versions are unknown: one line per burst, apart from the store's faults. */
+  private readonly unknownTags: BurstLog
 
   constructor (private readonly options: AppLevelOptions) {
     this.stats = new LevelStats(() => options.store.size ?? 0)
     this.stats.pinned = () => options.store.pinned ?? 0
     this.keys = new KeyRule(options.maxKeyLength)
-    this.tags = new TagVersions(options.store.tags)
+    this.tags = new TagVersions(options.store.tags, {
+      unknown: () => { this.tagsUnknown() },
+      // Until they are read, tagged entries are loaded again rather than served: the read is tried again each second.
+      failed: (error) => { this.fault('tags', '*', error) }
+    })
     this.log = new LevelLog('appCache', 'app', options.log, options.logKeys)
+    this.unknownTags = new BurstLog(options.log)
     this.defaults = {
       ttl: options.ttl,
       staleWhileRevalidate: options.staleWhileRevalidate ?? 0,
@@ -164,15 +170,14 @@ export class AppCache {
     // A change on another instance fences this instance's loads of what it changed, as a change made here does.
     options.store.watch?.((change) => {
       if ('tags' in change) {
-        this.tags.apply(change.tags)
-        this.fenceTagged(Object.keys(change.tags))
+        this.tags.apply({ epoch: change.epoch, versions: change.tags })
+        this.loads.fenceTagged(Object.keys(change.tags))
       } else if ('keys' in change) {
         for (const key of change.keys) this.loads.fence(key)
       } else {
         // Messages may have been missed: every load is fenced, and the tags' versions are read again.
         this.loads.fenceAll()
         this.tags.forget()
-        this.loadTags()
       }
     })
   }
@@ -180,12 +185,13 @@ export class AppCache {
   get<T = unknown> (key: string): Promise<T | undefined> {
     if (!this.keys.valid(key)) return this.keys.reject(key)
     const found = this.read(key)
-    if (this.fresh(found)) {
+    const state = this.stateAtOnce(found)
+    if (state === 'fresh') {
       this.stats.hits++
       return Promise.resolve((found as Held).v as T)
     }
     const definition = this.definitions.get(key)
-    return this.afterLookup(key, found, definition?.loader as Loader<T> | undefined, definition?.freshness ?? this.defaults)
+    return this.afterLookup(key, found, state, definition?.loader as Loader<T> | undefined, definition?.freshness ?? this.defaults)
   }
 
   async has (key: string): Promise<boolean> {
@@ -256,7 +262,7 @@ export class AppCache {
   async invalidateTag (tags: string | readonly string[]): Promise<void> {
     const list = readTags('appCache.invalidateTag', Array.isArray(tags) ? tags : [tags])
     if (list.length === 0) return
-    this.fenceTagged(list)
+    this.loads.fenceTagged(list)
     this.log.invalidated(list.map((tag) => 'tag:' + tag))
     await this.tags.invalidate(list)
     this.stats.tagInvalidations++
@@ -269,7 +275,8 @@ export class AppCache {
   getOrLoad<T> (key: string, loader: Loader<T>, options?: AppLoadOptions): Promise<T> {
     if (!this.keys.valid(key)) return this.keys.reject(key)
     const found = this.read(key)
-    if (this.fresh(found)) {
+    const state = this.stateAtOnce(found)
+    if (state === 'fresh') {
       this.stats.hits++
       return Promise.resolve((found as Held).v as T)
     }
@@ -279,7 +286,7 @@ export class AppCache {
     } catch (error) {
       return Promise.reject(error)
     }
-    return this.afterLookup(key, found, loader, freshness) as Promise<T>
+    return this.afterLookup(key, found, state, loader, freshness) as Promise<T>
   }
 
   /**
@@ -321,7 +328,7 @@ export class AppCache {
     const started = performance.now()
     try {
       for (let attempt = 1; ; attempt++) {
-        const { value, flight } = this.loads.join(key, (f) => this.load(key, definition.loader, definition.freshness, f, 'refresh'))
+        const { value, flight } = this.loads.join(key, (f) => this.load(key, definition.loader, definition.freshness, f, 'refresh'), definition.freshness.tags)
         const loaded = await value as T
         // Bounded: under a storm of changes a refresh answers what it has rather than chase them for ever.
         if (!flight.fenced || attempt === MAX_REFRESH_ATTEMPTS) {
@@ -355,7 +362,7 @@ export class AppCache {
   /** Reads the tags' versions, loads every defined key, then starts the refresh timers. Called before listening. */
   async start (): Promise<void> {
     this.started = true
-    await this.loadTags()
+    await this.tags.load()
     await Promise.all([...this.definitions.keys()].map(async (key) => {
       try {
         await this.refresh(key)
@@ -373,23 +380,8 @@ export class AppCache {
     this.stopped = true
     for (const timer of this.timers) clearTimeout(timer)
     this.timers.clear()
+    this.tags.stop()
     this.options.lock?.close?.()
-  }
-
-  /**
-   * Reads the tags' versions from the shared store. Until that succeeds tagged entries are loaded again rather than
-   * served, so a failure is tried again a second later, until the app stops.
-   */
-  private async loadTags (): Promise<void> {
-    try {
-      await this.tags.load()
-    } catch (error) {
-      this.fault('tags', '*', error)
-      if (this.stopped) return
-      const retry = setTimeout(() => { this.timers.delete(retry); this.loadTags().catch(() => {}) }, 1000)
-      retry.unref()
-      this.timers.add(retry)
-    }
   }
 
   /** The next refresh of a defined key, `interval` ± `jitter` from now, so that instances do not refresh in step. */
@@ -429,11 +421,15 @@ export class AppCache {
     }
   }
 
-  /** True for a value the store answered at once (memory) that is fresh: a hit with no await. */
-  private fresh (found: unknown): boolean {
-    if (found === undefined || isPromiseLike(found)) return false
+  /**
+   * Where a value the store answered at once (memory) stands, so that a fresh one is a hit with no await and any other
+   * is checked once; undefined for an answer still to come, or none.
+   */
+  private stateAtOnce (found: unknown): State | undefined {
+    if (found === undefined || isPromiseLike(found)) return undefined
     const held = found as Held
-    return plain(held) || (held.v !== undefined && stateOf(held, this.tags) === 'fresh')
+    if (plain(held)) return 'fresh'
+    return held.v === undefined ? 'gone' : stateOf(held, this.tags)
   }
 
   /** The store's answer; a store that throws instead of rejecting is read as a rejection. */
@@ -447,10 +443,11 @@ export class AppCache {
 
   /**
    * A lookup that was not a plain synchronous hit: the store's answer is awaited and checked (staleness, grace,
-   * tags). A stale value is served at once while one load runs in the background; otherwise the callers wait for a
-   * load, within its timeouts, with a grace value (if any) standing in for a failure.
+   * tags), unless it came at once and was checked then (`checked`). A stale value is served at once while one load runs
+   * in the background; otherwise the callers wait for a load, within its timeouts, with a grace value (if any)
+   * standing in for a failure.
    */
-  private async afterLookup<T> (key: string, found: unknown, loader: Loader<T> | undefined, freshness: Freshness): Promise<T | undefined> {
+  private async afterLookup<T> (key: string, found: unknown, checked: State | undefined, loader: Loader<T> | undefined, freshness: Freshness): Promise<T | undefined> {
     let held: Held | undefined
     let reached = true
     try {
@@ -460,7 +457,7 @@ export class AppCache {
       this.fault('get', key, error)
       reached = false
     }
-    const state = held?.v === undefined ? 'gone' : stateOf(held, this.tags)
+    const state = checked ?? (held?.v === undefined ? 'gone' : stateOf(held, this.tags))
     if (state === 'fresh' || state === 'stale') {
       this.stats.hits++
       if (state === 'stale') {
@@ -472,15 +469,18 @@ export class AppCache {
     this.stats.misses++
     this.log.miss(key)
     if (loader === undefined) return undefined
-    const load = this.loads.loadOnce(key, (flight) => this.load(key, loader, freshness, flight, reached ? 'miss' : 'unreachable'))
+    const load = this.loads.loadOnce(key, (flight) => this.load(key, loader, freshness, flight, reached ? 'miss' : 'unreachable'), freshness.tags)
     return await this.wait(key, load, freshness, state === 'grace' ? held : undefined)
   }
 
-  /** One background load of a stale key at a time; its failure keeps the stale value and is logged once per burst. */
+  /**
+   * One background load of a stale key at a time: none while a load of the key runs that has not been fenced (a fenced
+   * one writes nothing). Its failure keeps the stale value and is logged once per burst.
+   */
   private revalidate<T> (key: string, loader: Loader<T>, freshness: Freshness): void {
-    if (this.loading.has(key)) return
+    if (this.loads.has(key)) return
     this.stats.backgroundLoads++
-    this.loads.loadOnce(key, (flight) => this.load(key, loader, freshness, flight, 'background')).catch((error: unknown) => {
+    this.loads.loadOnce(key, (flight) => this.load(key, loader, freshness, flight, 'background'), freshness.tags).catch((error: unknown) => {
       this.log.warn({ err: error, key }, `appCache: the background load of "${this.log.key(key)}" failed; its stale value is served until its window ends`)
     })
   }
@@ -526,48 +526,43 @@ export class AppCache {
    * every instance. With a lock, the instance that does not take it waits for the value of the one that did.
    */
   private async load<T> (key: string, loader: Loader<T>, freshness: Freshness, flight: Flight, mode: Mode): Promise<T> {
-    this.loading.set(key, freshness.tags)
+    // The store just failed this key's read: asking it for a fence or a lock would cost the callers another time
+    // budget, and its value, loaded without a fence, is written nowhere (the next miss tries the store again).
+    if (mode === 'unreachable') return await this.loadAndStore(key, loader, freshness, flight, null, false)
+    const fence = await this.fenceBefore(key, mode !== 'refresh')
+    const lock = mode === 'refresh' ? undefined : this.options.lock
+    // A background load stays in flight until its value is written: a read meanwhile would start another one.
+    if (lock === undefined) return await this.loadAndStore(key, loader, freshness, flight, fence, mode !== 'miss')
+    // One lock per key and fence: after a change, the load of the new fence does not wait for one of the old.
+    const name = typeof fence === 'string' ? `${key}@${fence}` : key
+    const token = await lock.acquire(name).catch((error: unknown) => { this.fault('lock', key, error); return '' })
+    if (token === undefined) {
+      // Another instance is loading this key: take its value when it lands, or load once it let go without one.
+      const fresh = (value: unknown): boolean => (value as Held).v !== undefined && stateOf(value as Held, this.tags) === 'fresh'
+      const landed = await lock.waitFor(this.options.store, key, name, fresh).catch((error: unknown) => {
+        if (this.stopped) throw error
+        this.fault('lock', key, error)
+        return undefined
+      }) as Held | undefined
+      if (landed !== undefined) return landed.v as T
+      return await this.loadAndStore(key, loader, freshness, flight, fence, false)
+    }
     try {
-      // The store just failed this key's read: asking it for a fence or a lock would cost the callers another time
-      // budget, and its value, loaded without a fence, is written nowhere (the next miss tries the store again).
-      if (mode === 'unreachable') return await this.loadAndStore(key, loader, freshness, flight, null, false)
-      const fence = await this.fenceBefore(key, mode !== 'refresh')
-      const lock = mode === 'refresh' ? undefined : this.options.lock
-      // A background load stays in flight until its value is written: a read meanwhile would start another one.
-      if (lock === undefined) return await this.loadAndStore(key, loader, freshness, flight, fence, mode !== 'miss')
-      // One lock per key and fence: after a change, the load of the new fence does not wait for one of the old.
-      const name = typeof fence === 'string' ? `${key}@${fence}` : key
-      const token = await lock.acquire(name).catch((error: unknown) => { this.fault('lock', key, error); return '' })
-      if (token === undefined) {
-        // Another instance is loading this key: take its value when it lands, or load once it let go without one.
-        const fresh = (value: unknown): boolean => (value as Held).v !== undefined && stateOf(value as Held, this.tags) === 'fresh'
-        const landed = await lock.waitFor(this.options.store, key, name, fresh).catch((error: unknown) => {
-          if (this.stopped) throw error
-          this.fault('lock', key, error)
-          return undefined
-        }) as Held | undefined
-        if (landed !== undefined) return landed.v as T
-        return await this.loadAndStore(key, loader, freshness, flight, fence, false)
-      }
-      try {
-        return await this.loadAndStore(key, loader, freshness, flight, fence, token !== '')
-      } finally {
-        // At once, whatever the outcome: waiters stop waiting as soon as the lock is free.
-        if (token !== '') await lock.release(name, token).catch((error: unknown) => { this.fault('unlock', key, error) })
-      }
+      return await this.loadAndStore(key, loader, freshness, flight, fence, token !== '')
     } finally {
-      this.loading.delete(key)
+      // At once, whatever the outcome: waiters stop waiting as soon as the lock is free.
+      if (token !== '') await lock.release(name, token).catch((error: unknown) => { this.fault('unlock', key, error) })
     }
   }
 
   private async loadAndStore<T> (key: string, loader: Loader<T>, freshness: Freshness, flight: Flight, fence: string | undefined | null, awaitWrite: boolean): Promise<T> {
     // The tags' versions before the loader reads anything: an invalidation during the load makes its value old.
-    const versions = this.tags.of(freshness.tags)
+    const kept = this.tags.of(freshness.tags)
     const loaded = await countLoad(this.stats, loader, (ms, error) => { this.log.loaded(key, ms, error) })
     if (loaded === undefined) return loaded
     // The callers get what every later hit will get, on every instance; a value the store cannot keep is refused.
     const { store } = this.options
-    let held = hold(loaded, freshness, versions)
+    let held = hold(loaded, freshness, kept)
     try {
       if (store.stored !== undefined) held = store.stored(key, held) as Held
     } catch (error) {
@@ -613,13 +608,6 @@ export class AppCache {
     }
   }
 
-  /** Fences the loads in flight of entries with one of `tags`. */
-  private fenceTagged (tags: readonly string[]): void {
-    for (const [key, held] of this.loading) {
-      if (held.some((tag) => tags.includes(tag))) this.loads.fence(key)
-    }
-  }
-
   /** The freshness of one call: its options over the level's defaults, each checked and named in its error. */
   private freshness (method: string, options: AppLoadOptions | undefined): Freshness {
     if (options === undefined) return this.defaults
@@ -632,6 +620,11 @@ export class AppCache {
       hardTimeout: callDuration(method, 'hardTimeout', options.hardTimeout, d.hardTimeout),
       tags: options.tags === undefined ? d.tags : readTags(method, options.tags)
     }
+  }
+
+  private tagsUnknown (): void {
+    this.stats.tagsUnknown++
+    this.unknownTags.warn({ cacheLevel: 'app' }, 'appCache: the tag versions are unknown (the shared store could not be read, or its bus is not subscribed); tagged entries and route responses are loaded again rather than served until they are read')
   }
 
   private tooLarge (key: string, error: unknown): void {

@@ -1,8 +1,9 @@
+import { randomBytes } from 'node:crypto'
 import type { Breaker } from '../breaker.js'
 import { withBudget } from '../budget.js'
 import { StoreError } from '../errors.js'
 import { MAX_ENTRY_BYTES, encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
-import type { FenceOperations, TagOperations, Group, GroupChange, GroupOperations, KeyPage, KeyQuery, Store, TimedValue } from '../store.js'
+import type { FenceOperations, TagEpoch, TagOperations, Group, GroupChange, GroupOperations, KeyPage, KeyQuery, Store, TimedValue } from '../store.js'
 
 type Argument = string | number | Buffer
 
@@ -78,25 +79,9 @@ export class RedisStore implements Store {
       exists: async (keys) => keys.length === 0 ? [] : (await this.transaction('groups.exists', keys.map((key) => ['exists', this.prefix + key]))).map((found) => found === 1)
     }
     if (options.fenced === true) {
-      const tagKey = FENCES + this.prefix + '#tags'
       this.tags = {
-        // In batches, each within the time budget: the hash holds every tag ever invalidated.
-        read: async () => {
-          const versions: Record<string, number> = Object.create(null)
-          let cursor = '0'
-          do {
-            const [next, pairs] = await this.run('tags', async () => await this.client.call('HSCAN', tagKey, cursor, 'COUNT', 1000)) as [string, string[]]
-            for (let i = 0; i < pairs.length; i += 2) versions[pairs[i] as string] = Number(pairs[i + 1])
-            cursor = next
-          } while (cursor !== '0')
-          return versions
-        },
-        bump: async (names) => {
-          const counts = await this.transaction('tags', names.map((name) => ['hincrby', tagKey, name, 1]))
-          const versions: Record<string, number> = Object.create(null)
-          names.forEach((name, i) => { versions[name] = Number(counts[i]) })
-          return versions
-        }
+        read: async () => await this.readTags(),
+        bump: async (names, stale) => await this.bumpTags(names, stale)
       }
       this.fences = {
         read: async (key) => await this.readFence(key),
@@ -249,27 +234,59 @@ export class RedisStore implements Store {
     return args
   }
 
-  /** The fence of every key is the store-wide one (moved by `clear`) and the key's own (moved by its changes). */
+  /**
+   * Every tag's version, in batches each within the time budget (the hash holds every tag ever invalidated), with the
+   * epoch they count in: drawn here when the hash has none, so that every instance loads its entries under one.
+   */
+  private async readTags (): Promise<TagEpoch> {
+    const [, epoch] = await this.transaction('tags', [['hsetnx', this.tagKey, EPOCH, unique()], ['hget', this.tagKey, EPOCH]]) as [unknown, string]
+    const versions: Record<string, number> = Object.create(null)
+    let cursor = '0'
+    do {
+      const [next, pairs] = await this.run('tags', async () => await this.client.call('HSCAN', this.tagKey, cursor, 'COUNT', 1000)) as [string, string[]]
+      for (let i = 0; i < pairs.length; i += 2) if (pairs[i] !== EPOCH) versions[pairs[i] as string] = Number(pairs[i + 1])
+      cursor = next
+    } while (cursor !== '0')
+    // Lost and counted anew between two batches, the versions read would mix two epochs.
+    if (await this.run('tags', async () => await this.client.call('HGET', this.tagKey, EPOCH)) !== epoch) {
+      throw new StoreError('tags', 'the tag versions were lost while they were read')
+    }
+    return { epoch, versions }
+  }
+
+  private async bumpTags (names: readonly string[], stale = ''): Promise<TagEpoch> {
+    const [epoch, ...counts] = await this.run('tags', async () => await this.client.call('EVAL', BUMP_TAGS, 1, this.tagKey, unique(), stale, ...names)) as [string, ...number[]]
+    const versions: Record<string, number> = Object.create(null)
+    names.forEach((name, i) => { versions[name] = Number(counts[i]) })
+    return { epoch, versions }
+  }
+
+  /** The hash of the tags' versions, and their epoch in the field no tag can name. */
+  private get tagKey (): string {
+    return FENCES + this.prefix + '#tags'
+  }
+
+  /**
+   * The fence of every key is the store-wide one (moved by `clear`) and the key's own (moved by its changes). The
+   * store-wide one is also how a loss shows: it never expires, so a store that has none forgot everything.
+   */
   private fenceKeys (key: string): [string, string] {
     const all = FENCES + this.prefix
     return [all, all + ':' + key]
   }
 
-  /** Commands that move the fences of `keys`, or the store-wide fence when there are none (a clear). */
+  /** Commands that move the fences of `keys`, or the store-wide fence when there are none (a clear), to new values. */
   private bumps (keys: readonly string[]): Argument[][] {
-    const names = keys.length === 0 ? [this.fenceKeys('')[0]] : keys.map((key) => this.fenceKeys(key)[1])
-    return names.flatMap((name) => [['incr', name], ['pexpire', name, FENCE_TTL]])
+    if (keys.length === 0) return [['set', this.fenceKeys('')[0], unique()]]
+    return keys.map((key) => ['set', this.fenceKeys(key)[1], unique(), 'PX', FENCE_TTL])
   }
 
   private async readFence (key: string): Promise<string> {
-    const [all, own] = await this.run('fence', async () => await this.client.call('MGET', ...this.fenceKeys(key))) as Array<string | null>
-    return `${all ?? 0}:${own ?? 0}`
+    return await this.run('fence', async () => await this.client.call('EVAL', KEY_FENCE, 2, ...this.fenceKeys(key), unique())) as string
   }
 
   private async bumpFence (key: string): Promise<string> {
-    const [all, own] = this.fenceKeys(key)
-    const [bumped, , current] = await this.transaction('fence', [['incr', own], ['pexpire', own, FENCE_TTL], ['get', all]])
-    return `${(current as string | null) ?? 0}:${String(bumped)}`
+    return await this.run('fence', async () => await this.client.call('EVAL', KEY_FENCE, 2, ...this.fenceKeys(key), unique(), unique(), FENCE_TTL)) as string
   }
 
   private async setIfFence (key: string, value: unknown, ttl: number, fence: string): Promise<boolean> {
@@ -377,9 +394,49 @@ const FENCES = 'fmc-fence:'
  */
 const FENCE_TTL = 600_000
 
+/** This process's part of every value `unique` draws: 72 random bits. */
+const ORIGIN = randomBytes(9).toString('base64url')
+let drawn = 0
+
+/**
+ * A value no process draws twice (a fence, an epoch): after Redis forgot what it held, no value it had comes back,
+ * as a counter that starts again from 1 would.
+ */
+function unique (): string {
+  return ORIGIN + '.' + (++drawn).toString(36)
+}
+
+/** The field of the tags' hash that holds their epoch: a tag is never the empty string. */
+const EPOCH = ''
+
+// KEYS[1]: the tags' hash. ARGV: an epoch for a hash that has none, an epoch to replace ('' for none), then the tags.
+// Answers the epoch, then each tag's new version.
+const BUMP_TAGS = `local epoch = redis.call('hget', KEYS[1], '')
+if not epoch or epoch == ARGV[2] then
+  epoch = ARGV[1]
+  redis.call('hset', KEYS[1], '', epoch)
+end
+local answer = {epoch}
+for i = 3, #ARGV do answer[#answer + 1] = redis.call('hincrby', KEYS[1], ARGV[i], 1) end
+return answer`
+
+// KEYS: the store-wide fence, the key's fence. ARGV: a store-wide fence for a store that has none, then to move the
+// key's fence, its new value and its ttl. Answers the fence of the key: the store-wide one, ':', the key's own.
+const KEY_FENCE = `local all = redis.call('get', KEYS[1])
+if not all then
+  all = ARGV[1]
+  redis.call('set', KEYS[1], all)
+end
+if ARGV[2] then
+  redis.call('set', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  return all .. ':' .. ARGV[2]
+end
+return all .. ':' .. (redis.call('get', KEYS[2]) or '')`
+
 // KEYS: the data key, the store-wide fence, the key's fence. ARGV: the fence the load started under, the data, the ttl.
-const SET_IF = `local fence = (redis.call('get', KEYS[2]) or '0') .. ':' .. (redis.call('get', KEYS[3]) or '0')
-if fence ~= ARGV[1] then return 0 end
+// Without a store-wide fence the store forgot every fence since the load read its own: nothing can vouch for it.
+const SET_IF = `local all = redis.call('get', KEYS[2])
+if not all or all .. ':' .. (redis.call('get', KEYS[3]) or '') ~= ARGV[1] then return 0 end
 if ARGV[3] == '0' then redis.call('set', KEYS[1], ARGV[2]) else redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
 return 1`
 

@@ -41,33 +41,81 @@ export function uniquePrefix (t: Test): string {
   return prefix
 }
 
+/** A redis-server of the test's own; see `privateRedis`. */
+export interface PrivateRedis {
+  url: `redis://${string}`
+  /** SIGSTOP: connections stay open, nothing answers. */
+  pause: () => void
+  resume: () => void
+  /** SIGKILL, resolved once the process is gone: every connection drops, and what it held is lost. */
+  kill: () => Promise<void>
+  /** A new server on the same port, empty (there is no persistence), resolved once it answers. */
+  restart: () => Promise<void>
+  /** FLUSHALL: every key gone while every connection stays, subscriptions included. */
+  flushAll: () => Promise<void>
+}
+
 /**
- * A redis-server of the test's own on a free port, to pause and kill without touching the shared one. Without the
- * binary the test skips with the reason outside CI, and fails in CI.
+ * A redis-server of the test's own on a free port, to pause, kill, restart or flush without touching the shared one.
+ * It keeps nothing on disk, so a restart starts empty, as a Redis without persistence does. Without the binary the
+ * test skips with the reason outside CI, and fails in CI.
  */
-export async function privateRedis (t: Test): Promise<{ url: `redis://${string}`, pause: () => void, resume: () => void } | undefined> {
+export async function privateRedis (t: Test): Promise<PrivateRedis | undefined> {
   if (spawnSync('redis-server', ['--version']).error !== undefined) {
     if (process.env.CI === 'true') throw new Error('redis-server is not installed (CI must have it)')
     t.plan(0, 'redis-server is not installed; install it to run this test')
     return undefined
   }
   const port = await freePort()
-  const server: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
-  t.teardown(() => { server.kill('SIGCONT'); server.kill('SIGKILL') })
   const url = `redis://127.0.0.1:${port}` as const
+  let server: ChildProcess | undefined
+  const start = async (): Promise<void> => {
+    const started = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
+    server = started
+    await answering(url)
+  }
+  const kill = async (): Promise<void> => {
+    const running = server
+    server = undefined
+    if (running === undefined || running.exitCode !== null || running.signalCode !== null) return
+    const exited = new Promise((resolve) => running.once('exit', resolve))
+    running.kill('SIGCONT')
+    running.kill('SIGKILL')
+    await exited
+  }
+  t.teardown(kill)
+  await start()
+  return {
+    url,
+    pause: () => { server?.kill('SIGSTOP') },
+    resume: () => { server?.kill('SIGCONT') },
+    kill,
+    restart: async () => { await kill(); await start() },
+    flushAll: async () => {
+      const admin = new Redis(url, { maxRetriesPerRequest: 0 })
+      try {
+        await admin.flushall()
+      } finally {
+        admin.disconnect()
+      }
+    }
+  }
+}
+
+/** Resolves once a server answers at `url` (refused until it listens), within 2 s. */
+async function answering (url: string): Promise<void> {
   for (let i = 0; i < 100; i++) {
     const probe = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
     probe.on('error', () => {}) // refused until the server listens: that is what the loop waits for
     try {
       await probe.connect()
       probe.disconnect()
-      break
+      return
     } catch {
       probe.disconnect()
       await sleep(20)
     }
   }
-  return { url, pause: () => { server.kill('SIGSTOP') }, resume: () => { server.kill('SIGCONT') } }
 }
 
 /**

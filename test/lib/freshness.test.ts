@@ -133,6 +133,50 @@ test('tags: invalidateTag drops every entry with the tag at once, fences loads i
   await t.rejects(app.set('x', 1, { tags: 'catalog' as never }), { message: /appCache.set: option "tags"/ })
 })
 
+test('invalidateTag fences a second load started while the first, invalidated, still runs', async (t) => {
+  const { app } = level(t)
+  const gates = new Gates()
+  const load = (name: string) => async (): Promise<string> => { await gates.get(name).pass(); return name }
+  const first = app.getOrLoad('p', load('first'), { tags: ['catalog'] })
+  await gates.get('first').reached
+  await app.invalidate('p')
+  const second = app.getOrLoad('p', load('second'), { tags: ['catalog'] })
+  await gates.get('second').reached
+  // The first load ends while the second runs: what it leaves behind must still name the second.
+  gates.get('first').release()
+  t.equal(await first, 'first')
+  await app.invalidateTag('catalog')
+  const third = app.getOrLoad('p', load('third'), { tags: ['catalog'] })
+  gates.get('second').release()
+  gates.get('third').release()
+  t.equal(await second, 'second')
+  t.equal(await third, 'third', 'a caller after invalidateTag does not join the load from before it')
+  t.equal(await app.get('p'), 'third', 'and the load from before wrote nothing')
+})
+
+test('one background load at a time, even when a load of the key that was fenced ends while it runs', async (t) => {
+  const time = clock(t)
+  const { app } = level(t)
+  const gates = new Gates()
+  let version = 0
+  const loader = async (): Promise<number> => {
+    const mine = ++version
+    if (mine > 1) await gates.get(`load${mine}`).pass()
+    return mine
+  }
+  const options = { ttl: 1000, staleWhileRevalidate: 10_000 }
+  t.equal(await app.getOrLoad('rates', loader, options), 1)
+  time.tick(1001)
+  t.equal(await app.getOrLoad('rates', loader, options), 1, 'stale: served while load 2 runs in the background')
+  await gates.get('load2').reached
+  t.equal(await app.getOrLoad('rates', loader, options), 1)
+  t.equal(app.stats.backgroundLoads, 1, 'a second stale hit joins it')
+  gates.get('load2').release()
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(await app.getOrLoad('rates', loader, options), 2)
+  t.equal(app.stats.backgroundLoads, 1)
+})
+
 test('refresh jitter: each instance refreshes a defined key refreshInterval ± jitter after the last', async (t) => {
   const fake = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout', 'Date'] })
   t.teardown(() => fake.uninstall())
@@ -174,16 +218,20 @@ test('without the versions of the shared store, a tagged entry is loaded again r
   let readable = false
   const store = Object.assign(inner, {
     tags: {
-      read: async () => { if (!readable) throw new Error('redis paused'); return { catalog: 0 } },
-      bump: async (names: readonly string[]) => Object.fromEntries(names.map((name) => [name, 1]))
+      read: async () => { if (!readable) throw new Error('redis paused'); return { epoch: 'e', versions: { catalog: 0 } } },
+      bump: async (names: readonly string[]) => ({ epoch: 'e', versions: Object.fromEntries(names.map((name) => [name, 1])) })
     }
   })
-  const app = new AppCache({ store, ttl: 0, log: { warn: () => {} } })
+  const warnings: string[] = []
+  const app = new AppCache({ store, ttl: 0, log: { warn: (_details, message) => { warnings.push(message) } } })
   t.teardown(() => { app.stop() })
   await app.start()
   await app.set('p', 'OLD', { tags: ['catalog'] })
-  t.equal(await app.getOrLoad('p', () => 'loaded'), 'loaded', 'the versions are unknown: not served')
+  t.equal(await app.getOrLoad('p', () => 'loaded', { tags: ['catalog'] }), 'loaded', 'the versions are unknown: not served')
+  t.equal(await app.getOrLoad('p', () => 'loaded again', { tags: ['catalog'] }), 'loaded again', 'nor what was loaded meanwhile')
   t.equal(await app.get('untagged-missing'), undefined)
+  t.equal(app.stats.snapshot().tagsUnknown, 2, 'counted, each time')
+  t.same(warnings.filter((message) => message.includes('tag versions are unknown')).length, 1, 'and logged once per burst')
   readable = true
   await new Promise((resolve) => setTimeout(resolve, 1100))
   await app.set('q', 'NEW', { tags: ['catalog'] })

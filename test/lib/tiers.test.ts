@@ -60,6 +60,9 @@ async function instance (t: Test, options: InstanceOptions): Promise<Instance> {
   const tier = new TieredStore({ l2: options.wrap?.(l2) ?? l2, max: options.max ?? 100, ttl: options.ttl ?? 10_000, bus })
   t.teardown(async () => { await tier.close() })
   await bus.subscribed
+  // The subscription taking hold: what was published before it was never heard.
+  t.same(heard, [{ clear: true }])
+  heard.length = 0
   return { tier, bus, l2, client, heard }
 }
 

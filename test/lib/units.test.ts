@@ -81,6 +81,30 @@ test('single flight: a fence detaches the running load and tells it, callers aft
   t.same(fenced, [true, true], 'fenceAll fences every running load')
 })
 
+test('single flight: fenceTagged fences the running loads with one of the tags, whichever flight of the key runs now', async (t) => {
+  const flights = new SingleFlight()
+  const holds = new Map<string, () => void>()
+  const fenced = new Map<string, boolean>()
+  const start = (name: string, key: string, tags: string[]): Promise<void> => flights.loadOnce(key, async (flight) => {
+    await new Promise<void>((resolve) => { holds.set(name, resolve) })
+    fenced.set(name, flight.fenced)
+  }, tags)
+  const first = start('first', 'p', ['catalog'])
+  flights.fence('p')
+  const second = start('second', 'p', ['catalog'])
+  const other = start('other', 'q', ['brand'])
+  holds.get('first')?.()
+  await first
+  t.ok(flights.has('p'), 'the end of the fenced flight leaves the one after it in place')
+  flights.fenceTagged(['catalog'])
+  t.notOk(flights.has('p'))
+  t.ok(flights.has('q'), 'a load without the tag runs on')
+  holds.get('second')?.()
+  holds.get('other')?.()
+  await Promise.all([second, other])
+  t.same(Object.fromEntries(fenced), { first: true, second: true, other: false })
+})
+
 test('memory store: bounded LRU, ttl, rolling, batch reads, eviction callback', async (t) => {
   let evicted = 0
   const store = new MemoryStore({ max: 2, ttl: 60, rolling: true, onEvict: () => { evicted++ } })

@@ -55,7 +55,7 @@ test('GET stats: the levels and their stats, plus hit ratios', async (t) => {
   t.equal(res.statusCode, 200)
   const body = res.json()
   t.same(Object.keys(body.levels), ['request', 'session', 'app', 'route'])
-  t.match(body.levels.app, { hits: 1, misses: 1, loads: 1, size: 1, pinned: 1, hitRatio: 0.5 })
+  t.match(body.levels.app, { hits: 1, misses: 1, loads: 1, size: 1, pinned: 1, tagsUnknown: 0, hitRatio: 0.5 })
   t.equal(body.levels.request.hitRatio, null, 'null before the first lookup')
   t.type(body.at, 'number')
   t.match(lines.find((line) => line.route === 'GET /_cache/stats'), { level: 30, statusCode: 200, outcome: 'ok' })

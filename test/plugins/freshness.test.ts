@@ -26,11 +26,11 @@ for (const options of [{}, { l1: false as const }]) {
     t.equal(await b.appCache.get('p1'), 'shoe', 'B reads it (and keeps it in its memory tier)')
     t.equal(await b.appCache.get('p2'), 'sock')
     await a.appCache.invalidateTag('product:1')
-    const took = await until(() => b.appCache.tags.current(['product:1'], [0]) === false, 100)
+    const took = await until(() => b.appCache.tags.of(['product:1']).versions[0] === 1, 100)
     t.ok(took < 100, `B heard of it in ${took.toFixed(1)} ms`)
     t.equal(await b.appCache.get('p1'), undefined, 'B no longer serves the tagged entry')
     t.equal(await b.appCache.get('p2'), 'sock', 'nor drops the others')
-    t.same(await redis.hgetall(`fmc-fence:${prefix}#tags`), { 'product:1': '1' }, 'the versions live in Redis')
+    t.same(await redis.hgetall(`fmc-fence:${prefix}#tags`), { '': b.appCache.tags.of([]).epoch, 'product:1': '1' }, 'the versions live in Redis, with the epoch they count in')
 
     const c = await instance(t, prefix, options)
     t.equal(await c.appCache.get('p1'), undefined, 'an instance started later reads the versions at start')
@@ -152,7 +152,7 @@ test('route caching: tags, static or from the request, are dropped by appCache.i
     t.equal((await b.inject(url)).headers['x-cache'], 'HIT-APP', `B holds ${url}`)
   }
   await a.appCache.invalidateTag(['catalog', 'product:1'])
-  await until(() => !b.appCache.tags.current(['catalog'], [0]), 100)
+  await until(() => b.appCache.tags.of(['catalog']).versions[0] === 1, 100)
   t.equal((await b.inject('/catalog')).headers['x-cache'], 'MISS', 'dropped on the other instance')
   t.equal((await b.inject('/product/1')).headers['x-cache'], 'MISS')
   t.equal((await b.inject('/product/2')).headers['x-cache'], 'HIT-APP', 'another tag stays')
@@ -182,9 +182,9 @@ test('tags when messages may have been missed: no tagged entry is served until t
   await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')
   // What is promised holds from the moment B sees its connection close (at once on loopback, but an event-loop turn
   // or more after the KILL's reply on a busy machine); ioredis reconnects 50 ms later at the earliest, so A's
-  // message below is published while B is not subscribed. (`current([], [])` is false only while B's versions are
-  // unknown, which is what seeing the connection close makes them.)
-  await until(() => !b.appCache.tags.current([], []), 1000)
+  // message below is published while B is not subscribed. (`current([], [], epoch)`, in the epoch B knows, is false
+  // only while B's versions are unknown, which is what seeing the connection close makes them.)
+  await until(() => !b.appCache.tags.current([], [], b.appCache.tags.of([]).epoch), 1000)
   await a.appCache.invalidateTag('product:1')
   const seen: unknown[] = []
   for (let i = 0; i < 30; i++) {

@@ -170,3 +170,35 @@ test('session ids are stored only as a hash: no key and no field in Redis holds 
   const fields = await client.hgetall(keys[0] as string)
   t.notOk(Object.entries(fields).some(([name, value]) => name.includes(id) || value.includes(id)), 'nor in the hash')
 })
+
+test('fences: a load that read its fence before a change writes nothing once Redis forgot its data, however many changes follow', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const server = await privateRedis(t)
+  if (server === undefined) return
+  const client = new Redis(server.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 20 })
+  client.on('error', () => {})
+  t.teardown(() => { client.disconnect() })
+  const ready = async (): Promise<void> => { if (client.status !== 'ready') await new Promise((resolve) => client.once('ready', resolve)) }
+  await ready()
+  const store = new RedisStore({ client: client as unknown as RedisClient, prefix: 'p:', fenced: true })
+  const fences = store.fences
+  if (fences === undefined) throw new Error('a fenced RedisStore has fences')
+  const losses = { 'a restart': async () => { await server.restart(); await ready() }, FLUSHALL: server.flushAll }
+  for (const [loss, forget] of Object.entries(losses)) {
+    // A change before the load, then one after it began: a fence counted anew after the loss would meet the load's again.
+    for (const change of ['delete', 'clear'] as const) {
+      const act = async (): Promise<void> => { if (change === 'delete') await store.delete('k'); else await store.clear() }
+      await server.flushAll()
+      await act()
+      const fence = await fences.read('k')
+      await act()
+      await forget()
+      t.equal(await fences.setIf('k', 'old', 0, fence), false, `${loss}, no change since: refused`)
+      await act()
+      t.equal(await fences.setIf('k', 'old', 0, fence), false, `${loss}, then a ${change}: refused`)
+      t.equal(await store.get('k'), undefined)
+      t.equal(await fences.setIf('k', 'new', 0, await fences.read('k')), true, 'a load that starts after it writes')
+      t.equal(await store.get('k'), 'new')
+    }
+  }
+})
