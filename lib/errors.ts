@@ -67,3 +67,7 @@ export const UnconfirmedInvalidationError = createError<[number, number, number]
 /** A store operation failed or ran out of its time budget; levels read it as a miss. */
 export const StoreError = createError<[string, string, { cause: unknown }?]>(
   'FST_MULTICACHE_STORE', 'store %s failed: %s', 500)
+
+/** A decorator of a level that is not registered on this instance: the types promise it, the app did not register it. */
+export const NotRegisteredError = createError<[string, string]>(
+  'FST_MULTICACHE_NOT_REGISTERED', '%s is not available: register %s on this instance (or multiCache, which registers every level) before using it', 500)

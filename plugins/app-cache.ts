@@ -81,7 +81,6 @@ const plugin: FastifyPluginAsync<AppCacheOptions> = async (fastify, options) => 
   cache.stats.bus = backend.bus
   addLevel(fastify, 'app', cache)
   exposeMetrics(fastify, read, options.metrics, [['app', cache.stats]])
-  fastify.decorate('appCache', cache)
 
   fastify.addHook('onReady', async () => { await cache.start() })
   fastify.addHook('onClose', async () => { cache.stop() })

@@ -1,6 +1,9 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { CacheLevels } from '../lib/levels.js'
-import { AlreadyRegisteredError } from '../lib/errors.js'
+import { AlreadyRegisteredError, NotRegisteredError } from '../lib/errors.js'
+import type { CacheLookup } from '../lib/lookup.js'
+import type { RequestCache } from '../lib/scopes/request.js'
+import type { SessionCache } from '../lib/scopes/session.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -12,10 +15,49 @@ declare module 'fastify' {
 /** The plugin that adds each level, for messages. */
 export const LEVEL_PLUGINS = { request: 'requestCache', session: 'sessionCache', app: 'appCache', route: 'routeCache' } as const
 
-/** The app's registry of levels, created by whichever level comes first. */
+/** How a request gets what a level gives it, once the level is registered. */
+export interface RequestAccess {
+  reqCache?: (request: FastifyRequest) => RequestCache
+  sessionCache?: (request: FastifyRequest) => SessionCache
+  cache?: (request: FastifyRequest) => CacheLookup
+}
+
+const access = new WeakMap<CacheLevels, RequestAccess>()
+
+/**
+ * The app's registry of levels, created by whichever level comes first. It also declares every decorator the package's
+ * types promise (`request.reqCache`, `.sessionCache`, `.cache`, `fastify.appCache`, `.routeCache`), each answering
+ * what its level gives, or throwing an error that names the plugin to register when that level is not registered:
+ * not `Cannot read properties of undefined` at the first use.
+ */
 export function levelsOf (fastify: FastifyInstance): CacheLevels {
-  if (!fastify.hasDecorator('multiCache')) fastify.decorate('multiCache', new CacheLevels())
-  return fastify.multiCache
+  if (fastify.hasDecorator('multiCache')) return fastify.multiCache
+  const levels = new CacheLevels()
+  const given: RequestAccess = {}
+  access.set(levels, given)
+  fastify.decorate('multiCache', levels)
+  // One getter each (not one generic getter): each reads one field, on every use by every request.
+  fastify.decorateRequest('reqCache', {
+    getter (this: FastifyRequest) { return (given.reqCache ?? missing('request.reqCache', 'requestCache (fastify-multi-cache/request)'))(this) }
+  })
+  fastify.decorateRequest('sessionCache', {
+    getter (this: FastifyRequest) { return (given.sessionCache ?? missing('request.sessionCache', 'sessionCache (fastify-multi-cache/session)'))(this) }
+  })
+  fastify.decorateRequest('cache', {
+    getter (this: FastifyRequest) { return (given.cache ?? missing('request.cache', 'multiCache (fastify-multi-cache)'))(this) }
+  })
+  fastify.decorate('appCache', { getter: () => levels.app ?? missing('fastify.appCache', 'appCache (fastify-multi-cache/app)') })
+  fastify.decorate('routeCache', { getter: () => levels.route ?? missing('fastify.routeCache', 'routeCache (fastify-multi-cache/route)') })
+  return levels
+}
+
+/** Makes `request[name]` answer what `get` gives, for the app whose registry is `levels`. */
+export function provide<K extends keyof RequestAccess> (fastify: FastifyInstance, name: K, get: NonNullable<RequestAccess[K]>): void {
+  (access.get(levelsOf(fastify)) as RequestAccess)[name] = get
+}
+
+function missing (decorator: string, plugin: string): never {
+  throw new NotRegisteredError(decorator, plugin)
 }
 
 /** Adds a level to the app's registry, refusing a second of its kind. */

@@ -1,11 +1,11 @@
-import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify'
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { AlreadyRegisteredError, InvalidOptionError, describe } from '../lib/errors.js'
 import { KeyRule, MAX_KEY_LENGTH } from '../lib/keys.js'
 import { CacheLookup } from '../lib/lookup.js'
 import { readOptions } from '../lib/options.js'
 import { appCache, type AppCacheOptions } from './app-cache.js'
-import { LEVEL_PLUGINS, levelsOf } from './levels.js'
+import { LEVEL_PLUGINS, levelsOf, provide } from './levels.js'
 import { exposeMetrics, type MetricsOptions } from './metrics.js'
 import { requestCache, type RequestCacheOptions } from './request-cache.js'
 import { routeCache, type RouteCacheOptions } from './route-cache.js'
@@ -38,12 +38,8 @@ declare module 'fastify' {
 const kLookup = Symbol('fastify-multi-cache.lookup')
 type Slot = FastifyRequest & { [kLookup]: CacheLookup | null }
 
-/** Each level: the plugin, and how to tell that the app registered it already. */
-const LEVELS = {
-  request: { plugin: requestCache, registered: (f: FastifyInstance) => f.hasRequestDecorator('reqCache') },
-  session: { plugin: sessionCache, registered: (f: FastifyInstance) => f.hasRequestDecorator('sessionCache') },
-  app: { plugin: appCache, registered: (f: FastifyInstance) => f.hasDecorator('appCache') }
-} as const
+/** Each level's plugin. */
+const LEVELS = { request: requestCache, session: sessionCache, app: appCache } as const
 
 const plugin: FastifyPluginAsync<MultiCacheOptions> = async (fastify, options) => {
   if (fastify.hasRequestDecorator(kLookup)) {
@@ -63,13 +59,12 @@ const plugin: FastifyPluginAsync<MultiCacheOptions> = async (fastify, options) =
   for (const name of ['request', 'session', 'app'] as const) {
     const levelOptions = options[name]
     if (levelOptions === false) continue
-    const level = LEVELS[name]
-    if (level.registered(fastify)) {
+    if (levelsOf(fastify)[name] !== undefined) {
       if (levelOptions !== undefined) {
         throw new InvalidOptionError('multiCache', name, `must be left out or false: ${LEVEL_PLUGINS[name]} is registered already, so pass these options to it`, describe(levelOptions))
       }
     } else {
-      await fastify.register(level.plugin as FastifyPluginAsync<object>, { ...logKeys, ...levelOptions })
+      await fastify.register(LEVELS[name] as FastifyPluginAsync<object>, { ...logKeys, ...levelOptions })
     }
     enabled[name] = true
   }
@@ -84,16 +79,12 @@ const plugin: FastifyPluginAsync<MultiCacheOptions> = async (fastify, options) =
 
   const app = enabled.app ? fastify.appCache : undefined
   fastify.decorateRequest(kLookup, null)
-  fastify.decorateRequest('cache', {
-    getter (this: FastifyRequest) {
-      return ((this as Slot)[kLookup] ??= new CacheLookup(
-        enabled.request ? this.reqCache : undefined,
-        enabled.session ? this.sessionCache : undefined,
-        app,
-        keys
-      ))
-    }
-  })
+  provide(fastify, 'cache', (request) => ((request as Slot)[kLookup] ??= new CacheLookup(
+    enabled.request ? request.reqCache : undefined,
+    enabled.session ? request.sessionCache : undefined,
+    app,
+    keys
+  )))
 }
 
 /** All three levels and the hierarchical lookup `request.cache`. */

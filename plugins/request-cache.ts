@@ -4,7 +4,7 @@ import { MAX_KEY_LENGTH } from '../lib/keys.js'
 import { readOptions } from '../lib/options.js'
 import { exposeMetrics, type MetricsOptions } from './metrics.js'
 import { RequestLevel, type RequestCache } from '../lib/scopes/request.js'
-import { addLevel } from './levels.js'
+import { addLevel, provide } from './levels.js'
 // Kept in the emitted .d.ts, unlike the import above: it brings the declaration of `fastify.multiCache` to apps.
 import './levels.js'
 
@@ -43,17 +43,15 @@ const plugin: FastifyPluginAsync<RequestCacheOptions> = async (fastify, options)
 
   // A value slot in the request's shape plus a getter: a request that never touches its cache allocates nothing.
   fastify.decorateRequest(kRequestCache, null)
-  fastify.decorateRequest('reqCache', {
-    getter (this: FastifyRequest) {
-      const slot = this as Slot
-      if (slot[kRequestCache] === null) {
-        const cache = slot[kRequestCache] = level.open(this.log)
-        // A client that goes away before the response: its entries stop counting now (the handler may still use
-        // them); only requests that use the cache listen.
-        this.raw.once('close', () => { if (this.raw.aborted) cache.end() })
-      }
-      return slot[kRequestCache]
+  provide(fastify, 'reqCache', (request) => {
+    const slot = request as Slot
+    if (slot[kRequestCache] === null) {
+      const cache = slot[kRequestCache] = level.open(request.log)
+      // A client that goes away before the response: its entries stop counting now (the handler may still use
+      // them); only requests that use the cache listen.
+      request.raw.once('close', () => { if (request.raw.aborted) cache.end() })
     }
+    return slot[kRequestCache]
   })
   // Drop the entries as the response goes out, even if something still holds the request. onSend rather than
   // onResponse: with an onResponse hook Fastify listens to every response's end, which costs every request of the

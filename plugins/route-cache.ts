@@ -111,7 +111,6 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
   })
   addLevel(fastify, 'route', cache)
   exposeMetrics(fastify, read, options.metrics, [['route', cache.stats]])
-  fastify.decorate('routeCache', cache)
   fastify.decorateRequest(kPending, null)
   // The session level's cookie is a credential whatever the list says; it is known once every plugin is registered.
   let ignored: IgnoredCookies | undefined
@@ -132,7 +131,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
     if (rule.level === 'session' && !fastify.hasPlugin('fastify-multi-cache/session')) {
       throw new InvalidOptionError(where, 'level', "'session' needs the sessionCache plugin registered before the route", describe(rule.level))
     }
-    if (rule.tags !== undefined && !fastify.hasDecorator('appCache')) {
+    if (rule.tags !== undefined && levelsOf(fastify).app === undefined) {
       throw new InvalidOptionError(where, 'tags', 'need the appCache plugin registered before the route (its invalidateTag drops tagged responses)', describe(rule.tags))
     }
     const identity = routeIdentity(route.url, route.constraints)

@@ -6,7 +6,7 @@ import { readOptions } from '../lib/options.js'
 import { exposeMetrics, type MetricsOptions } from './metrics.js'
 import { SessionLevel, type PresentedId, type SessionCache } from '../lib/scopes/session.js'
 import { MemoryStore } from '../lib/stores/memory.js'
-import { addLevel } from './levels.js'
+import { addLevel, provide } from './levels.js'
 // Kept in the emitted .d.ts, unlike the import above: it brings the declaration of `fastify.multiCache` to apps.
 import './levels.js'
 import { sessionCookie, type SessionCookieOptions } from './session-cookie.js'
@@ -117,19 +117,11 @@ const plugin: FastifyPluginAsync<SessionCacheOptions> = async (fastify, options)
   fastify.decorateRequest(kSession, null)
 
   if (getSessionId !== undefined) {
-    fastify.decorateRequest('sessionCache', {
-      getter (this: FastifyRequest) {
-        return ((this as Slot)[kSession] ??= level.open(async () => presentedByApp(await getSessionId(this)), true, this.log))
-      }
-    })
+    provide(fastify, 'sessionCache', (request) => ((request as Slot)[kSession] ??= level.open(async () => presentedByApp(await getSessionId(request)), true, request.log)))
     return
   }
   const cookie = await sessionCookie(fastify, read, options)
-  fastify.decorateRequest('sessionCache', {
-    getter (this: FastifyRequest) {
-      return ((this as Slot)[kSession] ??= level.open(() => cookie.presented(this), false, this.log))
-    }
-  })
+  provide(fastify, 'sessionCache', (request) => ((request as Slot)[kSession] ??= level.open(() => cookie.presented(request), false, request.log)))
   fastify.addHook('onSend', (request, reply, payload, next) => {
     const session = (request as Slot)[kSession]
     const change = session?.cookie

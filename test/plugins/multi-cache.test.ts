@@ -61,8 +61,9 @@ test('multiCache registered twice, or again in an encapsulated context, is refus
 test('false leaves a level out of the app and of the lookup', async (t) => {
   const app = fresh(t)
   await app.register(multiCache, { session: false, app: false })
-  t.notOk(app.hasRequestDecorator('sessionCache'))
-  t.notOk(app.hasDecorator('appCache'))
+  t.equal(app.multiCache.session, undefined)
+  t.equal(app.multiCache.app, undefined)
+  t.throws(() => app.appCache, { code: 'FST_MULTICACHE_NOT_REGISTERED' }, 'its decorator names the plugin to register')
   app.get('/', async (request) => {
     const miss = await request.cache.get('k')
     const loaded = await request.cache.getOrLoad('k', () => 1, { level: 'request' })
