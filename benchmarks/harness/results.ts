@@ -5,8 +5,10 @@ import type { Spread } from './rounds.js'
 
 /** A target a figure must meet, such as `>= 2.5` for a throughput ratio or `<= 2` for a time ratio. */
 export interface Target {
-  op: '>=' | '<=' | '<' | '='
+  /** `within`: from `value` to `upper`, both included (an A/A control that must read about 1). */
+  op: '>=' | '<=' | '<' | '=' | 'within'
   value: number
+  upper?: number
   /** Which figure must meet it: the median (default), or the worst round's where every round must (no failure). */
   of?: 'median' | 'max'
 }
@@ -36,6 +38,7 @@ export function meets (value: number, target: Target): boolean {
     case '<=': return value <= target.value
     case '<': return value < target.value
     case '=': return value === target.value
+    case 'within': return value >= target.value && value <= (target.upper ?? target.value)
   }
 }
 
@@ -96,6 +99,7 @@ function figure (value: number): string {
 
 function targetText (target: Target | undefined): string {
   if (target === undefined) return 'reported'
+  if (target.op === 'within') return `${figure(target.value)} – ${figure(target.upper ?? target.value)}`
   return `${target.op} ${figure(target.value)}` + (target.of === 'max' ? ' in every round' : '')
 }
 

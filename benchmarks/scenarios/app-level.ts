@@ -1,7 +1,6 @@
 // 4. A catalog of 1,000 products: from the database, cached as a whole response, cached as an object.
 import { fileURLToPath } from 'node:url'
 import Fastify from 'fastify'
-import multiCache from '../../index.js'
 import type { ServerFactories } from '../harness/children.js'
 import { SimulatedDatabase } from '../harness/database.js'
 import { SECRET, catalog } from '../harness/fixtures.js'
@@ -10,6 +9,7 @@ import { result } from '../harness/results.js'
 import { spread } from '../harness/rounds.js'
 import type { Scenario } from '../harness/scenario.js'
 import { settings } from '../harness/settings.js'
+import { multiCache } from '../harness/package.js'
 
 const PRODUCTS = catalog(1000)
 

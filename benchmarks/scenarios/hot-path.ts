@@ -7,14 +7,13 @@ import { createCache as createCacheManager } from 'cache-manager'
 import { Cacheable } from 'cacheable'
 import Fastify from 'fastify'
 import { LRUCache } from 'lru-cache'
-import { appCache } from '../../index.js'
-import { RequestLevel } from '../../lib/scopes/request.js'
 import { runTask, type TaskFunctions } from '../harness/children.js'
 import { result, type Result, type Target } from '../harness/results.js'
 import { pairedRatios, spread } from '../harness/rounds.js'
 import type { Scenario } from '../harness/scenario.js'
 import { settings } from '../harness/settings.js'
 import { Bench } from 'tinybench'
+import { appCache, RequestLevel } from '../harness/package.js'
 
 /** Operations per timed call: a single hit is shorter than the timer's own cost, so each call makes this many. */
 const BATCH = 100

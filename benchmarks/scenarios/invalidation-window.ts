@@ -6,7 +6,6 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
-import { appCache } from '../../index.js'
 import { startServer, type ServerFactories, type ServerHandle } from '../harness/children.js'
 import { getJson } from '../harness/http.js'
 import { SHARED_REDIS, namespaceFor, sweepAndReport } from '../harness/redis.js'
@@ -14,6 +13,7 @@ import { result, type Result } from '../harness/results.js'
 import { percentile, spread } from '../harness/rounds.js'
 import type { Scenario } from '../harness/scenario.js'
 import { settings } from '../harness/settings.js'
+import { appCache } from '../harness/package.js'
 
 /** Rounds of each kind: without `wait` and with it, one after the other. */
 const ROUNDS = settings.quick ? 40 : 300

@@ -1,11 +1,10 @@
 // 9. Heap per idle session holding one small entry, with 100,000 sessions in the memory store.
 import { fileURLToPath } from 'node:url'
-import { SessionLevel } from '../../lib/scopes/session.js'
-import { MemoryStore } from '../../lib/stores/memory.js'
 import { runTask, type TaskFunctions } from '../harness/children.js'
 import { result } from '../harness/results.js'
 import { spread } from '../harness/rounds.js'
 import type { Scenario } from '../harness/scenario.js'
+import { SessionLevel, MemoryStore } from '../harness/package.js'
 
 const SESSIONS = 100_000
 const ROUNDS = 3
@@ -33,7 +32,7 @@ async function footprint (): Promise<Footprint> {
   const before = collect()
   const ttl = 30 * 60_000
   const store = new MemoryStore({ max: SESSIONS, ttl, rolling: true, onEvict: () => { level.stats.evictions++ } })
-  const level: SessionLevel = new SessionLevel({ ttl, maxEntriesPerSession: 100, store })
+  const level: InstanceType<typeof SessionLevel> = new SessionLevel({ ttl, maxEntriesPerSession: 100, store })
   for (let i = 0; i < SESSIONS; i++) {
     // One request of a new visitor: no cookie presented, one write creates the session.
     await level.open(() => undefined).set('cart', { sku: SKU, quantity: 1 + (i % 5) })

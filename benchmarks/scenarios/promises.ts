@@ -2,7 +2,6 @@
 // at request level, "100 ms per request saved" at session level, "500 ms → 5 ms" and "5–10× throughput" at app level.
 import { fileURLToPath } from 'node:url'
 import Fastify, { type FastifyRequest } from 'fastify'
-import multiCache from '../../index.js'
 import type { ServerFactories, ServerParams } from '../harness/children.js'
 import { SimulatedDatabase } from '../harness/database.js'
 import { CART, SECRET, USER, catalog as catalogOf, openSessions } from '../harness/fixtures.js'
@@ -11,6 +10,7 @@ import { result, type Result } from '../harness/results.js'
 import { pairedRatios, spread } from '../harness/rounds.js'
 import type { Scenario } from '../harness/scenario.js'
 import { settings } from '../harness/settings.js'
+import { multiCache } from '../harness/package.js'
 
 /** Few connections: the figures promised are per request, not under saturation (the app level's throughput aside). */
 const CONNECTIONS = 5

@@ -4,7 +4,6 @@
 // false`), every miss pays the budget for the whole pause.
 import { fileURLToPath } from 'node:url'
 import Fastify from 'fastify'
-import { appCache } from '../../index.js'
 import { startServer, type ServerFactories, type ServerHandle } from '../harness/children.js'
 import { SimulatedDatabase } from '../harness/database.js'
 import { measureHttp, recordTimeline, type HttpLoad, type Timeline } from '../harness/http.js'
@@ -13,6 +12,7 @@ import { result, type Result } from '../harness/results.js'
 import { percentile, spread } from '../harness/rounds.js'
 import type { Scenario } from '../harness/scenario.js'
 import { settings } from '../harness/settings.js'
+import { appCache } from '../harness/package.js'
 
 const ROUNDS = settings.quick ? 2 : 5
 /** Seconds of load before the pause, of the pause, and after it. */

@@ -5,7 +5,6 @@ import { BentoCache, bentostore } from 'bentocache'
 import { memoryDriver } from 'bentocache/drivers/memory'
 import { redisBusDriver, redisDriver } from 'bentocache/drivers/redis'
 import Fastify from 'fastify'
-import { appCache, type AppCacheOptions } from '../../index.js'
 import type { ServerFactories, ServerParams } from '../harness/children.js'
 import { SimulatedDatabase } from '../harness/database.js'
 import { RATES } from '../harness/fixtures.js'
@@ -14,6 +13,8 @@ import { SHARED_REDIS, namespaceFor, redisAddress, sweepAndReport } from '../har
 import { result } from '../harness/results.js'
 import type { Scenario } from '../harness/scenario.js'
 import { settings } from '../harness/settings.js'
+import { appCache } from '../harness/package.js'
+import type { AppCacheOptions } from '../../index.js'
 
 /** Both caches keep the entry this long, so that neither loads again during a run. */
 const TTL = '10m'

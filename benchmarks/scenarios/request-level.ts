@@ -1,7 +1,6 @@
 // 2. A handler that needs the current user three times: three queries, or one through request.reqCache.
 import { fileURLToPath } from 'node:url'
 import Fastify from 'fastify'
-import multiCache from '../../index.js'
 import type { ServerFactories } from '../harness/children.js'
 import { SimulatedDatabase } from '../harness/database.js'
 import { SECRET, USER, type User } from '../harness/fixtures.js'
@@ -9,6 +8,7 @@ import { compareHttp, throughputRatio } from '../harness/http.js'
 import { result } from '../harness/results.js'
 import type { Scenario } from '../harness/scenario.js'
 import { settings } from '../harness/settings.js'
+import { multiCache } from '../harness/package.js'
 
 /** As a real handler does: the user for authorisation, again for personalisation, again for rendering. */
 async function orders (loadUser: () => Promise<User>) {

@@ -4,7 +4,6 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import fastifyCookie from '@fastify/cookie'
 import fastifySession from '@fastify/session'
 import Fastify from 'fastify'
-import multiCache from '../../index.js'
 import type { ServerFactories } from '../harness/children.js'
 import { SimulatedDatabase } from '../harness/database.js'
 import { CART, SECRET, openSessions, type Cart } from '../harness/fixtures.js'
@@ -12,6 +11,7 @@ import { compareHttp, cpuAddedRatio, cpuSaving, throughputRatio } from '../harne
 import { result } from '../harness/results.js'
 import type { Scenario } from '../harness/scenario.js'
 import { settings } from '../harness/settings.js'
+import { multiCache } from '../harness/package.js'
 
 declare module 'fastify' {
   interface Session {
@@ -47,7 +47,8 @@ export const servers: ServerFactories = {
 
   /** With `root`, on the multiCache of that checkout (`npm run bench:profile -- <checkout>` profiles an older one). */
   async sessionCache ({ root }) {
-    const plugin = root === undefined ? multiCache : (await import(pathToFileURL(join(root, 'index.ts')).href) as { default: typeof multiCache }).default
+    const entry = process.env.BENCH_SOURCE === '1' ? 'index.ts' : 'dist/esm/index.js'
+    const plugin = root === undefined ? multiCache : (await import(pathToFileURL(join(root, entry)).href) as { default: typeof multiCache }).default
     const app = Fastify()
     await app.register(plugin, { session: { secret: SECRET } })
     app.post('/login', async (request) => {

@@ -5,7 +5,6 @@ import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
-import { appCache } from '../../index.js'
 import { startServer, type ServerFactories, type ServerHandle } from '../harness/children.js'
 import { SimulatedDatabase } from '../harness/database.js'
 import { RATES } from '../harness/fixtures.js'
@@ -15,6 +14,7 @@ import { result, type Result } from '../harness/results.js'
 import { spread } from '../harness/rounds.js'
 import type { Scenario } from '../harness/scenario.js'
 import { settings } from '../harness/settings.js'
+import { appCache } from '../harness/package.js'
 
 const CONCURRENT = 1000
 const INSTANCES = 2

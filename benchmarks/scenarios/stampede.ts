@@ -1,7 +1,6 @@
 // 7. A thousand concurrent requests on a cold key: one loader call per level, on one instance.
 import { fileURLToPath } from 'node:url'
 import Fastify from 'fastify'
-import multiCache from '../../index.js'
 import { startServer, type ServerFactories } from '../harness/children.js'
 import { SimulatedDatabase } from '../harness/database.js'
 import { CART, SECRET, USER, catalog, openSessions } from '../harness/fixtures.js'
@@ -9,6 +8,7 @@ import { getJson } from '../harness/http.js'
 import { result, type Result } from '../harness/results.js'
 import { spread } from '../harness/rounds.js'
 import type { Scenario } from '../harness/scenario.js'
+import { multiCache } from '../harness/package.js'
 
 const CONCURRENT = 1000
 const ROUNDS = 3

@@ -1,13 +1,12 @@
 // 11. Tags: what they add to a hit, and what invalidating one costs with few and with many entries tagged.
 import { fileURLToPath } from 'node:url'
 import { Bench } from 'tinybench'
-import { AppCache } from '../../lib/scopes/application.js'
-import { MemoryStore } from '../../lib/stores/memory.js'
 import { runTask, type TaskFunctions } from '../harness/children.js'
 import { result, type Result } from '../harness/results.js'
 import { pairedRatios, spread } from '../harness/rounds.js'
 import type { Scenario } from '../harness/scenario.js'
 import { settings } from '../harness/settings.js'
+import { AppCache, MemoryStore } from '../harness/package.js'
 
 /** Hits per timed call: a single hit is shorter than the timer's own cost. */
 const BATCH = 100
@@ -17,7 +16,7 @@ const INVALIDATIONS = 10_000
 const neverCalled = async (): Promise<never> => { throw new Error('a hit must not call the loader') }
 export let sink: unknown
 
-function level (max: number): AppCache {
+function level (max: number): InstanceType<typeof AppCache> {
   return new AppCache({ store: new MemoryStore({ max }), ttl: 0, log: { warn: () => {} } })
 }
 
@@ -37,7 +36,7 @@ async function measure (): Promise<Figures> {
     await plain.set(key, { id: i })
     await tagged.set(key, { id: i }, { tags: ['catalog', `product:${i}`, `brand:${i % 7}`] })
   }
-  const hits = (cache: AppCache) => async () => { for (const key of KEYS) sink = await cache.getOrLoad(key, neverCalled) }
+  const hits = (cache: InstanceType<typeof AppCache>) => async () => { for (const key of KEYS) sink = await cache.getOrLoad(key, neverCalled) }
   const figures: Figures = { plain: [], tagged: [], few: [], many: [] }
   for (let round = 0; round < settings.rounds; round++) {
     const bench = new Bench({ time: settings.microMs, warmupTime: 100 })
