@@ -130,8 +130,12 @@ export interface GroupOperations {
   read (key: string, ttl: number, known?: Group): Awaitable<Group | undefined>
   /** Creates the group unless `key` exists: false when it did, and then nothing was written. */
   create (key: string, group: Group, ttl: number): Awaitable<boolean>
-  /** Applies `change` if the group exists under `fence`: false when it does not, and then nothing was written. */
-  update (key: string, fence: string, change: GroupChange, ttl: number): Awaitable<boolean>
+  /**
+   * Applies `change` if the group exists under `fence`: false when it does not, and then nothing was written. Given
+   * `base`, the copy the change was made on, a store that versions its groups may answer the group as it is after the
+   * change (true otherwise), when nothing else changed it since `base`: a memory tier keeps that instead of reading it.
+   */
+  update (key: string, fence: string, change: GroupChange, ttl: number, base?: Group): Awaitable<boolean | Group>
   /** Deletes the group if it exists under `fence`, returning it as it was at that instant; undefined otherwise. */
   end (key: string, fence: string): Awaitable<Group | undefined>
   /** One field of a partial group, read on its own. */

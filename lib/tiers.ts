@@ -287,7 +287,14 @@ export class TieredStore implements Store {
       // What exists is L2's to say: a copy in L1 may be of a group another instance ended.
       ...(l2.exists === undefined ? {} : { exists: l2.exists.bind(l2) }),
       create: async (key, group, ttl) => await changed(key, () => l2.create(key, group, ttl)),
-      update: async (key, fence, change, ttl) => await changed(key, () => l2.update(key, fence, change, ttl)),
+      update: async (key, fence, change, ttl) => {
+        // L2 may vouch for the group as the change left it, when the change was made on the copy L1 holds.
+        const base = this.memory()?.get(key) as Group | undefined
+        const epoch = this.epoch
+        const result = await changed(key, () => l2.update(key, fence, change, ttl, base))
+        if (typeof result === 'object' && epoch + 1 === this.epoch) this.memory()?.set(key, result, this.l1Ttl(ttl))
+        return result
+      },
       end: async (key, fence) => await changed(key, () => l2.end(key, fence))
     }
   }

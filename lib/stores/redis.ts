@@ -4,6 +4,7 @@ import { withBudget } from '../budget.js'
 import { StoreError } from '../errors.js'
 import { MAX_ENTRY_BYTES, encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
 import type { FenceOperations, TagEpoch, TagOperations, Group, GroupChange, GroupOperations, KeyPage, KeyQuery, Store, TimedValue } from '../store.js'
+import { changed } from './memory.js'
 
 type Argument = string | number | Buffer
 
@@ -74,7 +75,7 @@ export class RedisStore implements Store {
     this.groups = {
       read: async (key, ttl, known) => known?.version === undefined ? await this.readGroup(key, ttl) : await this.checkGroup(key, ttl, known),
       create: async (key, group, ttl) => await this.createGroup(key, group, ttl),
-      update: async (key, fence, change, ttl) => await this.updateGroup(key, fence, change, ttl),
+      update: async (key, fence, change, ttl, base) => await this.updateGroup(key, fence, change, ttl, base),
       end: async (key, fence) => await this.endGroup(key, fence),
       exists: async (keys) => keys.length === 0 ? [] : (await this.transaction('groups.exists', keys.map((key) => ['exists', this.prefix + key]))).map((found) => found === 1)
     }
@@ -177,10 +178,10 @@ export class RedisStore implements Store {
     return { keys, cursor: next === '0' ? undefined : next }
   }
 
+  /** The whole group, its expiry restarted: the check of a copy that matches none (one script, not a transaction). */
   private async readGroup (key: string, ttl: number): Promise<Group | undefined> {
-    const full = this.prefix + key
-    const [hash] = await this.transaction('groups.read', ttl > 0 ? [['hgetallBuffer', full], ['pexpire', full, ttl]] : [['hgetallBuffer', full]])
-    return this.toGroup(Object.entries(hash as Record<string, Buffer>))
+    const reply = await this.run('groups.read', async () => await this.client.callBuffer('EVAL', CHECK, 1, this.prefix + key, ttl, '', '')) as Buffer[] | number
+    return typeof reply === 'number' ? undefined : this.toGroup(pairsOf(reply))
   }
 
   /**
@@ -199,13 +200,28 @@ export class RedisStore implements Store {
     return await this.run('groups.create', async () => await this.client.call('EVAL', CREATE, 1, this.prefix + key, ...args)) === 1
   }
 
-  private async updateGroup (key: string, fence: string, change: GroupChange, ttl: number): Promise<boolean> {
+  /**
+   * Applies `change` under `fence`. Given `base`, the copy the change was made on, and when the group was still at
+   * `base`'s version, answers the group as it now is (its fields as they read back), so that a memory tier in front
+   * keeps it rather than read it all again.
+   */
+  private async updateGroup (key: string, fence: string, change: GroupChange, ttl: number, base?: Group): Promise<boolean | Group> {
     const removed = change.remove ?? []
     const { prefix = '', max = 0 } = change.cap ?? {}
     // Without `keep`, a clear drops the hash whole; with one, it walks the fields.
     const clear = change.clear !== true ? 0 : change.keep === undefined ? 1 : 2
-    const args = [ttl, fence, clear, change.keep ?? '', prefix, max, removed.length, ...removed, ...this.encodeFields(change.set ?? {})]
-    return await this.run('groups.update', async () => await this.client.call('EVAL', UPDATE, 1, this.prefix + key, ...args)) === 1
+    const set = this.encodeFields(change.set ?? {})
+    const args = [ttl, fence, clear, change.keep ?? '', prefix, max, removed.length, ...removed, ...set]
+    const reply = await this.run('groups.update', async () => await this.client.call('EVAL', UPDATE, 1, this.prefix + key, ...args)) as 0 | [number, string, string]
+    if (!Array.isArray(reply)) return false
+    const [, before, after] = reply
+    if (base?.version === undefined || base.fence !== fence || before !== base.version) return true
+    const decoded = Object.create(null) as Record<string, unknown>
+    for (let i = 0; i < set.length; i += 2) decoded[set[i] as string] = this.decode(set[i + 1])
+    const uncapped = changed(base.fields, { ...change, set: decoded, cap: undefined })
+    // The cap drops fields in the hash's own order, which a large hash does not keep: vouched for only when it dropped none.
+    if (change.cap !== undefined && Object.keys(uncapped).filter((name) => name.startsWith(prefix)).length > max) return true
+    return { fence, fields: uncapped, version: after }
   }
 
   private async endGroup (key: string, fence: string): Promise<Group | undefined> {
@@ -344,8 +360,9 @@ return 1`
 // field set again is deleted first, so that a small hash's order is write order.
 // Every change moves the version ('#'), which a clear keeps, so that no copy of the group from before can pass for it.
 const UPDATE = `if redis.call('hget', KEYS[1], '') ~= ARGV[2] then return 0 end
+local before = redis.call('hget', KEYS[1], '#') or ''
 if ARGV[3] == '1' then
-  local version = redis.call('hget', KEYS[1], '#')
+  local version = before ~= '' and before or false
   redis.call('del', KEYS[1])
   redis.call('hset', KEYS[1], '', ARGV[2])
   if version then redis.call('hset', KEYS[1], '#', version) end
@@ -355,7 +372,7 @@ elseif ARGV[3] == '2' then
     if name ~= '' and name ~= '#' and string.sub(name, 1, #keep) ~= keep then redis.call('hdel', KEYS[1], name) end
   end
 end
-redis.call('hincrby', KEYS[1], '#', 1)
+local after = redis.call('hincrby', KEYS[1], '#', 1)
 local n = tonumber(ARGV[7])
 if n > 0 then redis.call('hdel', KEYS[1], unpack(ARGV, 8, 7 + n)) end
 if #ARGV > 7 + n then
@@ -372,7 +389,7 @@ if max > 0 then
   for i = 1, #kind - max do redis.call('hdel', KEYS[1], kind[i]) end
 end
 if ARGV[1] ~= '0' then redis.call('pexpire', KEYS[1], ARGV[1]) end
-return 1`
+return {1, before, tostring(after)}`
 
 // ARGV: ttl, the fence and the version of the copy held. 0: no group; 1: the copy is current; else the group.
 const CHECK = `local held = redis.call('hmget', KEYS[1], '', '#')

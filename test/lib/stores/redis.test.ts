@@ -106,8 +106,18 @@ test('groups: one hash per key under a fence, changed atomically, whose expiry e
   t.same({ ...(await groups.read('s', 3000, cleared as Group))?.fields }, { g: 7 }, 'a changed group answers what it holds now')
   t.same(await groups.exists?.(['s', 'nothing']), [true, false])
 
+  // A change made on a copy: the group as the change left it, only when nothing else changed it since that copy.
+  const copyOf = await groups.read('s', 3000) as Group
+  const vouched = await groups.update('s', 'f', { set: { h: { at: new Date(0) } } }, 3000, copyOf)
+  t.same(typeof vouched === 'object' ? { ...vouched.fields } : vouched, { g: 7, h: { at: '1970-01-01T00:00:00.000Z' } }, 'its fields as they read back (a Date as JSON keeps it)')
+  t.same(vouched, await groups.read('s', 3000), 'exactly what a read answers')
+  t.equal(await groups.update('s', 'f', { set: { i: 8 } }, 3000, copyOf), true, 'a copy another change overtook is not vouched for')
+  t.same({ ...(await groups.read('s', 3000))?.fields }, { g: 7, h: { at: '1970-01-01T00:00:00.000Z' }, i: 8 }, 'and the change still applies')
+  const full = await groups.read('s', 3000) as Group
+  t.equal(await groups.update('s', 'f', { set: { j: 9 }, cap: { prefix: '', max: 3 } }, 3000, full), true, 'nor one whose cap dropped a field (the hash keeps its own order)')
+
   t.equal(await groups.end('s', 'g'), undefined, 'end under another fence does nothing')
-  t.same({ ...(await groups.end('s', 'f'))?.fields }, { g: 7 }, 'end answers what the group held')
+  t.same(Object.keys((await groups.end('s', 'f'))?.fields ?? {}).length, 3, 'end answers what the group held')
   t.equal(await client.exists(prefix + 's'), 0)
   t.equal(await groups.update('s', 'f', { set: { late: 1 } }, 3000), false, 'a late write cannot bring an ended group back')
   t.equal(await client.exists(prefix + 's'), 0)
