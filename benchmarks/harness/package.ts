@@ -7,7 +7,9 @@ async function load<T> (path: string): Promise<T> {
   return await import(new URL(`${root}/${path}`, import.meta.url).href) as T
 }
 
-export const { default: multiCache, appCache, requestCache, sessionCache, MemoryStore } = await load<typeof import('../../index.js')>('index.js')
+export const { default: multiCache, appCache, requestCache, sessionCache, MemoryStore, RedisStore } = await load<typeof import('../../index.js')>('index.js')
 export const { SessionLevel } = await load<typeof import('../../lib/scopes/session.js')>('lib/scopes/session.js')
 export const { RequestLevel } = await load<typeof import('../../lib/scopes/request.js')>('lib/scopes/request.js')
 export const { AppCache } = await load<typeof import('../../lib/scopes/application.js')>('lib/scopes/application.js')
+export const { ResponseCache } = await load<typeof import('../../lib/response-cache.js')>('lib/response-cache.js')
+export const { toCachedResponse } = await load<typeof import('../../lib/http/response.js')>('lib/http/response.js')

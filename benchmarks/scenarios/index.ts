@@ -1,5 +1,6 @@
 import type { Scenario } from '../harness/scenario.js'
 import { appLevel } from './app-level.js'
+import { growth } from './growth.js'
 import { hotPath } from './hot-path.js'
 import { invalidationWindow } from './invalidation-window.js'
 import { memory } from './memory.js'
@@ -25,6 +26,7 @@ export const scenarios: readonly Scenario[] = [
   appLevel,
   hotPath,
   tags,
+  growth,
   stampede,
   memory,
   redisTwoTier,

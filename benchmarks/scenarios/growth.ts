@@ -1,0 +1,298 @@
+// 15. Cost as the work grows: a hit, a session read and a route cache hit with a thousand times more data held; a
+// user's sessions listed and ended with a hundred times more of them; clear() of 100,000 keys in Redis.
+import { fileURLToPath } from 'node:url'
+import { setTimeout as sleep } from 'node:timers/promises'
+import Fastify from 'fastify'
+import { Redis } from 'ioredis'
+import { LRUCache } from 'lru-cache'
+import { runTask, type TaskFunctions } from '../harness/children.js'
+import { SHARED_REDIS, namespaceFor } from '../harness/redis.js'
+import { result, type Result } from '../harness/results.js'
+import { percentile, spread } from '../harness/rounds.js'
+import type { Scenario } from '../harness/scenario.js'
+import { settings } from '../harness/settings.js'
+import { MemoryStore, RedisStore, ResponseCache, SessionLevel, appCache, toCachedResponse } from '../harness/package.js'
+
+/** Reads timed per figure, at random among the keys held, so that a large store is read all over (as caches are). */
+const READS = 200_000
+const SMALL = { id: 1, name: 'a small value', price: 10 }
+
+/** A client of the shared Redis, once it is ready (the store fails a command at once while it is not). */
+async function connected (): Promise<Redis> {
+  const client = new Redis(SHARED_REDIS)
+  await client.ping()
+  return client
+}
+
+function collect (): number {
+  const gc = (globalThis as { gc?: () => void }).gc
+  if (gc === undefined) throw new Error('run with --expose-gc')
+  gc()
+  gc()
+  return process.memoryUsage().heapUsed
+}
+
+/**
+ * `count` random indexes below `size`, drawn before the clock starts: over every key held (`all`), or over a hot set
+ * of 1,000 of them spread across the store (`hot`), as a cache's reads mostly go. Reads over all of a large store miss
+ * the CPU's caches whatever the code does (lru-cache alone slows down as much): the hot set shows what the code adds.
+ */
+function picks (size: number, count: number, pattern: 'hot' | 'all'): Uint32Array {
+  const at = new Uint32Array(count)
+  const step = Math.max(1, Math.floor(size / 1000))
+  for (let i = 0; i < count; i++) at[i] = pattern === 'all' ? Math.floor(Math.random() * size) : Math.floor(Math.random() * Math.min(size, 1000)) * step
+  return at
+}
+
+/** ns per read of `read` over the hot set and over every key, each after a warm-up pass. */
+async function timed (size: number, count: number, read: (index: number) => Promise<void> | void): Promise<{ hot: number, all: number }> {
+  const per = async (pattern: 'hot' | 'all'): Promise<number> => {
+    const at = picks(size, count, pattern)
+    const run = async (): Promise<void> => { for (let i = 0; i < count; i++) await read(at[i] as number) }
+    await run()
+    const started = process.hrtime.bigint()
+    await run()
+    return Number(process.hrtime.bigint() - started) / count
+  }
+  return { hot: await per('hot'), all: await per('all') }
+}
+
+interface Figure { hot: number, all: number, bytes?: number }
+/** Every read's result lands here, so the engine cannot drop the reads as dead code. */
+export let sink: unknown
+
+/** An appCache hit among `size` entries, in memory or in the memory tier in front of Redis; bytes per entry beside lru-cache's. */
+async function appHits (size: number, redis: boolean): Promise<Figure> {
+  const before = collect()
+  const app = Fastify()
+  const client = redis ? await connected() : undefined
+  const prefix = namespaceFor(`growth-app-${size}`)
+  await app.register(appCache, redis ? { store: client as never, prefix, l1: { max: size, ttl: '1h' } } : { max: size })
+  await app.ready()
+  const keys = Array.from({ length: size }, (_, i) => `product:${i}`)
+  for (let i = 0; i < size; i += 1000) await Promise.all(keys.slice(i, i + 1000).map(async (key, j) => { await app.appCache.set(key, { ...SMALL, id: i + j }) }))
+  const bytes = (collect() - before) / size
+  const neverCalled = async (): Promise<never> => { throw new Error('a hit must not load') }
+  const ns = await timed(size, READS, async (i) => { sink = await app.appCache.getOrLoad(keys[i] as string, neverCalled) })
+  if (redis) await app.appCache.clear()
+  await app.close()
+  client?.disconnect()
+  return { ...ns, bytes }
+}
+
+/** The same values in lru-cache alone: the floor of what an entry takes, and of what a read costs. */
+async function lruAlone (size: number): Promise<Figure> {
+  const before = collect()
+  const lru = new LRUCache<string, object>({ max: size })
+  const keys = Array.from({ length: size }, (_, i) => `product:${i}`)
+  for (const [i, key] of keys.entries()) lru.set(key, { ...SMALL, id: i })
+  const bytes = (collect() - before) / size
+  return { ...await timed(size, READS, (i) => { sink = lru.get(keys[i] as string) }), bytes }
+}
+
+/** A session read (the cart, by the session's cookie id) among `size` live sessions, in memory or in Redis. */
+async function sessionReads (size: number, redis: boolean): Promise<Figure> {
+  const client = redis ? await connected() : undefined
+  const ttl = 30 * 60_000
+  const store = redis ? new RedisStore({ client: client as never, prefix: namespaceFor(`growth-session-${size}`), timeout: 5000 }) : new MemoryStore({ max: size, ttl, rolling: true })
+  const level = new SessionLevel({ ttl, maxEntriesPerSession: 100, store })
+  const ids: string[] = []
+  for (let i = 0; i < size; i += 500) {
+    ids.push(...await Promise.all(Array.from({ length: Math.min(500, size - i) }, async () => {
+      const session = level.open(() => undefined)
+      await session.set('cart', { sku: 'SKU-1', quantity: 1 })
+      return session.id as string
+    })))
+  }
+  const ns = await timed(size, redis ? READS / 20 : READS, async (i) => { sink = await level.open(() => ({ id: ids[i] as string })).get('cart') })
+  if (redis) await store.clear()
+  client?.disconnect()
+  return ns
+}
+
+/** A route cache hit among `size` stored URLs; bytes a stored response takes beyond its body. */
+async function routeHits (size: number): Promise<Figure> {
+  const body = '{"page":"a small page of a catalog"}'
+  const before = collect()
+  const cache = new ResponseCache({ max: size, maxSize: 2 ** 40, maxVariants: 8, log: { warn () {} } })
+  const now = Date.now()
+  const keys = Array.from({ length: size }, (_, i) => `/products/:id\nGET\nhttp://shop\n/products/${i}`)
+  for (const key of keys) cache.store(key, [], {}, toCachedResponse(200, { 'content-type': 'application/json' }, body, now, 3_600_000), cache.since, now)
+  const bytes = (collect() - before) / size - Buffer.byteLength(body)
+  return { ...await timed(size, READS, (i) => { sink = cache.find(keys[i] as string, {}, now) }), bytes }
+}
+
+/** sessionsOf and destroyAllOf of a user with `sessions` sessions, in memory or in Redis: µs per call. */
+async function userSessions (sessions: number, redis: boolean): Promise<{ list: number, end: number }> {
+  const client = redis ? await connected() : undefined
+  const ttl = 30 * 60_000
+  const store = redis ? new RedisStore({ client: client as never, prefix: namespaceFor(`growth-users-${sessions}`), timeout: 5000 }) : new MemoryStore({ max: 10_000, ttl, rolling: true })
+  const level = new SessionLevel({ ttl, maxEntriesPerSession: 100, store })
+  const lists: number[] = []
+  const ends: number[] = []
+  for (let round = 0; round < 5; round++) {
+    for (let i = 0; i < sessions; i++) {
+      const session = level.open(() => undefined)
+      await session.set('cart', [i])
+      await session.regenerate({ user: 'alice' })
+    }
+    let started = performance.now()
+    const listed = await level.sessionsOf('alice')
+    lists.push((performance.now() - started) * 1000)
+    started = performance.now()
+    const ended = await level.destroyAllOf('alice')
+    ends.push((performance.now() - started) * 1000)
+    if (listed.length !== sessions || ended !== sessions) throw new Error(`listed ${listed.length}, ended ${ended} of ${sessions}`)
+  }
+  if (redis) await store.clear()
+  client?.disconnect()
+  return { list: spread(lists).median, end: spread(ends).median }
+}
+
+/** clear() of a level holding 100,000 keys in Redis: how long it takes, and the longest a PING waited meanwhile. */
+async function redisClear (): Promise<{ ms: number, blockedMs: number, p99Ms: number }> {
+  const keys = 100_000
+  const client = await connected()
+  const probe = await connected()
+  const prefix = namespaceFor('growth-clear')
+  const store = new RedisStore({ client: client as never, prefix, timeout: 5000, fenced: true })
+  for (let i = 0; i < keys; i += 1000) {
+    const batch = client.pipeline()
+    for (let j = i; j < i + 1000; j++) batch.set(prefix + `k${j}`, '{"v":1}')
+    await batch.exec()
+  }
+  // A client of Redis's own, answered between the batches of the clear: what every other user of Redis waits.
+  const waits: number[] = []
+  const probing = { on: true }
+  const probeLoop = (async () => {
+    while (probing.on) {
+      const sent = performance.now()
+      await probe.ping()
+      waits.push(performance.now() - sent)
+      await sleep(1)
+    }
+  })()
+  const started = performance.now()
+  await store.clear()
+  const ms = performance.now() - started
+  probing.on = false
+  await probeLoop
+  const left = await client.keys(prefix.replace(/[*?[\]\\]/g, '\\$&') + '*')
+  if (left.length > 0) throw new Error(`${left.length} keys left after clear()`)
+  client.disconnect()
+  probe.disconnect()
+  return { ms, blockedMs: Math.max(...waits), p99Ms: percentile(waits, 99) }
+}
+
+const SIZES = [1000, 100_000, 1_000_000]
+export const tasks: TaskFunctions = {
+  ...Object.fromEntries(SIZES.map((size) => [`app-memory-${size}`, async () => await appHits(size, false)])),
+  ...Object.fromEntries([1000, 1_000_000].map((size) => [`lru-${size}`, async () => await lruAlone(size)])),
+  ...Object.fromEntries([1000, 100_000].map((size) => [`app-redis-${size}`, async () => await appHits(size, true)])),
+  ...Object.fromEntries([1000, 100_000].flatMap((size) => [
+    [`session-memory-${size}`, async () => await sessionReads(size, false)],
+    [`session-redis-${size}`, async () => await sessionReads(size, true)]
+  ])),
+  ...Object.fromEntries([100, 100_000].map((size) => [`route-${size}`, async () => await routeHits(size)])),
+  ...Object.fromEntries([10, 1000].flatMap((size) => [
+    [`users-memory-${size}`, async () => await userSessions(size, false)],
+    [`users-redis-${size}`, async () => await userSessions(size, true)]
+  ])),
+  'redis-clear': redisClear
+}
+
+const MODULE = fileURLToPath(import.meta.url)
+const HEAP = ['--expose-gc', '--max-old-space-size=4096']
+
+/** Each figure in a fresh process, `rounds` times. */
+async function rounds<T> (task: string, count: number): Promise<T[]> {
+  const all: T[] = []
+  for (let i = 0; i < count; i++) all.push(await runTask<T>(MODULE, task, HEAP))
+  return all
+}
+
+/** Each row's median and spread over rounds of `largest ÷ smallest`. */
+function grown (small: Figure[], large: Figure[], pattern: 'hot' | 'all'): ReturnType<typeof spread> {
+  return spread(large.map((figure, i) => figure[pattern] / (small[i] as Figure)[pattern]))
+}
+
+function ns (figures: Figure[], pattern: 'hot' | 'all'): string {
+  return spread(figures.map((f) => f[pattern])).median.toFixed(0) + ' ns'
+}
+
+export const growth: Scenario = {
+  name: 'growth',
+  async run () {
+    const count = settings.quick ? 1 : 3
+    const rows: Result[] = []
+    const measured = async (name: string): Promise<Figure[]> => await rounds<Figure>(name, count)
+    const flat = (measure: string, small: Figure[], large: Figure[], smallName: string, largeName: string, floor?: [Figure[], Figure[]], extra = ''): void => {
+      rows.push(result({
+        scenario: 'growth',
+        measure: `${measure}, reads over a hot set of 1,000 keys`,
+        contenders: [largeName, smallName],
+        unit: 'time ratio (largest ÷ smallest)',
+        ...grown(small, large, 'hot'),
+        rounds: count,
+        target: { op: '<=', value: 1.3 },
+        context: `${ns(small, 'hot')} with the fewest, ${ns(large, 'hot')} with the most${extra}`
+      }))
+      rows.push(result({
+        scenario: 'growth',
+        measure: `${measure}, reads at random over every key (the CPU's caches missed)`,
+        contenders: [largeName, smallName],
+        unit: 'time ratio (largest ÷ smallest)',
+        ...grown(small, large, 'all'),
+        rounds: count,
+        target: undefined,
+        context: `${ns(small, 'all')} with the fewest, ${ns(large, 'all')} with the most` +
+          (floor === undefined ? '' : `; lru-cache alone grows ${grown(floor[0], floor[1], 'all').median.toFixed(2)}× (${ns(floor[0], 'all')} → ${ns(floor[1], 'all')})`)
+      }))
+    }
+    const [app3, app6, lru3, lru6] = [await measured('app-memory-1000'), await measured('app-memory-1000000'), await measured('lru-1000'), await measured('lru-1000000')]
+    flat('appCache.getOrLoad hit (memory store) among 10^6 entries vs 10^3', app3, app6, 'app-memory-1000', 'app-memory-1000000', [lru3, lru6], `; 10^5: ${ns(await measured('app-memory-100000'), 'hot')}`)
+    rows.push(result({
+      scenario: 'growth',
+      measure: 'heap per entry of a small value, 10^6 entries: appCache (memory store) ÷ lru-cache alone',
+      contenders: ['app-memory-1000000', 'lru-1000000'],
+      unit: 'bytes ratio',
+      ...spread(app6.map((f, i) => (f.bytes as number) / ((lru6[i] as Figure).bytes as number))),
+      rounds: count,
+      target: undefined,
+      context: `${spread(app6.map((f) => f.bytes as number)).median.toFixed(0)} bytes per entry, lru-cache ${spread(lru6.map((f) => f.bytes as number)).median.toFixed(0)}`
+    }))
+    flat('appCache.getOrLoad hit, memory tier in front of Redis, among 10^5 entries vs 10^3', await measured('app-redis-1000'), await measured('app-redis-100000'), 'app-redis-1000', 'app-redis-100000')
+    flat('session read (memory store) among 10^5 live sessions vs 10^3', await measured('session-memory-1000'), await measured('session-memory-100000'), 'session-memory-1000', 'session-memory-100000')
+    flat('session read (Redis, no memory tier: a round trip each) among 10^5 live sessions vs 10^3', await measured('session-redis-1000'), await measured('session-redis-100000'), 'session-redis-1000', 'session-redis-100000')
+    const routes = await measured('route-100000')
+    flat('route cache hit (application level) among 10^5 stored URLs vs 10^2', await measured('route-100'), routes, 'route-100', 'route-100000', undefined,
+      `; ${spread(routes.map((f) => f.bytes as number)).median.toFixed(0)} bytes per stored response beyond its body`)
+    for (const where of ['memory', 'redis'] as const) {
+      const [few, many] = [await rounds<{ list: number, end: number }>(`users-${where}-10`, count), await rounds<{ list: number, end: number }>(`users-${where}-1000`, count)]
+      for (const op of ['list', 'end'] as const) {
+        rows.push(result({
+          scenario: 'growth',
+          measure: `${op === 'list' ? 'sessionsOf' : 'destroyAllOf'} of a user with 1,000 sessions vs 10 (${where}): it grows with the sessions, per session it must not`,
+          contenders: [`users-${where}-1000`, `users-${where}-10`],
+          unit: 'time per session ratio (1,000 ÷ 10)',
+          ...spread(many.map((m, i) => (m[op] / 1000) / ((few[i] as { list: number, end: number })[op] / 10))),
+          rounds: count,
+          target: { op: '<=', value: 1.3 },
+          context: `${spread(few.map((f) => f[op])).median.toFixed(0)} µs for 10, ${spread(many.map((m) => m[op])).median.toFixed(0)} µs for 1,000`
+        }))
+      }
+    }
+    const clears = await rounds<{ ms: number, blockedMs: number, p99Ms: number }>('redis-clear', count)
+    rows.push(result({
+      scenario: 'growth',
+      measure: 'clear() of a level with 10^5 keys in Redis (SCAN and UNLINK in batches): the longest another client of Redis waited meanwhile',
+      contenders: ['redis-clear'],
+      unit: 'ms',
+      ...spread(clears.map((c) => c.blockedMs)),
+      rounds: count,
+      target: { op: '<', value: 10 },
+      context: `clear() took ${spread(clears.map((c) => c.ms)).median.toFixed(0)} ms; a PING every ms waited p99 ${spread(clears.map((c) => c.p99Ms)).median.toFixed(2)} ms`
+    }))
+    return rows
+  }
+}
