@@ -41,11 +41,21 @@ export async function withRedis<T> (url: string, use: (client: Redis) => Promise
  * how many there were: 0 when every contender cleaned up after itself, as each is meant to.
  */
 export async function sweepRun (url = SHARED_REDIS): Promise<number> {
+  return await deleteMatching(`*fmc-bench:${RUN}:*`, url)
+}
+
+/**
+ * Deletes every key of `url` that matches `pattern` (a `SCAN` pattern, such as a contender's prefix and `*`) and
+ * returns how many there were: for servers whose library has no way to empty its namespace.
+ */
+export async function deleteMatching (pattern: string, url = SHARED_REDIS): Promise<number> {
+  // A server process has a run mark of its own: it is given its prefix by the scenario, under this mark.
+  if (!pattern.includes('fmc-bench:')) throw new Error(`benchmarks delete only keys of their own, not ${pattern}`)
   return await withRedis(url, async (client) => {
     let cursor = '0'
     let found = 0
     do {
-      const [next, keys] = await client.scan(cursor, 'MATCH', `*fmc-bench:${RUN}:*`, 'COUNT', 1000)
+      const [next, keys] = await client.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
       if (keys.length > 0) await client.unlink(...keys)
       found += keys.length
       cursor = next

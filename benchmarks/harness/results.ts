@@ -3,12 +3,15 @@ import { cpus } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import type { Spread } from './rounds.js'
 
-/** A target a figure must meet, such as `>= 2.5` for a throughput ratio or `<= 2` for a time ratio. */
+/**
+ * A target a figure must meet, such as `>= 2.5` for a throughput ratio or `<= 2` for a time ratio; `within` a
+ * `tolerance` of `value` for an A/A control, which must read about 1.
+ */
 export interface Target {
-  /** `within`: from `value` to `upper`, both included (an A/A control that must read about 1). */
   op: '>=' | '<=' | '<' | '=' | 'within'
   value: number
-  upper?: number
+  /** With `within`: how far from `value` the figure may be. */
+  tolerance?: number
   /** Which figure must meet it: the median (default), or the worst round's where every round must (no failure). */
   of?: 'median' | 'max'
 }
@@ -38,7 +41,7 @@ export function meets (value: number, target: Target): boolean {
     case '<=': return value <= target.value
     case '<': return value < target.value
     case '=': return value === target.value
-    case 'within': return value >= target.value && value <= (target.upper ?? target.value)
+    case 'within': return Math.abs(value - target.value) <= (target.tolerance ?? 0)
   }
 }
 
@@ -99,7 +102,7 @@ function figure (value: number): string {
 
 function targetText (target: Target | undefined): string {
   if (target === undefined) return 'reported'
-  if (target.op === 'within') return `${figure(target.value)} – ${figure(target.upper ?? target.value)}`
+  if (target.op === 'within') return `${target.value.toFixed(2)} ± ${(target.tolerance ?? 0).toFixed(2)}`
   return `${target.op} ${figure(target.value)}` + (target.of === 'max' ? ' in every round' : '')
 }
 

@@ -10,14 +10,16 @@ import { redisDown } from './redis-down.js'
 import { redisTwoTier } from './redis-two-tier.js'
 import { requestLevel } from './request-level.js'
 import { sessionLevel } from './session-level.js'
+import { sessionRedis } from './session-redis.js'
+import { sessionWindow } from './session-window.js'
 import { stampede } from './stampede.js'
 import { stampedeRedis } from './stampede-redis.js'
 import { tags } from './tags.js'
 
 /**
- * Every scenario, in the order `npm run bench` runs them. `redis-two-tier`, `stampede-redis`, `invalidation-window`
- * and `redis-down` need the shared Redis on 127.0.0.1:6379 (`redis-down` also needs `redis-server`, to start one of
- * its own).
+ * Every scenario, in the order `npm run bench` runs them. `redis-two-tier`, `stampede-redis`, `invalidation-window`,
+ * `session-redis`, `session-window` and `redis-down` need the shared Redis on 127.0.0.1:6379 (`redis-down` also needs
+ * `redis-server`, to start one of its own).
  */
 export const scenarios: readonly Scenario[] = [
   overhead,
@@ -32,6 +34,8 @@ export const scenarios: readonly Scenario[] = [
   redisTwoTier,
   stampedeRedis,
   invalidationWindow,
+  sessionRedis,
+  sessionWindow,
   redisDown,
   promises
 ]
