@@ -25,5 +25,5 @@ export type { LevelStatsSnapshot } from './lib/stats.js'
 export type { MetricsOptions, MetricsRegistry } from './plugins/metrics.js'
 export {
   InvalidOptionError, InvalidKeyError, InvalidValueError, PreloadError, DefineError, UnsupportedError, SerializeError, StoreError,
-  NoSessionError, AlreadyRegisteredError, EntryTooLargeError, UnconfirmedInvalidationError
+  NoSessionError, AlreadyRegisteredError, EntryTooLargeError, LoadTimeoutError, UnconfirmedInvalidationError
 } from './lib/errors.js'

@@ -3,7 +3,10 @@
 // under `moduleResolution: bundler` is not a namespace.
 import { createError } from '@fastify/error'
 
-// One typed error per failure a user may want to match on, by `code` or with `instanceof`.
+// One typed error per failure a user may want to match on, by `code` or with `instanceof`. `instanceof` holds across
+// copies of the package (an app that imports it and also requires it loads the ESM and the CommonJS build, each with
+// its own classes): @fastify/error answers it from a `Symbol.for` of the error's code on the prototype, not from the
+// class that made it. test/package.test.ts proves it on the packed package.
 
 /** An option given at registration is invalid: `<plugin>: option "<name>" <what was expected>, got <value>`. */
 export const InvalidOptionError = createError<[string, string, string, string]>(
