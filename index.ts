@@ -25,5 +25,5 @@ export type { LevelStatsSnapshot } from './lib/stats.js'
 export type { MetricsOptions, MetricsRegistry } from './plugins/metrics.js'
 export {
   InvalidOptionError, InvalidKeyError, InvalidValueError, PreloadError, DefineError, UnsupportedError, SerializeError, StoreError,
-  NoSessionError, AlreadyRegisteredError, EntryTooLargeError, LoadTimeoutError, UnconfirmedInvalidationError
+  NoSessionError, AlreadyRegisteredError, EntryTooLargeError, LoadTimeoutError, UnconfirmedInvalidationError, StoreUnreachableError
 } from './lib/errors.js'

@@ -67,6 +67,13 @@ export const LoadTimeoutError = createError<[string, number]>(
 export const UnconfirmedInvalidationError = createError<[number, number, number]>(
   'FST_MULTICACHE_UNCONFIRMED', 'invalidation: %d of the %d subscribers of the bus did not confirm within %d ms that they dropped the keys; the shared store no longer holds them, but those instances may serve their copy until the message reaches them (at most l1.ttl)', 504)
 
+/**
+ * With `requireStore`, the Redis of a `redis://` URL did not answer at start-up: registration fails rather than start
+ * without it. The message names the plugin, the URL (without its password) and what the connection met.
+ */
+export const StoreUnreachableError = createError<[string, string, string]>(
+  'FST_MULTICACHE_STORE_UNREACHABLE', '%s: the Redis at %s did not answer at start-up (%s), and requireStore is set: the app does not start without it', 503)
+
 /** A store operation failed or ran out of its time budget; levels read it as a miss. */
 export const StoreError = createError<[string, string, { cause: unknown }?]>(
   'FST_MULTICACHE_STORE', 'store %s failed: %s', 500)

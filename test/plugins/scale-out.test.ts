@@ -287,8 +287,7 @@ test('shared-store options are checked at registration and name what was expecte
     [{ store: new Keyv(), l1: { ttl: 0 } }, /appCache \(l1\): option "ttl" must be greater than 0/],
     [{ store: new Keyv(), l1: { size: 1 } }, /appCache \(l1\): option "size" is not an option/],
     [{ lock: true }, /appCache: option "lock" needs a Redis store/],
-    [{ store: 42 }, /appCache: option "store" must be 'memory', 'redis' .*, got 42/],
-    [{ store: 'redis://user:hunter2@127.0.0.1:1' }, /appCache: option "store" names a Redis that did not answer .*, got "redis:\/\/\*\*\*@127.0.0.1:1"/]
+    [{ store: 42 }, /appCache: option "store" must be 'memory', 'redis' .*, got 42/]
   ]
   for (const [options, message] of cases) {
     const app = fresh(t)
