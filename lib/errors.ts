@@ -74,6 +74,10 @@ export const UnconfirmedInvalidationError = createError<[number, number, number]
 export const StoreUnreachableError = createError<[string, string, string]>(
   'FST_MULTICACHE_STORE_UNREACHABLE', '%s: the Redis at %s did not answer at start-up (%s), and requireStore is set: the app does not start without it', 503)
 
-/** A store operation failed or ran out of its time budget; levels read it as a miss. */
+/**
+ * A store operation failed or ran out of its time budget; levels read it as a miss. What reaches a client (a session
+ * write) is a 503: the service is unavailable for now, not broken. While the circuit breaker is open the error carries
+ * `headers: { 'retry-after': seconds }`, which Fastify's default error handler sends.
+ */
 export const StoreError = createError<[string, string, { cause: unknown }?]>(
-  'FST_MULTICACHE_STORE', 'store %s failed: %s', 500)
+  'FST_MULTICACHE_STORE', 'store %s failed: %s', 503)

@@ -34,6 +34,7 @@ test('sessions: an app whose Redis is down at start-up starts, logs one warning,
 
   t.same((await app.inject('/cart')).json(), { cart: null }, 'a read is answered without Redis')
   const refused = await app.inject({ method: 'POST', url: '/cart' })
+  t.equal(refused.statusCode, 503)
   t.match(refused.json(), { code: 'FST_MULTICACHE_STORE' }, 'a write cannot be kept, and says so')
 
   await server.restart()
