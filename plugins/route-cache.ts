@@ -16,6 +16,7 @@ import { readRouteRule, type RouteConfig, type RouteRule } from '../lib/route-co
 import type { KeptVersions } from '../lib/tags.js'
 import { addLevel, levelsOf } from './levels.js'
 import { asArray, beforeHandler, bracketOnSend } from './route-hooks.js'
+import { declaredRoutes } from './route-table.js'
 
 /** `config.cache` of a route: store whole responses and replay them without running the handler. */
 export interface RouteCacheConfig extends RouteConfig<FastifyRequest> {}
@@ -122,9 +123,12 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
   })
   let toldOfSessionPlugin = false
   const lastPreHandlers: Array<{ where: string, route: RouteOptions, lookup: unknown }> = []
+  // Each method and URL this plugin was shown, for finding at `onReady` the cached routes it never saw.
+  const shown = new Set<string>()
 
   // Only routes that opt in get hooks: every other route pays nothing for this plugin.
   fastify.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) shown.add(`${method} ${route.url}`)
     const config = route.config?.cache
     if (config === undefined) return
     const where = `routeCache (${String(route.method)} ${route.url})`
@@ -158,6 +162,21 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       if (asArray(route.preHandler).at(-1) !== lookup) {
         throw new InvalidOptionError(where, 'hook', 'is \'preHandler\', so the lookup must run last, but a plugin registered after routeCache added a preHandler to this route: register that plugin first', describe('preHandler'))
       }
+    }
+  })
+
+  // A route declared before this plugin's onRoute hook existed, or where it does not reach, keeps its config.cache
+  // and is never cached: nothing else would say so. Read from the route table once, at start-up, never per request.
+  fastify.addHook('onReady', async () => {
+    // By URL: a GET and the HEAD route Fastify adds beside it are two routes, and one line.
+    const missed = new Map<string, string[]>()
+    for (const { methods, url, config } of declaredRoutes(fastify)) {
+      if (config.cache === undefined) continue
+      for (const method of methods) if (!shown.has(`${method} ${url}`)) missed.set(url, [...missed.get(url) ?? [], method])
+    }
+    for (const [url, methods] of missed) {
+      const route = `${methods.join(', ')} ${url}`
+      fastify.log.warn({ route }, `routeCache: ${route} has config.cache but is not cached: it was declared before routeCache was registered, or in a plugin context routeCache does not reach. Register routeCache (or multiCache) and await it before declaring cached routes`)
     }
   })
 
