@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { readFile, readdir } from 'node:fs/promises'
+import { readFile, readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { test, type Test } from 'tap'
@@ -36,6 +36,31 @@ test('every js and ts block of the README is a whole example file, as it is ther
   }
   const files = (await readdir(examples)).filter((file) => file !== 'db.js').map((file) => `examples/readme/${file}`)
   t.same(named.toSorted(), files.toSorted(), 'and every example file is in the README')
+})
+
+// npm shows the README without the repository around it: a relative link to a file goes nowhere there.
+test('every link of the README works on the npm page: anchors of its own headings, and files of the repository by absolute URL', async (t) => {
+  const manifest = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { repository: { url: string }, homepage: string, bugs: { url: string } }
+  const repository = manifest.repository.url.replace(/^git\+/, '').replace(/\.git$/, '')
+  t.equal(manifest.homepage, `${repository}#readme`)
+  t.equal(manifest.bugs.url, `${repository}/issues`)
+  const readme = await readFile(join(root, 'README.md'), 'utf8')
+  const prose = readme.replace(/^```[\s\S]*?^```$/gm, '')
+  // GitHub's and npm's heading ids: lower case, punctuation dropped, spaces as hyphens.
+  const anchors = new Set([...prose.matchAll(/^#+ (.+)$/gm)].map(([, heading = '']) => heading.toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replaceAll(' ', '-')))
+  const links = [...prose.matchAll(/\]\(([^)\s]+)\)/g)].map(([, target = '']) => target)
+  t.ok(links.length > 20, `${links.length} links`)
+  for (const target of links) {
+    if (target.startsWith('#')) {
+      t.ok(anchors.has(target.slice(1)), `${target} is a heading of the README`)
+    } else if (target.startsWith(repository + '/')) {
+      const [, kind, path = ''] = /^\/(blob|tree)\/main\/(.+)$/.exec(target.slice(repository.length)) ?? []
+      const found = await stat(join(root, path)).catch(() => undefined)
+      t.ok(kind === 'tree' ? found?.isDirectory() : found?.isFile(), `${target} is a ${kind === 'tree' ? 'folder' : 'file'} of the repository`)
+    } else {
+      t.match(target, /^https:\/\//, `${target} is absolute`)
+    }
+  }
 })
 
 /**
