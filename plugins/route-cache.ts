@@ -1,4 +1,7 @@
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest, RouteOptions, onErrorHookHandler, onSendHookHandler } from 'fastify'
+import type {
+  FastifyPluginAsync, FastifyReply, FastifyRequest, FastifySchema, FastifyTypeProvider, FastifyTypeProviderDefault, RawRequestDefaultExpression,
+  RawServerDefault, RouteGenericInterface, RouteOptions, onErrorHookHandler, onSendHookHandler
+} from 'fastify'
 import fp from 'fastify-plugin'
 import type { Duration } from '../lib/durations.js'
 import { InvalidOptionError, describe } from '../lib/errors.js'
@@ -18,8 +21,32 @@ import { addLevel, levelsOf } from './levels.js'
 import { asArray, beforeHandler, bracketOnSend } from './route-hooks.js'
 import { declaredRoutes } from './route-table.js'
 
-/** `config.cache` of a route: store whole responses and replay them without running the handler. */
-export interface RouteCacheConfig extends RouteConfig<FastifyRequest> {}
+/**
+ * `config.cache` of a route: store whole responses and replay them without running the handler. Its `key` and `tags`
+ * callbacks get the route's request: name the route's generics (and, with a type provider, its schema and provider)
+ * through `cacheConfig<RouteGeneric>({ … })`, since Fastify types `config` alike for every route.
+ */
+export interface RouteCacheConfig<
+  RouteGeneric extends RouteGenericInterface = RouteGenericInterface,
+  SchemaCompiler extends FastifySchema = FastifySchema,
+  TypeProvider extends FastifyTypeProvider = FastifyTypeProviderDefault
+> extends RouteConfig<FastifyRequest<RouteGeneric, RawServerDefault, RawRequestDefaultExpression, SchemaCompiler, TypeProvider>> {}
+
+/**
+ * A route's `config.cache` whose `key` and `tags` callbacks get the request typed as the route's handler gets it:
+ * `cacheConfig<{ Params: { id: string } }>({ level: 'app', key: (request) => request.params.id })`. The generics are
+ * the route's own, in Fastify's order: `RouteGeneric` (as given to `app.get<…>`), then, for a schema read by a type
+ * provider, `SchemaCompiler` (`typeof schema`) and `TypeProvider`. It returns `config` itself: only its type changes.
+ */
+export function cacheConfig<
+  RouteGeneric extends RouteGenericInterface = RouteGenericInterface,
+  SchemaCompiler extends FastifySchema = FastifySchema,
+  TypeProvider extends FastifyTypeProvider = FastifyTypeProviderDefault
+> (config: RouteCacheConfig<RouteGeneric, SchemaCompiler, TypeProvider>): RouteCacheConfig {
+  // Fastify types `config` alike for every route, so what `config.cache` takes is the plain request's; the callbacks
+  // are called with the route's own request, which is what their type says.
+  return config as RouteCacheConfig
+}
 
 export interface RouteCacheOptions {
   /** Add `x-cache: HIT-APP | HIT-SESSION | STALE | MISS | BYPASS` to cached routes' responses. Default true. */

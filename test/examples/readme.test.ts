@@ -69,7 +69,8 @@ test('every link of the README works on the npm page: anchors of its own heading
  */
 async function serve (t: Test, file: string, env: Record<string, string> = {}, lines: string[] = []): Promise<string> {
   await built()
-  const child = spawn(process.execPath, [file], { cwd: examples, env: { ...outside, PORT: '0', SESSION_SECRET: secret, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
+  // A TypeScript example runs as its reader runs one, through tsx.
+  const child = spawn(process.execPath, [...(file.endsWith('.ts') ? ['--import', 'tsx'] : []), file], { cwd: examples, env: { ...outside, PORT: '0', SESSION_SECRET: secret, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
   t.teardown(() => { child.kill() })
   const output = createInterface({ input: child.stdout })
   return await new Promise((resolve, reject) => {
@@ -109,6 +110,14 @@ test('the partial adoption and route caching examples run as written', async (t)
   const first = await fetch(url + '/products')
   const again = await fetch(url + '/products')
   t.same([first.headers.get('x-cache'), again.headers.get('x-cache')], ['MISS', 'HIT-APP'])
+  t.same(await again.json(), await first.json())
+})
+
+test('typed-route.ts: the typed key and tags callbacks run as written', async (t) => {
+  const url = await serve(t, 'typed-route.ts')
+  const first = await fetch(url + '/products/KETTLE')
+  const again = await fetch(url + '/products/kettle')
+  t.same([first.headers.get('x-cache'), again.headers.get('x-cache')], ['MISS', 'HIT-APP'], 'one entry for both spellings, by the key')
   t.same(await again.json(), await first.json())
 })
 
