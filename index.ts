@@ -5,7 +5,7 @@ export { multiCache, type MultiCacheOptions } from './plugins/multi-cache.js'
 export { requestCache, type RequestCacheOptions } from './plugins/request-cache.js'
 export { sessionCache, type SessionCacheOptions, type SessionCookieOptions } from './plugins/session-cache.js'
 export { appCache, type AppCacheOptions } from './plugins/app-cache.js'
-export { routeCache, type RouteCacheOptions, type RouteCacheConfig, type ResponseCache } from './plugins/route-cache.js'
+export { routeCache, cacheConfig, type RouteCacheOptions, type RouteCacheConfig, type ResponseCache } from './plugins/route-cache.js'
 
 export type { Store, Awaitable, GroupOperations, Group, GroupChange, FenceOperations, TagOperations, TagEpoch, Invalidation, TimedValue, KeyQuery, KeyPage } from './lib/store.js'
 export { MemoryStore, type MemoryStoreOptions } from './lib/stores/memory.js'
@@ -25,5 +25,5 @@ export type { LevelStatsSnapshot } from './lib/stats.js'
 export type { MetricsOptions, MetricsRegistry } from './plugins/metrics.js'
 export {
   InvalidOptionError, InvalidKeyError, InvalidValueError, PreloadError, DefineError, UnsupportedError, SerializeError, StoreError,
-  NoSessionError, AlreadyRegisteredError, EntryTooLargeError, UnconfirmedInvalidationError, NotRegisteredError
+  NoSessionError, AlreadyRegisteredError, EntryTooLargeError, LoadTimeoutError, UnconfirmedInvalidationError, StoreUnreachableError, NotRegisteredError
 } from './lib/errors.js'

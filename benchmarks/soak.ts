@@ -81,7 +81,7 @@ for (const store of stores) runs.push(await soak(store))
 printTable(runs)
 
 if (runSeconds === FULL_SECONDS && STORES.every((s) => stores.includes(s))) {
-  const setup = `The demo shop ([examples/shop](examples/shop)) in a child process, ${CONNECTIONS} connections on loopback for ` +
+  const setup = `The demo shop ([examples/shop](https://github.com/fastify-multi-cache/fastify-multi-cache/tree/main/examples/shop)) in a child process, ${CONNECTIONS} connections on loopback for ` +
     `${runSeconds} s per store after ${warmupSeconds} s of warm-up${pinning ? ', the server and the load generator on cores of their own' : ''}, ${busy}. ` +
     'Each connection repeats one visit with a cookie jar of its own: the catalog, two product pages and a missing one (404), ' +
     'a cart line added anonymously, a refused login (401) and a login, a cart line, the cart, the orders, the cart emptied, ' +

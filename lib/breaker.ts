@@ -37,7 +37,11 @@ export class Breaker {
     if (this.current !== 'closed') {
       if (this.current === 'open' && Date.now() >= this.until) this.current = 'half-open'
       if (this.current === 'open' || this.probing) {
-        throw new StoreError(operation, `skipped: the circuit breaker is open after ${this.options.failures} failures in a row`)
+        const error = new StoreError(operation, `skipped: the circuit breaker is open after ${this.options.failures} failures in a row`)
+        // Open, it knows when it lets the next probe through: a client is told when to try again (a probe under way
+        // may close it at any moment, so then nothing is promised).
+        if (this.current === 'open') Object.assign(error, { headers: { 'retry-after': String(Math.max(1, Math.ceil((this.until - Date.now()) / 1000))) } })
+        throw error
       }
       this.probing = true
     }

@@ -3,7 +3,10 @@
 // under `moduleResolution: bundler` is not a namespace.
 import { createError } from '@fastify/error'
 
-// One typed error per failure a user may want to match on, by `code` or with `instanceof`.
+// One typed error per failure a user may want to match on, by `code` or with `instanceof`. `instanceof` holds across
+// copies of the package (an app that imports it and also requires it loads the ESM and the CommonJS build, each with
+// its own classes): @fastify/error answers it from a `Symbol.for` of the error's code on the prototype, not from the
+// class that made it. test/package.test.ts proves it on the packed package.
 
 /** An option given at registration is invalid: `<plugin>: option "<name>" <what was expected>, got <value>`. */
 export const InvalidOptionError = createError<[string, string, string, string]>(
@@ -64,9 +67,20 @@ export const LoadTimeoutError = createError<[string, number]>(
 export const UnconfirmedInvalidationError = createError<[number, number, number]>(
   'FST_MULTICACHE_UNCONFIRMED', 'invalidation: %d of the %d subscribers of the bus did not confirm within %d ms that they dropped the keys; the shared store no longer holds them, but those instances may serve their copy until the message reaches them (at most l1.ttl)', 504)
 
-/** A store operation failed or ran out of its time budget; levels read it as a miss. */
+/**
+ * With `requireStore`, the Redis of a `redis://` URL did not answer at start-up: registration fails rather than start
+ * without it. The message names the plugin, the URL (without its password) and what the connection met.
+ */
+export const StoreUnreachableError = createError<[string, string, string]>(
+  'FST_MULTICACHE_STORE_UNREACHABLE', '%s: the Redis at %s did not answer at start-up (%s), and requireStore is set: the app does not start without it', 503)
+
+/**
+ * A store operation failed or ran out of its time budget; levels read it as a miss. What reaches a client (a session
+ * write) is a 503: the service is unavailable for now, not broken. While the circuit breaker is open the error carries
+ * `headers: { 'retry-after': seconds }`, which Fastify's default error handler sends.
+ */
 export const StoreError = createError<[string, string, { cause: unknown }?]>(
-  'FST_MULTICACHE_STORE', 'store %s failed: %s', 500)
+  'FST_MULTICACHE_STORE', 'store %s failed: %s', 503)
 
 /** A decorator of a level that is not registered on this instance: the types promise it, the app did not register it. */
 export const NotRegisteredError = createError<[string, string]>(

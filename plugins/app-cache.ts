@@ -79,6 +79,7 @@ const plugin: FastifyPluginAsync<AppCacheOptions> = async (fastify, options) => 
   })
   cache.stats.breaker = backend.breaker
   cache.stats.bus = backend.bus
+  if (backend.unreachable !== undefined) cache.log.warn({ operation: 'connect' }, backend.unreachable)
   addLevel(fastify, 'app', cache)
   exposeMetrics(fastify, read, options.metrics, [['app', cache.stats]])
 

@@ -1,4 +1,7 @@
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest, RouteOptions, onErrorHookHandler, onSendHookHandler } from 'fastify'
+import type {
+  FastifyPluginAsync, FastifyReply, FastifyRequest, FastifySchema, FastifyTypeProvider, FastifyTypeProviderDefault, RawRequestDefaultExpression,
+  RawServerDefault, RouteGenericInterface, RouteOptions, onErrorHookHandler, onSendHookHandler
+} from 'fastify'
 import fp from 'fastify-plugin'
 import type { Duration } from '../lib/durations.js'
 import { InvalidOptionError, describe } from '../lib/errors.js'
@@ -16,9 +19,34 @@ import { readRouteRule, type RouteConfig, type RouteRule } from '../lib/route-co
 import type { KeptVersions } from '../lib/tags.js'
 import { addLevel, levelsOf } from './levels.js'
 import { asArray, beforeHandler, bracketOnSend } from './route-hooks.js'
+import { declaredRoutes } from './route-table.js'
 
-/** `config.cache` of a route: store whole responses and replay them without running the handler. */
-export interface RouteCacheConfig extends RouteConfig<FastifyRequest> {}
+/**
+ * `config.cache` of a route: store whole responses and replay them without running the handler. Its `key` and `tags`
+ * callbacks get the route's request: name the route's generics (and, with a type provider, its schema and provider)
+ * through `cacheConfig<RouteGeneric>({ … })`, since Fastify types `config` alike for every route.
+ */
+export interface RouteCacheConfig<
+  RouteGeneric extends RouteGenericInterface = RouteGenericInterface,
+  SchemaCompiler extends FastifySchema = FastifySchema,
+  TypeProvider extends FastifyTypeProvider = FastifyTypeProviderDefault
+> extends RouteConfig<FastifyRequest<RouteGeneric, RawServerDefault, RawRequestDefaultExpression, SchemaCompiler, TypeProvider>> {}
+
+/**
+ * A route's `config.cache` whose `key` and `tags` callbacks get the request typed as the route's handler gets it:
+ * `cacheConfig<{ Params: { id: string } }>({ level: 'app', key: (request) => request.params.id })`. The generics are
+ * the route's own, in Fastify's order: `RouteGeneric` (as given to `app.get<…>`), then, for a schema read by a type
+ * provider, `SchemaCompiler` (`typeof schema`) and `TypeProvider`. It returns `config` itself: only its type changes.
+ */
+export function cacheConfig<
+  RouteGeneric extends RouteGenericInterface = RouteGenericInterface,
+  SchemaCompiler extends FastifySchema = FastifySchema,
+  TypeProvider extends FastifyTypeProvider = FastifyTypeProviderDefault
+> (config: RouteCacheConfig<RouteGeneric, SchemaCompiler, TypeProvider>): RouteCacheConfig {
+  // Fastify types `config` alike for every route, so what `config.cache` takes is the plain request's; the callbacks
+  // are called with the route's own request, which is what their type says.
+  return config as RouteCacheConfig
+}
 
 export interface RouteCacheOptions {
   /** Add `x-cache: HIT-APP | HIT-SESSION | STALE | MISS | BYPASS` to cached routes' responses. Default true. */
@@ -121,9 +149,12 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
   })
   let toldOfSessionPlugin = false
   const lastPreHandlers: Array<{ where: string, route: RouteOptions, lookup: unknown }> = []
+  // Each method and URL this plugin was shown, for finding at `onReady` the cached routes it never saw.
+  const shown = new Set<string>()
 
   // Only routes that opt in get hooks: every other route pays nothing for this plugin.
   fastify.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) shown.add(`${method} ${route.url}`)
     const config = route.config?.cache
     if (config === undefined) return
     const where = `routeCache (${String(route.method)} ${route.url})`
@@ -157,6 +188,21 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       if (asArray(route.preHandler).at(-1) !== lookup) {
         throw new InvalidOptionError(where, 'hook', 'is \'preHandler\', so the lookup must run last, but a plugin registered after routeCache added a preHandler to this route: register that plugin first', describe('preHandler'))
       }
+    }
+  })
+
+  // A route declared before this plugin's onRoute hook existed, or where it does not reach, keeps its config.cache
+  // and is never cached: nothing else would say so. Read from the route table once, at start-up, never per request.
+  fastify.addHook('onReady', async () => {
+    // By URL: a GET and the HEAD route Fastify adds beside it are two routes, and one line.
+    const missed = new Map<string, string[]>()
+    for (const { methods, url, config } of declaredRoutes(fastify)) {
+      if (config.cache === undefined) continue
+      for (const method of methods) if (!shown.has(`${method} ${url}`)) missed.set(url, [...missed.get(url) ?? [], method])
+    }
+    for (const [url, methods] of missed) {
+      const route = `${methods.join(', ')} ${url}`
+      fastify.log.warn({ route }, `routeCache: ${route} has config.cache but is not cached: it was declared before routeCache was registered, or in a plugin context routeCache does not reach. Register routeCache (or multiCache) and await it before declaring cached routes`)
     }
   })
 

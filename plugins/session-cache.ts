@@ -111,6 +111,7 @@ const plugin: FastifyPluginAsync<SessionCacheOptions> = async (fastify, options)
   })
   level.stats.breaker = backend.breaker
   level.stats.bus = backend.bus
+  if (backend.unreachable !== undefined) level.log?.warn({ operation: 'connect' }, backend.unreachable)
   const getSessionId = read.optionalFunction<NonNullable<SessionCacheOptions['getSessionId']>>('getSessionId')
   addLevel(fastify, 'session', level)
   exposeMetrics(fastify, read, options.metrics, [['session', level.stats]])

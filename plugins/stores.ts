@@ -4,6 +4,7 @@ import { withBudget } from '../lib/budget.js'
 import { BurstLog } from '../lib/burst-log.js'
 import { InvalidationBus } from '../lib/bus.js'
 import type { Duration } from '../lib/durations.js'
+import { StoreUnreachableError } from '../lib/errors.js'
 import { readOptions, type OptionReader } from '../lib/options.js'
 import { MAX_ENTRY_BYTES, type Serializer } from '../lib/serializer.js'
 import { RedisLock } from '../lib/lock.js'
@@ -47,6 +48,12 @@ export interface SharedStoreOptions {
    * for `coolDown`, then one probe at a time decides. Default `{ failures: 3, coolDown: '1s' }`.
    */
   breaker?: BreakerOptions | false
+  /**
+   * With a `redis://` or `rediss://` URL: fail registration with `FST_MULTICACHE_STORE_UNREACHABLE` when that Redis
+   * does not answer at start-up. Default false: the app starts without it, its level answers from the loaders, and
+   * it is used as soon as it answers.
+   */
+  requireStore?: boolean
 }
 
 /** The circuit breaker of a shared store. */
@@ -57,7 +64,7 @@ export interface BreakerOptions {
   coolDown?: Duration
 }
 
-export const SHARED_STORE_OPTIONS = ['prefix', 'timeout', 'serializer', 'redisNamespace', 'l1', 'maxEntryBytes', 'breaker'] as const
+export const SHARED_STORE_OPTIONS = ['prefix', 'timeout', 'serializer', 'redisNamespace', 'l1', 'maxEntryBytes', 'breaker', 'requireStore'] as const
 
 const STORE_FORMS = "'memory', 'redis' (the @fastify/redis client), a redis:// or rediss:// URL, an ioredis client, a Keyv instance, or an object with the methods get, set, delete and clear"
 
@@ -72,6 +79,11 @@ export interface Backend {
   breaker?: Breaker
   /** The bus that keeps the memory tier coherent, when there is one. */
   bus?: InvalidationBus
+  /**
+   * Why the Redis of a URL did not answer at start-up, when it did not: the level logs it as its first store fault,
+   * so that the faults that follow at once (the tag versions read at `onReady`) are held back with it.
+   */
+  unreachable?: string
 }
 
 interface Defaults {
@@ -104,6 +116,9 @@ export async function resolveStore (fastify: FastifyInstance, read: OptionReader
   if (serializer !== undefined && (typeof serializer?.encode !== 'function' || typeof serializer?.decode !== 'function')) {
     read.fail('serializer', 'must be an object with encode(value) and decode(data) functions')
   }
+  const url = typeof option === 'string' && /^rediss?:\/\//.test(option) ? option : undefined
+  const requireStore = read.boolean('requireStore', false)
+  if (requireStore && url === undefined) read.fail('requireStore', 'applies to a redis:// or rediss:// store only, the connection the plugin opens (a client you pass in is yours to connect)')
   if (option === 'memory') {
     if (options.l1 !== undefined && options.l1 !== false) {
       read.fail('l1', "must be left out with the memory store (store: 'memory', the default): it is a memory tier in front of a shared store, and the memory store's size has an option of its own")
@@ -114,16 +129,21 @@ export async function resolveStore (fastify: FastifyInstance, read: OptionReader
 
   const withSerializer = { ...(serializer === undefined ? {} : { serializer }), maxEntryBytes: read.positiveInteger('maxEntryBytes', MAX_ENTRY_BYTES) }
   const breaker = readBreaker(read, options.breaker, fastify)
+  // How long the start waits for a Redis to answer, and for the bus's subscription: one that is down must not hold it.
+  const within = Math.max(timeout * 10, 1000)
   let client: RedisClient | undefined
+  let unreachable: string | undefined
   let shared: Store
   if (option === 'redis') {
     client = redisOf(fastify, options.redisNamespace)
     if (client === undefined) {
       read.fail('store', `is 'redis' but no client was found at fastify.redis${options.redisNamespace === undefined ? '' : `['${options.redisNamespace}']`}: register @fastify/redis first`)
     }
-  } else if (typeof option === 'string' && /^rediss?:\/\//.test(option)) {
-    const own = client = await connect(read, option)
-    fastify.addHook('onClose', async () => { await closeClient(own, timeout) })
+  } else if (url !== undefined) {
+    const opened = await openRedis(read.name, url, within, requireStore)
+    client = opened.client
+    unreachable = opened.unreachable
+    fastify.addHook('onClose', async () => { await closeClient(opened.client, timeout) })
   } else if (typeof option !== 'object' || option === null) {
     read.fail('store', `must be ${STORE_FORMS}`)
   } else if (isRedisClient(option)) {
@@ -138,7 +158,7 @@ export async function resolveStore (fastify: FastifyInstance, read: OptionReader
   }
   claimNamespace(fastify, read, client === undefined ? option : REDIS, shared instanceof KeyvStore || client !== undefined ? prefix : '')
   if (breaker !== undefined) shared = guardStore(shared, breaker)
-  const backend = { redis: client, prefix, timeout, ...(breaker === undefined ? {} : { breaker }) }
+  const backend = { redis: client, prefix, timeout, ...(breaker === undefined ? {} : { breaker }), ...(unreachable === undefined ? {} : { unreachable }) }
   // The default tier needs the bus that keeps it coherent; a tier asked for explicitly runs on its TTL alone. A level
   // with shared fences and tags keeps the bus without a tier: it is how the other instances hear of their moves.
   const keepsBus = client !== undefined && defaults.fenced === true
@@ -154,7 +174,8 @@ export async function resolveStore (fastify: FastifyInstance, read: OptionReader
   const store = tiered = new TieredStore({ l2: shared, ...(l1 ?? { max: 0, ttl: 0 }), onFault, verify: defaults.verified === true, ...(bus === undefined ? {} : { bus }) })
   fastify.addHook('onClose', async () => { await store.close() })
   if (bus === undefined) return { store, ...backend }
-  await subscribedWithin(bus, fastify, Math.max(timeout * 10, 1000))
+  // A Redis that did not answer will not have a subscription for it either: the bus subscribes once it answers.
+  if (unreachable === undefined) await subscribedWithin(bus, fastify, within)
   return { store, ...backend, bus }
 }
 
@@ -223,18 +244,36 @@ function redisOf (fastify: FastifyInstance, namespace: string | undefined): Redi
   return namespace === undefined ? redis : redis[namespace]
 }
 
-async function connect (read: OptionReader, url: string): Promise<RedisClient> {
+/**
+ * The client of a `redis://` URL, connected within `within` ms. A Redis that has not answered by then does not stop
+ * the app unless `required`: the client goes on reconnecting, as an app's own client does, every command fails at
+ * once meanwhile (no offline queue), so the level answers without it, and `unreachable` says so for the level's log.
+ */
+async function openRedis (plugin: string, url: string, within: number, required: boolean): Promise<{ client: RedisClient, unreachable?: string }> {
   const { Redis } = await import('ioredis')
-  // No offline queue: while the connection is down a command fails at once, and the level uses its loader.
   const client = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true })
-  client.on('error', () => { /* retried by ioredis; operations report their own failures */ })
-  try {
-    await client.connect()
-  } catch (error) {
+  // Retried by ioredis, and operations report their own failures; the last one says why the connection failed, where
+  // connect() only says that it closed.
+  let met: Error | undefined
+  client.on('error', (error: Error) => { met = error })
+  const failure = await withBudget('connect', within, async () => { await client.connect() }).then(() => undefined, (error: unknown) => met?.message ?? describeFailure(error))
+  const opened = client as unknown as RedisClient
+  if (failure === undefined) return { client: opened }
+  const shown = url.replace(/\/\/[^@/]*@/, '//***@')
+  if (required) {
     client.disconnect()
-    read.fail('store', `names a Redis that did not answer (${error instanceof Error ? error.message : String(error)})`, url.replace(/\/\/[^@/]*@/, '//***@'))
+    throw new StoreUnreachableError(plugin, shown, failure)
   }
-  return client as unknown as RedisClient
+  return {
+    client: opened,
+    unreachable: `${plugin}: the Redis at ${shown} did not answer at start-up (${failure}); starting without it: until it answers, reads miss and writes fail at once, and it is used as soon as it answers (requireStore: true fails the start instead)`
+  }
+}
+
+/** What a connection met, as a message says it: the client's own error rather than the budget's wrapping. */
+function describeFailure (error: unknown): string {
+  const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error
+  return cause instanceof Error ? cause.message : String(cause)
 }
 
 function isRedisClient (value: unknown): value is RedisClient {

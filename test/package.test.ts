@@ -3,6 +3,7 @@ import { cp, mkdtemp, mkdir, readFile, readdir, rm, symlink, writeFile } from 'n
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'tap'
+import * as errorModule from '../lib/errors.js'
 import { built, outside, root, run } from './helpers/package.js'
 import { REDIS_URL, redisFor, uniquePrefix } from './helpers/redis.js'
 
@@ -90,4 +91,15 @@ test('the packed tarball installs beside the newest majors, type-checks under ev
     const { stdout } = await run(process.execPath, [consumer], { cwd: app, env: { ...outside, REDIS_URL, PREFIX: `${prefix}${consumer}:` } })
     t.same(JSON.parse(stdout), expected, consumer)
   }
+
+  // An app that imports the package and requires it too holds two copies of each error class: `instanceof` holds
+  // across them, from a real error handler and for every class the root exports.
+  const mixed = JSON.parse((await run(process.execPath, ['mixed.mjs'], { cwd: app, env: outside })).stdout) as { answers: unknown, classes: string[], across: string[] }
+  t.same(mixed.answers, [
+    [504, { code: 'FST_MULTICACHE_LOAD_TIMEOUT', matched: ['LoadTimeoutError'] }],
+    [500, { code: 'FST_MULTICACHE_INVALID_KEY', matched: ['InvalidKeyError'] }]
+  ], "an error of the required copy, matched with the imported copy's classes")
+  const made = Object.keys(errorModule).filter((name) => name.endsWith('Error')).sort()
+  t.same(mixed.classes, made, 'every error class is exported from the package root')
+  t.same(mixed.across, made, 'and is an instance of its own class only, whichever copy made it and whichever copy asks')
 })

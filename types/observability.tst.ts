@@ -39,6 +39,8 @@ describe('admin', () => {
     expect(app.register).type.not.toBeCallableWith(cacheAdmin, {})
     expect(app.register).type.not.toBeCallableWith(cacheAdmin, { authorize: () => 'yes' })
     expect(app.register).type.not.toBeCallableWith(cacheAdmin, { authorize: () => true, prefix: 42 })
+    expect(app.register).type.toBeCallableWith(cacheAdmin, { authorize: () => true, logLevel: 'info' })
+    expect(app.register).type.not.toBeCallableWith(cacheAdmin, { authorize: () => true, logLevel: 'quiet' })
     expect<AdminOptions['authorize']>().type.toBeAssignableTo<(...args: never[]) => boolean | Promise<boolean>>()
   })
 

@@ -74,6 +74,8 @@ describe('plugin options', () => {
   test('a shared store: Redis in every form, any Keyv, a tier and a lock', () => {
     expect(app.register).type.toBeCallableWith(appCache, { store: new Redis(), l1: { max: 500, ttl: '5s' }, lock: { wait: '2s' } })
     expect(app.register).type.toBeCallableWith(appCache, { store: 'redis://127.0.0.1:6379', prefix: 'shop:app:', timeout: '50ms' })
+    expect(app.register).type.toBeCallableWith(sessionCache, { store: 'rediss://cache.internal:6380', requireStore: true })
+    expect(app.register).type.not.toBeCallableWith(appCache, { store: 'redis://127.0.0.1:6379', requireStore: 'yes' })
     expect(app.register).type.toBeCallableWith(sessionCache, { store: 'redis', redisNamespace: 'sessions', l1: false })
     expect(app.register).type.toBeCallableWith(sessionCache, { store: new Keyv(), serializer: { encode: pack, decode: (data: string | Buffer) => unpack(data as Buffer) } })
     expect(app.appCache.invalidate).type.toBeCallableWith(['a', 'b'])

@@ -5,7 +5,6 @@ import cacheAdmin from 'fastify-multi-cache/admin'
 
 const app = Fastify({ logger: true })
 await app.register(multiCache, { session: { secret: process.env.SESSION_SECRET } })
-// #region readme
 const basic = Buffer.from('Basic ' + Buffer.from(`ops:${process.env.ADMIN_TOKEN}`).toString('base64'))
 await app.register(cacheAdmin, {
   prefix: '/_cache', // the dashboard is GET /_cache/
@@ -16,5 +15,4 @@ await app.register(cacheAdmin, {
     return false
   }
 })
-// #endregion
 await app.listen({ port: Number(process.env.PORT ?? 3000) })

@@ -1,13 +1,21 @@
-// The data access the README examples call: a few rows in memory, standing in for your database.
+// The data access the README examples call: a few rows in memory, standing in for your database. Like a database, it
+// answers with new objects each time: changing what it returned changes nothing here.
 const products = [{ id: 1, name: 'apple', price: 3 }, { id: 2, name: 'pear', price: 4 }]
 const users = [{ id: 7, name: 'ada' }]
 const orders = [{ id: 100, userId: 7, productId: 2 }]
 
 export const db = {
-  products: { all: async () => products },
-  users: {
-    find: async (id) => users.find((user) => user.id === id),
-    byName: async (name) => users.find((user) => user.name === name)
+  products: {
+    all: async () => structuredClone(products),
+    find: async (id) => structuredClone(products.find((product) => product.id === id)),
+    setPrice: async (id, price) => {
+      const product = products.find((row) => row.id === id)
+      if (product !== undefined) product.price = price
+    }
   },
-  orders: { of: async (userId) => orders.filter((order) => order.userId === userId) }
+  users: {
+    find: async (id) => structuredClone(users.find((user) => user.id === id)),
+    byName: async (name) => structuredClone(users.find((user) => user.name === name))
+  },
+  orders: { of: async (userId) => structuredClone(orders.filter((order) => order.userId === userId)) }
 }

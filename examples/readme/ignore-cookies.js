@@ -3,7 +3,6 @@ import multiCache from 'fastify-multi-cache'
 import { db } from './db.js'
 
 const app = Fastify({ logger: true })
-// #region readme
 await app.register(multiCache, {
   session: { secret: process.env.SESSION_SECRET },
   route: {
@@ -12,5 +11,4 @@ await app.register(multiCache, {
   }
 })
 app.get('/products', { config: { cache: { level: 'app', ttl: '1m' } } }, () => db.products.all())
-// #endregion
 await app.listen({ port: Number(process.env.PORT ?? 3000) })

@@ -2,12 +2,10 @@ import Fastify from 'fastify'
 import multiCache from 'fastify-multi-cache'
 
 const app = Fastify({ logger: true })
-// #region readme
 await app.register(multiCache, {
   session: { secret: process.env.SESSION_SECRET, store: process.env.REDIS_URL },
   app: { store: process.env.REDIS_URL, lock: true }
 })
-// #endregion
 app.post('/cart', async (request) => {
   await request.sessionCache.set('cart', request.body)
   return { id: request.sessionCache.id }

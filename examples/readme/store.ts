@@ -1,7 +1,6 @@
-import type { Awaitable, FenceOperations, GroupOperations, Invalidation, KeyPage, KeyQuery, TagOperations } from '../../index.js'
+import type { Awaitable, FenceOperations, GroupOperations, Invalidation, KeyPage, KeyQuery, TagOperations } from 'fastify-multi-cache'
 
-// #region readme
-interface Store {
+export interface Store {
   get (key: string): Awaitable<unknown> // undefined: absent
   set (key: string, value: unknown, ttl?: number): Awaitable<void> // ttl in ms; 0 or omitted: the store's default
   delete (key: string): Awaitable<boolean | void> // false: there was nothing to delete
@@ -21,7 +20,3 @@ interface Store {
   close? (): Awaitable<void>
   keys? (query: KeyQuery): Awaitable<KeyPage> // keys containing query.match, with their ttl: the admin API lists them
 }
-// #endregion
-
-// types/readme.tst.ts checks that this is the `Store` the package exports.
-export type { Store as ReadmeStore }

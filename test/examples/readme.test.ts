@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { readFile, readdir } from 'node:fs/promises'
+import { readFile, readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { test, type Test } from 'tap'
@@ -10,18 +10,17 @@ import { built, outside, root } from '../helpers/package.js'
 import { REDIS_URL, redisFor } from '../helpers/redis.js'
 import { until } from '../helpers/until.js'
 
-// Every js and ts block of the README is a file of examples/readme (or the part of it between `// #region readme`
-// and `// #endregion`), named in a comment above the block: the files run here, so the README cannot drift.
+// Every js and ts block of the README is a whole file of examples/readme, named in a comment above the block, so
+// that a reader who pastes one into a file has a program that runs (beside a db.js of their own): the files run
+// here, and the README cannot drift from them.
 const examples = join(root, 'examples/readme')
 const MARKER = /^<!-- example: (examples\/readme\/[\w.-]+) -->$/
 
 async function shown (file: string): Promise<string> {
-  const text = await readFile(join(root, file), 'utf8')
-  const region = /^\/\/ #region readme\n([\s\S]*?)^\/\/ #endregion$/m.exec(text)
-  return (region?.[1] ?? text).trimEnd()
+  return (await readFile(join(root, file), 'utf8')).trimEnd()
 }
 
-test('every js and ts block of the README is an example file, as it is there', async (t) => {
+test('every js and ts block of the README is a whole example file, as it is there', async (t) => {
   const lines = (await readFile(join(root, 'README.md'), 'utf8')).split('\n')
   const named: string[] = []
   for (let i = 0; i < lines.length; i++) {
@@ -39,13 +38,39 @@ test('every js and ts block of the README is an example file, as it is there', a
   t.same(named.toSorted(), files.toSorted(), 'and every example file is in the README')
 })
 
+// npm shows the README without the repository around it: a relative link to a file goes nowhere there.
+test('every link of the README works on the npm page: anchors of its own headings, and files of the repository by absolute URL', async (t) => {
+  const manifest = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { repository: { url: string }, homepage: string, bugs: { url: string } }
+  const repository = manifest.repository.url.replace(/^git\+/, '').replace(/\.git$/, '')
+  t.equal(manifest.homepage, `${repository}#readme`)
+  t.equal(manifest.bugs.url, `${repository}/issues`)
+  const readme = await readFile(join(root, 'README.md'), 'utf8')
+  const prose = readme.replace(/^```[\s\S]*?^```$/gm, '')
+  // GitHub's and npm's heading ids: lower case, punctuation dropped, spaces as hyphens.
+  const anchors = new Set([...prose.matchAll(/^#+ (.+)$/gm)].map(([, heading = '']) => heading.toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replaceAll(' ', '-')))
+  const links = [...prose.matchAll(/\]\(([^)\s]+)\)/g)].map(([, target = '']) => target)
+  t.ok(links.length > 20, `${links.length} links`)
+  for (const target of links) {
+    if (target.startsWith('#')) {
+      t.ok(anchors.has(target.slice(1)), `${target} is a heading of the README`)
+    } else if (target.startsWith(repository + '/')) {
+      const [, kind, path = ''] = /^\/(blob|tree)\/main\/(.+)$/.exec(target.slice(repository.length)) ?? []
+      const found = await stat(join(root, path)).catch(() => undefined)
+      t.ok(kind === 'tree' ? found?.isDirectory() : found?.isFile(), `${target} is a ${kind === 'tree' ? 'folder' : 'file'} of the repository`)
+    } else {
+      t.match(target, /^https:\/\//, `${target} is absolute`)
+    }
+  }
+})
+
 /**
  * Starts an example as `node <file>` on a free port and returns its URL; it is stopped with the test. Every line it
  * prints goes to `lines`, read for as long as it runs.
  */
 async function serve (t: Test, file: string, env: Record<string, string> = {}, lines: string[] = []): Promise<string> {
   await built()
-  const child = spawn(process.execPath, [file], { cwd: examples, env: { ...outside, PORT: '0', SESSION_SECRET: secret, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
+  // A TypeScript example runs as its reader runs one, through tsx.
+  const child = spawn(process.execPath, [...(file.endsWith('.ts') ? ['--import', 'tsx'] : []), file], { cwd: examples, env: { ...outside, PORT: '0', SESSION_SECRET: secret, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
   t.teardown(() => { child.kill() })
   const output = createInterface({ input: child.stdout })
   return await new Promise((resolve, reject) => {
@@ -88,6 +113,14 @@ test('the partial adoption and route caching examples run as written', async (t)
   t.same(await again.json(), await first.json())
 })
 
+test('typed-route.ts: the typed key and tags callbacks run as written', async (t) => {
+  const url = await serve(t, 'typed-route.ts')
+  const first = await fetch(url + '/products/KETTLE')
+  const again = await fetch(url + '/products/kettle')
+  t.same([first.headers.get('x-cache'), again.headers.get('x-cache')], ['MISS', 'HIT-APP'], 'one entry for both spellings, by the key')
+  t.same(await again.json(), await first.json())
+})
+
 test('ignore-cookies.js: a browser with analytics and consent cookies is served the shared copy', async (t) => {
   const url = await serve(t, 'ignore-cookies.js')
   const cookie = '_ga=GA1.1.1.1; _ga_X=GS1; _gid=GA1.2.3; CookieConsent={necessary:true}; theme=dark'
@@ -102,12 +135,15 @@ test('ignore-cookies.js: a browser with analytics and consent cookies is served 
 test('the freshness and tags examples run as written', async (t) => {
   t.same((await call(await serve(t, 'freshness.js') + '/catalog')).body, [{ id: 1, name: 'apple', price: 3 }, { id: 2, name: 'pear', price: 4 }])
   const url = await serve(t, 'tags.js')
-  t.same((await call(url + '/product')).body, null, 'the tagged entry went with its tag')
   const first = await fetch(url + '/products')
   const again = await fetch(url + '/products')
   t.same([first.headers.get('x-cache'), again.headers.get('x-cache')], ['MISS', 'HIT-APP'])
-  await call(url + '/invalidate', { method: 'POST' })
-  t.equal((await fetch(url + '/products')).headers.get('x-cache'), 'MISS', 'and so does a tagged route response')
+  t.same((await call(url + '/products/1')).body, { id: 1, name: 'apple', price: 3 })
+  t.equal((await call(url + '/products/1/price', { method: 'PUT', body: { price: 5 } })).status, 200)
+  t.same((await call(url + '/products/1')).body, { id: 1, name: 'apple', price: 5 }, 'the tagged entry went with its tag')
+  const after = await fetch(url + '/products')
+  t.equal(after.headers.get('x-cache'), 'MISS', 'and so did the tagged route response')
+  t.same(await after.json(), [{ id: 1, name: 'apple', price: 5 }, { id: 2, name: 'pear', price: 4 }])
 })
 
 test('the several-instances example: two instances on one Redis share a cart', async (t) => {

@@ -21,7 +21,7 @@ async function admin (t: Test, extra: Record<string, unknown> = {}): Promise<{ a
 }
 
 test('every route asks authorize first: 403 when it says no, 401 when it set that, and the call is logged at info', async (t) => {
-  const { app, lines } = await admin(t)
+  const { app, lines } = await admin(t, { logLevel: 'info' })
   for (const [method, url] of [['GET', '/_cache/'], ['GET', '/_cache/stats'], ['GET', '/_cache/defined'], ['POST', '/_cache/refresh'], ['POST', '/_cache/invalidate'], ['GET', '/_cache/keys'], ['GET', '/_cache/dashboard.js']] as const) {
     const refused = await app.inject({ method, url, headers: { authorization: 'Bearer wrong' } })
     t.equal(refused.statusCode, 403, `${method} ${url} refused`)
@@ -47,6 +47,27 @@ test('every route asks authorize first: 403 when it says no, 401 when it set tha
   t.equal((await basic.inject({ url: '/ops/cache/stats', headers: { authorization: 'Basic b3BzOnB3' } })).statusCode, 200)
 })
 
+test("the dashboard's polling writes nothing at info: the read-only routes log at warn, unless logLevel says otherwise", async (t) => {
+  const { app, lines } = await admin(t)
+  const poll = async (server: FastifyInstance): Promise<void> => {
+    for (const url of ['/_cache/', '/_cache/dashboard.js', '/_cache/dashboard.css', '/_cache/defined', '/_cache/keys']) await server.inject({ url, headers: TOKEN })
+    for (let i = 0; i < 30; i++) await server.inject({ url: '/_cache/stats', headers: TOKEN }) // a minute of an open tab
+    await server.inject({ url: '/_cache/stats', headers: { authorization: 'Bearer expired' } })
+  }
+  const before = lines.length
+  await poll(app)
+  t.same(lines.slice(before), [], 'not a line: neither Fastify\'s request lines nor cacheAdmin\'s')
+  await app.inject({ method: 'POST', url: '/_cache/invalidate', headers: JSON_HEADERS, payload: { keys: ['catalog'] } })
+  t.match(lines.slice(before).find((line) => /^cacheAdmin: /.test(String(line.msg))), { level: 30, route: 'POST /_cache/invalidate', outcome: 'ok' }, 'a change is still logged at info')
+
+  const verbose = await admin(t, { logLevel: 'info' })
+  const from = verbose.lines.length
+  await poll(verbose.app)
+  const logged = verbose.lines.slice(from).filter((line) => /^cacheAdmin: /.test(String(line.msg)))
+  t.equal(logged.length, 36, "with logLevel: 'info', every call is logged again")
+  t.match(logged.at(-1), { level: 30, route: 'GET /_cache/stats', outcome: 'refused' })
+})
+
 test('GET stats: the levels and their stats, plus hit ratios', async (t) => {
   const { app, lines } = await admin(t)
   await app.appCache.get('catalog')
@@ -58,7 +79,7 @@ test('GET stats: the levels and their stats, plus hit ratios', async (t) => {
   t.match(body.levels.app, { hits: 1, misses: 1, loads: 1, size: 1, pinned: 1, tagsUnknown: 0, hitRatio: 0.5 })
   t.equal(body.levels.request.hitRatio, null, 'null before the first lookup')
   t.type(body.at, 'number')
-  t.match(lines.find((line) => line.route === 'GET /_cache/stats'), { level: 30, statusCode: 200, outcome: 'ok' })
+  t.equal(lines.find((line) => line.route === 'GET /_cache/stats'), undefined, 'a read is not logged at info')
 })
 
 test('GET defined and POST refresh: the refresh time changes, and an unknown key is a 404', async (t) => {
@@ -204,7 +225,8 @@ test('invalid options fail ready() naming the option', async (t) => {
     [{ authorize: true }, /cacheAdmin: option "authorize" must be a function/],
     [{ authorize: () => true, prefix: 'cache' }, /cacheAdmin: option "prefix" must be a path/],
     [{ authorize: () => true, prefix: '/cache/' }, /option "prefix" must be a path/],
-    [{ authorize: () => true, open: true }, /option "open" is not an option/]
+    [{ authorize: () => true, open: true }, /option "open" is not an option/],
+    [{ authorize: () => true, logLevel: 'quiet' }, /cacheAdmin: option "logLevel" must be one of 'warn', 'fatal', 'error', 'info', 'debug', 'trace', 'silent', got "quiet"/]
   ]
   for (const [options, message] of cases) {
     const app = fresh(t)

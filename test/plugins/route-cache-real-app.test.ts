@@ -137,3 +137,32 @@ test('a sessionCache cookie that another session plugin writes too is reported',
   await other.ready()
   t.ok(defaults.lines.some((line) => String(line.msg).includes('the default of @fastify/session')), 'at registration, a name that is the default of a registered session plugin')
 })
+
+test('a cached route declared before routeCache was ready is named in a warning at start-up, once', async (t) => {
+  const logs = captureLogs()
+  const app = fresh(t, { logger: { level: 'warn', stream: logs.stream } })
+  // Three ways to miss routeCache: a route declared before its registration, one declared after a registration that
+  // was not awaited, and one in a plugin context loaded before it.
+  app.get('/early', { config: { cache: { level: 'app' } } }, async () => 'early')
+  app.register(async (routes) => {
+    routes.get('/sibling/:id', { config: { cache: { level: 'app', query: 'none' } } }, async () => 'sibling')
+  })
+  app.register(multiCache, { session: { secret } })
+  app.post('/unawaited', { config: { cache: { level: 'app', methods: ['POST'] } } }, async () => 'unawaited')
+  app.get('/plain', async () => 'not cached, and not meant to be')
+  await app.after()
+  app.get('/late', { config: { cache: { level: 'app' } } }, async () => 'late')
+  app.register(async (routes) => { routes.get('/inside', { config: { cache: { level: 'app' } } }, async () => 'inside') })
+  await app.ready()
+
+  const warned = logs.lines.filter((line) => line.level === 40).map((line) => line.msg)
+  t.same(warned.toSorted(), ['GET, HEAD /early', 'GET, HEAD /sibling/:id', 'POST /unawaited'].map((route) =>
+    `routeCache: ${route} has config.cache but is not cached: it was declared before routeCache was registered, or in a plugin context routeCache does not reach. Register routeCache (or multiCache) and await it before declaring cached routes`))
+  t.equal((await app.inject('/early')).headers['x-cache'], undefined, 'the warning says what happens: it is not cached')
+  for (const url of ['/late', '/inside']) {
+    await app.inject(url)
+    t.equal((await app.inject(url)).headers['x-cache'], 'HIT-APP', `${url}, declared after it, is cached and not named`)
+  }
+  await app.close()
+  t.equal(logs.lines.filter((line) => line.level === 40).length, 3, 'once: nothing more is logged for those routes')
+})

@@ -287,8 +287,7 @@ test('shared-store options are checked at registration and name what was expecte
     [{ store: new Keyv(), l1: { ttl: 0 } }, /appCache \(l1\): option "ttl" must be greater than 0/],
     [{ store: new Keyv(), l1: { size: 1 } }, /appCache \(l1\): option "size" is not an option/],
     [{ lock: true }, /appCache: option "lock" needs a Redis store/],
-    [{ store: 42 }, /appCache: option "store" must be 'memory', 'redis' .*, got 42/],
-    [{ store: 'redis://user:hunter2@127.0.0.1:1' }, /appCache: option "store" names a Redis that did not answer .*, got "redis:\/\/\*\*\*@127.0.0.1:1"/]
+    [{ store: 42 }, /appCache: option "store" must be 'memory', 'redis' .*, got 42/]
   ]
   for (const [options, message] of cases) {
     const app = fresh(t)
@@ -338,6 +337,26 @@ test('a stalled Redis: requests are answered by the loader within the budget, lo
     return cachedAgain
   })
   t.ok(cachedAgain, 'after SIGCONT values are cached again')
+})
+
+test('a session write that cannot reach Redis answers 503, with Retry-After while the circuit breaker is open', async (t) => {
+  const server = await privateRedis(t)
+  if (server === undefined) return
+  const app = fresh(t, { logger: { level: 'fatal' } })
+  await app.register(sessionCache, { secret, store: server.url, timeout: 50, breaker: { failures: 2, coolDown: '3s' } })
+  app.post('/cart', async (request) => { await request.sessionCache.set('cart', ['apple']); return 'ok' })
+  await app.ready()
+  const cookie = cookieOf((await app.inject({ method: 'POST', url: '/cart' })).headers) as string
+
+  server.pause()
+  const answers = []
+  for (let i = 0; i < 4; i++) {
+    const response = await app.inject({ method: 'POST', url: '/cart', headers: { cookie } })
+    answers.push([response.statusCode, response.json().code, response.headers['retry-after']])
+  }
+  t.same(answers.slice(0, 2), [[503, 'FST_MULTICACHE_STORE', undefined], [503, 'FST_MULTICACHE_STORE', undefined]], 'a timeout: 503, and no time to retry after')
+  t.same(answers.slice(2), [[503, 'FST_MULTICACHE_STORE', '3'], [503, 'FST_MULTICACHE_STORE', '3']], 'the breaker open: 503, and when it probes the store again')
+  server.resume()
 })
 
 test('sessions in Redis: a value the serializer refuses fails its write and leaves nothing behind', async (t) => {

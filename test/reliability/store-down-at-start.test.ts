@@ -1,0 +1,100 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { test } from 'tap'
+import { appCache, routeCache, sessionCache } from '../../index.js'
+import { captureLogs, cookieOf, fresh, secret } from '../helpers/app.js'
+import { privateRedis, redisFor } from '../helpers/redis.js'
+
+// A Redis given as a URL that is down when the app starts (a deploy that brings the app up before Redis): the app
+// starts, answers without it, says so once, and uses it as soon as it answers. Each Redis is the test's own
+// redis-server, stopped before the app registers and started after it is ready.
+
+/** Polls `check` until it holds, for at most `ms`; false if it never did. */
+async function eventually (check: () => Promise<boolean>, ms: number): Promise<boolean> {
+  const until = Date.now() + ms
+  while (Date.now() < until) {
+    if (await check()) return true
+    await sleep(25)
+  }
+  return false
+}
+
+test('sessions: an app whose Redis is down at start-up starts, logs one warning, and keeps sessions once Redis answers', async (t) => {
+  const server = await privateRedis(t)
+  if (server === undefined) return
+  await server.kill()
+  const logs = captureLogs()
+  const app = fresh(t, { logger: { level: 'warn', stream: logs.stream } })
+  await app.register(sessionCache, { secret, store: server.url })
+  app.post('/cart', async (request) => { await request.sessionCache.set('cart', ['apple']); return 'ok' })
+  app.get('/cart', async (request) => ({ cart: await request.sessionCache.get('cart') ?? null }))
+  await app.ready()
+  const warnings = logs.lines.filter((line) => line.level === 40)
+  t.equal(warnings.length, 1, 'one warning')
+  t.match(warnings[0], { cacheLevel: 'session', msg: /^sessionCache: the Redis at redis:\/\/127\.0\.0\.1:\d+ did not answer at start-up \(.+\); starting without it/ })
+
+  t.same((await app.inject('/cart')).json(), { cart: null }, 'a read is answered without Redis')
+  const refused = await app.inject({ method: 'POST', url: '/cart' })
+  t.equal(refused.statusCode, 503)
+  t.match(refused.json(), { code: 'FST_MULTICACHE_STORE' }, 'a write cannot be kept, and says so')
+
+  await server.restart()
+  let cookie: string | undefined
+  t.ok(await eventually(async () => {
+    const written = await app.inject({ method: 'POST', url: '/cart' })
+    cookie = cookieOf(written.headers)
+    return written.statusCode === 200
+  }, 5000), 'once Redis answers, a write is kept')
+  t.same((await app.inject({ url: '/cart', headers: { cookie } })).json(), { cart: ['apple'] }, 'and read back')
+})
+
+test('application level: an app whose Redis is down at start-up answers from the loaders and caches tagged entries once Redis answers', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const server = await privateRedis(t)
+  if (server === undefined) return
+  await server.kill()
+  const logs = captureLogs()
+  const app = fresh(t, { logger: { level: 'warn', stream: logs.stream } })
+  await app.register(appCache, { store: server.url })
+  await app.register(routeCache)
+  let loads = 0
+  let runs = 0
+  app.get('/product', async () => ({ load: await app.appCache.getOrLoad('product', () => ++loads, { tags: ['catalog'] }) }))
+  app.get('/catalog', { config: { cache: { level: 'app', tags: ['catalog'] } } }, async () => ({ run: ++runs }))
+  const started = Date.now()
+  await app.ready()
+  t.ok(Date.now() - started < 1500, 'the start is not held up waiting for Redis')
+  const product = async (): Promise<number> => ((await app.inject('/product')).json() as { load: number }).load
+  t.equal(await product(), 1, 'served from the loader')
+  t.equal(await product(), 2, 'and again: nothing is cached without Redis')
+  const warnings = logs.lines.filter((line) => line.level === 40)
+  t.equal(warnings.length, 1, 'one warning, the failed reads that follow it held back')
+  t.match(warnings[0], { cacheLevel: 'app', msg: /^appCache: the Redis at redis:\/\/127\.0\.0\.1:\d+ did not answer at start-up/ })
+
+  await server.restart()
+  t.ok(await eventually(async () => {
+    const first = await product()
+    return await product() === first
+  }, 5000), 'once Redis answers, a tagged entry is cached')
+  await app.inject('/catalog')
+  t.equal((await app.inject('/catalog')).headers['x-cache'], 'HIT-APP', 'and so is a tagged route response')
+  const cached = await product()
+  await app.appCache.invalidateTag('catalog')
+  t.ok(await product() > cached, 'invalidateTag drops it')
+})
+
+test('requireStore: a Redis that does not answer fails the start with an error that says the store is unreachable', async (t) => {
+  for (const [plugin, register] of [
+    ['appCache', async (app: ReturnType<typeof fresh>) => { await app.register(appCache, { store: 'redis://user:hunter2@127.0.0.1:1', requireStore: true }).ready() }],
+    ['sessionCache', async (app: ReturnType<typeof fresh>) => { await app.register(sessionCache, { secret, store: 'redis://127.0.0.1:1', requireStore: true }).ready() }]
+  ] as const) {
+    const app = fresh(t)
+    await t.rejects(async () => { await register(app) }, {
+      code: 'FST_MULTICACHE_STORE_UNREACHABLE',
+      message: new RegExp(`^${plugin}: the Redis at redis://(\\*\\*\\*@)?127\\.0\\.0\\.1:1 did not answer at start-up \\(.*ECONNREFUSED.*\\), and requireStore is set`)
+    }, plugin)
+  }
+  const passed = fresh(t)
+  await t.rejects(async () => { await passed.register(appCache, { requireStore: true }).ready() }, {
+    code: 'FST_MULTICACHE_INVALID_OPTION', message: /^appCache: option "requireStore" applies to a redis:\/\/ or rediss:\/\/ store only/
+  }, 'a store the plugin does not open')
+})
