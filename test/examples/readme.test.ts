@@ -34,7 +34,7 @@ test('every js and ts block of the README is a whole example file, as it is ther
     named.push(file)
     t.equal(lines.slice(i + 1, end).join('\n'), await shown(file), `README line ${i + 1} is ${file}`)
   }
-  const files = (await readdir(examples)).filter((file) => file !== 'db.js').map((file) => `examples/readme/${file}`)
+  const files = (await readdir(examples)).filter((file) => file !== 'db.js' && /\.(js|ts)$/.test(file)).map((file) => `examples/readme/${file}`)
   t.same(named.toSorted(), files.toSorted(), 'and every example file is in the README')
 })
 
