@@ -214,7 +214,8 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
 
     const keyOf = (request: FastifyRequest): string => {
       const target = rule.key === undefined ? targetOf(request.url, rule.query, request.query) : customKey(rule.key(request))
-      return responseKey(identity, request.method, request.protocol + '://' + request.host.toLowerCase(), target)
+      // The host as the handler sees it, case included: a handler may tell `SHOP-A` from `shop-a`, so the key must.
+      return responseKey(identity, request.method, request.protocol + '://' + request.host, target)
     }
 
     function bypass (request: FastifyRequest, reply: FastifyReply, reason: RouteReason): undefined {

@@ -79,8 +79,10 @@ const plugin: FastifyPluginAsync<SessionCacheOptions> = async (fastify, options)
   const inMemory = (max: number, onEvict: () => void): MemoryStore => new MemoryStore({ max, ttl, rolling: true, onEvict, onDrop: (key, session) => { level.dropped(key, session) } })
   const backend = await resolveStore(fastify, read, options, {
     prefix: 'fmc:session:',
-    // A tier entry is at most this old, and reads that reach Redis restart the session's expiry at least this often.
-    l1: { max: 10_000, ttl: Math.min(5000, ttl) },
+    // A tier entry is at most this old, and with 'bus' (where reads served from the tier do not restart the
+    // session's expiry in the store) a read reaches the store at least this often: at most half the ttl, so that a
+    // session in use never expires there.
+    l1: { max: 10_000, ttl: Math.min(5000, Math.ceil(ttl / 2)), longest: Math.ceil(ttl / 2) },
     verified: read.oneOf('coherence', ['strict', 'bus']) === 'strict',
     memory: () => inMemory(maxSessions, () => { level.stats.evictions++ })
   })

@@ -88,7 +88,8 @@ export interface Backend {
 
 interface Defaults {
   prefix: string
-  l1: { max: number, ttl: number }
+  /** The memory tier's defaults; `longest`, when given, bounds its ttl whatever the options say. */
+  l1: { max: number, ttl: number, longest?: number }
   /** The level's bounded memory store, for `store: 'memory'`. */
   memory: () => MemoryStore
   /** Keep fences in Redis, so that a change on one instance fences the loads of every other. */
@@ -220,13 +221,13 @@ export function resolveLock (read: OptionReader, option: unknown, backend: Backe
   })
 }
 
-function readL1 (read: OptionReader, option: unknown, defaults: { max: number, ttl: number }): { max: number, ttl: number } | undefined {
+function readL1 (read: OptionReader, option: unknown, defaults: { max: number, ttl: number, longest?: number }): { max: number, ttl: number } | undefined {
   if (option === false) return undefined
   const tier = readOptions(`${read.name} (l1)`, option)
   tier.only(['max', 'ttl'])
   const ttl = tier.duration('ttl', defaults.ttl)
   if (ttl === 0) tier.fail('ttl', 'must be greater than 0 (use l1: false for no memory tier)')
-  return { max: tier.positiveInteger('max', defaults.max), ttl }
+  return { max: tier.positiveInteger('max', defaults.max), ttl: Math.min(ttl, defaults.longest ?? ttl) }
 }
 
 /**

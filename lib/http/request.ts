@@ -75,13 +75,14 @@ export function targetOf (url: string, rule: QueryRule, query: unknown): string 
 }
 
 /**
- * The path of a target as invalidation compares it: percent-decoded, lowercased, without repeated or trailing
+ * The path of a target as invalidation compares it: up to its query, a `;` (where a router's `useSemicolonDelimiter`
+ * starts the query) or a fragment (which a router ignores), percent-decoded, lowercased, without repeated or trailing
  * slashes, so that every spelling a router may take for the same one (`ignoreTrailingSlash`, `caseSensitive: false`)
  * is dropped with it. Two paths only a case-sensitive router tells apart are dropped together: too much, never too
  * little.
  */
 export function pathOf (target: string): string {
-  const mark = target.indexOf('?')
+  const mark = target.search(/[?;#]/)
   const path = mark === -1 ? target : target.slice(0, mark)
   return decoded(path).toLowerCase().replace(/\/{2,}/g, '/').replace(/(.)\/$/, '$1')
 }

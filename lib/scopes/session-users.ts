@@ -39,35 +39,44 @@ export class SessionUsers {
   constructor (private readonly options: SessionUsersOptions) {}
 
   /**
-   * Records that the session stored under `session` belongs to `user`. When the index is full, the sessions that no
-   * longer exist leave it, and the earliest linked ones beyond `max` are ended. Answers how many were ended.
+   * Records that the session stored under `session` belongs to `user`; then, when the index holds more than `max`,
+   * the sessions that no longer exist leave it and the earliest linked beyond `max` are ended. Answers how many were
+   * ended.
    */
   async link (user: string, session: string): Promise<number> {
-    const { groups, lifetime, max } = this.options
+    const { groups, lifetime } = this.options
     const key = indexKey(user)
     const set = { [session]: Date.now() }
     for (let attempt = 0; attempt < 3; attempt++) {
       const index = await groups.read(key, lifetime)
-      if (index === undefined) {
-        if (await groups.create(key, { fence: newFence(), fields: set }, lifetime)) return 0
-        continue
-      }
-      const listed = Object.entries(index.fields).filter(([name]) => name !== session)
-      // Only a full index is looked through: sessions that ended by themselves leave it then, and if it is still full,
-      // the earliest linked are ended before they leave it (a session is never unlisted while it can be used).
-      let remove: string[] = []
-      let surplus: string[] = []
-      if (listed.length + 1 > max) {
-        const alive = await this.options.alive(listed.map(([name]) => name))
-        const live = listed.filter((_, i) => alive[i] === true).sort((a, b) => Number(a[1]) - Number(b[1]))
-        surplus = live.slice(0, Math.max(0, live.length + 1 - max)).map(([name]) => name)
-        if (surplus.length > 0) await this.options.end(surplus)
-        remove = [...listed.filter((_, i) => alive[i] !== true).map(([name]) => name), ...surplus]
-      }
-      if (await groups.update(key, index.fence, { remove, set }, lifetime)) return surplus.length
-      // Another instance ended or replaced the index between the read and the write: read it again.
+      const linked = index === undefined
+        ? await groups.create(key, { fence: newFence(), fields: set }, lifetime)
+        : await groups.update(key, index.fence, { set }, lifetime)
+      if (linked !== false) break
+      // Another instance created or ended the index between the read and the write: read it again.
     }
-    return 0
+    return await this.trim(key, session)
+  }
+
+  /**
+   * Bounds the index as the store holds it now, after this login's own write: logins at the same instant each look
+   * after writing, so the last to look sees them all, and the bound holds once they are done.
+   */
+  private async trim (key: string, session: string): Promise<number> {
+    const { groups, lifetime, max } = this.options
+    const index = await groups.read(key, 0)
+    if (index === undefined) return 0
+    const listed = Object.entries(index.fields).filter(([name]) => name !== session)
+    if (listed.length < max) return 0
+    const alive = await this.options.alive(listed.map(([name]) => name))
+    // Earliest linked first (in one millisecond, in the index's own order); a login never ends its own session.
+    const live = listed.filter((_, i) => alive[i] === true).sort((a, b) => Number(a[1]) - Number(b[1]))
+    const surplus = live.slice(0, Math.max(0, live.length + 1 - max)).map(([name]) => name)
+    // Ended before they leave the index: a session is never unlisted while it can still be used.
+    if (surplus.length > 0) await this.options.end(surplus)
+    const gone = listed.filter((_, i) => alive[i] !== true).map(([name]) => name)
+    if (gone.length + surplus.length > 0) await groups.update(key, index.fence, { remove: [...gone, ...surplus] }, lifetime)
+    return surplus.length
   }
 
   /** Takes an ended session out of `user`'s index; the index goes with its last session. */

@@ -88,6 +88,9 @@ test('invalidation: every spelling a router may take for one path is one path', 
     ['//p//42', '/p/42'],
     ['/p/42?utm=x', '/p/42'],
     ['/p/42?', '/p/42'],
+    ['/p/42#f', '/p/42'],
+    ['/p/42;x=1', '/p/42'],
+    ['/p/42;', '/p/42'],
     ['/', '/'],
     ['/p/%E0%A4%A', '/p/%e0%a4%a']
   ]

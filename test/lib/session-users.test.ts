@@ -249,3 +249,15 @@ test("Redis: a user's index expires with the user's sessions, and the sessions' 
   t.equal(await request(level, idle).get('cart'), undefined, 'an idle session expires')
   t.equal(await client.exists(prefix + 'user:' + createHash('sha256').update('bob').digest('base64url')), 0, 'and its index with it')
 })
+
+test('logins at the same instant past maxSessionsPerUser: once they are done, the user has at most that many sessions', async (t) => {
+  const client = await redisFor(t)
+  if (client === undefined) return
+  const prefix = uniquePrefix(t)
+  // Two instances over one Redis, 30 logins at once: on the first line of the bound, each login decides alone.
+  const levels = [0, 1].map(() => new SessionLevel({ ttl: 60_000, maxEntriesPerSession: 10, store: new RedisStore({ client: client as unknown as RedisClient, prefix, timeout: 2000 }), maxSessionsPerUser: 3 }))
+  const ids = await Promise.all(Array.from({ length: 30 }, async (_, i) => await login(levels[i % 2] as SessionLevel, 'alice')))
+  const live = (await Promise.all(ids.map(async (id) => await request(levels[0] as SessionLevel, id).get('cart')))).filter((cart) => cart !== undefined)
+  t.ok(live.length <= 3, `${live.length} sessions live of 30 logins`)
+  t.equal((await (levels[0] as SessionLevel).sessionsOf('alice')).length, live.length, 'and the index lists exactly those')
+})

@@ -193,6 +193,17 @@ test('a session-level route is cached per session; a visitor without a session b
   t.equal(calls.mine, 4)
 })
 
+test('the host is keyed as the handler sees it: a request in capitals cannot poison the page of the host as browsers send it', async (t) => {
+  const app = fresh(t)
+  await app.register(multiCache, { session: false })
+  const shops: Record<string, string> = { 'shop-a.example': 'Shop A' }
+  app.get('/', { config: { cache: { level: 'app' } } }, async (request) => ({ title: shops[request.host] ?? 'Unknown shop' }))
+  t.same((await app.inject({ url: '/', headers: { host: 'SHOP-A.example' } })).json(), { title: 'Unknown shop' }, 'a case-sensitive handler misses')
+  const visitor = await app.inject({ url: '/', headers: { host: 'shop-a.example' } })
+  t.equal(visitor.headers['x-cache'], 'MISS', 'the host as sent is another entry')
+  t.same(visitor.json(), { title: 'Shop A' })
+})
+
 test("a session's pages are bounded however many variants a client's headers make", async (t) => {
   const { app } = await build(t, { session: { secret, maxPagesPerSession: 3 } })
   app.get('/theme', { config: { cache: { level: 'session' } } }, async (request, reply) => reply.header('vary', 'x-theme').send({ theme: request.headers['x-theme'] }))
@@ -443,14 +454,17 @@ test('a stored response other than a 200 is never answered 304', async (t) => {
 })
 
 test('invalidate() of a URL drops every spelling of its path the router accepts, with any query', async (t) => {
-  const app = fresh(t, { routerOptions: { ignoreTrailingSlash: true, caseSensitive: false } })
+  const app = fresh(t, { useSemicolonDelimiter: true, routerOptions: { ignoreTrailingSlash: true, caseSensitive: false } })
   await app.register(multiCache, { session: false })
   let version = 1
   app.get('/p/:id', { config: { cache: { level: 'app' } } }, async (request) => ({ id: (request.params as { id: string }).id, version }))
-  const spellings = ['/p/42', '/p/42/', '/P/42', '/p/%34%32', '/p/42?utm=x']
+  const spellings = ['/p/42', '/p/42/', '/P/42', '/p/%34%32', '/p/42?utm=x', '/p/42;x=1']
   for (const url of [...spellings, '/p/43']) await app.inject(url)
+  // A fragment as a raw client sends it (inject drops it): the router ignores it, the key keeps it.
+  t.equal(JSON.parse((await overHttp(app, '/p/42#f')).body.toString()).version, 1)
   version = 2
-  t.equal(await app.routeCache.invalidate('/p/:id', '/p/42'), spellings.length)
+  t.equal(await app.routeCache.invalidate('/p/:id', '/p/42'), spellings.length + 1)
   for (const url of spellings) t.same((await app.inject(url)).json(), { id: '42', version: 2 }, url)
+  t.equal(JSON.parse((await overHttp(app, '/p/42#f')).body.toString()).version, 2, '/p/42#f')
   t.equal((await app.inject('/p/43')).headers['x-cache'], 'HIT-APP', 'another path stays')
 })

@@ -1,10 +1,13 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'tap'
+import { sessionCache } from '../../index.js'
 import { InvalidationBus } from '../../lib/bus.js'
 import { SessionLevel, type SessionCache } from '../../lib/scopes/session.js'
 import type { Invalidation } from '../../lib/store.js'
 import { RedisStore, type RedisClient } from '../../lib/stores/redis.js'
 import { TieredStore } from '../../lib/tiers.js'
-import { redisFor, uniquePrefix } from '../helpers/redis.js'
+import { cookieOf, fresh, secret } from '../helpers/app.js'
+import { REDIS_URL, redisFor, uniquePrefix } from '../helpers/redis.js'
 
 // What an instance with a memory tier serves of a session another instance ended, while the bus message telling it
 // has not arrived yet: the message is held here, so that the window a loaded machine opens by chance is open for sure.
@@ -65,3 +68,19 @@ async function instanceRead (a: SessionLevel, b: SessionLevel): Promise<string |
   await later.get('x')
   return later.user
 }
+
+test("coherence 'bus' with a ttl shorter than the memory tier's: a session in use is never logged out", async (t) => {
+  if (await redisFor(t) === undefined) return
+  const app = fresh(t)
+  await app.register(sessionCache, { secret, store: REDIS_URL, prefix: uniquePrefix(t), ttl: '1s', coherence: 'bus', l1: { ttl: '5s' } })
+  app.post('/login', async (request) => { await request.sessionCache.set('user', 'ada'); return 'ok' })
+  app.get('/me', async (request) => ({ user: await request.sessionCache.get('user') ?? null }))
+  const cookie = cookieOf((await app.inject({ method: 'POST', url: '/login' })).headers) as string
+  const seen: unknown[] = []
+  // Read every 300 ms for 3 s: three times the inactivity ttl, each read within it.
+  for (let i = 0; i < 10; i++) {
+    await sleep(300)
+    seen.push((await app.inject({ url: '/me', headers: { cookie } })).json().user)
+  }
+  t.same(seen, seen.map(() => 'ada'), 'every read finds the session: the tier reaches Redis, restarting its expiry, at least every half ttl')
+})
