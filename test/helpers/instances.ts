@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
 
 const CHILD = fileURLToPath(new URL('../fixtures/instance.ts', import.meta.url))
+const MAJORS = fileURLToPath(new URL('./majors.mjs', import.meta.url))
 
 /** An app running in a process of its own, as a second server of a deployment would. */
 export interface Instance {
@@ -19,9 +20,11 @@ export interface Instance {
  */
 export async function forkInstance (t: Test, module: string, name: string, params: Record<string, unknown> = {}): Promise<Instance> {
   const path = fileURLToPath(new URL(`../fixtures/apps/${module}`, import.meta.url))
-  // The test runner's own loaders (TypeScript, the ioredis major the run chose): a file compiled otherwise (by tsx)
-  // would have a second source map, and coverage would merge the two line by line into nonsense.
-  const child = fork(CHILD, [path, name, JSON.stringify(params)], { execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  // TypeScript through tsx (it starts a process in a fraction of the test runner's time) and the ioredis major the
+  // run chose. Not counted for coverage: tsx compiles the sources otherwise than the test runner, and the two source
+  // maps of one file would be merged line by line into nonsense (left out, the variable would be set again).
+  const env = { ...process.env, NODE_V8_COVERAGE: '' }
+  const child = fork(CHILD, [path, name, JSON.stringify(params)], { env, execArgv: ['--import', 'tsx', '--import', MAJORS], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const stop = async (): Promise<void> => {
     if (child.exitCode !== null || child.signalCode !== null) return
     const exited = new Promise<void>((resolve) => child.once('exit', () => { resolve() }))

@@ -65,7 +65,7 @@ test('a page stored for one Host is never served to another (cache poisoning)', 
   t.equal(victim.headers['x-cache'], 'MISS')
   t.match(victim.body, /shop\.example/)
   t.notMatch(victim.body, /evil/)
-  t.equal((await app.inject({ url: '/home', headers: { host: 'SHOP.example' } })).headers['x-cache'], 'HIT-APP', 'host names are case-insensitive')
+  t.equal((await app.inject({ url: '/home', headers: { host: 'SHOP.example' } })).headers['x-cache'], 'MISS', 'the host as the handler sees it, case included: a handler may tell the spellings apart')
   const forwarded = await app.inject({ url: '/home', headers: { host: 'shop.example', 'x-forwarded-host': 'evil.example' } })
   t.notMatch(forwarded.body, /evil/, 'without trustProxy the handler does not see X-Forwarded-Host, and neither does the key')
 
