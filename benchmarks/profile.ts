@@ -3,6 +3,8 @@
 // commit's worktree is profiled the same way), runs under the inspector's sampling profiler at a fixed offered load
 // after a warm-up; its self time is summed per part of the stack and divided by the requests served, in µs per
 // request. Used for the before/after table of benchmarks/README.md.
+// `npm run bench:profile -- --overhead`: the same for a route that touches no cache, on bare Fastify, each of the
+// request and session levels alone, both together, and multiCache, at 3,000 req/s over 10 connections.
 import { execFileSync } from 'node:child_process'
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -70,13 +72,45 @@ async function profile (root: string, method: 'GET' | 'POST', path: string): Pro
   }
 }
 
+const OVERHEAD = fileURLToPath(new URL('./scenarios/overhead.ts', import.meta.url))
+
+/** µs per request of each part of the stack for the overhead scenario's server `name`, on its route that touches no cache. */
+async function profileOverhead (name: string): Promise<{ requests: number, perRequest: Map<string, number> }> {
+  const server = await startServer(OVERHEAD, name)
+  try {
+    const load = { path: '/', connections: 10, rate: 3000 }
+    await autocannon(autocannonOptions(server.url, load, 2))
+    await server.startProfile()
+    const result = await autocannon(autocannonOptions(server.url, load, SECONDS))
+    const profile = await server.stopProfile() as Profile
+    const requests = result.requests.total
+    return { requests, perRequest: new Map([...parts(profile)].map(([part, µs]) => [part, µs / requests])) }
+  } finally {
+    await server.stop()
+  }
+}
+
+function print (what: string, requests: number, perRequest: Map<string, number>): void {
+  const busy = [...perRequest].filter(([part]) => part !== IDLE).reduce((sum, [, µs]) => sum + µs, 0)
+  console.log(`\n${what} (${requests} requests): ${busy.toFixed(1)} µs busy per request`)
+  for (const [part, µs] of perRequest) console.log(`  ${part.padEnd(50)} ${µs.toFixed(2).padStart(7)}`)
+}
+
 pin(process.pid, CLIENT_CORE)
+if (process.argv.includes('--overhead')) {
+  console.log(`overhead: a route that touches no cache, 3000 req/s for ${SECONDS} s, 10 connections, µs of server CPU per request`)
+  // Twice each, in turn and back, so that a slow spell of the machine falls on all of them.
+  const names = ['bare', 'request', 'session', 'requestAndSession', 'multiCache']
+  for (const name of [...names, ...names.toReversed()]) {
+    const { requests, perRequest } = await profileOverhead(name)
+    print(name, requests, perRequest)
+  }
+  process.exit(0)
+}
 const root = resolve(process.argv[2] ?? HERE)
 const commit = execFileSync('git', ['-C', root, 'log', '-1', '--format=%h %s'], { encoding: 'utf8' }).trim()
 console.log(`checkout ${root} (${commit}); ${RATE} req/s for ${SECONDS} s, ${CONNECTIONS} connections, µs of server CPU per request`)
 for (const [method, path, what] of [['GET', '/cart', 'read'], ['POST', '/cart/views', 'read+write']] as const) {
   const { requests, perRequest } = await profile(root, method, path)
-  const busy = [...perRequest].filter(([part]) => part !== IDLE).reduce((sum, [, µs]) => sum + µs, 0)
-  console.log(`\nsession ${what} (${requests} requests): ${busy.toFixed(1)} µs busy per request`)
-  for (const [part, µs] of perRequest) console.log(`  ${part.padEnd(50)} ${µs.toFixed(2).padStart(7)}`)
+  print(`session ${what}`, requests, perRequest)
 }
