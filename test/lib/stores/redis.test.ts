@@ -5,7 +5,7 @@ import { test } from 'tap'
 import { jsonSerializer } from '../../../lib/serializer.js'
 import type { Group } from '../../../lib/store.js'
 import { RedisStore, type RedisClient } from '../../../lib/stores/redis.js'
-import { privateRedis, redisFor, uniquePrefix } from '../../helpers/redis.js'
+import { commandCalls, privateRedis, redisFor, uniquePrefix } from '../../helpers/redis.js'
 
 test('values, TTLs in Redis, batches and prefix-scoped clear', async (t) => {
   const client = await redisFor(t)
@@ -230,7 +230,7 @@ test('batches: getTimedMany reads each value with its time left in one script; f
   t.ok((timed[0]?.ttl ?? 0) > 4000 && (timed[0]?.ttl ?? 0) <= 5000, `a: ${timed[0]?.ttl} ms left`)
   t.equal(timed[2]?.ttl, 0, 'b does not expire')
   t.same(await store.getTimedMany([]), [])
-  t.same(await commands(client), { eval: 1, get: 4, pttl: 2 }, 'one EVAL; its GETs and PTTLs run inside Redis')
+  t.same(await commandCalls(client), { eval: 1, get: 4, pttl: 2 }, 'one EVAL; its GETs and PTTLs run inside Redis')
 
   await store.set('c', 'old')
   const [a, c, d] = await fences.readMany(['a', 'c', 'd'])
@@ -243,7 +243,7 @@ test('batches: getTimedMany reads each value with its time left in one script; f
     { key: 'd', value: 'D', ttl: 0, fence: d as string }
   ])
   t.same(written, [true, false, true], 'c changed since its fence was read: not written')
-  t.same(await commands(client), { eval: 1, get: 4, set: 2 })
+  t.same(await commandCalls(client), { eval: 1, get: 4, set: 2 })
   t.same(await store.getMany(['a', 'c', 'd']), ['A', undefined, 'D'])
   const pttl = await client.pttl('p:a')
   t.ok(pttl > 0 && pttl <= 1000, `ttl of a written entry: ${pttl}`)
@@ -253,10 +253,3 @@ test('batches: getTimedMany reads each value with its time left in one script; f
   t.same(await fences.setManyIf([]), [])
   t.same(await fences.readMany([]), [])
 })
-
-/** The calls of each command since the last CONFIG RESETSTAT, but the INFO and CONFIG that tell them. */
-async function commands (client: Redis): Promise<Record<string, number>> {
-  const stats = await client.call('INFO', 'commandstats') as string
-  const calls = [...stats.matchAll(/cmdstat_(\w+):calls=(\d+)/g)].map(([, name, count]) => [name, Number(count)] as const)
-  return Object.fromEntries(calls.filter(([name]) => name !== 'info' && name !== 'config'))
-}
