@@ -688,3 +688,30 @@ test('fences in batches: readMany and setManyIf through the tier, each entry und
   t.equal(fromMemory(a.tier, 'y'), MISS)
   t.same(await b.tier.getMany(['x', 'y']), ['new x', undefined], 'y was changed after its fence was read: not written')
 })
+
+test('batches over an L2 of another kind: read with its getMany (no time left known: the L1 ttl), a batch it refuses leaves L1 too', async (t) => {
+  const map = new Map<string, unknown>()
+  let refuse = false
+  const reads: string[][] = []
+  const l2: Store = {
+    get: (key) => map.get(key),
+    getMany: (keys) => { reads.push([...keys]); return keys.map((key) => map.get(key)) },
+    set: (key, value) => {
+      if (refuse) throw new Error('refused')
+      map.set(key, value)
+    },
+    delete: (key) => { map.delete(key) },
+    clear: () => { map.clear() }
+  }
+  const tier = new TieredStore({ l2, max: 10, ttl: 50 })
+  map.set('a', 1).set('b', 2)
+  t.same(await tier.getMany(['a', 'b', 'c']), [1, 2, undefined])
+  t.same(reads, [['a', 'b', 'c']], 'one call of its getMany')
+  t.same(tier.getMany(['a', 'b']), [1, 2], 'kept in L1')
+  await sleep(70)
+  t.ok(isPromiseLike(tier.getMany(['a'])), 'for the L1 ttl, L2 telling no time left')
+  await tier.setMany([{ key: 'x', value: 'x1', ttl: 0 }])
+  refuse = true
+  await t.rejects(tier.setMany([{ key: 'x', value: 'x2', ttl: 0 }, { key: 'y', value: 'y2', ttl: 0 }]), /refused/)
+  t.same(await tier.getMany(['x', 'y']), ['x1', undefined], 'what L2 still holds: the refused batch left L1 as well')
+})
