@@ -32,8 +32,8 @@ interface Queued<K, V> {
 const resolved = Promise.resolve()
 
 /**
- * Runs `dispatch` once the promise jobs of this tick have run: loads made in the continuations of other loads (awaits
- * in a loop, a `Promise.all` of resolvers) still join the batch, as DataLoader schedules it.
+ * Runs `dispatch` once the promise jobs of this tick have run: loads made in the continuations of loads that settled
+ * together (the brand of each product of a `Promise.all`) still join one batch, as DataLoader schedules it.
  */
 function afterThisTick (dispatch: () => void): void {
   resolved.then(() => { process.nextTick(dispatch) }, () => {})
