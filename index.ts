@@ -7,7 +7,7 @@ export { sessionCache, type SessionCacheOptions, type SessionCookieOptions } fro
 export { appCache, type AppCacheOptions } from './plugins/app-cache.js'
 export { routeCache, cacheConfig, type RouteCacheOptions, type RouteCacheConfig, type ResponseCache } from './plugins/route-cache.js'
 
-export type { Store, Awaitable, GroupOperations, Group, GroupChange, FenceOperations, TagOperations, TagEpoch, Invalidation, TimedValue, KeyQuery, KeyPage } from './lib/store.js'
+export type { Store, Awaitable, GroupOperations, Group, GroupChange, FenceOperations, TagOperations, TagEpoch, Invalidation, TimedValue, KeyQuery, KeyPage, StoreEntry, FencedEntry } from './lib/store.js'
 export { MemoryStore, type MemoryStoreOptions } from './lib/stores/memory.js'
 export { RedisStore, type RedisStoreOptions, type RedisClient } from './lib/stores/redis.js'
 export { KeyvStore, type KeyvStoreOptions, type KeyvLike } from './lib/stores/keyv.js'
@@ -16,6 +16,8 @@ export { jsonSerializer, type Serializer } from './lib/serializer.js'
 export type { StoreOption, SharedStoreOptions, L1Options } from './plugins/stores.js'
 export type { Duration } from './lib/durations.js'
 export type { RequestCache } from './lib/scopes/request.js'
+export type { BatchLoad, BatchResult, BatchValue } from './lib/batch.js'
+export type { BatchLoader, BatchLoaderOptions } from './lib/batch-loader.js'
 export type { SessionCache, SessionSetOptions } from './lib/scopes/session.js'
 export type { AppCache, AppSetOptions, DefineOptions, DefinedKey, InvalidateOptions, LoadLock } from './lib/scopes/application.js'
 export type { Logger } from './lib/burst-log.js'
@@ -25,5 +27,6 @@ export type { LevelStatsSnapshot } from './lib/stats.js'
 export type { MetricsOptions, MetricsRegistry } from './plugins/metrics.js'
 export {
   InvalidOptionError, InvalidKeyError, InvalidValueError, PreloadError, DefineError, UnsupportedError, SerializeError, StoreError,
-  NoSessionError, AlreadyRegisteredError, EntryTooLargeError, LoadTimeoutError, UnconfirmedInvalidationError, StoreUnreachableError, NotRegisteredError
+  NoSessionError, AlreadyRegisteredError, EntryTooLargeError, LoadTimeoutError, UnconfirmedInvalidationError, StoreUnreachableError, NotRegisteredError,
+  TooManyKeysError, BatchResultError
 } from './lib/errors.js'

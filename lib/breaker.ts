@@ -92,6 +92,8 @@ export function guardStore (store: Store, breaker: Breaker): Store {
   const optional = {
     getMany: guard('getMany', store.getMany as Method | undefined, store),
     getTimed: guard('getTimed', store.getTimed as Method | undefined, store),
+    getTimedMany: guard('getTimedMany', store.getTimedMany as Method | undefined, store),
+    setMany: guard('setMany', store.setMany as Method | undefined, store),
     deleteMany: guard('deleteMany', store.deleteMany as Method | undefined, store),
     keys: guard('keys', store.keys as Method | undefined, store),
     stored: store.stored?.bind(store),

@@ -16,6 +16,20 @@ export const InvalidOptionError = createError<[string, string, string, string]>(
 export const InvalidKeyError = createError<[string]>(
   'FST_MULTICACHE_INVALID_KEY', '%s', 500, TypeError)
 
+/**
+ * One call was given more keys than its level's `maxKeysPerCall`: refused whole, before any key is read, so that a list
+ * a client chooses cannot make one call hold memory without bound.
+ */
+export const TooManyKeysError = createError<[string, number, number]>(
+  'FST_MULTICACHE_TOO_MANY_KEYS', '%s: %d keys in one call, more than maxKeysPerCall (%d): split the list, or raise maxKeysPerCall', 500, RangeError)
+
+/**
+ * A batch loader answered something that cannot be matched to its keys: nothing of it is cached, and every caller
+ * waiting for one of its keys gets this error.
+ */
+export const BatchResultError = createError<[string, string]>(
+  'FST_MULTICACHE_BATCH_RESULT', '%s: the loader answered %s; it must answer an array with one value per key in the order of the keys (undefined for a key it has no value for), a Map or an object by key', 500, TypeError)
+
 /** `undefined` was given as a value: it means "absent" and cannot be cached. */
 export const InvalidValueError = createError<[string]>(
   'FST_MULTICACHE_INVALID_VALUE', 'cannot cache undefined under key "%s": use delete() to remove an entry, or null to cache absence', 500, TypeError)

@@ -1,15 +1,19 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { InvalidKeyError, InvalidValueError, describe } from './errors.js'
+import { InvalidKeyError, InvalidValueError, TooManyKeysError, describe } from './errors.js'
 
 /** The longest key a level takes by default, in characters. */
 export const MAX_KEY_LENGTH = 1024
 
+/** The most keys one call of a batch method takes by default. */
+export const MAX_KEYS_PER_CALL = 1000
+
 /**
  * What a level takes as a key: a non-empty string of at most `maxLength` characters. `__proto__` and friends are
- * ordinary keys: no store is a plain object. A key refused here never reaches a store or the bus.
+ * ordinary keys: no store is a plain object. A key refused here never reaches a store or the bus. A batch method takes
+ * at most `maxKeys` keys in one call.
  */
 export class KeyRule {
-  constructor (readonly maxLength = MAX_KEY_LENGTH) {}
+  constructor (readonly maxLength = MAX_KEY_LENGTH, readonly maxKeys = MAX_KEYS_PER_CALL) {}
 
   valid (key: unknown): key is string {
     return typeof key === 'string' && key.length > 0 && key.length <= this.maxLength
@@ -17,6 +21,18 @@ export class KeyRule {
 
   assert (key: unknown): asserts key is string {
     if (!this.valid(key)) throw this.error(key)
+  }
+
+  /** The keys of one call of `method`: an array of at most `maxKeys` (counted before any is looked at). */
+  assertCount (method: string, keys: unknown): asserts keys is readonly unknown[] {
+    if (!Array.isArray(keys)) throw new InvalidKeyError(`${method}: keys must be an array, got ${describe(keys)}`)
+    if (keys.length > this.maxKeys) throw new TooManyKeysError(method, keys.length, this.maxKeys)
+  }
+
+  /** `assertCount`, then every key valid. */
+  assertMany (method: string, keys: unknown): asserts keys is readonly string[] {
+    this.assertCount(method, keys)
+    for (const key of keys) this.assert(key)
   }
 
   /** The rejection a method that answers with a promise gives for an invalid key, so that `.catch()` sees it. */

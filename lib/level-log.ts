@@ -26,10 +26,12 @@ export class LevelLog {
   }
 
   loaded (key: string, ms: number, error: unknown, through: Logger = this.logger): void {
-    if (!debugging(through)) return
-    const details = { cacheLevel: this.level, key: this.key(key), ms: Math.round(ms * 1000) / 1000 }
-    if (error === undefined) through.debug?.(details, `${this.name}: loaded`)
-    else through.debug?.({ ...details, err: error }, `${this.name}: the loader failed; nothing was cached`)
+    if (debugging(through)) this.load({ key: this.key(key) }, ms, error, through)
+  }
+
+  /** One call of a batch loader, for `keys`. */
+  loadedMany (keys: readonly string[], ms: number, error: unknown, through: Logger = this.logger): void {
+    if (debugging(through)) this.load({ keys: keys.map((key) => this.key(key)) }, ms, error, through)
   }
 
   /** `keys`: what was dropped, or undefined for everything. */
@@ -43,6 +45,12 @@ export class LevelLog {
   warn (details: { key?: string, [name: string]: unknown }, message: string, through: Logger = this.logger): void {
     const shown = details.key === undefined ? details : { ...details, key: this.key(details.key) }
     this.faults.warn({ cacheLevel: this.level, ...shown }, message, through)
+  }
+
+  private load (named: object, ms: number, error: unknown, through: Logger): void {
+    const details = { cacheLevel: this.level, ...named, ms: Math.round(ms * 1000) / 1000 }
+    if (error === undefined) through.debug?.(details, `${this.name}: loaded`)
+    else through.debug?.({ ...details, err: error }, `${this.name}: the loader failed; nothing was cached`)
   }
 }
 

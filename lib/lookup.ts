@@ -1,3 +1,5 @@
+import type { BatchLoad, BatchResult, BatchValue } from './batch.js'
+import { BatchLoader } from './batch-loader.js'
 import type { Duration } from './durations.js'
 import { InvalidOptionError, UnsupportedError, describe } from './errors.js'
 import { KeyRule } from './keys.js'
@@ -23,6 +25,7 @@ export interface LookupLoadOptions {
 }
 
 const LEVELS: readonly CacheLevel[] = ['request', 'session', 'app']
+const MANY = 'request.cache.getOrLoadMany'
 
 /**
  * The hierarchical lookup of one request: request → session → application → loader. A value found at a broader
@@ -59,6 +62,66 @@ export class CacheLookup {
     return this.loadBroader(key, loader, level, options)
   }
 
+  /**
+   * `getOrLoad` of each of `keys`, with the loader called once for the keys no level up to `level` holds: it answers
+   * their values in their order, or a Map or an object by key (a key it leaves out stays a miss). At the application
+   * level the keys the session lacks go to `appCache.getOrLoadMany` together; at the request and session levels each key
+   * is the level's own `getOrLoad`, their loads gathered into that one call.
+   */
+  getOrLoadMany<R extends BatchResult<string, unknown>> (keys: readonly string[], loader: BatchLoad<string, R>, options: LookupLoadOptions): Promise<Array<BatchValue<R>>> {
+    try {
+      this.keys.assertMany(MANY, keys)
+      if (!LEVELS.includes(options?.level)) {
+        throw new InvalidOptionError(MANY, 'level', `must be one of ${LEVELS.join(', ')}`, describe(options?.level))
+      }
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return this.loadMany(keys, loader, options) as Promise<Array<BatchValue<R>>>
+  }
+
+  private async loadMany (keys: readonly string[], loader: BatchLoad<string, BatchResult<string, unknown>>, options: LookupLoadOptions): Promise<unknown[]> {
+    const { level, ...rest } = options
+    if (level === 'request') {
+      const request = this.enabled(this.request, level, MANY)
+      const batch = this.batchOf(loader)
+      return await Promise.all(keys.map(async (key) => await request.getOrLoad(key, async () => await batch.load(key))))
+    }
+    const values = new Map<string, unknown>()
+    const missing: string[] = []
+    for (const key of new Set(keys)) {
+      const memo = this.request?.get(key)
+      if (memo === undefined) missing.push(key)
+      else values.set(key, memo)
+    }
+    if (missing.length > 0) {
+      const loaded = level === 'session' ? await this.sessionMany(missing, loader, rest) : await this.appMany(missing, loader, rest)
+      missing.forEach((key, i) => { values.set(key, this.memoise(key, loaded[i])) })
+    }
+    return keys.map((key) => values.get(key))
+  }
+
+  private async sessionMany (keys: readonly string[], loader: BatchLoad<string, BatchResult<string, unknown>>, options: Omit<LookupLoadOptions, 'level'>): Promise<unknown[]> {
+    const session = this.enabled(this.session, 'session', MANY)
+    const batch = this.batchOf(loader)
+    return await Promise.all(keys.map(async (key) => await session.getOrLoad(key, async () => await batch.load(key), options)))
+  }
+
+  private async appMany (keys: readonly string[], loader: BatchLoad<string, BatchResult<string, unknown>>, options: Omit<LookupLoadOptions, 'level'>): Promise<unknown[]> {
+    const app = this.enabled(this.app, 'app', MANY)
+    const session = this.session
+    const fromSession = session === undefined ? [] : await Promise.all(keys.map(async (key) => await session.get(key)))
+    const rest = keys.filter((_, i) => fromSession[i] === undefined)
+    const fromApp = rest.length === 0 ? [] : await app.getOrLoadMany(rest, loader, options)
+    let next = 0
+    return keys.map((_, i) => fromSession[i] !== undefined ? fromSession[i] : fromApp[next++])
+  }
+
+  /** The loader of one call, for levels that load key by key: their loads of this tick become one call of it. */
+  private batchOf (loader: BatchLoad<string, BatchResult<string, unknown>>): BatchLoader<string, unknown> {
+    return new BatchLoader(MANY, loader, { keys: this.keys, maxEntries: this.keys.maxKeys })
+  }
+
   private async fromBroaderLevels<T> (key: string): Promise<T | undefined> {
     let value = await this.session?.get<T>(key)
     if (value === undefined) value = await this.app?.get<T>(key)
@@ -78,12 +141,12 @@ export class CacheLookup {
     return value
   }
 
-  private enabled<L> (level: L | undefined, name: CacheLevel): L {
-    if (level === undefined) throw notRegistered(name)
+  private enabled<L> (level: L | undefined, name: CacheLevel, method = 'request.cache.getOrLoad'): L {
+    if (level === undefined) throw notRegistered(name, method)
     return level
   }
 }
 
-function notRegistered (name: CacheLevel): Error {
-  return new UnsupportedError(`request.cache.getOrLoad: the ${name} level is not registered`)
+function notRegistered (name: CacheLevel, method = 'request.cache.getOrLoad'): Error {
+  return new UnsupportedError(`${method}: the ${name} level is not registered`)
 }

@@ -58,11 +58,11 @@ export class CacheMetrics {
         { value: sum(all, (s) => s.misses), labels: { level, result: 'miss' } },
         { value: sum(all, (s) => s.staleServed), labels: { level, result: 'stale' } }
       ])),
-      series(prefix + 'loads_total', 'Loader calls by level and outcome', 'counter', () => this.levels().flatMap(([level, all]) => [
+      series(prefix + 'loads_total', 'Loads by level and outcome (a batch loader call counts once per key)', 'counter', () => this.levels().flatMap(([level, all]) => [
         { value: sum(all, (s) => s.loads - s.loadErrors), labels: { level, outcome: 'ok' } },
         { value: sum(all, (s) => s.loadErrors), labels: { level, outcome: 'error' } }
       ])),
-      series(prefix + 'load_duration_seconds', 'Duration of loader calls, in seconds', 'histogram', () => this.levels().flatMap(([level, all]) => histogram(prefix + 'load_duration_seconds', level, all))),
+      series(prefix + 'load_duration_seconds', 'Duration of loads, in seconds (a batch loader call once per key)', 'histogram', () => this.levels().flatMap(([level, all]) => histogram(prefix + 'load_duration_seconds', level, all))),
       series(prefix + 'evictions_total', 'Entries pushed out by a size bound before their time', 'counter', () => perLevel((s) => s.evictions)),
       series(prefix + 'entries', 'Entries held in this process', 'gauge', () => perLevel((s) => s.snapshot().size)),
       series(prefix + 'store_errors_total', 'Store operations that failed or ran out of time', 'counter', () => perLevel((s) => s.storeErrors)),

@@ -7,9 +7,9 @@ export interface LevelStatsSnapshot {
   hits: number
   /** Lookups this level could not answer. */
   misses: number
-  /** Loader calls made on behalf of this level. */
+  /** Loader calls made on behalf of this level; a batch loader's call counts once per key it was given. */
   loads: number
-  /** Loader calls that threw or rejected (nothing was cached). */
+  /** Loads that threw or rejected (nothing was cached), counted as `loads` are. */
   loadErrors: number
   /** Entries pushed out by a size bound before their time. */
   evictions: number
@@ -89,13 +89,13 @@ export class LevelStats {
 
   constructor (private readonly size: () => number, private readonly byKind = false) {}
 
-  /** Counts a load that took `ms`, whatever its outcome. */
-  timed (ms: number): void {
+  /** Counts `keys` loads that took `ms` (one call of a batch loader counts once per key), whatever their outcome. */
+  timed (ms: number, keys = 1): void {
     const seconds = ms / 1000
     let bucket = 0
     while (bucket < LOAD_BUCKETS.length && seconds > (LOAD_BUCKETS[bucket] as number)) bucket++
-    this.loadBuckets[bucket] = (this.loadBuckets[bucket] as number) + 1
-    this.loadSeconds += seconds
+    this.loadBuckets[bucket] = (this.loadBuckets[bucket] as number) + keys
+    this.loadSeconds += seconds * keys
   }
 
   snapshot (): LevelStatsSnapshot {
@@ -124,21 +124,22 @@ export class LevelStats {
 
 /**
  * Runs a loader on behalf of a level, counting the call, its failure and its duration, and telling `done` (a log
- * line) how long it took. The clock is read around the loader only, so that a hit never pays for it.
+ * line) how long it took. The clock is read around the loader only, so that a hit never pays for it. A batch loader's
+ * call counts once per key it was given, as its misses were counted.
  */
-export async function countLoad<T> (stats: LevelStats, loader: () => T | PromiseLike<T>, done?: (ms: number, error?: unknown) => void): Promise<T> {
-  stats.loads++
+export async function countLoad<T> (stats: LevelStats, loader: () => T | PromiseLike<T>, done?: (ms: number, error?: unknown) => void, keys = 1): Promise<T> {
+  stats.loads += keys
   const started = performance.now()
   try {
     const value = await loader()
     const ms = performance.now() - started
-    stats.timed(ms)
+    stats.timed(ms, keys)
     done?.(ms)
     return value
   } catch (error) {
     const ms = performance.now() - started
-    stats.loadErrors++
-    stats.timed(ms)
+    stats.loadErrors += keys
+    stats.timed(ms, keys)
     done?.(ms, error)
     throw error
   }

@@ -20,10 +20,17 @@ export interface Store {
    * so that the instance that wrote a value sees it with the same shape and contents as every other.
    */
   stored? (key: string, value: unknown): unknown
-  /** Reads several keys at once where the backend can batch them. */
+  /**
+   * Reads several keys at once where the backend can batch them: a value (or undefined) per key, in their order. Fails
+   * whole: a memory tier in front answers at once only when it holds every key.
+   */
   getMany? (keys: readonly string[]): Awaitable<unknown[]>
   /** A value with the time it has left, where the backend tells both at once: a memory tier in front never outlives it. */
   getTimed? (key: string): Awaitable<TimedValue | undefined>
+  /** `getTimed` of several keys in one round trip, in their order: what a memory tier in front fills itself from. */
+  getTimedMany? (keys: readonly string[]): Awaitable<Array<TimedValue | undefined>>
+  /** Writes several entries at once where the backend can batch them (`ttl` as in `set`). */
+  setMany? (entries: readonly StoreEntry[]): Awaitable<void>
   /** Deletes several keys at once where the backend can batch them. */
   deleteMany? (keys: readonly string[]): Awaitable<void>
   /**
@@ -81,6 +88,18 @@ export interface KeyPage {
   /** Each key with its remaining time to live in ms (0: none). */
   keys: Array<{ key: string, ttl: number }>
   cursor: string | undefined
+}
+
+/** One entry of a batch write: `ttl` in ms, 0 for the store's default. */
+export interface StoreEntry {
+  key: string
+  value: unknown
+  ttl: number
+}
+
+/** An entry written only while the fence of its key is still `fence` (see `FenceOperations.setManyIf`). */
+export interface FencedEntry extends StoreEntry {
+  fence: string
 }
 
 /** A value and what remains of its time to live. */
@@ -192,6 +211,10 @@ export interface FenceOperations {
    * nothing was written.
    */
   setIf (key: string, value: unknown, ttl: number, fence: string): Awaitable<boolean>
+  /** `read` of several keys in one round trip, in their order: what a batch load starts under. */
+  readMany? (keys: readonly string[]): Awaitable<string[]>
+  /** `setIf` of several entries in one round trip: each is written only under its own fence; true for those written. */
+  setManyIf? (entries: readonly FencedEntry[]): Awaitable<boolean[]>
 }
 
 const REQUIRED = ['get', 'set', 'delete', 'clear'] as const
@@ -212,6 +235,25 @@ export function andThen<T, R> (value: Awaitable<T>, next: (value: T) => Awaitabl
 /** Whether `key` is listed by a `Store.keys` query for `match`. */
 export function matches (key: string, match: string): boolean {
   return match === '' || key.includes(match)
+}
+
+/** Reads keys in one batch where the store can, one by one where it cannot: at once when every answer is at hand. */
+export function readKeys (store: Store, keys: readonly string[]): Awaitable<unknown[]> {
+  if (store.getMany !== undefined) return store.getMany(keys)
+  const found = keys.map((key) => store.get(key))
+  return found.some(isPromiseLike) ? Promise.all(found) : found
+}
+
+/** Writes entries in one batch where the store can, one by one where it cannot. */
+export async function setKeys (store: Store, entries: readonly StoreEntry[]): Promise<void> {
+  if (store.setMany !== undefined) await store.setMany(entries)
+  else await Promise.all(entries.map(async ({ key, value, ttl }) => { await store.set(key, value, ttl) }))
+}
+
+/** Writes fenced entries in one batch where the store can, one by one where it cannot; true for those written. */
+export async function setKeysIf (fences: FenceOperations, entries: readonly FencedEntry[]): Promise<boolean[]> {
+  if (fences.setManyIf !== undefined) return await fences.setManyIf(entries)
+  return await Promise.all(entries.map(async ({ key, value, ttl, fence }) => await fences.setIf(key, value, ttl, fence)))
 }
 
 /** Deletes keys in one batch where the store can, one by one where it cannot. */

@@ -1,5 +1,5 @@
 import type { InvalidationBus } from './bus.js'
-import { deleteKeys, isPromiseLike, type Awaitable, type FenceOperations, type Group, type GroupOperations, type Invalidation, type KeyPage, type KeyQuery, type TagOperations, type Store, type TimedValue } from './store.js'
+import { deleteKeys, isPromiseLike, readKeys, setKeys, setKeysIf, type Awaitable, type FencedEntry, type FenceOperations, type Group, type GroupOperations, type Invalidation, type KeyPage, type KeyQuery, type TagOperations, type Store, type StoreEntry, type TimedValue } from './store.js'
 import { MemoryStore } from './stores/memory.js'
 
 export interface TieredStoreOptions {
@@ -126,6 +126,23 @@ export class TieredStore implements Store {
   }
 
   /**
+   * What L1 holds at once; the rest from L2 in one round trip, kept in L1 as `get` keeps it. Answers at once when L1
+   * holds every key; fails whole when L2 fails.
+   */
+  getMany (keys: readonly string[]): Awaitable<unknown[]> {
+    if (this.l1 === undefined) return readKeys(this.options.l2, keys)
+    const l1 = this.memory()
+    const values: unknown[] = []
+    const missing: number[] = []
+    for (let i = 0; i < keys.length; i++) {
+      const hit = l1?.get(keys[i] as string)
+      values.push(hit)
+      if (hit === undefined) missing.push(i)
+    }
+    return missing.length === 0 ? values : this.fillMany(keys, values, missing, l1)
+  }
+
+  /**
    * L1 first, synchronously, so that this instance serves the value at once even while L2 is slow; if L2 refuses
    * it, L1 lets it go too.
    */
@@ -147,6 +164,25 @@ export class TieredStore implements Store {
   stored (key: string, value: unknown): unknown {
     const { l2 } = this.options
     return l2.stored === undefined ? value : l2.stored(key, value)
+  }
+
+  /** `set` of several entries: L1 at once, L2 in one batch where it can, and one message to the others. */
+  async setMany (entries: readonly StoreEntry[]): Promise<void> {
+    this.epoch++
+    const l1 = this.memory()
+    const held = entries.map(({ key, value, ttl }) => {
+      if (l1 === undefined) return undefined
+      const copy = this.stored(key, value)
+      l1.set(key, copy, this.l1Ttl(ttl))
+      return copy
+    })
+    try {
+      await setKeys(this.options.l2, entries)
+    } catch (error) {
+      entries.forEach(({ key }, i) => { if (held[i] !== undefined && this.l1?.get(key) === held[i]) this.l1.delete(key) })
+      throw error
+    }
+    await this.announce({ keys: entries.map(({ key }) => key) })
   }
 
   async delete (key: string): Promise<boolean | void> {
@@ -216,6 +252,27 @@ export class TieredStore implements Store {
     return timed?.value
   }
 
+  /** `fill` of several keys: the values of `missing` (indexes of `keys`) from one read of L2 go into `values`. */
+  private async fillMany (keys: readonly string[], values: unknown[], missing: readonly number[], l1: MemoryStore | undefined): Promise<unknown[]> {
+    const epoch = this.epoch
+    const timed = await this.timedManyFromL2(missing.map((i) => keys[i] as string))
+    const keep = epoch === this.epoch ? l1 : undefined
+    missing.forEach((at, i) => {
+      const found = timed[i]
+      if (found === undefined) return
+      values[at] = found.value
+      keep?.set(keys[at] as string, found.value, this.l1Ttl(found.ttl))
+    })
+    return values
+  }
+
+  private async timedManyFromL2 (keys: readonly string[]): Promise<Array<TimedValue | undefined>> {
+    const { l2 } = this.options
+    if (l2.getTimedMany !== undefined) return await l2.getTimedMany(keys)
+    if (l2.getMany !== undefined) return (await l2.getMany(keys)).map((value) => value === undefined ? undefined : { value, ttl: 0 })
+    return await Promise.all(keys.map(async (key) => await this.timedFromL2(key)))
+  }
+
   /** A value of L2 with what it has left, where L2 can tell (0, no expiry known, where it cannot). */
   private async timedFromL2 (key: string): Promise<TimedValue | undefined> {
     const { l2 } = this.options
@@ -232,19 +289,28 @@ export class TieredStore implements Store {
 
   /** L2 decides; a value it took enters L1 unless something changed meanwhile, and the others are told. */
   private tierFences (l2: FenceOperations): FenceOperations {
+    const { readMany } = l2
     return {
       read: (key) => l2.read(key),
       bump: (key) => l2.bump(key),
-      setIf: async (key, value, ttl, fence) => {
-        const epoch = this.epoch
-        if (!await l2.setIf(key, value, ttl, fence)) return false
-        const l1 = this.memory()
-        if (epoch === this.epoch && l1 !== undefined) l1.set(key, this.stored(key, value), this.l1Ttl(ttl))
-        this.epoch++
-        await this.announce({ keys: [key] })
-        return true
-      }
+      setIf: async (key, value, ttl, fence) => (await this.setWritten([{ key, value, ttl, fence }], async () => [await l2.setIf(key, value, ttl, fence)]))[0] as boolean,
+      ...(readMany === undefined ? {} : { readMany: (keys: readonly string[]) => readMany.call(l2, keys) }),
+      // One round trip where L2 batches; one message to the others either way.
+      setManyIf: async (entries) => await this.setWritten(entries, async () => await setKeysIf(l2, entries))
     }
+  }
+
+  /** Keeps in L1 the entries `write` says L2 took, unless something changed meanwhile, and tells the others of them. */
+  private async setWritten (entries: readonly FencedEntry[], write: () => Promise<boolean[]>): Promise<boolean[]> {
+    const epoch = this.epoch
+    const written = await write()
+    const taken = entries.filter((_, i) => written[i] === true)
+    if (taken.length === 0) return written
+    const l1 = this.memory()
+    if (epoch === this.epoch && l1 !== undefined) for (const { key, value, ttl } of taken) l1.set(key, this.stored(key, value), this.l1Ttl(ttl))
+    this.epoch++
+    await this.announce({ keys: taken.map(({ key }) => key) })
+    return written
   }
 
   /** The copy of a group L1 holds, once L2 has said it is current; what L2 holds instead, or nothing, otherwise. */

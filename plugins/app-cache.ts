@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Duration } from '../lib/durations.js'
-import { MAX_KEY_LENGTH } from '../lib/keys.js'
+import { MAX_KEYS_PER_CALL, MAX_KEY_LENGTH } from '../lib/keys.js'
 import { readOptions } from '../lib/options.js'
 import { exposeMetrics, type MetricsOptions } from './metrics.js'
 import { AppCache } from '../lib/scopes/application.js'
@@ -22,6 +22,8 @@ export interface AppCacheOptions extends SharedStoreOptions {
   lock?: boolean | { ttl?: Duration, wait?: Duration }
   /** Longest key taken, in characters. Default 1,024. */
   maxKeyLength?: number
+  /** Most keys one call of `getMany` or `getOrLoadMany` takes; a longer list is refused. Default 1,000. */
+  maxKeysPerCall?: number
   /** With the memory store: most bytes held, as `sizeOf` counts them. Off by default (`max` entries bound it). */
   maxBytes?: number
   /** With `maxBytes`: a value's size in bytes. Default: the length of its JSON text. */
@@ -51,7 +53,7 @@ declare module 'fastify' {
 
 const plugin: FastifyPluginAsync<AppCacheOptions> = async (fastify, options) => {
   const read = readOptions('appCache', options)
-  read.only(['max', 'ttl', 'store', 'lock', 'maxKeyLength', 'maxBytes', 'sizeOf', 'metrics', 'logKeys', ...FRESHNESS, ...SHARED_STORE_OPTIONS])
+  read.only(['max', 'ttl', 'store', 'lock', 'maxKeyLength', 'maxKeysPerCall', 'maxBytes', 'sizeOf', 'metrics', 'logKeys', ...FRESHNESS, ...SHARED_STORE_OPTIONS])
   const max = read.positiveInteger('max', 10_000)
   const ttl = read.duration('ttl', 0)
   const maxBytes = read.positiveInteger('maxBytes', 0)
@@ -74,6 +76,7 @@ const plugin: FastifyPluginAsync<AppCacheOptions> = async (fastify, options) => 
     log: fastify.log,
     logKeys: read.boolean('logKeys', true),
     maxKeyLength: read.positiveInteger('maxKeyLength', MAX_KEY_LENGTH),
+    maxKeysPerCall: read.positiveInteger('maxKeysPerCall', MAX_KEYS_PER_CALL),
     ...windows,
     ...(lock === undefined ? {} : { lock })
   })

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { AlreadyRegisteredError, InvalidOptionError, describe } from '../lib/errors.js'
-import { KeyRule, MAX_KEY_LENGTH } from '../lib/keys.js'
+import { KeyRule, MAX_KEYS_PER_CALL, MAX_KEY_LENGTH } from '../lib/keys.js'
 import { CacheLookup } from '../lib/lookup.js'
 import { readOptions } from '../lib/options.js'
 import { appCache, type AppCacheOptions } from './app-cache.js'
@@ -22,6 +22,8 @@ export interface MultiCacheOptions {
   route?: RouteCacheOptions | false
   /** Longest key `request.cache` takes, in characters (each level has its own option too). Default 1,024. */
   maxKeyLength?: number
+  /** Most keys one `request.cache.getOrLoadMany` takes (each level has its own option too). Default 1,000. */
+  maxKeysPerCall?: number
   /** Prometheus series of every registered level on `registry`, read at scrape time. */
   metrics?: MetricsOptions
   /** false: log lines show a short hash of each key; the default of the levels this plugin registers. Default true. */
@@ -46,8 +48,8 @@ const plugin: FastifyPluginAsync<MultiCacheOptions> = async (fastify, options) =
     throw new AlreadyRegisteredError('multiCache', "register it once, at the root (encapsulated plugins inherit it), with every level's options in that one registration")
   }
   const read = readOptions('multiCache', options)
-  read.only([...Object.keys(LEVELS), 'route', 'maxKeyLength', 'metrics', 'logKeys'])
-  const keys = new KeyRule(read.positiveInteger('maxKeyLength', MAX_KEY_LENGTH))
+  read.only([...Object.keys(LEVELS), 'route', 'maxKeyLength', 'maxKeysPerCall', 'metrics', 'logKeys'])
+  const keys = new KeyRule(read.positiveInteger('maxKeyLength', MAX_KEY_LENGTH), read.positiveInteger('maxKeysPerCall', MAX_KEYS_PER_CALL))
   const logKeys = options.logKeys === undefined ? {} : { logKeys: read.boolean('logKeys', true) }
   for (const [name, levelPlugin] of Object.entries(LEVEL_PLUGINS)) {
     const value = (options as Record<string, unknown>)[name]

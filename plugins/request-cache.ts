@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { MAX_KEY_LENGTH } from '../lib/keys.js'
+import { MAX_KEYS_PER_CALL, MAX_KEY_LENGTH } from '../lib/keys.js'
 import { readOptions } from '../lib/options.js'
 import { exposeMetrics, type MetricsOptions } from './metrics.js'
 import { RequestLevel, type RequestCache } from '../lib/scopes/request.js'
@@ -13,6 +13,8 @@ export interface RequestCacheOptions {
   maxEntries?: number
   /** Longest key taken, in characters. Default 1,024. */
   maxKeyLength?: number
+  /** Most keys one `loadMany` of a batch loader takes, and its default `maxBatchSize`. Default 1,000. */
+  maxKeysPerCall?: number
   /** Prometheus series of this level on `registry`, read at scrape time. */
   metrics?: MetricsOptions
   /** false: log lines show a short hash of each key instead of the key. Default true. */
@@ -31,10 +33,11 @@ type Slot = FastifyRequest & { [kRequestCache]: RequestCache | null }
 
 const plugin: FastifyPluginAsync<RequestCacheOptions> = async (fastify, options) => {
   const read = readOptions('requestCache', options)
-  read.only(['maxEntries', 'maxKeyLength', 'metrics', 'logKeys'])
+  read.only(['maxEntries', 'maxKeyLength', 'maxKeysPerCall', 'metrics', 'logKeys'])
   const level = new RequestLevel({
     maxEntries: read.positiveInteger('maxEntries', 10_000),
     maxKeyLength: read.positiveInteger('maxKeyLength', MAX_KEY_LENGTH),
+    maxKeysPerCall: read.positiveInteger('maxKeysPerCall', MAX_KEYS_PER_CALL),
     log: fastify.log,
     logKeys: read.boolean('logKeys', true)
   })

@@ -1,5 +1,6 @@
 import type { Scenario } from '../harness/scenario.js'
 import { appLevel } from './app-level.js'
+import { batchReads } from './batch-reads.js'
 import { growth } from './growth.js'
 import { hotPath } from './hot-path.js'
 import { invalidationWindow } from './invalidation-window.js'
@@ -18,8 +19,8 @@ import { tags } from './tags.js'
 
 /**
  * Every scenario, in the order `npm run bench` runs them. `redis-two-tier`, `stampede-redis`, `invalidation-window`,
- * `session-redis`, `session-window` and `redis-down` need the shared Redis on 127.0.0.1:6379 (`redis-down` also needs
- * `redis-server`, to start one of its own).
+ * `session-redis`, `session-window`, `batch-reads` and `redis-down` need the shared Redis on 127.0.0.1:6379
+ * (`redis-down` also needs `redis-server`, to start one of its own).
  */
 export const scenarios: readonly Scenario[] = [
   overhead,
@@ -36,6 +37,7 @@ export const scenarios: readonly Scenario[] = [
   invalidationWindow,
   sessionRedis,
   sessionWindow,
+  batchReads,
   redisDown,
   promises
 ]

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import type { BatchLoad, BatchResult, BatchValue } from '../batch.js'
 import { BurstLog, type Logger } from '../burst-log.js'
 import { DefineError, EntryTooLargeError, InvalidOptionError, LoadTimeoutError, PreloadError, UnsupportedError, describe } from '../errors.js'
 import { hold, plain, stateOf, storeTtl, type Freshness, type Held, type State } from '../freshness.js'
@@ -10,6 +11,7 @@ import { LevelStats, countLoad } from '../stats.js'
 import { deleteKeys, isPromiseLike, type KeyPage, type KeyQuery, type Store } from '../store.js'
 import { TagVersions } from '../tags.js'
 import { parseDuration, type Duration } from '../durations.js'
+import { AppBatches } from './app-batch.js'
 
 export interface AppLevelOptions {
   store: Store
@@ -20,6 +22,8 @@ export interface AppLevelOptions {
   lock?: LoadLock
   /** Longest key taken, in characters. Default 1,024. */
   maxKeyLength?: number
+  /** Most keys one call of `getMany` or `getOrLoadMany` takes. Default 1,000. */
+  maxKeysPerCall?: number
   /** false: log lines show a short hash of each key instead of the key. Default true. */
   logKeys?: boolean
   /** Defaults of every call, in ms (see `AppLoadOptions`). Default 0: off. */
@@ -147,11 +151,12 @@ export class AppCache {
   readonly log: LevelLog
   /** Tagged entries refused while the tag versions are unknown: one line per burst, apart from the store's faults. */
   private readonly unknownTags: BurstLog
+  private readonly batches: AppBatches
 
   constructor (private readonly options: AppLevelOptions) {
     this.stats = new LevelStats(() => options.store.size ?? 0)
     this.stats.pinned = () => options.store.pinned ?? 0
-    this.keys = new KeyRule(options.maxKeyLength)
+    this.keys = new KeyRule(options.maxKeyLength, options.maxKeysPerCall)
     this.tags = new TagVersions(options.store.tags, {
       unknown: () => { this.tagsUnknown() },
       // Until they are read, tagged entries are loaded again rather than served: the read is tried again each second.
@@ -179,6 +184,20 @@ export class AppCache {
         this.loads.fenceAll()
         this.tags.forget()
       }
+    })
+    this.batches = new AppBatches({
+      store: options.store,
+      lock: options.lock,
+      loads: this.loads,
+      tags: this.tags,
+      stats: this.stats,
+      log: this.log,
+      defined: (key) => this.definitions.has(key) ? this.get(key) : undefined,
+      wait: async (key, load, freshness, grace) => await this.wait(key, load, freshness, grace),
+      write: async (key, held, ttl, fence) => { await this.write(key, held, ttl, fence) },
+      fault: (operation, key, error) => { this.fault(operation, key, error) },
+      tooLarge: (key, error) => { this.tooLarge(key, error) },
+      stopped: () => this.stopped
     })
   }
 
@@ -287,6 +306,35 @@ export class AppCache {
       return Promise.reject(error)
     }
     return this.afterLookup(key, found, state, loader, freshness) as Promise<T>
+  }
+
+  /**
+   * The values of `keys` in their order, undefined for a miss, as `get` of each would answer them: from memory at once,
+   * and what memory lacks from the shared store in one round trip.
+   */
+  getMany<T = unknown> (keys: readonly string[]): Promise<Array<T | undefined>> {
+    try {
+      this.keys.assertMany('appCache.getMany', keys)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return this.batches.getMany(keys) as Promise<Array<T | undefined>>
+  }
+
+  /**
+   * The values of `keys` in their order, as `getOrLoad` of each would answer them, with one call of `loader` for the keys
+   * missing (and not already loading): it answers their values in their order, or a Map or an object by key, and a key
+   * it leaves out stays a miss. Written back in one round trip where the store can.
+   */
+  getOrLoadMany<R extends BatchResult<string, unknown>> (keys: readonly string[], loader: BatchLoad<string, R>, options?: AppLoadOptions): Promise<Array<BatchValue<R>>> {
+    let freshness: Freshness
+    try {
+      this.keys.assertMany('appCache.getOrLoadMany', keys)
+      freshness = this.freshness('appCache.getOrLoadMany', options)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return this.batches.getOrLoadMany(keys, loader, freshness) as Promise<Array<BatchValue<R>>>
   }
 
   /**
@@ -632,7 +680,7 @@ export class AppCache {
     this.log.warn({ err: error, key }, `appCache: "${this.log.key(key)}" is too large to cache; it is loaded on every miss`)
   }
 
-  private fault (operation: string, key: string, error: unknown): void {
+  private fault (operation: string, key: string | undefined, error: unknown): void {
     this.stats.storeErrors++
     this.log.warn({ err: error, operation, key }, `appCache: the store failed (${operation}); answering from the loader`)
   }

@@ -1,4 +1,7 @@
+import type { BatchLoad, BatchResult, BatchValue } from '../batch.js'
+import { BatchLoader, type BatchLoaderOptions } from '../batch-loader.js'
 import type { Logger } from '../burst-log.js'
+import { InvalidOptionError, describe } from '../errors.js'
 import { type Defined, KeyRule, assertValue } from '../keys.js'
 import { LevelLog } from '../level-log.js'
 import { SingleFlight } from '../single-flight.js'
@@ -9,6 +12,8 @@ export interface RequestLevelOptions {
   maxEntries: number
   /** Longest key taken, in characters. Default 1,024. */
   maxKeyLength?: number
+  /** Most keys one `loadMany` of a batch loader takes, and its default `maxBatchSize`. Default 1,000. */
+  maxKeysPerCall?: number
   /** Where misses and loads are told, at debug level (the request's logger, when a request gives one). */
   log?: Logger
   /** false: log lines show a short hash of each key instead of the key. Default true. */
@@ -27,7 +32,7 @@ export class RequestLevel {
 
   constructor (readonly options: RequestLevelOptions) {
     this.stats = new LevelStats(() => this.live)
-    this.keys = new KeyRule(options.maxKeyLength)
+    this.keys = new KeyRule(options.maxKeyLength, options.maxKeysPerCall)
     this.log = options.log === undefined ? undefined : new LevelLog('reqCache', 'request', options.log, options.logKeys)
   }
 
@@ -44,6 +49,7 @@ export class RequestLevel {
 export class RequestCache {
   private readonly entries = new Map<string, unknown>()
   private loads: SingleFlight | undefined
+  private loaders: Map<string, BatchLoader<unknown, unknown>> | undefined
   /** The entries count in the level's size until the request ends (see `end()`). */
   private counted = true
 
@@ -87,9 +93,11 @@ export class RequestCache {
     return deleted
   }
 
+  /** Drops every entry, and every batch loader with what it remembers. */
   clear (): void {
     this.count(-this.entries.size)
     this.entries.clear()
+    this.loaders = undefined
   }
 
   /**
@@ -122,6 +130,23 @@ export class RequestCache {
       if (loaded !== undefined) this.set<unknown>(key, loaded)
       return loaded
     })
+  }
+
+  /**
+   * The batch loader `name` of this request, made by the first call with that name (later calls get the same object,
+   * whatever `batchFn` and `options` they pass): the loads of one tick become one call of `batchFn`, each key is loaded
+   * at most once in the request, and it is dropped with the request. It remembers at most `maxEntries` keys.
+   */
+  loader<K, R extends BatchResult<K, unknown>> (name: string, batchFn: BatchLoad<K, R>, options?: BatchLoaderOptions<K>): BatchLoader<K, BatchValue<R>> {
+    if (typeof name !== 'string' || name === '') throw new InvalidOptionError('reqCache.loader', 'name', 'must be a non-empty string', describe(name))
+    this.loaders ??= new Map()
+    let loader = this.loaders.get(name)
+    if (loader === undefined) {
+      const { keys, stats, options: { maxEntries } } = this.level
+      loader = new BatchLoader(`reqCache.loader("${name}")`, batchFn as BatchLoad<unknown, BatchResult<unknown, unknown>>, { keys, maxEntries, stats }, options as BatchLoaderOptions<unknown>)
+      this.loaders.set(name, loader)
+    }
+    return loader as BatchLoader<K, BatchValue<R>>
   }
 
   private missed (key: string): void {

@@ -1,7 +1,7 @@
 import { withBudget } from '../budget.js'
 import { StoreError } from '../errors.js'
 import { MAX_ENTRY_BYTES, encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
-import type { Store } from '../store.js'
+import type { Store, StoreEntry } from '../store.js'
 
 /**
  * Marks bytes stored as base64 text, so that every adapter can keep them; text (JSON's, or a custom serializer's)
@@ -16,6 +16,7 @@ export interface KeyvLike {
   delete (key: string): Promise<unknown>
   clear (): Promise<unknown>
   getMany? (keys: string[]): Promise<unknown[]>
+  setMany? (entries: Array<{ key: string, value: unknown, ttl?: number }>): Promise<unknown>
   /** The entries of the Keyv's namespace, where its adapter can list them: `[key, value]` pairs. */
   iterator?: ((namespace?: string) => AsyncIterator<unknown[]>) | undefined
 }
@@ -72,9 +73,19 @@ export class KeyvStore implements Store {
   }
 
   async set (key: string, value: unknown, ttl?: number): Promise<void> {
-    const data = this.encode(key, value)
-    const stored = typeof data === 'string' ? data : BINARY + data.toString('base64')
+    const stored = this.text(key, value)
     await withBudget('set', this.timeout, async () => await this.keyv.set(this.prefix + key, stored, ttl !== undefined && ttl > 0 ? ttl : undefined))
+  }
+
+  /** One call of the Keyv's `setMany` where it has one (an adapter may batch it), one `set` per entry otherwise. */
+  async setMany (entries: readonly StoreEntry[]): Promise<void> {
+    const many = this.keyv.setMany
+    const items = entries.map(({ key, value, ttl }) => ({ key: this.prefix + key, value: this.text(key, value), ...(ttl > 0 ? { ttl } : {}) }))
+    if (many === undefined) {
+      await Promise.all(items.map(async ({ key, value, ttl }) => await withBudget('set', this.timeout, async () => await this.keyv.set(key, value, ttl))))
+    } else {
+      await withBudget('setMany', this.timeout, async () => await many.call(this.keyv, items))
+    }
   }
 
   async delete (key: string): Promise<boolean> {
@@ -106,6 +117,12 @@ export class KeyvStore implements Store {
       const batch = keys.slice(start, start + CLEAR_BATCH)
       await withBudget('clear', this.timeout, async () => await Promise.all(batch.map(async (key) => await this.keyv.delete(key))))
     }
+  }
+
+  /** What the Keyv keeps of `value`: our serializer's text, or its bytes as base64 text. */
+  private text (key: string, value: unknown): string {
+    const data = this.encode(key, value)
+    return typeof data === 'string' ? data : BINARY + data.toString('base64')
   }
 
   private encode (key: string, value: unknown): string | Buffer {

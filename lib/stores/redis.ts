@@ -3,7 +3,7 @@ import type { Breaker } from '../breaker.js'
 import { withBudget } from '../budget.js'
 import { StoreError } from '../errors.js'
 import { MAX_ENTRY_BYTES, encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
-import type { FenceOperations, TagEpoch, TagOperations, Group, GroupChange, GroupOperations, KeyPage, KeyQuery, Store, TimedValue } from '../store.js'
+import type { FenceOperations, FencedEntry, TagEpoch, TagOperations, Group, GroupChange, GroupOperations, KeyPage, KeyQuery, Store, TimedValue } from '../store.js'
 import { changed } from './memory.js'
 
 type Argument = string | number | Buffer
@@ -87,7 +87,9 @@ export class RedisStore implements Store {
       this.fences = {
         read: async (key) => await this.readFence(key),
         bump: async (key) => await this.bumpFence(key),
-        setIf: async (key, value, ttl, fence) => await this.setIfFence(key, value, ttl, fence)
+        setIf: async (key, value, ttl, fence) => await this.setIfFence(key, value, ttl, fence),
+        readMany: async (keys) => await this.readFences(keys),
+        setManyIf: async (entries) => await this.setManyIfFence(entries)
       }
     }
   }
@@ -111,6 +113,17 @@ export class RedisStore implements Store {
     if (keys.length === 0) return []
     const data = await this.run('getMany', async () => await this.client.callBuffer('MGET', ...keys.map((key) => this.prefix + key)))
     return (data as unknown[]).map((item) => this.decode(item))
+  }
+
+  /** Each value with its remaining time to live: one script, where `getTimed` of each would be a transaction each. */
+  async getTimedMany (keys: readonly string[]): Promise<Array<TimedValue | undefined>> {
+    if (keys.length === 0) return []
+    const flat = await this.run('getMany', async () => await this.client.callBuffer('EVAL', GET_TIMED, keys.length, ...keys.map((key) => this.prefix + key))) as Array<Buffer | null | number>
+    return keys.map((_, i) => {
+      const value = this.decode(flat[2 * i])
+      const remaining = Number(flat[2 * i + 1])
+      return value === undefined ? undefined : { value, ttl: remaining === -1 ? 0 : Math.max(1, remaining) }
+    })
   }
 
   async set (key: string, value: unknown, ttl?: number): Promise<void> {
@@ -311,6 +324,26 @@ export class RedisStore implements Store {
     return await this.run('set', async () => await this.client.call('EVAL', SET_IF, 3, this.prefix + key, all, own, fence, data, ttl)) === 1
   }
 
+  /** The fences of `keys`, in one script: the store-wide one (drawn if there is none), ':', each key's own. */
+  private async readFences (keys: readonly string[]): Promise<string[]> {
+    if (keys.length === 0) return []
+    const own = keys.map((key) => this.fenceKeys(key)[1])
+    return await this.run('fence', async () => await this.client.call('EVAL', KEY_FENCES, keys.length + 1, this.fenceKeys('')[0], ...own, unique())) as string[]
+  }
+
+  /** Each entry written only under its own fence, in one script; true for those written. */
+  private async setManyIfFence (entries: readonly FencedEntry[]): Promise<boolean[]> {
+    if (entries.length === 0) return []
+    const keys: Argument[] = [this.fenceKeys('')[0]]
+    const args: Argument[] = []
+    for (const { key, value, ttl, fence } of entries) {
+      keys.push(this.prefix + key, this.fenceKeys(key)[1])
+      args.push(fence, this.encode(key, value), ttl)
+    }
+    const written = await this.run('set', async () => await this.client.call('EVAL', SET_MANY_IF, keys.length, ...keys, ...args)) as number[]
+    return written.map((one) => one === 1)
+  }
+
   private encode (key: string, value: unknown): string | Buffer {
     return encodeFor(this.serializer, key, value, this.maxEntryBytes)
   }
@@ -456,6 +489,41 @@ const SET_IF = `local all = redis.call('get', KEYS[2])
 if not all or all .. ':' .. (redis.call('get', KEYS[3]) or '') ~= ARGV[1] then return 0 end
 if ARGV[3] == '0' then redis.call('set', KEYS[1], ARGV[2]) else redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
 return 1`
+
+// KEYS: the store-wide fence, then each key's fence. ARGV: a store-wide fence for a store that has none. Answers the
+// fence of each key, as KEY_FENCE does for one.
+const KEY_FENCES = `local all = redis.call('get', KEYS[1])
+if not all then
+  all = ARGV[1]
+  redis.call('set', KEYS[1], all)
+end
+local answer = {}
+for i = 2, #KEYS do answer[i - 1] = all .. ':' .. (redis.call('get', KEYS[i]) or '') end
+return answer`
+
+// KEYS: the store-wide fence, then for each entry its data key and its key's fence. ARGV: for each entry the fence its
+// load started under, the data, the ttl. SET_IF for each entry, in one step; answers 1 for each written, 0 otherwise.
+const SET_MANY_IF = `local all = redis.call('get', KEYS[1])
+local answer = {}
+for i = 1, (#KEYS - 1) / 2 do
+  local fence, data, ttl = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
+  if all and all .. ':' .. (redis.call('get', KEYS[2 * i + 1]) or '') == fence then
+    if ttl == '0' then redis.call('set', KEYS[2 * i], data) else redis.call('set', KEYS[2 * i], data, 'PX', ttl) end
+    answer[i] = 1
+  else
+    answer[i] = 0
+  end
+end
+return answer`
+
+// KEYS: the data keys. Answers for each its value (nil when absent) and its PTTL (-1: no expiry, -2: absent).
+const GET_TIMED = `local answer = {}
+for i, key in ipairs(KEYS) do
+  local value = redis.call('get', key)
+  answer[2 * i - 1] = value
+  answer[2 * i] = value and redis.call('pttl', key) or -2
+end
+return answer`
 
 /**
  * Closes a client this package opened: politely when connected, within `timeout` ms, and at once otherwise (a QUIT would

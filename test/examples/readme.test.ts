@@ -146,6 +146,15 @@ test('the freshness and tags examples run as written', async (t) => {
   t.same(await after.json(), [{ id: 1, name: 'apple', price: 5 }, { id: 2, name: 'pear', price: 4 }])
 })
 
+test('the batch examples run as written: products by key in one call, and the request\'s loader of products', async (t) => {
+  const url = await serve(t, 'batch.js')
+  t.same((await call(url + '/products?ids=2&ids=9&ids=1')).body, [{ id: 2, name: 'pear', price: 4 }, null, { id: 1, name: 'apple', price: 3 }], 'a product the query did not find stays a miss')
+  t.same((await call(url + '/products?ids=1')).body, [{ id: 1, name: 'apple', price: 3 }])
+  t.equal((await call(url + '/products?' + Array.from({ length: 101 }, (_, i) => `ids=${i}`).join('&'))).status, 400, 'a list past the schema\'s bound')
+  const orders = (await call(await serve(t, 'loader.js') + '/orders')).body as Array<{ id: number, product: { name: string } }>
+  t.same(orders.map((order) => [order.id, order.product.name]), [[100, 'pear'], [101, 'apple'], [102, 'pear']])
+})
+
 test('the several-instances example: two instances on one Redis share a cart', async (t) => {
   const client = await redisFor(t)
   if (client === undefined) return

@@ -158,3 +158,13 @@ async function freePort (): Promise<number> {
     server.on('error', reject)
   })
 }
+
+/**
+ * The calls of each command Redis ran since the last `CONFIG RESETSTAT` (those a script ran included), without the
+ * INFO and CONFIG that ask for them.
+ */
+export async function commandCalls (client: Redis): Promise<Record<string, number>> {
+  const stats = await client.call('INFO', 'commandstats') as string
+  const calls = [...stats.matchAll(/cmdstat_(\w+):calls=(\d+)/g)].map(([, name, count]) => [name, Number(count)] as const)
+  return Object.fromEntries(calls.filter(([name]) => name !== 'info' && name !== 'config'))
+}

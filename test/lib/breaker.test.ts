@@ -63,6 +63,8 @@ test('a guarded store runs every operation that reaches the store through the br
     delete: async (key) => inner.delete(key),
     clear: async () => { inner.clear() },
     getMany: async (keys) => keys.map((key) => inner.get(key)),
+    getTimedMany: async (keys) => keys.map((key) => ({ value: inner.get(key), ttl: 0 })),
+    setMany: async (entries) => { for (const { key, value, ttl } of entries) inner.set(key, value, ttl) },
     stored: (_key, value) => JSON.parse(JSON.stringify(value)),
     groups: inner.groups,
     get size () { return inner.size }
@@ -70,8 +72,10 @@ test('a guarded store runs every operation that reaches the store through the br
   const store = guardStore(flaky, breaker)
   await store.set('a', { n: 1 })
   t.same(await store.getMany?.(['a', 'b']), [{ n: 1 }, undefined])
+  await store.setMany?.([{ key: 'c', value: 3, ttl: 0 }])
+  t.same(await store.getTimedMany?.(['c']), [{ value: 3, ttl: 0 }])
   t.same(store.stored?.('a', { d: new Date(0) }), { d: '1970-01-01T00:00:00.000Z' }, 'stored() is not an operation of the store: passed through')
-  t.equal(store.size, 1)
+  t.equal(store.size, 2)
   t.equal(await store.groups?.create('g', { fence: 'f', fields: {} }, 1000), true)
   t.equal(store.getTimed, undefined, 'what the store lacks, the guarded one lacks')
   t.equal(store.fences, undefined)
@@ -80,6 +84,8 @@ test('a guarded store runs every operation that reaches the store through the br
   t.equal(breaker.state, 'open')
   await t.rejects(Promise.resolve(store.set('b', 1)), /circuit breaker is open/)
   await t.rejects(Promise.resolve(store.groups?.read('g', 1000)), /groups.read failed: skipped/)
+  await t.rejects(Promise.resolve(store.setMany?.([{ key: 'b', value: 1, ttl: 0 }])), /setMany failed: skipped/)
+  await t.rejects(Promise.resolve(store.getTimedMany?.(['a'])), /getTimedMany failed: skipped/)
   t.equal(inner.get('b'), undefined, 'nothing reached the store while open')
 })
 

@@ -622,3 +622,96 @@ test('a value L2 refuses leaves L1 too; announcements go only to a bus, and a fa
   await unheard.set('k', 'x')
   t.equal(unheard.get('k'), 'x', 'the change stands, with no onFault to tell')
 })
+
+test('getMany: what L1 holds at once, the rest in one read of L2, kept in L1 for no longer than it has left there', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const prefix = uniquePrefix(t)
+  const a = await instance(t, { prefix })
+  const b = await instance(t, { prefix })
+  await heardBy([b], async () => { await a.tier.setMany([{ key: 'k1', value: { n: 1 }, ttl: 0 }, { key: 'short', value: 'v', ttl: 200 }]) })
+  t.same(b.heard, [{ keys: ['k1', 'short'] }], 'one message for the batch')
+  const own = a.tier.getMany(['k1', 'short'])
+  t.notOk(isPromiseLike(own), 'the writer holds both: at once')
+  t.same(own, [{ n: 1 }, 'v'])
+
+  await sleep(100)
+  const read = b.tier.getMany(['k1', 'missing', 'short'])
+  t.ok(isPromiseLike(read), 'b holds none: L2')
+  t.same(await read, [{ n: 1 }, undefined, 'v'])
+  const again = b.tier.getMany(['short', 'k1'])
+  t.notOk(isPromiseLike(again), 'the read filled L1, absence left out')
+  t.same(again, ['v', { n: 1 }])
+  t.ok(isPromiseLike(b.tier.getMany(['k1', 'missing'])), 'one key L1 lacks sends the batch to L2')
+  await sleep(130)
+  t.equal(fromMemory(b.tier, 'short'), MISS, 'its copy expired with what L2 had left (about 100 ms), not after the L1 ttl')
+  t.same(fromMemory(b.tier, 'k1'), { n: 1 }, 'no expiry in L2: the L1 ttl')
+  t.same(b.tier.getMany([]), [], 'no keys: at once')
+})
+
+test('getMany: a batch read from L2 before an invalidation is not put in L1 after it', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const prefix = uniquePrefix(t)
+  const a = await instance(t, { prefix })
+  let wrapper: ReturnType<typeof holding> | undefined
+  // The wrapper has neither getMany nor getTimedMany: the tier reads it key by key, each with its time left.
+  const c = await instance(t, { prefix, wrap: (l2) => (wrapper = holding(l2, true)).wrap(l2) })
+  const held = wrapper as ReturnType<typeof holding>
+  await heardBy([c], async () => { await a.tier.set('k', 'v1') })
+  const gate = held.hold()
+  const pending = c.tier.getMany(['k'])
+  await reaching(gate.reached)
+  await heardBy([c], async () => { await a.tier.set('k', 'v2') })
+  gate.release()
+  t.same(await pending, ['v1'], 'the held read answers what L2 had when it ran')
+  t.equal(fromMemory(c.tier, 'k'), MISS, 'but it did not fill L1')
+  t.same(await c.tier.getMany(['k']), ['v2'])
+  t.same(c.tier.getMany(['k']), ['v2'], 'a read nothing intervened in fills L1')
+})
+
+test('fences in batches: readMany and setManyIf through the tier, each entry under its own fence, one message for those written', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const prefix = uniquePrefix(t)
+  const a = await instance(t, { prefix, fenced: true })
+  const b = await instance(t, { prefix, fenced: true })
+  const fences = a.tier.fences
+  if (fences?.readMany === undefined || fences.setManyIf === undefined) throw new Error('a fenced RedisStore has batch fences')
+  await heardBy([b], async () => { await a.tier.setMany([{ key: 'x', value: 'old x', ttl: 0 }, { key: 'y', value: 'old y', ttl: 0 }]) })
+  t.same(await b.tier.getMany(['x', 'y']), ['old x', 'old y'])
+  const [x, y] = await fences.readMany(['x', 'y'])
+  await heardBy([b], async () => { await a.tier.delete('y') })
+  b.heard.length = 0
+  await heardBy([b], async () => {
+    t.same(await fences.setManyIf?.([{ key: 'x', value: 'new x', ttl: 0, fence: x as string }, { key: 'y', value: 'stale y', ttl: 0, fence: y as string }]), [true, false])
+  })
+  t.same(b.heard, [{ keys: ['x'] }], 'the others hear of what was written, once')
+  t.same(fromMemory(a.tier, 'x'), 'new x', 'the writer keeps what it wrote')
+  t.equal(fromMemory(a.tier, 'y'), MISS)
+  t.same(await b.tier.getMany(['x', 'y']), ['new x', undefined], 'y was changed after its fence was read: not written')
+})
+
+test('batches over an L2 of another kind: read with its getMany (no time left known: the L1 ttl), a batch it refuses leaves L1 too', async (t) => {
+  const map = new Map<string, unknown>()
+  let refuse = false
+  const reads: string[][] = []
+  const l2: Store = {
+    get: (key) => map.get(key),
+    getMany: (keys) => { reads.push([...keys]); return keys.map((key) => map.get(key)) },
+    set: (key, value) => {
+      if (refuse) throw new Error('refused')
+      map.set(key, value)
+    },
+    delete: (key) => { map.delete(key) },
+    clear: () => { map.clear() }
+  }
+  const tier = new TieredStore({ l2, max: 10, ttl: 50 })
+  map.set('a', 1).set('b', 2)
+  t.same(await tier.getMany(['a', 'b', 'c']), [1, 2, undefined])
+  t.same(reads, [['a', 'b', 'c']], 'one call of its getMany')
+  t.same(tier.getMany(['a', 'b']), [1, 2], 'kept in L1')
+  await sleep(70)
+  t.ok(isPromiseLike(tier.getMany(['a'])), 'for the L1 ttl, L2 telling no time left')
+  await tier.setMany([{ key: 'x', value: 'x1', ttl: 0 }])
+  refuse = true
+  await t.rejects(tier.setMany([{ key: 'x', value: 'x2', ttl: 0 }, { key: 'y', value: 'y2', ttl: 0 }]), /refused/)
+  t.same(await tier.getMany(['x', 'y']), ['x1', undefined], 'what L2 still holds: the refused batch left L1 as well')
+})

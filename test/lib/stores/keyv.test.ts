@@ -33,6 +33,9 @@ async function roundTrips (t: Test, keyv: Keyv): Promise<void> {
   t.equal(await keyv.get('text'), '"plain"', 'what reaches Keyv is the JSON text')
   t.same(await store.getMany(['text', 'missing', 'null', 'number']), ['plain', undefined, null, 0])
   t.same(await store.getMany([]), [])
+  await store.setMany([{ key: 'm1', value: { m: 1 }, ttl: 0 }, { key: 'm2', value: 'two', ttl: 60_000 }])
+  t.same(await store.getMany(['m1', 'm2']), [{ m: 1 }, 'two'], 'setMany: one call of the Keyv\'s own setMany')
+  t.equal(await keyv.get('m2'), '"two"')
 
   await store.set('short', 'v', 60)
   await store.set('zero', 'z', 0)
@@ -194,6 +197,7 @@ test('an adapter that never answers fails within the time budget instead of hang
     ['get', async () => await store.get('k')],
     ['getMany', async () => await store.getMany(['k', 'l'])],
     ['set', async () => { await store.set('k', 1, 1000) }],
+    ['setMany', async () => { await store.setMany([{ key: 'k', value: 1, ttl: 0 }]) }],
     ['delete', async () => { await store.delete('k') }],
     ['clear', async () => { await store.clear() }]
   ]
@@ -205,7 +209,7 @@ test('an adapter that never answers fails within the time budget instead of hang
   }
 })
 
-test('an adapter error becomes a StoreError with its cause; a Keyv without getMany is read key by key', async (t) => {
+test('an adapter error becomes a StoreError with its cause; a Keyv without getMany or setMany is read and written key by key', async (t) => {
   const boom = new Error('boom')
   const calls: string[] = []
   const failing: KeyvLike = {
@@ -229,4 +233,5 @@ test('an adapter error becomes a StoreError with its cause; a Keyv without getMa
   await t.rejects(store.getMany(['k', 'bad']), { code: 'FST_MULTICACHE_STORE', message: 'store getMany failed: boom' })
   await t.rejects(store.get('odd'), { code: 'FST_MULTICACHE_STORE', message: 'store get failed: not an error' })
   await t.rejects(store.set('k', 1), { code: 'FST_MULTICACHE_STORE', message: 'store set failed: boom' })
+  await t.rejects(store.setMany([{ key: 'k', value: 1, ttl: 0 }]), { code: 'FST_MULTICACHE_STORE', message: 'store set failed: boom' }, 'setMany without a batch: one set per key')
 })

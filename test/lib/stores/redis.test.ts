@@ -5,7 +5,7 @@ import { test } from 'tap'
 import { jsonSerializer } from '../../../lib/serializer.js'
 import type { Group } from '../../../lib/store.js'
 import { RedisStore, type RedisClient } from '../../../lib/stores/redis.js'
-import { privateRedis, redisFor, uniquePrefix } from '../../helpers/redis.js'
+import { commandCalls, privateRedis, redisFor, uniquePrefix } from '../../helpers/redis.js'
 
 test('values, TTLs in Redis, batches and prefix-scoped clear', async (t) => {
   const client = await redisFor(t)
@@ -211,4 +211,45 @@ test('fences: a load that read its fence before a change writes nothing once Red
       t.equal(await store.get('k'), 'new')
     }
   }
+})
+
+test('batches: getTimedMany reads each value with its time left in one script; fences read and write many in one script each', async (t) => {
+  const server = await privateRedis(t)
+  if (server === undefined) return
+  const client = new Redis(server.url)
+  t.teardown(() => { client.disconnect() })
+  await client.ping()
+  const store = new RedisStore({ client: client as unknown as RedisClient, prefix: 'p:', fenced: true })
+  const fences = store.fences
+  if (fences?.readMany === undefined || fences.setManyIf === undefined) throw new Error('a fenced RedisStore reads and writes fences in batches')
+  await store.set('a', { n: 1 }, 5000)
+  await store.set('b', null)
+  await client.call('CONFIG', 'RESETSTAT')
+  const timed = await store.getTimedMany(['a', 'missing', 'b', '__proto__'])
+  t.same(timed.map((one) => one?.value), [{ n: 1 }, undefined, null, undefined])
+  t.ok((timed[0]?.ttl ?? 0) > 4000 && (timed[0]?.ttl ?? 0) <= 5000, `a: ${timed[0]?.ttl} ms left`)
+  t.equal(timed[2]?.ttl, 0, 'b does not expire')
+  t.same(await store.getTimedMany([]), [])
+  t.same(await commandCalls(client), { eval: 1, get: 4, pttl: 2 }, 'one EVAL; its GETs and PTTLs run inside Redis')
+
+  await store.set('c', 'old')
+  const [a, c, d] = await fences.readMany(['a', 'c', 'd'])
+  t.same([a, c, d], [await fences.read('a'), await fences.read('c'), await fences.read('d')], 'the fences read one by one')
+  await store.delete('c')
+  await client.call('CONFIG', 'RESETSTAT')
+  const written = await fences.setManyIf([
+    { key: 'a', value: 'A', ttl: 1000, fence: a as string },
+    { key: 'c', value: 'C', ttl: 0, fence: c as string },
+    { key: 'd', value: 'D', ttl: 0, fence: d as string }
+  ])
+  t.same(written, [true, false, true], 'c changed since its fence was read: not written')
+  t.same(await commandCalls(client), { eval: 1, get: 4, set: 2 })
+  t.same(await store.getMany(['a', 'c', 'd']), ['A', undefined, 'D'])
+  const pttl = await client.pttl('p:a')
+  t.ok(pttl > 0 && pttl <= 1000, `ttl of a written entry: ${pttl}`)
+  t.equal(await client.pttl('p:d'), -1, 'ttl 0: no expiry')
+  await server.flushAll()
+  t.same(await fences.setManyIf([{ key: 'a', value: 'late', ttl: 0, fence: a as string }]), [false], 'after Redis forgot its fences, nothing vouches for a load')
+  t.same(await fences.setManyIf([]), [])
+  t.same(await fences.readMany([]), [])
 })
