@@ -13,7 +13,7 @@ export { RedisStore, type RedisStoreOptions, type RedisClient } from './lib/stor
 export { KeyvStore, type KeyvStoreOptions, type KeyvLike } from './lib/stores/keyv.js'
 export { TieredStore, type TieredStoreOptions } from './lib/tiers.js'
 export { jsonSerializer, type Serializer } from './lib/serializer.js'
-export type { StoreOption, SharedStoreOptions, L1Options } from './plugins/stores.js'
+export type { StoreOption, SharedStoreOptions, L1Options } from './lib/backend.js'
 export type { Duration } from './lib/durations.js'
 export type { RequestCache } from './lib/scopes/request.js'
 export type { SessionCache, SessionSetOptions } from './lib/scopes/session.js'
