@@ -14,8 +14,12 @@ import type { MemoryStore } from './stores/memory.js'
 import { RedisStore, closeClient, type RedisClient } from './stores/redis.js'
 import { TieredStore } from './tiers.js'
 
+/** A Redis the plugin opens: one server, or a cluster (`redis+cluster://host:port,host:port`, or a list of node URLs). */
+export type RedisUrl = `redis://${string}` | `rediss://${string}`
+export type RedisClusterUrl = `redis+cluster://${string}` | `rediss+cluster://${string}`
+
 /** Where a level keeps its data. */
-export type StoreOption = 'memory' | 'redis' | `redis://${string}` | `rediss://${string}` | RedisClient | KeyvLike | Store
+export type StoreOption = 'memory' | 'redis' | RedisUrl | RedisClusterUrl | readonly RedisUrl[] | RedisClient | KeyvLike | Store
 
 /** The memory tier in front of a shared store. */
 export interface L1Options {
@@ -48,7 +52,7 @@ export interface SharedStoreOptions {
    */
   breaker?: BreakerOptions | false
   /**
-   * With a `redis://` or `rediss://` URL: fail registration with `FST_MULTICACHE_STORE_UNREACHABLE` when that Redis
+   * With a Redis the plugin opens (a URL, or a cluster's nodes): fail registration with `FST_MULTICACHE_STORE_UNREACHABLE` when that Redis
    * does not answer at start-up. Default false: the app starts without it, its level answers from the loaders, and
    * it is used as soon as it answers.
    */
@@ -65,7 +69,7 @@ export interface BreakerOptions {
 
 export const SHARED_STORE_OPTIONS = ['prefix', 'timeout', 'serializer', 'redisNamespace', 'l1', 'maxEntryBytes', 'breaker', 'requireStore'] as const
 
-const STORE_FORMS = "'memory', 'redis' (the @fastify/redis client), a redis:// or rediss:// URL, an ioredis client, a Keyv instance, or an object with the methods get, set, delete and clear"
+const STORE_FORMS = "'memory', 'redis' (the @fastify/redis client), a redis:// or rediss:// URL, a redis+cluster:// URL or a list of a cluster's node URLs, an ioredis client or Cluster, a Keyv instance, or an object with the methods get, set, delete and clear"
 
 /** A level's store and what goes with it: the breaker, the bus and the lock, each where there is one. */
 export interface Backend {
@@ -136,8 +140,11 @@ async function open (read: OptionReader, options: SharedStoreOptions & { store?:
     read.fail('serializer', 'must be an object with encode(value) and decode(data) functions')
   }
   const url = typeof option === 'string' && /^rediss?:\/\//.test(option) ? option : undefined
+  const cluster = clusterOf(read, option)
   const requireStore = read.boolean('requireStore', false)
-  if (requireStore && url === undefined) read.fail('requireStore', 'applies to a redis:// or rediss:// store only, the connection the plugin opens (a client you pass in is yours to connect)')
+  if (requireStore && url === undefined && cluster === undefined) {
+    read.fail('requireStore', 'applies to a Redis the plugin opens only (a redis:// or rediss:// URL, a redis+cluster:// URL or a list of node URLs): a client you pass in is yours to connect')
+  }
   if (option === 'memory') {
     if (options.l1 !== undefined && options.l1 !== false) {
       read.fail('l1', "must be left out with the memory store (store: 'memory', the default): it is a memory tier in front of a shared store, and the memory store's size has an option of its own")
@@ -159,12 +166,12 @@ async function open (read: OptionReader, options: SharedStoreOptions & { store?:
     if (client === undefined) {
       read.fail('store', `is 'redis' but no client was found at fastify.redis${options.redisNamespace === undefined ? '' : `['${options.redisNamespace}']`}: register @fastify/redis first`)
     }
-  } else if (url !== undefined) {
-    const opened = await openRedis(read.name, url, within, requireStore)
+  } else if (url !== undefined || cluster !== undefined) {
+    const opened = await openRedis(read.name, url === undefined ? cluster as ClusterNodes : url, within, requireStore)
     client = opened.client
     unreachable = opened.unreachable
     closers.push(async () => { await closeClient(opened.client, timeout) })
-  } else if (typeof option !== 'object' || option === null) {
+  } else if (typeof option !== 'object' || option === null || Array.isArray(option)) {
     read.fail('store', `must be ${STORE_FORMS}`)
   } else if (isRedisClient(option)) {
     client = option
@@ -260,14 +267,70 @@ async function subscribedWithin (bus: InvalidationBus, log: Logger, ms: number):
   if (!listening) log.warn({}, `fastify-multi-cache: no invalidation subscription within ${ms} ms; the memory tier is bypassed until there is one`)
 }
 
+/** A cluster the plugin opens: its startup nodes, and what every connection to them takes. */
+interface ClusterNodes {
+  nodes: Array<{ host: string, port: number }>
+  username?: string
+  password?: string
+  tls: boolean
+  /** How the option is shown in messages, without its password. */
+  shown: string
+}
+
 /**
- * The client of a `redis://` URL, connected within `within` ms. A Redis that has not answered by then does not stop
- * the app unless `required`: the client goes on reconnecting, as an app's own client does, every command fails at
- * once meanwhile (no offline queue), so the level answers without it, and `unreachable` says so for the level's log.
+ * The nodes of a `redis+cluster://[user:password@]host:port,host:port` URL (`rediss+cluster://` for TLS) or of a list
+ * of node URLs (`redis://host:port`), which must agree on the scheme and the credentials; undefined for another option.
  */
-async function openRedis (plugin: string, url: string, within: number, required: boolean): Promise<{ client: RedisClient, unreachable?: string }> {
-  const { Redis } = await import('ioredis')
-  const client = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true })
+function clusterOf (read: OptionReader, option: unknown): ClusterNodes | undefined {
+  let urls: string[]
+  if (typeof option === 'string' && /^rediss?\+cluster:\/\//.test(option)) {
+    const [, scheme, credentials = '', hosts] = /^(rediss?)\+cluster:\/\/(?:([^@/]*)@)?([^/?#]*)/.exec(option) as RegExpExecArray
+    urls = (hosts as string).split(',').map((host) => `${scheme as string}://${credentials === '' ? '' : credentials + '@'}${host}`)
+  } else if (Array.isArray(option) && option.length > 0 && option.every((url) => typeof url === 'string' && /^rediss?:\/\//.test(url))) {
+    urls = option as string[]
+  } else {
+    return undefined
+  }
+  const parsed = urls.map((url) => {
+    try {
+      return new URL(url)
+    } catch {
+      return read.fail('store', 'must list each node of a cluster as host:port', option)
+    }
+  })
+  const [first] = parsed as [URL, ...URL[]]
+  if (parsed.some((url) => url.protocol !== first.protocol || url.username !== first.username || url.password !== first.password || url.hostname === '')) {
+    read.fail('store', "must give a cluster's nodes with one scheme and the same credentials", parsed.map((url) => url.host).join(','))
+  }
+  return {
+    nodes: parsed.map((url) => ({ host: url.hostname, port: Number(url.port === '' ? 6379 : url.port) })),
+    ...(first.username === '' ? {} : { username: decodeURIComponent(first.username) }),
+    ...(first.password === '' ? {} : { password: decodeURIComponent(first.password) }),
+    tls: first.protocol === 'rediss:',
+    shown: `${first.protocol.slice(0, -1)}+cluster://${parsed.map((url) => url.host).join(',')}`
+  }
+}
+
+/**
+ * The client of a `redis://` URL, or of a cluster's nodes, connected within `within` ms. A Redis that has not answered
+ * by then does not stop the app unless `required`: the client goes on reconnecting, as an app's own client does, every
+ * command fails at once meanwhile (no offline queue), so the level answers without it, and `unreachable` says so for
+ * the level's log.
+ */
+async function openRedis (plugin: string, url: string | ClusterNodes, within: number, required: boolean): Promise<{ client: RedisClient, unreachable?: string }> {
+  const { Redis, Cluster } = await import('ioredis')
+  const client = typeof url === 'string'
+    ? new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true })
+    : new Cluster(url.nodes, {
+      enableOfflineQueue: false,
+      lazyConnect: true,
+      redisOptions: {
+        maxRetriesPerRequest: 1,
+        ...(url.username === undefined ? {} : { username: url.username }),
+        ...(url.password === undefined ? {} : { password: url.password }),
+        ...(url.tls ? { tls: {} } : {})
+      }
+    })
   // Retried by ioredis, and operations report their own failures; the last one says why the connection failed, where
   // connect() only says that it closed.
   let met: Error | undefined
@@ -275,7 +338,7 @@ async function openRedis (plugin: string, url: string, within: number, required:
   const failure = await withBudget('connect', within, async () => { await client.connect() }).then(() => undefined, (error: unknown) => met?.message ?? describeFailure(error))
   const opened = client as unknown as RedisClient
   if (failure === undefined) return { client: opened }
-  const shown = url.replace(/\/\/[^@/]*@/, '//***@')
+  const shown = typeof url === 'string' ? url.replace(/\/\/[^@/]*@/, '//***@') : url.shown
   if (required) {
     client.disconnect()
     throw new StoreUnreachableError(plugin, shown, failure)
