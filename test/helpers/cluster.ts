@@ -27,6 +27,8 @@ export interface PrivateCluster {
   keysByMaster: (pattern: string) => Promise<Map<number, string[]>>
   /** The port of the master that serves `key` now. */
   masterOf: (key: string) => Promise<number>
+  /** Resolves once the replicas of the master on `port` have every write it took, as a replica must to replace it. */
+  synced: (port: number) => Promise<void>
   /** SIGKILL of the node on `port`, resolved once its process is gone. */
   kill: (port: number) => Promise<void>
   /** Resolves once every slot is served again (`cluster_state:ok` on every node still running), within `ms`. */
@@ -147,6 +149,14 @@ export async function privateCluster (t: Test): Promise<PrivateCluster | undefin
         if (shard !== undefined) return shard[2][1]
       }
       throw new Error(`no master serves ${key}`)
+    },
+    synced: async (port) => {
+      await until(async () => {
+        const info = await ask<string>(port, 'INFO', 'replication')
+        const offset = /master_repl_offset:(\d+)/.exec(info)?.[1]
+        const replicas = [...info.matchAll(/slave\d+:.*offset=(\d+)/g)].map((match) => match[1])
+        return replicas.length > 0 && replicas.every((replica) => replica === offset)
+      }, 5000, `the replicas of ${port} to sync`)
     },
     kill,
     healthy
