@@ -1,6 +1,10 @@
 // Two app processes on a Redis Cluster of three masters (the test's own): what they share through it, level by level
 // (issue 21).
+import fastifyRedis from '@fastify/redis'
+import Fastify from 'fastify'
 import t from 'tap'
+import { appCache, sessionCache } from '../../index.js'
+import type { RedisClient } from '../../lib/stores/redis.js'
 import { secret } from '../helpers/app.js'
 import { privateCluster } from '../helpers/cluster.js'
 import { Browser, forkInstance } from '../helpers/instances.js'
@@ -85,5 +89,29 @@ if (cluster !== undefined) {
     const before = await loads(a.url)
     await json(`${a.url}/value/c0`)
     t.equal(await loads(a.url), before + 1, "A's memory tier heard of the clear: it loads again")
+  })
+
+  t.test("store: 'redis' with @fastify/redis registered with a Cluster client: the cluster is used, and left open", async (t) => {
+    const apps = await Promise.all([0, 1].map(async () => {
+      const client = cluster.client({ enableOfflineQueue: false })
+      const app = Fastify()
+      await app.register(fastifyRedis, { client })
+      await app.register(sessionCache, { secret, store: 'redis', prefix: 'fmc:fr:session:', timeout: '2s' })
+      await app.register(appCache, { store: 'redis', prefix: 'fmc:fr:app:', timeout: '2s' })
+      app.get('/login', async (request) => { await request.sessionCache.set('cart', ['x']); return { id: request.sessionCache.id } })
+      await app.ready()
+      return { app, client }
+    }))
+    const [one, two] = apps as [typeof apps[0], typeof apps[0]]
+    await one.app.appCache.set('shared', { n: 1 })
+    t.same(await two.app.appCache.get('shared'), { n: 1 }, "one app's value read by the other")
+    t.equal(one.app.redis as unknown as RedisClient, one.client as unknown as RedisClient, 'fastify.redis is the cluster')
+    await one.app.appCache.set('shared', { n: 2 })
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    t.same(await two.app.appCache.get('shared'), { n: 2 }, "and the other's memory tier hears of the change")
+    const held = await cluster.keysByMaster('fmc:fr:app:*')
+    t.same([...held.values()].flat(), ['fmc:fr:app:shared'])
+    for (const { app } of apps) await app.close()
+    t.equal(one.client.status, 'ready', 'a client the app passed in stays open')
   })
 }
