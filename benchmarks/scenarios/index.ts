@@ -6,6 +6,7 @@ import { invalidationWindow } from './invalidation-window.js'
 import { memory } from './memory.js'
 import { overhead } from './overhead.js'
 import { promises } from './promises.js'
+import { redisCluster } from './redis-cluster.js'
 import { redisDown } from './redis-down.js'
 import { redisTwoTier } from './redis-two-tier.js'
 import { requestLevel } from './request-level.js'
@@ -19,7 +20,8 @@ import { tags } from './tags.js'
 /**
  * Every scenario, in the order `npm run bench` runs them. `redis-two-tier`, `stampede-redis`, `invalidation-window`,
  * `session-redis`, `session-window` and `redis-down` need the shared Redis on 127.0.0.1:6379 (`redis-down` also needs
- * `redis-server`, to start one of its own).
+ * `redis-server`, to start one of its own); `redis-cluster` starts a Redis Cluster and a Redis of its own (`redis-server`
+ * and `redis-cli`).
  */
 export const scenarios: readonly Scenario[] = [
   overhead,
@@ -37,5 +39,6 @@ export const scenarios: readonly Scenario[] = [
   sessionRedis,
   sessionWindow,
   redisDown,
+  redisCluster,
   promises
 ]

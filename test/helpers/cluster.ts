@@ -13,7 +13,7 @@ export interface ClusterNode {
   url: `redis://${string}`
 }
 
-/** A Redis Cluster of the test's own; see `privateCluster`. */
+/** A Redis Cluster of a test's or a benchmark's own; see `startCluster`. */
 export interface PrivateCluster {
   /** Every node, masters and replicas, in the order they were started. */
   readonly nodes: readonly ClusterNode[]
@@ -33,12 +33,14 @@ export interface PrivateCluster {
   kill: (port: number) => Promise<void>
   /** Resolves once every slot is served again (`cluster_state:ok` on every node still running), within `ms`. */
   healthy: (ms?: number) => Promise<void>
+  /** Kills every node and removes their files; the clients it made are closed first. */
+  stop: () => Promise<void>
 }
 
 /**
  * A Redis Cluster of three masters with one replica each, on free loopback ports, started for the test and torn down
- * with it: `--cluster-node-timeout 2000`, so that a killed master is replaced by its replica within a few seconds, and
- * no persistence. Without `redis-server` and `redis-cli` the test skips with the reason outside CI, and fails in CI.
+ * with it (see `startCluster`). Without `redis-server` and `redis-cli` the test skips with the reason outside CI, and
+ * fails in CI.
  */
 export async function privateCluster (t: Test): Promise<PrivateCluster | undefined> {
   const missing = ['redis-server', 'redis-cli'].filter((binary) => spawnSync(binary, ['--version']).error !== undefined)
@@ -47,6 +49,17 @@ export async function privateCluster (t: Test): Promise<PrivateCluster | undefin
     t.plan(0, `${missing.join(' and ')} not installed; install redis-server and redis-tools to run this test`)
     return undefined
   }
+  const cluster = await startCluster()
+  t.teardown(cluster.stop)
+  return cluster
+}
+
+/**
+ * Starts a Redis Cluster of three masters with one replica each on free loopback ports (about 2 s):
+ * `--cluster-node-timeout 2000`, so that a killed master is replaced by its replica within a few seconds, and no
+ * persistence. Stopped by `stop()`, and killed in any case when this process exits.
+ */
+export async function startCluster (): Promise<PrivateCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'fmc-cluster-'))
   const servers = new Map<number, ChildProcess>()
   const clients: Array<Cluster | Redis> = []
@@ -58,11 +71,14 @@ export async function privateCluster (t: Test): Promise<PrivateCluster | undefin
     server.kill('SIGKILL')
     await exited
   }
-  t.teardown(async () => {
+  const stop = async (): Promise<void> => {
+    process.off('exit', killAll)
     for (const client of clients) client.disconnect()
     await Promise.all([...servers.keys()].map(kill))
     rmSync(dir, { recursive: true, force: true })
-  })
+  }
+  const killAll = (): void => { for (const server of servers.values()) server.kill('SIGKILL') }
+  process.once('exit', killAll)
   const nodes: ClusterNode[] = []
   for (let i = 0; i < 6; i++) {
     // The cluster bus gets a port of its own: port + 10000 may be taken, or past 65535.
@@ -159,7 +175,8 @@ export async function privateCluster (t: Test): Promise<PrivateCluster | undefin
       }, 5000, `the replicas of ${port} to sync`)
     },
     kill,
-    healthy
+    healthy,
+    stop
   }
 }
 
