@@ -1,4 +1,4 @@
-// 17. The application level on a Redis Cluster (three masters, three replicas, the scenario's own): what a 1 KB key
+// 16. The application level on a Redis Cluster (three masters, three replicas, the scenario's own): what a 1 KB key
 // costs the server next to one Redis, and what a master killed under load costs (failed responses, latency while the
 // replica takes over, and how long until the hit ratio is back).
 import { setTimeout as sleep } from 'node:timers/promises'
