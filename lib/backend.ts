@@ -361,7 +361,7 @@ function describeFailure (error: unknown): string {
 }
 
 function isRedisClient (value: unknown): value is RedisClient {
-  const client = value as Partial<RedisClient> | null
+  const client = value as { callBuffer?: unknown, duplicate?: unknown, status?: unknown } | null
   return typeof client?.callBuffer === 'function' && typeof client.duplicate === 'function' && typeof client.status === 'string'
 }
 

@@ -3,7 +3,7 @@ import type { Breaker } from './breaker.js'
 import { withBudget } from './budget.js'
 import { UnconfirmedInvalidationError } from './errors.js'
 import type { Invalidation } from './store.js'
-import { closeClient, isCluster, nodeKey, redisCommand, type RedisClient, type RedisClusterClient } from './stores/redis.js'
+import { closeClient, isCluster, nodeKey, redisCommand, type RedisClient, type RedisClusterClient, type RedisConnection } from './stores/redis.js'
 import { slotOf, tagOf } from './stores/slots.js'
 
 export type { Invalidation }
@@ -67,7 +67,7 @@ export class InvalidationBus {
   /** Messages published, and messages of other instances heard: counted for the metrics. */
   sent = 0
   received = 0
-  private subscriber: RedisClient | undefined
+  private subscriber: RedisConnection | undefined
   private listening = false
   private closed = false
   /** The channel, and where the other buses acknowledge this one's messages. */
@@ -93,12 +93,12 @@ export class InvalidationBus {
   private connect (): void {
     const { client } = this.options
     const subscribing = { autoResubscribe: false, lazyConnect: false, enableOfflineQueue: true }
-    if (this.cluster === undefined) {
+    if (!isCluster(client)) {
       this.listen(client.duplicate(subscribing))
       return
     }
-    const master = this.cluster.slots[slotOf(this.channel)]?.[0]
-    const node = this.cluster.nodes('master').find((node) => nodeKey(node) === master)
+    const master = client.slots[slotOf(this.channel)]?.[0]
+    const node = client.nodes('master').find((node) => nodeKey(node) === master)
     if (node === undefined) this.reconnect()
     else this.listen(node.duplicate({ ...subscribing, retryStrategy: () => null }))
   }
@@ -112,12 +112,12 @@ export class InvalidationBus {
     }, RECONNECT)
   }
 
-  private listen (subscriber: RedisClient): void {
+  private listen (subscriber: RedisConnection): void {
     this.subscriber = subscriber
     const sharded = this.cluster !== undefined
     subscriber.on('ready', () => {
       const channels = [this.channel, this.acknowledgements]
-      const subscribed = sharded ? (subscriber.ssubscribe as NonNullable<RedisClient['ssubscribe']>)(...channels) : subscriber.subscribe(...channels)
+      const subscribed = sharded ? (subscriber.ssubscribe as NonNullable<RedisConnection['ssubscribe']>)(...channels) : subscriber.subscribe(...channels)
       subscribed.then(() => {
         // A subscription that was already in place (a second 'ready' whose first SUBSCRIBE went through) adds nothing.
         if (this.closed || this.listening || this.subscriber !== subscriber) return

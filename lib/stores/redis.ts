@@ -9,37 +9,45 @@ import { bySlot, slotOf, SLOTS, tagOf } from './slots.js'
 
 type Argument = string | number | Buffer
 
-/**
- * The part of an ioredis client (5 or 6, or `fastify.redis`) the Redis store and bus use, so that any version fits.
- */
-export interface RedisClient {
+/** What every client the store, the bus and the lock use answers: commands, events, closing. */
+export interface RedisCommands {
   readonly status: string
   call (command: string, ...args: Argument[]): Promise<unknown>
   callBuffer (command: string, ...args: Argument[]): Promise<unknown>
   multi (commands: Argument[][]): { exec (): Promise<Array<[Error | null, unknown]> | null> }
-  duplicate (override?: Record<string, unknown>): RedisClient
-  subscribe (...channels: string[]): Promise<unknown>
-  /** Sharded pub/sub (Redis 7): the bus subscribes with it on a cluster's node. */
-  ssubscribe? (...channels: string[]): Promise<unknown>
-  on (event: string, listener: (...args: never[]) => void): unknown
   quit (): Promise<unknown>
   disconnect (): void
 }
 
+/** One connection to one Redis: an ioredis `Redis` (5 or 6), `fastify.redis`, or a client of Sentinel. */
+export interface RedisConnection extends RedisCommands {
+  on (event: string, listener: (...args: never[]) => void): unknown
+  duplicate (override?: Record<string, unknown>): RedisConnection
+  subscribe (...channels: string[]): Promise<unknown>
+  /** Sharded pub/sub (Redis 7): the bus subscribes with it on a cluster's node. */
+  ssubscribe? (...channels: string[]): Promise<unknown>
+}
+
 /**
- * What the store and the bus use of an ioredis `Cluster` besides `RedisClient`: where each slot lives, and a connection
- * to each master. A multi-key command or transaction must stay in one slot there; a command with no key (`SCAN`) goes to
- * one node, so walking the keys means walking every master.
+ * What the store and the bus use of an ioredis `Cluster` (5 or 6): where each slot lives, and a connection to each
+ * master. A multi-key command or transaction must stay in one slot there; a command with no key (`SCAN`) goes to one
+ * node, so walking the keys means walking every master.
  */
-export interface RedisClusterClient extends RedisClient {
-  readonly isCluster: true
+export interface RedisClusterClient extends RedisCommands {
+  readonly isCluster: boolean
   /** For each slot, the nodes (`host:port`) that serve it, the master first. */
   readonly slots: ReadonlyArray<readonly string[] | undefined>
-  nodes (role: 'master'): RedisClient[]
+  nodes (role: 'master'): RedisConnection[]
   /** Commands sent together, not atomically: every key of them on one master. */
   pipeline (commands: Argument[][]): { exec (): Promise<Array<[Error | null, unknown]> | null> }
   refreshSlotsCache (callback?: (error?: Error | null) => void): void
 }
+
+/**
+ * The part of an ioredis client (5 or 6, or `fastify.redis`) the Redis store, the bus and the lock use, so that any
+ * version fits: one connection, or a cluster.
+ */
+export type RedisClient = RedisConnection | RedisClusterClient
 
 /** True for an ioredis `Cluster` (5 or 6), whatever was passed as a client. */
 export function isCluster (client: RedisClient): client is RedisClusterClient {
@@ -47,7 +55,7 @@ export function isCluster (client: RedisClient): client is RedisClusterClient {
 }
 
 /** `host:port` of a node's connection, as the cluster names its nodes in `slots`. */
-export function nodeKey (node: RedisClient): string {
+export function nodeKey (node: RedisConnection): string {
   const { host, port } = (node as unknown as { options: { host: string, port: number } }).options
   return `${host}:${port}`
 }
@@ -57,7 +65,7 @@ export function nodeKey (node: RedisClient): string {
  * otherwise queue the command until it reconnects, and every caller would hang with it. The store, the bus and the
  * lock all go through here, so that none of them can hang a request.
  */
-export async function redisCommand<T> (client: RedisClient, operation: string, timeout: number, command: () => Promise<T>, breaker?: Breaker): Promise<T> {
+export async function redisCommand<T> (client: RedisCommands, operation: string, timeout: number, command: () => Promise<T>, breaker?: Breaker): Promise<T> {
   if (client.status !== 'ready') throw new StoreError(operation, `Redis is not connected (${client.status})`)
   if (breaker === undefined) return await withBudget(operation, timeout, command)
   return await breaker.run(operation, async () => await withBudget(operation, timeout, command))
@@ -216,7 +224,7 @@ export class RedisStore implements Store {
     let next = split === -1 ? cursor : cursor.slice(split + 1)
     const found: string[] = []
     for (let scans = 0; scans < 10 && found.length < limit && at < masters.length; scans++) {
-      const node = masters[at] as RedisClient
+      const node = masters[at] as RedisCommands
       const [after, keys] = await this.onNode(node, 'keys', async () => await node.call('SCAN', next, 'MATCH', pattern, 'COUNT', limit)) as [string, string[]]
       found.push(...keys)
       next = after
@@ -237,13 +245,13 @@ export class RedisStore implements Store {
   }
 
   /** The nodes that hold every key between them: the one Redis, or a cluster's masters, in an order every call keeps. */
-  private masters (): RedisClient[] {
+  private masters (): RedisCommands[] {
     if (this.cluster === undefined) return [this.client]
     return this.cluster.nodes('master').sort((a, b) => nodeKey(a).localeCompare(nodeKey(b)))
   }
 
   /** A command to one node: a cluster opens its connection to a node at the first command sent there. */
-  private async onNode<T> (node: RedisClient, operation: string, command: () => Promise<T>): Promise<T> {
+  private async onNode<T> (node: RedisCommands, operation: string, command: () => Promise<T>): Promise<T> {
     if (node.status === 'wait') return await withBudget(operation, this.timeout, command)
     return await redisCommand(node, operation, this.timeout, command)
   }

@@ -148,7 +148,7 @@ export async function distantRedis (t: Test, url: string, ms: number): Promise<`
   return `redis://127.0.0.1:${(server.address() as AddressInfo).port}`
 }
 
-async function freePort (): Promise<number> {
+export async function freePort (): Promise<number> {
   return await new Promise((resolve, reject) => {
     const server = createServer()
     server.listen(0, '127.0.0.1', () => {
