@@ -401,12 +401,13 @@ export class RedisStore implements Store {
       await this.run('clear', async () => await this.client.call('SET', FENCES + this.prefix, unique()))
       return
     }
+    // A pipeline goes to one node: the slots it names must be served by the same nodes (ioredis' own rule).
     const byMaster = new Map<string, Argument[][]>()
     for (let slot = 0; slot < SLOTS; slot++) {
-      const master = this.cluster.slots[slot]?.[0] ?? ''
-      const commands = byMaster.get(master) ?? []
+      const nodes = this.cluster.slots[slot]?.join(';') ?? ''
+      const commands = byMaster.get(nodes) ?? []
       commands.push(['unlink', FENCES + tagOf(slot) + this.prefix])
-      byMaster.set(master, commands)
+      byMaster.set(nodes, commands)
     }
     await Promise.all([...byMaster.values()].map(async (commands) => {
       const replies = await this.run('clear', async () => await this.cluster?.pipeline(commands).exec())

@@ -1,9 +1,6 @@
 import { spawn } from 'node:child_process'
-import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
-import { Redis } from 'ioredis'
 import { createInterface } from 'node:readline'
 import { test, type Test } from 'tap'
 import { sessionStoreKey } from '../../lib/keys.js'
@@ -11,7 +8,7 @@ import { hashKey } from '../../lib/level-log.js'
 import { cookieOf, secret } from '../helpers/app.js'
 import { built, outside, root } from '../helpers/package.js'
 import { privateCluster } from '../helpers/cluster.js'
-import { REDIS_URL, freePort, privateRedis, redisFor } from '../helpers/redis.js'
+import { REDIS_URL, privateRedis, redisFor } from '../helpers/redis.js'
 import { until } from '../helpers/until.js'
 
 // Every js and ts block of the README is a whole file of examples/readme, named in a comment above the block, so
@@ -172,26 +169,9 @@ test('the Redis Cluster example: two instances on a cluster share a cart, and ca
 test('the Sentinel example: the client asks a sentinel for the master, and the levels use it', async (t) => {
   const master = await privateRedis(t)
   if (master === undefined) return
-  const dir = await mkdtemp(join(tmpdir(), 'fmc-sentinel-'))
-  const port = await freePort()
-  const config = join(dir, 'sentinel.conf')
-  // A sentinel rewrites its configuration file: it must be its own.
-  await writeFile(config, `port ${port}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 ${new URL(master.url).port} 1\n`)
-  const sentinel = spawn('redis-server', [config, '--sentinel'], { stdio: 'ignore' })
-  t.teardown(async () => { sentinel.kill('SIGKILL'); await rm(dir, { recursive: true, force: true }) })
-  for (let i = 0; i < 100; i++) {
-    const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
-    probe.on('error', () => {})
-    const known = await probe.connect().then(async () => await probe.call('SENTINEL', 'get-master-addr-by-name', 'mymaster'), () => null)
-    probe.disconnect()
-    if (known !== null) break
-    await sleep(20)
-  }
-  const url = await serve(t, 'sentinel.js', { SENTINELS: `127.0.0.1:${port}` })
+  const url = await serve(t, 'sentinel.js', { SENTINELS: `127.0.0.1:${await master.sentinel()}` })
   t.same((await call(url + '/rates')).body, { eur: 1, usd: 1.08 })
-  const client = new Redis(master.url)
-  t.teardown(() => { client.disconnect() })
-  t.ok(await client.exists('fmc:app:rates'), 'kept in the master the sentinel named')
+  t.ok(await master.exists('fmc:app:rates'), 'kept in the master the sentinel named')
 })
 
 test('the Prometheus example serves the series at /metrics', async (t) => {
