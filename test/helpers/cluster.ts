@@ -31,6 +31,9 @@ export interface PrivateCluster {
   synced: (port: number) => Promise<void>
   /** SIGKILL of the node on `port`, resolved once its process is gone. */
   kill: (port: number) => Promise<void>
+  /** SIGSTOP of the node on `port`: connections stay open, nothing answers (past 2 s, its replica replaces it). */
+  pause: (port: number) => void
+  resume: (port: number) => void
   /** Resolves once every slot is served again (`cluster_state:ok` on every node still running), within `ms`. */
   healthy: (ms?: number) => Promise<void>
   /** Kills every node and removes their files; the clients it made are closed first. */
@@ -68,6 +71,7 @@ export async function startCluster (): Promise<PrivateCluster> {
     servers.delete(port)
     if (server === undefined || server.exitCode !== null || server.signalCode !== null) return
     const exited = new Promise((resolve) => server.once('exit', resolve))
+    server.kill('SIGCONT')
     server.kill('SIGKILL')
     await exited
   }
@@ -175,6 +179,8 @@ export async function startCluster (): Promise<PrivateCluster> {
       }, 5000, `the replicas of ${port} to sync`)
     },
     kill,
+    pause: (port) => { servers.get(port)?.kill('SIGSTOP') },
+    resume: (port) => { servers.get(port)?.kill('SIGCONT') },
     healthy,
     stop
   }

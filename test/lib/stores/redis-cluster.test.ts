@@ -1,6 +1,7 @@
 // The Redis store, the bus and the lock on a Redis Cluster of three masters (the test's own, see test/helpers/cluster.ts).
 import { Redis } from 'ioredis'
 import t from 'tap'
+import { Breaker, guardStore } from '../../../lib/breaker.js'
 import { InvalidationBus, type Invalidation } from '../../../lib/bus.js'
 import { RedisLock } from '../../../lib/lock.js'
 import type { Group } from '../../../lib/store.js'
@@ -127,5 +128,28 @@ if (cluster !== undefined) {
     t.ok(await b.acquire('k') !== undefined, 'free once released')
     t.equal(await a.lease('r', 5000), true)
     t.equal(await b.lease('r', 5000), false)
+  })
+
+  t.test('a master that does not answer costs an operation its budget, other masters answer, and the breaker is one per store', async (t) => {
+    const store = new RedisStore({ client: redis, prefix: 'fmc:paused:', timeout: 100 })
+    const victim = await cluster.masterOf('fmc:paused:k0')
+    let other = 1
+    while (await cluster.masterOf(`fmc:paused:k${other}`) === victim) other++
+    await store.set('k0', 'stalled')
+    await store.set(`k${other}`, 'elsewhere')
+    cluster.pause(victim)
+    t.teardown(() => { cluster.resume(victim) })
+    let started = performance.now()
+    await t.rejects(store.get('k0'), { code: 'FST_MULTICACHE_STORE', message: /no answer within 100 ms/ })
+    const waited = performance.now() - started
+    t.ok(waited < 160, `a key of the paused master: the budget, no more (${waited.toFixed(0)} ms)`)
+    t.equal(await store.get(`k${other}`), 'elsewhere', 'a key of another master answers')
+    const guarded = guardStore(store, new Breaker({ failures: 3, coolDown: 1000, name: 'appCache' }))
+    for (let i = 0; i < 3; i++) await t.rejects(guarded.get('k0') as Promise<unknown>)
+    started = performance.now()
+    await t.rejects(guarded.get(`k${other}`) as Promise<unknown>, { message: /circuit breaker is open/ })
+    t.ok(performance.now() - started < 20, 'once open, the breaker skips every key of the store at once, whatever its master')
+    cluster.resume(victim)
+    t.equal(await store.get('k0'), 'stalled', 'the master answers again once resumed, before any failover (under 2 s)')
   })
 }
