@@ -141,10 +141,11 @@ export class InvalidationBus {
       this.listening = false
       this.options.onMessage({ clear: true })
     })
-    // Connection errors are retried by ioredis and seen through `listening`; without a listener they would throw.
-    subscriber.on('error', () => {})
+    // Connection errors are retried by ioredis and seen through `listening`; without a listener they would throw. On a
+    // cluster's node an error may also be the node dropping the subscription as its slot moves away, which ioredis 5
+    // reports as one ("Command queue state error", an unsolicited SUNSUBSCRIBE) and 6 as 'moved': the bus looks again.
+    subscriber.on('error', () => { if (sharded) subscriber.disconnect() })
     subscriber.on(sharded ? 'smessage' : 'message', (channel: string, raw: string) => { this.receive(channel, raw) })
-    // The slot moved to another node (ioredis tells it so): the subscription there is gone.
     if (sharded) subscriber.on('moved', () => { subscriber.disconnect() })
   }
 

@@ -115,6 +115,36 @@ if (cluster !== undefined) {
     t.same(await master.call('PUBSUB', 'SHARDNUMSUB', channel), [channel, 3], "the three buses are shard subscribers on the master of the channel's slot")
   })
 
+  t.test("the bus follows its channel's slot to another master", async (t) => {
+    const heard: Invalidation[][] = [[], []]
+    const buses = heard.map((messages) => new InvalidationBus({ client: redis, channel: 'fmc:moving:bus', timeout: 1000, onMessage: (message) => { messages.push(message) } }))
+    t.teardown(async () => { await Promise.all(buses.map(async (bus) => { await bus.close() })) })
+    await Promise.all(buses.map(async (bus) => { await bus.subscribed }))
+    const slot = slotOf(tagOf(slotOf('fmc:moving:bus')) + 'fmc:moving:bus')
+    const from = await cluster.masterOf(tagOf(slot))
+    const to = (await cluster.masters()).find((port) => port !== from) as number
+    const admin = async (port: number, ...command: Array<string | number>): Promise<unknown> => {
+      const node = new Redis(port, '127.0.0.1')
+      try {
+        return await node.call(...(command as [string, ...Array<string | number>]))
+      } finally {
+        node.disconnect()
+      }
+    }
+    const [fromId, toId] = await Promise.all([admin(from, 'CLUSTER', 'MYID'), admin(to, 'CLUSTER', 'MYID')]) as [string, string]
+    // The slot holds no key: it moves without MIGRATE, as redis-cli --cluster reshard moves an empty one.
+    await admin(to, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', fromId)
+    await admin(from, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', toId)
+    await admin(to, 'CLUSTER', 'SETSLOT', slot, 'NODE', toId)
+    await admin(from, 'CLUSTER', 'SETSLOT', slot, 'NODE', toId)
+    await until(() => heard.every((messages) => messages.filter((message) => 'clear' in message).length >= 3), 5000)
+    t.pass('each bus lost its subscription, emptied its tier, and subscribed again')
+    const channel = tagOf(slotOf('fmc:moving:bus')) + 'fmc:moving:bus'
+    t.same(await admin(to, 'PUBSUB', 'SHARDNUMSUB', channel), [channel, 2], 'on the master the slot moved to')
+    await (buses[0] as InvalidationBus).publishAcknowledged({ keys: ['after'] }, 2000)
+    t.same(heard[1]?.at(-1), { keys: ['after'] }, 'and hears what is published there')
+  })
+
   t.test('the lock: one holder across clients, released by its holder only', async (t) => {
     const options = { prefix: 'fmc-lock:test:', leasePrefix: 'fmc-lease:test:', timeout: 500, ttl: 5000, wait: 200 }
     const a = new RedisLock({ client: redis, ...options })
