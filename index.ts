@@ -9,7 +9,7 @@ export { routeCache, cacheConfig, type RouteCacheOptions, type RouteCacheConfig,
 
 export type { Store, Awaitable, GroupOperations, Group, GroupChange, FenceOperations, TagOperations, TagEpoch, Invalidation, TimedValue, KeyQuery, KeyPage } from './lib/store.js'
 export { MemoryStore, type MemoryStoreOptions } from './lib/stores/memory.js'
-export { RedisStore, type RedisStoreOptions, type RedisClient } from './lib/stores/redis.js'
+export { RedisStore, type RedisStoreOptions, type RedisClient, type RedisConnection, type RedisClusterClient } from './lib/stores/redis.js'
 export { KeyvStore, type KeyvStoreOptions, type KeyvLike } from './lib/stores/keyv.js'
 export { TieredStore, type TieredStoreOptions } from './lib/tiers.js'
 export { jsonSerializer, type Serializer } from './lib/serializer.js'
