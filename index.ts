@@ -9,11 +9,11 @@ export { routeCache, cacheConfig, type RouteCacheOptions, type RouteCacheConfig,
 
 export type { Store, Awaitable, GroupOperations, Group, GroupChange, FenceOperations, TagOperations, TagEpoch, Invalidation, TimedValue, KeyQuery, KeyPage, StoreEntry, FencedEntry } from './lib/store.js'
 export { MemoryStore, type MemoryStoreOptions } from './lib/stores/memory.js'
-export { RedisStore, type RedisStoreOptions, type RedisClient } from './lib/stores/redis.js'
+export { RedisStore, type RedisStoreOptions, type RedisClient, type RedisConnection, type RedisClusterClient } from './lib/stores/redis.js'
 export { KeyvStore, type KeyvStoreOptions, type KeyvLike } from './lib/stores/keyv.js'
 export { TieredStore, type TieredStoreOptions } from './lib/tiers.js'
 export { jsonSerializer, type Serializer } from './lib/serializer.js'
-export type { StoreOption, SharedStoreOptions, L1Options } from './plugins/stores.js'
+export type { StoreOption, SharedStoreOptions, L1Options } from './lib/backend.js'
 export type { Duration } from './lib/durations.js'
 export type { RequestCache } from './lib/scopes/request.js'
 export type { BatchLoad, BatchResult, BatchValue } from './lib/batch.js'

@@ -3,7 +3,8 @@ import type { Breaker } from './breaker.js'
 import { withBudget } from './budget.js'
 import { UnconfirmedInvalidationError } from './errors.js'
 import type { Invalidation } from './store.js'
-import { closeClient, redisCommand, type RedisClient } from './stores/redis.js'
+import { closeClient, isCluster, nodeKey, redisCommand, type RedisClient, type RedisClusterClient, type RedisConnection } from './stores/redis.js'
+import { slotOf, tagOf } from './stores/slots.js'
 
 export type { Invalidation }
 
@@ -18,13 +19,16 @@ interface Awaited {
   done: () => void
 }
 
+/** How long a cluster's bus waits before it looks for the master of its channels again, after losing it, in ms. */
+const RECONNECT = 250
+
 /** What an origin looks like (`randomUUID()`): a message's origin names a channel, so nothing else is taken. */
 const ORIGIN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 export interface InvalidationBusOptions {
   /** Publishes through this client; listens on a duplicate of it, a connection of its own. */
   client: RedisClient
-  /** One channel per store namespace. */
+  /** One channel per store namespace (on a cluster, with the hash tag of its slot before it). */
   channel: string
   /** Time budget of a publish, in ms. */
   timeout: number
@@ -40,7 +44,14 @@ export interface InvalidationBusOptions {
 
 /**
  * Cross-instance invalidation over Redis pub/sub. Each instance tags what it publishes with a random origin and
- * ignores its own messages. The subscriber subscribes again each time its connection is ready (ioredis would
+ * ignores its own messages.
+ *
+ * On a Redis Cluster the bus uses sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`, Redis 7): its channel and the
+ * acknowledgement channels share a hash tag, so every message goes to one shard only (classic `PUBLISH` is sent to
+ * every node of the cluster), every bus subscribes on that shard's master through a connection of its own, and
+ * `SPUBLISH` answers how many buses received a message, which `publishAcknowledged` needs. That connection does not
+ * reconnect to its node: when it closes (the master failed, or the slot moved) the bus asks the cluster where the slot
+ * lives now and subscribes there. The subscriber subscribes again each time its connection is ready (ioredis would
  * resubscribe only after announcing itself ready, leaving a window in which messages are lost unseen); while it
  * is not subscribed `listening` is false, so that a memory tier stops answering, and losing the subscription
  * empties that tier, because whatever was published meanwhile is never heard. Every subscription that takes hold
@@ -56,35 +67,86 @@ export class InvalidationBus {
   /** Messages published, and messages of other instances heard: counted for the metrics. */
   sent = 0
   received = 0
-  private readonly subscriber: RedisClient
+  private subscriber: RedisConnection | undefined
   private listening = false
   private closed = false
-  /** Where the other buses acknowledge this one's messages. */
+  /** The channel, and where the other buses acknowledge this one's messages. */
+  private readonly channel: string
   private readonly acknowledgements: string
   private readonly awaited = new Map<string, Awaited>()
+  /** The cluster, when the bus is on one: sharded pub/sub. */
+  private readonly cluster: RedisClusterClient | undefined
+  private readonly publishing: 'PUBLISH' | 'SPUBLISH'
+  private first: () => void = () => {}
+  private retry: NodeJS.Timeout | undefined
 
   constructor (private readonly options: InvalidationBusOptions) {
-    this.acknowledgements = acknowledgementChannel(options.channel, this.origin)
-    this.subscriber = options.client.duplicate({ autoResubscribe: false, lazyConnect: false, enableOfflineQueue: true })
-    let first: () => void = () => {}
-    this.subscribed = new Promise((resolve) => { first = resolve })
-    this.subscriber.on('ready', () => {
-      this.subscriber.subscribe(options.channel, this.acknowledgements).then(() => {
+    this.cluster = isCluster(options.client) ? options.client : undefined
+    this.publishing = this.cluster === undefined ? 'PUBLISH' : 'SPUBLISH'
+    this.channel = this.cluster === undefined ? options.channel : tagOf(slotOf(options.channel)) + options.channel
+    this.acknowledgements = acknowledgementChannel(this.channel, this.origin)
+    this.subscribed = new Promise((resolve) => { this.first = resolve })
+    this.connect()
+  }
+
+  /** Opens the subscriber: a duplicate of the client, or on a cluster a connection to the master of the channel's slot. */
+  private connect (): void {
+    const { client } = this.options
+    const subscribing = { autoResubscribe: false, lazyConnect: false, enableOfflineQueue: true }
+    if (!isCluster(client)) {
+      this.listen(client.duplicate(subscribing))
+      return
+    }
+    const master = client.slots[slotOf(this.channel)]?.[0]
+    const node = client.nodes('master').find((node) => nodeKey(node) === master)
+    if (node === undefined) this.reconnect()
+    else this.listen(node.duplicate({ ...subscribing, retryStrategy: () => null }))
+  }
+
+  /** On a cluster: where the channel's slot lives may have changed; asks, then subscribes there. */
+  private reconnect (): void {
+    if (this.closed) return
+    clearTimeout(this.retry)
+    this.retry = setTimeout(() => {
+      this.cluster?.refreshSlotsCache(() => { if (!this.closed) this.connect() })
+    }, RECONNECT)
+  }
+
+  private listen (subscriber: RedisConnection): void {
+    this.subscriber = subscriber
+    const sharded = this.cluster !== undefined
+    subscriber.on('ready', () => {
+      const channels = [this.channel, this.acknowledgements]
+      const subscribed = sharded ? (subscriber.ssubscribe as NonNullable<RedisConnection['ssubscribe']>)(...channels) : subscriber.subscribe(...channels)
+      subscribed.then(() => {
         // A subscription that was already in place (a second 'ready' whose first SUBSCRIBE went through) adds nothing.
-        if (this.closed || this.listening) return
+        if (this.closed || this.listening || this.subscriber !== subscriber) return
         this.listening = true
-        first()
-        options.onMessage({ clear: true })
-      }, () => { /* the connection went again: the next 'ready' subscribes */ })
+        this.first()
+        this.options.onMessage({ clear: true })
+      }, () => {
+        // One Redis: the connection went again, and the next 'ready' subscribes. A cluster's node that refuses (the slot
+        // is served elsewhere now): the bus looks for the slot's master again.
+        if (sharded) subscriber.disconnect()
+      })
     })
-    this.subscriber.on('close', () => {
+    subscriber.on('close', () => {
+      if (this.subscriber !== subscriber) return
+      if (sharded) {
+        // This connection does not come back by itself: the next is opened where the slot lives then.
+        this.subscriber = undefined
+        this.reconnect()
+      }
       if (!this.listening) return
       this.listening = false
-      options.onMessage({ clear: true })
+      this.options.onMessage({ clear: true })
     })
-    // Connection errors are retried by ioredis and seen through `listening`; without a listener they would throw.
-    this.subscriber.on('error', () => {})
-    this.subscriber.on('message', (channel: string, raw: string) => { this.receive(channel, raw) })
+    // Connection errors are retried by ioredis and seen through `listening`; without a listener they would throw. On a
+    // cluster's node an error may also be the node dropping the subscription as its slot moves away, which ioredis 5
+    // reports as one ("Command queue state error", an unsolicited SUNSUBSCRIBE) and 6 as 'moved': the bus looks again.
+    subscriber.on('error', () => { if (sharded) subscriber.disconnect() })
+    subscriber.on(sharded ? 'smessage' : 'message', (channel: string, raw: string) => { this.receive(channel, raw) })
+    if (sharded) subscriber.on('moved', () => { subscriber.disconnect() })
   }
 
   /** True while messages from other instances can arrive. */
@@ -93,9 +155,9 @@ export class InvalidationBus {
   }
 
   async publish (message: Invalidation): Promise<void> {
-    const { client, channel, timeout, breaker } = this.options
+    const { client, timeout, breaker } = this.options
     const envelope = JSON.stringify({ origin: this.origin, ...message })
-    await redisCommand(client, 'publish', timeout, async () => await client.call('PUBLISH', channel, envelope), breaker)
+    await redisCommand(client, 'publish', timeout, async () => await client.call(this.publishing, this.channel, envelope), breaker)
     this.sent++
   }
 
@@ -107,14 +169,14 @@ export class InvalidationBus {
    * many did not answer, and the message stands as published.
    */
   async publishAcknowledged (message: Invalidation, within: number): Promise<void> {
-    const { client, channel, timeout, breaker } = this.options
+    const { client, timeout, breaker } = this.options
     const id = randomUUID()
     const awaited: Awaited = { receivers: undefined, acknowledged: 0, done: () => {} }
     const all = new Promise<void>((resolve) => { awaited.done = resolve })
     this.awaited.set(id, awaited)
     try {
       const envelope = JSON.stringify({ origin: this.origin, id, ...message })
-      awaited.receivers = Number(await redisCommand(client, 'publish', timeout, async () => await client.call('PUBLISH', channel, envelope), breaker))
+      awaited.receivers = Number(await redisCommand(client, 'publish', timeout, async () => await client.call(this.publishing, this.channel, envelope), breaker))
       this.sent++
       if (awaited.acknowledged >= awaited.receivers) return
       await withBudget('acknowledge', within, async () => { await all }).catch(() => {
@@ -131,7 +193,8 @@ export class InvalidationBus {
   async close (): Promise<void> {
     this.closed = true
     this.listening = false
-    await closeClient(this.subscriber, this.options.timeout)
+    clearTimeout(this.retry)
+    if (this.subscriber !== undefined) await closeClient(this.subscriber, this.options.timeout)
   }
 
   private receive (channel: string, raw: string): void {
@@ -139,7 +202,7 @@ export class InvalidationBus {
       this.acknowledged(raw)
       return
     }
-    if (channel !== this.options.channel) return
+    if (channel !== this.channel) return
     let envelope: Envelope | null
     try {
       envelope = JSON.parse(raw) as Envelope | null
@@ -169,8 +232,8 @@ export class InvalidationBus {
    * must not keep back what the other instance is waiting for. A failure leaves that bus to report it.
    */
   private acknowledge (origin: string, id: string): void {
-    const { client, channel, timeout } = this.options
-    redisCommand(client, 'acknowledge', timeout, async () => await client.call('PUBLISH', acknowledgementChannel(channel, origin), id)).catch(() => {})
+    const { client, timeout } = this.options
+    redisCommand(client, 'acknowledge', timeout, async () => await client.call(this.publishing, acknowledgementChannel(this.channel, origin), id)).catch(() => {})
   }
 
   private acknowledged (id: string): void {

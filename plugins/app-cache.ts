@@ -9,7 +9,8 @@ import { MemoryStore } from '../lib/stores/memory.js'
 import { addLevel } from './levels.js'
 // Kept in the emitted .d.ts, unlike the import above: it brings the declaration of `fastify.multiCache` to apps.
 import './levels.js'
-import { SHARED_STORE_OPTIONS, resolveLock, resolveStore, type SharedStoreOptions, type StoreOption } from './stores.js'
+import { SHARED_STORE_OPTIONS, type SharedStoreOptions, type StoreOption } from '../lib/backend.js'
+import { backendOf } from './stores.js'
 
 export interface AppCacheOptions extends SharedStoreOptions {
   /** Most entries held by the memory store; the least recently used goes first. Default 10,000. */
@@ -60,7 +61,7 @@ const plugin: FastifyPluginAsync<AppCacheOptions> = async (fastify, options) => 
   const sizeOf = read.optionalFunction<(value: unknown) => number>('sizeOf')
   if (sizeOf !== undefined && maxBytes === 0) read.fail('sizeOf', 'needs maxBytes (it sizes values for that bound)')
   if (maxBytes !== 0 && options.store !== undefined && options.store !== 'memory') read.fail('maxBytes', "bounds the memory store only: a shared store's entries are bounded by maxEntryBytes")
-  const backend = await resolveStore(fastify, read, options, {
+  const backend = await backendOf(fastify, read, options, {
     prefix: 'fmc:app:',
     l1: { max: 1000, ttl: 10_000 },
     fenced: true,
@@ -68,7 +69,6 @@ const plugin: FastifyPluginAsync<AppCacheOptions> = async (fastify, options) => 
       max, ttl, onEvict: () => { cache.stats.evictions++ }, ...(maxBytes === 0 ? {} : { maxBytes }), ...(sizeOf === undefined ? {} : { sizeOf })
     })
   })
-  const lock = resolveLock(read, options.lock, backend)
   const windows = Object.fromEntries(FRESHNESS.map((name) => [name, read.duration(name, 0)]))
   const cache: AppCache = new AppCache({
     store: backend.store,
@@ -78,7 +78,7 @@ const plugin: FastifyPluginAsync<AppCacheOptions> = async (fastify, options) => 
     maxKeyLength: read.positiveInteger('maxKeyLength', MAX_KEY_LENGTH),
     maxKeysPerCall: read.positiveInteger('maxKeysPerCall', MAX_KEYS_PER_CALL),
     ...windows,
-    ...(lock === undefined ? {} : { lock })
+    ...(backend.lock === undefined ? {} : { lock: backend.lock })
   })
   cache.stats.breaker = backend.breaker
   cache.stats.bus = backend.bus

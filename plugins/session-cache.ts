@@ -10,7 +10,8 @@ import { addLevel, provide } from './levels.js'
 // Kept in the emitted .d.ts, unlike the import above: it brings the declaration of `fastify.multiCache` to apps.
 import './levels.js'
 import { sessionCookie, type SessionCookieOptions } from './session-cookie.js'
-import { SHARED_STORE_OPTIONS, resolveStore, type SharedStoreOptions, type StoreOption } from './stores.js'
+import { SHARED_STORE_OPTIONS, type SharedStoreOptions, type StoreOption } from '../lib/backend.js'
+import { backendOf } from './stores.js'
 
 export interface SessionCacheOptions extends SharedStoreOptions {
   /** Signs the cookie: a string of 32+ characters, or an array of them (the first signs, all verify). */
@@ -77,7 +78,7 @@ const plugin: FastifyPluginAsync<SessionCacheOptions> = async (fastify, options)
   const maxAnonymousSessions = read.positiveInteger('maxAnonymousSessions', maxSessions)
   // A session the memory store drops by itself leaves its user's index, so that the index lives as long as its sessions.
   const inMemory = (max: number, onEvict: () => void): MemoryStore => new MemoryStore({ max, ttl, rolling: true, onEvict, onDrop: (key, session) => { level.dropped(key, session) } })
-  const backend = await resolveStore(fastify, read, options, {
+  const backend = await backendOf(fastify, read, options, {
     prefix: 'fmc:session:',
     // A tier entry is at most this old, and with 'bus' (where reads served from the tier do not restart the
     // session's expiry in the store) a read reaches the store at least this often: at most half the ttl, so that a

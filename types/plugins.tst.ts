@@ -1,5 +1,5 @@
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
-import { Redis } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
 import Keyv from 'keyv'
 import { pack, unpack } from 'msgpackr'
 import { describe, expect, test } from 'tstyche'
@@ -77,12 +77,16 @@ describe('plugin options', () => {
     expect(app.register).type.toBeCallableWith(sessionCache, { store: 'rediss://cache.internal:6380', requireStore: true })
     expect(app.register).type.not.toBeCallableWith(appCache, { store: 'redis://127.0.0.1:6379', requireStore: 'yes' })
     expect(app.register).type.toBeCallableWith(sessionCache, { store: 'redis', redisNamespace: 'sessions', l1: false })
+    expect(app.register).type.toBeCallableWith(appCache, { store: 'redis+cluster://10.0.0.1:6379,10.0.0.2:6379', lock: true })
+    expect(app.register).type.toBeCallableWith(sessionCache, { store: ['redis://10.0.0.1:6379', 'redis://10.0.0.2:6379'], requireStore: true })
+    expect(app.register).type.toBeCallableWith(appCache, { store: new Cluster([{ host: '10.0.0.1', port: 6379 }]) })
     expect(app.register).type.toBeCallableWith(sessionCache, { store: new Keyv(), serializer: { encode: pack, decode: (data: string | Buffer) => unpack(data as Buffer) } })
     expect(app.appCache.invalidate).type.toBeCallableWith(['a', 'b'])
   })
 
   test('wrong store settings do not compile', () => {
     expect(app.register).type.not.toBeCallableWith(appCache, { store: 'http://127.0.0.1' })
+    expect(app.register).type.not.toBeCallableWith(appCache, { store: ['http://127.0.0.1:6379'] })
     expect(app.register).type.not.toBeCallableWith(appCache, { store: new Redis(), lock: 'yes' })
     expect(app.register).type.not.toBeCallableWith(appCache, { l1: { ttl: 'a while' } })
     expect(app.register).type.not.toBeCallableWith(sessionCache, { lock: true })

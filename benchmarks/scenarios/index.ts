@@ -7,6 +7,7 @@ import { invalidationWindow } from './invalidation-window.js'
 import { memory } from './memory.js'
 import { overhead } from './overhead.js'
 import { promises } from './promises.js'
+import { redisCluster } from './redis-cluster.js'
 import { redisDown } from './redis-down.js'
 import { redisTwoTier } from './redis-two-tier.js'
 import { requestLevel } from './request-level.js'
@@ -19,8 +20,9 @@ import { tags } from './tags.js'
 
 /**
  * Every scenario, in the order `npm run bench` runs them. `redis-two-tier`, `stampede-redis`, `invalidation-window`,
- * `session-redis`, `session-window`, `batch-reads` and `redis-down` need the shared Redis on 127.0.0.1:6379
- * (`redis-down` also needs `redis-server`, to start one of its own).
+ * `session-redis`, `session-window`, `batch-reads` and `redis-down` need the shared Redis on 127.0.0.1:6379 (`redis-down`
+ * also needs `redis-server`, to start one of its own); `redis-cluster` starts a Redis Cluster and a Redis of its own
+ * (`redis-server` and `redis-cli`).
  */
 export const scenarios: readonly Scenario[] = [
   overhead,
@@ -39,5 +41,6 @@ export const scenarios: readonly Scenario[] = [
   sessionWindow,
   batchReads,
   redisDown,
+  redisCluster,
   promises
 ]

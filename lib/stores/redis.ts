@@ -5,22 +5,59 @@ import { StoreError } from '../errors.js'
 import { MAX_ENTRY_BYTES, encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
 import type { FenceOperations, FencedEntry, TagEpoch, TagOperations, Group, GroupChange, GroupOperations, KeyPage, KeyQuery, Store, TimedValue } from '../store.js'
 import { changed } from './memory.js'
+import { bySlot, slotOf, SLOTS, tagOf } from './slots.js'
 
 type Argument = string | number | Buffer
 
-/**
- * The part of an ioredis client (5 or 6, or `fastify.redis`) the Redis store and bus use, so that any version fits.
- */
-export interface RedisClient {
+/** What every client the store, the bus and the lock use answers: commands, events, closing. */
+export interface RedisCommands {
   readonly status: string
   call (command: string, ...args: Argument[]): Promise<unknown>
   callBuffer (command: string, ...args: Argument[]): Promise<unknown>
   multi (commands: Argument[][]): { exec (): Promise<Array<[Error | null, unknown]> | null> }
-  duplicate (override?: Record<string, unknown>): RedisClient
-  subscribe (...channels: string[]): Promise<unknown>
-  on (event: string, listener: (...args: never[]) => void): unknown
   quit (): Promise<unknown>
   disconnect (): void
+}
+
+/** One connection to one Redis: an ioredis `Redis` (5 or 6), `fastify.redis`, or a client of Sentinel. */
+export interface RedisConnection extends RedisCommands {
+  on (event: string, listener: (...args: never[]) => void): unknown
+  duplicate (override?: Record<string, unknown>): RedisConnection
+  subscribe (...channels: string[]): Promise<unknown>
+  /** Sharded pub/sub (Redis 7): the bus subscribes with it on a cluster's node. */
+  ssubscribe? (...channels: string[]): Promise<unknown>
+}
+
+/**
+ * What the store and the bus use of an ioredis `Cluster` (5 or 6): where each slot lives, and a connection to each
+ * master. A multi-key command or transaction must stay in one slot there; a command with no key (`SCAN`) goes to one
+ * node, so walking the keys means walking every master.
+ */
+export interface RedisClusterClient extends RedisCommands {
+  readonly isCluster: boolean
+  /** For each slot, the nodes (`host:port`) that serve it, the master first. */
+  readonly slots: ReadonlyArray<readonly string[] | undefined>
+  nodes (role: 'master'): RedisConnection[]
+  /** Commands sent together, not atomically: every key of them on one master. */
+  pipeline (commands: Argument[][]): { exec (): Promise<Array<[Error | null, unknown]> | null> }
+  refreshSlotsCache (callback?: (error?: Error | null) => void): void
+}
+
+/**
+ * The part of an ioredis client (5 or 6, or `fastify.redis`) the Redis store, the bus and the lock use, so that any
+ * version fits: one connection, or a cluster.
+ */
+export type RedisClient = RedisConnection | RedisClusterClient
+
+/** True for an ioredis `Cluster` (5 or 6), whatever was passed as a client. */
+export function isCluster (client: RedisClient): client is RedisClusterClient {
+  return (client as Partial<RedisClusterClient>).isCluster === true
+}
+
+/** `host:port` of a node's connection, as the cluster names its nodes in `slots`. */
+export function nodeKey (node: RedisConnection): string {
+  const { host, port } = (node as unknown as { options: { host: string, port: number } }).options
+  return `${host}:${port}`
 }
 
 /**
@@ -28,7 +65,7 @@ export interface RedisClient {
  * otherwise queue the command until it reconnects, and every caller would hang with it. The store, the bus and the
  * lock all go through here, so that none of them can hang a request.
  */
-export async function redisCommand<T> (client: RedisClient, operation: string, timeout: number, command: () => Promise<T>, breaker?: Breaker): Promise<T> {
+export async function redisCommand<T> (client: RedisCommands, operation: string, timeout: number, command: () => Promise<T>, breaker?: Breaker): Promise<T> {
   if (client.status !== 'ready') throw new StoreError(operation, `Redis is not connected (${client.status})`)
   if (breaker === undefined) return await withBudget(operation, timeout, command)
   return await breaker.run(operation, async () => await withBudget(operation, timeout, command))
@@ -65,9 +102,12 @@ export class RedisStore implements Store {
   private readonly timeout: number
   private readonly serializer: Serializer
   private readonly maxEntryBytes: number
+  /** The client, when it is a cluster's: keys that must move together are then kept in one slot, and scans walk every master. */
+  private readonly cluster: RedisClusterClient | undefined
 
   constructor (options: RedisStoreOptions) {
     this.client = options.client
+    this.cluster = isCluster(options.client) ? options.client : undefined
     this.prefix = options.prefix
     this.timeout = options.timeout ?? 100
     this.serializer = options.serializer ?? jsonSerializer
@@ -77,7 +117,9 @@ export class RedisStore implements Store {
       create: async (key, group, ttl) => await this.createGroup(key, group, ttl),
       update: async (key, fence, change, ttl, base) => await this.updateGroup(key, fence, change, ttl, base),
       end: async (key, fence) => await this.endGroup(key, fence),
-      exists: async (keys) => keys.length === 0 ? [] : (await this.transaction('groups.exists', keys.map((key) => ['exists', this.prefix + key]))).map((found) => found === 1)
+      exists: async (keys) => keys.length === 0
+        ? []
+        : (await this.slotwise(keys, async (group) => await this.transaction('groups.exists', group.map((key) => ['exists', this.prefix + key])))).map((found) => found === 1)
     }
     if (options.fenced === true) {
       this.tags = {
@@ -111,8 +153,8 @@ export class RedisStore implements Store {
 
   async getMany (keys: readonly string[]): Promise<unknown[]> {
     if (keys.length === 0) return []
-    const data = await this.run('getMany', async () => await this.client.callBuffer('MGET', ...keys.map((key) => this.prefix + key)))
-    return (data as unknown[]).map((item) => this.decode(item))
+    const data = await this.slotwise(keys, async (group) => await this.run('getMany', async () => await this.client.callBuffer('MGET', ...group.map((key) => this.prefix + key))) as unknown[])
+    return data.map((item) => this.decode(item))
   }
 
   /** Each value with its remaining time to live: one script, where `getTimed` of each would be a transaction each. */
@@ -142,9 +184,15 @@ export class RedisStore implements Store {
     await this.unlink(keys)
   }
 
-  /** Deletes `keys`, moving their fences, and answers how many existed. */
+  /** Deletes `keys`, moving their fences, and answers how many existed: one slot at a time on a cluster. */
   private async unlink (keys: readonly string[]): Promise<number> {
     if (keys.length === 0) return 0
+    if (this.cluster === undefined) return await this.unlinkTogether(keys)
+    const counts = await Promise.all(bySlot(keys, (key) => this.prefix + key).map(async (group) => await this.unlinkTogether(group.map(({ item }) => item))))
+    return counts.reduce((sum, count) => sum + count, 0)
+  }
+
+  private async unlinkTogether (keys: readonly string[]): Promise<number> {
     const unlink = ['unlink', ...keys.map((key) => this.prefix + key)]
     const [count] = this.fences === undefined
       ? [await this.run('delete', async () => await this.client.call('UNLINK', ...unlink.slice(1)))]
@@ -157,38 +205,82 @@ export class RedisStore implements Store {
   }
 
   /**
-   * Removes every key under this store's prefix, a batch at a time, each batch within the time budget. The fence of
-   * every key moves first, so that no load from before the clear writes during it or after.
+   * Removes every key under this store's prefix, a batch at a time, each batch within the time budget, on every master
+   * of a cluster. The fence of every key moves first, so that no load from before the clear writes during it or after.
    */
   async clear (): Promise<void> {
-    if (this.fences !== undefined) await this.transaction('clear', this.bumps([]))
-    let cursor = '0'
-    do {
-      const [next, keys] = await this.run('clear', async () =>
-        await this.client.call('SCAN', cursor, 'MATCH', escapeGlob(this.prefix) + '*', 'COUNT', 500)) as [string, string[]]
-      if (keys.length > 0) await this.run('clear', async () => await this.client.call('UNLINK', ...keys))
-      cursor = next
-    } while (cursor !== '0')
+    if (this.fences !== undefined) await this.moveStoreFence()
+    const pattern = escapeGlob(this.prefix) + '*'
+    for (const node of this.masters()) {
+      let cursor = '0'
+      do {
+        const [next, keys] = await this.onNode(node, 'clear', async () => await node.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 500)) as [string, string[]]
+        if (this.cluster === undefined) {
+          if (keys.length > 0) await this.run('clear', async () => await this.client.call('UNLINK', ...keys))
+        } else {
+          await Promise.all(bySlot(keys, (key) => key).map(async (group) => await this.run('clear', async () => await this.client.call('UNLINK', ...group.map(({ item }) => item)))))
+        }
+        cursor = next
+      } while (cursor !== '0')
+    }
   }
 
-  /** Keys by `SCAN` under the prefix (never `KEYS`), a few scans at most per page, and their `PTTL` in one round trip. */
+  /**
+   * Keys by `SCAN` under the prefix (never `KEYS`), a few scans at most per page, and their `PTTL` in one round trip (one
+   * per slot on a cluster, whose masters are walked one after the other: the cursor names the master too).
+   */
   async keys ({ match, limit, cursor = '0' }: KeyQuery): Promise<KeyPage> {
     const pattern = escapeGlob(this.prefix) + '*' + (match === '' ? '' : escapeGlob(match) + '*')
+    const masters = this.masters()
+    const split = cursor.indexOf(':')
+    let at = this.cluster === undefined || split === -1 ? 0 : Number(cursor.slice(0, split))
+    let next = split === -1 ? cursor : cursor.slice(split + 1)
     const found: string[] = []
-    let next = cursor
-    for (let scans = 0; scans < 10 && found.length < limit; scans++) {
-      const [after, keys] = await this.run('keys', async () => await this.client.call('SCAN', next, 'MATCH', pattern, 'COUNT', limit)) as [string, string[]]
+    for (let scans = 0; scans < 10 && found.length < limit && at < masters.length; scans++) {
+      const node = masters[at] as RedisCommands
+      const [after, keys] = await this.onNode(node, 'keys', async () => await node.call('SCAN', next, 'MATCH', pattern, 'COUNT', limit)) as [string, string[]]
       found.push(...keys)
       next = after
-      if (next === '0') break
+      if (next === '0') {
+        if (this.cluster === undefined) break
+        at++
+      }
     }
-    const ttls = found.length === 0 ? [] : await this.transaction('keys', found.map((key) => ['pttl', key]))
-    const keys = found.flatMap((key, i) => {
+    const names = found.map((key) => key.slice(this.prefix.length))
+    const ttls = found.length === 0 ? [] : await this.slotwise(names, async (group) => await this.transaction('keys', group.map((key) => ['pttl', this.prefix + key])))
+    const keys = names.flatMap((key, i) => {
       const left = Number(ttls[i])
       // -2: gone since the scan.
-      return left === -2 ? [] : [{ key: key.slice(this.prefix.length), ttl: left === -1 ? 0 : Math.max(1, left) }]
+      return left === -2 ? [] : [{ key, ttl: left === -1 ? 0 : Math.max(1, left) }]
     })
-    return { keys, cursor: next === '0' ? undefined : next }
+    if (this.cluster === undefined) return { keys, cursor: next === '0' ? undefined : next }
+    return { keys, cursor: at >= masters.length ? undefined : `${at}:${next}` }
+  }
+
+  /** The nodes that hold every key between them: the one Redis, or a cluster's masters, in an order every call keeps. */
+  private masters (): RedisCommands[] {
+    if (this.cluster === undefined) return [this.client]
+    return this.cluster.nodes('master').sort((a, b) => nodeKey(a).localeCompare(nodeKey(b)))
+  }
+
+  /** A command to one node: a cluster opens its connection to a node at the first command sent there. */
+  private async onNode<T> (node: RedisCommands, operation: string, command: () => Promise<T>): Promise<T> {
+    if (node.status === 'wait') return await withBudget(operation, this.timeout, command)
+    return await redisCommand(node, operation, this.timeout, command)
+  }
+
+  /**
+   * `run` over `keys`, answering in their order: at once on one Redis, once per hash slot on a cluster, where a
+   * multi-key command or a transaction must stay in one slot.
+   */
+  private async slotwise<T> (keys: readonly string[], run: (keys: readonly string[]) => Promise<T[]>): Promise<T[]> {
+    if (this.cluster === undefined) return await run(keys)
+    const answers = new Array<T>(keys.length)
+    await Promise.all(bySlot(keys, (key) => this.prefix + key).map(async (group) => {
+      const replies = await run(group.map(({ item }) => item))
+      group.forEach(({ index }, i) => { answers[index] = replies[i] as T })
+    }))
+    return answers
   }
 
   /** The whole group, its expiry restarted: the check of a copy that matches none (one script, not a transaction). */
@@ -298,16 +390,42 @@ export class RedisStore implements Store {
   /**
    * The fence of every key is the store-wide one (moved by `clear`) and the key's own (moved by its changes). The
    * store-wide one is also how a loss shows: it never expires, so a store that has none forgot everything.
+   *
+   * On a cluster a script may only touch keys of one slot, and the check of both fences must be atomic with the write
+   * it guards: each slot has a store-wide fence of its own, and both fences carry the hash tag of the key's slot.
    */
   private fenceKeys (key: string): [string, string] {
-    const all = FENCES + this.prefix
+    const all = this.cluster === undefined ? FENCES + this.prefix : FENCES + tagOf(slotOf(this.prefix + key)) + this.prefix
     return [all, all + ':' + key]
   }
 
-  /** Commands that move the fences of `keys`, or the store-wide fence when there are none (a clear), to new values. */
+  /** Commands that move the fences of `keys` to new values. */
   private bumps (keys: readonly string[]): Argument[][] {
-    if (keys.length === 0) return [['set', this.fenceKeys('')[0], unique()]]
     return keys.map((key) => ['set', this.fenceKeys(key)[1], unique(), 'PX', FENCE_TTL])
+  }
+
+  /**
+   * Moves the store-wide fence: to a new value on one Redis. On a cluster each slot's is deleted instead (a
+   * pipeline per master), which fences as well: a slot without one refuses every load that began before, and the next
+   * load draws a new one. Deleting needs no script per slot, and leaves no fence in the slots that hold no key.
+   */
+  private async moveStoreFence (): Promise<void> {
+    if (this.cluster === undefined) {
+      await this.run('clear', async () => await this.client.call('SET', FENCES + this.prefix, unique()))
+      return
+    }
+    // A pipeline goes to one node: the slots it names must be served by the same nodes (ioredis' own rule).
+    const byMaster = new Map<string, Argument[][]>()
+    for (let slot = 0; slot < SLOTS; slot++) {
+      const nodes = this.cluster.slots[slot]?.join(';') ?? ''
+      const commands = byMaster.get(nodes) ?? []
+      commands.push(['unlink', FENCES + tagOf(slot) + this.prefix])
+      byMaster.set(nodes, commands)
+    }
+    await Promise.all([...byMaster.values()].map(async (commands) => {
+      const replies = await this.run('clear', async () => await this.cluster?.pipeline(commands).exec())
+      for (const [error] of replies ?? []) if (error !== null) throw new StoreError('clear', error.message, { cause: error })
+    }))
   }
 
   private async readFence (key: string): Promise<string> {

@@ -7,7 +7,8 @@ import { sessionStoreKey } from '../../lib/keys.js'
 import { hashKey } from '../../lib/level-log.js'
 import { cookieOf, secret } from '../helpers/app.js'
 import { built, outside, root } from '../helpers/package.js'
-import { REDIS_URL, redisFor } from '../helpers/redis.js'
+import { privateCluster } from '../helpers/cluster.js'
+import { REDIS_URL, privateRedis, redisFor } from '../helpers/redis.js'
 import { until } from '../helpers/until.js'
 
 // Every js and ts block of the README is a whole file of examples/readme, named in a comment above the block, so
@@ -162,6 +163,24 @@ test('the several-instances example: two instances on one Redis share a cart', a
   const made = await call(one + '/cart', { method: 'POST', body: ['apple'] })
   t.teardown(async () => { await client.unlink('fmc:session:' + sessionStoreKey((made.body as { id: string }).id)) })
   t.same((await call(two + '/cart', { cookie: made.cookie })).body, { cart: ['apple'] })
+})
+
+test('the Redis Cluster example: two instances on a cluster share a cart, and cache a value', async (t) => {
+  const cluster = await privateCluster(t)
+  if (cluster === undefined) return
+  const [one, two] = await Promise.all([serve(t, 'cluster.js', { REDIS_CLUSTER: cluster.url }), serve(t, 'cluster.js', { REDIS_CLUSTER: cluster.url })])
+  const made = await call(one + '/cart', { method: 'POST', body: ['apple'] })
+  t.same((await call(two + '/cart', { cookie: made.cookie })).body, { cart: ['apple'] })
+  t.same((await call(two + '/rates')).body, { eur: 1, usd: 1.08 })
+  t.same([...(await cluster.keysByMaster('fmc:app:*')).values()].flat(), ['fmc:app:rates'], 'kept in the cluster')
+})
+
+test('the Sentinel example: the client asks a sentinel for the master, and the levels use it', async (t) => {
+  const master = await privateRedis(t)
+  if (master === undefined) return
+  const url = await serve(t, 'sentinel.js', { SENTINELS: `127.0.0.1:${await master.sentinel()}` })
+  t.same((await call(url + '/rates')).body, { eur: 1, usd: 1.08 })
+  t.ok(await master.exists('fmc:app:rates'), 'kept in the master the sentinel named')
 })
 
 test('the Prometheus example serves the series at /metrics', async (t) => {

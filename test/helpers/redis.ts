@@ -1,6 +1,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import type { Test } from 'tap'
@@ -53,6 +56,13 @@ export interface PrivateRedis {
   restart: () => Promise<void>
   /** FLUSHALL: every key gone while every connection stays, subscriptions included. */
   flushAll: () => Promise<void>
+  /** Whether `key` exists in it. */
+  exists: (key: string) => Promise<boolean>
+  /**
+   * Starts a Sentinel (`redis-server --sentinel`) that monitors this server as `mymaster`, stopped with the test, and
+   * answers its port once it names the master.
+   */
+  sentinel: () => Promise<number>
 }
 
 /**
@@ -98,6 +108,35 @@ export async function privateRedis (t: Test): Promise<PrivateRedis | undefined> 
       } finally {
         admin.disconnect()
       }
+    },
+    exists: async (key) => {
+      const admin = new Redis(url, { maxRetriesPerRequest: 0 })
+      try {
+        return await admin.exists(key) === 1
+      } finally {
+        admin.disconnect()
+      }
+    },
+    sentinel: async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'fmc-sentinel-'))
+      const sentinelPort = await freePort()
+      const config = join(dir, 'sentinel.conf')
+      // A sentinel rewrites its configuration file: it must be its own.
+      await writeFile(config, `port ${sentinelPort}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 ${port} 1\n`)
+      const sentinel = spawn('redis-server', [config, '--sentinel'], { stdio: 'ignore' })
+      t.teardown(async () => {
+        sentinel.kill('SIGKILL')
+        await rm(dir, { recursive: true, force: true })
+      })
+      for (let i = 0; i < 100; i++) {
+        const probe = new Redis(sentinelPort, '127.0.0.1', { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
+        probe.on('error', () => {}) // refused until the sentinel listens
+        const master = await probe.connect().then(async () => await probe.call('SENTINEL', 'get-master-addr-by-name', 'mymaster'), () => null)
+        probe.disconnect()
+        if (master !== null) return sentinelPort
+        await sleep(20)
+      }
+      throw new Error(`the sentinel on ${sentinelPort} never named its master`)
     }
   }
 }

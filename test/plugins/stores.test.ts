@@ -64,11 +64,11 @@ test('l1 with the memory store is refused; false is accepted', async (t) => {
 })
 
 test('a store the plugin does not know is refused with every form it accepts', async (t) => {
-  for (const store of ['mem', 'Redis', 'http://127.0.0.1:6379', '', true]) {
+  for (const store of ['mem', 'Redis', 'http://127.0.0.1:6379', '', true, [], ['http://127.0.0.1:7000']]) {
     const app = fresh(t)
     await t.rejects(async () => { await app.register(sessionCache, { secret, store } as never).ready() }, {
       code: 'FST_MULTICACHE_INVALID_OPTION',
-      message: /^sessionCache: option "store" must be 'memory', 'redis' \(the @fastify\/redis client\), a redis:\/\/ or rediss:\/\/ URL, an ioredis client, a Keyv instance, or an object with the methods get, set, delete and clear, got /
+      message: /^sessionCache: option "store" must be 'memory', 'redis' \(the @fastify\/redis client\), a redis:\/\/ or rediss:\/\/ URL, a redis\+cluster:\/\/ URL or a list of a cluster's node URLs, an ioredis client or Cluster, a Keyv instance, or an object with the methods get, set, delete and clear, got /
     })
   }
 })

@@ -95,6 +95,25 @@ test('requireStore: a Redis that does not answer fails the start with an error t
   }
   const passed = fresh(t)
   await t.rejects(async () => { await passed.register(appCache, { requireStore: true }).ready() }, {
-    code: 'FST_MULTICACHE_INVALID_OPTION', message: /^appCache: option "requireStore" applies to a redis:\/\/ or rediss:\/\/ store only/
+    code: 'FST_MULTICACHE_INVALID_OPTION', message: /^appCache: option "requireStore" applies to a Redis the plugin opens only/
   }, 'a store the plugin does not open')
+})
+
+test('requireStore: a Redis Cluster none of whose nodes answers fails the start, naming the nodes without the password', async (t) => {
+  for (const store of ['redis+cluster://user:hunter2@127.0.0.1:1,127.0.0.1:2', ['redis://user:hunter2@127.0.0.1:1', 'redis://user:hunter2@127.0.0.1:2']] as const) {
+    const app = fresh(t)
+    const started = Date.now()
+    await t.rejects(async () => { await app.register(appCache, { store, requireStore: true }).ready() }, {
+      code: 'FST_MULTICACHE_STORE_UNREACHABLE',
+      message: /^appCache: the Redis at redis\+cluster:\/\/127\.0\.0\.1:1,127\.0\.0\.1:2 did not answer at start-up \(.+\), and requireStore is set/
+    })
+    t.ok(Date.now() - started < 3000, 'within the start-up wait')
+  }
+})
+
+test("a cluster's nodes must agree on the scheme and the credentials, and be host:port", async (t) => {
+  for (const store of [['redis://127.0.0.1:7000', 'rediss://127.0.0.1:7001'], ['redis://a:b@127.0.0.1:7000', 'redis://127.0.0.1:7001'], 'redis+cluster://127.0.0.1:7000,:7001']) {
+    const app = fresh(t)
+    await t.rejects(async () => { await app.register(appCache, { store: store as never }).ready() }, { code: 'FST_MULTICACHE_INVALID_OPTION', message: /^appCache: option "store" must (give a cluster's nodes with one scheme and the same credentials|list each node of a cluster as host:port)/ }, String(store))
+  }
 })

@@ -5,6 +5,7 @@ import Keyv from 'keyv'
 import { test, type Test } from 'tap'
 import multiCache, { type MultiCacheOptions } from '../../index.js'
 import { cookieOf, secret } from '../helpers/app.js'
+import { privateCluster } from '../helpers/cluster.js'
 import { REDIS_URL, redisFor, uniquePrefix } from '../helpers/redis.js'
 
 /**
@@ -56,7 +57,16 @@ const BACKINGS: Array<[string, Backing]> = [
       app: { store: REDIS_URL, prefix: `${prefix}${run}:a:` }
     })
   }],
-  ['keyv', async () => () => ({ session: { secret, store: new Keyv() }, app: { store: new Keyv() } })]
+  ['keyv', async () => () => ({ session: { secret, store: new Keyv() }, app: { store: new Keyv() } })],
+  // A Redis Cluster of three masters: sessions, fences and locks spread over every master (issue 21).
+  ['redis cluster', async (t) => {
+    const cluster = await privateCluster(t)
+    if (cluster === undefined) return undefined
+    return (run) => ({
+      session: { secret, store: cluster.url, prefix: `fmc-test:${run}:s:` },
+      app: { store: cluster.url, prefix: `fmc-test:${run}:a:` }
+    })
+  }]
 ]
 
 async function build (options: MultiCacheOptions, app: { version: number }): Promise<FastifyInstance> {
