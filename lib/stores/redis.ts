@@ -160,11 +160,13 @@ export class RedisStore implements Store {
   /** Each value with its remaining time to live: one script, where `getTimed` of each would be a transaction each. */
   async getTimedMany (keys: readonly string[]): Promise<Array<TimedValue | undefined>> {
     if (keys.length === 0) return []
-    const flat = await this.run('getMany', async () => await this.client.callBuffer('EVAL', GET_TIMED, keys.length, ...keys.map((key) => this.prefix + key))) as Array<Buffer | null | number>
-    return keys.map((_, i) => {
-      const value = this.decode(flat[2 * i])
-      const remaining = Number(flat[2 * i + 1])
-      return value === undefined ? undefined : { value, ttl: remaining === -1 ? 0 : Math.max(1, remaining) }
+    return await this.slotwise(keys, async (group) => {
+      const flat = await this.run('getMany', async () => await this.client.callBuffer('EVAL', GET_TIMED, group.length, ...group.map((key) => this.prefix + key))) as Array<Buffer | null | number>
+      return group.map((_, i) => {
+        const value = this.decode(flat[2 * i])
+        const remaining = Number(flat[2 * i + 1])
+        return value === undefined ? undefined : { value, ttl: remaining === -1 ? 0 : Math.max(1, remaining) }
+      })
     })
   }
 
@@ -445,21 +447,28 @@ export class RedisStore implements Store {
   /** The fences of `keys`, in one script: the store-wide one (drawn if there is none), ':', each key's own. */
   private async readFences (keys: readonly string[]): Promise<string[]> {
     if (keys.length === 0) return []
-    const own = keys.map((key) => this.fenceKeys(key)[1])
-    return await this.run('fence', async () => await this.client.call('EVAL', KEY_FENCES, keys.length + 1, this.fenceKeys('')[0], ...own, unique())) as string[]
+    // On a cluster, one script per slot, with that slot's store-wide fence (see `fenceKeys`).
+    return await this.slotwise(keys, async (group) => {
+      const own = group.map((key) => this.fenceKeys(key)[1])
+      return await this.run('fence', async () => await this.client.call('EVAL', KEY_FENCES, group.length + 1, this.fenceKeys(group[0] as string)[0], ...own, unique())) as string[]
+    })
   }
 
-  /** Each entry written only under its own fence, in one script; true for those written. */
+  /** Each entry written only under its own fence, in one script (one per slot on a cluster); true for those written. */
   private async setManyIfFence (entries: readonly FencedEntry[]): Promise<boolean[]> {
     if (entries.length === 0) return []
-    const keys: Argument[] = [this.fenceKeys('')[0]]
-    const args: Argument[] = []
-    for (const { key, value, ttl, fence } of entries) {
-      keys.push(this.prefix + key, this.fenceKeys(key)[1])
-      args.push(fence, this.encode(key, value), ttl)
-    }
-    const written = await this.run('set', async () => await this.client.call('EVAL', SET_MANY_IF, keys.length, ...keys, ...args)) as number[]
-    return written.map((one) => one === 1)
+    const byKey = new Map(entries.map((entry) => [entry.key, entry]))
+    return await this.slotwise(entries.map((entry) => entry.key), async (group) => {
+      const keys: Argument[] = [this.fenceKeys(group[0] as string)[0]]
+      const args: Argument[] = []
+      for (const key of group) {
+        const { value, ttl, fence } = byKey.get(key) as FencedEntry
+        keys.push(this.prefix + key, this.fenceKeys(key)[1])
+        args.push(fence, this.encode(key, value), ttl)
+      }
+      const written = await this.run('set', async () => await this.client.call('EVAL', SET_MANY_IF, keys.length, ...keys, ...args)) as number[]
+      return written.map((one) => one === 1)
+    })
   }
 
   private encode (key: string, value: unknown): string | Buffer {

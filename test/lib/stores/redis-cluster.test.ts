@@ -40,6 +40,19 @@ if (cluster !== undefined) {
     t.equal(await store.delete('key:31'), false)
   })
 
+  t.test('batch reads and fenced batch writes over keys of every master: one script per slot', async (t) => {
+    const store = new RedisStore({ client: redis, prefix: 'fmc:batches:', fenced: true })
+    const fences = store.fences as NonNullable<RedisStore['fences']>
+    const read = await fences.readMany?.(keys) ?? []
+    t.equal(read.length, keys.length)
+    await store.set('key:7', 'changed')
+    const written = await fences.setManyIf?.(keys.map((key, i) => ({ key, value: i, ttl: 60_000, fence: read[i] as string }))) ?? []
+    t.same(written, keys.map((key) => key !== 'key:7'), 'each key written under its own fence; the one a change moved is not')
+    const timed = await store.getTimedMany?.([...keys, 'missing']) ?? []
+    t.same(timed.map((entry) => entry?.value), [...keys.map((key, i) => key === 'key:7' ? 'changed' : i), undefined], 'in the order asked')
+    t.ok(timed.slice(0, 7).every((entry) => (entry?.ttl ?? 0) > 50_000), 'with their remaining ttl')
+  })
+
   t.test('groups: one hash each, anywhere; exists over many asks each slot once', async (t) => {
     const store = new RedisStore({ client: redis, prefix: 'fmc:groups:' })
     for (const key of keys.slice(0, 20)) t.equal(await store.groups.create(key, { fence: 'f', fields: { a: 1 } }, 60_000), true)
