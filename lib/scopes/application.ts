@@ -204,7 +204,7 @@ export class AppCache {
   get<T = unknown> (key: string): Promise<T | undefined> {
     if (!this.keys.valid(key)) return this.keys.reject(key)
     const found = this.read(key)
-    const state = this.stateAtOnce(found)
+    const state = plainHit(found) ? 'fresh' : this.stateAtOnce(found)
     if (state === 'fresh') {
       this.stats.hits++
       return Promise.resolve((found as Held).v as T)
@@ -294,7 +294,7 @@ export class AppCache {
   getOrLoad<T> (key: string, loader: Loader<T>, options?: AppLoadOptions): Promise<T> {
     if (!this.keys.valid(key)) return this.keys.reject(key)
     const found = this.read(key)
-    const state = this.stateAtOnce(found)
+    const state = plainHit(found) ? 'fresh' : this.stateAtOnce(found)
     if (state === 'fresh') {
       this.stats.hits++
       return Promise.resolve((found as Held).v as T)
@@ -693,6 +693,15 @@ function waitOf (wait: unknown): number {
   const ms = parseDuration(wait)
   if (ms === undefined) throw new InvalidOptionError('appCache.invalidate', 'wait', "must be true, false, a number of milliseconds or a duration string such as '2s'", describe(wait))
   return ms
+}
+
+/**
+ * A value the store answered at once with nothing to check (no freshness window, no tags): the hit most lookups are,
+ * tested before anything else. A promise has no `v`, so it is never taken for one.
+ */
+function plainHit (found: unknown): found is Held {
+  const held = found as Held | null | undefined
+  return held?.v !== undefined && plain(held)
 }
 
 /** Tags: an array of non-empty strings. */

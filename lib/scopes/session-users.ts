@@ -46,7 +46,7 @@ export class SessionUsers {
   async link (user: string, session: string): Promise<number> {
     const { groups, lifetime } = this.options
     const key = indexKey(user)
-    const set = { [session]: Date.now() }
+    const set = { [session]: linkTime() }
     for (let attempt = 0; attempt < 3; attempt++) {
       const index = await groups.read(key, lifetime)
       const linked = index === undefined
@@ -69,7 +69,7 @@ export class SessionUsers {
     const listed = Object.entries(index.fields).filter(([name]) => name !== session)
     if (listed.length < max) return 0
     const alive = await this.options.alive(listed.map(([name]) => name))
-    // Earliest linked first (in one millisecond, in the index's own order); a login never ends its own session.
+    // Earliest linked first; a login never ends its own session.
     const live = listed.filter((_, i) => alive[i] === true).sort((a, b) => Number(a[1]) - Number(b[1]))
     const surplus = live.slice(0, Math.max(0, live.length + 1 - max)).map(([name]) => name)
     // Ended before they leave the index: a session is never unlisted while it can still be used.
@@ -105,7 +105,7 @@ export class SessionUsers {
     const index = await this.options.groups.read(indexKey(user), 0)
     const listed = Object.entries(index?.fields ?? {})
     const alive = await this.options.alive(listed.map(([key]) => key))
-    return listed.filter((_, i) => alive[i] === true).map(([key, linkedAt]) => ({ key, linkedAt: Number(linkedAt) }))
+    return listed.filter((_, i) => alive[i] === true).map(([key, linkedAt]) => ({ key, linkedAt: Math.floor(Number(linkedAt)) }))
   }
 
   /**
@@ -124,6 +124,18 @@ export class SessionUsers {
 
 function indexKey (user: string): string {
   return 'user:' + createHash('sha256').update(user).digest('base64url')
+}
+
+let lastLink = 0
+
+/**
+ * The epoch ms of a link, made strictly increasing within this process by fractions of a millisecond: logins in one
+ * millisecond must still end in their order, and a Redis hash keeps no order of its own to fall back on.
+ */
+function linkTime (): number {
+  const now = Date.now()
+  lastLink = now > Math.floor(lastLink) ? now : lastLink + 0.001
+  return lastLink
 }
 
 function newFence (): string {

@@ -29,8 +29,14 @@ export interface KeyvStoreOptions {
    * Keyv is this store's, and `clear` clears it.
    */
   prefix?: string
-  /** Time budget of each operation in ms (of each step of `clear`). Default 100. */
+  /** Time budget of each operation in ms, but `clear`. Default 100. */
   timeout?: number
+  /**
+   * Time budget of a whole `clear` in ms. Default 30,000. Its own, because a Keyv lists its keys by walking all of its
+   * backend (`@keyv/redis` SCANs the whole database for a namespace), so what it costs grows with everything the
+   * backend holds, not with this store's keys.
+   */
+  clearTimeout?: number
   /** Default JSON; values reach Keyv as strings so that every adapter behaves the same. */
   serializer?: Serializer
   /** Largest value taken once serialized, in bytes. Default 1 MiB. */
@@ -49,6 +55,7 @@ export class KeyvStore implements Store {
   private readonly keyv: KeyvLike
   private readonly prefix: string
   private readonly timeout: number
+  private readonly clearTimeout: number
   private readonly serializer: Serializer
   private readonly maxEntryBytes: number
 
@@ -56,6 +63,7 @@ export class KeyvStore implements Store {
     this.keyv = options.keyv
     this.prefix = options.prefix ?? ''
     this.timeout = options.timeout ?? 100
+    this.clearTimeout = options.clearTimeout ?? 30_000
     this.serializer = options.serializer ?? jsonSerializer
     this.maxEntryBytes = options.maxEntryBytes ?? MAX_ENTRY_BYTES
   }
@@ -97,16 +105,19 @@ export class KeyvStore implements Store {
   }
 
   async clear (): Promise<void> {
+    await withBudget('clear', this.clearTimeout, async () => { await this.clearAll() })
+  }
+
+  private async clearAll (): Promise<void> {
     if (this.prefix === '') {
-      await withBudget('clear', this.timeout, async () => await this.keyv.clear())
+      await this.keyv.clear()
       return
     }
     // Keyv clears whole namespaces only: list the namespace, as the Redis store SCANs, and delete this prefix's keys.
     const iterator = this.keyv.iterator?.()
     if (iterator === undefined) throw new StoreError('clear', `this Keyv's adapter cannot list its keys, so the keys under "${this.prefix}" cannot be found; give the level a Keyv of its own`)
-    const next = async (): Promise<IteratorResult<unknown[]>> => await withBudget('clear', this.timeout, async () => await iterator.next())
     const keys: string[] = []
-    for (let step = await next(); step.done !== true; step = await next()) {
+    for (let step = await iterator.next(); step.done !== true; step = await iterator.next()) {
       const key = String(step.value[0])
       // Keyv and its adapters strip the namespace from the keys they list, some too little (Keyv 5 over @keyv/redis
       // leaves part of a namespace that holds ':'). Every part of the key from the prefix on is a key of this store,
@@ -114,8 +125,7 @@ export class KeyvStore implements Store {
       for (let at = key.indexOf(this.prefix); at !== -1; at = key.indexOf(this.prefix, at + 1)) keys.push(key.slice(at))
     }
     for (let start = 0; start < keys.length; start += CLEAR_BATCH) {
-      const batch = keys.slice(start, start + CLEAR_BATCH)
-      await withBudget('clear', this.timeout, async () => await Promise.all(batch.map(async (key) => await this.keyv.delete(key))))
+      await Promise.all(keys.slice(start, start + CLEAR_BATCH).map(async (key) => await this.keyv.delete(key)))
     }
   }
 
