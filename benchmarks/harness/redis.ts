@@ -15,8 +15,12 @@ export function redisAddress (url: string): { host: string, port: number } {
   return { host: hostname, port: Number(port) }
 }
 
-/** This run's mark in every key it writes, so that runs and other users of the shared Redis never meet. */
-const RUN = randomBytes(4).toString('hex')
+/**
+ * This run's mark in every key it writes, so that runs and other users of the shared Redis never meet. The processes
+ * a run forks (servers, tasks) inherit it, so that the run's sweep finds their keys too (fences included).
+ */
+const RUN = process.env.FMC_BENCH_RUN ?? randomBytes(4).toString('hex')
+process.env.FMC_BENCH_RUN = RUN
 
 /** A key prefix of this run that no other contender shares: `fmc-bench:<run>:<contender>:`. */
 export function namespaceFor (contender: string): string {
