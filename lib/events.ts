@@ -118,6 +118,20 @@ function pick (): CacheOperationListener[] | undefined {
   return picked
 }
 
+/** Runs an operation's call inside a context of the consumer's own (OpenTelemetry's active span). */
+export type OperationScope = <R>(operation: CacheOperationContext, run: () => R) => R
+
+let scope: OperationScope | undefined
+
+/**
+ * Sets (or, with undefined, removes) the scope every listened operation runs in, from `start` to its call's end: what
+ * `fastify-multi-cache/otel` needs so that the spans a loader's own calls make nest in its `cache.load`, since
+ * OpenTelemetry's context cannot be entered from a channel's subscriber. One at a time; not part of the public API.
+ */
+export function scopeOperations (next: OperationScope | undefined): void {
+  scope = next
+}
+
 /**
  * The context of one operation when someone listens to it, or undefined. Levels call it first and run their plain code
  * on undefined; otherwise they run the operation through `sync` or `promise`, setting what they learn on the way.
@@ -160,8 +174,10 @@ export class CacheOperation implements CacheOperationContext {
 
   /** Runs a synchronous operation: `start` and `end` (and `error`) on the channel, then the listeners. */
   sync<R> (run: () => R): R {
+    const within = scope
+    const call = within === undefined ? run : () => within(this, run)
     try {
-      return traced() ? channel.traceSync(run, this) : run()
+      return traced() ? channel.traceSync(call, this) : call()
     } catch (error) {
       this.error = error
       throw error
@@ -175,7 +191,9 @@ export class CacheOperation implements CacheOperationContext {
    * `error`) when it settles, so that a subscriber's AsyncLocalStorage bound to `start` is the loader's context too.
    */
   promise<R> (run: () => Promise<R>): Promise<R> {
-    const running = traced() ? channel.tracePromise(run, this) : run()
+    const within = scope
+    const call = within === undefined ? run : () => within(this, run)
+    const running = traced() ? channel.tracePromise(call, this) : call()
     if (this.#listeners === undefined) return running
     return running.then((value) => {
       this.deliver()

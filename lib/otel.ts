@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks'
 import { tracingChannel, type TracingChannelSubscribers } from 'node:diagnostics_channel'
 import { context, trace, SpanStatusCode, type Attributes, type Context, type Span } from '@opentelemetry/api'
 import { InstrumentationBase, type InstrumentationConfig } from '@opentelemetry/instrumentation'
-import { CACHE_OPERATION_CHANNEL, type CacheOperationContext } from './events.js'
+import { CACHE_OPERATION_CHANNEL, scopeOperations, type CacheOperationContext, type OperationScope } from './events.js'
 
 /** The package's version, as the instrumentation reports it (a test keeps it equal to package.json's). */
 export const VERSION = '0.1.0'
@@ -36,7 +36,7 @@ type Subscribers = TracingChannelSubscribers<CacheOperationContext>
  */
 export class MultiCacheInstrumentation extends InstrumentationBase<MultiCacheInstrumentationConfig> {
   // Declared, not initialised: the base constructor calls enable() before a field initialiser would run.
-  declare private state: { store: AsyncLocalStorage<Running | undefined>, spans: WeakMap<CacheOperationContext, Span>, subscribers: Subscribers } | undefined
+  declare private state: { store: AsyncLocalStorage<Running | undefined>, spans: WeakMap<CacheOperationContext, Span>, subscribers: Subscribers, scope: OperationScope } | undefined
 
   constructor (config: MultiCacheInstrumentationConfig = {}) {
     super('fastify-multi-cache', VERSION, config)
@@ -79,7 +79,8 @@ export class MultiCacheInstrumentation extends InstrumentationBase<MultiCacheIns
       const outer = store.getStore()
       const active = context.active()
       // Under the caller's context the cache operation it runs in is the parent; a span another instrumentation
-      // started inside that operation (an HTTP call in a loader) has made a new context, and is the parent then.
+      // started inside that operation (an HTTP call in a loader) has made a new context, and is the parent then
+      // (as is the operation's own span, made active by the scope below).
       const parent = outer !== undefined && outer.active === active ? outer.span : trace.getSpan(active)
       const config = this.getConfig()
       if (parent === undefined && config.requireParentSpan !== false) return undefined
@@ -89,7 +90,15 @@ export class MultiCacheInstrumentation extends InstrumentationBase<MultiCacheIns
       return { span, active }
     })
     channel.subscribe(subscribers)
-    this.state = { store, spans, subscribers }
+    // The operation's span is the active one while it runs: a span the loader's own code makes (a database query)
+    // is nested in `cache.load`. An operation started from another copy of the package (an app that both imports and
+    // requires it) is still nested through the store above; only this part is missing there.
+    const scope: OperationScope = (operation, run) => {
+      const span = spans.get(operation)
+      return span === undefined ? run() : context.with(trace.setSpan(context.active(), span), run)
+    }
+    scopeOperations(scope)
+    this.state = { store, spans, subscribers, scope }
   }
 
   override disable (): void {
@@ -100,6 +109,7 @@ export class MultiCacheInstrumentation extends InstrumentationBase<MultiCacheIns
     const channel = tracingChannel<Running | undefined, CacheOperationContext>(CACHE_OPERATION_CHANNEL)
     channel.unsubscribe(state.subscribers)
     channel.start.unbindStore(state.store)
+    scopeOperations(undefined)
   }
 }
 

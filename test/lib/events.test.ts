@@ -102,7 +102,7 @@ test('the channel: traceSync for a synchronous operation, tracePromise events fo
   cache.get('a')
   t.throws(() => cache.get('toolong'))
   await cache.getOrLoad('b', async () => 2)
-  t.match(events.splice(3, 1), [/^error get key/])
+  t.match(events.splice(3, 1), [/^error get cache key of 7 characters/])
   t.same(events, [
     'start get', 'end get',
     'start get', 'end get',

@@ -33,6 +33,11 @@ async function shop (t: Test, more?: (app: FastifyInstance) => Promise<void>, re
     return await app.appCache.getOrLoad(`product:${id}`, async () => ({ id }))
   })
   app.get('/broken', async () => await app.appCache.getOrLoad('broken', async () => { throw new Error('the database is down') }))
+  // A loader whose query another instrumentation traces.
+  app.get('/query', async () => await app.appCache.getOrLoad('rows', async () => await tracer.startActiveSpan('db.query', async (span) => {
+    span.end()
+    return [1]
+  })))
   await app.ready()
   return app
 }
@@ -144,4 +149,25 @@ test('under @fastify/otel: the cache spans are children of the route handler spa
 test("the instrumentation's version is the package's", async (t) => {
   const { version } = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
   t.equal(VERSION, version)
+})
+
+test('background refreshes of a defined key make no orphan spans, unless requireParentSpan is false', async (t) => {
+  const instance = instrumentation(t)
+  const app = fresh(t)
+  await app.register(multiCache)
+  app.appCache.define('rates', async () => ({ eur: 1 }), { refreshInterval: 40, jitter: 0 })
+  await app.ready()
+  exporter.reset()
+  await new Promise((resolve) => setTimeout(resolve, 150))
+  t.same(exporter.getFinishedSpans(), [], 'no spans of the refresh timer')
+  instance.setConfig({ requireParentSpan: false })
+  await new Promise((resolve) => setTimeout(resolve, 150))
+  t.same(tree(exporter.getFinishedSpans()).slice(0, 2), ['cache.refresh', '  cache.load'], 'root spans of the timer')
+})
+
+test("the spans a loader's own calls make are nested in its cache.load", async (t) => {
+  instrumentation(t)
+  const app = await shop(t)
+  await underParent(app, '/query')
+  t.same(tree(exporter.getFinishedSpans()), ['parent', '  cache.getOrLoad', '    cache.load', '      db.query'])
 })

@@ -218,3 +218,84 @@ function strings (value: unknown, seen = new Set<unknown>()): string[] {
   seen.add(value)
   return Object.entries(value).flatMap(([name, inner]) => [name, ...strings(inner, seen)])
 }
+
+test('the application level over Redis: writes, invalidations, batches and refresh, each with its keys', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const prefix = uniquePrefix(t)
+  const app = await shop(t, { app: { store: REDIS_URL, prefix: prefix + 'a:' } }, (app) => {
+    app.appCache.define('rates', async () => ({ eur: 1 }))
+  })
+  const { lines } = record(t)
+  const ended = (): string[] => lines().filter((line) => line.startsWith('asyncEnd'))
+  await app.appCache.set('a', 1, { tags: ['t'] })
+  await app.appCache.getMany(['a', 'b'])
+  await app.appCache.getOrLoadMany(['a', 'c'], async (keys) => keys.map((key) => key.toUpperCase()))
+  await app.appCache.invalidate(['a', 'c'])
+  await app.appCache.invalidate('b')
+  await app.appCache.invalidateTag('t')
+  await app.appCache.refresh('rates')
+  await app.appCache.delete('rates')
+  await app.appCache.clear()
+  t.same(ended(), [
+    'asyncEnd app set a undefined undefined undefined',
+    'asyncEnd app getMany a,b undefined undefined undefined',
+    'asyncEnd app load c undefined undefined undefined',
+    'asyncEnd app getOrLoadMany a,c undefined undefined undefined',
+    'asyncEnd app invalidate a,c undefined undefined undefined',
+    'asyncEnd app invalidate b undefined undefined undefined',
+    'asyncEnd app invalidateTag t undefined undefined undefined',
+    'asyncEnd app load rates undefined undefined undefined',
+    'asyncEnd app refresh rates undefined undefined undefined',
+    'asyncEnd app delete rates undefined undefined undefined',
+    'asyncEnd app clear - undefined undefined undefined'
+  ])
+})
+
+test('batches count their hits; a stale hit and a grace value are stale; a timeout is an error', async (t) => {
+  const app = await shop(t, {})
+  const { events } = record(t)
+  const ended = (): CacheOperationContext[] => events.filter(([event]) => event === 'asyncEnd').map(([, c]) => c)
+  await app.appCache.set('a', 1)
+  await app.appCache.getMany(['a', 'b'])
+  t.equal(ended().at(-1)?.hits, 1)
+
+  await app.appCache.set('s', 1, { ttl: 1, staleWhileRevalidate: '1m' })
+  await new Promise((resolve) => setTimeout(resolve, 5))
+  t.equal(await app.appCache.getOrLoad('s', async () => 2, { ttl: 1, staleWhileRevalidate: '1m' }), 1)
+  t.match(ended().find((c) => c.operation === 'getOrLoad' && c.key === 's'), { hit: true, stale: true, tier: 'memory' })
+
+  await app.appCache.set('g', 1, { ttl: 1, graceOnError: '1m' })
+  await new Promise((resolve) => setTimeout(resolve, 5))
+  t.equal(await app.appCache.getOrLoad('g', async () => { throw new Error('down') }, { ttl: 1, graceOnError: '1m' }), 1)
+  t.match(ended().find((c) => c.operation === 'getOrLoad' && c.key === 'g'), { hit: true, stale: true })
+
+  await t.rejects(app.appCache.getOrLoad('slow', async () => await new Promise((resolve) => setTimeout(resolve, 200, 1)), { hardTimeout: 10 }), { code: 'FST_MULTICACHE_LOAD_TIMEOUT' })
+  const failed = events.filter(([event, c]) => event === 'error' && c.key === 'slow').map(([, c]) => c)
+  t.match(failed, [{ operation: 'getOrLoad', error: { code: 'FST_MULTICACHE_LOAD_TIMEOUT' } }], 'the lookup fails; its load goes on')
+})
+
+test('the session level over Redis: each operation, a miss then a hit', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const prefix = uniquePrefix(t)
+  const app = await shop(t, { session: { secret, store: REDIS_URL, prefix: prefix + 's:' } }, (app) => {
+    app.post('/session', async (request) => {
+      await request.sessionCache.get('x')
+      await request.sessionCache.set('x', 1)
+      await request.sessionCache.get('x')
+      await request.sessionCache.getOrLoad('x', async () => 2)
+      await request.sessionCache.delete('x')
+      await request.sessionCache.clear()
+      return {}
+    })
+  })
+  const { lines } = record(t)
+  t.equal((await app.inject({ method: 'POST', url: '/session' })).statusCode, 200)
+  t.same(lines().filter((line) => line.startsWith('asyncEnd')), [
+    'asyncEnd session get x false undefined undefined',
+    'asyncEnd session set x undefined undefined undefined',
+    'asyncEnd session get x true false undefined',
+    'asyncEnd session getOrLoad x true false undefined',
+    'asyncEnd session delete x undefined undefined undefined',
+    'asyncEnd session clear - undefined undefined undefined'
+  ])
+})
