@@ -126,10 +126,12 @@ let scope: OperationScope | undefined
 /**
  * Sets (or, with undefined, removes) the scope every listened operation runs in, from `start` to its call's end: what
  * `fastify-multi-cache/otel` needs so that the spans a loader's own calls make nest in its `cache.load`, since
- * OpenTelemetry's context cannot be entered from a channel's subscriber. One at a time; not part of the public API.
+ * OpenTelemetry's context cannot be entered from a channel's subscriber. One at a time (`replacing`: only if it is still
+ * that one); not part of the public API.
  */
-export function scopeOperations (next: OperationScope | undefined): void {
-  scope = next
+export function scopeOperations (next: OperationScope | undefined, replacing?: OperationScope): void {
+  // An instrumentation disabled after another was enabled leaves the other's scope in place.
+  if (replacing === undefined || scope === replacing) scope = next
 }
 
 /**
@@ -210,6 +212,11 @@ export class CacheOperation implements CacheOperationContext {
     this.hit = true
     this.stale = stale
     if (tier !== undefined) this.tier = tier
+  }
+
+  /** Nothing found: the lookup is answered by a load, or not at all. */
+  missed (): void {
+    this.hit = false
   }
 
   private deliver (): void {

@@ -109,7 +109,7 @@ export class MultiCacheInstrumentation extends InstrumentationBase<MultiCacheIns
     const channel = tracingChannel<Running | undefined, CacheOperationContext>(CACHE_OPERATION_CHANNEL)
     channel.unsubscribe(state.subscribers)
     channel.start.unbindStore(state.store)
-    scopeOperations(undefined)
+    scopeOperations(undefined, state.scope)
   }
 }
 

@@ -256,7 +256,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       const stale = found?.fresh !== undefined && now >= found.fresh
       const refreshing = stale ? (app ? '' : `${String(request.sessionCache.id)}\n`) + key : undefined
       if (found === undefined || (refreshing !== undefined && cache.refresh(refreshing, now, rule.ttl))) {
-        if (op !== undefined) op.hit = false
+        op?.missed()
         cache.stats.misses++
         cache.log.miss(key, request.log)
         const tags = tagsOf(request)

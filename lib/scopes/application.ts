@@ -570,7 +570,7 @@ export class AppCache {
     }
     this.stats.misses++
     this.log.miss(key)
-    if (op !== undefined) op.hit = false
+    op?.missed()
     if (loader === undefined) return undefined
     const load = this.loads.loadOnce(key, (flight) => this.load(key, loader, freshness, flight, reached ? 'miss' : 'unreachable'), freshness.tags)
     return await this.wait(key, load, freshness, state === 'grace' ? held : undefined, op)

@@ -70,7 +70,7 @@ export class RequestCache {
     const value = this.entries.get(key)
     if (value === undefined) {
       this.missed(key)
-      if (op !== undefined) op.hit = false
+      op?.missed()
     } else {
       this.level.stats.hits++
       op?.found()
@@ -166,7 +166,7 @@ export class RequestCache {
       return Promise.resolve(value as T)
     }
     this.missed(key)
-    if (op !== undefined) op.hit = false
+    op?.missed()
     this.loads ??= new SingleFlight()
     return this.loads.loadOnce(key, async () => {
       const loaded = await countLoad(stats, observeLoad('request', key, loader), (ms, error) => { this.level.log?.loaded(key, ms, error, this.log) })

@@ -360,7 +360,7 @@ export class SessionCache {
     const value = valueOf(entry)
     if (value === undefined) {
       this.missed(key)
-      if (op !== undefined) op.hit = false
+      op?.missed()
     } else {
       this.level.stats.hits++
       op?.found(entryState(entry) === 'stale')
@@ -461,7 +461,7 @@ export class SessionCache {
       return (entry as Entry).value as T
     }
     this.missed(key)
-    if (op !== undefined) op.hit = false
+    op?.missed()
     if (this.unreadable !== undefined || this.nobody()) return await countLoad(stats, observeLoad('session', key, loader), this.logLoad(key))
     return await this.loadAndWrite(key, loader, ttl, stale)
   }
