@@ -26,6 +26,10 @@ export type { CacheLevels, MultiCacheStats } from './lib/levels.js'
 export type { LevelStatsSnapshot } from './lib/stats.js'
 export type { MetricsOptions, MetricsRegistry } from './plugins/metrics.js'
 export {
+  CACHE_OPERATION_CHANNEL, subscribeCacheOperations,
+  type CacheOperationContext, type CacheOperationName, type CacheEventLevel, type CacheTier, type CacheOperationListener, type CacheOperationSubscribeOptions
+} from './lib/events.js'
+export {
   InvalidOptionError, InvalidKeyError, InvalidValueError, PreloadError, DefineError, UnsupportedError, SerializeError, StoreError,
   NoSessionError, AlreadyRegisteredError, EntryTooLargeError, LoadTimeoutError, UnconfirmedInvalidationError, StoreUnreachableError, NotRegisteredError,
   TooManyKeysError, BatchResultError

@@ -3,6 +3,7 @@ import type { Logger } from './burst-log.js'
 import { InvalidOptionError, describe } from './errors.js'
 import type { HeaderMap } from './http/headers.js'
 import { keyParts } from './http/request.js'
+import { observe } from './events.js'
 import { LevelLog } from './level-log.js'
 import type { CachedResponse } from './http/response.js'
 import type { RouteReason } from './http/cache-status.js'
@@ -115,7 +116,12 @@ export class ResponseCache {
    * for every host, method, variant and query (any query may have made an entry of its own), and every spelling of
    * its path (see `pathOf`). For a route with a custom key, `url` is the key. Returns how many keys were dropped.
    */
-  async invalidate (route: string, url?: string): Promise<number> {
+  invalidate (route: string, url?: string): Promise<number> {
+    const op = observe('route', 'invalidate', typeof url === 'string' ? url.split(/[?;#]/, 1)[0] : route)
+    return op === undefined ? this.drop(route, url) : op.promise(async () => await this.drop(route, url))
+  }
+
+  private async drop (route: string, url: string | undefined): Promise<number> {
     const resources = this.resources.get(route)
     if (resources === undefined) {
       throw new InvalidOptionError('routeCache.invalidate', 'route', 'must be the URL of a route cached at level \'app\'', describe(route))

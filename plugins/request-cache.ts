@@ -61,10 +61,7 @@ const plugin: FastifyPluginAsync<RequestCacheOptions> = async (fastify, options)
   // app about 4 % of a bare route's CPU (benchmarks/README.md); an onSend hook that reads one field costs ~1 %.
   fastify.addHook('onSend', (request, _reply, payload, next) => {
     const cache = (request as Slot)[kRequestCache]
-    if (cache !== null) {
-      cache.clear()
-      cache.end()
-    }
+    if (cache !== null) cache.release()
     next(null, payload)
   })
 }

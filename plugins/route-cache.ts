@@ -11,6 +11,7 @@ import { forwardStatus, hitStatus, type RouteReason } from '../lib/http/cache-st
 import { credentialsOf, pathOf, responseKey, routeIdentity, targetOf, type IgnoredCookies } from '../lib/http/request.js'
 import { ageOf, fromRecord, privateCacheControl, storable, toCachedResponse, toRecord, type CachedResponse, type ResponseRecord, type StorePolicy } from '../lib/http/response.js'
 import { findVariant, withVariant, type StoredVariants } from '../lib/http/variants.js'
+import { observe, type CacheOperation } from '../lib/events.js'
 import { KeyRule } from '../lib/keys.js'
 import { readOptions, type OptionReader } from '../lib/options.js'
 import { exposeMetrics, type MetricsOptions } from './metrics.js'
@@ -231,6 +232,12 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
         const credentials = credentialsOf(request.headers, ignored)
         if (credentials !== undefined) return bypass(request, reply, credentials)
       }
+      const op = observe('route', 'get', request.method + ' ' + (request.url.split(/[?;#]/, 1)[0] as string))
+      return op === undefined ? await serve(request, reply) : await op.promise(async () => await serve(request, reply, op))
+    }
+
+    /** Answers from the cache, or marks the response to be stored once the handler has produced it. */
+    async function serve (request: FastifyRequest, reply: FastifyReply, op?: CacheOperation): Promise<FastifyReply | undefined> {
       const key = keyOf(request)
       const now = Date.now()
       let found: CachedResponse | undefined
@@ -249,6 +256,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       const stale = found?.fresh !== undefined && now >= found.fresh
       const refreshing = stale ? (app ? '' : `${String(request.sessionCache.id)}\n`) + key : undefined
       if (found === undefined || (refreshing !== undefined && cache.refresh(refreshing, now, rule.ttl))) {
+        op?.missed()
         cache.stats.misses++
         cache.log.miss(key, request.log)
         const tags = tagsOf(request)
@@ -267,6 +275,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
         return undefined
       }
       cache.stats.hits++
+      op?.found(stale)
       if (stale) cache.stats.staleServed++
       reply.header('age', ageOf(found, now))
       if (xCache) reply.header('x-cache', stale ? 'STALE' : hit)

@@ -28,8 +28,27 @@ test('dependencies are exactly the packages the built code imports, optional pee
   t.same(Object.keys(manifest.dependencies ?? {}).sort(), [...imported].filter((name) => !peers.includes(name)).sort())
   t.same(peers.filter((name) => imported.has(name)).filter((name) => manifest.peerDependenciesMeta?.[name] === undefined), [], 'imported peers are optional')
   t.equal(manifest.dependencies?.fastify, undefined, 'fastify is not a runtime dependency')
+  t.same(await reachable('index.js', /^@opentelemetry\//), [], 'the root never imports OpenTelemetry, not even through a file it imports')
+  t.ok((await reachable('lib/otel.js', /^@opentelemetry\//)).length > 0, 'which the otel entry does')
   t.type(manifest.devDependencies?.fastify, 'string', 'fastify is a devDependency')
 })
+
+/** The packages matching `pattern` that `entry` of the ESM build imports, itself or through the files it imports. */
+async function reachable (entry: string, pattern: RegExp): Promise<string[]> {
+  const found = new Set<string>()
+  const seen = new Set<string>()
+  const walk = async (file: string): Promise<void> => {
+    if (seen.has(file)) return
+    seen.add(file)
+    const source = await readFile(join(root, 'dist/esm', file), 'utf8')
+    for (const [, specifier = ''] of source.matchAll(/(?:from |import\(|import )'([^']+)'/g)) {
+      if (specifier.startsWith('.')) await walk(join(file, '..', specifier))
+      else if (pattern.test(specifier)) found.add(specifier)
+    }
+  }
+  await walk(entry)
+  return [...found]
+}
 
 // The packed tarball installed into an app as a user installs it, beside the newest majors of what it works with
 // (ioredis 6, @fastify/redis 9, whose ranges npm resolves against the package's peers); only TypeScript and Node's
@@ -52,7 +71,11 @@ test('the packed tarball installs beside the newest majors, type-checks under ev
       // The versions installed here, which npm ci left in npm's cache.
       fastify: await versionOf('fastify'),
       ioredis: await versionOf('ioredis-6'),
-      '@fastify/redis': await versionOf('fastify-redis-9')
+      '@fastify/redis': await versionOf('fastify-redis-9'),
+      // The optional peers of fastify-multi-cache/otel, and an SDK to see its spans.
+      '@opentelemetry/api': await versionOf('@opentelemetry/api'),
+      '@opentelemetry/instrumentation': await versionOf('@opentelemetry/instrumentation'),
+      '@opentelemetry/sdk-trace-node': await versionOf('@opentelemetry/sdk-trace-node')
     }
   }))
   await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', '--no-package-lock'], { cwd: app, env: outside })
@@ -91,6 +114,11 @@ test('the packed tarball installs beside the newest majors, type-checks under ev
     const { stdout } = await run(process.execPath, [consumer], { cwd: app, env: { ...outside, REDIS_URL, PREFIX: `${prefix}${consumer}:` } })
     t.same(JSON.parse(stdout), expected, consumer)
   }
+
+  // The OpenTelemetry entry point from both module systems; the root, required alone, loads nothing of OpenTelemetry.
+  const spans = { base: true, spans: ['cache.load', 'cache.getOrLoad', 'parent'] }
+  t.same(JSON.parse((await run(process.execPath, ['otel.cjs'], { cwd: app, env: outside })).stdout), { before: [], ...spans }, 'otel.cjs')
+  t.same(JSON.parse((await run(process.execPath, ['otel.mjs'], { cwd: app, env: outside })).stdout), spans, 'otel.mjs')
 
   // An app that imports the package and requires it too holds two copies of each error class: `instanceof` holds
   // across them, from a real error handler and for every class the root exports.

@@ -4,6 +4,7 @@ import { hold, plain, stateOf, storeTtl, type Freshness, type Held, type State }
 import type { LevelLog } from '../level-log.js'
 import type { Flight, SingleFlight } from '../single-flight.js'
 import { countLoad, type LevelStats } from '../stats.js'
+import { observeLoad, type CacheOperation } from '../events.js'
 import { isPromiseLike, readKeys, type Awaitable, type FencedEntry, type Store } from '../store.js'
 import type { TagVersions } from '../tags.js'
 import type { LoadLock } from './application.js'
@@ -63,7 +64,7 @@ const GONE_UNREACHED: Found = { held: undefined, state: 'gone', reached: false }
 export class AppBatches {
   constructor (private readonly level: AppLevelParts) {}
 
-  async getMany (keys: readonly string[]): Promise<unknown[]> {
+  async getMany (keys: readonly string[], op?: CacheOperation): Promise<unknown[]> {
     const unique = [...new Set(keys)]
     const read = this.read(unique)
     const found = isPromiseLike(read) ? await read : read
@@ -85,10 +86,11 @@ export class AppBatches {
       }
     })
     if (defined.length > 0) await Promise.all(defined)
+    if (op !== undefined) op.hits = values.size
     return keys.map((key) => values.get(key))
   }
 
-  async getOrLoadMany (keys: readonly string[], loader: AnyBatchLoad, freshness: Freshness): Promise<unknown[]> {
+  async getOrLoadMany (keys: readonly string[], loader: AnyBatchLoad, freshness: Freshness, op?: CacheOperation): Promise<unknown[]> {
     const unique = [...new Set(keys)]
     const read = this.read(unique)
     const found = isPromiseLike(read) ? await read : read
@@ -111,6 +113,7 @@ export class AppBatches {
         misses.push({ key, reached, grace: state === 'grace' ? held : undefined })
       }
     })
+    if (op !== undefined) op.hits = values.size
     if (stale.length > 0) this.revalidate(stale, loader, freshness)
     if (misses.length > 0) {
       const loads = this.load(misses, loader, freshness, false)
@@ -265,7 +268,7 @@ export class AppBatches {
     const kept = this.level.tags.of(freshness.tags)
     let values: unknown[]
     try {
-      values = await countLoad(stats, async () => perKey('appCache.getOrLoadMany', keys, await loader([...keys])), (ms, error) => { log.loadedMany(keys, ms, error) }, keys.length)
+      values = await countLoad(stats, observeLoad('app', undefined, async () => perKey('appCache.getOrLoadMany', keys, await loader([...keys])), keys), (ms, error) => { log.loadedMany(keys, ms, error) }, keys.length)
     } catch (error) {
       for (const pending of batch) pending.reject(error)
       return

@@ -4,6 +4,7 @@ import { BurstLog, type Logger } from '../burst-log.js'
 import { DefineError, EntryTooLargeError, InvalidOptionError, LoadTimeoutError, PreloadError, UnsupportedError, describe } from '../errors.js'
 import { hold, plain, stateOf, storeTtl, type Freshness, type Held, type State } from '../freshness.js'
 import { type Defined, KeyRule, assertValue } from '../keys.js'
+import { observe, observeLoad, type CacheOperation } from '../events.js'
 import { LevelLog } from '../level-log.js'
 import { callDuration } from '../options.js'
 import { SingleFlight, type Flight } from '../single-flight.js'
@@ -202,15 +203,21 @@ export class AppCache {
   }
 
   get<T = unknown> (key: string): Promise<T | undefined> {
+    const op = observe('app', 'get', key)
+    return op === undefined ? this.lookup(key) : op.promise(() => this.lookup(key, op))
+  }
+
+  private lookup<T> (key: string, op?: CacheOperation): Promise<T | undefined> {
     if (!this.keys.valid(key)) return this.keys.reject(key)
     const found = this.read(key)
     const state = plainHit(found) ? 'fresh' : this.stateAtOnce(found)
     if (state === 'fresh') {
       this.stats.hits++
+      op?.found(false, 'memory')
       return Promise.resolve((found as Held).v as T)
     }
     const definition = this.definitions.get(key)
-    return this.afterLookup(key, found, state, definition?.loader as Loader<T> | undefined, definition?.freshness ?? this.defaults)
+    return this.afterLookup(key, found, state, definition?.loader as Loader<T> | undefined, definition?.freshness ?? this.defaults, op)
   }
 
   async has (key: string): Promise<boolean> {
@@ -225,7 +232,12 @@ export class AppCache {
   // writes nowhere, and callers that come after start a new load (see `Flight`). A store with shared fences
   // moves them with the change, for the loads of every other instance.
 
-  async set<T> (key: string, value: Defined<T>, options?: AppSetOptions): Promise<void> {
+  set<T> (key: string, value: Defined<T>, options?: AppSetOptions): Promise<void> {
+    const op = observe('app', 'set', key)
+    return op === undefined ? this.store(key, value, options) : op.promise(async () => { await this.store(key, value, options) })
+  }
+
+  private async store (key: string, value: unknown, options: AppSetOptions | undefined): Promise<void> {
     this.keys.assert(key)
     assertValue(key, value)
     const freshness = this.freshness('appCache.set', options)
@@ -239,14 +251,24 @@ export class AppCache {
   }
 
   /** Drops `key` on every instance; true when the store held it (or does not tell). */
-  async delete (key: string): Promise<boolean> {
+  delete (key: string): Promise<boolean> {
+    const op = observe('app', 'delete', key)
+    return op === undefined ? this.drop(key) : op.promise(async () => await this.drop(key))
+  }
+
+  private async drop (key: string): Promise<boolean> {
     this.keys.assert(key)
     this.loads.fence(key)
     this.log.invalidated([key])
     return await this.options.store.delete(key) !== false
   }
 
-  async clear (): Promise<void> {
+  clear (): Promise<void> {
+    const op = observe('app', 'clear', undefined)
+    return op === undefined ? this.empty() : op.promise(async () => { await this.empty() })
+  }
+
+  private async empty (): Promise<void> {
     this.loads.fenceAll()
     this.log.invalidated(undefined)
     await this.options.store.clear()
@@ -258,7 +280,12 @@ export class AppCache {
    * it again (a defined key, by its own loader). With `wait`, resolves only once every other instance has confirmed
    * it dropped them.
    */
-  async invalidate (keys: string | readonly string[], options?: InvalidateOptions): Promise<void> {
+  invalidate (keys: string | readonly string[], options?: InvalidateOptions): Promise<void> {
+    const op = typeof keys === 'string' ? observe('app', 'invalidate', keys) : observe('app', 'invalidate', undefined, keys)
+    return op === undefined ? this.drops(keys, options) : op.promise(async () => { await this.drops(keys, options) })
+  }
+
+  private async drops (keys: string | readonly string[], options: InvalidateOptions | undefined): Promise<void> {
     const list: readonly unknown[] = Array.isArray(keys) ? keys : [keys]
     for (const key of list) this.keys.assert(key)
     const within = waitOf(options?.wait)
@@ -278,7 +305,12 @@ export class AppCache {
    * version, and an entry that holds an older one is gone when it is next read. Loads in flight of tagged entries
    * are fenced. It costs the same whatever the number of entries tagged.
    */
-  async invalidateTag (tags: string | readonly string[]): Promise<void> {
+  invalidateTag (tags: string | readonly string[]): Promise<void> {
+    const op = observe('app', 'invalidateTag', undefined, Array.isArray(tags) ? tags : [tags])
+    return op === undefined ? this.dropTagged(tags) : op.promise(async () => { await this.dropTagged(tags) })
+  }
+
+  private async dropTagged (tags: string | readonly string[]): Promise<void> {
     const list = readTags('appCache.invalidateTag', Array.isArray(tags) ? tags : [tags])
     if (list.length === 0) return
     this.loads.fenceTagged(list)
@@ -292,11 +324,17 @@ export class AppCache {
    * once and all of them get its value or its error. A failing loader caches nothing; neither does `undefined`.
    */
   getOrLoad<T> (key: string, loader: Loader<T>, options?: AppLoadOptions): Promise<T> {
+    const op = observe('app', 'getOrLoad', key)
+    return op === undefined ? this.lookupOrLoad(key, loader, options) : op.promise(() => this.lookupOrLoad(key, loader, options, op))
+  }
+
+  private lookupOrLoad<T> (key: string, loader: Loader<T>, options: AppLoadOptions | undefined, op?: CacheOperation): Promise<T> {
     if (!this.keys.valid(key)) return this.keys.reject(key)
     const found = this.read(key)
     const state = plainHit(found) ? 'fresh' : this.stateAtOnce(found)
     if (state === 'fresh') {
       this.stats.hits++
+      op?.found(false, 'memory')
       return Promise.resolve((found as Held).v as T)
     }
     let freshness: Freshness
@@ -305,7 +343,7 @@ export class AppCache {
     } catch (error) {
       return Promise.reject(error)
     }
-    return this.afterLookup(key, found, state, loader, freshness) as Promise<T>
+    return this.afterLookup(key, found, state, loader, freshness, op) as Promise<T>
   }
 
   /**
@@ -313,12 +351,17 @@ export class AppCache {
    * and what memory lacks from the shared store in one round trip.
    */
   getMany<T = unknown> (keys: readonly string[]): Promise<Array<T | undefined>> {
+    const op = observe('app', 'getMany', undefined, keys)
+    return op === undefined ? this.lookupMany(keys) : op.promise(() => this.lookupMany(keys, op))
+  }
+
+  private lookupMany<T> (keys: readonly string[], op?: CacheOperation): Promise<Array<T | undefined>> {
     try {
       this.keys.assertMany('appCache.getMany', keys)
     } catch (error) {
       return Promise.reject(error)
     }
-    return this.batches.getMany(keys) as Promise<Array<T | undefined>>
+    return this.batches.getMany(keys, op) as Promise<Array<T | undefined>>
   }
 
   /**
@@ -327,6 +370,11 @@ export class AppCache {
    * it leaves out stays a miss. Written back in one round trip where the store can.
    */
   getOrLoadMany<R extends BatchResult<string, unknown>> (keys: readonly string[], loader: BatchLoad<string, R>, options?: AppLoadOptions): Promise<Array<BatchValue<R>>> {
+    const op = observe('app', 'getOrLoadMany', undefined, keys)
+    return op === undefined ? this.lookupOrLoadMany(keys, loader, options) : op.promise(() => this.lookupOrLoadMany(keys, loader, options, op))
+  }
+
+  private lookupOrLoadMany<R extends BatchResult<string, unknown>> (keys: readonly string[], loader: BatchLoad<string, R>, options: AppLoadOptions | undefined, op?: CacheOperation): Promise<Array<BatchValue<R>>> {
     let freshness: Freshness
     try {
       this.keys.assertMany('appCache.getOrLoadMany', keys)
@@ -334,7 +382,7 @@ export class AppCache {
     } catch (error) {
       return Promise.reject(error)
     }
-    return this.batches.getOrLoadMany(keys, loader, freshness) as Promise<Array<BatchValue<R>>>
+    return this.batches.getOrLoadMany(keys, loader, freshness, op) as Promise<Array<BatchValue<R>>>
   }
 
   /**
@@ -368,7 +416,12 @@ export class AppCache {
    * change that comes while it loads fences it in turn: it then takes the value of the load that came after, so
    * that once it returns, nothing older than its start is served.
    */
-  async refresh<T = unknown> (key: string): Promise<T> {
+  refresh<T = unknown> (key: string): Promise<T> {
+    const op = observe('app', 'refresh', key)
+    return op === undefined ? this.reload(key) : op.promise(async () => await this.reload<T>(key))
+  }
+
+  private async reload<T> (key: string): Promise<T> {
     this.keys.assert(key)
     const definition = this.definitions.get(key)
     if (definition === undefined) throw new DefineError(key, 'refresh() needs a key declared with define()')
@@ -495,7 +548,7 @@ export class AppCache {
    * in the background; otherwise the callers wait for a load, within its timeouts, with a grace value (if any)
    * standing in for a failure.
    */
-  private async afterLookup<T> (key: string, found: unknown, checked: State | undefined, loader: Loader<T> | undefined, freshness: Freshness): Promise<T | undefined> {
+  private async afterLookup<T> (key: string, found: unknown, checked: State | undefined, loader: Loader<T> | undefined, freshness: Freshness, op?: CacheOperation): Promise<T | undefined> {
     let held: Held | undefined
     let reached = true
     try {
@@ -508,6 +561,7 @@ export class AppCache {
     const state = checked ?? (held?.v === undefined ? 'gone' : stateOf(held, this.tags))
     if (state === 'fresh' || state === 'stale') {
       this.stats.hits++
+      op?.found(state === 'stale', isPromiseLike(found) ? 'store' : 'memory')
       if (state === 'stale') {
         this.stats.staleServed++
         if (loader !== undefined) this.revalidate(key, loader, freshness)
@@ -516,9 +570,10 @@ export class AppCache {
     }
     this.stats.misses++
     this.log.miss(key)
+    op?.missed()
     if (loader === undefined) return undefined
     const load = this.loads.loadOnce(key, (flight) => this.load(key, loader, freshness, flight, reached ? 'miss' : 'unreachable'), freshness.tags)
-    return await this.wait(key, load, freshness, state === 'grace' ? held : undefined)
+    return await this.wait(key, load, freshness, state === 'grace' ? held : undefined, op)
   }
 
   /**
@@ -537,12 +592,12 @@ export class AppCache {
    * Waits for a load within its timeouts. A grace value (one past its ttl, within `graceOnError`) is what the
    * callers get when the load takes longer than `softTimeout`, fails, or takes longer than `hardTimeout`.
    */
-  private async wait<T> (key: string, load: Promise<T>, freshness: Freshness, grace: Held | undefined): Promise<T> {
+  private async wait<T> (key: string, load: Promise<T>, freshness: Freshness, grace: Held | undefined, op?: CacheOperation): Promise<T> {
     const { softTimeout, hardTimeout } = freshness
     const timers = new AbortController()
     const limits: Array<Promise<T>> = [load]
     if (grace !== undefined && softTimeout > 0) {
-      limits.push(sleep(softTimeout, undefined, { signal: timers.signal }).then(() => this.graceOf(grace) as T))
+      limits.push(sleep(softTimeout, undefined, { signal: timers.signal }).then(() => this.graceOf(grace, op) as T))
     }
     if (hardTimeout > 0) {
       limits.push(sleep(hardTimeout, undefined, { signal: timers.signal }).then(() => { throw new LoadTimeoutError(key, hardTimeout) }))
@@ -553,7 +608,7 @@ export class AppCache {
       // The grace window is checked again now: the load may have failed long after the read that found the value.
       if (grace === undefined || stateOf(grace, this.tags) !== 'grace') throw error
       this.log.warn({ err: error, key }, `appCache: loading "${this.log.key(key)}" failed; serving its last good value (graceOnError)`)
-      return this.graceOf(grace) as T
+      return this.graceOf(grace, op) as T
     } finally {
       timers.abort()
       // The load goes on behind a timeout, and fills the cache when it ends: its error has no caller left.
@@ -561,8 +616,10 @@ export class AppCache {
     }
   }
 
-  private graceOf (held: Held): unknown {
+  /** A grace value standing in for a load: the lookup is a stale hit after all. */
+  private graceOf (held: Held, op?: CacheOperation): unknown {
     this.stats.graceServed++
+    op?.found(true)
     return held.v
   }
 
@@ -606,7 +663,7 @@ export class AppCache {
   private async loadAndStore<T> (key: string, loader: Loader<T>, freshness: Freshness, flight: Flight, fence: string | undefined | null, awaitWrite: boolean): Promise<T> {
     // The tags' versions before the loader reads anything: an invalidation during the load makes its value old.
     const kept = this.tags.of(freshness.tags)
-    const loaded = await countLoad(this.stats, loader, (ms, error) => { this.log.loaded(key, ms, error) })
+    const loaded = await countLoad(this.stats, observeLoad('app', key, loader), (ms, error) => { this.log.loaded(key, ms, error) })
     if (loaded === undefined) return loaded
     // The callers get what every later hit will get, on every instance; a value the store cannot keep is refused.
     const { store } = this.options

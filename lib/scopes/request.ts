@@ -3,6 +3,7 @@ import { BatchLoader, type BatchLoaderOptions } from '../batch-loader.js'
 import type { Logger } from '../burst-log.js'
 import { InvalidOptionError, describe } from '../errors.js'
 import { type Defined, KeyRule, assertValue } from '../keys.js'
+import { observe, observeLoad, type CacheOperation } from '../events.js'
 import { LevelLog } from '../level-log.js'
 import { SingleFlight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
@@ -60,10 +61,20 @@ export class RequestCache {
   }
 
   get<T = unknown> (key: string): T | undefined {
+    const op = observe('request', 'get', key)
+    return op === undefined ? this.find(key) : op.sync(() => this.find(key, op))
+  }
+
+  private find<T> (key: string, op?: CacheOperation): T | undefined {
     this.level.keys.assert(key)
     const value = this.entries.get(key)
-    if (value === undefined) this.missed(key)
-    else this.level.stats.hits++
+    if (value === undefined) {
+      this.missed(key)
+      op?.missed()
+    } else {
+      this.level.stats.hits++
+      op?.found()
+    }
     return value as T | undefined
   }
 
@@ -73,6 +84,11 @@ export class RequestCache {
   }
 
   set<T> (key: string, value: Defined<T>): this {
+    const op = observe('request', 'set', key)
+    return op === undefined ? this.write(key, value) : op.sync(() => this.write(key, value))
+  }
+
+  private write (key: string, value: unknown): this {
     this.level.keys.assert(key)
     assertValue(key, value)
     const entries = this.entries
@@ -87,6 +103,11 @@ export class RequestCache {
   }
 
   delete (key: string): boolean {
+    const op = observe('request', 'delete', key)
+    return op === undefined ? this.drop(key) : op.sync(() => this.drop(key))
+  }
+
+  private drop (key: string): boolean {
     this.level.keys.assert(key)
     const deleted = this.entries.delete(key)
     if (deleted) this.count(-1)
@@ -95,9 +116,24 @@ export class RequestCache {
 
   /** Drops every entry, and every batch loader with what it remembers. */
   clear (): void {
+    const op = observe('request', 'clear', undefined)
+    if (op === undefined) this.empty()
+    else op.sync(() => { this.empty() })
+  }
+
+  private empty (): void {
     this.count(-this.entries.size)
     this.entries.clear()
     this.loaders = undefined
+  }
+
+  /**
+   * `clear()` and `end()` as the response goes out: the plugin's housekeeping, not an operation of the app's, so it is
+   * not published.
+   */
+  release (): void {
+    this.empty()
+    this.end()
   }
 
   /**
@@ -116,18 +152,25 @@ export class RequestCache {
    * `undefined` caches nothing either (return `null` to cache absence).
    */
   getOrLoad<T> (key: string, loader: () => T | PromiseLike<T>): Promise<T> {
+    const op = observe('request', 'getOrLoad', key)
+    return op === undefined ? this.findOrLoad(key, loader) : op.promise(async () => await this.findOrLoad(key, loader, op))
+  }
+
+  private findOrLoad<T> (key: string, loader: () => T | PromiseLike<T>, op?: CacheOperation): Promise<T> {
     if (!this.level.keys.valid(key)) return this.level.keys.reject(key)
     const value = this.entries.get(key)
     const stats = this.level.stats
     if (value !== undefined) {
       stats.hits++
+      op?.found()
       return Promise.resolve(value as T)
     }
     this.missed(key)
+    op?.missed()
     this.loads ??= new SingleFlight()
     return this.loads.loadOnce(key, async () => {
-      const loaded = await countLoad(stats, loader, (ms, error) => { this.level.log?.loaded(key, ms, error, this.log) })
-      if (loaded !== undefined) this.set<unknown>(key, loaded)
+      const loaded = await countLoad(stats, observeLoad('request', key, loader), (ms, error) => { this.level.log?.loaded(key, ms, error, this.log) })
+      if (loaded !== undefined) this.write(key, loaded)
       return loaded
     })
   }

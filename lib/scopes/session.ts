@@ -4,6 +4,7 @@ import type { Duration } from '../durations.js'
 import type { Logger } from '../burst-log.js'
 import { EntryTooLargeError, InvalidOptionError, NoSessionError, SerializeError, UnsupportedError, describe } from '../errors.js'
 import { type Defined, KeyRule, assertValue, newSessionId, sessionStoreKey } from '../keys.js'
+import { observe, observeLoad, type CacheOperation } from '../events.js'
 import { LevelLog } from '../level-log.js'
 import { callDuration, callTtl } from '../options.js'
 import { SingleFlight } from '../single-flight.js'
@@ -342,7 +343,12 @@ export class SessionCache {
     return this.destroyed && this.held !== undefined ? 'clear' : undefined
   }
 
-  async get<T = unknown> (key: string): Promise<T | undefined> {
+  get<T = unknown> (key: string): Promise<T | undefined> {
+    const op = observe('session', 'get', key)
+    return op === undefined ? this.lookup(key) : op.promise(async () => await this.lookup(key, op))
+  }
+
+  private async lookup<T> (key: string, op?: CacheOperation): Promise<T | undefined> {
     this.level.keys.assert(key)
     // Every method starts so, and awaits a step only when it is a promise: once the session was read, a memory store
     // answers at once and each call runs to its end when it is made, so that calls not awaited one by one still
@@ -350,9 +356,15 @@ export class SessionCache {
     const ready = this.ready()
     if (ready !== undefined) await ready
     const found = this.entry(DATA + key)
-    const value = valueOf(isPromiseLike(found) ? await found : found)
-    if (value === undefined) this.missed(key)
-    else this.level.stats.hits++
+    const entry = isPromiseLike(found) ? await found : found
+    const value = valueOf(entry)
+    if (value === undefined) {
+      this.missed(key)
+      op?.missed()
+    } else {
+      this.level.stats.hits++
+      op?.found(entryState(entry) === 'stale')
+    }
     return value as T | undefined
   }
 
@@ -364,7 +376,12 @@ export class SessionCache {
     return (isPromiseLike(found) ? await found : found) !== undefined
   }
 
-  async set<T> (key: string, value: Defined<T>, options?: SessionSetOptions): Promise<void> {
+  set<T> (key: string, value: Defined<T>, options?: SessionSetOptions): Promise<void> {
+    const op = observe('session', 'set', key)
+    return op === undefined ? this.store(key, value, options) : op.promise(async () => { await this.store(key, value, options) })
+  }
+
+  private async store (key: string, value: unknown, options: SessionSetOptions | undefined): Promise<void> {
     this.level.keys.assert(key)
     assertValue(key, value)
     const ttl = callTtl('sessionCache.set', options, 0)
@@ -376,7 +393,12 @@ export class SessionCache {
     if (isPromiseLike(written)) await written
   }
 
-  async delete (key: string): Promise<boolean> {
+  delete (key: string): Promise<boolean> {
+    const op = observe('session', 'delete', key)
+    return op === undefined ? this.drop(key) : op.promise(async () => await this.drop(key))
+  }
+
+  private async drop (key: string): Promise<boolean> {
     this.level.keys.assert(key)
     const ready = this.ready()
     if (ready !== undefined) await ready
@@ -394,7 +416,12 @@ export class SessionCache {
    * Drops every entry and page; the session, its id and its link to a user stay. The pages' generation moves, so that a
    * page a request rendered before and stores after is never served.
    */
-  async clear (): Promise<void> {
+  clear (): Promise<void> {
+    const op = observe('session', 'clear', undefined)
+    return op === undefined ? this.empty() : op.promise(async () => { await this.empty() })
+  }
+
+  private async empty (): Promise<void> {
     const ready = this.ready()
     if (ready !== undefined) await ready
     this.assertWritable()
@@ -409,7 +436,12 @@ export class SessionCache {
    * any of its requests, share one loader call. A failing loader stores nothing; `undefined` is not stored. Without a
    * session to store into (the store could not be read, or `getSessionId` gave no id) the loader answers every call.
    */
-  async getOrLoad<T> (key: string, loader: () => T | PromiseLike<T>, options?: SessionSetOptions): Promise<T> {
+  getOrLoad<T> (key: string, loader: () => T | PromiseLike<T>, options?: SessionSetOptions): Promise<T> {
+    const op = observe('session', 'getOrLoad', key)
+    return op === undefined ? this.findOrLoad(key, loader, options) : op.promise(async () => await this.findOrLoad(key, loader, options, op))
+  }
+
+  private async findOrLoad<T> (key: string, loader: () => T | PromiseLike<T>, options: SessionSetOptions | undefined, op?: CacheOperation): Promise<T> {
     this.level.keys.assert(key)
     const ttl = callTtl('sessionCache.getOrLoad', options, 0)
     const stale = this.staleWindow('sessionCache.getOrLoad', options)
@@ -421,6 +453,7 @@ export class SessionCache {
     const state = entryState(entry)
     if (state !== 'gone') {
       stats.hits++
+      op?.found(state === 'stale')
       if (state === 'stale') {
         stats.staleServed++
         this.revalidate(key, loader, ttl, stale)
@@ -428,7 +461,8 @@ export class SessionCache {
       return (entry as Entry).value as T
     }
     this.missed(key)
-    if (this.unreadable !== undefined || this.nobody()) return await countLoad(stats, loader, this.logLoad(key))
+    op?.missed()
+    if (this.unreadable !== undefined || this.nobody()) return await countLoad(stats, observeLoad('session', key, loader), this.logLoad(key))
     return await this.loadAndWrite(key, loader, ttl, stale)
   }
 
@@ -436,7 +470,7 @@ export class SessionCache {
   private async loadAndWrite<T> (key: string, loader: () => T | PromiseLike<T>, ttl: number, stale: number): Promise<T> {
     const current = this.ensure()
     return await this.level.loads.loadOnce(current.key + '\n' + current.fence + '\n' + key, async () => {
-      const loaded = await countLoad(this.level.stats, loader, this.logLoad(key))
+      const loaded = await countLoad(this.level.stats, observeLoad('session', key, loader), this.logLoad(key))
       if (loaded !== undefined) await this.write(key, loaded, ttl, stale)
       return loaded
     })

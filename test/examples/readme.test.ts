@@ -191,6 +191,39 @@ test('the Prometheus example serves the series at /metrics', async (t) => {
   t.match(text, /^multicache_loads_total\{level="app",outcome="ok"\} 1$/m)
 })
 
+test('the tracing example: an APM-like subscriber of the channel logs the load, in-process sampling serves its counts', async (t) => {
+  const lines: string[] = []
+  const url = await serve(t, 'tracing.js', {}, lines)
+  t.same((await call(url + '/products')).body, [{ id: 1, name: 'apple', price: 3 }, { id: 2, name: 'pear', price: 4 }])
+  await until(() => lines.some((line) => line.includes('"msg":"cache load"')), 2000)
+  const logged = JSON.parse(lines.find((line) => line.includes('"msg":"cache load"')) as string) as Record<string, unknown>
+  t.match(logged, { level: 30, cacheLevel: 'app', key: 'catalog', ms: Number })
+  t.equal((await call(url + '/misses')).status, 200)
+})
+
+test('the OpenTelemetry example: the cache spans of a request, nested in @fastify/otel\'s, on the console', async (t) => {
+  const lines: string[] = []
+  const url = await serve(t, 'otel.js', {}, lines)
+  await fetch(url + '/products')
+  // ConsoleSpanExporter prints each span as an object, over several lines.
+  await until(() => lines.some((line) => line.includes("name: 'cache.getOrLoad'")), 2000)
+  const output = lines.join('\n')
+  t.match(output, /name: 'cache\.load'/)
+  t.match(output, /'cache\.level': 'app',\s+'cache\.operation': 'getOrLoad',\s+'cache\.hit': false/)
+  t.notMatch(output, /'cache\.key'/, 'no keys by default')
+  // The getOrLoad span's parent is a span @fastify/otel made for the request.
+  const spans = [...output.matchAll(/\{\s*resource:[\s\S]*?\n\}/g)].map(([text]) => ({
+    // The span's own fields, at the first indentation (the instrumentation scope has a name too).
+    name: /\n {2}name: '([^']+)'/.exec(text)?.[1],
+    id: /\n {2}id: '([0-9a-f]+)'/.exec(text)?.[1],
+    parent: /parentSpanContext: \{[^}]*?spanId: '([0-9a-f]+)'/.exec(text)?.[1]
+  }))
+  const lookup = spans.find((span) => span.name === 'cache.getOrLoad')
+  const parent = spans.find((span) => span.id === lookup?.parent)
+  t.match(parent?.name, /^handler/, `the lookup's parent: ${String(parent?.name)}`)
+  t.equal(spans.find((span) => span.name === 'cache.load')?.parent, lookup?.id, "the load's parent is the lookup")
+})
+
 test('the logs example logs misses and loads at debug, with hashed keys', async (t) => {
   const lines: string[] = []
   const url = await serve(t, 'logs.js', {}, lines)

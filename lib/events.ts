@@ -1,0 +1,233 @@
+import { tracingChannel } from 'node:diagnostics_channel'
+import type { CacheLevel } from './lookup.js'
+
+/**
+ * The one stream of cache operations: every level publishes each operation here once, and every consumer (the
+ * diagnostics TracingChannel, in-process subscribers) takes it from here. Nothing is built, timed or published while
+ * nobody listens: a level asks `observe()` first, and runs its plain code when it answers undefined.
+ */
+
+/** The name of the `diagnostics_channel` TracingChannel every cache operation is published on. */
+export const CACHE_OPERATION_CHANNEL = 'fastify-multi-cache.operation'
+
+/** The level an operation ran on: the three cache levels, and route response caching. */
+export type CacheEventLevel = CacheLevel | 'route'
+
+/**
+ * What an operation did. `load` is a loader's call, published inside the lookup that needed it (`getOrLoad`,
+ * `getOrLoadMany`, a `refresh`), so that a tracer nests it there.
+ */
+export type CacheOperationName = 'get' | 'set' | 'delete' | 'getOrLoad' | 'load' | 'invalidate' | 'invalidateTag' | 'clear' | 'refresh' | 'getMany' | 'getOrLoadMany'
+
+/** Where a two-tier level found a value: its memory tier (or the memory store), or the shared store. */
+export type CacheTier = 'memory' | 'store'
+
+/**
+ * One operation, as published at its start and filled in before its end. Keys are the app's own: never a session id,
+ * a cookie, or a store key with a session id in it.
+ */
+export interface CacheOperationContext {
+  readonly level: CacheEventLevel
+  readonly operation: CacheOperationName
+  /**
+   * The key as the app wrote it; for the route level the method and path (never the query). Undefined for an operation
+   * on several keys (see `keys`) or on none (`clear`).
+   */
+  readonly key: string | undefined
+  /** The keys of `getMany`, `getOrLoadMany`, their `load` and `invalidate`; the tags of `invalidateTag`. */
+  readonly keys: readonly string[] | undefined
+  /** Reads: whether the cache answered (for one key). Undefined for writes, and until known. */
+  readonly hit: boolean | undefined
+  /** Reads of several keys: how many the cache answered. */
+  readonly hits: number | undefined
+  /** A hit served past its ttl: within `staleWhileRevalidate`, or in place of a failed load (`graceOnError`). */
+  readonly stale: boolean | undefined
+  /** Where a hit of the application level came from. */
+  readonly tier: CacheTier | undefined
+  /** Set (by the channel) when the operation threw or rejected, before the `error` event. */
+  readonly error?: unknown
+  /** Set by the channel when the operation returned or resolved. */
+  readonly result?: unknown
+}
+
+/** An in-process subscriber: called once an operation it was given has ended, with `hit`, `stale`, `tier` and `error` set. */
+export type CacheOperationListener = (context: CacheOperationContext) => void
+
+export interface CacheOperationSubscribeOptions {
+  /**
+   * The share of operations this listener is given, in (0, 1]; default 1 (every one). Decided before anything is built:
+   * an operation no one is given costs a counter.
+   */
+  sampleRate?: number
+}
+
+const channel = tracingChannel<unknown, CacheOperation>(CACHE_OPERATION_CHANNEL)
+const start = channel.start
+
+/**
+ * Whether the TracingChannel is listened to: its `start` channel has a subscriber or a bound store, as it has for
+ * every subscriber that handles `start` (an APM, `MultiCacheInstrumentation`). One check, not five: the five cost a
+ * plain `reqCache.get` about as much as the get itself.
+ */
+function traced (): boolean {
+  return start.hasSubscribers
+}
+
+interface Subscription {
+  readonly listener: CacheOperationListener
+  /** One operation in `every` on average. */
+  readonly every: number
+  /** Operations to let pass before the next one given. */
+  countdown: number
+}
+
+let subscriptions: readonly Subscription[] = []
+
+/**
+ * Gives `listener` the operations of every level of every app in this process, each once it has ended; returns the
+ * function that stops it. A listener that throws is ignored: it never fails an operation.
+ */
+export function subscribeCacheOperations (listener: CacheOperationListener, options?: CacheOperationSubscribeOptions): () => void {
+  if (typeof listener !== 'function') throw new TypeError('subscribeCacheOperations: listener must be a function')
+  const rate = options?.sampleRate ?? 1
+  if (typeof rate !== 'number' || !(rate > 0 && rate <= 1)) throw new RangeError('subscribeCacheOperations: sampleRate must be a number in (0, 1]')
+  const every = Math.round(1 / rate)
+  const subscription: Subscription = { listener, every, countdown: every === 1 ? 1 : nextCountdown(every) }
+  subscriptions = [...subscriptions, subscription]
+  return () => { subscriptions = subscriptions.filter((one) => one !== subscription) }
+}
+
+/**
+ * Around `every` on average, but not periodic: a fixed period would give a listener the same one of a repeating
+ * pattern of operations (say, the second lookup of every request) every time.
+ */
+function nextCountdown (every: number): number {
+  return 1 + Math.floor(Math.random() * (2 * every - 1))
+}
+
+/** The in-process listeners given this operation, if any; counts the sampled ones down. */
+function pick (): CacheOperationListener[] | undefined {
+  let picked: CacheOperationListener[] | undefined
+  for (const subscription of subscriptions) {
+    if (subscription.every !== 1) {
+      if (--subscription.countdown > 0) continue
+      subscription.countdown = nextCountdown(subscription.every)
+    }
+    (picked ??= []).push(subscription.listener)
+  }
+  return picked
+}
+
+/** Runs an operation's call inside a context of the consumer's own (OpenTelemetry's active span). */
+export type OperationScope = <R>(operation: CacheOperationContext, run: () => R) => R
+
+let scope: OperationScope | undefined
+
+/**
+ * Sets (or, with undefined, removes) the scope every listened operation runs in, from `start` to its call's end: what
+ * `fastify-multi-cache/otel` needs so that the spans a loader's own calls make nest in its `cache.load`, since
+ * OpenTelemetry's context cannot be entered from a channel's subscriber. One at a time (`replacing`: only if it is still
+ * that one); not part of the public API.
+ */
+export function scopeOperations (next: OperationScope | undefined, replacing?: OperationScope): void {
+  // An instrumentation disabled after another was enabled leaves the other's scope in place.
+  if (replacing === undefined || scope === replacing) scope = next
+}
+
+/**
+ * The context of one operation when someone listens to it, or undefined. Levels call it first and run their plain code
+ * on undefined; otherwise they run the operation through `sync` or `promise`, setting what they learn on the way.
+ */
+export function observe (level: CacheEventLevel, operation: CacheOperationName, key: string | undefined, keys?: readonly string[]): CacheOperation | undefined {
+  const listeners = subscriptions.length === 0 ? undefined : pick()
+  if (listeners === undefined && !traced()) return undefined
+  return new CacheOperation(level, operation, key, keys, listeners)
+}
+
+/**
+ * A loader that publishes its call as a `load` operation when someone listens (nested in the lookup running it), or
+ * `loader` itself.
+ */
+export function observeLoad<T> (level: CacheEventLevel, key: string | undefined, loader: () => T | PromiseLike<T>, keys?: readonly string[]): () => T | PromiseLike<T> {
+  const op = observe(level, 'load', key, keys)
+  return op === undefined ? loader : async () => await op.promise(async () => await loader())
+}
+
+/** The context published for one operation, filled in by the level as it runs. */
+export class CacheOperation implements CacheOperationContext {
+  hit: boolean | undefined = undefined
+  hits: number | undefined = undefined
+  stale: boolean | undefined = undefined
+  tier: CacheTier | undefined = undefined
+  // Declared only: the channel sets them, and a subscriber tells a sync operation's end by their presence.
+  declare error?: unknown
+  declare result?: unknown
+  readonly #listeners: CacheOperationListener[] | undefined
+
+  constructor (
+    readonly level: CacheEventLevel,
+    readonly operation: CacheOperationName,
+    readonly key: string | undefined,
+    readonly keys: readonly string[] | undefined,
+    listeners: CacheOperationListener[] | undefined
+  ) {
+    this.#listeners = listeners
+  }
+
+  /** Runs a synchronous operation: `start` and `end` (and `error`) on the channel, then the listeners. */
+  sync<R> (run: () => R): R {
+    const within = scope
+    const call = within === undefined ? run : () => within(this, run)
+    try {
+      return traced() ? channel.traceSync(call, this) : call()
+    } catch (error) {
+      this.error = error
+      throw error
+    } finally {
+      this.deliver()
+    }
+  }
+
+  /**
+   * Runs an operation that answers a promise: `start` and `end` around the call, `asyncStart` and `asyncEnd` (and
+   * `error`) when it settles, so that a subscriber's AsyncLocalStorage bound to `start` is the loader's context too.
+   */
+  promise<R> (run: () => Promise<R>): Promise<R> {
+    const within = scope
+    const call = within === undefined ? run : () => within(this, run)
+    const running = traced() ? channel.tracePromise(call, this) : call()
+    if (this.#listeners === undefined) return running
+    return running.then((value) => {
+      this.deliver()
+      return value
+    }, (error: unknown) => {
+      this.error = error
+      this.deliver()
+      throw error
+    })
+  }
+
+  /** A value found: where it was found, whether past its ttl. */
+  found (stale = false, tier?: CacheTier): void {
+    this.hit = true
+    this.stale = stale
+    if (tier !== undefined) this.tier = tier
+  }
+
+  /** Nothing found: the lookup is answered by a load, or not at all. */
+  missed (): void {
+    this.hit = false
+  }
+
+  private deliver (): void {
+    const listeners = this.#listeners
+    if (listeners === undefined) return
+    for (const listener of listeners) {
+      try {
+        listener(this)
+      } catch {
+        // A listener's fault is its own: the operation has its result already.
+      }
+    }
+  }
+}

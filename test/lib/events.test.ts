@@ -1,0 +1,111 @@
+import { tracingChannel } from 'node:diagnostics_channel'
+import { test, type Test } from 'tap'
+import { CACHE_OPERATION_CHANNEL, CacheOperation, observe, subscribeCacheOperations, type CacheOperationContext } from '../../lib/events.js'
+import { RequestLevel } from '../../lib/scopes/request.js'
+import { AppCache } from '../../lib/scopes/application.js'
+import { MemoryStore } from '../../lib/stores/memory.js'
+
+const silent = { warn () {}, error () {}, info () {}, debug () {} }
+
+/** Counts the operations run through the stream (with or without the channel) while `body` runs. */
+async function counted (t: Test, body: () => Promise<void> | void): Promise<number> {
+  let runs = 0
+  const { sync, promise } = CacheOperation.prototype
+  CacheOperation.prototype.sync = function (this: CacheOperation, run) { runs++; return sync.call(this, run) } as typeof sync
+  CacheOperation.prototype.promise = function (this: CacheOperation, run) { runs++; return promise.call(this, run) } as typeof promise
+  t.teardown(() => { Object.assign(CacheOperation.prototype, { sync, promise }) })
+  try {
+    await body()
+  } finally {
+    Object.assign(CacheOperation.prototype, { sync, promise })
+  }
+  return runs
+}
+
+test('nobody listening: no context is built and the levels run their plain code', async (t) => {
+  t.equal(observe('app', 'get', 'k'), undefined)
+  const level = new RequestLevel({ maxEntries: 10 })
+  const app = new AppCache({ store: new MemoryStore({ max: 10 }), ttl: 0, log: silent })
+  const runs = await counted(t, async () => {
+    const cache = level.open()
+    cache.set('a', 1)
+    cache.get('a')
+    cache.get('b')
+    await cache.getOrLoad('c', () => 3)
+    await app.set('x', 1)
+    await app.get('x')
+    await app.getOrLoad('y', () => 2)
+    await app.getMany(['x', 'y'])
+  })
+  t.equal(runs, 0)
+})
+
+test('an in-process subscriber gets every operation once it has ended, with what it found', async (t) => {
+  const seen: Array<Partial<CacheOperationContext>> = []
+  const stop = subscribeCacheOperations(({ level, operation, key, hit, stale, tier, error }) => { seen.push({ level, operation, key, hit, stale, tier, error }) })
+  t.teardown(stop)
+  const cache = new RequestLevel({ maxEntries: 10 }).open()
+  cache.set('a', 1)
+  cache.get('a')
+  cache.get('b')
+  const failure = new Error('down')
+  await t.rejects(cache.getOrLoad('c', () => { throw failure }), failure)
+  t.same(seen, [
+    { level: 'request', operation: 'set', key: 'a', hit: undefined, stale: undefined, tier: undefined, error: undefined },
+    { level: 'request', operation: 'get', key: 'a', hit: true, stale: false, tier: undefined, error: undefined },
+    { level: 'request', operation: 'get', key: 'b', hit: false, stale: undefined, tier: undefined, error: undefined },
+    // The loader's call ends before the lookup that needed it.
+    { level: 'request', operation: 'load', key: 'c', hit: undefined, stale: undefined, tier: undefined, error: failure },
+    { level: 'request', operation: 'getOrLoad', key: 'c', hit: false, stale: undefined, tier: undefined, error: failure }
+  ])
+  stop()
+  cache.get('a')
+  t.equal(seen.length, 5, 'nothing once unsubscribed')
+})
+
+test('a sampled subscriber gets about its share, and an operation it is not given builds nothing', async (t) => {
+  let given = 0
+  const stop = subscribeCacheOperations(() => { given++ }, { sampleRate: 0.01 })
+  t.teardown(stop)
+  const cache = new RequestLevel({ maxEntries: 10 }).open()
+  cache.set('a', 1)
+  const runs = await counted(t, () => { for (let i = 0; i < 20_000; i++) cache.get('a') })
+  // 200 expected; the countdown is uniform in [1, 199], so the count stays close to it.
+  t.ok(given > 120 && given < 300, `given ${given} of 20,000`)
+  t.equal(runs, given, 'a context only for the operations given')
+})
+
+test('a listener that throws fails no operation; subscribe checks its arguments', async (t) => {
+  const stop = subscribeCacheOperations(() => { throw new Error('mine') })
+  t.teardown(stop)
+  const cache = new RequestLevel({ maxEntries: 10 }).open()
+  t.doesNotThrow(() => cache.set('a', 1))
+  t.equal(await cache.getOrLoad('a', () => 2), 1)
+  t.throws(() => subscribeCacheOperations(() => {}, { sampleRate: 0 }), RangeError)
+  t.throws(() => subscribeCacheOperations(() => {}, { sampleRate: 2 }), RangeError)
+  t.throws(() => subscribeCacheOperations('no' as never), TypeError)
+})
+
+test('the channel: traceSync for a synchronous operation, tracePromise events for the others', async (t) => {
+  const events: string[] = []
+  const channel = tracingChannel<unknown, CacheOperationContext>(CACHE_OPERATION_CHANNEL)
+  const subscribers = {
+    start: (c: CacheOperationContext) => { events.push(`start ${c.operation}`) },
+    end: (c: CacheOperationContext) => { events.push(`end ${c.operation}`) },
+    asyncStart: (c: CacheOperationContext) => { events.push(`asyncStart ${c.operation}`) },
+    asyncEnd: (c: CacheOperationContext) => { events.push(`asyncEnd ${c.operation}`) },
+    error: (c: CacheOperationContext) => { events.push(`error ${c.operation} ${(c.error as Error).message}`) }
+  }
+  channel.subscribe(subscribers)
+  t.teardown(() => { channel.unsubscribe(subscribers) })
+  const cache = new RequestLevel({ maxEntries: 10, maxKeyLength: 4 }).open()
+  cache.get('a')
+  t.throws(() => cache.get('toolong'))
+  await cache.getOrLoad('b', async () => 2)
+  t.match(events.splice(3, 1), [/^error get cache key of 7 characters/])
+  t.same(events, [
+    'start get', 'end get',
+    'start get', 'end get',
+    'start getOrLoad', 'start load', 'end load', 'end getOrLoad', 'asyncStart load', 'asyncEnd load', 'asyncStart getOrLoad', 'asyncEnd getOrLoad'
+  ])
+})
