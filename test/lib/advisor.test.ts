@@ -1,5 +1,5 @@
 import { test } from 'tap'
-import { ADVISOR_BOUNDS, Advisor, THRESHOLDS, type AdviceFinding, type AdvisorOptions } from '../../lib/advisor.js'
+import { ADVISOR_BOUNDS, Advisor, THRESHOLDS, type AdviceFinding, type AdvisorConfig } from '../../lib/advisor.js'
 import { keyPattern } from '../../lib/key-patterns.js'
 
 /** mulberry32: a seeded source in [0, 1), so that a sampled run is the same run every time. */
@@ -15,7 +15,7 @@ function seeded (seed: number): () => number {
 }
 
 /** An advisor on a clock the test moves. */
-function advisor (options: AdvisorOptions = {}): { advisor: Advisor, clock: { now: number } } {
+function advisor (options: AdvisorConfig = {}): { advisor: Advisor, clock: { now: number } } {
   const clock = { now: 1_000_000 }
   return { advisor: new Advisor({ random: seeded(1), now: () => clock.now, ...options }), clock }
 }
