@@ -27,7 +27,7 @@ export interface AdviceFinding {
 export const THRESHOLDS = {
   /** Request level: request-and-key pairs ended, and reads per pair at or below which the level buys nothing. */
   noReuse: { minPairs: 20, maxReadsPerRequest: 1.2 },
-  /** Session level: sessions written the same value, and their share of the values written to that pattern. */
+  /** Session level: sessions given the same value (set or loaded), and their share of the values given to that pattern. */
   sameInEverySession: { minSessions: 20, minShare: 0.8 },
   /** Not the request level: reads plus changes seen, and changes (writes, invalidations) per read from which it is volatile. */
   volatile: { minOperations: 50, minChangesPerRead: 0.8 },
@@ -101,7 +101,7 @@ export class PatternStats {
   /** Entries written by `set` and then dropped, and those never read in between. */
   writtenDrops = 0
   unreadDrops = 0
-  /** Session level: distinct (session, value) writes, and the values among them. */
+  /** Session level: distinct (session, value) writes and loads, and the values among them. */
   sessionValues = 0
   values: TopValues | undefined
   /** The kinds already handed to `onFinding`: each is told once while the pattern is tracked. */
@@ -132,7 +132,7 @@ export function findingsOf (stats: PatternStats, sampleRate: number): AdviceFind
     const share = sessions / stats.sessionValues
     if (sessions >= sameInEverySession.minSessions && share >= sameInEverySession.minShare) {
       const saved = (sessions - 1) * bytes
-      found('same-in-every-session', `session-level key "${key}" holds the same value in ${sessions} sessions (${percent(share)} of the values written to it): it is global data. Cache it once at the application level${bytes > 0 ? `, saving about ${formatBytes(saved)} for these sessions alone` : ''}`,
+      found('same-in-every-session', `session-level key "${key}" holds the same value in ${sessions} sessions (${percent(share)} of the values it was given): it is global data. Cache it once at the application level${bytes > 0 ? `, saving about ${formatBytes(saved)} for these sessions alone` : ''}`,
         { sessions, values: stats.sessionValues, valueBytes: bytes, bytesSaved: saved })
     }
   }

@@ -25,7 +25,7 @@ interface KeyedUsage {
 export interface ReadUsage extends KeyedUsage { type: 'read', hit: boolean }
 /** A `set`: `hash` (and `bytes`, its serialized size) are what `same-in-every-session` and `ttl-too-short` compare. */
 export interface WriteUsage extends KeyedUsage { type: 'write', hash?: ValueHash, bytes?: number }
-/** A loader's value stored under the key (the read that missed is a `read` of its own). */
+/** A loader's value stored under the key (the read that missed is a `read` of its own); `hash` and `bytes` as for a write. */
 export interface LoadUsage extends KeyedUsage { type: 'load', hash?: ValueHash, bytes?: number }
 /** `delete`, `invalidate`, and each key an `invalidateTag` drops. */
 export interface InvalidateUsage extends KeyedUsage { type: 'invalidate' }
@@ -181,7 +181,8 @@ export class Advisor {
     }
     const id = this.idOf(usage)
     const state = this.keys.get(id)
-    if (written && usage.level === 'session' && usage.scope !== undefined && usage.hash !== undefined && state?.hash !== usage.hash) {
+    // Loaded or set: `getOrLoad('settings', …)` in every session is the usual way the same value gets copied into each.
+    if (usage.level === 'session' && usage.scope !== undefined && usage.hash !== undefined && state?.hash !== usage.hash) {
       stats.sessionValues++
       ;(stats.values ??= new TopValues()).add(usage.hash, usage.bytes ?? 0)
     }

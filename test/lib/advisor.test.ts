@@ -86,6 +86,17 @@ test('same-in-every-session: one value copied into every session, with the memor
   t.same(good.advice(), [], 'a per-user cart: no finding')
 })
 
+test('same-in-every-session: the same value loaded into every session by getOrLoad', async (t) => {
+  const { advisor: misused } = advisor()
+  for (let session = 0; session < 25; session++) {
+    misused.observe({ type: 'read', level: 'session', key: 'settings', hit: false, scope: session })
+    misused.observe({ type: 'load', level: 'session', key: 'settings', scope: session, hash: 0xabc, bytes: 500 })
+    for (let read = 0; read < 3; read++) misused.observe({ type: 'read', level: 'session', key: 'settings', hit: true, scope: session })
+  }
+  t.same(kinds(misused.advice()), ['session settings same-in-every-session'])
+  t.match(misused.advice()[0]?.evidence, { sessions: 25, bytesSaved: 24 * 500 })
+})
+
 test('same-in-every-session: found among many distinct values that came first', async (t) => {
   const { advisor: misused } = advisor()
   for (let session = 0; session < 100; session++) misused.observe({ type: 'write', level: 'session', key: 'prefs', scope: session, hash: `own-${session}` })
