@@ -77,9 +77,9 @@ interface RequestRead { stats: PatternStats, reads: number }
  * Watches how each key pattern is used at each level and says, through `advice()`, where a level is the wrong one, a
  * ttl too short or a bound too small. Fed with `observe(usage)`; it knows nothing of Fastify, stores or events.
  *
- * Sampling is per key, not per operation: a key is watched from its write to its reads to its expiry, or not at all,
- * since every kind but `volatile` follows one key through several operations, and a 1 % sample of each would meet
- * almost never. Counts in the evidence are of the keys watched, with `sampleRate` beside them; the ratios the kinds
+ * Sampling is per entry, not per operation: a key (of one request or session, at those levels) is watched from its
+ * write to its reads to its expiry, or not at all, since every kind but `volatile` follows one entry through several
+ * operations, and a 1 % sample of each would meet almost never. Counts in the evidence are of the keys watched, with `sampleRate` beside them; the ratios the kinds
  * are decided on do not depend on it.
  */
 export class Advisor {
@@ -107,9 +107,13 @@ export class Advisor {
     this.onFinding = options.onFinding
   }
 
-  /** Whether `key` of `level` is watched: the same answer for the life of the advisor. */
-  watches (level: AdvisorLevel, key: string): boolean {
-    return this.sampleRate === 1 || hash32(`${level}:${key}`, this.seed) < this.threshold
+  /**
+   * Whether `key` of `level` is watched, in its request or session when `scope` is given: the same answer for the
+   * life of the advisor. An application key is watched everywhere or nowhere; `cart` is watched in some sessions, so
+   * that a key every session has is seen at any rate.
+   */
+  watches (level: AdvisorLevel, key: string, scope?: UsageScope): boolean {
+    return this.sampleRate === 1 || hash32(this.entryText(level, scope, key), this.seed) < this.threshold
   }
 
   /** Counts one observation, if its key is watched (`end` always counts: it only closes what was watched). */
@@ -118,7 +122,7 @@ export class Advisor {
       this.endRequest(usage.scope)
       return
     }
-    if (this.watches(usage.level, usage.key)) this.record(usage)
+    if (this.watches(usage.level, usage.key, usage.scope)) this.record(usage)
   }
 
   /** Counts an observation already sampled (by `watches`), for a feed that asks before it builds one. */
@@ -257,9 +261,13 @@ export class Advisor {
   // A digest, not the key: a key of 1,024 characters costs what a short one does. Seeded with the sampling seed, so a
   // client cannot aim two keys at one entry; a collision by chance (53 bits, 10,000 entries) would merge two counts.
   private idOf (usage: KeyedUsage): number {
-    const scope = usage.scope === undefined ? '' : typeof usage.scope === 'number' ? `n${usage.scope}` : `o${this.scopeId(usage.scope)}`
-    const text = `${usage.level}\u0000${scope}\u0000${usage.key}`
+    const text = this.entryText(usage.level, usage.scope, usage.key)
     return (hash32(text, this.seed ^ 0x5bd1e995) & 0x1fffff) * 2 ** 32 + hash32(text, this.seed)
+  }
+
+  private entryText (level: AdvisorLevel, scope: UsageScope | undefined, key: string): string {
+    const owner = scope === undefined ? '' : typeof scope === 'number' ? `n${scope}` : `o${this.scopeId(scope)}`
+    return `${level}\u0000${owner}\u0000${key}`
   }
 
   private scopeId (scope: object): number {

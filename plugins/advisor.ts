@@ -6,7 +6,10 @@ import { levelsOf } from './levels.js'
 
 /** The `advisor` option of `multiCache` as an object. */
 export interface AdvisorOptions {
-  /** The share of keys watched, 0 < rate ≤ 1: each key is watched whole or not at all. Default 0.01. */
+  /**
+   * The share of keys watched, 0 < rate ≤ 1: each key (of one request or session, at those levels) is watched whole
+   * or not at all. Default 0.01.
+   */
   sampleRate?: number
 }
 

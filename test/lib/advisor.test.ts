@@ -271,12 +271,23 @@ test('sampling: a fixed share of keys, the same keys for a given seed, and the f
   const sampled = new Advisor({ sampleRate: 0.1, random: seeded(42) })
   let users = 0
   for (let i = 0; i < 1000; i++) {
-    if (sampled.watches('request', `user:${i}`)) users++
+    if (sampled.watches('request', `user:${i}`, i)) users++
     sampled.observe({ type: 'read', level: 'request', key: `user:${i}`, hit: false, scope: i })
     sampled.observe({ type: 'end', level: 'request', scope: i })
   }
   const [finding] = sampled.advice()
   t.match(finding, { kind: 'no-reuse', evidence: { requests: users, reads: users, sampleRate: 0.1 } }, 'counts as observed, with the rate beside them')
+
+  // One key every session has: watched in some sessions, not all or none.
+  const sessions = new Advisor({ sampleRate: 0.1, random: seeded(42) })
+  let watchedSessions = 0
+  for (let session = 0; session < 1000; session++) {
+    if (sessions.watches('session', 'settings', session)) watchedSessions++
+    sessions.observe({ type: 'load', level: 'session', key: 'settings', scope: session, hash: 'global', bytes: 100 })
+    for (let read = 0; read < 3; read++) sessions.observe({ type: 'read', level: 'session', key: 'settings', hit: true, scope: session })
+  }
+  t.ok(watchedSessions > 60 && watchedSessions < 140, `settings watched in about 1 session in 10: ${watchedSessions}`)
+  t.match(sessions.advice(), [{ kind: 'same-in-every-session', evidence: { sessions: watchedSessions, sampleRate: 0.1 } }])
   t.throws(() => new Advisor({ sampleRate: 0 }), RangeError)
   t.throws(() => new Advisor({ sampleRate: 1.5 }), RangeError)
 })
