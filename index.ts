@@ -2,6 +2,7 @@ import { multiCache } from './plugins/multi-cache.js'
 
 export default multiCache
 export { multiCache, type MultiCacheOptions } from './plugins/multi-cache.js'
+export type { AdvisorOptions } from './plugins/advisor.js'
 export { requestCache, type RequestCacheOptions } from './plugins/request-cache.js'
 export { sessionCache, type SessionCacheOptions, type SessionCookieOptions } from './plugins/session-cache.js'
 export { appCache, type AppCacheOptions } from './plugins/app-cache.js'
@@ -24,6 +25,7 @@ export type { Logger } from './lib/burst-log.js'
 export type { CacheLookup, CacheLevel, LookupLoadOptions } from './lib/lookup.js'
 export type { CacheLevels, MultiCacheStats } from './lib/levels.js'
 export type { LevelStatsSnapshot } from './lib/stats.js'
+export type { AdviceFinding, AdviceKind, AdvisorLevel } from './lib/advice.js'
 export type { MetricsOptions, MetricsRegistry } from './plugins/metrics.js'
 export {
   CACHE_OPERATION_CHANNEL, subscribeCacheOperations,

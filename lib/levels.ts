@@ -1,3 +1,4 @@
+import type { AdviceFinding, Advisor } from './advisor.js'
 import type { ResponseCache } from './response-cache.js'
 import type { AppCache } from './scopes/application.js'
 import type { RequestLevel } from './scopes/request.js'
@@ -26,6 +27,8 @@ export class CacheLevels {
   session: SessionLevel | undefined
   app: AppCache | undefined
   route: ResponseCache | undefined
+  /** The level advisor, when `multiCache` was given `advisor`: what the levels' usage is fed to. */
+  advisor: Advisor | undefined
   /** Where the levels keep their data in shared backends (see `claim`). */
   private readonly namespaces: Array<{ backend: unknown, prefix: string, level: string }> = []
 
@@ -39,6 +42,14 @@ export class CacheLevels {
     if (holder !== undefined) return holder.level
     this.namespaces.push({ backend, prefix, level })
     return undefined
+  }
+
+  /**
+   * What the advisor found so far: one finding per level, key pattern and kind, each with the counts that led to it.
+   * An empty list when the advisor is off (`advisor: false`, the default), as when it found nothing.
+   */
+  advice (): AdviceFinding[] {
+    return this.advisor?.advice() ?? []
   }
 
   stats (): MultiCacheStats {

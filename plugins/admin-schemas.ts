@@ -111,3 +111,30 @@ export const keysSchema = {
     501: error
   }
 } as const
+
+export const adviceSchema = {
+  response: {
+    200: {
+      type: 'object',
+      properties: {
+        at: count,
+        /** The advisor's share of keys watched; null when it is off (then `findings` is empty). */
+        sampleRate: nullableNumber,
+        findings: {
+          type: 'array',
+          items: {
+            type: 'object',
+            properties: {
+              level: { type: 'string' },
+              /** The key pattern (`item:*`). */
+              key: { type: 'string' },
+              kind: { type: 'string' },
+              message: { type: 'string' },
+              evidence: { type: 'object', additionalProperties: { type: 'number' } }
+            }
+          }
+        }
+      }
+    }
+  }
+} as const

@@ -3,7 +3,7 @@ import fp from 'fastify-plugin'
 import { DefineError, InvalidKeyError } from '../lib/errors.js'
 import type { LevelStatsSnapshot } from '../lib/stats.js'
 import { readOptions } from '../lib/options.js'
-import { definedSchema, invalidateSchema, keysSchema, refreshSchema, statsSchema } from './admin-schemas.js'
+import { adviceSchema, definedSchema, invalidateSchema, keysSchema, refreshSchema, statsSchema } from './admin-schemas.js'
 import { dashboardPage } from './dashboard/page.js'
 import { dashboardScript } from './dashboard/script.js'
 import { dashboardStyle } from './dashboard/style.js'
@@ -19,7 +19,7 @@ export interface AdminOptions {
   /** Where the routes and the dashboard live. Default `'/_cache'`. */
   prefix?: string
   /**
-   * Log level of the read-only routes (the dashboard and its assets, `stats`, `defined`, `keys`): Fastify's request
+   * Log level of the read-only routes (the dashboard and its assets, `stats`, `advice`, `defined`, `keys`): Fastify's request
    * lines and the call's own line are written only at this level or above. Default `'warn'`: a dashboard polling every
    * 2 s writes nothing at `info`. The routes that change something (`refresh`, `invalidate`) log at the app's level.
    */
@@ -67,6 +67,10 @@ const plugin: FastifyPluginAsync<AdminOptions> = async (fastify, options) => {
     admin.get('/dashboard.css', reading, async (_request, reply) => await reply.headers(ASSET_HEADERS).type('text/css; charset=utf-8').send(dashboardStyle))
 
     admin.get('/stats', { ...reading, schema: statsSchema }, async () => ({ at: Date.now(), levels: withRatios(fastify) }))
+
+    admin.get('/advice', { ...reading, schema: adviceSchema }, async () => ({
+      at: Date.now(), sampleRate: fastify.multiCache.advisor?.sampleRate ?? null, findings: fastify.multiCache.advice()
+    }))
 
     admin.get('/defined', { ...reading, schema: definedSchema }, async () => ({ keys: fastify.multiCache.app?.defined() ?? [] }))
 

@@ -4,6 +4,7 @@ import { AlreadyRegisteredError, InvalidOptionError, describe } from '../lib/err
 import { KeyRule, MAX_KEYS_PER_CALL, MAX_KEY_LENGTH } from '../lib/keys.js'
 import { CacheLookup } from '../lib/lookup.js'
 import { readOptions } from '../lib/options.js'
+import { readAdvisor, startAdvisor, type AdvisorOptions } from './advisor.js'
 import { appCache, type AppCacheOptions } from './app-cache.js'
 import { LEVEL_PLUGINS, levelsOf, provide } from './levels.js'
 import { exposeMetrics, type MetricsOptions } from './metrics.js'
@@ -28,6 +29,12 @@ export interface MultiCacheOptions {
   metrics?: MetricsOptions
   /** false: log lines show a short hash of each key; the default of the levels this plugin registers. Default true. */
   logKeys?: boolean
+  /**
+   * The level advisor: watches how keys are used and says, through `fastify.multiCache.advice()`, when one sits at the
+   * wrong level, lives too short or should not be cached. `true` watches 1 key in 100; `{ sampleRate }` another share
+   * (0 < rate ≤ 1; 1 in development or staging). Default false.
+   */
+  advisor?: boolean | AdvisorOptions
 }
 
 declare module 'fastify' {
@@ -48,9 +55,10 @@ const plugin: FastifyPluginAsync<MultiCacheOptions> = async (fastify, options) =
     throw new AlreadyRegisteredError('multiCache', "register it once, at the root (encapsulated plugins inherit it), with every level's options in that one registration")
   }
   const read = readOptions('multiCache', options)
-  read.only([...Object.keys(LEVELS), 'route', 'maxKeyLength', 'maxKeysPerCall', 'metrics', 'logKeys'])
+  read.only([...Object.keys(LEVELS), 'route', 'maxKeyLength', 'maxKeysPerCall', 'metrics', 'logKeys', 'advisor'])
   const keys = new KeyRule(read.positiveInteger('maxKeyLength', MAX_KEY_LENGTH), read.positiveInteger('maxKeysPerCall', MAX_KEYS_PER_CALL))
   const logKeys = options.logKeys === undefined ? {} : { logKeys: read.boolean('logKeys', true) }
+  const sampleRate = readAdvisor(read, options.advisor)
   for (const [name, levelPlugin] of Object.entries(LEVEL_PLUGINS)) {
     const value = (options as Record<string, unknown>)[name]
     if (value !== undefined && value !== false && (typeof value !== 'object' || value === null || Array.isArray(value))) {
@@ -78,6 +86,8 @@ const plugin: FastifyPluginAsync<MultiCacheOptions> = async (fastify, options) =
     const level = levels[name]
     return level === undefined ? [] : [[name, level.stats] as [string, typeof level.stats]]
   }))
+
+  if (sampleRate !== undefined) startAdvisor(fastify, sampleRate, logKeys.logKeys ?? true)
 
   const app = enabled.app ? fastify.appCache : undefined
   fastify.decorateRequest(kLookup, null)

@@ -2,7 +2,7 @@ import { Registry as PlatformaticRegistry } from '@platformatic/prom-client'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 import { Registry } from 'prom-client'
 import { describe, expect, test } from 'tstyche'
-import multiCache, { appCache, requestCache, routeCache, sessionCache, type DefinedKey, type MetricsOptions } from '../index.js'
+import multiCache, { appCache, requestCache, routeCache, sessionCache, type AdviceFinding, type AdviceKind, type AdvisorOptions, type DefinedKey, type MetricsOptions } from '../index.js'
 import cacheAdmin, { type AdminLevelStats, type AdminOptions } from '../plugins/admin.js'
 
 describe('metrics', () => {
@@ -48,5 +48,27 @@ describe('admin', () => {
     expect(app.appCache.defined()).type.toBe<DefinedKey[]>()
     expect<DefinedKey['lastRefresh']>().type.toBe<number | null>()
     expect<AdminLevelStats['hitRatio']>().type.toBe<number | null>()
+  })
+})
+
+describe('advisor', () => {
+  const app = Fastify()
+
+  test('false, true or { sampleRate }', () => {
+    expect(app.register).type.toBeCallableWith(multiCache, { advisor: true })
+    expect(app.register).type.toBeCallableWith(multiCache, { advisor: false })
+    expect(app.register).type.toBeCallableWith(multiCache, { advisor: { sampleRate: 0.1 } })
+    expect(app.register).type.not.toBeCallableWith(multiCache, { advisor: 'on' })
+    expect(app.register).type.not.toBeCallableWith(multiCache, { advisor: { sampleRate: '10%' } })
+    expect(app.register).type.not.toBeCallableWith(multiCache, { advisor: { rate: 0.1 } })
+  })
+
+  test('fastify.multiCache.advice(): typed findings', () => {
+    expect(app.multiCache.advice()).type.toBe<AdviceFinding[]>()
+    expect<AdviceFinding['kind']>().type.toBe<AdviceKind>()
+    expect<AdviceKind>().type.toBe<'no-reuse' | 'same-in-every-session' | 'volatile' | 'ttl-too-short' | 'too-small' | 'never-read'>()
+    expect<AdviceFinding['level']>().type.toBe<'request' | 'session' | 'app' | 'route'>()
+    expect<AdviceFinding['evidence']>().type.toBe<Record<string, number>>()
+    expect<AdvisorOptions['sampleRate']>().type.toBe<number | undefined>()
   })
 })

@@ -19,6 +19,14 @@ export function dashboardPage (prefix: string): string {
 </header>
 <main>
 <section id="levels" aria-label="Levels"></section>
+<section aria-labelledby="advice-title">
+<h2 id="advice-title">Advice</h2>
+<p id="advice-state"></p>
+<table id="advice">
+<thead><tr><th>level</th><th>key pattern</th><th>kind</th><th>message</th><th>evidence</th></tr></thead>
+<tbody></tbody>
+</table>
+</section>
 <section aria-labelledby="defined-title">
 <h2 id="defined-title">Defined keys</h2>
 <table id="defined">

@@ -1,6 +1,6 @@
 // The dashboard's script, served from the admin prefix: plain browser JavaScript, no build step and no dependency.
-// It polls `stats` every 2 s and draws each level's hit ratio and rates as small SVG charts, lists the defined keys
-// with a Refresh button each, and invalidates a key or a tag. Text goes in through `textContent` only: keys are
+// It polls `stats` every 2 s and draws each level's hit ratio and rates as small SVG charts, lists the advisor's
+// findings and the defined keys with a Refresh button each, and invalidates a key or a tag. Text goes in through `textContent` only: keys are
 // whatever the app was asked for, and must never become markup.
 
 export const dashboardScript = String.raw`'use strict'
@@ -114,10 +114,29 @@ async function showDefined () {
   document.querySelector('#defined tbody').replaceChildren(...keys.map(row))
 }
 
+function finding (advice) {
+  const evidence = Object.entries(advice.evidence).map(([name, value]) => name + ' ' + value).join(' · ')
+  return element('tr', { 'data-advice': advice.kind, 'data-pattern': advice.key },
+    element('td', {}, advice.level),
+    element('td', {}, advice.key),
+    element('td', {}, advice.kind),
+    element('td', {}, advice.message),
+    element('td', { class: 'evidence' }, evidence))
+}
+
+async function showAdvice () {
+  const { sampleRate, findings } = await api('/advice')
+  document.getElementById('advice-state').textContent = sampleRate === null
+    ? 'The advisor is off: give multiCache the option advisor: true (1 key in 100) or { sampleRate }.'
+    : findings.length === 0 ? 'Nothing to say yet (watching ' + (100 * sampleRate) + ' % of keys).' : 'Watching ' + (100 * sampleRate) + ' % of keys.'
+  document.querySelector('#advice tbody').replaceChildren(...findings.map(finding))
+}
+
 async function poll () {
   try {
     const { at, levels } = await api('/stats')
     for (const [level, stats] of Object.entries(levels)) draw(level, stats, at)
+    await showAdvice()
     await showDefined()
     if (fromPoll) say('updated ' + time(at), false, true)
   } catch (error) {

@@ -26,6 +26,8 @@ polyline { fill: none; stroke-width: 1.5; vector-effect: non-scaling-stroke; }
 table { border-collapse: collapse; width: 100%; }
 th, td { border-bottom: 1px solid var(--line); padding: .3rem .5rem; text-align: left; }
 td.error { color: var(--misses); }
+td.evidence { font-variant-numeric: tabular-nums; color: #888; }
+#advice td:nth-child(3) { white-space: nowrap; }
 form { display: flex; gap: .5rem; }
 input { flex: 1; }
 `

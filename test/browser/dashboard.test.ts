@@ -36,13 +36,13 @@ async function browserFor (t: Test): Promise<Browser | undefined> {
   return browser
 }
 
-test('the dashboard in Chromium: log in, charts move with traffic, Refresh, invalidate, under default-src \'self\'', async (t) => {
+test('the dashboard in Chromium: log in, charts move with traffic, the advice table, Refresh, invalidate, under default-src \'self\'', async (t) => {
   const browser = await browserFor(t)
   if (browser === undefined) return
   const app = fresh(t)
   // What @fastify/helmet sets on every response of the app.
   app.addHook('onSend', async (_request, reply) => { reply.header('content-security-policy', "default-src 'self'") })
-  await app.register(multiCache, { session: { secret } })
+  await app.register(multiCache, { session: { secret }, advisor: { sampleRate: 1 } })
   app.appCache.define('catalog', async () => ['pear'], { refreshInterval: '1h' })
   app.get('/products/:id', async (request) => await app.appCache.getOrLoad(`product:${(request.params as { id: string }).id}`, async () => ({ name: 'pear' })))
   const expected = 'Basic ' + Buffer.from(`${CREDENTIALS.username}:${CREDENTIALS.password}`).toString('base64')
@@ -75,6 +75,19 @@ test('the dashboard in Chromium: log in, charts move with traffic, Refresh, inva
   await eventually(async () => Number((await page.textContent('[data-level="app"] [data-figure="rates"]'))?.split(' · ')[0]) > 0)
   t.not(await page.getAttribute('[data-level="app"] polyline.ratio', 'points'), pointsBefore, 'the hit-ratio chart moved')
   t.match(await page.textContent('[data-level="app"] [data-figure="size"]'), /^\d+$/)
+
+  // The advice table: the advisor is fed here as the levels will feed it once the event stream lands (issue 25).
+  t.match(await page.textContent('#advice-state'), /^Nothing to say yet/)
+  const advisor = app.multiCache.advisor
+  for (let i = 0; i < 25; i++) {
+    advisor?.observe({ type: 'write', level: 'app', key: `report:${i}`, hash: i })
+    advisor?.observe({ type: 'drop', level: 'app', key: `report:${i}`, reason: 'expire' })
+  }
+  const advice = 'tr[data-advice="never-read"][data-pattern="report:*"]'
+  await page.waitForSelector(advice)
+  t.same(await page.$$eval(`${advice} td`, (cells) => cells.map((cell) => cell.textContent)), [
+    'app', 'report:*', 'never-read', app.multiCache.advice()[0]?.message, 'writtenAndDropped 25 · neverRead 25 · sampleRate 1'
+  ], 'a row with the message and the evidence')
 
   // Refresh a defined key: its refresh time changes.
   const cell = 'tr[data-key="catalog"] td[data-last-refresh]'

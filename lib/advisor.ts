@@ -1,0 +1,281 @@
+import { LRUCache } from 'lru-cache'
+import { findingsOf, PatternStats, THRESHOLDS, TopValues, type AdviceFinding, type AdvisorLevel } from './advice.js'
+import { hash32, keyPattern } from './key-patterns.js'
+
+export { ADVICE_KINDS, THRESHOLDS, type AdviceFinding, type AdviceKind, type AdvisorLevel } from './advice.js'
+
+/**
+ * Who a request-level or session-level observation belongs to: an object or a number the level hands out per request
+ * or per session. Never a session id: the advisor keeps tokens (within its bounds), and a token must not let anyone
+ * who reads its memory into a session. It is held until its request's `end`, or until a bound pushes it out.
+ */
+export type UsageScope = object | number
+
+/** The hash of a value's serialized form: equal values, equal hashes (a SHA-256 prefix, a 32-bit hash: either). */
+export type ValueHash = string | number
+
+interface KeyedUsage {
+  level: AdvisorLevel
+  key: string
+  /** The request (request level) or the session (session level) the key belongs to. */
+  scope?: UsageScope
+}
+
+/** A read: `get`, `has`, the lookup of a `getOrLoad`; `hit: false` when the level did not have it. */
+export interface ReadUsage extends KeyedUsage { type: 'read', hit: boolean }
+/** A `set`: `hash` (and `bytes`, its serialized size) are what `same-in-every-session` and `ttl-too-short` compare. */
+export interface WriteUsage extends KeyedUsage { type: 'write', hash?: ValueHash, bytes?: number }
+/** A loader's value stored under the key (the read that missed is a `read` of its own); `hash` and `bytes` as for a write. */
+export interface LoadUsage extends KeyedUsage { type: 'load', hash?: ValueHash, bytes?: number }
+/** `delete`, `invalidate`, and each key an `invalidateTag` drops. */
+export interface InvalidateUsage extends KeyedUsage { type: 'invalidate' }
+/** An entry gone by itself: pushed out by a size bound (`'evict'`) or past its ttl (`'expire'`). */
+export interface DropUsage extends KeyedUsage { type: 'drop', reason: 'evict' | 'expire' }
+/** A request's scope ended: its reads per key are counted then (`no-reuse`). */
+export interface EndUsage { type: 'end', level: 'request', scope: UsageScope }
+
+/** One observation of how the cache is used. */
+export type Usage = ReadUsage | WriteUsage | LoadUsage | InvalidateUsage | DropUsage | EndUsage
+
+export interface AdvisorConfig {
+  /** The share of keys watched, 0 < rate ≤ 1. Default 1. */
+  sampleRate?: number
+  /** Draws the sampling seed, in [0, 1). Default `Math.random`: tests give a seeded one. */
+  random?: () => number
+  /** Epoch ms. Default `Date.now`. */
+  now?: () => number
+  /** Called once per level, pattern and kind, the first time `advice()` finds it. */
+  onFinding?: (finding: AdviceFinding) => void
+}
+
+/**
+ * What the advisor keeps, at most. A client choosing keys can fill these, never grow them: each is a least recently
+ * used list, and what falls out is forgotten (the counts it held no longer count).
+ */
+export const ADVISOR_BOUNDS = {
+  /** Patterns tracked per app, all levels together; and as many more seen once only, on probation. */
+  patterns: 1000,
+  /** Keys (per session at the session level) whose last value and drop the advisor remembers. */
+  keys: 10_000,
+  /** Requests in flight whose reads are being counted, and keys counted per request. */
+  requests: 1000,
+  keysPerRequest: 32
+} as const
+
+interface KeyState {
+  hash: ValueHash | undefined
+  /** The last fill was a `set`, and nothing read it since. */
+  written: boolean
+  unread: boolean
+  dropped: 'evict' | 'expire' | undefined
+  droppedAt: number
+}
+
+interface RequestRead { stats: PatternStats, reads: number }
+
+/**
+ * Watches how each key pattern is used at each level and says, through `advice()`, where a level is the wrong one, a
+ * ttl too short or a bound too small. Fed with `observe(usage)`; it knows nothing of Fastify, stores or events.
+ *
+ * Sampling is per entry, not per operation: a key (of one request or session, at those levels) is watched from its
+ * write to its reads to its expiry, or not at all, since every kind but `volatile` follows one entry through several
+ * operations, and a 1 % sample of each would meet almost never. Counts in the evidence are of the keys watched, with `sampleRate` beside them; the ratios the kinds
+ * are decided on do not depend on it.
+ */
+export class Advisor {
+  readonly sampleRate: number
+  private readonly threshold: number
+  private readonly seed: number
+  private readonly now: () => number
+  private readonly onFinding: ((finding: AdviceFinding) => void) | undefined
+  private readonly patterns = new LRUCache<string, PatternStats>({ max: ADVISOR_BOUNDS.patterns })
+  // One sighting puts a pattern here; a second moves it to `patterns`, so a flood of keys each used once (a search
+  // query in the key) cycles through probation without pushing out the patterns in use.
+  private readonly probation = new LRUCache<string, PatternStats>({ max: ADVISOR_BOUNDS.patterns })
+  private readonly keys = new LRUCache<number, KeyState>({ max: ADVISOR_BOUNDS.keys })
+  private readonly requests = new LRUCache<UsageScope, Map<number, RequestRead>>({ max: ADVISOR_BOUNDS.requests })
+  private readonly scopeIds = new WeakMap<object, number>()
+  private nextScopeId = 0
+
+  constructor (options: AdvisorConfig = {}) {
+    const { sampleRate = 1, random = Math.random, now = Date.now } = options
+    if (!(typeof sampleRate === 'number' && sampleRate > 0 && sampleRate <= 1)) throw new RangeError(`sampleRate must be a number > 0 and <= 1, got ${String(sampleRate)}`)
+    this.sampleRate = sampleRate
+    this.threshold = sampleRate * 2 ** 32
+    this.seed = Math.floor(random() * 2 ** 32)
+    this.now = now
+    this.onFinding = options.onFinding
+  }
+
+  /**
+   * Whether `key` of `level` is watched, in its request or session when `scope` is given: the same answer for the
+   * life of the advisor. An application key is watched everywhere or nowhere; `cart` is watched in some sessions, so
+   * that a key every session has is seen at any rate.
+   */
+  watches (level: AdvisorLevel, key: string, scope?: UsageScope): boolean {
+    return this.sampleRate === 1 || hash32(this.entryText(level, scope, key), this.seed) < this.threshold
+  }
+
+  /** Counts one observation, if its key is watched (`end` always counts: it only closes what was watched). */
+  observe (usage: Usage): void {
+    if (usage.type === 'end') {
+      this.endRequest(usage.scope)
+      return
+    }
+    if (this.watches(usage.level, usage.key, usage.scope)) this.record(usage)
+  }
+
+  /** Counts an observation already sampled (by `watches`), for a feed that asks before it builds one. */
+  record (usage: Exclude<Usage, EndUsage>): void {
+    const stats = this.statsOf(usage.level, keyPattern(usage.key))
+    switch (usage.type) {
+      case 'read': return this.read(stats, usage)
+      case 'write': return this.fill(stats, usage, true)
+      case 'load': return this.fill(stats, usage, false)
+      case 'invalidate':
+        stats.invalidations++
+        if (usage.level !== 'request') this.keys.delete(this.idOf(usage))
+        return
+      case 'drop': return this.drop(stats, usage)
+    }
+  }
+
+  /** The findings now, every level and pattern; each new one also goes to `onFinding`, once. */
+  advice (): AdviceFinding[] {
+    const findings: AdviceFinding[] = []
+    for (const stats of this.patterns.values()) {
+      for (const finding of findingsOf(stats, this.sampleRate)) {
+        findings.push(finding)
+        if (this.onFinding !== undefined && !(stats.told ??= new Set()).has(finding.kind)) {
+          stats.told.add(finding.kind)
+          this.onFinding(finding)
+        }
+      }
+    }
+    return findings
+  }
+
+  /** How much the advisor holds now, each at most its `ADVISOR_BOUNDS`: what tests of the bounds read. */
+  footprint (): { patterns: number, probation: number, keys: number, requests: number, keysInRequests: number } {
+    let keysInRequests = 0
+    for (const counted of this.requests.values()) keysInRequests += counted.size
+    return { patterns: this.patterns.size, probation: this.probation.size, keys: this.keys.size, requests: this.requests.size, keysInRequests }
+  }
+
+  private read (stats: PatternStats, usage: ReadUsage): void {
+    stats.reads++
+    if (usage.hit) stats.hits++
+    if (usage.level === 'request') {
+      if (usage.scope !== undefined) this.countRequestRead(stats, usage.scope, usage.key, 1)
+      return
+    }
+    if (usage.hit) {
+      const state = this.keys.get(this.idOf(usage))
+      if (state !== undefined) state.unread = false
+    }
+  }
+
+  private fill (stats: PatternStats, usage: WriteUsage | LoadUsage, written: boolean): void {
+    if (written) stats.writes++
+    else stats.loads++
+    if (usage.level === 'request') {
+      // Written but never read in its request counts as a pair with no read.
+      if (written && usage.scope !== undefined) this.countRequestRead(stats, usage.scope, usage.key, 0)
+      return
+    }
+    const id = this.idOf(usage)
+    const state = this.keys.get(id)
+    // Loaded or set: `getOrLoad('settings', …)` in every session is the usual way the same value gets copied into each.
+    if (usage.level === 'session' && usage.scope !== undefined && usage.hash !== undefined && state?.hash !== usage.hash) {
+      stats.sessionValues++
+      ;(stats.values ??= new TopValues()).add(usage.hash, usage.bytes ?? 0)
+    }
+    if (state?.dropped === 'expire' && this.now() - state.droppedAt <= THRESHOLDS.ttlTooShort.windowMs) {
+      stats.expiredReloads++
+      if (usage.hash !== undefined && state.hash === usage.hash) stats.unchangedReloads++
+    } else if (state?.dropped === 'evict') {
+      stats.evictedReloads++
+    }
+    const next: KeyState = { hash: usage.hash, written, unread: written, dropped: undefined, droppedAt: 0 }
+    if (state === undefined) this.keys.set(id, next)
+    else Object.assign(state, next)
+  }
+
+  private drop (stats: PatternStats, usage: DropUsage): void {
+    if (usage.reason === 'evict') stats.evictions++
+    else stats.expirations++
+    if (usage.level === 'request') return
+    const id = this.idOf(usage)
+    const state = this.keys.get(id)
+    if (state === undefined) {
+      // Dropped before the advisor saw it filled (it started watching later): a reload still counts, unchanged or not unknown.
+      this.keys.set(id, { hash: undefined, written: false, unread: false, dropped: usage.reason, droppedAt: this.now() })
+      return
+    }
+    if (state.dropped === undefined && state.written) {
+      stats.writtenDrops++
+      if (state.unread) stats.unreadDrops++
+    }
+    state.dropped = usage.reason
+    state.droppedAt = this.now()
+  }
+
+  private countRequestRead (stats: PatternStats, scope: UsageScope, key: string, reads: number): void {
+    let counted = this.requests.get(scope)
+    if (counted === undefined) {
+      counted = new Map()
+      this.requests.set(scope, counted)
+    }
+    // 32 bits are enough among the 32 keys of one request.
+    const id = hash32(key, this.seed)
+    const seen = counted.get(id)
+    if (seen !== undefined) seen.reads += reads
+    else if (counted.size < ADVISOR_BOUNDS.keysPerRequest) counted.set(id, { stats, reads })
+  }
+
+  private endRequest (scope: UsageScope): void {
+    const counted = this.requests.get(scope)
+    if (counted === undefined) return
+    this.requests.delete(scope)
+    for (const { stats, reads } of counted.values()) {
+      stats.requestPairs++
+      stats.requestReads += reads
+    }
+  }
+
+  private statsOf (level: AdvisorLevel, pattern: string): PatternStats {
+    const id = `${level}\u0000${pattern}`
+    const tracked = this.patterns.get(id)
+    if (tracked !== undefined) return tracked
+    const waiting = this.probation.get(id)
+    if (waiting === undefined) {
+      const stats = new PatternStats(level, pattern)
+      this.probation.set(id, stats)
+      return stats
+    }
+    this.probation.delete(id)
+    this.patterns.set(id, waiting)
+    return waiting
+  }
+
+  // A digest, not the key: a key of 1,024 characters costs what a short one does. Seeded with the sampling seed, so a
+  // client cannot aim two keys at one entry; a collision by chance (53 bits, 10,000 entries) would merge two counts.
+  private idOf (usage: KeyedUsage): number {
+    const text = this.entryText(usage.level, usage.scope, usage.key)
+    return (hash32(text, this.seed ^ 0x5bd1e995) & 0x1fffff) * 2 ** 32 + hash32(text, this.seed)
+  }
+
+  private entryText (level: AdvisorLevel, scope: UsageScope | undefined, key: string): string {
+    const owner = scope === undefined ? '' : typeof scope === 'number' ? `n${scope}` : `o${this.scopeId(scope)}`
+    return `${level}\u0000${owner}\u0000${key}`
+  }
+
+  private scopeId (scope: object): number {
+    let id = this.scopeIds.get(scope)
+    if (id === undefined) {
+      id = ++this.nextScopeId
+      this.scopeIds.set(scope, id)
+    }
+    return id
+  }
+}

@@ -1,0 +1,293 @@
+import { test } from 'tap'
+import { ADVISOR_BOUNDS, Advisor, THRESHOLDS, type AdviceFinding, type AdvisorConfig } from '../../lib/advisor.js'
+import { keyPattern } from '../../lib/key-patterns.js'
+
+/** mulberry32: a seeded source in [0, 1), so that a sampled run is the same run every time. */
+function seeded (seed: number): () => number {
+  let state = seed >>> 0
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0
+    let t = state
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32
+  }
+}
+
+/** An advisor on a clock the test moves. */
+function advisor (options: AdvisorConfig = {}): { advisor: Advisor, clock: { now: number } } {
+  const clock = { now: 1_000_000 }
+  return { advisor: new Advisor({ random: seeded(1), now: () => clock.now, ...options }), clock }
+}
+
+const kinds = (findings: AdviceFinding[]): string[] => findings.map((finding) => `${finding.level} ${finding.key} ${finding.kind}`)
+
+test('patterns: numbers, UUIDs, hex ids and long mixed tokens become *, words stay', async (t) => {
+  t.equal(keyPattern('item:17'), 'item:*')
+  t.equal(keyPattern('item:42'), 'item:*')
+  t.equal(keyPattern('user:17:cart'), 'user:*:cart')
+  t.equal(keyPattern('order:3f2504e0-4f89-11d3-9a0c-0305e82c3301:lines'), 'order:*:lines')
+  t.equal(keyPattern('doc/507f1f77bcf86cd799439011'), 'doc/*')
+  t.equal(keyPattern('v2:page2:settings'), 'v2:page2:settings', 'a version and a name are kept')
+  t.equal(keyPattern('deadbeef'), 'deadbeef', 'a word of hex letters without a digit is a word')
+  t.equal(keyPattern('token:Ab3_x9Qz-Lm4Rt7Yp2Wd8'), 'token:*', 'a base64url token, whatever its dashes and underscores')
+  t.equal(keyPattern('catalog'), 'catalog')
+  t.equal(keyPattern(`q:${'word '.repeat(100)}`).length, 200, 'a long key is cut to 200 characters')
+})
+
+test('no-reuse: a request-level key read once per request', async (t) => {
+  const { advisor: misused } = advisor()
+  for (let i = 0; i < 30; i++) {
+    const request = {}
+    misused.observe({ type: 'read', level: 'request', key: `user:${i}`, hit: false, scope: request })
+    misused.observe({ type: 'load', level: 'request', key: `user:${i}`, scope: request })
+    misused.observe({ type: 'end', level: 'request', scope: request })
+  }
+  const [finding, ...others] = misused.advice()
+  t.same(others, [])
+  t.match(finding, { level: 'request', key: 'user:*', kind: 'no-reuse', evidence: { requests: 30, reads: 30, readsPerRequest: 1, sampleRate: 1 } })
+  t.match(finding?.message, /read 1 times per request on average/)
+
+  const { advisor: good } = advisor()
+  for (let i = 0; i < 30; i++) {
+    const request = {}
+    for (let read = 0; read < 3; read++) good.observe({ type: 'read', level: 'request', key: `user:${i % 5}`, hit: read > 0, scope: request })
+    good.observe({ type: 'end', level: 'request', scope: request })
+  }
+  t.same(good.advice(), [], 'read 3 times per request: no finding')
+
+  const { advisor: early } = advisor()
+  for (let i = 0; i < THRESHOLDS.noReuse.minPairs - 1; i++) {
+    early.observe({ type: 'read', level: 'request', key: 'user:1', hit: false, scope: i })
+    early.observe({ type: 'end', level: 'request', scope: i })
+  }
+  t.same(early.advice(), [], `fewer than ${THRESHOLDS.noReuse.minPairs} requests: not enough evidence yet`)
+})
+
+test('same-in-every-session: one value copied into every session, with the memory it would save', async (t) => {
+  const { advisor: misused } = advisor()
+  for (let session = 0; session < 30; session++) {
+    misused.observe({ type: 'write', level: 'session', key: 'settings', scope: session, hash: 'h-settings', bytes: 2048 })
+    misused.observe({ type: 'write', level: 'session', key: 'settings', scope: session, hash: 'h-settings', bytes: 2048 })
+    for (let read = 0; read < 5; read++) misused.observe({ type: 'read', level: 'session', key: 'settings', hit: true, scope: session })
+  }
+  t.same(kinds(misused.advice()), ['session settings same-in-every-session'])
+  const [finding] = misused.advice()
+  t.match(finding?.evidence, { sessions: 30, values: 30, valueBytes: 2048, bytesSaved: 29 * 2048 }, 'a session writing the value again counts once')
+  t.match(finding?.message, /same value in 30 sessions \(100 %.*saving about 58 KiB/)
+
+  const { advisor: good } = advisor()
+  for (let session = 0; session < 30; session++) {
+    // Every cart starts empty, the same in every session, then holds that user's items.
+    good.observe({ type: 'write', level: 'session', key: 'cart', scope: { session }, hash: 'empty', bytes: 2 })
+    good.observe({ type: 'write', level: 'session', key: 'cart', scope: { session }, hash: `cart-${session}`, bytes: 200 })
+    for (let read = 0; read < 5; read++) good.observe({ type: 'read', level: 'session', key: 'cart', hit: true, scope: { session } })
+  }
+  t.same(good.advice(), [], 'a per-user cart: no finding')
+})
+
+test('same-in-every-session: the same value loaded into every session by getOrLoad', async (t) => {
+  const { advisor: misused } = advisor()
+  for (let session = 0; session < 25; session++) {
+    misused.observe({ type: 'read', level: 'session', key: 'settings', hit: false, scope: session })
+    misused.observe({ type: 'load', level: 'session', key: 'settings', scope: session, hash: 0xabc, bytes: 500 })
+    for (let read = 0; read < 3; read++) misused.observe({ type: 'read', level: 'session', key: 'settings', hit: true, scope: session })
+  }
+  t.same(kinds(misused.advice()), ['session settings same-in-every-session'])
+  t.match(misused.advice()[0]?.evidence, { sessions: 25, bytesSaved: 24 * 500 })
+})
+
+test('same-in-every-session: found among many distinct values that came first', async (t) => {
+  const { advisor: misused } = advisor()
+  for (let session = 0; session < 100; session++) misused.observe({ type: 'write', level: 'session', key: 'prefs', scope: session, hash: `own-${session}` })
+  for (let session = 100; session < 600; session++) misused.observe({ type: 'write', level: 'session', key: 'prefs', scope: session, hash: 'shared', bytes: 10 })
+  for (let read = 0; read < 3000; read++) misused.observe({ type: 'read', level: 'session', key: 'prefs', scope: read % 600, hit: true })
+  t.same(kinds(misused.advice()), ['session prefs same-in-every-session'])
+})
+
+test('volatile: written or invalidated about as often as read', async (t) => {
+  const { advisor: misused } = advisor()
+  for (let i = 0; i < 60; i++) {
+    misused.observe({ type: 'write', level: 'app', key: `stock:${i % 3}`, hash: i })
+    if (i % 2 === 0) misused.observe({ type: 'read', level: 'app', key: `stock:${i % 3}`, hit: true })
+  }
+  const [finding] = misused.advice()
+  t.match(finding, { level: 'app', key: 'stock:*', kind: 'volatile', evidence: { reads: 30, writes: 60, invalidations: 0 } })
+
+  const { advisor: invalidated } = advisor()
+  for (let i = 0; i < 30; i++) {
+    invalidated.observe({ type: 'read', level: 'app', key: 'balance', hit: false })
+    invalidated.observe({ type: 'load', level: 'app', key: 'balance', hash: i })
+    invalidated.observe({ type: 'invalidate', level: 'app', key: 'balance' })
+  }
+  t.same(kinds(invalidated.advice()), ['app balance volatile'], 'invalidated after every read')
+
+  const { advisor: good } = advisor()
+  good.observe({ type: 'load', level: 'app', key: 'catalog', hash: 'c1' })
+  for (let i = 0; i < 200; i++) {
+    good.observe({ type: 'read', level: 'app', key: 'catalog', hit: true })
+    if (i % 40 === 0) good.observe({ type: 'write', level: 'app', key: 'catalog', hash: `c${i}` })
+  }
+  t.same(good.advice(), [], 'a catalog read far more often than written: no finding')
+})
+
+test('ttl-too-short: the same value loaded again right after it expired', async (t) => {
+  const cycle = (target: Advisor, clock: { now: number }, hash: (i: number) => string, gap: number): void => {
+    for (let i = 0; i < 15; i++) {
+      target.observe({ type: 'read', level: 'app', key: 'rates', hit: false })
+      target.observe({ type: 'load', level: 'app', key: 'rates', hash: hash(i) })
+      for (let read = 0; read < 5; read++) target.observe({ type: 'read', level: 'app', key: 'rates', hit: true })
+      clock.now += 1000
+      target.observe({ type: 'drop', level: 'app', key: 'rates', reason: 'expire' })
+      clock.now += gap
+    }
+  }
+  const misused = advisor()
+  cycle(misused.advisor, misused.clock, () => 'same', 50)
+  const [finding, ...others] = misused.advisor.advice()
+  t.same(others, [])
+  t.match(finding, { level: 'app', key: 'rates', kind: 'ttl-too-short', evidence: { expirations: 15, reloadsAfterExpiry: 14, unchanged: 14 } })
+  t.match(finding?.message, /raise its ttl, or use staleWhileRevalidate/)
+
+  const changing = advisor()
+  cycle(changing.advisor, changing.clock, (i) => `rates-${i}`, 50)
+  t.same(changing.advisor.advice(), [], 'a value that changed each time it expired: the ttl is right')
+
+  const late = advisor()
+  cycle(late.advisor, late.clock, () => 'same', THRESHOLDS.ttlTooShort.windowMs + 1)
+  t.same(late.advisor.advice(), [], 'reloaded long after it expired: not "right after"')
+})
+
+test('too-small: evicted by the size bound, then loaded again; one finding per level and pattern', async (t) => {
+  const { advisor: misused } = advisor()
+  for (let round = 0; round < 2; round++) {
+    for (let i = 0; i < 20; i++) {
+      misused.observe({ type: 'read', level: 'app', key: `item:${i}`, hit: false })
+      misused.observe({ type: 'load', level: 'app', key: `item:${i}`, hash: i })
+      for (let read = 0; read < 5; read++) misused.observe({ type: 'read', level: 'app', key: `item:${i}`, hit: true })
+      misused.observe({ type: 'drop', level: 'app', key: `item:${i}`, reason: 'evict' })
+    }
+  }
+  const findings = misused.advice()
+  t.same(kinds(findings), ['app item:* too-small'], 'one finding for the 20 keys')
+  t.match(findings[0], { evidence: { evictions: 40, reloadsAfterEviction: 20 } })
+  t.match(findings[0]?.message, /appCache max/)
+
+  const { advisor: good } = advisor()
+  for (let i = 0; i < 200; i++) {
+    good.observe({ type: 'load', level: 'app', key: `item:${i}`, hash: i })
+    for (let read = 0; read < 5; read++) good.observe({ type: 'read', level: 'app', key: `item:${i}`, hit: true })
+    good.observe({ type: 'drop', level: 'app', key: `item:${i}`, reason: 'evict' })
+  }
+  for (let i = 0; i < 5; i++) good.observe({ type: 'load', level: 'app', key: `item:${i}`, hash: i })
+  t.same(good.advice(), [], 'a long tail evicted and rarely asked again: no finding')
+})
+
+test('never-read: written, then expired or evicted without a read', async (t) => {
+  const { advisor: misused } = advisor()
+  for (let i = 0; i < 25; i++) {
+    misused.observe({ type: 'write', level: 'app', key: `report:${i}`, hash: i })
+    misused.observe({ type: 'drop', level: 'app', key: `report:${i}`, reason: i % 2 === 0 ? 'expire' : 'evict' })
+  }
+  const findings = misused.advice()
+  t.same(kinds(findings).filter((kind) => kind.endsWith('never-read')), ['app report:* never-read'])
+  t.match(findings.find((finding) => finding.kind === 'never-read'), { evidence: { writtenAndDropped: 25, neverRead: 25 } })
+
+  const { advisor: good } = advisor()
+  for (let i = 0; i < 25; i++) {
+    good.observe({ type: 'write', level: 'app', key: `report:${i}`, hash: i })
+    good.observe({ type: 'read', level: 'app', key: `report:${i}`, hit: true })
+    good.observe({ type: 'read', level: 'app', key: `report:${i}`, hit: true })
+    good.observe({ type: 'drop', level: 'app', key: `report:${i}`, reason: 'expire' })
+  }
+  t.same(good.advice(), [], 'each read before it expired: no finding')
+})
+
+test('onFinding: each finding once, however often advice() is asked', async (t) => {
+  const told: AdviceFinding[] = []
+  const { advisor: watched } = advisor({ onFinding: (finding) => { told.push(finding) } })
+  const misuse = (from: number): void => {
+    for (let i = from; i < from + 25; i++) {
+      watched.observe({ type: 'write', level: 'app', key: `report:${i}`, hash: i })
+      watched.observe({ type: 'drop', level: 'app', key: `report:${i}`, reason: 'expire' })
+    }
+  }
+  misuse(0)
+  t.same(kinds(watched.advice()), ['app report:* never-read'])
+  t.same(kinds(watched.advice()), ['app report:* never-read'])
+  misuse(25)
+  t.same(kinds(watched.advice()), ['app report:* volatile', 'app report:* never-read'], 'enough writes now to be volatile too')
+  watched.advice()
+  t.same(told.map((finding) => finding.kind), ['never-read', 'volatile'], 'each told once, when first found')
+})
+
+test('bounds: keys a client chooses fill the advisor, never grow it', async (t) => {
+  const { advisor: flooded } = advisor()
+  const steady = (): void => {
+    flooded.observe({ type: 'write', level: 'app', key: 'user:1', hash: 1 })
+  }
+  steady()
+  steady()
+  for (let i = 0; i < 60_000; i++) {
+    const word = i.toString(36).replace(/\d/g, (d) => 'ABCDEFGHIJ'[Number(d)] as string)
+    flooded.observe({ type: 'write', level: 'app', key: `search:${word}`, hash: i })
+    flooded.observe({ type: 'write', level: 'session', key: `search:${word}`, scope: i, hash: i })
+    flooded.observe({ type: 'read', level: 'request', key: `search:${word}`, hit: false, scope: { request: i } })
+    if (i % 100 === 0) steady()
+  }
+  const request = {}
+  for (let i = 0; i < 5000; i++) flooded.observe({ type: 'read', level: 'request', key: `k${'x'.repeat(i % 500)}:${i}`, hit: false, scope: request })
+  const footprint = flooded.footprint()
+  t.ok(footprint.patterns <= ADVISOR_BOUNDS.patterns, `patterns ${footprint.patterns}`)
+  t.ok(footprint.probation <= ADVISOR_BOUNDS.patterns, `probation ${footprint.probation}`)
+  t.equal(footprint.keys, ADVISOR_BOUNDS.keys, 'keys remembered: full, not more')
+  t.equal(footprint.requests, ADVISOR_BOUNDS.requests, 'requests never ended: the oldest forgotten')
+  t.ok(footprint.keysInRequests <= ADVISOR_BOUNDS.requests * ADVISOR_BOUNDS.keysPerRequest)
+  t.ok(footprint.patterns <= 501, `keys seen once stay on probation (${footprint.patterns} promoted: the 500 of the one long request, and user:*)`)
+
+  t.same(kinds(flooded.advice()), ['app user:* volatile'], 'the pattern in use kept its counts through the flood')
+  t.match(flooded.advice()[0]?.evidence, { writes: 602 })
+})
+
+test('sampling: a fixed share of keys, the same keys for a given seed, and the findings still found', async (t) => {
+  const a = new Advisor({ sampleRate: 0.1, random: seeded(42) })
+  const b = new Advisor({ sampleRate: 0.1, random: seeded(42) })
+  const c = new Advisor({ sampleRate: 0.1, random: seeded(7) })
+  let watched = 0
+  let agree = 0
+  let differ = 0
+  for (let i = 0; i < 10_000; i++) {
+    const key = `item:${i}`
+    if (a.watches('app', key)) watched++
+    if (a.watches('app', key) === b.watches('app', key)) agree++
+    if (a.watches('app', key) !== c.watches('app', key)) differ++
+  }
+  t.ok(watched > 900 && watched < 1100, `about 1 key in 10 watched: ${watched}`)
+  t.equal(agree, 10_000, 'the same seed, the same keys')
+  t.ok(differ > 1000, 'another seed, other keys')
+  t.equal(a.watches('app', 'item:5'), a.watches('app', 'item:5'), 'a key is in or out for good')
+
+  // Exactly this run, every time: the seed fixes which of the 1,000 users are watched.
+  const sampled = new Advisor({ sampleRate: 0.1, random: seeded(42) })
+  let users = 0
+  for (let i = 0; i < 1000; i++) {
+    if (sampled.watches('request', `user:${i}`, i)) users++
+    sampled.observe({ type: 'read', level: 'request', key: `user:${i}`, hit: false, scope: i })
+    sampled.observe({ type: 'end', level: 'request', scope: i })
+  }
+  const [finding] = sampled.advice()
+  t.match(finding, { kind: 'no-reuse', evidence: { requests: users, reads: users, sampleRate: 0.1 } }, 'counts as observed, with the rate beside them')
+
+  // One key every session has: watched in some sessions, not all or none.
+  const sessions = new Advisor({ sampleRate: 0.1, random: seeded(42) })
+  let watchedSessions = 0
+  for (let session = 0; session < 1000; session++) {
+    if (sessions.watches('session', 'settings', session)) watchedSessions++
+    sessions.observe({ type: 'load', level: 'session', key: 'settings', scope: session, hash: 'global', bytes: 100 })
+    for (let read = 0; read < 3; read++) sessions.observe({ type: 'read', level: 'session', key: 'settings', hit: true, scope: session })
+  }
+  t.ok(watchedSessions > 60 && watchedSessions < 140, `settings watched in about 1 session in 10: ${watchedSessions}`)
+  t.match(sessions.advice(), [{ kind: 'same-in-every-session', evidence: { sessions: watchedSessions, sampleRate: 0.1 } }])
+  t.throws(() => new Advisor({ sampleRate: 0 }), RangeError)
+  t.throws(() => new Advisor({ sampleRate: 1.5 }), RangeError)
+})
