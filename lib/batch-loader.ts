@@ -1,4 +1,4 @@
-import { perKey, type BatchLoad, type BatchResult } from './batch.js'
+import { frozen, perKey, type BatchLoad, type BatchResult } from './batch.js'
 import { InvalidOptionError, describe } from './errors.js'
 import type { KeyRule } from './keys.js'
 import { countLoad, type LevelStats } from './stats.js'
@@ -133,7 +133,7 @@ export class BatchLoader<K, V> {
   /** One call of the batch function; settles every load of `batch`, and never rejects. */
   private async run (batch: Array<Queued<K, V>>): Promise<void> {
     const keys = batch.map(({ key }) => key)
-    const call = async (): Promise<unknown[]> => perKey(this.method, keys, await this.batch([...keys]))
+    const call = async (): Promise<unknown[]> => perKey(this.method, keys, await this.batch(frozen(keys)))
     let values: unknown[]
     try {
       values = this.limits.stats === undefined ? await call() : await countLoad(this.limits.stats, call, undefined, keys.length)

@@ -20,6 +20,15 @@ export type BatchValue<R> = R extends ReadonlyArray<infer V>
 export type BatchLoad<K, R extends BatchResult<K, unknown>> = (keys: K[]) => R | PromiseLike<R>
 
 /**
+ * The keys a batch loader is given: a frozen copy, typed as the plain array loaders are written against. A loader
+ * that sorts or filters them in place (to build its query) would then answer in an order that is no longer the keys',
+ * and its values would be kept under other keys: frozen, it throws instead.
+ */
+export function frozen<K> (keys: readonly K[]): K[] {
+  return Object.freeze([...keys]) as K[]
+}
+
+/**
  * The answer of a batch loader as one entry per key, in the order of `keys`: a value, `undefined`, or an `Error`.
  * Matching is by position only for an array of exactly one value per key: an array of another length (rows a query
  * dropped or reordered) would give a key another key's value, so it fails the whole batch. Values under keys that

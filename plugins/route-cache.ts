@@ -4,7 +4,7 @@ import type {
 } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Duration } from '../lib/durations.js'
-import { InvalidOptionError, describe } from '../lib/errors.js'
+import { InvalidKeyError, InvalidOptionError, describe } from '../lib/errors.js'
 import { isNotModified, notModifiedHeaders } from '../lib/http/conditional.js'
 import type { HeaderMap } from '../lib/http/headers.js'
 import { forwardStatus, hitStatus, type RouteReason } from '../lib/http/cache-status.js'
@@ -219,6 +219,25 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       return responseKey(identity, request.method, request.protocol + '://' + request.host, target)
     }
 
+    /**
+     * What the route's `key` or `tags` function made of this request, or undefined when it is not usable (a key past
+     * `maxKeyLength`, an empty tag): such a value comes from what the client sent, so the request runs uncached rather
+     * than fail. The first time, the app is told why at `warn`.
+     */
+    function derived<T> (request: FastifyRequest, reason: 'invalid-key' | 'invalid-tags', derive: (request: FastifyRequest) => T): T | undefined {
+      try {
+        return derive(request)
+      } catch (error) {
+        if (!(error instanceof InvalidKeyError || error instanceof InvalidOptionError)) throw error
+        if (!toldOfUnusable.has(reason)) {
+          toldOfUnusable.add(reason)
+          request.log.warn({ route: name, err: error }, `routeCache: a request of ${name} runs uncached (${reason}): ${error.message}`)
+        }
+        return undefined
+      }
+    }
+    const toldOfUnusable = new Set<string>()
+
     function bypass (request: FastifyRequest, reply: FastifyReply, reason: RouteReason): undefined {
       cache.uncached(reason, name, request.log)
       if (xCache) reply.header('x-cache', 'BYPASS')
@@ -238,7 +257,8 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
 
     /** Answers from the cache, or marks the response to be stored once the handler has produced it. */
     async function serve (request: FastifyRequest, reply: FastifyReply, op?: CacheOperation): Promise<FastifyReply | undefined> {
-      const key = keyOf(request)
+      const key = derived(request, 'invalid-key', keyOf)
+      if (key === undefined) return bypass(request, reply, 'invalid-key')
       const now = Date.now()
       let found: CachedResponse | undefined
       if (app) {
@@ -259,7 +279,8 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
         op?.missed()
         cache.stats.misses++
         cache.log.miss(key, request.log)
-        const tags = tagsOf(request)
+        const tags = rule.tags === undefined ? undefined : derived(request, 'invalid-tags', tagsOf)
+        if (tags === undefined && rule.tags !== undefined) return bypass(request, reply, 'invalid-tags')
         ;(request as Slot)[kPending] = {
           key,
           since: cache.since,
@@ -334,6 +355,9 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       const now = Date.now()
       const verdict = storable(reply.statusCode, reply.getHeaders(), policy, now, produced.headers)
       if (typeof verdict === 'string') return verdict
+      // A session the handler read, found by an id the request carries where no cookie shows it (`getSessionId` from a
+      // header): the response may be that user's, so it is not kept for everyone.
+      if (app && !rule.shared && levelsOf(fastify).session !== undefined && request.sessionCache.id !== undefined) return 'session'
       const response = toCachedResponse(produced.status, produced.headers, produced.payload, now, verdict.lifetime, pending.setBefore, rule.staleWhileRevalidate)
       if (pending.tags !== undefined && pending.tags.length > 0 && pending.versions !== undefined) {
         response.tags = [...pending.tags]

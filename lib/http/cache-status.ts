@@ -5,10 +5,10 @@
  */
 export const ROUTE_REASONS = [
   // Not looked up (Cache-Status fwd=method or fwd=bypass).
-  'method', 'authorization', 'credentials-cookie', 'no-session',
+  'method', 'authorization', 'credentials-cookie', 'no-session', 'invalid-key', 'invalid-tags',
   // Looked up and missed, and the response not stored.
   'status', 'set-cookie', 'no-store', 'no-cache', 'private', 'vary-star', 'expired', 'stream', 'too-large', 'error', 'head',
-  'invalidated'
+  'invalidated', 'session'
 ] as const
 
 export type RouteReason = typeof ROUTE_REASONS[number]

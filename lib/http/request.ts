@@ -97,9 +97,11 @@ function decoded (path: string): string {
 
 /**
  * The values of the request headers a stored response's `Vary` names, as one string that tells its variants apart.
- * An absent header differs from an empty one; whitespace around commas is not significant (RFC 9111 §4.1).
+ * An absent header differs from an empty one. Values are compared as the handler reads them: RFC 9111 §4.1 lets a cache
+ * drop whitespace inside a list header, but not inside a quoted string or a header that is no list, and a handler that
+ * echoes `Smith,  John` must not be served to a client who sent `Smith, John`.
  */
 export function variantOf (names: readonly string[], headers: HeaderMap): string {
   if (names.length === 0) return ''
-  return JSON.stringify(names.map((name) => headerText(headers[name])?.trim().replace(/\s*,\s*/g, ',') ?? null))
+  return JSON.stringify(names.map((name) => headerText(headers[name])?.trim() ?? null))
 }

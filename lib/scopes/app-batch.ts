@@ -1,4 +1,4 @@
-import { perKey, type BatchLoad, type BatchResult } from '../batch.js'
+import { frozen, perKey, type BatchLoad, type BatchResult } from '../batch.js'
 import { EntryTooLargeError } from '../errors.js'
 import { hold, plain, stateOf, storeTtl, type Freshness, type Held, type State } from '../freshness.js'
 import type { LevelLog } from '../level-log.js'
@@ -268,7 +268,7 @@ export class AppBatches {
     const kept = this.level.tags.of(freshness.tags)
     let values: unknown[]
     try {
-      values = await countLoad(stats, observeLoad('app', undefined, async () => perKey('appCache.getOrLoadMany', keys, await loader([...keys])), keys), (ms, error) => { log.loadedMany(keys, ms, error) }, keys.length)
+      values = await countLoad(stats, observeLoad('app', undefined, async () => perKey('appCache.getOrLoadMany', keys, await loader(frozen(keys))), keys), (ms, error) => { log.loadedMany(keys, ms, error) }, keys.length)
     } catch (error) {
       for (const pending of batch) pending.reject(error)
       return

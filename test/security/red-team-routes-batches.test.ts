@@ -1,0 +1,82 @@
+import { test } from 'tap'
+import multiCache from '../../index.js'
+import { captureLogs, fresh } from '../helpers/app.js'
+import { overHttp } from '../helpers/http.js'
+
+// Found by a red-team review of route caching and batch reads, each first reproduced against the packed package.
+
+test('a session found by getSessionId from a header is read by an app-level page: the page is not kept for everyone', async (t) => {
+  const app = fresh(t)
+  await app.register(multiCache, { session: { getSessionId: (request) => request.headers['x-session-token'] as string | undefined } })
+  app.post('/login', async (request) => { await request.sessionCache.set('user', 'alice'); return 'ok' })
+  app.get('/hello', { config: { cache: { level: 'app' } } }, async (request) => ({ hello: (await request.sessionCache.get<string>('user')) ?? 'stranger' }))
+  await app.inject({ method: 'POST', url: '/login', headers: { 'x-session-token': 'tok-alice' } })
+
+  const alice = await overHttp(app, '/hello', { headers: { 'x-session-token': 'tok-alice' } })
+  t.same(JSON.parse(alice.body.toString()), { hello: 'alice' })
+  t.equal(alice.headers['cache-status'], 'fastify-multi-cache; fwd=uri-miss; detail=session', 'not stored: the handler read a session')
+  const anonymous = await overHttp(app, '/hello')
+  t.same(JSON.parse(anonymous.body.toString()), { hello: 'stranger' }, "an anonymous visitor never gets alice's page")
+  t.equal(anonymous.headers['cache-status'], 'fastify-multi-cache; fwd=uri-miss; stored', 'a page without a session is kept')
+  t.same(JSON.parse((await overHttp(app, '/hello', { headers: { 'x-session-token': 'tok-alice' } })).body.toString()), { hello: 'stranger' },
+    'the public page is what every visitor of an app-level route gets: personal pages belong at the session level')
+  t.equal(app.multiCache.stats().route?.reasons?.session, 1)
+})
+
+test('Vary: a value is matched as the handler reads it, whitespace inside included', async (t) => {
+  const app = fresh(t)
+  await app.register(multiCache, { route: {} })
+  let runs = 0
+  app.get('/greet', { config: { cache: { level: 'app' } } }, async (request, reply) => {
+    runs++
+    return await reply.header('vary', 'X-Name').send({ name: request.headers['x-name'] })
+  })
+  for (const [attacker, victim] of [['"a, b"', '"a,b"'], ['Smith,  John', 'Smith, John'], ['a ,b', 'a,b']] as const) {
+    await overHttp(app, '/greet', { headers: { 'x-name': attacker } })
+    const served = await overHttp(app, '/greet', { headers: { 'x-name': victim } })
+    t.same(JSON.parse(served.body.toString()), { name: victim }, `${victim} is not served ${attacker}'s page`)
+  }
+  t.equal(runs, 6)
+  t.equal((await overHttp(app, '/greet', { headers: { 'x-name': 'Smith, John' } })).headers['x-cache'], 'HIT-APP', 'the same value still hits')
+})
+
+test("a route's key or tags made unusable by what the client sent: the request runs uncached, never a 500", async (t) => {
+  const logs = captureLogs()
+  const app = fresh(t, { logger: { level: 'warn', stream: logs.stream } })
+  await app.register(multiCache, { app: {}, route: {} })
+  app.get('/item', { config: { cache: { level: 'app', key: (request) => String((request.query as { id?: string }).id) } } }, async () => 'item')
+  app.get('/tagged', { config: { cache: { level: 'app', tags: (request) => [String((request.query as { t?: string }).t)] } } }, async () => 'tagged')
+
+  for (let i = 0; i < 2; i++) {
+    const long = await app.inject(`/item?id=${'x'.repeat(2000)}`)
+    t.equal(long.statusCode, 200)
+    t.equal(long.body, 'item')
+    t.equal(long.headers['cache-status'], 'fastify-multi-cache; fwd=bypass; detail=invalid-key')
+    const empty = await app.inject('/tagged?t=')
+    t.equal(empty.statusCode, 200)
+    t.equal(empty.headers['cache-status'], 'fastify-multi-cache; fwd=bypass; detail=invalid-tags')
+  }
+  t.equal((await app.inject('/item?id=7')).headers['cache-status'], 'fastify-multi-cache; fwd=uri-miss; stored', 'a usable key is cached')
+  t.equal((await app.inject('/tagged?t=news')).headers['cache-status'], 'fastify-multi-cache; fwd=uri-miss; stored')
+  const warned = logs.lines.filter((line) => String(line.msg).includes('runs uncached'))
+  t.equal(warned.length, 2, 'told once per route and reason, not once per request')
+  t.match(String(warned[0]?.msg), /GET \/item runs uncached \(invalid-key\): .*maxKeyLength/)
+  t.same(app.multiCache.stats().route?.reasons, { 'invalid-key': 2, 'invalid-tags': 2 })
+})
+
+test('a batch loader that sorts its keys in place fails instead of keeping values under other keys', async (t) => {
+  const app = fresh(t)
+  await app.register(multiCache, { app: {} })
+  app.get('/products', async (request) => {
+    const loader = request.reqCache.loader('products', (ids: string[]) => { ids.sort(); return ids.map((id) => `product ${id}`) })
+    return (await loader.loadMany(['zz', 'aa'])).map((value) => value instanceof TypeError ? value.message : `kept ${String(value)}`)
+  })
+  await app.ready()
+  await t.rejects(app.appCache.getOrLoadMany(['zz', 'aa'], (keys) => { keys.sort(); return keys.map((key) => `val-${key}`) }), TypeError)
+  t.same(await app.appCache.getMany(['zz', 'aa']), [undefined, undefined], 'nothing was kept')
+  t.same(await app.appCache.getOrLoadMany(['zz', 'aa'], (keys) => [...keys].sort().reverse().map((key) => `val-${key}`)), ['val-zz', 'val-aa'], 'a loader that sorts a copy is fine')
+
+  const loaded = (await app.inject('/products')).json() as string[]
+  t.equal(loaded.length, 2)
+  t.ok(loaded.every((value) => /read.only|Cannot assign/i.test(value)), `each key failed with the TypeError: ${loaded.join('; ')}`)
+})
