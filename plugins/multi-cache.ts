@@ -3,6 +3,7 @@ import fp from 'fastify-plugin'
 import { AlreadyRegisteredError, InvalidOptionError, describe } from '../lib/errors.js'
 import { KeyRule, MAX_KEYS_PER_CALL, MAX_KEY_LENGTH } from '../lib/keys.js'
 import { CacheLookup } from '../lib/lookup.js'
+import type { CacheLookup as TypedCacheLookup } from '../lib/typed-keys.js'
 import { readOptions } from '../lib/options.js'
 import { appCache, type AppCacheOptions } from './app-cache.js'
 import { LEVEL_PLUGINS, levelsOf, provide } from './levels.js'
@@ -33,7 +34,7 @@ export interface MultiCacheOptions {
 declare module 'fastify' {
   interface FastifyRequest {
     /** The hierarchical lookup: request → session → application → loader. */
-    cache: CacheLookup
+    cache: TypedCacheLookup
   }
 }
 
