@@ -3,6 +3,9 @@ import fp from 'fastify-plugin'
 import { AlreadyRegisteredError, InvalidOptionError, describe } from '../lib/errors.js'
 import { KeyRule, MAX_KEYS_PER_CALL, MAX_KEY_LENGTH } from '../lib/keys.js'
 import { CacheLookup } from '../lib/lookup.js'
+import type { AppCache } from '../lib/scopes/application.js'
+import type { RequestCache } from '../lib/scopes/request.js'
+import type { SessionCache } from '../lib/scopes/session.js'
 import type { CacheLookup as TypedCacheLookup } from '../lib/typed-keys.js'
 import { readOptions } from '../lib/options.js'
 import { appCache, type AppCacheOptions } from './app-cache.js'
@@ -80,11 +83,12 @@ const plugin: FastifyPluginAsync<MultiCacheOptions> = async (fastify, options) =
     return level === undefined ? [] : [[name, level.stats] as [string, typeof level.stats]]
   }))
 
-  const app = enabled.app ? fastify.appCache : undefined
+  // The decorators hold the levels' classes, typed by the keys the app declares (see levels.ts): the lookup takes the classes.
+  const app = enabled.app ? fastify.appCache as unknown as AppCache : undefined
   fastify.decorateRequest(kLookup, null)
   provide(fastify, 'cache', (request) => ((request as Slot)[kLookup] ??= new CacheLookup(
-    enabled.request ? request.reqCache : undefined,
-    enabled.session ? request.sessionCache : undefined,
+    enabled.request ? request.reqCache as unknown as RequestCache : undefined,
+    enabled.session ? request.sessionCache as unknown as SessionCache : undefined,
     app,
     keys
   )))
