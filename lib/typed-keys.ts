@@ -125,14 +125,14 @@ export type DeclaringLevel = { [L in CacheLevel]: Declares<LevelKeys[L]> extends
 /** The levels that declare none: they take any key, typed per call. */
 export type SilentLevel = Exclude<CacheLevel, DeclaringLevel>
 
-/** The keys level `L` declares (those of each level, when `L` is a union). */
-type KeyAt<L extends CacheLevel> = L extends CacheLevel ? keyof LevelKeys[L] & string : never
+/** The keys level `L` declares (when `L` is a union, the keys every one of them declares: the load may go to any). */
+type KeyAt<L extends CacheLevel> = keyof LevelKeys[L] & string
 
 /** The type key `K` has at level `L` (at each level, when `L` is a union). */
 type ValueAt<L extends CacheLevel, K> = L extends CacheLevel ? ValueOf<LevelKeys[L], K & keyof LevelKeys[L]> : never
 
 /** The keys `request.cache.get` takes: those of every level that declares keys. */
-export type LookupKey = KeyAt<DeclaringLevel>
+export type LookupKey = { [L in DeclaringLevel]: KeyAt<L> }[DeclaringLevel]
 
 /** The type key `K` has at every level that declares it: a read may find it at any of them. */
 export type LookupValue<K> = { [L in DeclaringLevel]: K extends keyof LevelKeys[L] ? ValueOf<LevelKeys[L], K> : never }[DeclaringLevel]

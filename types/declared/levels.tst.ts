@@ -167,6 +167,15 @@ describe('request.cache', () => {
     expect(request.cache.getOrLoad).type.not.toBeCallableWith('catalog', async () => [product], { level: 'global' })
   })
 
+  test('a level known only as a union takes the keys every one of them declares', () => {
+    const level = 'request' as 'request' | 'session'
+    // userId is a string at the request level and a number in the session: the value found may be either. The loader
+    // is checked against either too (not both), so that a literal it answers keeps its type: a known limit.
+    expect(request.cache.getOrLoad('userId', () => 'ann', { level })).type.toBe<Promise<string | number>>()
+    expect(request.cache.getOrLoad).type.not.toBeCallableWith('user', () => ({ id: 1, name: 'ann' }), { level })
+    expect(request.cache.getOrLoad).type.not.toBeCallableWith('cart', () => [], { level })
+  })
+
   test('getOrLoadMany is typed by the level it names', () => {
     expect(request.cache.getOrLoadMany(['product:1', 'product:2'], async () => [product, product], { level: 'app' })).type.toBe<Promise<[Product, Product]>>()
     expect(request.cache.getOrLoadMany(['userId'], () => ({ userId: 1 }), { level: 'session' })).type.toBe<Promise<[number | undefined]>>()
