@@ -16,13 +16,17 @@ export { TieredStore, type TieredStoreOptions } from './lib/tiers.js'
 export { jsonSerializer, type Serializer } from './lib/serializer.js'
 export type { StoreOption, SharedStoreOptions, L1Options } from './lib/backend.js'
 export type { Duration } from './lib/durations.js'
-export type { RequestCache } from './lib/scopes/request.js'
 export type { BatchLoad, BatchResult, BatchValue } from './lib/batch.js'
 export type { BatchLoader, BatchLoaderOptions } from './lib/batch-loader.js'
-export type { SessionCache, SessionSetOptions } from './lib/scopes/session.js'
-export type { AppCache, AppSetOptions, DefineOptions, DefinedKey, InvalidateOptions, LoadLock } from './lib/scopes/application.js'
+export type { SessionSetOptions } from './lib/scopes/session.js'
+export type { AppSetOptions, AppLoadOptions, DefineOptions, DefinedKey, InvalidateOptions, LoadLock } from './lib/scopes/application.js'
 export type { Logger } from './lib/burst-log.js'
-export type { CacheLookup, CacheLevel, LookupLoadOptions } from './lib/lookup.js'
+export type { CacheLevel, LookupLoadOptions } from './lib/lookup.js'
+export type {
+  AppCacheKeys, SessionCacheKeys, RequestCacheKeys, AppCache, SessionCache, RequestCache, CacheLookup,
+  TypedAppCache, TypedSessionCache, TypedRequestCache, TypedCacheLookup, PartlyTypedCacheLookup, DeclaringLevel, SilentLevel, LookupKey, LookupValue,
+  Declares, ValueOf, ValueFor, Loaded, LoaderFor, BatchResultFor, BatchLoaderFor, Keyed
+} from './lib/typed-keys.js'
 export type { CacheLevels, MultiCacheStats } from './lib/levels.js'
 export type { LevelStatsSnapshot } from './lib/stats.js'
 export type { AdviceFinding, AdviceKind, AdvisorLevel } from './lib/advice.js'

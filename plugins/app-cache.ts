@@ -5,6 +5,7 @@ import { MAX_KEYS_PER_CALL, MAX_KEY_LENGTH } from '../lib/keys.js'
 import { readOptions } from '../lib/options.js'
 import { exposeMetrics, type MetricsOptions } from './metrics.js'
 import { AppCache } from '../lib/scopes/application.js'
+import type { AppCache as TypedAppCache } from '../lib/typed-keys.js'
 import { MemoryStore } from '../lib/stores/memory.js'
 import { addLevel } from './levels.js'
 // Kept in the emitted .d.ts, unlike the import above: it brings the declaration of `fastify.multiCache` to apps.
@@ -48,7 +49,7 @@ const FRESHNESS = ['staleWhileRevalidate', 'graceOnError', 'softTimeout', 'hardT
 declare module 'fastify' {
   interface FastifyInstance {
     /** Global data shared by every user. */
-    appCache: AppCache
+    appCache: TypedAppCache
   }
 }
 
@@ -93,4 +94,4 @@ const plugin: FastifyPluginAsync<AppCacheOptions> = async (fastify, options) => 
 /** The application level: `fastify.appCache`. */
 export const appCache = fp(plugin, { fastify: '5.x', name: 'fastify-multi-cache/app' })
 export default appCache
-export type { AppCache }
+export type { TypedAppCache as AppCache }

@@ -36,17 +36,19 @@ export function levelsOf (fastify: FastifyInstance): CacheLevels {
   const given: RequestAccess = {}
   access.set(levels, given)
   fastify.decorate('multiCache', levels)
-  // One getter each (not one generic getter): each reads one field, on every use by every request.
+  // One getter each (not one generic getter): each reads one field, on every use by every request. Each decorator
+  // holds its level's class, typed as the app declared the level's keys (lib/typed-keys.ts): the same object, whose
+  // keyed methods take only those keys. The casts are there, and in multi-cache.ts, which hands the classes on.
   fastify.decorateRequest('reqCache', {
-    getter (this: FastifyRequest) { return (given.reqCache ?? missing('request.reqCache', 'requestCache (fastify-multi-cache/request)'))(this) }
+    getter (this: FastifyRequest) { return (given.reqCache ?? missing('request.reqCache', 'requestCache (fastify-multi-cache/request)'))(this) as unknown as FastifyRequest['reqCache'] }
   })
   fastify.decorateRequest('sessionCache', {
-    getter (this: FastifyRequest) { return (given.sessionCache ?? missing('request.sessionCache', 'sessionCache (fastify-multi-cache/session)'))(this) }
+    getter (this: FastifyRequest) { return (given.sessionCache ?? missing('request.sessionCache', 'sessionCache (fastify-multi-cache/session)'))(this) as unknown as FastifyRequest['sessionCache'] }
   })
   fastify.decorateRequest('cache', {
-    getter (this: FastifyRequest) { return (given.cache ?? missing('request.cache', 'multiCache (fastify-multi-cache)'))(this) }
+    getter (this: FastifyRequest) { return (given.cache ?? missing('request.cache', 'multiCache (fastify-multi-cache)'))(this) as unknown as FastifyRequest['cache'] }
   })
-  fastify.decorate('appCache', { getter: () => levels.app ?? missing('fastify.appCache', 'appCache (fastify-multi-cache/app)') })
+  fastify.decorate('appCache', { getter: () => (levels.app ?? missing('fastify.appCache', 'appCache (fastify-multi-cache/app)')) as unknown as FastifyInstance['appCache'] })
   fastify.decorate('routeCache', { getter: () => levels.route ?? missing('fastify.routeCache', 'routeCache (fastify-multi-cache/route)') })
   return levels
 }

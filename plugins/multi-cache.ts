@@ -3,6 +3,10 @@ import fp from 'fastify-plugin'
 import { AlreadyRegisteredError, InvalidOptionError, describe } from '../lib/errors.js'
 import { KeyRule, MAX_KEYS_PER_CALL, MAX_KEY_LENGTH } from '../lib/keys.js'
 import { CacheLookup } from '../lib/lookup.js'
+import type { AppCache } from '../lib/scopes/application.js'
+import type { RequestCache } from '../lib/scopes/request.js'
+import type { SessionCache } from '../lib/scopes/session.js'
+import type { CacheLookup as TypedCacheLookup } from '../lib/typed-keys.js'
 import { readOptions } from '../lib/options.js'
 import { readAdvisor, startAdvisor, type AdvisorOptions } from './advisor.js'
 import { appCache, type AppCacheOptions } from './app-cache.js'
@@ -40,7 +44,7 @@ export interface MultiCacheOptions {
 declare module 'fastify' {
   interface FastifyRequest {
     /** The hierarchical lookup: request → session → application → loader. */
-    cache: CacheLookup
+    cache: TypedCacheLookup
   }
 }
 
@@ -89,11 +93,12 @@ const plugin: FastifyPluginAsync<MultiCacheOptions> = async (fastify, options) =
 
   if (sampleRate !== undefined) startAdvisor(fastify, sampleRate, logKeys.logKeys ?? true)
 
-  const app = enabled.app ? fastify.appCache : undefined
+  // The decorators hold the levels' classes, typed by the keys the app declares (see levels.ts): the lookup takes the classes.
+  const app = enabled.app ? fastify.appCache as unknown as AppCache : undefined
   fastify.decorateRequest(kLookup, null)
   provide(fastify, 'cache', (request) => ((request as Slot)[kLookup] ??= new CacheLookup(
-    enabled.request ? request.reqCache : undefined,
-    enabled.session ? request.sessionCache : undefined,
+    enabled.request ? request.reqCache as unknown as RequestCache : undefined,
+    enabled.session ? request.sessionCache as unknown as SessionCache : undefined,
     app,
     keys
   )))

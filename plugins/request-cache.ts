@@ -4,6 +4,7 @@ import { MAX_KEYS_PER_CALL, MAX_KEY_LENGTH } from '../lib/keys.js'
 import { readOptions } from '../lib/options.js'
 import { exposeMetrics, type MetricsOptions } from './metrics.js'
 import { RequestLevel, type RequestCache } from '../lib/scopes/request.js'
+import type { RequestCache as TypedRequestCache } from '../lib/typed-keys.js'
 import { addLevel, provide } from './levels.js'
 // Kept in the emitted .d.ts, unlike the import above: it brings the declaration of `fastify.multiCache` to apps.
 import './levels.js'
@@ -24,7 +25,7 @@ export interface RequestCacheOptions {
 declare module 'fastify' {
   interface FastifyRequest {
     /** Data loaded once and reused while this request is handled. */
-    reqCache: RequestCache
+    reqCache: TypedRequestCache
   }
 }
 
@@ -69,4 +70,4 @@ const plugin: FastifyPluginAsync<RequestCacheOptions> = async (fastify, options)
 /** The request level: `request.reqCache`. */
 export const requestCache = fp(plugin, { fastify: '5.x', name: 'fastify-multi-cache/request' })
 export default requestCache
-export type { RequestCache }
+export type { TypedRequestCache as RequestCache }

@@ -5,6 +5,7 @@ import { MAX_KEY_LENGTH } from '../lib/keys.js'
 import { readOptions } from '../lib/options.js'
 import { exposeMetrics, type MetricsOptions } from './metrics.js'
 import { SessionLevel, type PresentedId, type SessionCache } from '../lib/scopes/session.js'
+import type { SessionCache as TypedSessionCache } from '../lib/typed-keys.js'
 import { MemoryStore } from '../lib/stores/memory.js'
 import { addLevel, provide } from './levels.js'
 // Kept in the emitted .d.ts, unlike the import above: it brings the declaration of `fastify.multiCache` to apps.
@@ -61,7 +62,7 @@ export interface SessionCacheOptions extends SharedStoreOptions {
 declare module 'fastify' {
   interface FastifyRequest {
     /** This user's data, across this user's requests. */
-    sessionCache: SessionCache
+    sessionCache: TypedSessionCache
   }
 }
 
@@ -141,4 +142,4 @@ function presentedByApp (id: string | undefined): PresentedId | undefined {
 /** The session level: `request.sessionCache`. */
 export const sessionCache = fp(plugin, { fastify: '5.x', name: 'fastify-multi-cache/session' })
 export default sessionCache
-export type { SessionCache, SessionCookieOptions }
+export type { TypedSessionCache as SessionCache, SessionCookieOptions }

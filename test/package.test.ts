@@ -91,7 +91,10 @@ test('the packed tarball installs beside the newest majors, type-checks under ev
     node16: { module: 'node16', moduleResolution: 'node16', file: 'types.ts' },
     nodenext: { module: 'nodenext', moduleResolution: 'nodenext', file: 'types.ts' },
     bundler: { module: 'esnext', moduleResolution: 'bundler', file: 'types.ts' },
-    commonjs: { module: 'nodenext', moduleResolution: 'nodenext', file: 'subpaths.cts' }
+    commonjs: { module: 'nodenext', moduleResolution: 'nodenext', file: 'subpaths.cts' },
+    // Declared keys (typed-keys.ts), in programs of their own: a declaration holds for its whole program.
+    'typed-node16': { module: 'node16', moduleResolution: 'node16', file: 'typed-keys.ts', noUncheckedIndexedAccess: true },
+    'typed-bundler': { module: 'esnext', moduleResolution: 'bundler', file: 'typed-keys.ts', noUncheckedIndexedAccess: true }
   }
   for (const [name, { file, ...resolution }] of Object.entries(programs)) {
     const compilerOptions = { ...resolution, target: 'ES2022', strict: true, skipLibCheck: false, skipDefaultLibCheck: true, noEmit: true, types: ['node'] }
@@ -100,7 +103,7 @@ test('the packed tarball installs beside the newest majors, type-checks under ev
   const configs = Object.keys(programs).map((name) => `tsconfig.${name}.json`)
   const errors = await run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-b', ...configs], { cwd: app })
     .then(() => '', (error: { stdout: string }) => error.stdout)
-  t.equal(errors, '', 'types.ts under node16, nodenext and bundler resolution and subpaths.cts under nodenext, with skipLibCheck: false')
+  t.equal(errors, '', 'types.ts under node16, nodenext and bundler resolution, subpaths.cts under nodenext and typed-keys.ts under node16 and bundler, with skipLibCheck: false')
 
   const expected = {
     ioredis: '6',

@@ -20,6 +20,24 @@ export interface ShopOptions {
 
 interface CartLine { productId: number, quantity: number }
 
+// The shop's keys at each level and the type of each value: every get, set and load below is checked against them, so
+// that a typo in a key or a value of the wrong type does not compile. Declarations hold for a whole program: the shop
+// is type-checked in one of its own (examples/shop/tsconfig.json), apart from the package's tests.
+declare module 'fastify-multi-cache' {
+  interface AppCacheKeys {
+    catalog: Product[]
+    /** null: no such product (absence is cached too). */
+    [key: `product:${number}`]: Product | null
+  }
+  interface SessionCacheKeys {
+    cart: CartLine[]
+    userId: number
+  }
+  interface RequestCacheKeys {
+    profile: User | null
+  }
+}
+
 const MAX_CART_LINES = 50
 
 /** The cache configuration in one place: memory by default, Redis (shared by every instance) with `redisUrl`. */
@@ -51,9 +69,9 @@ export async function buildShop (options: ShopOptions): Promise<FastifyInstance>
   const profileOf = async (request: FastifyRequest, userId: number): Promise<User | null> =>
     await request.cache.getOrLoad('profile', async () => await db.user(userId), { level: 'request' })
 
-  const userIdOf = async (request: FastifyRequest): Promise<number | undefined> => await request.sessionCache.get<number>('userId')
+  const userIdOf = async (request: FastifyRequest): Promise<number | undefined> => await request.sessionCache.get('userId')
 
-  app.get('/products', async () => await app.appCache.get<Product[]>('catalog'))
+  app.get('/products', async () => await app.appCache.get('catalog'))
 
   app.get('/products/:id', {
     schema: { params: { type: 'object', properties: { id: { type: 'integer', minimum: 1, maximum: 2_147_483_647 } }, required: ['id'] } }
@@ -82,8 +100,8 @@ export async function buildShop (options: ShopOptions): Promise<FastifyInstance>
   })
 
   app.get('/cart', async (request) => {
-    const lines = await request.sessionCache.get<CartLine[]>('cart') ?? []
-    const catalog = new Map((await app.appCache.get<Product[]>('catalog') ?? []).map((p) => [p.id, p]))
+    const lines = await request.sessionCache.get('cart') ?? []
+    const catalog = new Map((await app.appCache.get('catalog') ?? []).map((p) => [p.id, p]))
     const detailed = lines.map((line) => ({ ...line, product: catalog.get(line.productId) ?? null }))
     const totalCents = detailed.reduce((sum, line) => sum + (line.product?.priceCents ?? 0) * line.quantity, 0)
     return { lines: detailed, totalCents }
@@ -102,7 +120,7 @@ export async function buildShop (options: ShopOptions): Promise<FastifyInstance>
     const { productId, quantity } = request.body as CartLine
     const product = await app.appCache.getOrLoad(`product:${productId}`, async () => await db.product(productId), { ttl: '5m' })
     if (product === null) return await reply.code(404).send({ error: 'no such product' })
-    const lines = [...(await request.sessionCache.get<CartLine[]>('cart') ?? [])]
+    const lines = [...(await request.sessionCache.get('cart') ?? [])]
     const existing = lines.findIndex((line) => line.productId === productId)
     if (existing >= 0) lines[existing] = { productId, quantity }
     else if (lines.length >= MAX_CART_LINES) return await reply.code(409).send({ error: `a cart holds at most ${MAX_CART_LINES} lines` })
