@@ -72,8 +72,11 @@ export interface Store {
   readonly tags?: TagOperations
   /** Releases what the store opened; called on `fastify.close()` for stores the plugin created. */
   close? (): Awaitable<void>
-  /** One page of the keys containing `match`, with their remaining time to live, for the admin API; never values. */
-  keys? (query: KeyQuery): Awaitable<KeyPage>
+  /**
+   * One page of the keys containing `match`, with their remaining time to live, for the admin API; never values. A
+   * property that may hold undefined, so that a store in front of another (the tiers) answers with the other's.
+   */
+  keys?: ((query: KeyQuery) => Awaitable<KeyPage>) | undefined
 }
 
 /** What `Store.keys` lists: keys containing `match`, about `limit` of them, from `cursor` (a previous page's). */

@@ -93,8 +93,8 @@ test('the packed tarball installs beside the newest majors, type-checks under ev
     bundler: { module: 'esnext', moduleResolution: 'bundler', file: 'types.ts' },
     commonjs: { module: 'nodenext', moduleResolution: 'nodenext', file: 'subpaths.cts' },
     // Declared keys (typed-keys.ts), in programs of their own: a declaration holds for its whole program.
-    'typed-node16': { module: 'node16', moduleResolution: 'node16', file: 'typed-keys.ts', noUncheckedIndexedAccess: true },
-    'typed-bundler': { module: 'esnext', moduleResolution: 'bundler', file: 'typed-keys.ts', noUncheckedIndexedAccess: true }
+    'typed-node16': { module: 'node16', moduleResolution: 'node16', file: 'typed-keys.ts', noUncheckedIndexedAccess: true, exactOptionalPropertyTypes: true },
+    'typed-bundler': { module: 'esnext', moduleResolution: 'bundler', file: 'typed-keys.ts', noUncheckedIndexedAccess: true, exactOptionalPropertyTypes: true }
   }
   for (const [name, { file, ...resolution }] of Object.entries(programs)) {
     const compilerOptions = { ...resolution, target: 'ES2022', strict: true, skipLibCheck: false, skipDefaultLibCheck: true, noEmit: true, types: ['node'] }
