@@ -20,5 +20,5 @@ export interface Store {
   pin? (key: string): void // keep key out of the store's own size bound (memory store, memory tier): define'd keys
   readonly pinned?: number // entries of pinned keys held (size counts them too)
   close? (): Awaitable<void>
-  keys? (query: KeyQuery): Awaitable<KeyPage> // keys containing query.match, with their ttl: the admin API lists them
+  keys?: ((query: KeyQuery) => Awaitable<KeyPage>) | undefined // keys containing query.match, with their ttl: the admin API lists them
 }
