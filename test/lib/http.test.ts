@@ -99,7 +99,9 @@ test('invalidation: every spelling a router may take for one path is one path', 
 
 test('variants: the values of the headers Vary names tell responses apart', async (t) => {
   t.equal(variantOf([], { 'accept-language': 'fr' }), '')
-  t.equal(variantOf(['accept-language'], { 'accept-language': 'en, fr' }), variantOf(['accept-language'], { 'accept-language': ' en,fr ' }))
+  t.equal(variantOf(['accept-language'], { 'accept-language': 'en, fr' }), variantOf(['accept-language'], { 'accept-language': ' en, fr ' }), 'whitespace around the value is not part of it')
+  t.not(variantOf(['x-name'], { 'x-name': 'Smith, John' }), variantOf(['x-name'], { 'x-name': 'Smith,  John' }), 'whitespace inside it is, as the handler reads it')
+  t.not(variantOf(['x-lang'], { 'x-lang': '"a, b"' }), variantOf(['x-lang'], { 'x-lang': '"a,b"' }), 'a quoted string included')
   const distinct = [
     variantOf(['accept-language'], {}),
     variantOf(['accept-language'], { 'accept-language': '' }),
