@@ -87,6 +87,7 @@ export class Advisor {
   private readonly threshold: number
   private readonly seed: number
   private readonly now: () => number
+  private readonly random: () => number
   private readonly onFinding: ((finding: AdviceFinding) => void) | undefined
   private readonly patterns = new LRUCache<string, PatternStats>({ max: ADVISOR_BOUNDS.patterns })
   // One sighting puts a pattern here; a second moves it to `patterns`, so a flood of keys each used once (a search
@@ -104,6 +105,7 @@ export class Advisor {
     this.threshold = sampleRate * 2 ** 32
     this.seed = Math.floor(random() * 2 ** 32)
     this.now = now
+    this.random = random
     this.onFinding = options.onFinding
   }
 
@@ -128,16 +130,41 @@ export class Advisor {
   /** Counts an observation already sampled (by `watches`), for a feed that asks before it builds one. */
   record (usage: Exclude<Usage, EndUsage>): void {
     const stats = this.statsOf(usage.level, keyPattern(usage.key))
-    switch (usage.type) {
-      case 'read': return this.read(stats, usage)
-      case 'write': return this.fill(stats, usage, true)
-      case 'load': return this.fill(stats, usage, false)
-      case 'invalidate':
-        stats.invalidations++
-        if (usage.level !== 'request') this.keys.delete(this.idOf(usage))
-        return
-      case 'drop': return this.drop(stats, usage)
+    this.count(stats, usage)
+    if (usage.level === 'request') {
+      // Reads per request and key, closed by the request's `end`: a written key never read counts as a pair with none.
+      if (usage.scope !== undefined && (usage.type === 'read' || usage.type === 'write')) this.countRequestRead(stats, usage.scope, usage.key, usage.type === 'read' ? 1 : 0)
+      return
     }
+    this.follow(stats, usage)
+  }
+
+  /**
+   * Counts one operation of the event stream (lib/advisor-feed.ts), sampled twice over. `counted`: drawn by the
+   * per-operation sample, at `sampleRate` (hits are only ever given so, which keeps the hot path free of hashing); its
+   * counts go to its pattern's totals. `watched`: its entry is followed (`watches()`), so that what happens to one
+   * entry (filled, read, dropped, filled again) is seen whole. Ratios are taken within one kind of count, totals with
+   * totals and entries with entries, so both samples at one rate keep them right in expectation.
+   *
+   * At the request level everything is a total: a fill is the start of a request-and-key pair, and reads per pair are
+   * the reads counted over the fills counted, with no token per request to hold.
+   */
+  feed (usage: Exclude<Usage, EndUsage>, counted: boolean, watched: boolean): void {
+    if (!counted && !(watched && usage.level !== 'request')) return
+    const stats = this.statsOf(usage.level, keyPattern(usage.key))
+    if (counted) {
+      this.count(stats, usage)
+      if (usage.level === 'request') {
+        if (usage.type === 'read') stats.requestReads++
+        else if (usage.type === 'write' || usage.type === 'load') stats.requestPairs++
+      }
+    }
+    if (watched && usage.level !== 'request') this.follow(stats, usage)
+  }
+
+  /** Whether an operation given every time is also counted in the totals: a draw at `sampleRate`, like the stream's. */
+  draw (): boolean {
+    return this.sampleRate === 1 || this.random() < this.sampleRate
   }
 
   /** The findings now, every level and pattern; each new one also goes to `onFinding`, once. */
@@ -162,27 +189,45 @@ export class Advisor {
     return { patterns: this.patterns.size, probation: this.probation.size, keys: this.keys.size, requests: this.requests.size, keysInRequests }
   }
 
-  private read (stats: PatternStats, usage: ReadUsage): void {
-    stats.reads++
-    if (usage.hit) stats.hits++
-    if (usage.level === 'request') {
-      if (usage.scope !== undefined) this.countRequestRead(stats, usage.scope, usage.key, 1)
-      return
+  /** The pattern's totals. */
+  private count (stats: PatternStats, usage: Exclude<Usage, EndUsage>): void {
+    switch (usage.type) {
+      case 'read':
+        stats.reads++
+        if (usage.hit) stats.hits++
+        return
+      case 'write':
+        stats.writes++
+        return
+      case 'load':
+        stats.loads++
+        return
+      case 'invalidate':
+        stats.invalidations++
     }
-    if (usage.hit) {
-      const state = this.keys.get(this.idOf(usage))
-      if (state !== undefined) state.unread = false
+    // Drops are counted of entries followed only (in `drop`): evictions are compared with reloads after eviction,
+    // entry by entry.
+  }
+
+  /** One entry's life: what `ttl-too-short`, `too-small`, `never-read` and `same-in-every-session` follow. */
+  private follow (stats: PatternStats, usage: Exclude<Usage, EndUsage>): void {
+    switch (usage.type) {
+      case 'read':
+        if (usage.hit) {
+          const state = this.keys.get(this.idOf(usage))
+          if (state !== undefined) state.unread = false
+        }
+        return
+      case 'write': return this.fill(stats, usage, true)
+      case 'load': return this.fill(stats, usage, false)
+      case 'invalidate':
+        this.keys.delete(this.idOf(usage))
+        return
+      case 'drop': return this.drop(stats, usage)
     }
   }
 
   private fill (stats: PatternStats, usage: WriteUsage | LoadUsage, written: boolean): void {
-    if (written) stats.writes++
-    else stats.loads++
-    if (usage.level === 'request') {
-      // Written but never read in its request counts as a pair with no read.
-      if (written && usage.scope !== undefined) this.countRequestRead(stats, usage.scope, usage.key, 0)
-      return
-    }
     const id = this.idOf(usage)
     const state = this.keys.get(id)
     // Loaded or set: `getOrLoad('settings', …)` in every session is the usual way the same value gets copied into each.
@@ -204,7 +249,6 @@ export class Advisor {
   private drop (stats: PatternStats, usage: DropUsage): void {
     if (usage.reason === 'evict') stats.evictions++
     else stats.expirations++
-    if (usage.level === 'request') return
     const id = this.idOf(usage)
     const state = this.keys.get(id)
     if (state === undefined) {

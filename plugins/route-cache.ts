@@ -232,7 +232,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
         const credentials = credentialsOf(request.headers, ignored)
         if (credentials !== undefined) return bypass(request, reply, credentials)
       }
-      const op = observe('route', 'get', request.method + ' ' + (request.url.split(/[?;#]/, 1)[0] as string))
+      const op = observe('route', 'get', request.method + ' ' + (request.url.split(/[?;#]/, 1)[0] as string), undefined, cache)
       return op === undefined ? await serve(request, reply) : await op.promise(async () => await serve(request, reply, op))
     }
 
