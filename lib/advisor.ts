@@ -62,6 +62,9 @@ export const ADVISOR_BOUNDS = {
   keysPerRequest: 32
 } as const
 
+/** Keys whose pattern is remembered, and the longest: at most about 200 KiB. */
+const PATTERN_CACHE = { keys: 1000, longestKey: 100 } as const
+
 interface KeyState {
   hash: ValueHash | undefined
   /** The last fill was a `set`, and nothing read it since. */
@@ -96,6 +99,8 @@ export class Advisor {
   private readonly keys = new LRUCache<number, KeyState>({ max: ADVISOR_BOUNDS.keys })
   private readonly requests = new LRUCache<UsageScope, Map<number, RequestRead>>({ max: ADVISOR_BOUNDS.requests })
   private readonly scopeIds = new WeakMap<object, number>()
+  /** Patterns of recent short keys: four regular expressions cost a sampled hit ten times what the rest does. */
+  private readonly patternsOfKeys = new Map<string, string>()
   private nextScopeId = 0
 
   constructor (options: AdvisorConfig = {}) {
@@ -129,7 +134,7 @@ export class Advisor {
 
   /** Counts an observation already sampled (by `watches`), for a feed that asks before it builds one. */
   record (usage: Exclude<Usage, EndUsage>): void {
-    const stats = this.statsOf(usage.level, keyPattern(usage.key))
+    const stats = this.statsOf(usage.level, this.patternOf(usage.key))
     this.count(stats, usage)
     if (usage.level === 'request') {
       // Reads per request and key, closed by the request's `end`: a written key never read counts as a pair with none.
@@ -151,7 +156,7 @@ export class Advisor {
    */
   feed (usage: Exclude<Usage, EndUsage>, counted: boolean, watched: boolean): void {
     if (!counted && !(watched && usage.level !== 'request')) return
-    const stats = this.statsOf(usage.level, keyPattern(usage.key))
+    const stats = this.statsOf(usage.level, this.patternOf(usage.key))
     if (counted) {
       this.count(stats, usage)
       if (usage.level === 'request') {
@@ -285,6 +290,18 @@ export class Advisor {
       stats.requestPairs++
       stats.requestReads += reads
     }
+  }
+
+  private patternOf (key: string): string {
+    if (key.length > PATTERN_CACHE.longestKey) return keyPattern(key)
+    let pattern = this.patternsOfKeys.get(key)
+    if (pattern === undefined) {
+      // Emptied when full rather than kept in order: what it holds is recomputed at the cost of a miss.
+      if (this.patternsOfKeys.size >= PATTERN_CACHE.keys) this.patternsOfKeys.clear()
+      pattern = keyPattern(key)
+      this.patternsOfKeys.set(key, pattern)
+    }
+    return pattern
   }
 
   private statsOf (level: AdvisorLevel, pattern: string): PatternStats {

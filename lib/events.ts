@@ -68,8 +68,9 @@ export interface CacheOperationSubscribeOptions {
    */
   sampleRate?: number
   /**
-   * Operations given every time whatever `sampleRate`, by level: `{ app: ['set', 'load'] }`. Also the only way to be
-   * given `drop`s. What a consumer that follows entries needs of their rarer operations (writes, loads, drops), while
+   * Operations given every time whatever `sampleRate`, by level: `{ app: ['set', 'load'] }`; not the lookups (`get`,
+   * `getOrLoad`, `getMany`, `getOrLoadMany`), which are always sampled, the hits' path staying one decrement. Also the
+   * only way to be given `drop`s. What a consumer that follows entries needs of their rarer operations (writes, loads, drops), while
    * its hits stay sampled.
    */
   every?: { readonly [L in CacheEventLevel]?: readonly CacheOperationName[] }
@@ -105,6 +106,13 @@ interface Subscription {
 let subscriptions: readonly Subscription[] = []
 
 /**
+ * Lookups that no sampled listener will be given, known ahead: each listener's countdown has been moved on by as many.
+ * A hit then costs one decrement, where counting every listener down cost a sampled listener's hit (110 ns at the
+ * application level, 10 ns at the request level) 5 to 10 %.
+ */
+let skip = 0
+
+/**
  * Gives `listener` the operations of every level of every app in this process, each once it has ended; returns the
  * function that stops it. A listener that throws is ignored: it never fails an operation.
  */
@@ -116,7 +124,11 @@ export function subscribeCacheOperations (listener: CacheOperationListener, opti
   const random = options?.random ?? Math.random
   const subscription: Subscription = { listener, every, always: alwaysOf(options?.every), random, countdown: every === 1 ? 1 : nextCountdown(every, random) }
   subscriptions = [...subscriptions, subscription]
-  return () => { subscriptions = subscriptions.filter((one) => one !== subscription) }
+  skip = 0
+  return () => {
+    subscriptions = subscriptions.filter((one) => one !== subscription)
+    skip = 0
+  }
 }
 
 /**
@@ -153,6 +165,33 @@ function pick (level: CacheEventLevel, operation: CacheOperationName): CacheOper
   return picked
 }
 
+/**
+ * `pick` for a lookup, which `every` never names (a lookup is sampled, or given every time with `sampleRate: 1`): no
+ * table read on the path every hit takes. Then moves every countdown on by the lookups none of them will take, and
+ * leaves that number in `skip`.
+ */
+function pickLookup (): CacheOperationListener[] | undefined {
+  let picked: CacheOperationListener[] | undefined
+  let ahead = Infinity
+  for (const subscription of subscriptions) {
+    if (subscription.every !== 1) {
+      if (--subscription.countdown <= 0) {
+        subscription.countdown = nextCountdown(subscription.every, subscription.random)
+        ;(picked ??= []).push(subscription.listener)
+      }
+      ahead = Math.min(ahead, subscription.countdown - 1)
+    } else {
+      (picked ??= []).push(subscription.listener)
+      ahead = 0
+    }
+  }
+  if (ahead > 0) {
+    for (const subscription of subscriptions) subscription.countdown -= ahead
+    skip = ahead
+  }
+  return picked
+}
+
 /** Runs an operation's call inside a context of the consumer's own (OpenTelemetry's active span). */
 export type OperationScope = <R>(operation: CacheOperationContext, run: () => R) => R
 
@@ -175,6 +214,17 @@ export function scopeOperations (next: OperationScope | undefined, replacing?: O
  */
 export function observe (level: CacheEventLevel, operation: CacheOperationName, key: string | undefined, keys?: readonly string[], origin?: object): CacheOperation | undefined {
   const listeners = subscriptions.length === 0 ? undefined : pick(level, operation)
+  if (listeners === undefined && !traced()) return undefined
+  return new CacheOperation(level, operation, key, keys, listeners, origin)
+}
+
+/** The lookups' `observe` (`get`, `getOrLoad`, `getMany`, `getOrLoadMany`): the hot path, see `skip`. */
+export function observeLookup (level: CacheEventLevel, operation: 'get' | 'getOrLoad' | 'getMany' | 'getOrLoadMany', key: string | undefined, keys?: readonly string[], origin?: object): CacheOperation | undefined {
+  let listeners: CacheOperationListener[] | undefined
+  if (subscriptions.length !== 0) {
+    if (skip > 0) skip--
+    else listeners = pickLookup()
+  }
   if (listeners === undefined && !traced()) return undefined
   return new CacheOperation(level, operation, key, keys, listeners, origin)
 }

@@ -4,7 +4,7 @@ import { BurstLog, type Logger } from '../burst-log.js'
 import { DefineError, EntryTooLargeError, InvalidOptionError, LoadTimeoutError, PreloadError, UnsupportedError, describe } from '../errors.js'
 import { hold, plain, stateOf, storeTtl, type Freshness, type Held, type State } from '../freshness.js'
 import { type Defined, KeyRule, assertValue } from '../keys.js'
-import { observe, observeLoad, type CacheOperation } from '../events.js'
+import { observe, observeLookup, observeLoad, type CacheOperation } from '../events.js'
 import { LevelLog } from '../level-log.js'
 import { callDuration } from '../options.js'
 import { SingleFlight, type Flight } from '../single-flight.js'
@@ -204,7 +204,7 @@ export class AppCache {
   }
 
   get<T = unknown> (key: string): Promise<T | undefined> {
-    const op = observe('app', 'get', key, undefined, this)
+    const op = observeLookup('app', 'get', key, undefined, this)
     return op === undefined ? this.lookup(key) : op.promise(() => this.lookup(key, op))
   }
 
@@ -325,7 +325,7 @@ export class AppCache {
    * once and all of them get its value or its error. A failing loader caches nothing; neither does `undefined`.
    */
   getOrLoad<T> (key: string, loader: Loader<T>, options?: AppLoadOptions): Promise<T> {
-    const op = observe('app', 'getOrLoad', key, undefined, this)
+    const op = observeLookup('app', 'getOrLoad', key, undefined, this)
     return op === undefined ? this.lookupOrLoad(key, loader, options) : op.promise(() => this.lookupOrLoad(key, loader, options, op))
   }
 
@@ -352,7 +352,7 @@ export class AppCache {
    * and what memory lacks from the shared store in one round trip.
    */
   getMany<T = unknown> (keys: readonly string[]): Promise<Array<T | undefined>> {
-    const op = observe('app', 'getMany', undefined, keys, this)
+    const op = observeLookup('app', 'getMany', undefined, keys, this)
     return op === undefined ? this.lookupMany(keys) : op.promise(() => this.lookupMany(keys, op))
   }
 
@@ -371,7 +371,7 @@ export class AppCache {
    * it leaves out stays a miss. Written back in one round trip where the store can.
    */
   getOrLoadMany<R extends BatchResult<string, unknown>> (keys: readonly string[], loader: BatchLoad<string, R>, options?: AppLoadOptions): Promise<Array<BatchValue<R>>> {
-    const op = observe('app', 'getOrLoadMany', undefined, keys, this)
+    const op = observeLookup('app', 'getOrLoadMany', undefined, keys, this)
     return op === undefined ? this.lookupOrLoadMany(keys, loader, options) : op.promise(() => this.lookupOrLoadMany(keys, loader, options, op))
   }
 

@@ -3,7 +3,7 @@ import { BatchLoader, type BatchLoaderOptions } from '../batch-loader.js'
 import type { Logger } from '../burst-log.js'
 import { InvalidOptionError, describe } from '../errors.js'
 import { type Defined, KeyRule, assertValue } from '../keys.js'
-import { observe, observeLoad, type CacheOperation } from '../events.js'
+import { observe, observeLookup, observeLoad, type CacheOperation } from '../events.js'
 import { LevelLog } from '../level-log.js'
 import { SingleFlight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
@@ -61,7 +61,7 @@ export class RequestCache {
   }
 
   get<T = unknown> (key: string): T | undefined {
-    const op = observe('request', 'get', key, undefined, this.level)
+    const op = observeLookup('request', 'get', key, undefined, this.level)
     return op === undefined ? this.find(key) : op.sync(() => this.find(key, op))
   }
 
@@ -152,7 +152,7 @@ export class RequestCache {
    * `undefined` caches nothing either (return `null` to cache absence).
    */
   getOrLoad<T> (key: string, loader: () => T | PromiseLike<T>): Promise<T> {
-    const op = observe('request', 'getOrLoad', key, undefined, this.level)
+    const op = observeLookup('request', 'getOrLoad', key, undefined, this.level)
     return op === undefined ? this.findOrLoad(key, loader) : op.promise(async () => await this.findOrLoad(key, loader, op))
   }
 

@@ -4,7 +4,7 @@ import type { Duration } from '../durations.js'
 import type { Logger } from '../burst-log.js'
 import { EntryTooLargeError, InvalidOptionError, NoSessionError, SerializeError, UnsupportedError, describe } from '../errors.js'
 import { type Defined, KeyRule, assertValue, newSessionId, sessionStoreKey } from '../keys.js'
-import { observe, observeDrop, observeLoad, type CacheOperation } from '../events.js'
+import { observe, observeLookup, observeDrop, observeLoad, type CacheOperation } from '../events.js'
 import { hash32 } from '../key-patterns.js'
 import { LevelLog } from '../level-log.js'
 import { callDuration, callTtl } from '../options.js'
@@ -356,7 +356,7 @@ export class SessionCache {
   }
 
   get<T = unknown> (key: string): Promise<T | undefined> {
-    const op = observe('session', 'get', key, undefined, this.level)
+    const op = observeLookup('session', 'get', key, undefined, this.level)
     return op === undefined ? this.lookup(key) : op.within(this.token).promise(async () => await this.lookup(key, op))
   }
 
@@ -450,7 +450,7 @@ export class SessionCache {
    * session to store into (the store could not be read, or `getSessionId` gave no id) the loader answers every call.
    */
   getOrLoad<T> (key: string, loader: () => T | PromiseLike<T>, options?: SessionSetOptions): Promise<T> {
-    const op = observe('session', 'getOrLoad', key, undefined, this.level)
+    const op = observeLookup('session', 'getOrLoad', key, undefined, this.level)
     return op === undefined ? this.findOrLoad(key, loader, options) : op.within(this.token).promise(async () => await this.findOrLoad(key, loader, options, op))
   }
 

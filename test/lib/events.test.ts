@@ -142,3 +142,21 @@ test('usageOf: the value, the token and the level, in private fields that no sub
   t.notMatch(JSON.stringify(seen), /4111|1234/, 'values never reach a serialised context')
   t.same(usageOf({ level: 'app', operation: 'get' } as CacheOperationContext), { scope: undefined, value: undefined, origin: undefined })
 })
+
+test('lookups skipped ahead: listeners at different rates, and one taking every lookup, each get their share', async (t) => {
+  const given = { tenth: 0, hundredth: 0, all: 0 }
+  const stops = [
+    subscribeCacheOperations(() => { given.tenth++ }, { sampleRate: 0.1 }),
+    subscribeCacheOperations(() => { given.hundredth++ }, { sampleRate: 0.01 })
+  ]
+  t.teardown(() => { for (const stop of stops) stop() })
+  const cache = new RequestLevel({ maxEntries: 10 }).open()
+  cache.set('a', 1)
+  given.tenth = given.hundredth = 0
+  for (let i = 0; i < 100_000; i++) cache.get('a')
+  t.ok(Math.abs(given.tenth - 10_000) < 1000, `1 in 10: ${given.tenth}`)
+  t.ok(Math.abs(given.hundredth - 1000) < 150, `1 in 100: ${given.hundredth}`)
+  stops.push(subscribeCacheOperations(() => { given.all++ }))
+  for (let i = 0; i < 1000; i++) cache.get('a')
+  t.equal(given.all, 1000, 'a listener without a rate gets every lookup, from the next one on')
+})
