@@ -35,6 +35,10 @@ export function feedAdvisor (advisor: Advisor, options: AdvisorFeedOptions = {})
     // A failed operation changed nothing (a loader that threw caches nothing).
     if (op.error !== undefined || (from !== undefined && !from(usageOf(op).origin))) return
     const level = op.level
+    if (level === 'route') {
+      route(advisor, op)
+      return
+    }
     // Given every time: counted in the totals on a draw of the advisor's, as the others were drawn by the stream.
     const counted = every[level]?.includes(op.operation) === true ? advisor.draw() : true
     switch (op.operation) {
@@ -85,6 +89,22 @@ export function feedAdvisor (advisor: Advisor, options: AdvisorFeedOptions = {})
   }
   return subscribeCacheOperations(listener, { sampleRate: advisor.sampleRate, every, ...(options.random === undefined ? {} : { random: options.random }) })
 }
+
+/**
+ * Route caching's lookups are keyed `GET /products/17`, its invalidations by the route as declared (`/products/:id`) or
+ * a path: both become the path with parameters as `*`, so that a route's reads and its invalidations meet in one
+ * pattern and `volatile` can say a route is invalidated as often as it is served. Nothing else of a route is counted:
+ * its stored responses live in a cache of their own, whose drops the stream does not carry.
+ */
+function route (advisor: Advisor, op: CacheOperationContext): void {
+  if (op.key === undefined) return
+  const path = op.key.slice(op.key.indexOf(' ') + 1).replace(PARAMETER, '*')
+  if (op.operation === 'get' && op.hit !== undefined) advisor.feed({ type: 'read', level: 'route', key: path, hit: op.hit }, true, false)
+  else if (op.operation === 'invalidate') advisor.feed({ type: 'invalidate', level: 'route', key: path }, advisor.draw(), false)
+}
+
+/** A parameter of a declared route: `:id`, up to the next `/`. */
+const PARAMETER = /:[^/]+/g
 
 function read (advisor: Advisor, level: CacheEventLevel, key: string, hit: boolean, scope: UsageScope | undefined): void {
   // Only a hit of a level that keeps entries across requests says something of one entry (`never-read`).

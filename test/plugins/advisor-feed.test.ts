@@ -126,6 +126,21 @@ test('never-read: entries set and evicted without a read; set, read three times 
   t.same(await found(t, read), [])
 })
 
+test('volatile routes: a cached route invalidated after every view; one invalidated once in a while, nothing', async (t) => {
+  const app = await advised(t)
+  app.get('/scores/:id', { config: { cache: { level: 'app', ttl: '1m' } } }, async () => ({ score: Math.random() }))
+  app.get('/pages/:id', { config: { cache: { level: 'app', ttl: '1m' } } }, async () => ({ page: 'about' }))
+  await times(30, async (i) => {
+    await app.inject(`/scores/${i % 3}`)
+    await app.routeCache.invalidate('/scores/:id', `/scores/${i % 3}`)
+    await app.inject(`/pages/${i % 3}`)
+    await app.inject(`/pages/${i % 3}`)
+  })
+  await app.routeCache.invalidate('/pages/:id')
+  t.same(await found(t, app), ['route /scores/* volatile'])
+  t.match(app.multiCache.advice()[0]?.evidence, { reads: 30, invalidations: 30 })
+})
+
 test('the session level: entries evicted by maxEntriesPerSession and loaded again are too-small, per session', async (t) => {
   const app = await advised(t, { session: { secret, maxEntriesPerSession: 2 } })
   app.get('/step/:n', async (request) => await request.sessionCache.getOrLoad(`step:${(request.params as { n: string }).n}`, () => ({ done: false })))
