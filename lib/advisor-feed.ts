@@ -31,6 +31,8 @@ export interface AdvisorFeedOptions {
 export function feedAdvisor (advisor: Advisor, options: AdvisorFeedOptions = {}): () => void {
   const every = ADVISOR_TAKES_EVERY
   const from = options.from
+  // Given every time: counted in the totals on a draw of the advisor's, as the others were drawn by the stream.
+  const drawn = (op: CacheOperationContext): boolean => every[op.level]?.includes(op.operation) === true ? advisor.draw() : true
   const listener = (op: CacheOperationContext): void => {
     // A failed operation changed nothing (a loader that threw caches nothing).
     if (op.error !== undefined || (from !== undefined && !from(usageOf(op).origin))) return
@@ -39,8 +41,6 @@ export function feedAdvisor (advisor: Advisor, options: AdvisorFeedOptions = {})
       route(advisor, op)
       return
     }
-    // Given every time: counted in the totals on a draw of the advisor's, as the others were drawn by the stream.
-    const counted = every[level]?.includes(op.operation) === true ? advisor.draw() : true
     switch (op.operation) {
       case 'get':
       case 'getOrLoad':
@@ -57,6 +57,7 @@ export function feedAdvisor (advisor: Advisor, options: AdvisorFeedOptions = {})
       }
       case 'set':
       case 'load': {
+        const counted = drawn(op)
         const { scope, value } = usageOf(op)
         const type = op.operation === 'set' ? 'write' : 'load'
         // A batch's load answers values for several keys: each is filled, with no value to compare.
@@ -72,6 +73,7 @@ export function feedAdvisor (advisor: Advisor, options: AdvisorFeedOptions = {})
       }
       case 'delete':
       case 'invalidate': {
+        const counted = drawn(op)
         const scope = usageOf(op).scope
         for (const key of op.key === undefined ? op.keys ?? [] : [op.key]) {
           advisor.feed({ type: 'invalidate', level, key, scope }, counted, level !== 'request' && advisor.watches(level, key, scope))

@@ -336,10 +336,18 @@ export class SessionCache {
     private readonly log?: Logger
   ) {}
 
-  /** This session's token on the event stream (see `SessionLevel.tokenSeed`); undefined while it has no id. */
-  private readonly token = (): number | undefined => {
-    const id = this.current?.id
-    return id === undefined ? undefined : hash32(id, this.level.tokenSeed)
+  private tokenOf: (() => number | undefined) | undefined
+
+  /**
+   * This session's token on the event stream (see `SessionLevel.tokenSeed`), undefined while it has no id; asked for
+   * only by a listener. Made on first use: a request whose session is only read, and never observed, allocates nothing.
+   */
+  private get token (): () => number | undefined {
+    this.tokenOf ??= () => {
+      const id = this.current?.id
+      return id === undefined ? undefined : hash32(id, this.level.tokenSeed)
+    }
+    return this.tokenOf
   }
 
   /** The session id, once a call of this request has found or created the session; undefined before. */
