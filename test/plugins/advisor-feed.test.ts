@@ -108,6 +108,15 @@ test('too-small: entries evicted for room and loaded again; the same keys with r
   t.same(await found(t, roomy), [])
 })
 
+test('batches count per key: getOrLoadMany over more keys than fit is too-small, per key loaded again', async (t) => {
+  const app = await advised(t, { app: { max: 5 } })
+  app.get('/items', async () => await app.appCache.getOrLoadMany(Array.from({ length: 10 }, (_, i) => `item:${i}`), (keys) => keys.map(() => 'thing')))
+  // Each batch finds the 5 it left and loads the other 5 again, which push those 5 out.
+  await times(3, async () => await app.inject('/items'))
+  t.same(await found(t, app), ['app item:* too-small'])
+  t.match(app.multiCache.advice()[0]?.evidence, { evictions: 15, reloadsAfterEviction: 10 })
+})
+
 test('never-read: entries set and evicted without a read; set, read three times and evicted, nothing', async (t) => {
   const unread = await advised(t, { app: { max: 5 } })
   const read = await advised(t, { app: { max: 5 } })
