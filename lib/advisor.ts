@@ -97,6 +97,8 @@ export class Advisor {
   // query in the key) cycles through probation without pushing out the patterns in use.
   private readonly probation = new LRUCache<string, PatternStats>({ max: ADVISOR_BOUNDS.patterns })
   private readonly keys = new LRUCache<number, KeyState>({ max: ADVISOR_BOUNDS.keys })
+  /** The (session, pattern, value) triples counted by `same-in-every-session`, by digest. */
+  private readonly sessionValues = new LRUCache<number, true>({ max: ADVISOR_BOUNDS.keys })
   private readonly requests = new LRUCache<UsageScope, Map<number, RequestRead>>({ max: ADVISOR_BOUNDS.requests })
   private readonly scopeIds = new WeakMap<object, number>()
   /** Patterns of recent short keys: four regular expressions cost a sampled hit ten times what the rest does. */
@@ -236,9 +238,15 @@ export class Advisor {
     const id = this.idOf(usage)
     const state = this.keys.get(id)
     // Loaded or set: `getOrLoad('settings', …)` in every session is the usual way the same value gets copied into each.
-    if (usage.level === 'session' && usage.scope !== undefined && usage.hash !== undefined && state?.hash !== usage.hash) {
-      stats.sessionValues++
-      ;(stats.values ??= new TopValues()).add(usage.hash, usage.bytes ?? 0)
+    // Counted once per session, pattern and value: one session writing one value under many keys of a pattern
+    // (`draft:1`, `draft:2`) is one session, not many.
+    if (usage.level === 'session' && usage.scope !== undefined && usage.hash !== undefined) {
+      const given = this.idOf({ level: 'session', scope: usage.scope, key: `${stats.pattern}\u0000${String(usage.hash)}` })
+      if (this.sessionValues.get(given) === undefined) {
+        this.sessionValues.set(given, true)
+        stats.sessionValues++
+        ;(stats.values ??= new TopValues()).add(usage.hash, usage.bytes ?? 0)
+      }
     }
     if (state?.dropped === 'expire' && this.now() - state.droppedAt <= THRESHOLDS.ttlTooShort.windowMs) {
       stats.expiredReloads++

@@ -753,8 +753,11 @@ export class SessionCache {
     // The store caps the kind too, in the same step: requests writing at once each see room in their own snapshot.
     const change: GroupChange = { set: { [name]: entry }, cap: { prefix: name.slice(0, 2), max } }
     if (remove.length > 0) change.remove = remove
-    const changed = this.change(current, change)
-    if (evicted === undefined || !name.startsWith(DATA)) return changed
+    let changed = this.change(current, change)
+    if (!name.startsWith(DATA)) return changed
+    // Entries that expired unread are found here, when another is written: the stream's drops (`never-read`).
+    if (expired.length > 0) changed = andThen(changed, () => { for (const field of expired) observeDrop('session', field.slice(DATA.length), 'expire', this.level, this.token) })
+    if (evicted === undefined) return changed
     return andThen(changed, () => {
       this.level.stats.evictions++
       observeDrop('session', evicted.slice(DATA.length), 'evict', this.level, this.token)

@@ -150,6 +150,34 @@ test('volatile routes: a cached route invalidated after every view; one invalida
   t.match(app.multiCache.advice()[0]?.evidence, { reads: 30, invalidations: 30 })
 })
 
+test('never-read in sessions: drafts set with a short ttl and never read; read before they expire, nothing', async (t) => {
+  const app = await advised(t)
+  app.put('/draft/:id', async (request) => {
+    await request.sessionCache.set(`draft:${(request.params as { id: string }).id}`, { text: 'hello' }, { ttl: 5 })
+    return null
+  })
+  app.get('/draft/:id', async (request) => await request.sessionCache.get(`draft:${(request.params as { id: string }).id}`))
+  app.put('/note/:id', async (request) => {
+    await request.sessionCache.set(`note:${(request.params as { id: string }).id}`, { text: 'hi' }, { ttl: 5 })
+    return null
+  })
+  app.get('/note/:id', async (request) => await request.sessionCache.get(`note:${(request.params as { id: string }).id}`))
+  let cookie: string | undefined
+  const send = async (method: 'GET' | 'PUT', url: string): Promise<void> => {
+    const reply = await app.inject({ method, url, headers: cookie === undefined ? {} : { cookie } })
+    cookie ??= cookieOf(reply.headers)
+  }
+  // Each write finds the entries expired before it and drops them.
+  await times(25, async (i) => {
+    await send('PUT', `/draft/${i}`)
+    await send('PUT', `/note/${i}`)
+    for (let read = 0; read < 3; read++) await send('GET', `/note/${i}`)
+    await sleep(10)
+  })
+  t.same(await found(t, app), ['session draft:* never-read'])
+  t.match(app.multiCache.advice()[0]?.evidence, { writtenAndDropped: 24, neverRead: 24, hits: 0 })
+})
+
 test('the session level: entries evicted by maxEntriesPerSession and loaded again are too-small, per session', async (t) => {
   const app = await advised(t, { session: { secret, maxEntriesPerSession: 2 } })
   app.get('/step/:n', async (request) => await request.sessionCache.getOrLoad(`step:${(request.params as { n: string }).n}`, () => ({ done: false })))
