@@ -8,13 +8,13 @@ import { levelsOf } from './levels.js'
 /** The `advisor` option of `multiCache` as an object. */
 export interface AdvisorOptions {
   /**
-   * The share of keys watched, 0 < rate ≤ 1: each key (of one request or session, at those levels) is watched whole
-   * or not at all. Default 0.01.
+   * The share sampled, 0 < rate ≤ 1: of the lookups (and of everything at the request level), one by one; of the
+   * session and application entries, each followed whole (per session at that level) or not at all. Default 0.01.
    */
   sampleRate?: number
 }
 
-/** What `advisor: true` watches: 1 key in 100. */
+/** What `advisor: true` samples: 1 in 100. */
 export const DEFAULT_SAMPLE_RATE = 0.01
 
 /**
