@@ -78,12 +78,14 @@ interface RequestRead { stats: PatternStats, reads: number }
 
 /**
  * Watches how each key pattern is used at each level and says, through `advice()`, where a level is the wrong one, a
- * ttl too short or a bound too small. Fed with `observe(usage)`; it knows nothing of Fastify, stores or events.
+ * ttl too short or a bound too small. Fed with `observe(usage)` (every observation sampled per key) or, from the event
+ * stream, with `feed()` (see lib/advisor-feed.ts); it knows nothing of Fastify, stores or events.
  *
- * Sampling is per entry, not per operation: a key (of one request or session, at those levels) is watched from its
- * write to its reads to its expiry, or not at all, since every kind but `volatile` follows one entry through several
- * operations, and a 1 % sample of each would meet almost never. Counts in the evidence are of the keys watched, with `sampleRate` beside them; the ratios the kinds
- * are decided on do not depend on it.
+ * What follows one entry (every kind but `volatile` and `no-reuse`) is sampled per entry, not per operation: a key
+ * (of one session, at that level) is watched from its write to its reads to its expiry, or not at all, since a 1 %
+ * sample of each operation would almost never meet the ones of one entry. `feed()` counts the totals (`volatile`,
+ * `no-reuse`, the hits `never-read` checks against) per operation instead, which the hot path can afford. Counts in the
+ * evidence are as observed, with `sampleRate` beside them; the ratios the kinds are decided on do not depend on it.
  */
 export class Advisor {
   readonly sampleRate: number
