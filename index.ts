@@ -33,7 +33,8 @@ export type { AdviceFinding, AdviceKind, AdvisorLevel } from './lib/advice.js'
 export type { MetricsOptions, MetricsRegistry } from './plugins/metrics.js'
 export {
   CACHE_OPERATION_CHANNEL, subscribeCacheOperations,
-  type CacheOperationContext, type CacheOperationName, type CacheEventLevel, type CacheTier, type CacheOperationListener, type CacheOperationSubscribeOptions
+  type CacheOperationContext, type CacheOperationName, type CacheEventLevel, type CacheTier, type CacheOperationListener, type CacheOperationSubscribeOptions,
+  type CacheDropReason
 } from './lib/events.js'
 export {
   InvalidOptionError, InvalidKeyError, InvalidValueError, PreloadError, DefineError, UnsupportedError, SerializeError, StoreError,

@@ -35,8 +35,13 @@ export const THRESHOLDS = {
   ttlTooShort: { minReloads: 10, minUnchangedShare: 0.8, windowMs: 60_000 },
   /** Keys loaded (or written) again after the size bound evicted them, and their share of the evictions. */
   tooSmall: { minReloads: 10, minShare: 0.2 },
-  /** Entries written by `set` then dropped (expired or evicted), and the share of them never read in between. */
-  neverRead: { minDrops: 20, minUnreadShare: 0.8 }
+  /**
+   * Entries written by `set` then dropped (expired or evicted), and the share of them never read in between; and the
+   * pattern's hits per `set` at most, over all its keys. Fed from the event stream, hits are sampled per operation, so
+   * an entry followed can look unread when its reads were not drawn; the hits per set, counted in totals, hold the
+   * finding back then: at most 0.2 of them means at least 80 % of the entries went unread (none can have less than one).
+   */
+  neverRead: { minDrops: 20, minUnreadShare: 0.8, maxHitsPerWrite: 0.2 }
 } as const
 
 /**
@@ -153,9 +158,9 @@ export function findingsOf (stats: PatternStats, sampleRate: number): AdviceFind
       { evictions: stats.evictions, reloadsAfterEviction: stats.evictedReloads })
   }
 
-  if (stats.unreadDrops >= neverRead.minDrops && stats.unreadDrops >= neverRead.minUnreadShare * stats.writtenDrops) {
+  if (stats.unreadDrops >= neverRead.minDrops && stats.unreadDrops >= neverRead.minUnreadShare * stats.writtenDrops && stats.hits <= neverRead.maxHitsPerWrite * stats.writes) {
     found('never-read', `"${key}": ${stats.unreadDrops} of ${stats.writtenDrops} entries written were dropped (expired or evicted) without a single read: do not cache it, or cache it where it is read`,
-      { writtenAndDropped: stats.writtenDrops, neverRead: stats.unreadDrops })
+      { writtenAndDropped: stats.writtenDrops, neverRead: stats.unreadDrops, writes: stats.writes, hits: stats.hits })
   }
   return findings
 }

@@ -62,6 +62,9 @@ export const ADVISOR_BOUNDS = {
   keysPerRequest: 32
 } as const
 
+/** Keys whose pattern is remembered, and the longest: at most about 200 KiB. */
+const PATTERN_CACHE = { keys: 1000, longestKey: 100 } as const
+
 interface KeyState {
   hash: ValueHash | undefined
   /** The last fill was a `set`, and nothing read it since. */
@@ -75,26 +78,33 @@ interface RequestRead { stats: PatternStats, reads: number }
 
 /**
  * Watches how each key pattern is used at each level and says, through `advice()`, where a level is the wrong one, a
- * ttl too short or a bound too small. Fed with `observe(usage)`; it knows nothing of Fastify, stores or events.
+ * ttl too short or a bound too small. Fed with `observe(usage)` (every observation sampled per key) or, from the event
+ * stream, with `feed()` (see lib/advisor-feed.ts); it knows nothing of Fastify, stores or events.
  *
- * Sampling is per entry, not per operation: a key (of one request or session, at those levels) is watched from its
- * write to its reads to its expiry, or not at all, since every kind but `volatile` follows one entry through several
- * operations, and a 1 % sample of each would meet almost never. Counts in the evidence are of the keys watched, with `sampleRate` beside them; the ratios the kinds
- * are decided on do not depend on it.
+ * What follows one entry (every kind but `volatile` and `no-reuse`) is sampled per entry, not per operation: a key
+ * (of one session, at that level) is watched from its write to its reads to its expiry, or not at all, since a 1 %
+ * sample of each operation would almost never meet the ones of one entry. `feed()` counts the totals (`volatile`,
+ * `no-reuse`, the hits `never-read` checks against) per operation instead, which the hot path can afford. Counts in the
+ * evidence are as observed, with `sampleRate` beside them; the ratios the kinds are decided on do not depend on it.
  */
 export class Advisor {
   readonly sampleRate: number
   private readonly threshold: number
   private readonly seed: number
   private readonly now: () => number
+  private readonly random: () => number
   private readonly onFinding: ((finding: AdviceFinding) => void) | undefined
   private readonly patterns = new LRUCache<string, PatternStats>({ max: ADVISOR_BOUNDS.patterns })
   // One sighting puts a pattern here; a second moves it to `patterns`, so a flood of keys each used once (a search
   // query in the key) cycles through probation without pushing out the patterns in use.
   private readonly probation = new LRUCache<string, PatternStats>({ max: ADVISOR_BOUNDS.patterns })
   private readonly keys = new LRUCache<number, KeyState>({ max: ADVISOR_BOUNDS.keys })
+  /** The (session, pattern, value) triples counted by `same-in-every-session`, by digest. */
+  private readonly sessionValues = new LRUCache<number, true>({ max: ADVISOR_BOUNDS.keys })
   private readonly requests = new LRUCache<UsageScope, Map<number, RequestRead>>({ max: ADVISOR_BOUNDS.requests })
   private readonly scopeIds = new WeakMap<object, number>()
+  /** Patterns of recent short keys: four regular expressions cost a sampled hit ten times what the rest does. */
+  private readonly patternsOfKeys = new Map<string, string>()
   private nextScopeId = 0
 
   constructor (options: AdvisorConfig = {}) {
@@ -104,6 +114,7 @@ export class Advisor {
     this.threshold = sampleRate * 2 ** 32
     this.seed = Math.floor(random() * 2 ** 32)
     this.now = now
+    this.random = random
     this.onFinding = options.onFinding
   }
 
@@ -127,17 +138,42 @@ export class Advisor {
 
   /** Counts an observation already sampled (by `watches`), for a feed that asks before it builds one. */
   record (usage: Exclude<Usage, EndUsage>): void {
-    const stats = this.statsOf(usage.level, keyPattern(usage.key))
-    switch (usage.type) {
-      case 'read': return this.read(stats, usage)
-      case 'write': return this.fill(stats, usage, true)
-      case 'load': return this.fill(stats, usage, false)
-      case 'invalidate':
-        stats.invalidations++
-        if (usage.level !== 'request') this.keys.delete(this.idOf(usage))
-        return
-      case 'drop': return this.drop(stats, usage)
+    const stats = this.statsOf(usage.level, this.patternOf(usage.key))
+    this.count(stats, usage)
+    if (usage.level === 'request') {
+      // Reads per request and key, closed by the request's `end`: a written key never read counts as a pair with none.
+      if (usage.scope !== undefined && (usage.type === 'read' || usage.type === 'write')) this.countRequestRead(stats, usage.scope, usage.key, usage.type === 'read' ? 1 : 0)
+      return
     }
+    this.follow(stats, usage)
+  }
+
+  /**
+   * Counts one operation of the event stream (lib/advisor-feed.ts), sampled twice over. `counted`: drawn by the
+   * per-operation sample, at `sampleRate` (hits are only ever given so, which keeps the hot path free of hashing); its
+   * counts go to its pattern's totals. `watched`: its entry is followed (`watches()`), so that what happens to one
+   * entry (filled, read, dropped, filled again) is seen whole. Ratios are taken within one kind of count, totals with
+   * totals and entries with entries, so both samples at one rate keep them right in expectation.
+   *
+   * At the request level everything is a total: a fill is the start of a request-and-key pair, and reads per pair are
+   * the reads counted over the fills counted, with no token per request to hold.
+   */
+  feed (usage: Exclude<Usage, EndUsage>, counted: boolean, watched: boolean): void {
+    if (!counted && !(watched && usage.level !== 'request')) return
+    const stats = this.statsOf(usage.level, this.patternOf(usage.key))
+    if (counted) {
+      this.count(stats, usage)
+      if (usage.level === 'request') {
+        if (usage.type === 'read') stats.requestReads++
+        else if (usage.type === 'write' || usage.type === 'load') stats.requestPairs++
+      }
+    }
+    if (watched && usage.level !== 'request') this.follow(stats, usage)
+  }
+
+  /** Whether an operation given every time is also counted in the totals: a draw at `sampleRate`, like the stream's. */
+  draw (): boolean {
+    return this.sampleRate === 1 || this.random() < this.sampleRate
   }
 
   /** The findings now, every level and pattern; each new one also goes to `onFinding`, once. */
@@ -162,33 +198,57 @@ export class Advisor {
     return { patterns: this.patterns.size, probation: this.probation.size, keys: this.keys.size, requests: this.requests.size, keysInRequests }
   }
 
-  private read (stats: PatternStats, usage: ReadUsage): void {
-    stats.reads++
-    if (usage.hit) stats.hits++
-    if (usage.level === 'request') {
-      if (usage.scope !== undefined) this.countRequestRead(stats, usage.scope, usage.key, 1)
-      return
+  /** The pattern's totals. */
+  private count (stats: PatternStats, usage: Exclude<Usage, EndUsage>): void {
+    switch (usage.type) {
+      case 'read':
+        stats.reads++
+        if (usage.hit) stats.hits++
+        return
+      case 'write':
+        stats.writes++
+        return
+      case 'load':
+        stats.loads++
+        return
+      case 'invalidate':
+        stats.invalidations++
     }
-    if (usage.hit) {
-      const state = this.keys.get(this.idOf(usage))
-      if (state !== undefined) state.unread = false
+    // Drops are counted of entries followed only (in `drop`): evictions are compared with reloads after eviction,
+    // entry by entry.
+  }
+
+  /** One entry's life: what `ttl-too-short`, `too-small`, `never-read` and `same-in-every-session` follow. */
+  private follow (stats: PatternStats, usage: Exclude<Usage, EndUsage>): void {
+    switch (usage.type) {
+      case 'read':
+        if (usage.hit) {
+          const state = this.keys.get(this.idOf(usage))
+          if (state !== undefined) state.unread = false
+        }
+        return
+      case 'write': return this.fill(stats, usage, true)
+      case 'load': return this.fill(stats, usage, false)
+      case 'invalidate':
+        this.keys.delete(this.idOf(usage))
+        return
+      case 'drop': return this.drop(stats, usage)
     }
   }
 
   private fill (stats: PatternStats, usage: WriteUsage | LoadUsage, written: boolean): void {
-    if (written) stats.writes++
-    else stats.loads++
-    if (usage.level === 'request') {
-      // Written but never read in its request counts as a pair with no read.
-      if (written && usage.scope !== undefined) this.countRequestRead(stats, usage.scope, usage.key, 0)
-      return
-    }
     const id = this.idOf(usage)
     const state = this.keys.get(id)
     // Loaded or set: `getOrLoad('settings', …)` in every session is the usual way the same value gets copied into each.
-    if (usage.level === 'session' && usage.scope !== undefined && usage.hash !== undefined && state?.hash !== usage.hash) {
-      stats.sessionValues++
-      ;(stats.values ??= new TopValues()).add(usage.hash, usage.bytes ?? 0)
+    // Counted once per session, pattern and value: one session writing one value under many keys of a pattern
+    // (`draft:1`, `draft:2`) is one session, not many.
+    if (usage.level === 'session' && usage.scope !== undefined && usage.hash !== undefined) {
+      const given = this.idOf({ level: 'session', scope: usage.scope, key: `${stats.pattern}\u0000${String(usage.hash)}` })
+      if (this.sessionValues.get(given) === undefined) {
+        this.sessionValues.set(given, true)
+        stats.sessionValues++
+        ;(stats.values ??= new TopValues()).add(usage.hash, usage.bytes ?? 0)
+      }
     }
     if (state?.dropped === 'expire' && this.now() - state.droppedAt <= THRESHOLDS.ttlTooShort.windowMs) {
       stats.expiredReloads++
@@ -204,7 +264,6 @@ export class Advisor {
   private drop (stats: PatternStats, usage: DropUsage): void {
     if (usage.reason === 'evict') stats.evictions++
     else stats.expirations++
-    if (usage.level === 'request') return
     const id = this.idOf(usage)
     const state = this.keys.get(id)
     if (state === undefined) {
@@ -241,6 +300,18 @@ export class Advisor {
       stats.requestPairs++
       stats.requestReads += reads
     }
+  }
+
+  private patternOf (key: string): string {
+    if (key.length > PATTERN_CACHE.longestKey) return keyPattern(key)
+    let pattern = this.patternsOfKeys.get(key)
+    if (pattern === undefined) {
+      // Emptied when full rather than kept in order: what it holds is recomputed at the cost of a miss.
+      if (this.patternsOfKeys.size >= PATTERN_CACHE.keys) this.patternsOfKeys.clear()
+      pattern = keyPattern(key)
+      this.patternsOfKeys.set(key, pattern)
+    }
+    return pattern
   }
 
   private statsOf (level: AdvisorLevel, pattern: string): PatternStats {

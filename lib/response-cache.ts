@@ -117,7 +117,7 @@ export class ResponseCache {
    * its path (see `pathOf`). For a route with a custom key, `url` is the key. Returns how many keys were dropped.
    */
   invalidate (route: string, url?: string): Promise<number> {
-    const op = observe('route', 'invalidate', typeof url === 'string' ? url.split(/[?;#]/, 1)[0] : route)
+    const op = observe('route', 'invalidate', typeof url === 'string' ? url.split(/[?;#]/, 1)[0] : route, undefined, this)
     return op === undefined ? this.drop(route, url) : op.promise(async () => await this.drop(route, url))
   }
 

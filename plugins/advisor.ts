@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { Advisor, type AdviceFinding } from '../lib/advisor.js'
+import { feedAdvisor } from '../lib/advisor-feed.js'
 import { hashKey } from '../lib/level-log.js'
 import { readOptions, type OptionReader } from '../lib/options.js'
 import { levelsOf } from './levels.js'
@@ -7,13 +8,13 @@ import { levelsOf } from './levels.js'
 /** The `advisor` option of `multiCache` as an object. */
 export interface AdvisorOptions {
   /**
-   * The share of keys watched, 0 < rate ≤ 1: each key (of one request or session, at those levels) is watched whole
-   * or not at all. Default 0.01.
+   * The share sampled, 0 < rate ≤ 1: of the lookups (and of everything at the request level), one by one; of the
+   * session and application entries, each followed whole (per session at that level) or not at all. Default 0.01.
    */
   sampleRate?: number
 }
 
-/** What `advisor: true` watches: 1 key in 100. */
+/** What `advisor: true` samples: 1 in 100. */
 export const DEFAULT_SAMPLE_RATE = 0.01
 
 /**
@@ -35,7 +36,7 @@ export function readAdvisor (read: OptionReader, option: unknown): number | unde
 }
 
 /**
- * Gives the app's levels an advisor, and logs each finding at `info` the first time it is found (by `advice()` or
+ * Gives the app's levels an advisor fed from the one stream of cache operations (lib/advisor-feed.ts), and logs each finding at `info` the first time it is found (by `advice()` or
  * by the timer). With `logKeys: false` the line shows a hash of the pattern, as other lines show keys.
  */
 export function startAdvisor (fastify: FastifyInstance, sampleRate: number, logKeys: boolean): Advisor {
@@ -45,8 +46,14 @@ export function startAdvisor (fastify: FastifyInstance, sampleRate: number, logK
       logKeys ? `multiCache advisor: ${finding.message}` : `multiCache advisor: ${kind} at the ${level} level (the pattern is in fastify.multiCache.advice())`)
   }
   const advisor = new Advisor({ sampleRate, onFinding: tell })
-  levelsOf(fastify).advisor = advisor
+  const levels = levelsOf(fastify)
+  levels.advisor = advisor
+  // This app's levels only, those registered later included: other apps in the process publish on the same stream.
+  const stop = feedAdvisor(advisor, { from: (origin) => origin !== undefined && (origin === levels.app || origin === levels.request || origin === levels.session || origin === levels.route) })
   const timer = setInterval(() => { advisor.advice() }, ADVICE_LOG_INTERVAL_MS).unref()
-  fastify.addHook('onClose', async () => { clearInterval(timer) })
+  fastify.addHook('onClose', async () => {
+    clearInterval(timer)
+    stop()
+  })
   return advisor
 }

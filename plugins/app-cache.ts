@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Duration } from '../lib/durations.js'
+import { observeDrop } from '../lib/events.js'
 import { MAX_KEYS_PER_CALL, MAX_KEY_LENGTH } from '../lib/keys.js'
 import { readOptions } from '../lib/options.js'
 import { exposeMetrics, type MetricsOptions } from './metrics.js'
@@ -67,7 +68,13 @@ const plugin: FastifyPluginAsync<AppCacheOptions> = async (fastify, options) => 
     l1: { max: 1000, ttl: 10_000 },
     fenced: true,
     memory: () => new MemoryStore({
-      max, ttl, onEvict: () => { cache.stats.evictions++ }, ...(maxBytes === 0 ? {} : { maxBytes }), ...(sizeOf === undefined ? {} : { sizeOf })
+      max,
+      ttl,
+      onEvict: () => { cache.stats.evictions++ },
+      // The one stream's drops (the advisor's `ttl-too-short`, `too-small`, `never-read`): a length check while nobody listens.
+      onDrop: (key, _value, reason) => { observeDrop('app', key, reason, cache) },
+      ...(maxBytes === 0 ? {} : { maxBytes }),
+      ...(sizeOf === undefined ? {} : { sizeOf })
     })
   })
   const windows = Object.fromEntries(FRESHNESS.map((name) => [name, read.duration(name, 0)]))

@@ -35,7 +35,7 @@ export interface MultiCacheOptions {
   logKeys?: boolean
   /**
    * The level advisor: watches how keys are used and says, through `fastify.multiCache.advice()`, when one sits at the
-   * wrong level, lives too short or should not be cached. `true` watches 1 key in 100; `{ sampleRate }` another share
+   * wrong level, lives too short or should not be cached. `true` samples 1 in 100; `{ sampleRate }` another share
    * (0 < rate ≤ 1; 1 in development or staging). Default false.
    */
   advisor?: boolean | AdvisorOptions

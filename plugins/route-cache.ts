@@ -11,7 +11,7 @@ import { forwardStatus, hitStatus, type RouteReason } from '../lib/http/cache-st
 import { credentialsOf, pathOf, responseKey, routeIdentity, targetOf, type IgnoredCookies } from '../lib/http/request.js'
 import { ageOf, fromRecord, privateCacheControl, storable, toCachedResponse, toRecord, type CachedResponse, type ResponseRecord, type StorePolicy } from '../lib/http/response.js'
 import { findVariant, withVariant, type StoredVariants } from '../lib/http/variants.js'
-import { observe, type CacheOperation } from '../lib/events.js'
+import { observeLookup, type CacheOperation } from '../lib/events.js'
 import { KeyRule } from '../lib/keys.js'
 import { readOptions, type OptionReader } from '../lib/options.js'
 import { exposeMetrics, type MetricsOptions } from './metrics.js'
@@ -251,7 +251,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
         const credentials = credentialsOf(request.headers, ignored)
         if (credentials !== undefined) return bypass(request, reply, credentials)
       }
-      const op = observe('route', 'get', request.method + ' ' + (request.url.split(/[?;#]/, 1)[0] as string))
+      const op = observeLookup('route', 'get', request.method + ' ' + (request.url.split(/[?;#]/, 1)[0] as string), undefined, cache)
       return op === undefined ? await serve(request, reply) : await op.promise(async () => await serve(request, reply, op))
     }
 

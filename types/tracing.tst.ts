@@ -3,7 +3,7 @@ import { InstrumentationBase } from '@opentelemetry/instrumentation'
 import { describe, expect, test } from 'tstyche'
 import {
   CACHE_OPERATION_CHANNEL, subscribeCacheOperations,
-  type CacheEventLevel, type CacheOperationContext, type CacheOperationListener, type CacheOperationName, type CacheTier
+  type CacheDropReason, type CacheEventLevel, type CacheOperationContext, type CacheOperationListener, type CacheOperationName, type CacheTier
 } from '../index.js'
 import { MultiCacheInstrumentation, type MultiCacheInstrumentationConfig } from '../lib/otel.js'
 
@@ -21,7 +21,9 @@ describe('the diagnostics channel', () => {
 
   test('a context is typed field by field, and read-only', () => {
     expect<CacheEventLevel>().type.toBe<'request' | 'session' | 'app' | 'route'>()
-    expect<CacheOperationName>().type.toBe<'get' | 'set' | 'delete' | 'getOrLoad' | 'load' | 'invalidate' | 'invalidateTag' | 'clear' | 'refresh' | 'getMany' | 'getOrLoadMany'>()
+    expect<CacheOperationName>().type.toBe<'get' | 'set' | 'delete' | 'getOrLoad' | 'load' | 'invalidate' | 'invalidateTag' | 'clear' | 'refresh' | 'getMany' | 'getOrLoadMany' | 'drop'>()
+    expect<CacheOperationContext['reason']>().type.toBe<CacheDropReason | undefined>()
+    expect<CacheDropReason>().type.toBe<'evict' | 'expire'>()
     expect<CacheTier>().type.toBe<'memory' | 'store'>()
     expect<CacheOperationContext['key']>().type.toBe<string | undefined>()
     expect<CacheOperationContext['keys']>().type.toBe<readonly string[] | undefined>()
@@ -39,6 +41,9 @@ describe('subscribeCacheOperations', () => {
   test('takes a listener of contexts and a sample rate, and gives back the way out', () => {
     expect(subscribeCacheOperations((operation) => { expect(operation).type.toBe<CacheOperationContext>() })).type.toBe<() => void>()
     expect(subscribeCacheOperations).type.toBeCallableWith(() => {}, { sampleRate: 0.01 })
+    expect(subscribeCacheOperations).type.toBeCallableWith(() => {}, { sampleRate: 0.01, every: { app: ['set', 'drop'] } })
+    expect(subscribeCacheOperations).type.not.toBeCallableWith(() => {}, { every: { app: ['write'] } })
+    expect(subscribeCacheOperations).type.not.toBeCallableWith(() => {}, { every: { shop: ['set'] } })
     expect(subscribeCacheOperations).type.not.toBeCallableWith(() => {}, { sampleRate: '1%' })
     expect(subscribeCacheOperations).type.not.toBeCallableWith('listener')
     expect<CacheOperationListener>().type.toBe<(context: CacheOperationContext) => void>()

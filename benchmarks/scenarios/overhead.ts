@@ -55,6 +55,20 @@ export const servers: ServerFactories = {
     app.get('/', hello)
     return app
   },
+  // Issue 25's cost rule: the advisor on (1 in 100) against off, on a route touching no cache and on one that hits
+  // the application and request levels.
+  async multiCacheAdvisor () {
+    const app = Fastify()
+    await app.register(multiCache, { session: { secret: SECRET }, advisor: true })
+    app.get('/', hello)
+    return app
+  },
+  async multiCacheHits () {
+    return await cachedRoute(false)
+  },
+  async multiCacheHitsAdvisor () {
+    return await cachedRoute(true)
+  },
   async multiCacheMetrics () {
     const app = Fastify()
     const registry = new Registry()
@@ -62,6 +76,18 @@ export const servers: ServerFactories = {
     app.get('/', hello)
     return app
   }
+}
+
+/** A route that reads a product from the application level and its price twice from the request level: hits only, once warm. */
+async function cachedRoute (advisor: boolean) {
+  const app = Fastify()
+  await app.register(multiCache, { session: { secret: SECRET }, advisor })
+  app.get('/', async (request) => {
+    const product = await app.appCache.getOrLoad('product:1', () => ({ id: 1, name: 'pear', priceCents: 120 }))
+    await request.cache.getOrLoad('price', () => product.priceCents, { level: 'request' })
+    return { product, price: await request.cache.getOrLoad('price', () => product.priceCents, { level: 'request' }) }
+  })
+  return app
 }
 
 /** Connections per contender: few, as a server's own clients (a proxy, a load balancer) keep them. */
@@ -101,6 +127,12 @@ export const overhead: Scenario = {
       rows.push(judged(result({ scenario: 'overhead', measure: `route touching no cache ${where}: server CPU per request with multiCache (every level and route caching registered) vs bare Fastify`, ...cpuRatio(samples, 'multiCache', 'bare'), target: { op: '<=', value: 1.05 } })))
       rows.push(judged(result({ scenario: 'overhead', measure: `route touching no cache ${where}: server CPU per request with multiCache and metrics on (a prom-client registry, read at scrape time) vs bare Fastify`, ...cpuRatio(samples, 'multiCacheMetrics', 'bare'), target: { op: '<=', value: 1.05 } })))
     }
+    // The advisor's cost, at the heavy load: on against off, with a route touching no cache and one hitting the levels.
+    const advised = ['multiCache', 'multiCacheAdvisor', 'multiCacheHits', 'multiCacheHitsAdvisor'] as const
+    const advisedRate = Math.max(100, Math.round(limit * 0.7 / advised.length))
+    const advisedSamples = await compareHttp(module, advised.map((name) => ({ name, server: name, load: { path: '/', connections: CONNECTIONS, rate: advisedRate } })), rounds)
+    rows.push(result({ scenario: 'overhead', measure: `route touching no cache at a heavy load (${advisedRate} req/s each): server CPU per request with multiCache, advisor: true vs false`, ...cpuRatio(advisedSamples, 'multiCacheAdvisor', 'multiCache'), target: { op: '<=', value: 1.05 } }))
+    rows.push(result({ scenario: 'overhead', measure: `route hitting the application and request levels at a heavy load (${advisedRate} req/s each): server CPU per request with multiCache, advisor: true vs false`, ...cpuRatio(advisedSamples, 'multiCacheHitsAdvisor', 'multiCacheHits'), target: { op: '<=', value: 1.05 } }))
     // What the combination is made of, at the heavy load: each level alone.
     const rate = Math.max(100, Math.round(limit * 0.7 / 4))
     const levels = await compareHttp(module, ['bare', 'request', 'session', 'app'].map((name) => ({ name, server: name, load: { path: '/', connections: CONNECTIONS, rate } })), rounds)

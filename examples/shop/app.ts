@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import { Registry } from 'prom-client'
-import multiCache, { type MultiCacheOptions } from '../../index.js'
+import multiCache, { type AdvisorOptions, type MultiCacheOptions } from '../../index.js'
 import cacheAdmin from '../../plugins/admin.js'
 import type { Database, Product, User } from './db.js'
 
@@ -16,6 +16,8 @@ export interface ShopOptions {
   redisPrefix?: string
   /** Mounts the cache admin API and dashboard at `/_cache`, behind HTTP Basic with this password; not mounted without it. */
   adminToken?: string
+  /** The level advisor, its findings on the dashboard and at `GET /_cache/advice`. Default `{ sampleRate: 1 }`: a demo watches every key. */
+  advisor?: boolean | AdvisorOptions
 }
 
 interface CartLine { productId: number, quantity: number }
@@ -49,6 +51,7 @@ export function cacheOptions (options: ShopOptions, registry?: Registry): MultiC
     request: { maxEntries: 1000 },
     session: { secret: options.sessionSecret ?? 'development-only-secret-change-me-please', ttl: '30m', ...shared('session:') },
     app: { max: 20_000, ttl: '10m', ...shared('app:'), ...(url === undefined ? {} : { lock: true }) },
+    advisor: options.advisor ?? { sampleRate: 1 },
     ...(registry === undefined ? {} : { metrics: { registry } })
   }
 }
@@ -143,6 +146,10 @@ export async function buildShop (options: ShopOptions): Promise<FastifyInstance>
     const again = await profileOf(request, userId)
     return { greeting: `Hello ${again?.name ?? ''} (${again?.tier ?? ''} member)`, orders }
   })
+
+  // A mistake left in for the advisor to find: the banner is the same for everyone, yet each visitor gets a session
+  // and a copy of it. After a few visitors the dashboard says `same-in-every-session`: cache it at the application level.
+  app.get('/banner', async (request) => await request.sessionCache.getOrLoad('banner', () => ({ text: 'Free delivery from 50 EUR' })))
 
   app.get('/cache/stats', async () => ({ cache: app.multiCache.stats(), db: { queries: db.queries } }))
 

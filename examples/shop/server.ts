@@ -9,7 +9,9 @@ const db = await Database.open({
   latencyMs: Number(process.env.DB_LATENCY_MS ?? 0),
   products: Number(process.env.SHOP_PRODUCTS ?? 3000)
 })
-const app = await buildShop({ db, logger: true, sessionSecret: process.env.SESSION_SECRET, redisUrl: process.env.REDIS_URL, adminToken: process.env.ADMIN_TOKEN })
+// The advisor watches every key by default (a demo); SHOP_ADVISOR=0.01 samples 1 in 100, SHOP_ADVISOR=off turns it off.
+const advisor = process.env.SHOP_ADVISOR === 'off' ? false : { sampleRate: Number(process.env.SHOP_ADVISOR ?? 1) }
+const app = await buildShop({ db, logger: true, sessionSecret: process.env.SESSION_SECRET, redisUrl: process.env.REDIS_URL, adminToken: process.env.ADMIN_TOKEN, advisor })
 app.addHook('onClose', async () => { await db.close() })
 await app.listen({ host, port })
 console.log(`Demo shop ready on http://${host}:${port}${process.env.REDIS_URL === undefined ? '' : ', sessions and catalog in Redis'}  (try: curl http://${host}:${port}/products/1)`)

@@ -11,6 +11,8 @@ import type { LoadLock } from './application.js'
 
 /** What batch reads need of the application level they read for; see `AppCache`, whose parts these are. */
 export interface AppLevelParts {
+  /** The level, as its operations name it on the event stream. */
+  readonly origin: object
   readonly store: Store
   readonly lock: LoadLock | undefined
   readonly loads: SingleFlight
@@ -268,7 +270,7 @@ export class AppBatches {
     const kept = this.level.tags.of(freshness.tags)
     let values: unknown[]
     try {
-      values = await countLoad(stats, observeLoad('app', undefined, async () => perKey('appCache.getOrLoadMany', keys, await loader(frozen(keys))), keys), (ms, error) => { log.loadedMany(keys, ms, error) }, keys.length)
+      values = await countLoad(stats, observeLoad('app', undefined, async () => perKey('appCache.getOrLoadMany', keys, await loader(frozen(keys))), keys, this.level.origin), (ms, error) => { log.loadedMany(keys, ms, error) }, keys.length)
     } catch (error) {
       for (const pending of batch) pending.reject(error)
       return

@@ -4,7 +4,7 @@ import { BurstLog, type Logger } from '../burst-log.js'
 import { DefineError, EntryTooLargeError, InvalidOptionError, LoadTimeoutError, PreloadError, UnsupportedError, describe } from '../errors.js'
 import { hold, plain, stateOf, storeTtl, type Freshness, type Held, type State } from '../freshness.js'
 import { type Defined, KeyRule, assertValue } from '../keys.js'
-import { observe, observeLoad, type CacheOperation } from '../events.js'
+import { observe, observeLookup, observeLoad, type CacheOperation } from '../events.js'
 import { LevelLog } from '../level-log.js'
 import { callDuration } from '../options.js'
 import { SingleFlight, type Flight } from '../single-flight.js'
@@ -187,6 +187,7 @@ export class AppCache {
       }
     })
     this.batches = new AppBatches({
+      origin: this,
       store: options.store,
       lock: options.lock,
       loads: this.loads,
@@ -203,7 +204,7 @@ export class AppCache {
   }
 
   get<T = unknown> (key: string): Promise<T | undefined> {
-    const op = observe('app', 'get', key)
+    const op = observeLookup('app', 'get', key, undefined, this)
     return op === undefined ? this.lookup(key) : op.promise(() => this.lookup(key, op))
   }
 
@@ -233,8 +234,8 @@ export class AppCache {
   // moves them with the change, for the loads of every other instance.
 
   set<T> (key: string, value: Defined<T>, options?: AppSetOptions): Promise<void> {
-    const op = observe('app', 'set', key)
-    return op === undefined ? this.store(key, value, options) : op.promise(async () => { await this.store(key, value, options) })
+    const op = observe('app', 'set', key, undefined, this)
+    return op === undefined ? this.store(key, value, options) : op.holding(value).promise(async () => { await this.store(key, value, options) })
   }
 
   private async store (key: string, value: unknown, options: AppSetOptions | undefined): Promise<void> {
@@ -252,7 +253,7 @@ export class AppCache {
 
   /** Drops `key` on every instance; true when the store held it (or does not tell). */
   delete (key: string): Promise<boolean> {
-    const op = observe('app', 'delete', key)
+    const op = observe('app', 'delete', key, undefined, this)
     return op === undefined ? this.drop(key) : op.promise(async () => await this.drop(key))
   }
 
@@ -264,7 +265,7 @@ export class AppCache {
   }
 
   clear (): Promise<void> {
-    const op = observe('app', 'clear', undefined)
+    const op = observe('app', 'clear', undefined, undefined, this)
     return op === undefined ? this.empty() : op.promise(async () => { await this.empty() })
   }
 
@@ -281,7 +282,7 @@ export class AppCache {
    * it dropped them.
    */
   invalidate (keys: string | readonly string[], options?: InvalidateOptions): Promise<void> {
-    const op = typeof keys === 'string' ? observe('app', 'invalidate', keys) : observe('app', 'invalidate', undefined, keys)
+    const op = typeof keys === 'string' ? observe('app', 'invalidate', keys, undefined, this) : observe('app', 'invalidate', undefined, keys, this)
     return op === undefined ? this.drops(keys, options) : op.promise(async () => { await this.drops(keys, options) })
   }
 
@@ -306,7 +307,7 @@ export class AppCache {
    * are fenced. It costs the same whatever the number of entries tagged.
    */
   invalidateTag (tags: string | readonly string[]): Promise<void> {
-    const op = observe('app', 'invalidateTag', undefined, Array.isArray(tags) ? tags : [tags])
+    const op = observe('app', 'invalidateTag', undefined, Array.isArray(tags) ? tags : [tags], this)
     return op === undefined ? this.dropTagged(tags) : op.promise(async () => { await this.dropTagged(tags) })
   }
 
@@ -324,7 +325,7 @@ export class AppCache {
    * once and all of them get its value or its error. A failing loader caches nothing; neither does `undefined`.
    */
   getOrLoad<T> (key: string, loader: Loader<T>, options?: AppLoadOptions): Promise<T> {
-    const op = observe('app', 'getOrLoad', key)
+    const op = observeLookup('app', 'getOrLoad', key, undefined, this)
     return op === undefined ? this.lookupOrLoad(key, loader, options) : op.promise(() => this.lookupOrLoad(key, loader, options, op))
   }
 
@@ -351,7 +352,7 @@ export class AppCache {
    * and what memory lacks from the shared store in one round trip.
    */
   getMany<T = unknown> (keys: readonly string[]): Promise<Array<T | undefined>> {
-    const op = observe('app', 'getMany', undefined, keys)
+    const op = observeLookup('app', 'getMany', undefined, keys, this)
     return op === undefined ? this.lookupMany(keys) : op.promise(() => this.lookupMany(keys, op))
   }
 
@@ -370,7 +371,7 @@ export class AppCache {
    * it leaves out stays a miss. Written back in one round trip where the store can.
    */
   getOrLoadMany<R extends BatchResult<string, unknown>> (keys: readonly string[], loader: BatchLoad<string, R>, options?: AppLoadOptions): Promise<Array<BatchValue<R>>> {
-    const op = observe('app', 'getOrLoadMany', undefined, keys)
+    const op = observeLookup('app', 'getOrLoadMany', undefined, keys, this)
     return op === undefined ? this.lookupOrLoadMany(keys, loader, options) : op.promise(() => this.lookupOrLoadMany(keys, loader, options, op))
   }
 
@@ -417,7 +418,7 @@ export class AppCache {
    * that once it returns, nothing older than its start is served.
    */
   refresh<T = unknown> (key: string): Promise<T> {
-    const op = observe('app', 'refresh', key)
+    const op = observe('app', 'refresh', key, undefined, this)
     return op === undefined ? this.reload(key) : op.promise(async () => await this.reload<T>(key))
   }
 
@@ -663,7 +664,7 @@ export class AppCache {
   private async loadAndStore<T> (key: string, loader: Loader<T>, freshness: Freshness, flight: Flight, fence: string | undefined | null, awaitWrite: boolean): Promise<T> {
     // The tags' versions before the loader reads anything: an invalidation during the load makes its value old.
     const kept = this.tags.of(freshness.tags)
-    const loaded = await countLoad(this.stats, observeLoad('app', key, loader), (ms, error) => { this.log.loaded(key, ms, error) })
+    const loaded = await countLoad(this.stats, observeLoad('app', key, loader, undefined, this), (ms, error) => { this.log.loaded(key, ms, error) })
     if (loaded === undefined) return loaded
     // The callers get what every later hit will get, on every instance; a value the store cannot keep is refused.
     const { store } = this.options

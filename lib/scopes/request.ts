@@ -3,7 +3,7 @@ import { BatchLoader, type BatchLoaderOptions } from '../batch-loader.js'
 import type { Logger } from '../burst-log.js'
 import { InvalidOptionError, describe } from '../errors.js'
 import { type Defined, KeyRule, assertValue } from '../keys.js'
-import { observe, observeLoad, type CacheOperation } from '../events.js'
+import { observe, observeLookup, observeLoad, type CacheOperation } from '../events.js'
 import { LevelLog } from '../level-log.js'
 import { SingleFlight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
@@ -61,7 +61,7 @@ export class RequestCache {
   }
 
   get<T = unknown> (key: string): T | undefined {
-    const op = observe('request', 'get', key)
+    const op = observeLookup('request', 'get', key, undefined, this.level)
     return op === undefined ? this.find(key) : op.sync(() => this.find(key, op))
   }
 
@@ -84,7 +84,7 @@ export class RequestCache {
   }
 
   set<T> (key: string, value: Defined<T>): this {
-    const op = observe('request', 'set', key)
+    const op = observe('request', 'set', key, undefined, this.level)
     return op === undefined ? this.write(key, value) : op.sync(() => this.write(key, value))
   }
 
@@ -103,7 +103,7 @@ export class RequestCache {
   }
 
   delete (key: string): boolean {
-    const op = observe('request', 'delete', key)
+    const op = observe('request', 'delete', key, undefined, this.level)
     return op === undefined ? this.drop(key) : op.sync(() => this.drop(key))
   }
 
@@ -116,7 +116,7 @@ export class RequestCache {
 
   /** Drops every entry, and every batch loader with what it remembers. */
   clear (): void {
-    const op = observe('request', 'clear', undefined)
+    const op = observe('request', 'clear', undefined, undefined, this.level)
     if (op === undefined) this.empty()
     else op.sync(() => { this.empty() })
   }
@@ -152,7 +152,7 @@ export class RequestCache {
    * `undefined` caches nothing either (return `null` to cache absence).
    */
   getOrLoad<T> (key: string, loader: () => T | PromiseLike<T>): Promise<T> {
-    const op = observe('request', 'getOrLoad', key)
+    const op = observeLookup('request', 'getOrLoad', key, undefined, this.level)
     return op === undefined ? this.findOrLoad(key, loader) : op.promise(async () => await this.findOrLoad(key, loader, op))
   }
 
@@ -169,7 +169,7 @@ export class RequestCache {
     op?.missed()
     this.loads ??= new SingleFlight()
     return this.loads.loadOnce(key, async () => {
-      const loaded = await countLoad(stats, observeLoad('request', key, loader), (ms, error) => { this.level.log?.loaded(key, ms, error, this.log) })
+      const loaded = await countLoad(stats, observeLoad('request', key, loader, undefined, this.level), (ms, error) => { this.level.log?.loaded(key, ms, error, this.log) })
       if (loaded !== undefined) this.write(key, loaded)
       return loaded
     })

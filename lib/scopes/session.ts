@@ -4,7 +4,8 @@ import type { Duration } from '../durations.js'
 import type { Logger } from '../burst-log.js'
 import { EntryTooLargeError, InvalidOptionError, NoSessionError, SerializeError, UnsupportedError, describe } from '../errors.js'
 import { type Defined, KeyRule, assertValue, newSessionId, sessionStoreKey } from '../keys.js'
-import { observe, observeLoad, type CacheOperation } from '../events.js'
+import { observe, observeLookup, observeDrop, observeLoad, type CacheOperation } from '../events.js'
+import { hash32 } from '../key-patterns.js'
 import { LevelLog } from '../level-log.js'
 import { callDuration, callTtl } from '../options.js'
 import { SingleFlight } from '../single-flight.js'
@@ -161,6 +162,11 @@ export class SessionLevel {
   readonly stats: LevelStats
   readonly keys: KeyRule
   readonly loads = new SingleFlight()
+  /**
+   * Keys the sessions' tokens on the event stream (`usageOf`): a 32-bit hash of the id under a key of this process's,
+   * so that what a subscriber is handed tells sessions apart and leads to none.
+   */
+  readonly tokenSeed = randomBytes(4).readUInt32LE(0)
   /** Regenerated (logged-in) sessions and app-given ids; every session when there is no separate anonymous pool. */
   readonly known: Pool
   readonly anonymous: Pool
@@ -330,6 +336,20 @@ export class SessionCache {
     private readonly log?: Logger
   ) {}
 
+  private tokenOf: (() => number | undefined) | undefined
+
+  /**
+   * This session's token on the event stream (see `SessionLevel.tokenSeed`), undefined while it has no id; asked for
+   * only by a listener. Made on first use: a request whose session is only read, and never observed, allocates nothing.
+   */
+  private get token (): () => number | undefined {
+    this.tokenOf ??= () => {
+      const id = this.current?.id
+      return id === undefined ? undefined : hash32(id, this.level.tokenSeed)
+    }
+    return this.tokenOf
+  }
+
   /** The session id, once a call of this request has found or created the session; undefined before. */
   get id (): string | undefined {
     return this.current?.id
@@ -344,8 +364,8 @@ export class SessionCache {
   }
 
   get<T = unknown> (key: string): Promise<T | undefined> {
-    const op = observe('session', 'get', key)
-    return op === undefined ? this.lookup(key) : op.promise(async () => await this.lookup(key, op))
+    const op = observeLookup('session', 'get', key, undefined, this.level)
+    return op === undefined ? this.lookup(key) : op.within(this.token).promise(async () => await this.lookup(key, op))
   }
 
   private async lookup<T> (key: string, op?: CacheOperation): Promise<T | undefined> {
@@ -359,6 +379,7 @@ export class SessionCache {
     const entry = isPromiseLike(found) ? await found : found
     const value = valueOf(entry)
     if (value === undefined) {
+      if (entry !== undefined) observeDrop('session', key, 'expire', this.level, this.token)
       this.missed(key)
       op?.missed()
     } else {
@@ -377,8 +398,8 @@ export class SessionCache {
   }
 
   set<T> (key: string, value: Defined<T>, options?: SessionSetOptions): Promise<void> {
-    const op = observe('session', 'set', key)
-    return op === undefined ? this.store(key, value, options) : op.promise(async () => { await this.store(key, value, options) })
+    const op = observe('session', 'set', key, undefined, this.level)
+    return op === undefined ? this.store(key, value, options) : op.within(this.token).holding(value).promise(async () => { await this.store(key, value, options) })
   }
 
   private async store (key: string, value: unknown, options: SessionSetOptions | undefined): Promise<void> {
@@ -394,8 +415,8 @@ export class SessionCache {
   }
 
   delete (key: string): Promise<boolean> {
-    const op = observe('session', 'delete', key)
-    return op === undefined ? this.drop(key) : op.promise(async () => await this.drop(key))
+    const op = observe('session', 'delete', key, undefined, this.level)
+    return op === undefined ? this.drop(key) : op.within(this.token).promise(async () => await this.drop(key))
   }
 
   private async drop (key: string): Promise<boolean> {
@@ -417,7 +438,7 @@ export class SessionCache {
    * page a request rendered before and stores after is never served.
    */
   clear (): Promise<void> {
-    const op = observe('session', 'clear', undefined)
+    const op = observe('session', 'clear', undefined, undefined, this.level)
     return op === undefined ? this.empty() : op.promise(async () => { await this.empty() })
   }
 
@@ -437,8 +458,8 @@ export class SessionCache {
    * session to store into (the store could not be read, or `getSessionId` gave no id) the loader answers every call.
    */
   getOrLoad<T> (key: string, loader: () => T | PromiseLike<T>, options?: SessionSetOptions): Promise<T> {
-    const op = observe('session', 'getOrLoad', key)
-    return op === undefined ? this.findOrLoad(key, loader, options) : op.promise(async () => await this.findOrLoad(key, loader, options, op))
+    const op = observeLookup('session', 'getOrLoad', key, undefined, this.level)
+    return op === undefined ? this.findOrLoad(key, loader, options) : op.within(this.token).promise(async () => await this.findOrLoad(key, loader, options, op))
   }
 
   private async findOrLoad<T> (key: string, loader: () => T | PromiseLike<T>, options: SessionSetOptions | undefined, op?: CacheOperation): Promise<T> {
@@ -460,9 +481,10 @@ export class SessionCache {
       }
       return (entry as Entry).value as T
     }
+    if (entry !== undefined) observeDrop('session', key, 'expire', this.level, this.token)
     this.missed(key)
     op?.missed()
-    if (this.unreadable !== undefined || this.nobody()) return await countLoad(stats, observeLoad('session', key, loader), this.logLoad(key))
+    if (this.unreadable !== undefined || this.nobody()) return await countLoad(stats, observeLoad('session', key, loader, undefined, this.level, this.token), this.logLoad(key))
     return await this.loadAndWrite(key, loader, ttl, stale)
   }
 
@@ -470,7 +492,7 @@ export class SessionCache {
   private async loadAndWrite<T> (key: string, loader: () => T | PromiseLike<T>, ttl: number, stale: number): Promise<T> {
     const current = this.ensure()
     return await this.level.loads.loadOnce(current.key + '\n' + current.fence + '\n' + key, async () => {
-      const loaded = await countLoad(this.level.stats, observeLoad('session', key, loader), this.logLoad(key))
+      const loaded = await countLoad(this.level.stats, observeLoad('session', key, loader, undefined, this.level, this.token), this.logLoad(key))
       if (loaded !== undefined) await this.write(key, loaded, ttl, stale)
       return loaded
     })
@@ -731,9 +753,15 @@ export class SessionCache {
     // The store caps the kind too, in the same step: requests writing at once each see room in their own snapshot.
     const change: GroupChange = { set: { [name]: entry }, cap: { prefix: name.slice(0, 2), max } }
     if (remove.length > 0) change.remove = remove
-    const changed = this.change(current, change)
-    if (evicted === undefined || !name.startsWith(DATA)) return changed
-    return andThen(changed, () => { this.level.stats.evictions++ })
+    let changed = this.change(current, change)
+    if (!name.startsWith(DATA)) return changed
+    // Entries that expired unread are found here, when another is written: the stream's drops (`never-read`).
+    if (expired.length > 0) changed = andThen(changed, () => { for (const field of expired) observeDrop('session', field.slice(DATA.length), 'expire', this.level, this.token) })
+    if (evicted === undefined) return changed
+    return andThen(changed, () => {
+      this.level.stats.evictions++
+      observeDrop('session', evicted.slice(DATA.length), 'evict', this.level, this.token)
+    })
   }
 
   /**

@@ -12,7 +12,7 @@ export interface MemoryStoreOptions {
   /** Called once per entry pushed out by the `max` bound (not for expiry or deletes). */
   onEvict?: () => void
   /** Called with each entry the store drops by itself: pushed out by the bound, or found expired (not deletes). */
-  onDrop?: (key: string, value: unknown) => void
+  onDrop?: (key: string, value: unknown, reason: 'evict' | 'expire') => void
   /** Most bytes held, as `sizeOf` counts them; off by default (the bound is `max` entries). */
   maxBytes?: number
   /** The size of a value in bytes, for `maxBytes`. Default: the length of its JSON text. */
@@ -53,7 +53,7 @@ export class MemoryStore implements Store {
         : {
             disposeAfter: (value, key, reason) => {
               if (reason === 'evict') onEvict?.()
-              if (reason === 'evict' || reason === 'expire') onDrop?.(key, value)
+              if (reason === 'evict' || reason === 'expire') onDrop?.(key, value, reason)
             }
           })
     })

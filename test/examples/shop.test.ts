@@ -120,6 +120,21 @@ test('the cache admin at /_cache: behind HTTP Basic with ADMIN_TOKEN, absent wit
   t.match((await app.inject({ url: '/_cache/defined', headers: basic('open-sesame') })).json(), { keys: [{ key: 'catalog' }] })
 })
 
+test('the advisor is on: the banner copied into every session is found, the shop\'s own use draws nothing', async (t) => {
+  const { app } = await shop(t)
+  t.equal(app.multiCache.advisor?.sampleRate, 1)
+  const alice = await login(app, 'alice')
+  for (let i = 0; i < 5; i++) {
+    await app.inject('/products')
+    await app.inject(`/products/${i + 1}`)
+    await app.inject({ method: 'POST', url: '/cart', payload: { productId: i + 1, quantity: 1 }, headers: { cookie: alice } })
+    await app.inject({ url: '/orders', headers: { cookie: alice } })
+  }
+  t.same(app.multiCache.advice(), [], 'catalog, products, cart and profile: nothing to say')
+  for (let i = 0; i < 25; i++) await app.inject('/banner')
+  t.same(app.multiCache.advice().map(({ level, key, kind }) => `${level} ${key} ${kind}`), ['session banner same-in-every-session'])
+})
+
 test('the same shop on a real PostgreSQL server', async (t) => {
   const schema = `shop_test_${randomUUID().replaceAll('-', '').slice(0, 12)}`
   const url = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'

@@ -291,3 +291,41 @@ test('sampling: a fixed share of keys, the same keys for a given seed, and the f
   t.throws(() => new Advisor({ sampleRate: 0 }), RangeError)
   t.throws(() => new Advisor({ sampleRate: 1.5 }), RangeError)
 })
+
+test('same-in-every-session counts sessions: one session holding one value under many keys of a pattern is one', async (t) => {
+  const { advisor: one } = advisor()
+  for (let i = 0; i < 30; i++) one.observe({ type: 'write', level: 'session', key: `draft:${i}`, scope: 7, hash: 'same', bytes: 10 })
+  one.observe({ type: 'write', level: 'session', key: 'draft:0', scope: 7, hash: 'same', bytes: 10 })
+  t.same(one.advice(), [])
+  const { advisor: many } = advisor()
+  for (let session = 0; session < 30; session++) {
+    for (let i = 0; i < 3; i++) many.observe({ type: 'write', level: 'session', key: `draft:${i}`, scope: session, hash: 'same', bytes: 10 })
+  }
+  t.same(kinds(many.advice()).filter((kind) => kind.endsWith('same-in-every-session')), ['session draft:* same-in-every-session'], 'written, never read: volatile too')
+  t.match(many.advice()[0]?.evidence, { sessions: 30, values: 30 })
+})
+
+test('feed: totals only when drawn, entries only when watched; the request level in totals, fills as pairs', async (t) => {
+  const { advisor: fed } = advisor()
+  for (let i = 0; i < 25; i++) {
+    fed.feed({ type: 'load', level: 'request', key: 'viewer' }, true, false)
+    fed.feed({ type: 'read', level: 'request', key: 'viewer', hit: false }, true, false)
+  }
+  t.same(kinds(fed.advice()), ['request viewer no-reuse'])
+  const { advisor: unseen } = advisor()
+  for (let i = 0; i < 30; i++) {
+    unseen.feed({ type: 'write', level: 'app', key: `report:${i}` }, false, false)
+    unseen.feed({ type: 'drop', level: 'app', key: `report:${i}`, reason: 'evict' }, false, false)
+  }
+  t.same(unseen.advice(), [], 'neither drawn nor watched: nothing counted')
+  const { advisor: sampledHits } = advisor()
+  for (let i = 0; i < 30; i++) {
+    sampledHits.feed({ type: 'write', level: 'app', key: `report:${i}` }, true, true)
+    // A hit drawn by the stream, of another entry than the one followed: the entry still looks unread.
+    sampledHits.feed({ type: 'read', level: 'app', key: `report:${i + 1000}`, hit: true }, true, false)
+    sampledHits.feed({ type: 'drop', level: 'app', key: `report:${i}`, reason: 'evict' }, false, true)
+  }
+  const found = sampledHits.advice().map((finding) => finding.kind)
+  t.notOk(found.includes('never-read'), 'one hit per set over the pattern holds never-read back')
+  t.ok(found.includes('volatile'), 'as many sets as reads: volatile')
+})

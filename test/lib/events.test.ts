@@ -1,6 +1,6 @@
 import { tracingChannel } from 'node:diagnostics_channel'
 import { test, type Test } from 'tap'
-import { CACHE_OPERATION_CHANNEL, CacheOperation, observe, subscribeCacheOperations, type CacheOperationContext } from '../../lib/events.js'
+import { CACHE_OPERATION_CHANNEL, CacheOperation, observe, observeDrop, subscribeCacheOperations, usageOf, type CacheOperationContext } from '../../lib/events.js'
 import { RequestLevel } from '../../lib/scopes/request.js'
 import { AppCache } from '../../lib/scopes/application.js'
 import { MemoryStore } from '../../lib/stores/memory.js'
@@ -108,4 +108,55 @@ test('the channel: traceSync for a synchronous operation, tracePromise events fo
     'start get', 'end get',
     'start getOrLoad', 'start load', 'end load', 'end getOrLoad', 'asyncStart load', 'asyncEnd load', 'asyncStart getOrLoad', 'asyncEnd getOrLoad'
   ])
+})
+
+test('every: operations given each time whatever the rate, uncounted by the countdown; drops only to those who ask', async (t) => {
+  const given: string[] = []
+  const stop = subscribeCacheOperations((op) => { given.push(`${op.level} ${op.operation}${op.reason === undefined ? '' : ' ' + op.reason}`) }, { sampleRate: 0.01, every: { app: ['set', 'drop'] }, random: () => 0.5 })
+  const plain: string[] = []
+  const stopPlain = subscribeCacheOperations((op) => { plain.push(op.operation) })
+  t.teardown(() => { stop(); stopPlain() })
+  const origin = {}
+  const app = new AppCache({ store: new MemoryStore({ max: 2, onDrop: (key, _value, reason) => { observeDrop('app', key, reason, origin) } }), ttl: 0, log: silent })
+  for (let i = 0; i < 5; i++) await app.set(`k${i}`, i)
+  // A countdown of about 100 (random 0.5: exactly 100): 99 reads let pass, then the 100th given.
+  for (let i = 0; i < 100; i++) await app.get('k4')
+  t.same(given.filter((line) => line === 'app set'), ['app set', 'app set', 'app set', 'app set', 'app set'], 'every set')
+  t.same(given.filter((line) => line === 'app drop evict').length, 3, 'each eviction, with its reason')
+  t.same(given.filter((line) => line === 'app get').length, 1, 'reads sampled: the sets did not count down')
+  t.notOk(plain.includes('drop'), 'a listener that did not ask for drops gets none')
+  t.throws(() => subscribeCacheOperations(() => {}, { every: { app: 'set' as never } }), /every.app must be an array/)
+})
+
+test('usageOf: the value, the token and the level, in private fields that no subscriber serialises', async (t) => {
+  const seen: CacheOperationContext[] = []
+  const stop = subscribeCacheOperations((op) => { seen.push(op) })
+  t.teardown(stop)
+  const app = new AppCache({ store: new MemoryStore({ max: 10 }), ttl: 0, log: silent })
+  await app.set('secret-holder', { card: '4111' })
+  await app.getOrLoad('loaded', () => ({ pin: '1234' }))
+  const set = seen.find((op) => op.operation === 'set') as CacheOperationContext
+  const load = seen.find((op) => op.operation === 'load') as CacheOperationContext
+  t.same(usageOf(set), { scope: undefined, value: { card: '4111' }, origin: app })
+  t.same(usageOf(load).value, { pin: '1234' })
+  t.notMatch(JSON.stringify(seen), /4111|1234/, 'values never reach a serialised context')
+  t.same(usageOf({ level: 'app', operation: 'get' } as CacheOperationContext), { scope: undefined, value: undefined, origin: undefined })
+})
+
+test('lookups skipped ahead: listeners at different rates, and one taking every lookup, each get their share', async (t) => {
+  const given = { tenth: 0, hundredth: 0, all: 0 }
+  const stops = [
+    subscribeCacheOperations(() => { given.tenth++ }, { sampleRate: 0.1 }),
+    subscribeCacheOperations(() => { given.hundredth++ }, { sampleRate: 0.01 })
+  ]
+  t.teardown(() => { for (const stop of stops) stop() })
+  const cache = new RequestLevel({ maxEntries: 10 }).open()
+  cache.set('a', 1)
+  given.tenth = given.hundredth = 0
+  for (let i = 0; i < 100_000; i++) cache.get('a')
+  t.ok(Math.abs(given.tenth - 10_000) < 1000, `1 in 10: ${given.tenth}`)
+  t.ok(Math.abs(given.hundredth - 1000) < 150, `1 in 100: ${given.hundredth}`)
+  stops.push(subscribeCacheOperations(() => { given.all++ }))
+  for (let i = 0; i < 1000; i++) cache.get('a')
+  t.equal(given.all, 1000, 'a listener without a rate gets every lookup, from the next one on')
 })

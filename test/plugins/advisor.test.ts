@@ -8,7 +8,7 @@ import { captureLogs, fresh, secret } from '../helpers/app.js'
 
 const TOKEN = { authorization: 'Bearer let-me-in' }
 
-/** Phase 1 has no event stream yet: the misuse is fed to the advisor as the levels will feed it. */
+/** Fed directly: what these tests check is the telling (log, timer, admin API); the feed has test/plugins/advisor-feed.test.ts. */
 function neverRead (advisor: Advisor, from = 0): void {
   for (let i = from; i < from + 25; i++) {
     advisor.observe({ type: 'write', level: 'app', key: `report:${i}`, hash: i })

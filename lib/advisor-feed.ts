@@ -1,0 +1,125 @@
+// The advisor fed from the one stream of cache operations (lib/events.ts): the levels publish, the advisor is one more
+// subscriber. This module turns an operation into the advisor's observations, and decides what is sampled how.
+import type { Advisor, UsageScope, ValueHash } from './advisor.js'
+import { hash32 } from './key-patterns.js'
+import { subscribeCacheOperations, usageOf, type CacheEventLevel, type CacheOperationContext, type CacheOperationName } from './events.js'
+
+/**
+ * What the advisor takes every time, whatever its rate: the session and application levels' writes, loads, deletes,
+ * invalidations and drops, which follow an entry from its fill to its drop and are far rarer than hits (each already
+ * pays a store write, a loader call or an eviction). Everything else (every read, and the whole request level, whose
+ * writes are as cheap as its reads) comes through the stream's per-operation countdown at the advisor's `sampleRate`:
+ * a hit the advisor is not given costs a decrement, no key hash.
+ */
+export const ADVISOR_TAKES_EVERY: { readonly [L in CacheEventLevel]?: readonly CacheOperationName[] } = {
+  session: ['set', 'load', 'delete', 'drop'],
+  app: ['set', 'load', 'delete', 'invalidate', 'drop'],
+  route: ['invalidate']
+}
+
+export interface AdvisorFeedOptions {
+  /** Draws the stream's per-operation sample, in [0, 1). Default `Math.random`. */
+  random?: () => number
+  /**
+   * Whether an operation of the level object `origin` is this advisor's: the stream is one per process, and an
+   * advisor reads the levels of one app. Default: every level's.
+   */
+  from?: (origin: object | undefined) => boolean
+}
+
+/** Subscribes `advisor` to every level's operations in this process; returns the function that stops it. */
+export function feedAdvisor (advisor: Advisor, options: AdvisorFeedOptions = {}): () => void {
+  const every = ADVISOR_TAKES_EVERY
+  const from = options.from
+  // Given every time: counted in the totals on a draw of the advisor's, as the others were drawn by the stream.
+  const drawn = (op: CacheOperationContext): boolean => every[op.level]?.includes(op.operation) === true ? advisor.draw() : true
+  const listener = (op: CacheOperationContext): void => {
+    // A failed operation changed nothing (a loader that threw caches nothing).
+    if (op.error !== undefined || (from !== undefined && !from(usageOf(op).origin))) return
+    const level = op.level
+    if (level === 'route') {
+      route(advisor, op)
+      return
+    }
+    switch (op.operation) {
+      case 'get':
+      case 'getOrLoad':
+        if (op.key !== undefined && op.hit !== undefined) read(advisor, level, op.key, op.hit, usageOf(op).scope)
+        return
+      case 'getMany':
+      case 'getOrLoadMany': {
+        // The context tells how many keys hit, not which: the first `hits` are taken as the hits. Keys of one batch
+        // are almost always of one pattern, where the totals are the same either way.
+        const keys = op.keys ?? []
+        const hits = op.hits ?? 0
+        keys.forEach((key, i) => { read(advisor, level, key, i < hits, undefined) })
+        return
+      }
+      case 'set':
+      case 'load': {
+        const counted = drawn(op)
+        const { scope, value } = usageOf(op)
+        const type = op.operation === 'set' ? 'write' : 'load'
+        // A batch's load answers values for several keys: each is filled, with no value to compare.
+        if (op.key === undefined) {
+          for (const key of op.keys ?? []) advisor.feed({ type, level, key }, counted, advisor.watches(level, key))
+          return
+        }
+        const watched = level !== 'request' && advisor.watches(level, op.key, scope)
+        // The value is hashed for an entry followed only: one in `1 / sampleRate`.
+        const digest = watched ? digestOf(value) : undefined
+        advisor.feed({ type, level, key: op.key, scope, ...digest }, counted, watched)
+        return
+      }
+      case 'delete':
+      case 'invalidate': {
+        const counted = drawn(op)
+        const scope = usageOf(op).scope
+        for (const key of op.key === undefined ? op.keys ?? [] : [op.key]) {
+          advisor.feed({ type: 'invalidate', level, key, scope }, counted, level !== 'request' && advisor.watches(level, key, scope))
+        }
+        return
+      }
+      case 'drop':
+        if (op.key !== undefined && op.reason !== undefined) {
+          const scope = usageOf(op).scope
+          advisor.feed({ type: 'drop', level, key: op.key, reason: op.reason, scope }, false, advisor.watches(level, op.key, scope))
+        }
+    }
+    // Not counted: `invalidateTag` names tags, not keys (the entries it drops are not known without reading every one),
+    // `clear` drops everything, and `refresh` is counted by its `load`.
+  }
+  return subscribeCacheOperations(listener, { sampleRate: advisor.sampleRate, every, ...(options.random === undefined ? {} : { random: options.random }) })
+}
+
+/**
+ * Route caching's lookups are keyed `GET /products/17`, its invalidations by the route as declared (`/products/:id`) or
+ * a path: both become the path with parameters as `*`, so that a route's reads and its invalidations meet in one
+ * pattern and `volatile` can say a route is invalidated as often as it is served. Nothing else of a route is counted:
+ * its stored responses live in a cache of their own, whose drops the stream does not carry.
+ */
+function route (advisor: Advisor, op: CacheOperationContext): void {
+  if (op.key === undefined) return
+  const path = op.key.slice(op.key.indexOf(' ') + 1).replace(PARAMETER, '*')
+  if (op.operation === 'get' && op.hit !== undefined) advisor.feed({ type: 'read', level: 'route', key: path, hit: op.hit }, true, false)
+  else if (op.operation === 'invalidate') advisor.feed({ type: 'invalidate', level: 'route', key: path }, advisor.draw(), false)
+}
+
+/** A parameter of a declared route: `:id`, up to the next `/`. */
+const PARAMETER = /:[^/]+/g
+
+function read (advisor: Advisor, level: CacheEventLevel, key: string, hit: boolean, scope: UsageScope | undefined): void {
+  // Only a hit of a level that keeps entries across requests says something of one entry (`never-read`).
+  advisor.feed({ type: 'read', level, key, hit, scope }, true, hit && level !== 'request' && advisor.watches(level, key, scope))
+}
+
+/** A value's hash and size, from its JSON text; none for what JSON cannot write (a cycle, a BigInt). */
+function digestOf (value: unknown): { hash: ValueHash, bytes: number } | undefined {
+  let text: string | undefined
+  try {
+    text = JSON.stringify(value)
+  } catch {
+    return undefined
+  }
+  return text === undefined ? undefined : { hash: hash32(text), bytes: Buffer.byteLength(text) }
+}
