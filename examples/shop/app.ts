@@ -34,6 +34,7 @@ declare module 'fastify-multi-cache' {
   interface SessionCacheKeys {
     cart: CartLine[]
     userId: number
+    banner: { text: string }
   }
   interface RequestCacheKeys {
     profile: User | null
