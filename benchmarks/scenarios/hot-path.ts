@@ -60,6 +60,10 @@ let advisedRequest: RequestCache | undefined
 async function contenders (): Promise<Record<Contender, () => unknown>> {
   const app = Fastify()
   await app.register(appCache)
+  // The level itself, as the advised contender and the peers are called: `app.appCache` is a decorator's getter (so
+  // that an app without the level gets a clear error), and reading it on each call measured about 15 ns of Fastify's
+  // instance lookup, not the hit.
+  const level = app.appCache
   await app.ready()
 
   const lru = new LRUCache<string, object>({ max: 10_000 })
@@ -91,7 +95,7 @@ async function contenders (): Promise<Record<Contender, () => unknown>> {
     for (const key of KEYS) sink = await get(key)
   }
   return {
-    appCache: hits((key) => app.appCache.getOrLoad(key, neverCalled)),
+    appCache: hits((key) => level.getOrLoad(key, neverCalled)),
     'appCache advised': hits((key) => (advisedApp as FastifyInstance['appCache']).getOrLoad(key, neverCalled)),
     floor: hits(floorGet),
     bentocache: hits((key) => bento.getOrSet({ key, factory: neverCalled })),
