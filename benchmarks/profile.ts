@@ -56,11 +56,13 @@ function parts (profile: Profile): Map<string, number> {
 const SESSION_LEVEL = fileURLToPath(new URL('./scenarios/session-level.ts', import.meta.url))
 const HERE = resolve(fileURLToPath(new URL('..', import.meta.url)))
 
-async function profile (root: string, method: 'GET' | 'POST', path: string): Promise<{ requests: number, perRequest: Map<string, number> }> {
-  const server = await startServer(SESSION_LEVEL, 'sessionCache', root === HERE ? {} : { root })
+type Started = Awaited<ReturnType<typeof startServer>>
+type Load = Parameters<typeof autocannonOptions>[1]
+interface Profiled { requests: number, perRequest: Map<string, number> }
+
+/** Warms `server` up at `load`, profiles it for SECONDS at the same load, and stops it: µs per request of each part. */
+async function profiled (server: Started, load: Load): Promise<Profiled> {
   try {
-    const cookies = await openSessions(server.url, '/login', CONNECTIONS)
-    const load = { path, method, connections: CONNECTIONS, rate: RATE, cookies }
     await autocannon(autocannonOptions(server.url, load, 2))
     await server.startProfile()
     const result = await autocannon(autocannonOptions(server.url, load, SECONDS))
@@ -72,22 +74,23 @@ async function profile (root: string, method: 'GET' | 'POST', path: string): Pro
   }
 }
 
+async function profile (root: string, method: 'GET' | 'POST', path: string): Promise<Profiled> {
+  const server = await startServer(SESSION_LEVEL, 'sessionCache', root === HERE ? {} : { root })
+  let cookies: string[]
+  try {
+    cookies = await openSessions(server.url, '/login', CONNECTIONS)
+  } catch (error) {
+    await server.stop()
+    throw error
+  }
+  return await profiled(server, { path, method, connections: CONNECTIONS, rate: RATE, cookies })
+}
+
 const OVERHEAD = fileURLToPath(new URL('./scenarios/overhead.ts', import.meta.url))
 
 /** µs per request of each part of the stack for the overhead scenario's server `name`, on its route that touches no cache. */
-async function profileOverhead (name: string): Promise<{ requests: number, perRequest: Map<string, number> }> {
-  const server = await startServer(OVERHEAD, name)
-  try {
-    const load = { path: '/', connections: 10, rate: 3000 }
-    await autocannon(autocannonOptions(server.url, load, 2))
-    await server.startProfile()
-    const result = await autocannon(autocannonOptions(server.url, load, SECONDS))
-    const profile = await server.stopProfile() as Profile
-    const requests = result.requests.total
-    return { requests, perRequest: new Map([...parts(profile)].map(([part, µs]) => [part, µs / requests])) }
-  } finally {
-    await server.stop()
-  }
+async function profileOverhead (name: string): Promise<Profiled> {
+  return await profiled(await startServer(OVERHEAD, name), { path: '/', connections: 10, rate: 3000 })
 }
 
 function print (what: string, requests: number, perRequest: Map<string, number>): void {

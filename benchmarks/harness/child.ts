@@ -5,6 +5,7 @@ import { Session } from 'node:inspector/promises'
 import type { AddressInfo } from 'node:net'
 import { pathToFileURL } from 'node:url'
 import type { ServerFactories, ServerParams, TaskFunctions } from './children.js'
+import { heapAfterGc } from './heap.js'
 
 const [mode, modulePath, name, params = '{}'] = process.argv.slice(2)
 if (mode === undefined || modulePath === undefined || name === undefined) throw new Error('usage: child.ts serve|task <module> <name>')
@@ -32,12 +33,7 @@ if (mode === 'serve') {
       const { user, system } = process.cpuUsage()
       send({ cpuMicros: user + system })
     } else if (message === 'heap') {
-      const gc = (globalThis as { gc?: () => void }).gc
-      if (gc === undefined) throw new Error('the server was started without --expose-gc')
-      // Twice: the first collection's finalizers can free more.
-      gc()
-      gc()
-      send({ heapUsed: process.memoryUsage().heapUsed })
+      send({ heapUsed: heapAfterGc() })
     }
   })
   // The parent going away (or stopping this child) closes the server.

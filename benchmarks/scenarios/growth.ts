@@ -12,6 +12,7 @@ import { percentile, spread } from '../harness/rounds.js'
 import type { Scenario } from '../harness/scenario.js'
 import { settings } from '../harness/settings.js'
 import { MemoryStore, RedisStore, ResponseCache, SessionLevel, appCache, toCachedResponse } from '../harness/package.js'
+import { heapAfterGc } from '../harness/heap.js'
 
 /** Reads timed per figure, at random among the keys held, so that a large store is read all over (as caches are). */
 const READS = 200_000
@@ -22,14 +23,6 @@ async function connected (): Promise<Redis> {
   const client = new Redis(SHARED_REDIS)
   await client.ping()
   return client
-}
-
-function collect (): number {
-  const gc = (globalThis as { gc?: () => void }).gc
-  if (gc === undefined) throw new Error('run with --expose-gc')
-  gc()
-  gc()
-  return process.memoryUsage().heapUsed
 }
 
 /**
@@ -63,7 +56,7 @@ export let sink: unknown
 
 /** An appCache hit among `size` entries, in memory or in the memory tier in front of Redis; bytes per entry beside lru-cache's. */
 async function appHits (size: number, redis: boolean): Promise<Figure> {
-  const before = collect()
+  const before = heapAfterGc()
   const app = Fastify()
   const client = redis ? await connected() : undefined
   const prefix = namespaceFor(`growth-app-${size}`)
@@ -71,7 +64,7 @@ async function appHits (size: number, redis: boolean): Promise<Figure> {
   await app.ready()
   const keys = Array.from({ length: size }, (_, i) => `product:${i}`)
   for (let i = 0; i < size; i += 1000) await Promise.all(keys.slice(i, i + 1000).map(async (key, j) => { await app.appCache.set(key, { ...SMALL, id: i + j }) }))
-  const bytes = (collect() - before) / size
+  const bytes = (heapAfterGc() - before) / size
   const neverCalled = async (): Promise<never> => { throw new Error('a hit must not load') }
   const ns = await timed(size, READS, async (i) => { sink = await app.appCache.getOrLoad(keys[i] as string, neverCalled) })
   if (redis) await app.appCache.clear()
@@ -82,11 +75,11 @@ async function appHits (size: number, redis: boolean): Promise<Figure> {
 
 /** The same values in lru-cache alone: the floor of what an entry takes, and of what a read costs. */
 async function lruAlone (size: number): Promise<Figure> {
-  const before = collect()
+  const before = heapAfterGc()
   const lru = new LRUCache<string, object>({ max: size })
   const keys = Array.from({ length: size }, (_, i) => `product:${i}`)
   for (const [i, key] of keys.entries()) lru.set(key, { ...SMALL, id: i })
-  const bytes = (collect() - before) / size
+  const bytes = (heapAfterGc() - before) / size
   return { ...await timed(size, READS, (i) => { sink = lru.get(keys[i] as string) }), bytes }
 }
 
@@ -113,12 +106,12 @@ async function sessionReads (size: number, redis: boolean): Promise<Figure> {
 /** A route cache hit among `size` stored URLs; bytes a stored response takes beyond its body. */
 async function routeHits (size: number): Promise<Figure> {
   const body = '{"page":"a small page of a catalog"}'
-  const before = collect()
+  const before = heapAfterGc()
   const cache = new ResponseCache({ max: size, maxSize: 2 ** 40, maxVariants: 8, log: { warn () {} } })
   const now = Date.now()
   const keys = Array.from({ length: size }, (_, i) => `/products/:id\nGET\nhttp://shop\n/products/${i}`)
   for (const key of keys) cache.store(key, [], {}, toCachedResponse(200, { 'content-type': 'application/json' }, body, now, 3_600_000), cache.since, now)
-  const bytes = (collect() - before) / size - Buffer.byteLength(body)
+  const bytes = (heapAfterGc() - before) / size - Buffer.byteLength(body)
   return { ...await timed(size, READS, (i) => { sink = cache.find(keys[i] as string, {}, now) }), bytes }
 }
 

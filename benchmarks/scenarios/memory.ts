@@ -5,6 +5,7 @@ import { result } from '../harness/results.js'
 import { spread } from '../harness/rounds.js'
 import type { Scenario } from '../harness/scenario.js'
 import { SessionLevel, MemoryStore } from '../harness/package.js'
+import { heapAfterGc } from '../harness/heap.js'
 
 const SESSIONS = 100_000
 const ROUNDS = 3
@@ -15,21 +16,13 @@ interface Footprint {
   sessions: number
 }
 
-function collect (): number {
-  const gc = (globalThis as { gc?: () => void }).gc
-  if (gc === undefined) throw new Error('run with --expose-gc')
-  gc()
-  gc()
-  return process.memoryUsage().heapUsed
-}
-
 /**
  * Creates the sessions through the session level's own objects, built as `plugins/session-cache.ts` builds them by
  * default (a rolling MemoryStore of maxSessions 100,000, ttl 30 min, 100 entries per session): the same store, the
  * same record shape. Measured from before the store exists, so its preallocated arrays count.
  */
 async function footprint (): Promise<Footprint> {
-  const before = collect()
+  const before = heapAfterGc()
   const ttl = 30 * 60_000
   const store = new MemoryStore({ max: SESSIONS, ttl, rolling: true, onEvict: () => { level.stats.evictions++ } })
   const level: InstanceType<typeof SessionLevel> = new SessionLevel({ ttl, maxEntriesPerSession: 100, store })
@@ -37,7 +30,7 @@ async function footprint (): Promise<Footprint> {
     // One request of a new visitor: no cookie presented, one write creates the session.
     await level.open(() => undefined).set('cart', { sku: SKU, quantity: 1 + (i % 5) })
   }
-  const after = collect()
+  const after = heapAfterGc()
   if (store.size !== SESSIONS) throw new Error(`expected ${SESSIONS} sessions, the store holds ${store.size}`)
   return { bytesPerSession: (after - before) / SESSIONS, sessions: store.size }
 }
