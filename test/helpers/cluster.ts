@@ -1,11 +1,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Cluster, Redis } from 'ioredis'
 import type { Test } from 'tap'
+import { freePort } from './redis.js'
 
 /** One redis-server of a test's cluster. */
 export interface ClusterNode {
@@ -193,15 +193,4 @@ async function until (check: () => Promise<boolean>, ms: number, what: string): 
     await sleep(50)
   }
   throw new Error(`the test cluster: waited ${ms} ms for ${what}`)
-}
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => { resolve(typeof address === 'object' && address !== null ? address.port : 0) })
-    })
-    server.on('error', reject)
-  })
 }

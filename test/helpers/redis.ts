@@ -187,7 +187,8 @@ export async function distantRedis (t: Test, url: string, ms: number): Promise<`
   return `redis://127.0.0.1:${(server.address() as AddressInfo).port}`
 }
 
-async function freePort (): Promise<number> {
+/** A loopback port free at the time of asking. */
+export async function freePort (): Promise<number> {
   return await new Promise((resolve, reject) => {
     const server = createServer()
     server.listen(0, '127.0.0.1', () => {

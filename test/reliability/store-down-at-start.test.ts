@@ -1,22 +1,12 @@
-import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'tap'
 import { appCache, routeCache, sessionCache } from '../../index.js'
 import { captureLogs, cookieOf, fresh, secret } from '../helpers/app.js'
 import { privateRedis, redisFor } from '../helpers/redis.js'
+import { eventually } from '../helpers/wait.js'
 
 // A Redis given as a URL that is down when the app starts (a deploy that brings the app up before Redis): the app
 // starts, answers without it, says so once, and uses it as soon as it answers. Each Redis is the test's own
 // redis-server, stopped before the app registers and started after it is ready.
-
-/** Polls `check` until it holds, for at most `ms`; false if it never did. */
-async function eventually (check: () => Promise<boolean>, ms: number): Promise<boolean> {
-  const until = Date.now() + ms
-  while (Date.now() < until) {
-    if (await check()) return true
-    await sleep(25)
-  }
-  return false
-}
 
 test('sessions: an app whose Redis is down at start-up starts, logs one warning, and keeps sessions once Redis answers', async (t) => {
   const server = await privateRedis(t)

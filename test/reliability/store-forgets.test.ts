@@ -9,6 +9,7 @@ import { fresh } from '../helpers/app.js'
 import { Gates } from '../helpers/gate.js'
 import { forkInstance, type Instance } from '../helpers/instances.js'
 import { REDIS_URL, privateRedis, redisFor, uniquePrefix } from '../helpers/redis.js'
+import { eventually } from '../helpers/wait.js'
 
 // What the application level keeps of Redis's state (tag versions, fences) when Redis comes up after the app,
 // restarts empty, is flushed or fails over to a replica that missed writes: each Redis here is the test's own
@@ -21,16 +22,6 @@ function retrying (t: Test, url: string): Redis {
   client.connect().catch(() => {})
   t.teardown(() => { client.disconnect() })
   return client
-}
-
-/** Polls `check` until it holds, for at most `ms`; false if it never did. */
-async function eventually (check: () => Promise<boolean>, ms: number): Promise<boolean> {
-  const until = Date.now() + ms
-  while (Date.now() < until) {
-    if (await check()) return true
-    await sleep(25)
-  }
-  return false
 }
 
 /** True when two reads in a row answer the same load: the second was served from the cache. */
