@@ -219,6 +219,8 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       return responseKey(identity, request.method, request.protocol + '://' + request.host, target)
     }
 
+    // The reasons this route already told the app of, so that a client repeating a bad request cannot flood the log.
+    const toldOfUnusable = new Set<string>()
     /**
      * What the route's `key` or `tags` function made of this request, or undefined when it is not usable (a key past
      * `maxKeyLength`, an empty tag): such a value comes from what the client sent, so the request runs uncached rather
@@ -236,8 +238,6 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
         return undefined
       }
     }
-    const toldOfUnusable = new Set<string>()
-
     function bypass (request: FastifyRequest, reply: FastifyReply, reason: RouteReason): undefined {
       cache.uncached(reason, name, request.log)
       if (xCache) reply.header('x-cache', 'BYPASS')
