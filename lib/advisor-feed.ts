@@ -1,15 +1,15 @@
 // The advisor fed from the one stream of cache operations (lib/events.ts): the levels publish, the advisor is one more
 // subscriber. This module turns an operation into the advisor's observations, and decides what is sampled how.
-import type { Advisor, UsageScope, ValueHash } from './advisor.js'
+import { ADVISOR_BOUNDS, type Advisor, type UsageScope, type ValueHash } from './advisor.js'
 import { hash32 } from './key-patterns.js'
-import { subscribeCacheOperations, usageOf, type CacheEventLevel, type CacheOperationContext, type CacheOperationName } from './events.js'
+import { subscribeCacheOperations, subscribeRequestUsage, usageOf, type CacheEventLevel, type CacheOperationContext, type CacheOperationName } from './events.js'
 
 /**
  * What the advisor takes every time, whatever its rate: the session and application levels' writes, loads, deletes,
  * invalidations and drops, which follow an entry from its fill to its drop and are far rarer than hits (each already
- * pays a store write, a loader call or an eviction). Everything else (every read, and the whole request level, whose
- * writes are as cheap as its reads) comes through the stream's per-operation countdown at the advisor's `sampleRate`:
- * a hit the advisor is not given costs a decrement, no key hash.
+ * pays a store write, a loader call or an eviction). Every read comes through the stream's per-operation countdown at
+ * the advisor's `sampleRate`: a hit the advisor is not given costs a decrement, no key hash. The request level is not
+ * taken one operation at a time: a share `sampleRate` of requests is read whole (`subscribeRequestUsage`).
  */
 export const ADVISOR_TAKES_EVERY: { readonly [L in CacheEventLevel]?: readonly CacheOperationName[] } = {
   session: ['set', 'load', 'delete', 'drop'],
@@ -27,6 +27,9 @@ export interface AdvisorFeedOptions {
   from?: (origin: object | undefined) => boolean
 }
 
+/** The levels the advisor takes one operation at a time. */
+const LEVELS_BY_OPERATION: readonly CacheEventLevel[] = ['session', 'app', 'route']
+
 /** Subscribes `advisor` to every level's operations in this process; returns the function that stops it. */
 export function feedAdvisor (advisor: Advisor, options: AdvisorFeedOptions = {}): () => void {
   const every = ADVISOR_TAKES_EVERY
@@ -35,7 +38,9 @@ export function feedAdvisor (advisor: Advisor, options: AdvisorFeedOptions = {})
   const drawn = (op: CacheOperationContext): boolean => every[op.level]?.includes(op.operation) === true ? advisor.draw() : true
   const listener = (op: CacheOperationContext): void => {
     // A failed operation changed nothing (a loader that threw caches nothing).
-    if (op.error !== undefined || (from !== undefined && !from(usageOf(op).origin))) return
+    if (op.error !== undefined) return
+    const { origin, scope, value } = usageOf(op)
+    if (from !== undefined && !from(origin)) return
     const level = op.level
     if (level === 'route') {
       route(advisor, op)
@@ -44,7 +49,7 @@ export function feedAdvisor (advisor: Advisor, options: AdvisorFeedOptions = {})
     switch (op.operation) {
       case 'get':
       case 'getOrLoad':
-        if (op.key !== undefined && op.hit !== undefined) read(advisor, level, op.key, op.hit, usageOf(op).scope)
+        if (op.key !== undefined && op.hit !== undefined) read(advisor, level, op.key, op.hit, scope)
         return
       case 'getMany':
       case 'getOrLoadMany': {
@@ -58,14 +63,13 @@ export function feedAdvisor (advisor: Advisor, options: AdvisorFeedOptions = {})
       case 'set':
       case 'load': {
         const counted = drawn(op)
-        const { scope, value } = usageOf(op)
         const type = op.operation === 'set' ? 'write' : 'load'
         // A batch's load answers values for several keys: each is filled, with no value to compare.
         if (op.key === undefined) {
           for (const key of op.keys ?? []) advisor.feed({ type, level, key }, counted, advisor.watches(level, key))
           return
         }
-        const watched = level !== 'request' && advisor.watches(level, op.key, scope)
+        const watched = advisor.watches(level, op.key, scope)
         // The value is hashed for an entry followed only: one in `1 / sampleRate`.
         const digest = watched ? digestOf(value) : undefined
         advisor.feed({ type, level, key: op.key, scope, ...digest }, counted, watched)
@@ -74,22 +78,28 @@ export function feedAdvisor (advisor: Advisor, options: AdvisorFeedOptions = {})
       case 'delete':
       case 'invalidate': {
         const counted = drawn(op)
-        const scope = usageOf(op).scope
         for (const key of op.key === undefined ? op.keys ?? [] : [op.key]) {
-          advisor.feed({ type: 'invalidate', level, key, scope }, counted, level !== 'request' && advisor.watches(level, key, scope))
+          advisor.feed({ type: 'invalidate', level, key, scope }, counted, advisor.watches(level, key, scope))
         }
         return
       }
       case 'drop':
         if (op.key !== undefined && op.reason !== undefined) {
-          const scope = usageOf(op).scope
           advisor.feed({ type: 'drop', level, key: op.key, reason: op.reason, scope }, false, advisor.watches(level, op.key, scope))
         }
     }
     // Not counted: `invalidateTag` names tags, not keys (the entries it drops are not known without reading every one),
     // `clear` drops everything, and `refresh` is counted by its `load`.
   }
-  return subscribeCacheOperations(listener, { sampleRate: advisor.sampleRate, every, ...(options.random === undefined ? {} : { random: options.random }) })
+  const random = options.random === undefined ? {} : { random: options.random }
+  const stopOperations = subscribeCacheOperations(listener, { sampleRate: advisor.sampleRate, every, levels: LEVELS_BY_OPERATION, ...random })
+  const stopRequests = subscribeRequestUsage((reads, origin) => {
+    if (from === undefined || from(origin)) advisor.requestEnded(reads)
+  }, { sampleRate: advisor.sampleRate, maxKeys: ADVISOR_BOUNDS.keysPerRequest, ...random })
+  return () => {
+    stopOperations()
+    stopRequests()
+  }
 }
 
 /**
@@ -109,8 +119,8 @@ function route (advisor: Advisor, op: CacheOperationContext): void {
 const PARAMETER = /:[^/]+/g
 
 function read (advisor: Advisor, level: CacheEventLevel, key: string, hit: boolean, scope: UsageScope | undefined): void {
-  // Only a hit of a level that keeps entries across requests says something of one entry (`never-read`).
-  advisor.feed({ type: 'read', level, key, hit, scope }, true, hit && level !== 'request' && advisor.watches(level, key, scope))
+  // Only a hit says something of one entry (`never-read`).
+  advisor.feed({ type: 'read', level, key, hit, scope }, true, hit && advisor.watches(level, key, scope))
 }
 
 /** A value's hash and size, from its JSON text; none for what JSON cannot write (a cycle, a BigInt). */

@@ -76,6 +76,13 @@ interface KeyState {
 
 interface RequestRead { stats: PatternStats, reads: number }
 
+/** A recent short key: its pattern, the pattern's id at each level, and whether its application entry is watched. */
+interface KnownKey {
+  readonly pattern: string
+  readonly ids: { [L in AdvisorLevel]?: string }
+  watched: boolean | undefined
+}
+
 /**
  * Watches how each key pattern is used at each level and says, through `advice()`, where a level is the wrong one, a
  * ttl too short or a bound too small. Fed with `observe(usage)` (every observation sampled per key) or, from the event
@@ -103,8 +110,8 @@ export class Advisor {
   private readonly sessionValues = new LRUCache<number, true>({ max: ADVISOR_BOUNDS.keys })
   private readonly requests = new LRUCache<UsageScope, Map<number, RequestRead>>({ max: ADVISOR_BOUNDS.requests })
   private readonly scopeIds = new WeakMap<object, number>()
-  /** Patterns of recent short keys: four regular expressions cost a sampled hit ten times what the rest does. */
-  private readonly patternsOfKeys = new Map<string, string>()
+  /** Recent short keys: four regular expressions cost a sampled hit ten times what the rest does, a hash twice. */
+  private readonly knownKeys = new Map<string, KnownKey>()
   private nextScopeId = 0
 
   constructor (options: AdvisorConfig = {}) {
@@ -124,7 +131,15 @@ export class Advisor {
    * that a key every session has is seen at any rate.
    */
   watches (level: AdvisorLevel, key: string, scope?: UsageScope): boolean {
-    return this.sampleRate === 1 || hash32(this.entryText(level, scope, key), this.seed) < this.threshold
+    if (this.sampleRate === 1) return true
+    // An application key's answer is kept with its pattern: its hits are the sampled operations met most often.
+    const known = level === 'app' && scope === undefined ? this.known(key) : undefined
+    if (known === undefined) return this.draws(level, key, scope)
+    return (known.watched ??= this.draws(level, key))
+  }
+
+  private draws (level: AdvisorLevel, key: string, scope?: UsageScope): boolean {
+    return hash32(this.entryText(level, scope, key), this.seed) < this.threshold
   }
 
   /** Counts one observation, if its key is watched (`end` always counts: it only closes what was watched). */
@@ -138,7 +153,7 @@ export class Advisor {
 
   /** Counts an observation already sampled (by `watches`), for a feed that asks before it builds one. */
   record (usage: Exclude<Usage, EndUsage>): void {
-    const stats = this.statsOf(usage.level, this.patternOf(usage.key))
+    const stats = this.statsOf(usage.level, usage.key)
     this.count(stats, usage)
     if (usage.level === 'request') {
       // Reads per request and key, closed by the request's `end`: a written key never read counts as a pair with none.
@@ -149,26 +164,31 @@ export class Advisor {
   }
 
   /**
-   * Counts one operation of the event stream (lib/advisor-feed.ts), sampled twice over. `counted`: drawn by the
-   * per-operation sample, at `sampleRate` (hits are only ever given so, which keeps the hot path free of hashing); its
-   * counts go to its pattern's totals. `watched`: its entry is followed (`watches()`), so that what happens to one
-   * entry (filled, read, dropped, filled again) is seen whole. Ratios are taken within one kind of count, totals with
-   * totals and entries with entries, so both samples at one rate keep them right in expectation.
-   *
-   * At the request level everything is a total: a fill is the start of a request-and-key pair, and reads per pair are
-   * the reads counted over the fills counted, with no token per request to hold.
+   * Counts one operation of the session or application level or of route caching, from the event stream
+   * (lib/advisor-feed.ts), sampled twice over. `counted`: drawn by the per-operation sample, at `sampleRate` (hits are
+   * only ever given so, which keeps the hot path free of hashing); its counts go to its pattern's totals. `watched`: its
+   * entry is followed (`watches()`), so that what happens to one entry (filled, read, dropped, filled again) is seen
+   * whole. Ratios are taken within one kind of count, totals with totals and entries with entries, so both samples at
+   * one rate keep them right in expectation. The request level comes whole, request by request (`requestEnded`).
    */
   feed (usage: Exclude<Usage, EndUsage>, counted: boolean, watched: boolean): void {
-    if (!counted && !(watched && usage.level !== 'request')) return
-    const stats = this.statsOf(usage.level, this.patternOf(usage.key))
-    if (counted) {
-      this.count(stats, usage)
-      if (usage.level === 'request') {
-        if (usage.type === 'read') stats.requestReads++
-        else if (usage.type === 'write' || usage.type === 'load') stats.requestPairs++
-      }
+    if (!counted && !watched) return
+    const stats = this.statsOf(usage.level, usage.key)
+    if (counted) this.count(stats, usage)
+    if (watched) this.follow(stats, usage)
+  }
+
+  /**
+   * One request's reads per key, for a request drawn whole (see `subscribeRequestUsage` in lib/events.ts): each key
+   * read or filled is one request-and-key pair of its pattern.
+   */
+  requestEnded (reads: ReadonlyMap<string, number>): void {
+    for (const [key, count] of reads) {
+      const stats = this.statsOf('request', key)
+      stats.requestPairs++
+      stats.requestReads += count
+      stats.reads += count
     }
-    if (watched && usage.level !== 'request') this.follow(stats, usage)
   }
 
   /** Whether an operation given every time is also counted in the totals: a draw at `sampleRate`, like the stream's. */
@@ -302,25 +322,29 @@ export class Advisor {
     }
   }
 
-  private patternOf (key: string): string {
-    if (key.length > PATTERN_CACHE.longestKey) return keyPattern(key)
-    let pattern = this.patternsOfKeys.get(key)
-    if (pattern === undefined) {
+  /** What is kept of a recent short key; undefined for a long one, whose pattern is computed each time. */
+  private known (key: string): KnownKey | undefined {
+    if (key.length > PATTERN_CACHE.longestKey) return undefined
+    let known = this.knownKeys.get(key)
+    if (known === undefined) {
       // Emptied when full rather than kept in order: what it holds is recomputed at the cost of a miss.
-      if (this.patternsOfKeys.size >= PATTERN_CACHE.keys) this.patternsOfKeys.clear()
-      pattern = keyPattern(key)
-      this.patternsOfKeys.set(key, pattern)
+      if (this.knownKeys.size >= PATTERN_CACHE.keys) this.knownKeys.clear()
+      known = { pattern: keyPattern(key), watched: undefined, ids: {} }
+      this.knownKeys.set(key, known)
     }
-    return pattern
+    return known
   }
 
-  private statsOf (level: AdvisorLevel, pattern: string): PatternStats {
-    const id = `${level}\u0000${pattern}`
+  /** The stats of `key`'s pattern at `level`: tracked, or put on probation. */
+  private statsOf (level: AdvisorLevel, key: string): PatternStats {
+    const known = this.known(key)
+    // A known key keeps the id of its pattern at each level: a string made once hashes once.
+    const id = known === undefined ? `${level}\u0000${keyPattern(key)}` : (known.ids[level] ??= `${level}\u0000${known.pattern}`)
     const tracked = this.patterns.get(id)
     if (tracked !== undefined) return tracked
     const waiting = this.probation.get(id)
     if (waiting === undefined) {
-      const stats = new PatternStats(level, pattern)
+      const stats = new PatternStats(level, id.slice(level.length + 1))
       this.probation.set(id, stats)
       return stats
     }

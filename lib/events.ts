@@ -76,6 +76,12 @@ export interface CacheOperationSubscribeOptions {
   every?: { readonly [L in CacheEventLevel]?: readonly CacheOperationName[] }
   /** Draws the sampling, in [0, 1). Default `Math.random`: tests give a seeded one. */
   random?: () => number
+  /**
+   * The levels whose operations this listener is given; default every level. A lookup of a level left out is sampled
+   * as any other and then not given, so the rate of the others holds; the request level left out costs its operations
+   * nothing at all for this listener (its lookups are the cheapest of all, 10 ns: a countdown is a tenth of one).
+   */
+  levels?: readonly CacheEventLevel[]
 }
 
 const channel = tracingChannel<unknown, CacheOperation>(CACHE_OPERATION_CHANNEL)
@@ -91,6 +97,9 @@ function traced (): boolean {
 }
 
 type Always = { readonly [L in CacheEventLevel]?: { readonly [O in CacheOperationName]?: true } }
+type Levels = { readonly [L in CacheEventLevel]?: true }
+
+const LEVELS: readonly CacheEventLevel[] = ['request', 'session', 'app', 'route']
 
 interface Subscription {
   readonly listener: CacheOperationListener
@@ -98,19 +107,18 @@ interface Subscription {
   readonly every: number
   /** Operations given every time, as a table: two property reads decide, where a list would be searched. */
   readonly always: Always | undefined
+  /** The levels it is given, as a table; undefined: every level. */
+  readonly levels: Levels | undefined
   readonly random: () => number
   /** Operations to let pass before the next one given. */
   countdown: number
+  /** The same, of the request level's lookups. */
+  requestCountdown: number
 }
 
 let subscriptions: readonly Subscription[] = []
-
-/**
- * Lookups that no sampled listener will be given, known ahead: each listener's countdown has been moved on by as many.
- * A hit then costs one decrement, where counting every listener down cost a sampled listener's hit (110 ns at the
- * application level, 10 ns at the request level) 5 to 10 %.
- */
-let skip = 0
+/** Those of `subscriptions` given the request level: none while only the advisor listens, which reads requests whole. */
+let requestSubscriptions: readonly Subscription[] = []
 
 /**
  * Gives `listener` the operations of every level of every app in this process, each once it has ended; returns the
@@ -122,13 +130,33 @@ export function subscribeCacheOperations (listener: CacheOperationListener, opti
   if (typeof rate !== 'number' || !(rate > 0 && rate <= 1)) throw new RangeError('subscribeCacheOperations: sampleRate must be a number in (0, 1]')
   const every = Math.round(1 / rate)
   const random = options?.random ?? Math.random
-  const subscription: Subscription = { listener, every, always: alwaysOf(options?.every), random, countdown: every === 1 ? 1 : nextCountdown(every, random) }
-  subscriptions = [...subscriptions, subscription]
-  skip = 0
+  const levels = levelsOf(options?.levels)
+  const countdown = (): number => every === 1 ? 1 : nextCountdown(every, random)
+  const subscription: Subscription = { listener, every, always: alwaysOf(options?.every), levels, random, countdown: countdown(), requestCountdown: countdown() }
+  listen([...subscriptions, subscription])
   return () => {
-    subscriptions = subscriptions.filter((one) => one !== subscription)
-    skip = 0
+    listen(subscriptions.filter((one) => one !== subscription))
   }
+}
+
+function listen (next: readonly Subscription[]): void {
+  subscriptions = next
+  requestSubscriptions = next.filter((subscription) => takes(subscription, ['request']))
+  lookups.subscriptions = next.filter((subscription) => takes(subscription, ['session', 'app', 'route']))
+  requestLookups.subscriptions = requestSubscriptions
+  lookups.skip = requestLookups.skip = 0
+}
+
+function takes (subscription: Subscription, levels: readonly CacheEventLevel[]): boolean {
+  return subscription.levels === undefined || levels.some((level) => subscription.levels?.[level] === true)
+}
+
+function levelsOf (levels: CacheOperationSubscribeOptions['levels']): Levels | undefined {
+  if (levels === undefined) return undefined
+  if (!Array.isArray(levels) || !levels.every((level) => LEVELS.includes(level))) {
+    throw new TypeError(`subscribeCacheOperations: levels must be an array of level names (${LEVELS.join(', ')})`)
+  }
+  return Object.fromEntries(levels.map((level) => [level, true]))
 }
 
 /**
@@ -153,9 +181,10 @@ function alwaysOf (every: CacheOperationSubscribeOptions['every']): Always | und
  * The in-process listeners given this operation, if any; counts the sampled ones down. An operation a listener takes
  * every time does not count: the countdown samples the others at the rate asked.
  */
-function pick (level: CacheEventLevel, operation: CacheOperationName): CacheOperationListener[] | undefined {
+function pick (level: CacheEventLevel, operation: CacheOperationName, from: readonly Subscription[]): CacheOperationListener[] | undefined {
   let picked: CacheOperationListener[] | undefined
-  for (const subscription of subscriptions) {
+  for (const subscription of from) {
+    if (subscription.levels !== undefined && subscription.levels[level] !== true) continue
     if (subscription.every !== 1 && subscription.always?.[level]?.[operation] !== true) {
       if (--subscription.countdown > 0) continue
       subscription.countdown = nextCountdown(subscription.every, subscription.random)
@@ -166,31 +195,51 @@ function pick (level: CacheEventLevel, operation: CacheOperationName): CacheOper
 }
 
 /**
- * `pick` for a lookup, which `every` never names (a lookup is sampled, or given every time with `sampleRate: 1`): no
- * table read on the path every hit takes. Then moves every countdown on by the lookups none of them will take, and
- * leaves that number in `skip`.
+ * The lookups of some levels (`get`, `getOrLoad`, `getMany`, `getOrLoadMany`), sampled together: the hot path. A
+ * lookup never named by `every` (it is sampled, or given every time with `sampleRate: 1`) needs no table read, and
+ * the lookups that no sampled listener will be given are known ahead: each listener's countdown has been moved on by as
+ * many, and a hit then costs one decrement, where counting every listener down cost a sampled listener's hit (110 ns at
+ * the application level, 10 ns at the request level) 5 to 10 %.
  */
-function pickLookup (): CacheOperationListener[] | undefined {
-  let picked: CacheOperationListener[] | undefined
-  let ahead = Infinity
-  for (const subscription of subscriptions) {
-    if (subscription.every !== 1) {
-      if (--subscription.countdown <= 0) {
-        subscription.countdown = nextCountdown(subscription.every, subscription.random)
-        ;(picked ??= []).push(subscription.listener)
+class LookupStream {
+  subscriptions: readonly Subscription[] = []
+  /** Lookups ahead that no listener will be given. */
+  skip = 0
+
+  /** `countdown`: the subscriptions' countdown this stream moves; the request level's lookups are sampled apart. */
+  constructor (private readonly countdown: 'countdown' | 'requestCountdown') {}
+
+  /** The listeners given this lookup, if any; then moves every countdown on by the lookups none will take. */
+  pick (level: CacheEventLevel): CacheOperationListener[] | undefined {
+    const countdown = this.countdown
+    let picked: CacheOperationListener[] | undefined
+    let ahead = Infinity
+    for (const subscription of this.subscriptions) {
+      // A lookup of a level the listener leaves out is drawn as any other and then not given: its rate holds.
+      const given = subscription.levels === undefined || subscription.levels[level] === true
+      if (subscription.every !== 1) {
+        if (--subscription[countdown] <= 0) {
+          subscription[countdown] = nextCountdown(subscription.every, subscription.random)
+          if (given) (picked ??= []).push(subscription.listener)
+        }
+        ahead = Math.min(ahead, subscription[countdown] - 1)
+      } else if (given) {
+        (picked ??= []).push(subscription.listener)
+        ahead = 0
       }
-      ahead = Math.min(ahead, subscription.countdown - 1)
-    } else {
-      (picked ??= []).push(subscription.listener)
-      ahead = 0
     }
+    if (ahead > 0) {
+      for (const subscription of this.subscriptions) subscription[countdown] -= ahead
+      this.skip = ahead
+    }
+    return picked
   }
-  if (ahead > 0) {
-    for (const subscription of subscriptions) subscription.countdown -= ahead
-    skip = ahead
-  }
-  return picked
 }
+
+/** The session and application levels' and route caching's lookups. */
+const lookups = new LookupStream('countdown')
+/** The request level's: none while only the advisor listens, which reads requests whole. */
+const requestLookups = new LookupStream('requestCountdown')
 
 /** Runs an operation's call inside a context of the consumer's own (OpenTelemetry's active span). */
 export type OperationScope = <R>(operation: CacheOperationContext, run: () => R) => R
@@ -213,17 +262,27 @@ export function scopeOperations (next: OperationScope | undefined, replacing?: O
  * on undefined; otherwise they run the operation through `sync` or `promise`, setting what they learn on the way.
  */
 export function observe (level: CacheEventLevel, operation: CacheOperationName, key: string | undefined, keys?: readonly string[], origin?: object): CacheOperation | undefined {
-  const listeners = subscriptions.length === 0 ? undefined : pick(level, operation)
+  const from = level === 'request' ? requestSubscriptions : subscriptions
+  const listeners = from.length === 0 ? undefined : pick(level, operation, from)
   if (listeners === undefined && !traced()) return undefined
   return new CacheOperation(level, operation, key, keys, listeners, origin)
 }
 
-/** The lookups' `observe` (`get`, `getOrLoad`, `getMany`, `getOrLoadMany`): the hot path, see `skip`. */
-export function observeLookup (level: CacheEventLevel, operation: 'get' | 'getOrLoad' | 'getMany' | 'getOrLoadMany', key: string | undefined, keys?: readonly string[], origin?: object): CacheOperation | undefined {
+/** The lookups' `observe`, but the request level's: the hot path, see `LookupStream`. */
+export function observeLookup (level: Exclude<CacheEventLevel, 'request'>, operation: 'get' | 'getOrLoad' | 'getMany' | 'getOrLoadMany', key: string | undefined, keys?: readonly string[], origin?: object): CacheOperation | undefined {
+  return observeIn(lookups, level, operation, key, keys, origin)
+}
+
+/** The request level's lookups' `observe`, sampled apart: a listener that leaves the level out costs them nothing. */
+export function observeRequestLookup (operation: 'get' | 'getOrLoad', key: string, origin: object): CacheOperation | undefined {
+  return observeIn(requestLookups, 'request', operation, key, undefined, origin)
+}
+
+function observeIn (stream: LookupStream, level: CacheEventLevel, operation: CacheOperationName, key: string | undefined, keys: readonly string[] | undefined, origin: object | undefined): CacheOperation | undefined {
   let listeners: CacheOperationListener[] | undefined
-  if (subscriptions.length !== 0) {
-    if (skip > 0) skip--
-    else listeners = pickLookup()
+  if (stream.subscriptions.length !== 0) {
+    if (stream.skip > 0) stream.skip--
+    else listeners = stream.pick(level)
   }
   if (listeners === undefined && !traced()) return undefined
   return new CacheOperation(level, operation, key, keys, listeners, origin)
@@ -247,8 +306,8 @@ export function observeLoad<T> (level: CacheEventLevel, key: string | undefined,
 export function observeDrop (level: CacheEventLevel, key: string, reason: CacheDropReason, origin?: object, scope?: () => number | undefined): void {
   if (subscriptions.length === 0) return
   let op: CacheOperation | undefined
-  for (const subscription of subscriptions) {
-    if (subscription.always?.[level]?.drop !== true) continue
+  for (const subscription of level === 'request' ? requestSubscriptions : subscriptions) {
+    if (subscription.always?.[level]?.drop !== true || (subscription.levels !== undefined && subscription.levels[level] !== true)) continue
     if (op === undefined) {
       op = new CacheOperation(level, 'drop', key, undefined, undefined, origin)
       op.reason = reason
@@ -278,6 +337,88 @@ export interface OperationUsage {
  */
 export function usageOf (context: CacheOperationContext): OperationUsage {
   return context instanceof CacheOperation ? context.usage() : { scope: undefined, value: undefined, origin: undefined }
+}
+
+/** Told of one request's use of its cache: each key it read or filled, with its reads; `origin`: the request level. */
+export type RequestUsageListener = (reads: ReadonlyMap<string, number>, origin: object) => void
+
+interface RequestWatch {
+  readonly listener: RequestUsageListener
+  /** Most keys of one request counted: past them, new keys are not. */
+  readonly maxKeys: number
+  readonly every: number
+  readonly random: () => number
+  countdown: number
+}
+
+let requestWatches: readonly RequestWatch[] = []
+
+/**
+ * Gives `listener` the use each request made of its cache, for a share `sampleRate` of requests drawn as they open:
+ * how the package's own consumers (the advisor) read the request level. A request is read whole, or not at all, so a
+ * request drawn counts its reads in a map (a few ns each) and is told once at its end, where one operation in 100
+ * handed over one by one cost a 10 ns lookup twice its time. Not part of the public API; returns the function that
+ * stops it.
+ */
+export function subscribeRequestUsage (listener: RequestUsageListener, options: { sampleRate: number, maxKeys: number, random?: () => number }): () => void {
+  const every = Math.round(1 / options.sampleRate)
+  const random = options.random ?? Math.random
+  const watch: RequestWatch = { listener, maxKeys: options.maxKeys, every, random, countdown: every === 1 ? 1 : nextCountdown(every, random) }
+  requestWatches = [...requestWatches, watch]
+  return () => {
+    requestWatches = requestWatches.filter((one) => one !== watch)
+  }
+}
+
+/** The usage a request opening now counts, if a listener drew it; undefined for most requests, which count nothing. */
+export function watchRequest (origin: object): RequestUsage | undefined {
+  if (requestWatches.length === 0) return undefined
+  let drawn: RequestUsageListener[] | undefined
+  let maxKeys = 0
+  for (const watch of requestWatches) {
+    if (watch.every !== 1) {
+      if (--watch.countdown > 0) continue
+      watch.countdown = nextCountdown(watch.every, watch.random)
+    }
+    (drawn ??= []).push(watch.listener)
+    maxKeys = Math.max(maxKeys, watch.maxKeys)
+  }
+  return drawn === undefined ? undefined : new RequestUsage(drawn, origin, maxKeys)
+}
+
+/** What one drawn request counts: reads per key, up to `maxKeys` keys; told to its listeners once, at `end`. */
+export class RequestUsage {
+  readonly #reads = new Map<string, number>()
+  #listeners: RequestUsageListener[] | undefined
+
+  constructor (listeners: RequestUsageListener[], private readonly origin: object, private readonly maxKeys: number) {
+    this.#listeners = listeners
+  }
+
+  read (key: string): void {
+    const reads = this.#reads.get(key)
+    if (reads !== undefined) this.#reads.set(key, reads + 1)
+    else if (this.#reads.size < this.maxKeys) this.#reads.set(key, 1)
+  }
+
+  /** A key set or loaded: the start of its use in this request, read or not. */
+  fill (key: string): void {
+    if (!this.#reads.has(key) && this.#reads.size < this.maxKeys) this.#reads.set(key, 0)
+  }
+
+  /** The request is over: its listeners are told, once. */
+  end (): void {
+    const listeners = this.#listeners
+    if (listeners === undefined) return
+    this.#listeners = undefined
+    for (const listener of listeners) {
+      try {
+        listener(this.#reads, this.origin)
+      } catch {
+        // As for operations: a listener's fault is its own.
+      }
+    }
+  }
 }
 
 /** The context published for one operation, filled in by the level as it runs. */
@@ -330,6 +471,12 @@ export class CacheOperation implements CacheOperationContext {
     const call = within === undefined ? run : () => within(this, run)
     const running = traced() ? channel.tracePromise(call, this) : call()
     if (this.#listeners === undefined) return running
+    // A hit answered from memory has ended by now, the promise only carries it: no need to wait for it (unless the
+    // channel is to set its `result` first).
+    if (this.hit === true && !traced()) {
+      this.deliver()
+      return running
+    }
     return running.then((value) => {
       // A load's value, for `usageOf`: only when an in-process listener was given the operation.
       if (this.operation === 'load') this.#value = value

@@ -3,7 +3,7 @@ import { BatchLoader, type BatchLoaderOptions } from '../batch-loader.js'
 import type { Logger } from '../burst-log.js'
 import { InvalidOptionError, describe } from '../errors.js'
 import { type Defined, KeyRule, assertValue } from '../keys.js'
-import { observe, observeLookup, observeLoad, type CacheOperation } from '../events.js'
+import { observe, observeLoad, observeRequestLookup, watchRequest, type CacheOperation, type RequestUsage } from '../events.js'
 import { LevelLog } from '../level-log.js'
 import { SingleFlight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
@@ -53,20 +53,25 @@ export class RequestCache {
   private loaders: Map<string, BatchLoader<unknown, unknown>> | undefined
   /** The entries count in the level's size until the request ends (see `end()`). */
   private counted = true
+  /** Reads per key, in the few requests a consumer of the stream (the advisor) drew as they opened. */
+  private readonly usage: RequestUsage | undefined
 
-  constructor (private readonly level: RequestLevel, private readonly log?: Logger) {}
+  constructor (private readonly level: RequestLevel, private readonly log?: Logger) {
+    this.usage = watchRequest(level)
+  }
 
   get size (): number {
     return this.entries.size
   }
 
   get<T = unknown> (key: string): T | undefined {
-    const op = observeLookup('request', 'get', key, undefined, this.level)
+    const op = observeRequestLookup('get', key, this.level)
     return op === undefined ? this.find(key) : op.sync(() => this.find(key, op))
   }
 
   private find<T> (key: string, op?: CacheOperation): T | undefined {
     this.level.keys.assert(key)
+    this.usage?.read(key)
     const value = this.entries.get(key)
     if (value === undefined) {
       this.missed(key)
@@ -91,6 +96,7 @@ export class RequestCache {
   private write (key: string, value: unknown): this {
     this.level.keys.assert(key)
     assertValue(key, value)
+    this.usage?.fill(key)
     const entries = this.entries
     if (entries.has(key)) {
       entries.delete(key)
@@ -144,6 +150,7 @@ export class RequestCache {
   end (): void {
     this.count(-this.entries.size)
     this.counted = false
+    this.usage?.end()
   }
 
   /**
@@ -152,12 +159,13 @@ export class RequestCache {
    * `undefined` caches nothing either (return `null` to cache absence).
    */
   getOrLoad<T> (key: string, loader: () => T | PromiseLike<T>): Promise<T> {
-    const op = observeLookup('request', 'getOrLoad', key, undefined, this.level)
+    const op = observeRequestLookup('getOrLoad', key, this.level)
     return op === undefined ? this.findOrLoad(key, loader) : op.promise(async () => await this.findOrLoad(key, loader, op))
   }
 
   private findOrLoad<T> (key: string, loader: () => T | PromiseLike<T>, op?: CacheOperation): Promise<T> {
     if (!this.level.keys.valid(key)) return this.level.keys.reject(key)
+    this.usage?.read(key)
     const value = this.entries.get(key)
     const stats = this.level.stats
     if (value !== undefined) {

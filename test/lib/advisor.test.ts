@@ -305,13 +305,14 @@ test('same-in-every-session counts sessions: one session holding one value under
   t.match(many.advice()[0]?.evidence, { sessions: 30, values: 30 })
 })
 
-test('feed: totals only when drawn, entries only when watched; the request level in totals, fills as pairs', async (t) => {
+test('feed: totals only when drawn, entries only when watched; the request level request by request', async (t) => {
   const { advisor: fed } = advisor()
   for (let i = 0; i < 25; i++) {
-    fed.feed({ type: 'load', level: 'request', key: 'viewer' }, true, false)
-    fed.feed({ type: 'read', level: 'request', key: 'viewer', hit: false }, true, false)
+    fed.requestEnded(new Map([['viewer', 1], [`user:${i}`, 3]]))
+    fed.requestEnded(new Map([['viewer', 0]]))
   }
-  t.same(kinds(fed.advice()), ['request viewer no-reuse'])
+  t.same(kinds(fed.advice()), ['request viewer no-reuse'], 'read once in one request and never in another; a key read three times, nothing')
+  t.match(fed.advice()[0]?.evidence, { requests: 50, reads: 25, readsPerRequest: 0.5 })
   const { advisor: unseen } = advisor()
   for (let i = 0; i < 30; i++) {
     unseen.feed({ type: 'write', level: 'app', key: `report:${i}` }, false, false)

@@ -1,6 +1,6 @@
 import { tracingChannel } from 'node:diagnostics_channel'
 import { test, type Test } from 'tap'
-import { CACHE_OPERATION_CHANNEL, CacheOperation, observe, observeDrop, subscribeCacheOperations, usageOf, type CacheOperationContext } from '../../lib/events.js'
+import { CACHE_OPERATION_CHANNEL, CacheOperation, observe, observeDrop, observeLookup, subscribeCacheOperations, subscribeRequestUsage, usageOf, type CacheOperationContext } from '../../lib/events.js'
 import { RequestLevel } from '../../lib/scopes/request.js'
 import { AppCache } from '../../lib/scopes/application.js'
 import { MemoryStore } from '../../lib/stores/memory.js'
@@ -150,13 +150,85 @@ test('lookups skipped ahead: listeners at different rates, and one taking every 
     subscribeCacheOperations(() => { given.hundredth++ }, { sampleRate: 0.01 })
   ]
   t.teardown(() => { for (const stop of stops) stop() })
-  const cache = new RequestLevel({ maxEntries: 10 }).open()
-  cache.set('a', 1)
+  const app = new AppCache({ store: new MemoryStore({ max: 10 }), ttl: 0, log: silent })
+  await app.set('a', 1)
   given.tenth = given.hundredth = 0
-  for (let i = 0; i < 100_000; i++) cache.get('a')
+  for (let i = 0; i < 100_000; i++) await app.get('a')
   t.ok(Math.abs(given.tenth - 10_000) < 1000, `1 in 10: ${given.tenth}`)
   t.ok(Math.abs(given.hundredth - 1000) < 150, `1 in 100: ${given.hundredth}`)
   stops.push(subscribeCacheOperations(() => { given.all++ }))
-  for (let i = 0; i < 1000; i++) cache.get('a')
+  for (let i = 0; i < 1000; i++) await app.get('a')
   t.equal(given.all, 1000, 'a listener without a rate gets every lookup, from the next one on')
+})
+
+test('levels: a listener is given the levels it names; the request level left out builds nothing there', async (t) => {
+  const seen: string[] = []
+  const stop = subscribeCacheOperations((op) => { seen.push(`${op.level} ${op.operation}`) }, { levels: ['app'] })
+  t.teardown(stop)
+  const app = new AppCache({ store: new MemoryStore({ max: 10 }), ttl: 0, log: silent })
+  const cache = new RequestLevel({ maxEntries: 10 }).open()
+  const runs = await counted(t, async () => {
+    cache.set('a', 1)
+    cache.get('a')
+    await cache.getOrLoad('b', () => 2)
+  })
+  t.equal(runs, 0, 'no context for the request level')
+  t.equal(observe('session', 'set', 'k'), undefined, 'nor for another level left out')
+  await app.set('x', 1)
+  await app.get('x')
+  t.same(seen, ['app set', 'app get'])
+  t.throws(() => subscribeCacheOperations(() => {}, { levels: ['request', 'db'] as never }), /levels must be an array of level names \(request, session, app, route\)/)
+  t.throws(() => subscribeCacheOperations(() => {}, { levels: 'app' as never }), TypeError)
+})
+
+test('levels: a sampled listener that leaves a level out keeps its rate on the levels it takes', async (t) => {
+  let given = 0
+  const stop = subscribeCacheOperations((op) => { if (op.level === 'app') given++ }, { sampleRate: 0.1, levels: ['app'] })
+  t.teardown(stop)
+  let sessionGiven = 0
+  for (let i = 0; i < 20_000; i++) {
+    // Lookups of a level left out count the listener down as any other, and are then not given: no context built.
+    if (observeLookup('session', 'get', 'k') !== undefined) sessionGiven++
+  }
+  const app = new AppCache({ store: new MemoryStore({ max: 10 }), ttl: 0, log: silent })
+  await app.set('a', 1)
+  given = 0
+  for (let i = 0; i < 20_000; i++) await app.get('a')
+  t.equal(sessionGiven, 0)
+  t.ok(Math.abs(given - 2000) < 300, `1 in 10 of the app's lookups: ${given}`)
+})
+
+test('request usage: a share of requests drawn as they open, each read whole and told once at its end, bounded', async (t) => {
+  const told: Array<[string, number][]> = []
+  const origins = new Set<object>()
+  let random = 0
+  const stop = subscribeRequestUsage((reads, origin) => {
+    origins.add(origin)
+    told.push([...reads])
+  }, { sampleRate: 0.1, maxKeys: 3, random: () => (random = (random + 0.37) % 1) })
+  t.teardown(stop)
+  const level = new RequestLevel({ maxEntries: 10 })
+  for (let i = 0; i < 1000; i++) {
+    const cache = level.open()
+    cache.set('me', 1)
+    cache.get('me')
+    cache.get('me')
+    cache.get('missing')
+    await cache.getOrLoad('loaded', () => 2)
+    cache.get('past the bound')
+    cache.end()
+    cache.end()
+  }
+  t.ok(told.length > 80 && told.length < 120, `about 1 request in 10 drawn: ${told.length}`)
+  t.same(told[0], [['me', 2], ['missing', 1], ['loaded', 1]], 'reads per key, a fill with none; keys past maxKeys not counted')
+  t.ok(told.every((reads) => JSON.stringify(reads) === JSON.stringify(told[0])), 'each drawn request told once')
+  t.same([...origins], [level], 'with the request level it came from')
+  stop()
+  const runs = await counted(t, () => {
+    const cache = level.open()
+    cache.set('me', 1)
+    cache.get('me')
+    cache.end()
+  })
+  t.equal(runs, 0, 'request usage builds no operation context')
 })

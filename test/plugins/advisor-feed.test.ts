@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import { test, type Test } from 'tap'
-import multiCache, { appCache, type AdviceFinding, type MultiCacheOptions } from '../../index.js'
+import multiCache, { appCache, requestCache, type AdviceFinding, type MultiCacheOptions } from '../../index.js'
 import cacheAdmin from '../../plugins/admin.js'
 import { Advisor } from '../../lib/advisor.js'
 import { feedAdvisor } from '../../lib/advisor-feed.js'
@@ -216,6 +216,35 @@ test('sampled: the stream gives hits one in ten, the advisor follows one entry i
   const { reads, writes } = first[0]?.evidence ?? {}
   t.ok(reads !== undefined && reads > 50 && reads < 150, `about 1 read in 10 counted: ${reads}`)
   t.ok(writes !== undefined && writes > 50 && writes < 150, `about 1 write in 10 counted: ${writes}`)
+  t.same(await run(), first, 'the same seeds draw the same sample')
+})
+
+test('sampled: the request level read whole, one request in ten drawn as it opens; same seeds, same evidence', async (t) => {
+  async function run (): Promise<AdviceFinding[]> {
+    const app = fresh(t)
+    await app.register(requestCache)
+    const advisor = new Advisor({ sampleRate: 0.1, random: seeded(42) })
+    const stop = feedAdvisor(advisor, { random: seeded(7) })
+    t.teardown(stop)
+    app.get('/once', async (request) => await request.reqCache.getOrLoad('viewer', () => ({ id: 1 })))
+    app.get('/thrice', async (request) => {
+      for (let i = 0; i < 3; i++) await request.reqCache.getOrLoad('user', () => ({ id: 2 }))
+      return request.reqCache.get('user')
+    })
+    await times(1000, async () => {
+      await app.inject('/once')
+      await app.inject('/thrice')
+    })
+    stop()
+    await app.close()
+    return advisor.advice()
+  }
+  const first = await run()
+  t.same(first.map(({ key, kind }) => `${key} ${kind}`), ['viewer no-reuse'], 'the key read once per request, not the one read four times')
+  const { requests, reads, readsPerRequest } = first[0]?.evidence ?? {}
+  t.ok(requests !== undefined && requests > 50 && requests < 150, `about 1 request in 10 counted: ${requests}`)
+  t.equal(reads, requests, 'each counted whole: one read per request')
+  t.equal(readsPerRequest, 1)
   t.same(await run(), first, 'the same seeds draw the same sample')
 })
 
