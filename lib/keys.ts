@@ -1,4 +1,5 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
+import { digest } from './digest.js'
 import { InvalidKeyError, InvalidValueError, TooManyKeysError, describe } from './errors.js'
 
 /** The longest key a level takes by default, in characters. */
@@ -65,5 +66,5 @@ export function newSessionId (): string {
  * present them as cookies. It does not depend on the cookie secret, so rotating the secret loses no session.
  */
 export function sessionStoreKey (id: string): string {
-  return createHash('sha256').update(id).digest('base64url')
+  return digest('sha256', id, 'base64url')
 }

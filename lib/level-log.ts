@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { digest } from './digest.js'
 import { BurstLog, type Logger } from './burst-log.js'
 
 /**
@@ -56,7 +56,7 @@ export class LevelLog {
 
 /** 12 hex digits of the key's SHA-256: the same on every instance, so that the lines of one key can be matched. */
 export function hashKey (key: string): string {
-  return createHash('sha256').update(key).digest('hex').slice(0, 12)
+  return digest('sha256', key, 'hex').slice(0, 12)
 }
 
 function debugging (logger: Logger): boolean {

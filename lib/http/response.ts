@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { digest } from '../digest.js'
 import type { RouteReason } from './cache-status.js'
 import { cacheDirectives, headerText, listOf, secondsOf, type HeaderMap, type HeaderValue } from './headers.js'
 
@@ -177,7 +177,7 @@ function ownCopy (payload: string | Buffer): Buffer {
  * those bytes differently for each client (RFC 9110 §8.8.1).
  */
 export function etagOf (payload: string | Buffer): string {
-  return 'W/"' + createHash('sha1').update(payload).digest('base64url') + '"'
+  return 'W/"' + digest('sha1', payload, 'base64url') + '"'
 }
 
 /** Whole seconds since the entry was stored, for the `Age` header (RFC 9111 §5.1). */

@@ -1,4 +1,5 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
+import { digest } from '../digest.js'
 import type { GroupOperations } from '../store.js'
 
 /** One session of a user, as `sessionsOf` lists it. */
@@ -123,7 +124,7 @@ export class SessionUsers {
 }
 
 function indexKey (user: string): string {
-  return 'user:' + createHash('sha256').update(user).digest('base64url')
+  return 'user:' + digest('sha256', user, 'base64url')
 }
 
 let lastLink = 0
