@@ -10,6 +10,21 @@ import type { RouteReason } from './http/cache-status.js'
 import { findVariant, sizeOf, withVariant, type StoredVariants } from './http/variants.js'
 import { LevelStats } from './stats.js'
 
+/**
+ * What a key holds: its one response, when the route varies on nothing (most do), or its variants. A response held
+ * as itself is the one object a hit reads beside the cache's own: three fewer (the variants, their list, the pair) to
+ * fetch from far away in a large heap, where a hit among 10^5 keys spent most of its time on them.
+ */
+type Held = CachedResponse | StoredVariants
+
+function isVariants (held: Held): held is StoredVariants {
+  return 'variants' in held
+}
+
+function variantsOf (held: Held): StoredVariants {
+  return isVariants(held) ? held : { vary: [], variants: [['', held]] }
+}
+
 export interface ResponseCacheOptions {
   /** Most keys held. */
   max: number
@@ -31,7 +46,7 @@ export interface ResponseCacheOptions {
  */
 export class ResponseCache {
   readonly stats: LevelStats
-  private readonly lru: LRUCache<string, StoredVariants>
+  private readonly lru: LRUCache<string, Held>
   readonly log: LevelLog
   /**
    * For each cached route (by URL), what `invalidate` compares of the target of a key and of the URL it is given: one
@@ -50,10 +65,10 @@ export class ResponseCache {
     this.stats = new LevelStats(() => this.lru.size)
     this.stats.reasons = {}
     this.log = new LevelLog('routeCache', 'route', options.log, options.logKeys)
-    this.lru = new LRUCache<string, StoredVariants>({
+    this.lru = new LRUCache<string, Held>({
       max: options.max,
       maxSize: options.maxSize,
-      sizeCalculation: sizeOf,
+      sizeCalculation: (held, key) => sizeOf(variantsOf(held), key),
       disposeAfter: (_value, _key, reason) => { if (reason === 'evict') this.stats.evictions++ }
     })
   }
@@ -88,8 +103,10 @@ export class ResponseCache {
 
   /** The stored response for this request's variant, or undefined. */
   find (key: string, headers: HeaderMap, now: number): CachedResponse | undefined {
-    const stored = this.lru.get(key)
-    return stored === undefined ? undefined : findVariant(stored, headers, now)
+    const held = this.lru.get(key)
+    if (held === undefined) return undefined
+    if (!isVariants(held)) return held.expires > now ? held : undefined
+    return findVariant(held, headers, now)
   }
 
   /**
@@ -98,9 +115,11 @@ export class ResponseCache {
    */
   store (key: string, vary: string[], headers: HeaderMap, response: CachedResponse, since: number, now: number): 'invalidated' | 'too-large' | undefined {
     if (since !== this.generation) return 'invalidated'
-    const stored = withVariant(this.lru.peek(key), vary, headers, response, this.options.maxVariants, now)
+    const held = this.lru.peek(key)
+    const stored = withVariant(held === undefined ? undefined : variantsOf(held), vary, headers, response, this.options.maxVariants, now)
     if (sizeOf(stored, key) > this.options.maxSize) return 'too-large'
-    this.lru.set(key, stored)
+    const [only, more] = stored.variants
+    this.lru.set(key, stored.vary.length === 0 && more === undefined && only !== undefined ? only[1] : stored)
     return undefined
   }
 
