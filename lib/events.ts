@@ -279,11 +279,19 @@ export function observeRequestLookup (operation: 'get' | 'getOrLoad', key: strin
 }
 
 function observeIn (stream: LookupStream, level: CacheEventLevel, operation: CacheOperationName, key: string | undefined, keys: readonly string[] | undefined, origin: object | undefined): CacheOperation | undefined {
-  let listeners: CacheOperationListener[] | undefined
   if (stream.subscriptions.length !== 0) {
     if (stream.skip > 0) stream.skip--
-    else listeners = stream.pick(level)
+    else return given(stream, level, operation, key, keys, origin)
   }
+  return traced() ? new CacheOperation(level, operation, key, keys, undefined, origin) : undefined
+}
+
+/**
+ * The lookup a countdown reached: apart from `observeIn`, which every hit runs and the levels' lookups inline, so that
+ * what runs once in a hundred does not make that code larger.
+ */
+function given (stream: LookupStream, level: CacheEventLevel, operation: CacheOperationName, key: string | undefined, keys: readonly string[] | undefined, origin: object | undefined): CacheOperation | undefined {
+  const listeners = stream.pick(level)
   if (listeners === undefined && !traced()) return undefined
   return new CacheOperation(level, operation, key, keys, listeners, origin)
 }
@@ -487,6 +495,15 @@ export class CacheOperation implements CacheOperationContext {
       this.deliver()
       throw error
     })
+  }
+
+  /**
+   * `promise` of `method` called on `target` with `args`: what a level's hot method calls on its observed path, so
+   * that the method itself makes no closure. A closure there puts what it captures in a context made on every call,
+   * observed or not, once the observed path has run: a hit measured 10 % slower.
+   */
+  run<A extends unknown[], R> (target: object, method: (...args: A) => Promise<R>, ...args: A): Promise<R> {
+    return this.promise(() => method.apply(target, args))
   }
 
   /** The session's token (see `usageOf`), asked for when a listener reads it: the session may be known only by then. */

@@ -205,7 +205,7 @@ export class AppCache {
 
   get<T = unknown> (key: string): Promise<T | undefined> {
     const op = observeLookup('app', 'get', key, undefined, this)
-    return op === undefined ? this.lookup(key) : op.promise(() => this.lookup(key, op))
+    return op === undefined ? this.lookup(key) : op.run(this, this.lookup<T>, key, op)
   }
 
   private lookup<T> (key: string, op?: CacheOperation): Promise<T | undefined> {
@@ -326,7 +326,7 @@ export class AppCache {
    */
   getOrLoad<T> (key: string, loader: Loader<T>, options?: AppLoadOptions): Promise<T> {
     const op = observeLookup('app', 'getOrLoad', key, undefined, this)
-    return op === undefined ? this.lookupOrLoad(key, loader, options) : op.promise(() => this.lookupOrLoad(key, loader, options, op))
+    return op === undefined ? this.lookupOrLoad(key, loader, options) : op.run(this, this.lookupOrLoad<T>, key, loader, options, op)
   }
 
   private lookupOrLoad<T> (key: string, loader: Loader<T>, options: AppLoadOptions | undefined, op?: CacheOperation): Promise<T> {
