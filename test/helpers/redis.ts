@@ -28,17 +28,22 @@ export async function redisFor (t: Test): Promise<Redis | undefined> {
   return client
 }
 
-/** A prefix no other test uses, and a teardown that removes its keys. */
+/**
+ * A prefix no other test uses, and a teardown that removes its keys: the prefix's own, and its fences and locks, which
+ * live under namespaces of their own (a store-wide fence has no expiry, and would stay in the shared Redis for good).
+ */
 export function uniquePrefix (t: Test): string {
   const prefix = `fmc-test:${randomUUID()}:`
   t.teardown(async () => {
     const cleaner = new Redis(REDIS_URL)
-    let cursor = '0'
-    do {
-      const [next, keys] = await cleaner.scan(cursor, 'MATCH', prefix + '*', 'COUNT', 500)
-      if (keys.length > 0) await cleaner.unlink(...keys)
-      cursor = next
-    } while (cursor !== '0')
+    for (const pattern of [prefix, `fmc-fence:${prefix}`, `fmc-lock:${prefix}`]) {
+      let cursor = '0'
+      do {
+        const [next, keys] = await cleaner.scan(cursor, 'MATCH', pattern + '*', 'COUNT', 500)
+        if (keys.length > 0) await cleaner.unlink(...keys)
+        cursor = next
+      } while (cursor !== '0')
+    }
     cleaner.disconnect()
   })
   return prefix
