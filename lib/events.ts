@@ -503,7 +503,8 @@ export class CacheOperation implements CacheOperationContext {
    * observed or not, once the observed path has run: a hit measured 10 % slower.
    */
   run<A extends unknown[], R> (target: object, method: (...args: A) => Promise<R>, ...args: A): Promise<R> {
-    return this.promise(() => method.apply(target, args))
+    // Async: a method that throws before it returns its promise rejects, as the levels' methods never throw.
+    return this.promise(async () => await method.apply(target, args))
   }
 
   /** The session's token (see `usageOf`), asked for when a listener reads it: the session may be known only by then. */

@@ -160,7 +160,7 @@ export class RequestCache {
    */
   getOrLoad<T> (key: string, loader: () => T | PromiseLike<T>): Promise<T> {
     const op = observeRequestLookup('getOrLoad', key, this.level)
-    return op === undefined ? this.findOrLoad(key, loader) : op.promise(async () => await this.findOrLoad(key, loader, op))
+    return op === undefined ? this.findOrLoad(key, loader) : op.run(this, this.findOrLoad<T>, key, loader, op)
   }
 
   private findOrLoad<T> (key: string, loader: () => T | PromiseLike<T>, op?: CacheOperation): Promise<T> {

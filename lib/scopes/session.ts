@@ -365,7 +365,7 @@ export class SessionCache {
 
   get<T = unknown> (key: string): Promise<T | undefined> {
     const op = observeLookup('session', 'get', key, undefined, this.level)
-    return op === undefined ? this.lookup(key) : op.within(this.token).promise(async () => await this.lookup(key, op))
+    return op === undefined ? this.lookup(key) : op.within(this.token).run(this, this.lookup<T>, key, op)
   }
 
   private async lookup<T> (key: string, op?: CacheOperation): Promise<T | undefined> {
@@ -459,7 +459,7 @@ export class SessionCache {
    */
   getOrLoad<T> (key: string, loader: () => T | PromiseLike<T>, options?: SessionSetOptions): Promise<T> {
     const op = observeLookup('session', 'getOrLoad', key, undefined, this.level)
-    return op === undefined ? this.findOrLoad(key, loader, options) : op.within(this.token).promise(async () => await this.findOrLoad(key, loader, options, op))
+    return op === undefined ? this.findOrLoad(key, loader, options) : op.within(this.token).run(this, this.findOrLoad<T>, key, loader, options, op)
   }
 
   private async findOrLoad<T> (key: string, loader: () => T | PromiseLike<T>, options: SessionSetOptions | undefined, op?: CacheOperation): Promise<T> {
