@@ -108,7 +108,8 @@ export async function startCluster (): Promise<PrivateCluster> {
       client.disconnect()
     }
   }
-  await Promise.all(nodes.map(async ({ port }) => { await until(async () => await ask(port, 'PING') === 'PONG', 5000, `node ${port} to answer`) }))
+  // Six redis-servers start at once beside the rest of the suite on two cores: one took over 5 s in a full run.
+  await Promise.all(nodes.map(async ({ port }) => { await until(async () => await ask(port, 'PING') === 'PONG', 20_000, `node ${port} to answer`) }))
   const created = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map(({ port }) => `127.0.0.1:${port}`), '--cluster-replicas', '1', '--cluster-yes'], { encoding: 'utf8' })
   if (created.status !== 0) throw new Error(`redis-cli --cluster create failed: ${created.stdout}${created.stderr}`)
 
