@@ -22,6 +22,48 @@ function advisor (options: AdvisorConfig = {}): { advisor: Advisor, clock: { now
 
 const kinds = (findings: AdviceFinding[]): string[] => findings.map((finding) => `${finding.level} ${finding.key} ${finding.kind}`)
 
+/** An operation of the session or application level, as lib/advisor-feed.ts builds it from the stream. */
+type Operation = Parameters<Advisor['feed']>[0]
+
+/**
+ * Gives `advisor` one operation of the session or application level by the rules of lib/advisor-feed.ts: a read
+ * reaches the advisor only when the stream's per-operation sample draws it (a seeded draw at `sampleRate` here, the
+ * advisor's own), and is then counted, its entry followed only on a hit that `watches()`; a write, load or invalidation
+ * is given every time, counted on the advisor's `draw()` and followed when `watches()`; a drop is never counted, only
+ * followed. At `sampleRate: 1` everything is counted and followed.
+ */
+function give (advisor: Advisor, usage: Operation): void {
+  const watched = advisor.watches(usage.level, usage.key, usage.scope)
+  switch (usage.type) {
+    case 'read':
+      if (advisor.draw()) advisor.feed(usage, true, usage.hit && watched)
+      return
+    case 'drop':
+      advisor.feed(usage, false, watched)
+      return
+    default:
+      advisor.feed(usage, advisor.draw(), watched)
+  }
+}
+
+/**
+ * One request's reads per key, as `subscribeRequestUsage` (lib/events.ts) hands them to the advisor at the request's
+ * end: each read of a key counts 1, a key filled (set or loaded) and never read counts 0, and keys past
+ * `ADVISOR_BOUNDS.keysPerRequest` are not counted.
+ */
+function readsOf (reads: Iterable<string>, filled: Iterable<string> = []): Map<string, number> {
+  const counted = new Map<string, number>()
+  for (const key of filled) {
+    if (!counted.has(key) && counted.size < ADVISOR_BOUNDS.keysPerRequest) counted.set(key, 0)
+  }
+  for (const key of reads) {
+    const seen = counted.get(key)
+    if (seen !== undefined) counted.set(key, seen + 1)
+    else if (counted.size < ADVISOR_BOUNDS.keysPerRequest) counted.set(key, 1)
+  }
+  return counted
+}
+
 test('patterns: numbers, UUIDs, hex ids and long mixed tokens become *, words stay', async (t) => {
   t.equal(keyPattern('item:17'), 'item:*')
   t.equal(keyPattern('item:42'), 'item:*')
@@ -37,39 +79,28 @@ test('patterns: numbers, UUIDs, hex ids and long mixed tokens become *, words st
 
 test('no-reuse: a request-level key read once per request', async (t) => {
   const { advisor: misused } = advisor()
-  for (let i = 0; i < 30; i++) {
-    const request = {}
-    misused.observe({ type: 'read', level: 'request', key: `user:${i}`, hit: false, scope: request })
-    misused.observe({ type: 'load', level: 'request', key: `user:${i}`, scope: request })
-    misused.observe({ type: 'end', level: 'request', scope: request })
-  }
+  // Each request: a getOrLoad that misses and loads `user:<id>`, never read again.
+  for (let i = 0; i < 30; i++) misused.requestEnded(readsOf([`user:${i}`], [`user:${i}`]))
   const [finding, ...others] = misused.advice()
   t.same(others, [])
   t.match(finding, { level: 'request', key: 'user:*', kind: 'no-reuse', evidence: { requests: 30, reads: 30, readsPerRequest: 1, sampleRate: 1 } })
   t.match(finding?.message, /read 1 times per request on average/)
 
   const { advisor: good } = advisor()
-  for (let i = 0; i < 30; i++) {
-    const request = {}
-    for (let read = 0; read < 3; read++) good.observe({ type: 'read', level: 'request', key: `user:${i % 5}`, hit: read > 0, scope: request })
-    good.observe({ type: 'end', level: 'request', scope: request })
-  }
+  for (let i = 0; i < 30; i++) good.requestEnded(readsOf([`user:${i % 5}`, `user:${i % 5}`, `user:${i % 5}`]))
   t.same(good.advice(), [], 'read 3 times per request: no finding')
 
   const { advisor: early } = advisor()
-  for (let i = 0; i < THRESHOLDS.noReuse.minPairs - 1; i++) {
-    early.observe({ type: 'read', level: 'request', key: 'user:1', hit: false, scope: i })
-    early.observe({ type: 'end', level: 'request', scope: i })
-  }
+  for (let i = 0; i < THRESHOLDS.noReuse.minPairs - 1; i++) early.requestEnded(readsOf(['user:1']))
   t.same(early.advice(), [], `fewer than ${THRESHOLDS.noReuse.minPairs} requests: not enough evidence yet`)
 })
 
 test('same-in-every-session: one value copied into every session, with the memory it would save', async (t) => {
   const { advisor: misused } = advisor()
   for (let session = 0; session < 30; session++) {
-    misused.observe({ type: 'write', level: 'session', key: 'settings', scope: session, hash: 'h-settings', bytes: 2048 })
-    misused.observe({ type: 'write', level: 'session', key: 'settings', scope: session, hash: 'h-settings', bytes: 2048 })
-    for (let read = 0; read < 5; read++) misused.observe({ type: 'read', level: 'session', key: 'settings', hit: true, scope: session })
+    give(misused, { type: 'write', level: 'session', key: 'settings', scope: session, hash: 'h-settings', bytes: 2048 })
+    give(misused, { type: 'write', level: 'session', key: 'settings', scope: session, hash: 'h-settings', bytes: 2048 })
+    for (let read = 0; read < 5; read++) give(misused, { type: 'read', level: 'session', key: 'settings', hit: true, scope: session })
   }
   t.same(kinds(misused.advice()), ['session settings same-in-every-session'])
   const [finding] = misused.advice()
@@ -79,9 +110,9 @@ test('same-in-every-session: one value copied into every session, with the memor
   const { advisor: good } = advisor()
   for (let session = 0; session < 30; session++) {
     // Every cart starts empty, the same in every session, then holds that user's items.
-    good.observe({ type: 'write', level: 'session', key: 'cart', scope: { session }, hash: 'empty', bytes: 2 })
-    good.observe({ type: 'write', level: 'session', key: 'cart', scope: { session }, hash: `cart-${session}`, bytes: 200 })
-    for (let read = 0; read < 5; read++) good.observe({ type: 'read', level: 'session', key: 'cart', hit: true, scope: { session } })
+    give(good, { type: 'write', level: 'session', key: 'cart', scope: session, hash: 'empty', bytes: 2 })
+    give(good, { type: 'write', level: 'session', key: 'cart', scope: session, hash: `cart-${session}`, bytes: 200 })
+    for (let read = 0; read < 5; read++) give(good, { type: 'read', level: 'session', key: 'cart', hit: true, scope: session })
   }
   t.same(good.advice(), [], 'a per-user cart: no finding')
 })
@@ -89,9 +120,9 @@ test('same-in-every-session: one value copied into every session, with the memor
 test('same-in-every-session: the same value loaded into every session by getOrLoad', async (t) => {
   const { advisor: misused } = advisor()
   for (let session = 0; session < 25; session++) {
-    misused.observe({ type: 'read', level: 'session', key: 'settings', hit: false, scope: session })
-    misused.observe({ type: 'load', level: 'session', key: 'settings', scope: session, hash: 0xabc, bytes: 500 })
-    for (let read = 0; read < 3; read++) misused.observe({ type: 'read', level: 'session', key: 'settings', hit: true, scope: session })
+    give(misused, { type: 'read', level: 'session', key: 'settings', hit: false, scope: session })
+    give(misused, { type: 'load', level: 'session', key: 'settings', scope: session, hash: 0xabc, bytes: 500 })
+    for (let read = 0; read < 3; read++) give(misused, { type: 'read', level: 'session', key: 'settings', hit: true, scope: session })
   }
   t.same(kinds(misused.advice()), ['session settings same-in-every-session'])
   t.match(misused.advice()[0]?.evidence, { sessions: 25, bytesSaved: 24 * 500 })
@@ -99,34 +130,34 @@ test('same-in-every-session: the same value loaded into every session by getOrLo
 
 test('same-in-every-session: found among many distinct values that came first', async (t) => {
   const { advisor: misused } = advisor()
-  for (let session = 0; session < 100; session++) misused.observe({ type: 'write', level: 'session', key: 'prefs', scope: session, hash: `own-${session}` })
-  for (let session = 100; session < 600; session++) misused.observe({ type: 'write', level: 'session', key: 'prefs', scope: session, hash: 'shared', bytes: 10 })
-  for (let read = 0; read < 3000; read++) misused.observe({ type: 'read', level: 'session', key: 'prefs', scope: read % 600, hit: true })
+  for (let session = 0; session < 100; session++) give(misused, { type: 'write', level: 'session', key: 'prefs', scope: session, hash: `own-${session}` })
+  for (let session = 100; session < 600; session++) give(misused, { type: 'write', level: 'session', key: 'prefs', scope: session, hash: 'shared', bytes: 10 })
+  for (let read = 0; read < 3000; read++) give(misused, { type: 'read', level: 'session', key: 'prefs', scope: read % 600, hit: true })
   t.same(kinds(misused.advice()), ['session prefs same-in-every-session'])
 })
 
 test('volatile: written or invalidated about as often as read', async (t) => {
   const { advisor: misused } = advisor()
   for (let i = 0; i < 60; i++) {
-    misused.observe({ type: 'write', level: 'app', key: `stock:${i % 3}`, hash: i })
-    if (i % 2 === 0) misused.observe({ type: 'read', level: 'app', key: `stock:${i % 3}`, hit: true })
+    give(misused, { type: 'write', level: 'app', key: `stock:${i % 3}`, hash: i })
+    if (i % 2 === 0) give(misused, { type: 'read', level: 'app', key: `stock:${i % 3}`, hit: true })
   }
   const [finding] = misused.advice()
   t.match(finding, { level: 'app', key: 'stock:*', kind: 'volatile', evidence: { reads: 30, writes: 60, invalidations: 0 } })
 
   const { advisor: invalidated } = advisor()
   for (let i = 0; i < 30; i++) {
-    invalidated.observe({ type: 'read', level: 'app', key: 'balance', hit: false })
-    invalidated.observe({ type: 'load', level: 'app', key: 'balance', hash: i })
-    invalidated.observe({ type: 'invalidate', level: 'app', key: 'balance' })
+    give(invalidated, { type: 'read', level: 'app', key: 'balance', hit: false })
+    give(invalidated, { type: 'load', level: 'app', key: 'balance', hash: i })
+    give(invalidated, { type: 'invalidate', level: 'app', key: 'balance' })
   }
   t.same(kinds(invalidated.advice()), ['app balance volatile'], 'invalidated after every read')
 
   const { advisor: good } = advisor()
-  good.observe({ type: 'load', level: 'app', key: 'catalog', hash: 'c1' })
+  give(good, { type: 'load', level: 'app', key: 'catalog', hash: 'c1' })
   for (let i = 0; i < 200; i++) {
-    good.observe({ type: 'read', level: 'app', key: 'catalog', hit: true })
-    if (i % 40 === 0) good.observe({ type: 'write', level: 'app', key: 'catalog', hash: `c${i}` })
+    give(good, { type: 'read', level: 'app', key: 'catalog', hit: true })
+    if (i % 40 === 0) give(good, { type: 'write', level: 'app', key: 'catalog', hash: `c${i}` })
   }
   t.same(good.advice(), [], 'a catalog read far more often than written: no finding')
 })
@@ -134,11 +165,11 @@ test('volatile: written or invalidated about as often as read', async (t) => {
 test('ttl-too-short: the same value loaded again right after it expired', async (t) => {
   const cycle = (target: Advisor, clock: { now: number }, hash: (i: number) => string, gap: number): void => {
     for (let i = 0; i < 15; i++) {
-      target.observe({ type: 'read', level: 'app', key: 'rates', hit: false })
-      target.observe({ type: 'load', level: 'app', key: 'rates', hash: hash(i) })
-      for (let read = 0; read < 5; read++) target.observe({ type: 'read', level: 'app', key: 'rates', hit: true })
+      give(target, { type: 'read', level: 'app', key: 'rates', hit: false })
+      give(target, { type: 'load', level: 'app', key: 'rates', hash: hash(i) })
+      for (let read = 0; read < 5; read++) give(target, { type: 'read', level: 'app', key: 'rates', hit: true })
       clock.now += 1000
-      target.observe({ type: 'drop', level: 'app', key: 'rates', reason: 'expire' })
+      give(target, { type: 'drop', level: 'app', key: 'rates', reason: 'expire' })
       clock.now += gap
     }
   }
@@ -162,10 +193,10 @@ test('too-small: evicted by the size bound, then loaded again; one finding per l
   const { advisor: misused } = advisor()
   for (let round = 0; round < 2; round++) {
     for (let i = 0; i < 20; i++) {
-      misused.observe({ type: 'read', level: 'app', key: `item:${i}`, hit: false })
-      misused.observe({ type: 'load', level: 'app', key: `item:${i}`, hash: i })
-      for (let read = 0; read < 5; read++) misused.observe({ type: 'read', level: 'app', key: `item:${i}`, hit: true })
-      misused.observe({ type: 'drop', level: 'app', key: `item:${i}`, reason: 'evict' })
+      give(misused, { type: 'read', level: 'app', key: `item:${i}`, hit: false })
+      give(misused, { type: 'load', level: 'app', key: `item:${i}`, hash: i })
+      for (let read = 0; read < 5; read++) give(misused, { type: 'read', level: 'app', key: `item:${i}`, hit: true })
+      give(misused, { type: 'drop', level: 'app', key: `item:${i}`, reason: 'evict' })
     }
   }
   const findings = misused.advice()
@@ -175,19 +206,19 @@ test('too-small: evicted by the size bound, then loaded again; one finding per l
 
   const { advisor: good } = advisor()
   for (let i = 0; i < 200; i++) {
-    good.observe({ type: 'load', level: 'app', key: `item:${i}`, hash: i })
-    for (let read = 0; read < 5; read++) good.observe({ type: 'read', level: 'app', key: `item:${i}`, hit: true })
-    good.observe({ type: 'drop', level: 'app', key: `item:${i}`, reason: 'evict' })
+    give(good, { type: 'load', level: 'app', key: `item:${i}`, hash: i })
+    for (let read = 0; read < 5; read++) give(good, { type: 'read', level: 'app', key: `item:${i}`, hit: true })
+    give(good, { type: 'drop', level: 'app', key: `item:${i}`, reason: 'evict' })
   }
-  for (let i = 0; i < 5; i++) good.observe({ type: 'load', level: 'app', key: `item:${i}`, hash: i })
+  for (let i = 0; i < 5; i++) give(good, { type: 'load', level: 'app', key: `item:${i}`, hash: i })
   t.same(good.advice(), [], 'a long tail evicted and rarely asked again: no finding')
 })
 
 test('never-read: written, then expired or evicted without a read', async (t) => {
   const { advisor: misused } = advisor()
   for (let i = 0; i < 25; i++) {
-    misused.observe({ type: 'write', level: 'app', key: `report:${i}`, hash: i })
-    misused.observe({ type: 'drop', level: 'app', key: `report:${i}`, reason: i % 2 === 0 ? 'expire' : 'evict' })
+    give(misused, { type: 'write', level: 'app', key: `report:${i}`, hash: i })
+    give(misused, { type: 'drop', level: 'app', key: `report:${i}`, reason: i % 2 === 0 ? 'expire' : 'evict' })
   }
   const findings = misused.advice()
   t.same(kinds(findings).filter((kind) => kind.endsWith('never-read')), ['app report:* never-read'])
@@ -195,10 +226,10 @@ test('never-read: written, then expired or evicted without a read', async (t) =>
 
   const { advisor: good } = advisor()
   for (let i = 0; i < 25; i++) {
-    good.observe({ type: 'write', level: 'app', key: `report:${i}`, hash: i })
-    good.observe({ type: 'read', level: 'app', key: `report:${i}`, hit: true })
-    good.observe({ type: 'read', level: 'app', key: `report:${i}`, hit: true })
-    good.observe({ type: 'drop', level: 'app', key: `report:${i}`, reason: 'expire' })
+    give(good, { type: 'write', level: 'app', key: `report:${i}`, hash: i })
+    give(good, { type: 'read', level: 'app', key: `report:${i}`, hit: true })
+    give(good, { type: 'read', level: 'app', key: `report:${i}`, hit: true })
+    give(good, { type: 'drop', level: 'app', key: `report:${i}`, reason: 'expire' })
   }
   t.same(good.advice(), [], 'each read before it expired: no finding')
 })
@@ -208,8 +239,8 @@ test('onFinding: each finding once, however often advice() is asked', async (t) 
   const { advisor: watched } = advisor({ onFinding: (finding) => { told.push(finding) } })
   const misuse = (from: number): void => {
     for (let i = from; i < from + 25; i++) {
-      watched.observe({ type: 'write', level: 'app', key: `report:${i}`, hash: i })
-      watched.observe({ type: 'drop', level: 'app', key: `report:${i}`, reason: 'expire' })
+      give(watched, { type: 'write', level: 'app', key: `report:${i}`, hash: i })
+      give(watched, { type: 'drop', level: 'app', key: `report:${i}`, reason: 'expire' })
     }
   }
   misuse(0)
@@ -224,26 +255,28 @@ test('onFinding: each finding once, however often advice() is asked', async (t) 
 test('bounds: keys a client chooses fill the advisor, never grow it', async (t) => {
   const { advisor: flooded } = advisor()
   const steady = (): void => {
-    flooded.observe({ type: 'write', level: 'app', key: 'user:1', hash: 1 })
+    give(flooded, { type: 'write', level: 'app', key: 'user:1', hash: 1 })
   }
   steady()
   steady()
   for (let i = 0; i < 60_000; i++) {
     const word = i.toString(36).replace(/\d/g, (d) => 'ABCDEFGHIJ'[Number(d)] as string)
-    flooded.observe({ type: 'write', level: 'app', key: `search:${word}`, hash: i })
-    flooded.observe({ type: 'write', level: 'session', key: `search:${word}`, scope: i, hash: i })
-    flooded.observe({ type: 'read', level: 'request', key: `search:${word}`, hit: false, scope: { request: i } })
+    give(flooded, { type: 'write', level: 'app', key: `search:${word}`, hash: i })
+    give(flooded, { type: 'write', level: 'session', key: `search:${word}`, scope: i, hash: i })
+    flooded.requestEnded(readsOf([`search:${word}`]))
     if (i % 100 === 0) steady()
   }
-  const request = {}
-  for (let i = 0; i < 5000; i++) flooded.observe({ type: 'read', level: 'request', key: `k${'x'.repeat(i % 500)}:${i}`, hit: false, scope: request })
+  // 5,000 long keys, 25 to a request (a request hands over at most ADVISOR_BOUNDS.keysPerRequest: that bound is
+  // lib/events.ts's `maxKeys`, tested in test/lib/events.test.ts), each read twice: each of their patterns seen often.
+  for (let request = 0; request < 200; request++) {
+    const keys = Array.from({ length: 25 }, (_, k) => request * 25 + k).map((i) => `k${'x'.repeat(i % 500)}:${i}`)
+    flooded.requestEnded(readsOf([...keys, ...keys]))
+  }
   const footprint = flooded.footprint()
   t.ok(footprint.patterns <= ADVISOR_BOUNDS.patterns, `patterns ${footprint.patterns}`)
   t.ok(footprint.probation <= ADVISOR_BOUNDS.patterns, `probation ${footprint.probation}`)
   t.equal(footprint.keys, ADVISOR_BOUNDS.keys, 'keys remembered: full, not more')
-  t.equal(footprint.requests, ADVISOR_BOUNDS.requests, 'requests never ended: the oldest forgotten')
-  t.ok(footprint.keysInRequests <= ADVISOR_BOUNDS.requests * ADVISOR_BOUNDS.keysPerRequest)
-  t.ok(footprint.patterns <= 501, `keys seen once stay on probation (${footprint.patterns} promoted: the 500 of the one long request, and user:*)`)
+  t.ok(footprint.patterns <= 501, `keys seen once stay on probation (${footprint.patterns} promoted: the long keys' patterns, those cut at 200 characters one, and user:*)`)
 
   t.same(kinds(flooded.advice()), ['app user:* volatile'], 'the pattern in use kept its counts through the flood')
   t.match(flooded.advice()[0]?.evidence, { writes: 602 })
@@ -267,14 +300,18 @@ test('sampling: a fixed share of keys, the same keys for a given seed, and the f
   t.ok(differ > 1000, 'another seed, other keys')
   t.equal(a.watches('app', 'item:5'), a.watches('app', 'item:5'), 'a key is in or out for good')
 
-  // Exactly this run, every time: the seed fixes which of the 1,000 users are watched.
+  // Exactly this run, every time: the seed fixes which of the 1,000 requests, each reading its user once, are drawn. The
+  // request level is read whole, one drawn request at a time: subscribeRequestUsage draws 1 in 10 by a countdown on
+  // its seeded source, a seeded draw per request here.
   const sampled = new Advisor({ sampleRate: 0.1, random: seeded(42) })
+  const drawRequest = seeded(42)
   let users = 0
   for (let i = 0; i < 1000; i++) {
-    if (sampled.watches('request', `user:${i}`, i)) users++
-    sampled.observe({ type: 'read', level: 'request', key: `user:${i}`, hit: false, scope: i })
-    sampled.observe({ type: 'end', level: 'request', scope: i })
+    if (drawRequest() >= sampled.sampleRate) continue
+    users++
+    sampled.requestEnded(readsOf([`user:${i}`]))
   }
+  t.ok(users > 60 && users < 140, `about 1 request in 10 drawn: ${users}`)
   const [finding] = sampled.advice()
   t.match(finding, { kind: 'no-reuse', evidence: { requests: users, reads: users, sampleRate: 0.1 } }, 'counts as observed, with the rate beside them')
 
@@ -283,8 +320,8 @@ test('sampling: a fixed share of keys, the same keys for a given seed, and the f
   let watchedSessions = 0
   for (let session = 0; session < 1000; session++) {
     if (sessions.watches('session', 'settings', session)) watchedSessions++
-    sessions.observe({ type: 'load', level: 'session', key: 'settings', scope: session, hash: 'global', bytes: 100 })
-    for (let read = 0; read < 3; read++) sessions.observe({ type: 'read', level: 'session', key: 'settings', hit: true, scope: session })
+    give(sessions, { type: 'load', level: 'session', key: 'settings', scope: session, hash: 'global', bytes: 100 })
+    for (let read = 0; read < 3; read++) give(sessions, { type: 'read', level: 'session', key: 'settings', hit: true, scope: session })
   }
   t.ok(watchedSessions > 60 && watchedSessions < 140, `settings watched in about 1 session in 10: ${watchedSessions}`)
   t.match(sessions.advice(), [{ kind: 'same-in-every-session', evidence: { sessions: watchedSessions, sampleRate: 0.1 } }])
@@ -294,12 +331,12 @@ test('sampling: a fixed share of keys, the same keys for a given seed, and the f
 
 test('same-in-every-session counts sessions: one session holding one value under many keys of a pattern is one', async (t) => {
   const { advisor: one } = advisor()
-  for (let i = 0; i < 30; i++) one.observe({ type: 'write', level: 'session', key: `draft:${i}`, scope: 7, hash: 'same', bytes: 10 })
-  one.observe({ type: 'write', level: 'session', key: 'draft:0', scope: 7, hash: 'same', bytes: 10 })
+  for (let i = 0; i < 30; i++) give(one, { type: 'write', level: 'session', key: `draft:${i}`, scope: 7, hash: 'same', bytes: 10 })
+  give(one, { type: 'write', level: 'session', key: 'draft:0', scope: 7, hash: 'same', bytes: 10 })
   t.same(one.advice(), [])
   const { advisor: many } = advisor()
   for (let session = 0; session < 30; session++) {
-    for (let i = 0; i < 3; i++) many.observe({ type: 'write', level: 'session', key: `draft:${i}`, scope: session, hash: 'same', bytes: 10 })
+    for (let i = 0; i < 3; i++) give(many, { type: 'write', level: 'session', key: `draft:${i}`, scope: session, hash: 'same', bytes: 10 })
   }
   t.same(kinds(many.advice()).filter((kind) => kind.endsWith('same-in-every-session')), ['session draft:* same-in-every-session'], 'written, never read: volatile too')
   t.match(many.advice()[0]?.evidence, { sessions: 30, values: 30 })

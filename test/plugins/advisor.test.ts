@@ -8,11 +8,15 @@ import { captureLogs, fresh, secret } from '../helpers/app.js'
 
 const TOKEN = { authorization: 'Bearer let-me-in' }
 
-/** Fed directly: what these tests check is the telling (log, timer, admin API); the feed has test/plugins/advisor-feed.test.ts. */
+/**
+ * Fed directly, as lib/advisor-feed.ts feeds a `set` and an expiry of the application level: what these tests check is
+ * the telling (log, timer, admin API); the feed has test/plugins/advisor-feed.test.ts.
+ */
 function neverRead (advisor: Advisor, from = 0): void {
   for (let i = from; i < from + 25; i++) {
-    advisor.observe({ type: 'write', level: 'app', key: `report:${i}`, hash: i })
-    advisor.observe({ type: 'drop', level: 'app', key: `report:${i}`, reason: 'expire' })
+    const key = `report:${i}`
+    advisor.feed({ type: 'write', level: 'app', key, hash: i }, advisor.draw(), advisor.watches('app', key))
+    advisor.feed({ type: 'drop', level: 'app', key, reason: 'expire' }, false, advisor.watches('app', key))
   }
 }
 
