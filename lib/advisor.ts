@@ -5,9 +5,9 @@ import { hash32, keyPattern } from './key-patterns.js'
 export { ADVICE_KINDS, THRESHOLDS, type AdviceFinding, type AdviceKind, type AdvisorLevel } from './advice.js'
 
 /**
- * Who a request-level or session-level observation belongs to: an object or a number the level hands out per request
- * or per session. Never a session id: the advisor keeps tokens (within its bounds), and a token must not let anyone
- * who reads its memory into a session. It is held until its request's `end`, or until a bound pushes it out.
+ * Who a session-level observation belongs to: an object or a number the level hands out per session (the feed gives
+ * the session's token, a keyed 32-bit hash of its id). Never a session id: the advisor keeps tokens (within its
+ * bounds), and a token must not let anyone who reads its memory into a session. It is held until a bound pushes it out.
  */
 export type UsageScope = object | number
 
@@ -17,7 +17,7 @@ export type ValueHash = string | number
 interface KeyedUsage {
   level: AdvisorLevel
   key: string
-  /** The request (request level) or the session (session level) the key belongs to. */
+  /** The session the key belongs to, at the session level. */
   scope?: UsageScope
 }
 
@@ -31,11 +31,9 @@ export interface LoadUsage extends KeyedUsage { type: 'load', hash?: ValueHash, 
 export interface InvalidateUsage extends KeyedUsage { type: 'invalidate' }
 /** An entry gone by itself: pushed out by a size bound (`'evict'`) or past its ttl (`'expire'`). */
 export interface DropUsage extends KeyedUsage { type: 'drop', reason: 'evict' | 'expire' }
-/** A request's scope ended: its reads per key are counted then (`no-reuse`). */
-export interface EndUsage { type: 'end', level: 'request', scope: UsageScope }
 
-/** One observation of how the cache is used. */
-export type Usage = ReadUsage | WriteUsage | LoadUsage | InvalidateUsage | DropUsage | EndUsage
+/** One observation of how the cache is used, one operation at a time (the request level comes request by request). */
+export type Usage = ReadUsage | WriteUsage | LoadUsage | InvalidateUsage | DropUsage
 
 export interface AdvisorConfig {
   /** The share of keys watched, 0 < rate ≤ 1. Default 1. */
@@ -57,8 +55,10 @@ export const ADVISOR_BOUNDS = {
   patterns: 1000,
   /** Keys (per session at the session level) whose last value and drop the advisor remembers. */
   keys: 10_000,
-  /** Requests in flight whose reads are being counted, and keys counted per request. */
-  requests: 1000,
+  /**
+   * Keys counted per request, by the request being read (lib/events.ts `subscribeRequestUsage`, `maxKeys`): the
+   * advisor holds nothing per request, it is handed each drawn request's reads once, at its end.
+   */
   keysPerRequest: 32
 } as const
 
@@ -74,8 +74,6 @@ interface KeyState {
   droppedAt: number
 }
 
-interface RequestRead { stats: PatternStats, reads: number }
-
 /** A recent short key: its pattern, the pattern's id at each level, and whether its application entry is watched. */
 interface KnownKey {
   readonly pattern: string
@@ -85,14 +83,16 @@ interface KnownKey {
 
 /**
  * Watches how each key pattern is used at each level and says, through `advice()`, where a level is the wrong one, a
- * ttl too short or a bound too small. Fed with `observe(usage)` (every observation sampled per key) or, from the event
- * stream, with `feed()` (see lib/advisor-feed.ts); it knows nothing of Fastify, stores or events.
+ * ttl too short or a bound too small. Fed from the event stream (lib/advisor-feed.ts): `feed()` for each operation of
+ * the session and application levels and of route caching, `requestEnded()` for each drawn request's reads, with
+ * `watches()` and `draw()` to sample; it knows nothing of Fastify, stores or events.
  *
  * What follows one entry (every kind but `volatile` and `no-reuse`) is sampled per entry, not per operation: a key
  * (of one session, at that level) is watched from its write to its reads to its expiry, or not at all, since a 1 %
- * sample of each operation would almost never meet the ones of one entry. `feed()` counts the totals (`volatile`,
- * `no-reuse`, the hits `never-read` checks against) per operation instead, which the hot path can afford. Counts in the
- * evidence are as observed, with `sampleRate` beside them; the ratios the kinds are decided on do not depend on it.
+ * sample of each operation would almost never meet the ones of one entry. `feed()` counts the totals (`volatile`, the
+ * hits `never-read` checks against) per operation instead, which the hot path can afford, and `requestEnded()` the
+ * request-and-key pairs of `no-reuse`, request by request. Counts in the evidence are as observed, with `sampleRate`
+ * beside them; the ratios the kinds are decided on do not depend on it.
  */
 export class Advisor {
   readonly sampleRate: number
@@ -111,7 +111,6 @@ export class Advisor {
   private readonly keys = new LruMap<KeyState>(ADVISOR_BOUNDS.keys)
   /** The (session, pattern, value) triples counted by `same-in-every-session`, by digest. */
   private readonly sessionValues = new LruMap<true>(ADVISOR_BOUNDS.keys)
-  private readonly requests = new LruMap<Map<number, RequestRead>>(ADVISOR_BOUNDS.requests)
   private readonly scopeIds = new WeakMap<object, number>()
   /** Recent short keys: four regular expressions cost a sampled hit ten times what the rest does, a hash twice. */
   private readonly knownKeys = new Map<string, KnownKey>()
@@ -145,27 +144,6 @@ export class Advisor {
     return hash32(this.entryText(level, scope, key), this.seed) < this.threshold
   }
 
-  /** Counts one observation, if its key is watched (`end` always counts: it only closes what was watched). */
-  observe (usage: Usage): void {
-    if (usage.type === 'end') {
-      this.endRequest(usage.scope)
-      return
-    }
-    if (this.watches(usage.level, usage.key, usage.scope)) this.record(usage)
-  }
-
-  /** Counts an observation already sampled (by `watches`), for a feed that asks before it builds one. */
-  record (usage: Exclude<Usage, EndUsage>): void {
-    const stats = this.statsOf(usage.level, usage.key)
-    this.count(stats, usage)
-    if (usage.level === 'request') {
-      // Reads per request and key, closed by the request's `end`: a written key never read counts as a pair with none.
-      if (usage.scope !== undefined && (usage.type === 'read' || usage.type === 'write')) this.countRequestRead(stats, usage.scope, usage.key, usage.type === 'read' ? 1 : 0)
-      return
-    }
-    this.follow(stats, usage)
-  }
-
   /**
    * Counts one operation of the session or application level or of route caching, from the event stream
    * (lib/advisor-feed.ts), sampled twice over. `counted`: drawn by the per-operation sample, at `sampleRate` (hits are
@@ -174,7 +152,7 @@ export class Advisor {
    * whole. Ratios are taken within one kind of count, totals with totals and entries with entries, so both samples at
    * one rate keep them right in expectation. The request level comes whole, request by request (`requestEnded`).
    */
-  feed (usage: Exclude<Usage, EndUsage>, counted: boolean, watched: boolean): void {
+  feed (usage: Usage, counted: boolean, watched: boolean): void {
     if (!counted && !watched) return
     const stats = this.statsOf(usage.level, usage.key)
     if (counted) this.count(stats, usage)
@@ -215,14 +193,12 @@ export class Advisor {
   }
 
   /** How much the advisor holds now, each at most its `ADVISOR_BOUNDS`: what tests of the bounds read. */
-  footprint (): { patterns: number, probation: number, keys: number, requests: number, keysInRequests: number } {
-    let keysInRequests = 0
-    for (const { value: counted } of this.requests.items.values()) keysInRequests += counted.size
-    return { patterns: this.patterns.size, probation: this.probation.size, keys: this.keys.size, requests: this.requests.size, keysInRequests }
+  footprint (): { patterns: number, probation: number, keys: number } {
+    return { patterns: this.patterns.size, probation: this.probation.size, keys: this.keys.size }
   }
 
   /** The pattern's totals. */
-  private count (stats: PatternStats, usage: Exclude<Usage, EndUsage>): void {
+  private count (stats: PatternStats, usage: Usage): void {
     switch (usage.type) {
       case 'read':
         stats.reads++
@@ -242,7 +218,7 @@ export class Advisor {
   }
 
   /** One entry's life: what `ttl-too-short`, `too-small`, `never-read` and `same-in-every-session` follow. */
-  private follow (stats: PatternStats, usage: Exclude<Usage, EndUsage>): void {
+  private follow (stats: PatternStats, usage: Usage): void {
     switch (usage.type) {
       case 'read':
         if (usage.hit) {
@@ -300,29 +276,6 @@ export class Advisor {
     }
     state.dropped = usage.reason
     state.droppedAt = this.now()
-  }
-
-  private countRequestRead (stats: PatternStats, scope: UsageScope, key: string, reads: number): void {
-    let counted = this.requests.get(scope)
-    if (counted === undefined) {
-      counted = new Map()
-      this.requests.set(scope, counted)
-    }
-    // 32 bits are enough among the 32 keys of one request.
-    const id = hash32(key, this.seed)
-    const seen = counted.get(id)
-    if (seen !== undefined) seen.reads += reads
-    else if (counted.size < ADVISOR_BOUNDS.keysPerRequest) counted.set(id, { stats, reads })
-  }
-
-  private endRequest (scope: UsageScope): void {
-    const counted = this.requests.get(scope)
-    if (counted === undefined) return
-    this.requests.delete(scope)
-    for (const { stats, reads } of counted.values()) {
-      stats.requestPairs++
-      stats.requestReads += reads
-    }
   }
 
   /** What is kept of a recent short key; undefined for a long one, whose pattern is computed each time. */
