@@ -5,11 +5,11 @@ import { hash32, keyPattern } from './key-patterns.js'
 export { ADVICE_KINDS, THRESHOLDS, type AdviceFinding, type AdviceKind, type AdvisorLevel } from './advice.js'
 
 /**
- * Who a session-level observation belongs to: an object or a number the level hands out per session (the feed gives
- * the session's token, a keyed 32-bit hash of its id). Never a session id: the advisor keeps tokens (within its
+ * Who a session-level observation belongs to: the session's token, a keyed 32-bit hash of its id (see `usageOf` in
+ * lib/events.ts). Never a session id: the advisor keeps tokens (within its
  * bounds), and a token must not let anyone who reads its memory into a session. It is held until a bound pushes it out.
  */
-export type UsageScope = object | number
+export type UsageScope = number
 
 /** The hash of a value's serialized form: equal values, equal hashes (a SHA-256 prefix, a 32-bit hash: either). */
 export type ValueHash = string | number
@@ -111,10 +111,8 @@ export class Advisor {
   private readonly keys = new LruMap<KeyState>(ADVISOR_BOUNDS.keys)
   /** The (session, pattern, value) triples counted by `same-in-every-session`, by digest. */
   private readonly sessionValues = new LruMap<true>(ADVISOR_BOUNDS.keys)
-  private readonly scopeIds = new WeakMap<object, number>()
   /** Recent short keys: four regular expressions cost a sampled hit ten times what the rest does, a hash twice. */
   private readonly knownKeys = new Map<string, KnownKey>()
-  private nextScopeId = 0
 
   constructor (options: AdvisorConfig = {}) {
     const { sampleRate = 1, random = Math.random, now = Date.now } = options
@@ -317,16 +315,7 @@ export class Advisor {
   }
 
   private entryText (level: AdvisorLevel, scope: UsageScope | undefined, key: string): string {
-    const owner = scope === undefined ? '' : typeof scope === 'number' ? `n${scope}` : `o${this.scopeId(scope)}`
+    const owner = scope === undefined ? '' : `n${scope}`
     return `${level}\u0000${owner}\u0000${key}`
-  }
-
-  private scopeId (scope: object): number {
-    let id = this.scopeIds.get(scope)
-    if (id === undefined) {
-      id = ++this.nextScopeId
-      this.scopeIds.set(scope, id)
-    }
-    return id
   }
 }
