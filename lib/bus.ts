@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { Breaker } from './breaker.js'
 import { withBudget } from './budget.js'
 import { UnconfirmedInvalidationError } from './errors.js'
-import type { Invalidation } from './store.js'
+import type { Announcement, Invalidation } from './store.js'
 import { closeClient, isCluster, nodeKey, redisCommand, type RedisClient, type RedisClusterClient, type RedisConnection } from './stores/redis.js'
 import { slotOf, tagOf } from './stores/slots.js'
 
@@ -152,6 +152,20 @@ export class InvalidationBus {
   /** True while messages from other instances can arrive. */
   get connected (): boolean {
     return this.listening
+  }
+
+  /**
+   * `message` for a store to publish itself, in the step that makes the change it tells of (see
+   * `GroupOperations.updateAnnounced`): one round trip where a change and then `publish` take two. None on a cluster,
+   * where the channel's shard is not the changed key's, which a script there may not reach.
+   */
+  announcement (message: Invalidation): Announcement | undefined {
+    return this.cluster === undefined ? { channel: this.channel, message: JSON.stringify({ origin: this.origin, ...message }) } : undefined
+  }
+
+  /** Counts a message of `announcement` as sent, once the store has published it. */
+  announced (): void {
+    this.sent++
   }
 
   async publish (message: Invalidation): Promise<void> {

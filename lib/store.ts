@@ -158,12 +158,24 @@ export interface GroupOperations {
    * change (true otherwise), when nothing else changed it since `base`: a memory tier keeps that instead of reading it.
    */
   update (key: string, fence: string, change: GroupChange, ttl: number, base?: Group): Awaitable<boolean | Group>
+  /**
+   * `update` that, once the change is made (not when the fence refused it), publishes `announcement` in the same
+   * atomic step: a memory tier's bus message that would otherwise follow as a round trip of its own. For a bus whose
+   * channel is on the store's own server.
+   */
+  updateAnnounced? (key: string, fence: string, change: GroupChange, ttl: number, base: Group | undefined, announcement: Announcement): Awaitable<boolean | Group>
   /** Deletes the group if it exists under `fence`, returning it as it was at that instant; undefined otherwise. */
   end (key: string, fence: string): Awaitable<Group | undefined>
   /** One field of a partial group, read on its own. */
   field? (key: string, fence: string, name: string): Awaitable<unknown>
   /** Which of these groups exist, in one step where the store can, without restarting their expiry. */
   exists? (keys: readonly string[]): Awaitable<boolean[]>
+}
+
+/** A bus message as a store publishes it itself: the channel, and the text the bus would have published. */
+export interface Announcement {
+  channel: string
+  message: string
 }
 
 /**

@@ -12,7 +12,10 @@ export interface TieredStoreOptions {
   max: number
   /** Longest an entry stays in the memory tier, in ms. */
   ttl: number
-  /** Tells the other instances what changed here; without one, staleness is bounded by `ttl` alone. */
+  /**
+   * Tells the other instances what changed here; without one, staleness is bounded by `ttl` alone. Its channel is on
+   * `l2`'s server, where `l2` has one: `l2` may publish its messages itself (`GroupOperations.updateAnnounced`).
+   */
   bus?: InvalidationBus
   /** Told of an announcement that failed: the change itself stands, other tiers may serve the old value for `ttl`. */
   onFault?: (operation: string, error: unknown) => void
@@ -326,7 +329,7 @@ export class TieredStore implements Store {
 
   private tierGroups (l2: GroupOperations): GroupOperations {
     // Even a change that failed (a timeout) may have landed in L2: the L1 copy goes either way.
-    const changed = async <T> (key: string, change: () => Awaitable<T>): Promise<T> => {
+    const changed = async <T> (key: string, change: () => Awaitable<T>, announced = false): Promise<T> => {
       let result: T
       try {
         result = await change()
@@ -334,7 +337,7 @@ export class TieredStore implements Store {
         this.epoch++
         this.l1?.delete(key)
       }
-      await this.announce({ keys: [key] })
+      if (!announced) await this.announce({ keys: [key] })
       return result
     }
     const verify = this.options.verify === true
@@ -357,7 +360,13 @@ export class TieredStore implements Store {
         // L2 may vouch for the group as the change left it, when the change was made on the copy L1 holds.
         const base = this.memory()?.get(key) as Group | undefined
         const epoch = this.epoch
-        const result = await changed(key, () => l2.update(key, fence, change, ttl, base))
+        // Where L2 can, the bus's message goes out in the step that makes the change: one round trip, not two.
+        const bus = this.options.bus
+        const announcement = l2.updateAnnounced === undefined ? undefined : bus?.announcement({ keys: [key] })
+        const result = announcement === undefined
+          ? await changed(key, () => l2.update(key, fence, change, ttl, base))
+          : await changed(key, () => (l2.updateAnnounced as NonNullable<GroupOperations['updateAnnounced']>)(key, fence, change, ttl, base, announcement), true)
+        if (announcement !== undefined && result !== false) bus?.announced()
         if (typeof result === 'object' && epoch + 1 === this.epoch) this.memory()?.set(key, result, this.l1Ttl(ttl))
         return result
       },

@@ -3,7 +3,7 @@ import type { Breaker } from '../breaker.js'
 import { withBudget } from '../budget.js'
 import { StoreError } from '../errors.js'
 import { MAX_ENTRY_BYTES, encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
-import type { FenceOperations, FencedEntry, TagEpoch, TagOperations, Group, GroupChange, GroupOperations, KeyPage, KeyQuery, Store, TimedValue } from '../store.js'
+import type { Announcement, FenceOperations, FencedEntry, TagEpoch, TagOperations, Group, GroupChange, GroupOperations, KeyPage, KeyQuery, Store, TimedValue } from '../store.js'
 import { changed } from './memory.js'
 import { bySlot, slotOf, SLOTS, tagOf } from './slots.js'
 
@@ -116,6 +116,8 @@ export class RedisStore implements Store {
       read: async (key, ttl, known) => known?.version === undefined ? await this.readGroup(key, ttl) : await this.checkGroup(key, ttl, known),
       create: async (key, group, ttl) => await this.createGroup(key, group, ttl),
       update: async (key, fence, change, ttl, base) => await this.updateGroup(key, fence, change, ttl, base),
+      // On a cluster a script may reach one slot only, and the bus's channel is in a slot of its own.
+      ...(this.cluster === undefined ? { updateAnnounced: async (key: string, fence: string, change: GroupChange, ttl: number, base: Group | undefined, announcement: Announcement) => await this.updateGroup(key, fence, change, ttl, base, announcement) } : {}),
       end: async (key, fence) => await this.endGroup(key, fence),
       exists: async (keys) => keys.length === 0
         ? []
@@ -312,13 +314,13 @@ export class RedisStore implements Store {
    * `base`'s version, answers the group as it now is (its fields as they read back), so that a memory tier in front
    * keeps it rather than read it all again.
    */
-  private async updateGroup (key: string, fence: string, change: GroupChange, ttl: number, base?: Group): Promise<boolean | Group> {
+  private async updateGroup (key: string, fence: string, change: GroupChange, ttl: number, base?: Group, announcement?: Announcement): Promise<boolean | Group> {
     const removed = change.remove ?? []
     const { prefix = '', max = 0 } = change.cap ?? {}
     // Without `keep`, a clear drops the hash whole; with one, it walks the fields.
     const clear = change.clear !== true ? 0 : change.keep === undefined ? 1 : 2
     const set = this.encodeFields(change.set ?? {})
-    const args = [ttl, fence, clear, change.keep ?? '', prefix, max, removed.length, ...removed, ...set]
+    const args = [announcement?.channel ?? '', announcement?.message ?? '', ttl, fence, clear, change.keep ?? '', prefix, max, removed.length, ...removed, ...set]
     const reply = await this.run('groups.update', async () => await this.client.call('EVAL', UPDATE, 1, this.prefix + key, ...args)) as 0 | [number, string, string]
     if (!Array.isArray(reply)) return false
     const [, before, after] = reply
@@ -515,40 +517,42 @@ redis.call('hset', KEYS[1], unpack(ARGV, 2))
 if ARGV[1] ~= '0' then redis.call('pexpire', KEYS[1], ARGV[1]) end
 return 1`
 
-// ARGV: ttl, fence, clear (0: no, 1: every field, 2: every field but those starting with the next argument), keep, the
-// cap's prefix and max (0: none), the count n of fields to remove, those n names, then name/value pairs to set. A
-// field set again is deleted first, so that a small hash's order is write order.
+// ARGV: the channel and message to publish once the change is made ('': none), ttl, fence, clear (0: no, 1: every
+// field, 2: every field but those starting with the next argument), keep, the cap's prefix and max (0: none), the count
+// n of fields to remove, those n names, then name/value pairs to set. A field set again is deleted first, so that a
+// small hash's order is write order.
 // Every change moves the version ('#'), which a clear keeps, so that no copy of the group from before can pass for it.
-const UPDATE = `if redis.call('hget', KEYS[1], '') ~= ARGV[2] then return 0 end
+const UPDATE = `if redis.call('hget', KEYS[1], '') ~= ARGV[4] then return 0 end
 local before = redis.call('hget', KEYS[1], '#') or ''
-if ARGV[3] == '1' then
+if ARGV[5] == '1' then
   local version = before ~= '' and before or false
   redis.call('del', KEYS[1])
-  redis.call('hset', KEYS[1], '', ARGV[2])
+  redis.call('hset', KEYS[1], '', ARGV[4])
   if version then redis.call('hset', KEYS[1], '#', version) end
-elseif ARGV[3] == '2' then
-  local keep = ARGV[4]
+elseif ARGV[5] == '2' then
+  local keep = ARGV[6]
   for _, name in ipairs(redis.call('hkeys', KEYS[1])) do
     if name ~= '' and name ~= '#' and string.sub(name, 1, #keep) ~= keep then redis.call('hdel', KEYS[1], name) end
   end
 end
 local after = redis.call('hincrby', KEYS[1], '#', 1)
-local n = tonumber(ARGV[7])
-if n > 0 then redis.call('hdel', KEYS[1], unpack(ARGV, 8, 7 + n)) end
-if #ARGV > 7 + n then
-  for i = 8 + n, #ARGV, 2 do redis.call('hdel', KEYS[1], ARGV[i]) end
-  redis.call('hset', KEYS[1], unpack(ARGV, 8 + n))
+local n = tonumber(ARGV[9])
+if n > 0 then redis.call('hdel', KEYS[1], unpack(ARGV, 10, 9 + n)) end
+if #ARGV > 9 + n then
+  for i = 10 + n, #ARGV, 2 do redis.call('hdel', KEYS[1], ARGV[i]) end
+  redis.call('hset', KEYS[1], unpack(ARGV, 10 + n))
 end
-local max = tonumber(ARGV[6])
+local max = tonumber(ARGV[8])
 if max > 0 then
-  local prefix = ARGV[5]
+  local prefix = ARGV[7]
   local kind = {}
   for _, name in ipairs(redis.call('hkeys', KEYS[1])) do
     if name ~= '' and name ~= '#' and string.sub(name, 1, #prefix) == prefix then kind[#kind + 1] = name end
   end
   for i = 1, #kind - max do redis.call('hdel', KEYS[1], kind[i]) end
 end
-if ARGV[1] ~= '0' then redis.call('pexpire', KEYS[1], ARGV[1]) end
+if ARGV[3] ~= '0' then redis.call('pexpire', KEYS[1], ARGV[3]) end
+if ARGV[1] ~= '' then redis.call('publish', ARGV[1], ARGV[2]) end
 return {1, before, tostring(after)}`
 
 // ARGV: ttl, the fence and the version of the copy held. 0: no group; 1: the copy is current; else the group.

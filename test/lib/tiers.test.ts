@@ -482,6 +482,47 @@ test('groups: L1 copies filled by reads, updated by own writes, invalidated else
   t.equal(await a.client.exists(prefix + 's'), 0)
 })
 
+test('a group change and its bus message are one command to Redis; a change the fence refused tells nobody', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const prefix = uniquePrefix(t)
+  const a = await instance(t, { prefix })
+  const b = await instance(t, { prefix })
+  const ga = a.tier.groups
+  const gb = b.tier.groups
+  if (ga === undefined || gb === undefined) throw new Error('RedisStore has groups')
+  await heardBy([b], async () => { await ga.create('s', { fence: 'f', fields: { a: 1 } }, 10_000) })
+  t.same(fieldsOf(await gb.read('s', 10_000)), { a: 1 })
+  t.equal(b.tier.size, 1, 'b holds a copy')
+
+  const monitor = await (await connected(t, REDIS_URL)).monitor()
+  t.teardown(() => { monitor.disconnect() })
+  const seen: Array<{ command: string, source: string, args: string[] }> = []
+  monitor.on('monitor', (_time: string, args: string[], source: string) => {
+    if (args.some((arg) => String(arg).startsWith(prefix))) seen.push({ command: String(args[0]).toUpperCase(), source, args })
+  })
+  const sent = a.bus.sent
+  await heardBy([b], async () => { t.ok(await ga.update('s', 'f', { set: { b: 2 } }, 10_000)) })
+  t.equal(b.tier.size, 0, "the message dropped b's copy")
+  t.same(fieldsOf(await gb.read('s', 10_000)), { a: 1, b: 2 })
+  t.equal(a.bus.sent, sent + 1, 'the message counts as sent')
+  await until(() => seen.some(({ command }) => command === 'PUBLISH'), 500)
+  const published = seen.filter(({ command }) => command === 'PUBLISH')
+  t.equal(published.length, 1, 'one message')
+  t.equal(published[0]?.source, 'lua', 'published by the script that made the change')
+  t.equal(published[0]?.args[1], prefix + 'bus')
+  t.same(JSON.parse(String(published[0]?.args[2])), { origin: a.bus.origin, keys: ['s'] })
+  const upToIt = seen.slice(0, seen.indexOf(published[0] as typeof seen[number]))
+  t.same(upToIt.filter(({ source }) => source !== 'lua').map(({ command }) => command), ['EVAL'], "a's change and its message: one command")
+
+  seen.length = 0
+  const heard = b.heard.length
+  t.equal(await ga.update('s', 'other', { set: { c: 3 } }, 10_000), false, 'a change under another fence is refused')
+  await sleep(50)
+  t.equal(b.heard.length, heard, 'and tells nobody')
+  t.equal(a.bus.sent, sent + 1)
+  t.notOk(seen.some(({ command }) => command === 'PUBLISH'))
+})
+
 test('without a bus the tier works alone and staleness is bounded by its ttl', async (t) => {
   const client = await redisFor(t)
   if (client === undefined) return
