@@ -232,3 +232,23 @@ test('request usage: a share of requests drawn as they open, each read whole and
   })
   t.equal(runs, 0, 'request usage builds no operation context')
 })
+
+test('run: a method that throws before it returns its promise rejects, and the listeners are told of the error', async (t) => {
+  const told: CacheOperationContext[] = []
+  const op = new CacheOperation('app', 'getOrLoad', 'k', undefined, [(context) => { told.push(context) }])
+  const target = { name: 'level' }
+  let self: unknown
+  const throwing = function (this: unknown, key: string): Promise<string> {
+    self = this
+    throw new Error(`no ${key}`)
+  }
+  const answer = op.run(target, throwing, 'k')
+  t.ok(answer instanceof Promise, 'a promise, not a throw')
+  await t.rejects(answer, { message: 'no k' })
+  t.equal(self, target, 'called on the target')
+  t.equal(told.length, 1)
+  t.match(told[0]?.error, { message: 'no k' })
+
+  const resolved = new CacheOperation('app', 'get', 'k', undefined, undefined)
+  t.equal(await resolved.run(target, async (key: string) => `value of ${key}`, 'k'), 'value of k', 'what the method answers')
+})
