@@ -1,15 +1,16 @@
 // The entry of every child process the benchmarks start: `serve <module> <app> <params>` builds a server the module
 // exports (given the JSON params), listens on loopback and answers the parent's questions (CPU, heap, profiles);
-// `task <module> <task>` runs an exported task once and sends back what it returns.
+// `task <module> <task>` runs an exported task once and sends back what it returns; `work <module> <worker>` builds an
+// exported worker's state and answers each `measure` of the parent with a measurement of it.
 import { Session } from 'node:inspector/promises'
 import type { AddressInfo } from 'node:net'
 import { pathToFileURL } from 'node:url'
-import type { ServerFactories, ServerParams, TaskFunctions } from './children.js'
+import type { ServerFactories, ServerParams, TaskFunctions, WorkerFactories } from './children.js'
 import { heapAfterGc } from './heap.js'
 
 const [mode, modulePath, name, params = '{}'] = process.argv.slice(2)
-if (mode === undefined || modulePath === undefined || name === undefined) throw new Error('usage: child.ts serve|task <module> <name>')
-const exported = await import(pathToFileURL(modulePath).href) as { servers?: ServerFactories, tasks?: TaskFunctions }
+if (mode === undefined || modulePath === undefined || name === undefined) throw new Error('usage: child.ts serve|task|work <module> <name>')
+const exported = await import(pathToFileURL(modulePath).href) as { servers?: ServerFactories, tasks?: TaskFunctions, workers?: WorkerFactories }
 const send = (message: unknown): void => { process.send?.(message) }
 
 if (mode === 'serve') {
@@ -38,6 +39,16 @@ if (mode === 'serve') {
   })
   // The parent going away (or stopping this child) closes the server.
   process.once('disconnect', () => { app.close().finally(() => process.exit(0)).catch(() => process.exit(1)) })
+} else if (mode === 'work') {
+  const build = exported.workers?.[name]
+  if (build === undefined) throw new Error(`${modulePath} exports no worker "${name}"`)
+  const measure = await build()
+  send({ ready: true })
+  // One at a time: the parent waits for each answer before it asks again.
+  process.on('message', (message) => {
+    if (message === 'measure') measure().then((result) => { send({ result }) }, (error: unknown) => { throw error })
+  })
+  process.once('disconnect', () => { process.exit(0) })
 } else {
   const task = exported.tasks?.[name]
   if (task === undefined) throw new Error(`${modulePath} exports no task "${name}"`)

@@ -9,6 +9,11 @@ export type ServerParams = Readonly<Record<string, string>>
 export type ServerFactories = Record<string, (params: ServerParams) => Promise<FastifyInstance>>
 /** What a scenario module exports for `runTask`: work that must run in a fresh process of its own. */
 export type TaskFunctions = Record<string, () => Promise<unknown>>
+/**
+ * What a scenario module exports for `startWorker`: builders of a process's state (an app), each answering the
+ * measurement to take of it, as often as the parent asks.
+ */
+export type WorkerFactories = Record<string, () => Promise<() => Promise<unknown>>>
 
 const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url))
 
@@ -25,7 +30,7 @@ export interface ServerHandle {
   stop (): Promise<void>
 }
 
-function spawn (mode: 'serve' | 'task', module: string, name: string, nodeFlags: string[], params: ServerParams = {}): ChildProcess {
+function spawn (mode: 'serve' | 'task' | 'work', module: string, name: string, nodeFlags: string[], params: ServerParams = {}): ChildProcess {
   // TypeScript through tsx's loader; the parent's own flags (tsx's, inspector's) are not inherited.
   const child = fork(CHILD, [mode, module, name, JSON.stringify(params)], { execArgv: ['--import', 'tsx', ...nodeFlags], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   pin(child.pid, SERVER_CORE)
@@ -66,11 +71,40 @@ export async function startServer (module: string, name: string, params: ServerP
     heapUsed: async () => (await ask<{ heapUsed: number }>('heap')).heapUsed,
     startProfile: async () => { await ask('profile-start') },
     stopProfile: async () => (await ask<{ profile: unknown }>('profile-stop')).profile,
-    stop: () => new Promise((resolve) => {
-      if (child.exitCode !== null) { resolve(); return }
-      child.once('exit', () => { resolve() })
-      child.disconnect()
-    })
+    stop: async () => { await stopChild(child) }
+  }
+}
+
+/** Disconnects a child (which then closes what it holds and exits), resolving once it has exited. */
+function stopChild (child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) { resolve(); return }
+    child.once('exit', () => { resolve() })
+    child.disconnect()
+  })
+}
+
+export interface WorkerHandle<T> {
+  /** One measurement of the worker's state, taken in its process. */
+  measure (): Promise<T>
+  stop (): Promise<void>
+}
+
+/**
+ * Builds the state `name` exported by `module` (`workers`) in a child process of its own, kept for the life of the
+ * handle: processes whose state differs (an option on or off for an app's whole life) are measured in turn, a short
+ * measurement each, so that the ratios of one round are taken close together in time.
+ */
+export async function startWorker<T> (module: string, name: string, nodeFlags: string[] = []): Promise<WorkerHandle<T>> {
+  const child = spawn('work', module, name, nodeFlags)
+  await firstMessage(child, `worker "${name}"`)
+  return {
+    measure: async () => {
+      const answer = firstMessage<{ result: T }>(child, `worker "${name}"`)
+      child.send('measure')
+      return (await answer).result
+    },
+    stop: async () => { await stopChild(child) }
   }
 }
 

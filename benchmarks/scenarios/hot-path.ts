@@ -7,7 +7,7 @@ import { createCache as createCacheManager } from 'cache-manager'
 import { Cacheable } from 'cacheable'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { LRUCache } from 'lru-cache'
-import { runTask, type TaskFunctions } from '../harness/children.js'
+import { runTask, startWorker, type TaskFunctions, type WorkerFactories, type WorkerHandle } from '../harness/children.js'
 import { collectGarbage } from '../harness/heap.js'
 import { result, type Result, type Target } from '../harness/results.js'
 import { alternate, pairedRatios, spread } from '../harness/rounds.js'
@@ -134,34 +134,41 @@ async function measure (): Promise<Record<Contender, number[]>> {
 interface AdvisorCost { hit: number, request: number }
 
 /**
- * The advisor's cost as an app pays it: on (or off) from the app's start, in a process of its own. In one process
- * with the advisor switched on and off between contenders, the engine's code for a hit is made for one state and then
- * run in the other, which no app does.
+ * The advisor's cost as an app pays it: on (or off) from the app's start, in a process of its own, each process asked
+ * for one short measurement per round in turn. In one process with the advisor switched on and off between
+ * contenders, the engine's code for a hit is made for one state and then run in the other, which no app does.
  */
-async function advisorCost (advisor: boolean): Promise<AdvisorCost> {
+async function advisorCost (advisor: boolean): Promise<() => Promise<AdvisorCost>> {
   const app = await openApp(advisor)
-  const bench = new Bench({ time: settings.microMs, warmupTime: 300 })
-  bench.add('hit', hits((key) => app.appCache.getOrLoad(key, neverCalled)), { beforeAll: collectGarbage })
-  bench.add('request', () => { request(app.requests) }, { beforeAll: collectGarbage })
-  const figures: Record<keyof AdvisorCost, number[]> = { hit: [], request: [] }
-  // Three runs of both, the median taken: a process's own spells (a collection, a compilation) fall on one run.
-  for (let run = 0; run < 3; run++) {
+  const bench = new Bench({ time: settings.microMs / 2, warmupTime: 50 })
+  bench.add('hit', hits((key) => app.appCache.getOrLoad(key, neverCalled)))
+  bench.add('request', () => { request(app.requests) })
+  // Warmed up as the other contenders are, over a first run.
+  await bench.run()
+  return async () => {
     await bench.run()
-    for (const task of bench.tasks) figures[task.name as keyof AdvisorCost].push((task.result?.latency.mean as number) * 1e6 / (task.name === 'hit' ? BATCH : 1))
+    const mean = (name: keyof AdvisorCost): number => (bench.tasks.find((task) => task.name === name)?.result?.latency.mean as number) * 1e6
+    return { hit: mean('hit') / BATCH, request: mean('request') }
   }
-  await app.close()
-  return { hit: spread(figures.hit).median, request: spread(figures.request).median }
 }
 
-export const tasks: TaskFunctions = { measure, advisorOff: async () => await advisorCost(false), advisorOn: async () => await advisorCost(true) }
+export const tasks: TaskFunctions = { measure }
+export const workers: WorkerFactories = { advisorOff: async () => await advisorCost(false), advisorOn: async () => await advisorCost(true) }
 
 type AdvisorContender = 'advisor: false' | 'advisor: true' | 'advisor: false (A/A)'
+const ADVISOR_CONTENDERS: readonly AdvisorContender[] = ['advisor: false', 'advisor: true', 'advisor: false (A/A)']
 
-/** Each round, a fresh process per contender, in turn: per-round ratios of processes that ran one after the other. */
+/** Three processes kept for the run, measured in turn, round after round: per-round ratios of measurements taken together. */
 async function measureAdvisor (): Promise<Record<AdvisorContender, AdvisorCost[]>> {
   const module = fileURLToPath(import.meta.url)
-  return await alternate<AdvisorContender, AdvisorCost>(['advisor: false', 'advisor: true', 'advisor: false (A/A)'], settings.rounds, async (contender) =>
-    await runTask<AdvisorCost>(module, contender === 'advisor: true' ? 'advisorOn' : 'advisorOff', ['--expose-gc']))
+  const started = await Promise.all(ADVISOR_CONTENDERS.map(async (contender) =>
+    await startWorker<AdvisorCost>(module, contender === 'advisor: true' ? 'advisorOn' : 'advisorOff', ['--expose-gc'])))
+  const handles = Object.fromEntries(ADVISOR_CONTENDERS.map((contender, i) => [contender, started[i]])) as Record<AdvisorContender, WorkerHandle<AdvisorCost>>
+  try {
+    return await alternate(ADVISOR_CONTENDERS, settings.rounds * 3, async (contender) => await handles[contender].measure())
+  } finally {
+    await Promise.all(started.map(async (handle) => { await handle.stop() }))
+  }
 }
 
 function nanoseconds (perHit: Record<Contender, number[]>, name: Contender): string {
@@ -211,13 +218,13 @@ function advisorRows (costs: Record<AdvisorContender, AdvisorCost[]>): Result[] 
     const of = (contender: AdvisorContender): number[] => costs[contender].map((cost) => cost[what])
     return result({
       scenario: 'hot-path',
-      measure: `${measure}, ${subject === 'advisor: true' ? 'advisor: true vs false' : 'A/A control, a second advisor: false process ÷ the first (if it is not about 1.00, the run says nothing)'}; an app per process, in turn`,
+      measure: `${measure}, ${subject === 'advisor: true' ? 'advisor: true vs false' : 'A/A control, a second advisor: false process ÷ the first (if it is not about 1.00, the run says nothing)'}; an app per process, measured in turn`,
       contenders: [subject, 'advisor: false'],
       unit: 'time ratio (subject ÷ other)',
       ...spread(pairedRatios(of(subject), of('advisor: false'))),
       rounds: costs['advisor: false'].length,
       target,
-      context: (['advisor: false', 'advisor: true', 'advisor: false (A/A)'] as const).map((c) => `${c} ${spread(of(c)).median.toFixed(0)} ns`).join('; ') + (what === 'hit' ? ' per hit' : ' per request')
+      context: ADVISOR_CONTENDERS.map((c) => `${c} ${spread(of(c)).median.toFixed(0)} ns`).join('; ') + (what === 'hit' ? ' per hit' : ' per request')
     })
   }
   const hit = 'appCache.getOrLoad hit'
