@@ -8,7 +8,7 @@ export { sessionCache, type SessionCacheOptions, type SessionCookieOptions } fro
 export { appCache, type AppCacheOptions } from './plugins/app-cache.js'
 export { routeCache, cacheConfig, type RouteCacheOptions, type RouteCacheConfig, type ResponseCache } from './plugins/route-cache.js'
 
-export type { Store, Awaitable, GroupOperations, Group, GroupChange, FenceOperations, TagOperations, TagEpoch, Invalidation, TimedValue, KeyQuery, KeyPage, StoreEntry, FencedEntry } from './lib/store.js'
+export type { Store, Awaitable, GroupOperations, Group, GroupChange, Announcement, AnnouncedChange, FenceOperations, TagOperations, TagEpoch, Invalidation, TimedValue, KeyQuery, KeyPage, StoreEntry, FencedEntry } from './lib/store.js'
 export { MemoryStore, type MemoryStoreOptions } from './lib/stores/memory.js'
 export { RedisStore, type RedisStoreOptions, type RedisClient, type RedisConnection, type RedisClusterClient } from './lib/stores/redis.js'
 export { KeyvStore, type KeyvStoreOptions, type KeyvLike } from './lib/stores/keyv.js'

@@ -161,9 +161,10 @@ export interface GroupOperations {
   /**
    * `update` that, once the change is made (not when the fence refused it), publishes `announcement` in the same
    * atomic step: a memory tier's bus message that would otherwise follow as a round trip of its own. For a bus whose
-   * channel is on the store's own server.
+   * channel is on the store's own server. `announced` is false when the store would not publish it (an ACL without
+   * the channel): the change stands, and the caller tells of it another way.
    */
-  updateAnnounced? (key: string, fence: string, change: GroupChange, ttl: number, base: Group | undefined, announcement: Announcement): Awaitable<boolean | Group>
+  updateAnnounced? (key: string, fence: string, change: GroupChange, ttl: number, base: Group | undefined, announcement: Announcement): Awaitable<AnnouncedChange>
   /** Deletes the group if it exists under `fence`, returning it as it was at that instant; undefined otherwise. */
   end (key: string, fence: string): Awaitable<Group | undefined>
   /** One field of a partial group, read on its own. */
@@ -176,6 +177,12 @@ export interface GroupOperations {
 export interface Announcement {
   channel: string
   message: string
+}
+
+/** What `updateAnnounced` answers: what `update` would, and whether the message went out with the change. */
+export interface AnnouncedChange {
+  changed: boolean | Group
+  announced: boolean
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { InvalidationBus } from './bus.js'
-import { deleteKeys, isPromiseLike, readKeys, setKeys, setKeysIf, type Awaitable, type FencedEntry, type FenceOperations, type Group, type GroupOperations, type Invalidation, type KeyPage, type KeyQuery, type TagOperations, type Store, type StoreEntry, type TimedValue } from './store.js'
+import { deleteKeys, isPromiseLike, readKeys, setKeys, setKeysIf, type Announcement, type Awaitable, type FencedEntry, type FenceOperations, type Group, type GroupChange, type GroupOperations, type Invalidation, type KeyPage, type KeyQuery, type TagOperations, type Store, type StoreEntry, type TimedValue } from './store.js'
 import { MemoryStore } from './stores/memory.js'
 
 export interface TieredStoreOptions {
@@ -234,6 +234,14 @@ export class TieredStore implements Store {
     }
   }
 
+  /** `update` with its bus message in the same step; told the usual way when L2 would not publish it. */
+  private async updateAnnounced (l2: GroupOperations, key: string, fence: string, change: GroupChange, ttl: number, base: Group | undefined, announcement: Announcement): Promise<boolean | Group> {
+    const { changed, announced } = await (l2.updateAnnounced as NonNullable<GroupOperations['updateAnnounced']>)(key, fence, change, ttl, base, announcement)
+    if (!announced) await this.announce({ keys: [key] })
+    else if (changed !== false) this.options.bus?.announced()
+    return changed
+  }
+
   /** The memory tier, while it may be used: there is one, and the bus (if any) is listening. */
   private memory (): MemoryStore | undefined {
     return this.hearing() ? this.l1 : undefined
@@ -361,12 +369,10 @@ export class TieredStore implements Store {
         const base = this.memory()?.get(key) as Group | undefined
         const epoch = this.epoch
         // Where L2 can, the bus's message goes out in the step that makes the change: one round trip, not two.
-        const bus = this.options.bus
-        const announcement = l2.updateAnnounced === undefined ? undefined : bus?.announcement({ keys: [key] })
+        const announcement = l2.updateAnnounced === undefined ? undefined : this.options.bus?.announcement({ keys: [key] })
         const result = announcement === undefined
           ? await changed(key, () => l2.update(key, fence, change, ttl, base))
-          : await changed(key, () => (l2.updateAnnounced as NonNullable<GroupOperations['updateAnnounced']>)(key, fence, change, ttl, base, announcement), true)
-        if (announcement !== undefined && result !== false) bus?.announced()
+          : await changed(key, async () => await this.updateAnnounced(l2, key, fence, change, ttl, base, announcement), true)
         if (typeof result === 'object' && epoch + 1 === this.epoch) this.memory()?.set(key, result, this.l1Ttl(ttl))
         return result
       },

@@ -3,7 +3,7 @@ import type { Breaker } from '../breaker.js'
 import { withBudget } from '../budget.js'
 import { StoreError } from '../errors.js'
 import { MAX_ENTRY_BYTES, encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
-import type { Announcement, FenceOperations, FencedEntry, TagEpoch, TagOperations, Group, GroupChange, GroupOperations, KeyPage, KeyQuery, Store, TimedValue } from '../store.js'
+import type { Announcement, AnnouncedChange, FenceOperations, FencedEntry, TagEpoch, TagOperations, Group, GroupChange, GroupOperations, KeyPage, KeyQuery, Store, TimedValue } from '../store.js'
 import { changed } from './memory.js'
 import { bySlot, slotOf, SLOTS, tagOf } from './slots.js'
 
@@ -115,7 +115,7 @@ export class RedisStore implements Store {
     this.groups = {
       read: async (key, ttl, known) => known?.version === undefined ? await this.readGroup(key, ttl) : await this.checkGroup(key, ttl, known),
       create: async (key, group, ttl) => await this.createGroup(key, group, ttl),
-      update: async (key, fence, change, ttl, base) => await this.updateGroup(key, fence, change, ttl, base),
+      update: async (key, fence, change, ttl, base) => (await this.updateGroup(key, fence, change, ttl, base)).changed,
       // On a cluster a script may reach one slot only, and the bus's channel is in a slot of its own.
       ...(this.cluster === undefined ? { updateAnnounced: async (key: string, fence: string, change: GroupChange, ttl: number, base: Group | undefined, announcement: Announcement) => await this.updateGroup(key, fence, change, ttl, base, announcement) } : {}),
       end: async (key, fence) => await this.endGroup(key, fence),
@@ -314,23 +314,25 @@ export class RedisStore implements Store {
    * `base`'s version, answers the group as it now is (its fields as they read back), so that a memory tier in front
    * keeps it rather than read it all again.
    */
-  private async updateGroup (key: string, fence: string, change: GroupChange, ttl: number, base?: Group, announcement?: Announcement): Promise<boolean | Group> {
+  private async updateGroup (key: string, fence: string, change: GroupChange, ttl: number, base?: Group, announcement?: Announcement): Promise<AnnouncedChange> {
     const removed = change.remove ?? []
     const { prefix = '', max = 0 } = change.cap ?? {}
     // Without `keep`, a clear drops the hash whole; with one, it walks the fields.
     const clear = change.clear !== true ? 0 : change.keep === undefined ? 1 : 2
     const set = this.encodeFields(change.set ?? {})
     const args = [announcement?.channel ?? '', announcement?.message ?? '', ttl, fence, clear, change.keep ?? '', prefix, max, removed.length, ...removed, ...set]
-    const reply = await this.run('groups.update', async () => await this.client.call('EVAL', UPDATE, 1, this.prefix + key, ...args)) as 0 | [number, string, string]
-    if (!Array.isArray(reply)) return false
-    const [, before, after] = reply
-    if (base?.version === undefined || base.fence !== fence || before !== base.version) return true
+    const reply = await this.run('groups.update', async () => await this.client.call('EVAL', UPDATE, 1, this.prefix + key, ...args)) as 0 | [number, string, string, number]
+    // Refused by the fence: nothing changed, nothing to tell.
+    if (!Array.isArray(reply)) return { changed: false, announced: true }
+    const [, before, after, told] = reply
+    const announced = told === 1
+    if (base?.version === undefined || base.fence !== fence || before !== base.version) return { changed: true, announced }
     const decoded = Object.create(null) as Record<string, unknown>
     for (let i = 0; i < set.length; i += 2) decoded[set[i] as string] = this.decode(set[i + 1])
     const uncapped = changed(base.fields, { ...change, set: decoded, cap: undefined })
     // The cap drops fields in the hash's own order, which a large hash does not keep: vouched for only when it dropped none.
-    if (change.cap !== undefined && Object.keys(uncapped).filter((name) => name.startsWith(prefix)).length > max) return true
-    return { fence, fields: uncapped, version: after }
+    if (change.cap !== undefined && Object.keys(uncapped).filter((name) => name.startsWith(prefix)).length > max) return { changed: true, announced }
+    return { changed: { fence, fields: uncapped, version: after }, announced }
   }
 
   private async endGroup (key: string, fence: string): Promise<Group | undefined> {
@@ -517,7 +519,8 @@ redis.call('hset', KEYS[1], unpack(ARGV, 2))
 if ARGV[1] ~= '0' then redis.call('pexpire', KEYS[1], ARGV[1]) end
 return 1`
 
-// ARGV: the channel and message to publish once the change is made ('': none), ttl, fence, clear (0: no, 1: every
+// ARGV: the channel and message to publish once the change is made ('': none; a publish refused, by an ACL without the
+// channel, leaves the change made and answers 0 last, where a failed call would stop the script half way), ttl, fence, clear (0: no, 1: every
 // field, 2: every field but those starting with the next argument), keep, the cap's prefix and max (0: none), the count
 // n of fields to remove, those n names, then name/value pairs to set. A field set again is deleted first, so that a
 // small hash's order is write order.
@@ -552,8 +555,9 @@ if max > 0 then
   for i = 1, #kind - max do redis.call('hdel', KEYS[1], kind[i]) end
 end
 if ARGV[3] ~= '0' then redis.call('pexpire', KEYS[1], ARGV[3]) end
-if ARGV[1] ~= '' then redis.call('publish', ARGV[1], ARGV[2]) end
-return {1, before, tostring(after)}`
+local told = 1
+if ARGV[1] ~= '' and type(redis.pcall('publish', ARGV[1], ARGV[2])) == 'table' then told = 0 end
+return {1, before, tostring(after), told}`
 
 // ARGV: ttl, the fence and the version of the copy held. 0: no group; 1: the copy is current; else the group.
 const CHECK = `local held = redis.call('hmget', KEYS[1], '', '#')

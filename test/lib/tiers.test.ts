@@ -523,6 +523,34 @@ test('a group change and its bus message are one command to Redis; a change the 
   t.notOk(seen.some(({ command }) => command === 'PUBLISH'))
 })
 
+test('a store that may not publish on the bus channel (an ACL without it): the change stands, and the message that failed is reported', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const prefix = uniquePrefix(t)
+  const admin = await connected(t, REDIS_URL)
+  const user = `fmc-test-no-channels-${process.pid}`
+  await admin.call('ACL', 'SETUSER', user, 'reset', 'on', '>secret', '~*', '+@all', 'resetchannels')
+  t.teardown(async () => { await admin.call('ACL', 'DELUSER', user) })
+  const url = new URL(REDIS_URL)
+  url.username = user
+  url.password = 'secret'
+  const client = await connected(t, url.toString())
+  await t.rejects(client.publish(prefix + 'bus', 'x'), /NOPERM/, 'this user may not publish on the channel')
+  const faults: string[] = []
+  const bus = new InvalidationBus({ client: client as unknown as RedisClient, channel: prefix + 'bus', timeout: 100, onMessage: () => {} })
+  const tier = new TieredStore({ l2: new RedisStore({ client: client as unknown as RedisClient, prefix }), max: 100, ttl: 10_000, bus, onFault: (operation) => { faults.push(operation) } })
+  t.teardown(async () => { await tier.close() })
+  const groups = tier.groups
+  if (groups === undefined) throw new Error('RedisStore has groups')
+  t.equal(await groups.create('s', { fence: 'f', fields: { a: 1 } }, 10_000), true)
+  faults.length = 0
+
+  t.ok(await groups.update('s', 'f', { set: { b: 2 } }, 10_000), 'the change is made, not failed half way')
+  const stored = await new RedisStore({ client: admin as unknown as RedisClient, prefix }).groups.read('s', 0)
+  t.same(fieldsOf(stored), { a: 1, b: 2 }, 'and whole')
+  t.same(faults, ['publish'], 'its message, tried again on its own, failed and was reported')
+  t.equal(bus.sent, 0)
+})
+
 test('without a bus the tier works alone and staleness is bounded by its ttl', async (t) => {
   const client = await redisFor(t)
   if (client === undefined) return
