@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis, type RedisOptions } from 'ioredis'
 import { test, type Test } from 'tap'
 import { InvalidationBus, type Invalidation } from '../../lib/bus.js'
-import { isPromiseLike, type Group, type Store } from '../../lib/store.js'
+import { isPromiseLike, type Group, type GroupOperations, type Store } from '../../lib/store.js'
 import { RedisStore, type RedisClient } from '../../lib/stores/redis.js'
 import { TieredStore } from '../../lib/tiers.js'
 import { REDIS_URL, privateRedis, redisFor, uniquePrefix } from '../helpers/redis.js'
@@ -135,6 +135,17 @@ function holding (inner: RedisStore, timed: boolean): { wrap: (l2: RedisStore) =
       return { reached: arrived, release }
     }
   }
+}
+
+/** Two instances on one prefix, with their tiers' group operations. */
+async function twoWithGroups (t: Test): Promise<{ prefix: string, a: Instance, b: Instance, ga: GroupOperations, gb: GroupOperations }> {
+  const prefix = uniquePrefix(t)
+  const a = await instance(t, { prefix })
+  const b = await instance(t, { prefix })
+  const ga = a.tier.groups
+  const gb = b.tier.groups
+  if (ga === undefined || gb === undefined) throw new Error('RedisStore has groups')
+  return { prefix, a, b, ga, gb }
 }
 
 test('an L1 hit answers synchronously; a miss reads L2 and fills L1', async (t) => {
@@ -438,12 +449,7 @@ test('a stalled Redis: L1 hits still answer, misses fail within the budget', asy
 
 test('groups: L1 copies filled by reads, updated by own writes, invalidated elsewhere, never mutated', async (t) => {
   if (await redisFor(t) === undefined) return
-  const prefix = uniquePrefix(t)
-  const a = await instance(t, { prefix })
-  const b = await instance(t, { prefix })
-  const ga = a.tier.groups
-  const gb = b.tier.groups
-  if (ga === undefined || gb === undefined) throw new Error('RedisStore has groups')
+  const { prefix, a, b, ga, gb } = await twoWithGroups(t)
   const pttl = async (): Promise<number> => await a.client.pttl(prefix + 's')
 
   t.equal(await ga.read('s', 10_000), undefined)
@@ -484,12 +490,7 @@ test('groups: L1 copies filled by reads, updated by own writes, invalidated else
 
 test('a group change and its bus message are one command to Redis; a change the fence refused tells nobody', async (t) => {
   if (await redisFor(t) === undefined) return
-  const prefix = uniquePrefix(t)
-  const a = await instance(t, { prefix })
-  const b = await instance(t, { prefix })
-  const ga = a.tier.groups
-  const gb = b.tier.groups
-  if (ga === undefined || gb === undefined) throw new Error('RedisStore has groups')
+  const { prefix, a, b, ga, gb } = await twoWithGroups(t)
   await heardBy([b], async () => { await ga.create('s', { fence: 'f', fields: { a: 1 } }, 10_000) })
   t.same(fieldsOf(await gb.read('s', 10_000)), { a: 1 })
   t.equal(b.tier.size, 1, 'b holds a copy')
