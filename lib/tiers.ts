@@ -51,6 +51,8 @@ export class TieredStore implements Store {
    * in flight may answer with what a concurrent delete or set of this very instance has just replaced.
    */
   private epoch = 0
+  /** The same, key by key, for answers of L2 about one key: a change of another key does not make them old. */
+  private readonly moves = new KeyMoves()
   private readonly watchers: Array<(message: Invalidation) => void> = []
 
   constructor (private readonly options: TieredStoreOptions) {
@@ -63,7 +65,7 @@ export class TieredStore implements Store {
     if (bus !== undefined) {
       // Unlike `announce`, a publish that fails fails the call: its caller asked to know that every instance heard.
       this.deleteAcknowledged = async (keys, within) => {
-        this.epoch++
+        this.changing(keys)
         this.l1?.deleteMany(keys)
         await deleteKeys(this.options.l2, keys)
         await bus.publishAcknowledged({ keys: [...keys] }, within)
@@ -108,7 +110,7 @@ export class TieredStore implements Store {
 
   /** Applies an invalidation received from another instance, and tells the watchers. */
   invalidate (message: Invalidation): void {
-    this.epoch++
+    this.changing('clear' in message ? undefined : 'keys' in message ? message.keys : [])
     // Tagged entries check their tags' versions when read: a tag message drops nothing here.
     if ('clear' in message) this.l1?.clear()
     else if ('keys' in message) this.l1?.deleteMany(message.keys)
@@ -150,7 +152,7 @@ export class TieredStore implements Store {
    * it, L1 lets it go too.
    */
   async set (key: string, value: unknown, ttl?: number): Promise<void> {
-    this.epoch++
+    this.changing([key])
     const l1 = this.memory()
     const held = l1 === undefined ? undefined : this.stored(key, value)
     l1?.set(key, held, this.l1Ttl(ttl ?? 0))
@@ -171,7 +173,7 @@ export class TieredStore implements Store {
 
   /** `set` of several entries: L1 at once, L2 in one batch where it can, and one message to the others. */
   async setMany (entries: readonly StoreEntry[]): Promise<void> {
-    this.epoch++
+    this.changing(entries.map(({ key }) => key))
     const l1 = this.memory()
     const held = entries.map(({ key, value, ttl }) => {
       if (l1 === undefined) return undefined
@@ -189,7 +191,7 @@ export class TieredStore implements Store {
   }
 
   async delete (key: string): Promise<boolean | void> {
-    this.epoch++
+    this.changing([key])
     this.l1?.delete(key)
     const removed = await this.options.l2.delete(key)
     await this.announce({ keys: [key] })
@@ -197,14 +199,14 @@ export class TieredStore implements Store {
   }
 
   async deleteMany (keys: readonly string[]): Promise<void> {
-    this.epoch++
+    this.changing(keys)
     this.l1?.deleteMany(keys)
     await deleteKeys(this.options.l2, keys)
     await this.announce({ keys: [...keys] })
   }
 
   async clear (): Promise<void> {
-    this.epoch++
+    this.changing()
     this.l1?.clear()
     await this.options.l2.clear()
     await this.announce({ clear: true })
@@ -257,10 +259,21 @@ export class TieredStore implements Store {
    * something changed while it was read. Serves plain values and groups alike.
    */
   private async fill (key: string, l1: MemoryStore | undefined, load: () => Promise<TimedValue | undefined>): Promise<unknown> {
-    const epoch = this.epoch
-    const timed = await load()
-    if (timed !== undefined && epoch === this.epoch) l1?.set(key, timed.value, this.l1Ttl(timed.ttl))
+    const mark = this.moves.start(key)
+    let timed: TimedValue | undefined
+    try {
+      timed = await load()
+    } finally {
+      if (this.moves.end(mark) && timed !== undefined) l1?.set(key, timed.value, this.l1Ttl(timed.ttl))
+    }
     return timed?.value
+  }
+
+  /** A change made or heard here, of `keys` (of every key when not given): L2's answers in flight about them are old. */
+  private changing (keys?: readonly string[]): void {
+    this.epoch++
+    if (keys === undefined) this.moves.clearedAll()
+    else for (const key of keys) this.moves.moved(key)
   }
 
   /** `fill` of several keys: the values of `missing` (indexes of `keys`) from one read of L2 go into `values`. */
@@ -319,18 +332,26 @@ export class TieredStore implements Store {
     if (taken.length === 0) return written
     const l1 = this.memory()
     if (epoch === this.epoch && l1 !== undefined) for (const { key, value, ttl } of taken) l1.set(key, this.stored(key, value), this.l1Ttl(ttl))
-    this.epoch++
+    this.changing(taken.map(({ key }) => key))
     await this.announce({ keys: taken.map(({ key }) => key) })
     return written
   }
 
   /** The copy of a group L1 holds, once L2 has said it is current; what L2 holds instead, or nothing, otherwise. */
   private async check (key: string, ttl: number, held: Group, l2: GroupOperations): Promise<Group | undefined> {
-    const epoch = this.epoch
-    const group = await l2.read(key, ttl, held)
+    const mark = this.moves.start(key)
+    let group: Group | undefined
+    try {
+      group = await l2.read(key, ttl, held)
+    } catch (error) {
+      this.moves.end(mark)
+      throw error
+    }
+    const unmoved = this.moves.end(mark)
     if (group === held) return held
-    // Replaced or gone: L1 takes what L2 said, unless a change made here meanwhile makes that answer old too.
-    if (epoch === this.epoch && group !== undefined) this.l1?.set(key, group, this.l1Ttl(ttl))
+    // Replaced or gone: L1 takes what L2 said, unless a change of the group made or heard here meanwhile makes that
+    // answer old too.
+    if (unmoved && group !== undefined) this.l1?.set(key, group, this.l1Ttl(ttl))
     else this.l1?.delete(key)
     return group
   }
@@ -342,7 +363,7 @@ export class TieredStore implements Store {
       try {
         result = await change()
       } finally {
-        this.epoch++
+        this.changing([key])
         this.l1?.delete(key)
       }
       if (!announced) await this.announce({ keys: [key] })
@@ -367,16 +388,62 @@ export class TieredStore implements Store {
       update: async (key, fence, change, ttl) => {
         // L2 may vouch for the group as the change left it, when the change was made on the copy L1 holds.
         const base = this.memory()?.get(key) as Group | undefined
-        const epoch = this.epoch
         // Where L2 can, the bus's message goes out in the step that makes the change: one round trip, not two.
         const announcement = l2.updateAnnounced === undefined ? undefined : this.options.bus?.announcement({ keys: [key] })
-        const result = announcement === undefined
-          ? await changed(key, () => l2.update(key, fence, change, ttl, base))
-          : await changed(key, async () => await this.updateAnnounced(l2, key, fence, change, ttl, base, announcement), true)
-        if (typeof result === 'object' && epoch + 1 === this.epoch) this.memory()?.set(key, result, this.l1Ttl(ttl))
+        const mark = this.moves.start(key)
+        let result: boolean | Group = false
+        try {
+          result = announcement === undefined
+            ? await changed(key, () => l2.update(key, fence, change, ttl, base))
+            : await changed(key, async () => await this.updateAnnounced(l2, key, fence, change, ttl, base, announcement), true)
+        } finally {
+          // Kept when the group moved once meanwhile, by this very change: another request's change of it, or a message
+          // about it, may have come after the answer L2 vouched for.
+          if (this.moves.end(mark, 1) && typeof result === 'object') this.memory()?.set(key, result, this.l1Ttl(ttl))
+        }
         return result
       },
       end: async (key, fence) => await changed(key, () => l2.end(key, fence))
     }
+  }
+}
+
+interface KeyMark { readonly key: string, readonly moves: number, readonly cleared: number }
+
+/**
+ * Which keys changed while an operation of the tier on them was in flight, so that an answer of L2 goes into L1 only
+ * if nothing changed its key meanwhile. Finer than the tier's epoch, which a change of any key moves: under load a
+ * session read or written while other sessions change would never be kept, and every request would read it again.
+ * A key is held only while an operation on it runs.
+ */
+class KeyMoves {
+  private cleared = 0
+  private readonly watched = new Map<string, { running: number, moves: number }>()
+
+  /** Starts watching `key`; every `start` has its `end`. */
+  start (key: string): KeyMark {
+    let watched = this.watched.get(key)
+    if (watched === undefined) {
+      watched = { running: 0, moves: 0 }
+      this.watched.set(key, watched)
+    }
+    watched.running++
+    return { key, moves: watched.moves, cleared: this.cleared }
+  }
+
+  /** Stops watching: true when the key moved just `own` times since `mark` (its operation's own changes). */
+  end (mark: KeyMark, own = 0): boolean {
+    const watched = this.watched.get(mark.key) as { running: number, moves: number }
+    if (--watched.running === 0) this.watched.delete(mark.key)
+    return watched.moves - mark.moves === own && this.cleared === mark.cleared
+  }
+
+  moved (key: string): void {
+    const watched = this.watched.get(key)
+    if (watched !== undefined) watched.moves++
+  }
+
+  clearedAll (): void {
+    this.cleared++
   }
 }

@@ -361,6 +361,56 @@ test('the epoch guard also covers an L2 without getTimed, and group reads', asyn
   t.ok(await a.client.pttl(prefix + 's') > ttlBefore, 'that read reached Redis (it restarted the expiry)')
 })
 
+test('the guard is per key: what a change of another key meets in flight is still kept, what a change of its own key meets is not', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const { a, b, ga, gb } = await twoWithGroups(t)
+  await heardBy([b], async () => {
+    await ga.create('s1', { fence: 'f', fields: { n: 1 } }, 10_000)
+    await ga.create('s2', { fence: 'f', fields: { n: 1 } }, 10_000)
+  })
+  const inMemory = (key: string): boolean => !isPromiseLike(ga.read(key, 10_000))
+  t.same(fieldsOf(await ga.read('s1', 10_000)), { n: 1 })
+  t.same(fieldsOf(await ga.read('s2', 10_000)), { n: 1 })
+
+  // Two sessions written at once: each change moves the other's key only.
+  const [one, two] = await Promise.all([ga.update('s1', 'f', { set: { n: 2 } }, 10_000), ga.update('s2', 'f', { set: { n: 2 } }, 10_000)])
+  t.equal(typeof one, 'object')
+  t.equal(typeof two, 'object')
+  t.ok(inMemory('s1') && inMemory('s2'), 'both kept what Redis vouched for')
+  t.same(fieldsOf(await ga.read('s2', 10_000)), { n: 2 })
+
+  // A message about the very group while its change is in flight: the answer may be older than what it told of.
+  const racing = ga.update('s1', 'f', { set: { n: 3 } }, 10_000)
+  a.tier.invalidate({ keys: ['s1'] })
+  t.equal(typeof await racing, 'object')
+  t.notOk(inMemory('s1'), 'not kept: the next read goes to Redis')
+  t.same(fieldsOf(await ga.read('s1', 10_000)), { n: 3 })
+  t.ok(inMemory('s1'))
+
+  // A message about another key, or a tag, meanwhile: kept.
+  const beside = ga.update('s1', 'f', { set: { n: 4 } }, 10_000)
+  a.tier.invalidate({ keys: ['s2'] })
+  a.tier.invalidate({ tags: { t: 1 }, epoch: 'e' })
+  await beside
+  t.ok(inMemory('s1'), 'kept')
+  t.same(fieldsOf(await ga.read('s1', 10_000)), { n: 4 })
+
+  // Everything cleared meanwhile (a subscription lost and found again): not kept.
+  await heardBy([b], async () => {
+    const cleared = ga.update('s1', 'f', { set: { n: 5 } }, 10_000)
+    a.tier.invalidate({ clear: true })
+    await cleared
+  })
+  t.notOk(inMemory('s1'))
+
+  // Reads too: a group read from Redis while another key changes goes into memory (b has heard every message of a).
+  t.equal(b.tier.size, 0, 'b holds nothing')
+  const reading = gb.read('s1', 10_000)
+  b.tier.invalidate({ keys: ['s2'] })
+  t.same(fieldsOf(await reading), { n: 5 })
+  t.ok(!isPromiseLike(gb.read('s1', 10_000)), 'kept')
+})
+
 test('an L1 entry never outlives what it has left in L2', async (t) => {
   if (await redisFor(t) === undefined) return
   const prefix = uniquePrefix(t)
