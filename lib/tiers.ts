@@ -67,7 +67,7 @@ export class TieredStore implements Store {
       this.deleteAcknowledged = async (keys, within) => {
         this.changing(keys)
         this.l1?.deleteMany(keys)
-        await deleteKeys(this.options.l2, keys)
+        await this.announcedIfFailed({ keys: [...keys] }, async () => { await deleteKeys(this.options.l2, keys) })
         await bus.publishAcknowledged({ keys: [...keys] }, within)
       }
     }
@@ -156,13 +156,14 @@ export class TieredStore implements Store {
     const l1 = this.memory()
     const held = l1 === undefined ? undefined : this.stored(key, value)
     l1?.set(key, held, this.l1Ttl(ttl ?? 0))
-    try {
-      await this.options.l2.set(key, value, ttl)
-    } catch (error) {
-      if (held !== undefined && this.l1?.get(key) === held) this.l1.delete(key)
-      throw error
-    }
-    await this.announce({ keys: [key] })
+    await this.announced({ keys: [key] }, async () => {
+      try {
+        await this.options.l2.set(key, value, ttl)
+      } catch (error) {
+        if (held !== undefined && this.l1?.get(key) === held) this.l1.delete(key)
+        throw error
+      }
+    })
   }
 
   /** What L2 would give back: the copy every other instance reads, kept in L1 here too. */
@@ -181,35 +182,32 @@ export class TieredStore implements Store {
       l1.set(key, copy, this.l1Ttl(ttl))
       return copy
     })
-    try {
-      await setKeys(this.options.l2, entries)
-    } catch (error) {
-      entries.forEach(({ key }, i) => { if (held[i] !== undefined && this.l1?.get(key) === held[i]) this.l1.delete(key) })
-      throw error
-    }
-    await this.announce({ keys: entries.map(({ key }) => key) })
+    await this.announced({ keys: entries.map(({ key }) => key) }, async () => {
+      try {
+        await setKeys(this.options.l2, entries)
+      } catch (error) {
+        entries.forEach(({ key }, i) => { if (held[i] !== undefined && this.l1?.get(key) === held[i]) this.l1.delete(key) })
+        throw error
+      }
+    })
   }
 
   async delete (key: string): Promise<boolean | void> {
     this.changing([key])
     this.l1?.delete(key)
-    const removed = await this.options.l2.delete(key)
-    await this.announce({ keys: [key] })
-    return removed
+    return await this.announced({ keys: [key] }, async () => await this.options.l2.delete(key))
   }
 
   async deleteMany (keys: readonly string[]): Promise<void> {
     this.changing(keys)
     this.l1?.deleteMany(keys)
-    await deleteKeys(this.options.l2, keys)
-    await this.announce({ keys: [...keys] })
+    await this.announced({ keys: [...keys] }, async () => { await deleteKeys(this.options.l2, keys) })
   }
 
   async clear (): Promise<void> {
     this.changing()
     this.l1?.clear()
-    await this.options.l2.clear()
-    await this.announce({ clear: true })
+    await this.announced({ clear: true }, async () => { await this.options.l2.clear() })
   }
 
   async close (): Promise<void> {
@@ -220,6 +218,29 @@ export class TieredStore implements Store {
   get keys (): ((query: KeyQuery) => Awaitable<KeyPage>) | undefined {
     const { l2 } = this.options
     return l2.keys?.bind(l2)
+  }
+
+  /**
+   * Runs a change of L2, then tells the other instances of it, whether it succeeded or failed: a command that timed
+   * out may still land, and its message, sent after it on the same connection, then reaches them after it does (a
+   * logout whose command came late would otherwise stay untold, and a retry finds nothing left to end).
+   */
+  private async announced<T> (message: Invalidation, change: () => Promise<T>): Promise<T> {
+    try {
+      return await change()
+    } finally {
+      await this.announce(message)
+    }
+  }
+
+  /** `announced` for a change that tells of itself when it succeeds (only what it wrote). */
+  private async announcedIfFailed<T> (message: Invalidation, change: () => Promise<T>): Promise<T> {
+    try {
+      return await change()
+    } catch (error) {
+      await this.announce(message)
+      throw error
+    }
   }
 
   /**
@@ -327,7 +348,7 @@ export class TieredStore implements Store {
   /** Keeps in L1 the entries `write` says L2 took, unless something changed meanwhile, and tells the others of them. */
   private async setWritten (entries: readonly FencedEntry[], write: () => Promise<boolean[]>): Promise<boolean[]> {
     const epoch = this.epoch
-    const written = await write()
+    const written = await this.announcedIfFailed({ keys: entries.map(({ key }) => key) }, write)
     const taken = entries.filter((_, i) => written[i] === true)
     if (taken.length === 0) return written
     const l1 = this.memory()
@@ -358,16 +379,16 @@ export class TieredStore implements Store {
 
   private tierGroups (l2: GroupOperations): GroupOperations {
     // Even a change that failed (a timeout) may have landed in L2: the L1 copy goes either way.
+    // Told of even when it failed: see `announced`. A change whose store publishes its message (`announced`) is told
+    // by itself if it lands.
     const changed = async <T> (key: string, change: () => Awaitable<T>, announced = false): Promise<T> => {
-      let result: T
       try {
-        result = await change()
+        return await change()
       } finally {
         this.changing([key])
         this.l1?.delete(key)
+        if (!announced) await this.announce({ keys: [key] })
       }
-      if (!announced) await this.announce({ keys: [key] })
-      return result
     }
     const verify = this.options.verify === true
     return {

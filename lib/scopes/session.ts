@@ -231,10 +231,18 @@ export class SessionLevel {
   async destroyAllOf (user: string, except?: string): Promise<number> {
     const keys = await this.users.take(user)
     const ended = keys.filter((key) => key !== except)
-    const alive = await this.alive(ended)
-    await this.end(ended)
-    if (except !== undefined && keys.includes(except)) await this.users.link(user, except)
-    return alive.filter(Boolean).length
+    try {
+      const alive = await this.alive(ended)
+      await this.end(ended)
+      return alive.filter(Boolean).length
+    } catch (error) {
+      // The index is taken: linked again, the sessions that may not have ended are found by a retry, which ends them
+      // and tells the other instances. Best effort: the call fails either way.
+      await Promise.all(ended.map(async (key) => { await this.users.link(user, key) })).catch(() => {})
+      throw error
+    } finally {
+      if (except !== undefined && keys.includes(except)) await this.users.link(user, except)
+    }
   }
 
   /** Deletes the sessions stored under `keys`, from every pool. */

@@ -203,6 +203,27 @@ test('destroyAllOf ends a linked session that was never regenerated, in the anon
   t.notOk('evictionsByKind' in new SessionLevel({ ttl: 1000, maxEntriesPerSession: 1, store: new MemoryStore({ max: 1 }) }).stats.snapshot())
 })
 
+test('destroyAllOf that fails once the index is taken links the sessions again: a retry ends them', async (t) => {
+  const store = new MemoryStore({ max: 100, rolling: true })
+  const level = new SessionLevel({ ttl: 10_000, maxEntriesPerSession: 10, store })
+  const laptop = await login(level, 'dave')
+  const phone = await login(level, 'dave')
+  const deleteMany = store.deleteMany.bind(store)
+  let failing = true
+  store.deleteMany = (keys) => {
+    if (!failing) return deleteMany(keys)
+    failing = false
+    throw new Error('the store timed out')
+  }
+  await t.rejects(request(level, phone).destroyAllOf(undefined, { keepCurrent: true }), /timed out/)
+  t.equal((await level.sessionsOf('dave')).length, 2, 'both listed again, the kept one too')
+  t.same(await request(level, laptop).get('cart'), ['dave'], 'nothing ended')
+  t.equal(await request(level, phone).destroyAllOf(undefined, { keepCurrent: true }), 1, 'the retry ends the other one')
+  t.equal(await request(level, laptop).get('cart'), undefined)
+  t.same(await request(level, phone).get('cart'), ['dave'])
+  t.equal((await level.sessionsOf('dave')).length, 1)
+})
+
 test('two instances sharing Redis: destroyAllOf on one ends the sessions the other created and holds in its tier', async (t) => {
   const client = await redisFor(t)
   if (client === undefined) return

@@ -602,6 +602,44 @@ test('a store that may not publish on the bus channel (an ACL without it): the c
   t.equal(bus.sent, 0)
 })
 
+test('a change that failed is still told of: a command that timed out may land after all', async (t) => {
+  if (await redisFor(t) === undefined) return
+  const prefix = uniquePrefix(t)
+  // Each change lands in Redis, then its caller is told it failed, as a command answered after its timeout is.
+  const late = (l2: RedisStore): Store => ({
+    get: async (key) => await l2.get(key),
+    set: async (key, value, ttl) => { await l2.set(key, value, ttl); throw new Error('timed out') },
+    delete: async (key) => { await l2.delete(key); throw new Error('timed out') },
+    clear: async () => { await l2.clear() },
+    groups: {
+      read: async (key, ttl, known) => await l2.groups.read(key, ttl, known),
+      create: async (key, group, ttl) => await l2.groups.create(key, group, ttl),
+      update: async (key, fence, change, ttl) => await l2.groups.update(key, fence, change, ttl),
+      end: async (key, fence) => { await l2.groups.end(key, fence); throw new Error('timed out') }
+    }
+  })
+  const a = await instance(t, { prefix, wrap: late })
+  const b = await instance(t, { prefix })
+  const ga = a.tier.groups
+  const gb = b.tier.groups
+  if (ga === undefined || gb === undefined) throw new Error('RedisStore has groups')
+
+  await b.tier.set('k', 'v1')
+  t.equal(await b.tier.get('k'), 'v1')
+  await heardBy([b], async () => { await t.rejects(a.tier.set('k', 'v2'), /timed out/) })
+  t.equal(fromMemory(b.tier, 'k'), MISS, "b's copy was dropped")
+  t.equal(await b.tier.get('k'), 'v2')
+  await heardBy([b], async () => { await t.rejects(a.tier.delete('k'), /timed out/) })
+  t.equal(await b.tier.get('k'), undefined)
+
+  await heardBy([b], async () => { await ga.create('s', { fence: 'f', fields: { a: 1 } }, 10_000) })
+  t.same(fieldsOf(await gb.read('s', 10_000)), { a: 1 })
+  t.equal(b.tier.size, 1, 'b holds the session')
+  await heardBy([b], async () => { await t.rejects(Promise.resolve(ga.end('s', 'f')), /timed out/) })
+  t.equal(b.tier.size, 0, 'a logout whose answer came late still reached b')
+  t.equal(await gb.read('s', 10_000), undefined)
+})
+
 test('without a bus the tier works alone and staleness is bounded by its ttl', async (t) => {
   const client = await redisFor(t)
   if (client === undefined) return
