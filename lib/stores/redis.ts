@@ -519,11 +519,11 @@ redis.call('hset', KEYS[1], unpack(ARGV, 2))
 if ARGV[1] ~= '0' then redis.call('pexpire', KEYS[1], ARGV[1]) end
 return 1`
 
-// ARGV: the channel and message to publish once the change is made ('': none; a publish refused, by an ACL without the
-// channel, leaves the change made and answers 0 last, where a failed call would stop the script half way), ttl, fence, clear (0: no, 1: every
+// ARGV: the channel and message to publish once the change is made ('': none), ttl, fence, clear (0: no, 1: every
 // field, 2: every field but those starting with the next argument), keep, the cap's prefix and max (0: none), the count
 // n of fields to remove, those n names, then name/value pairs to set. A field set again is deleted first, so that a
-// small hash's order is write order.
+// small hash's order is write order. A publish refused (an ACL without the channel) leaves the change made and answers
+// 0 last, where a failed call would stop the script half way.
 // Every change moves the version ('#'), which a clear keeps, so that no copy of the group from before can pass for it.
 const UPDATE = `if redis.call('hget', KEYS[1], '') ~= ARGV[4] then return 0 end
 local before = redis.call('hget', KEYS[1], '#') or ''
