@@ -1,5 +1,6 @@
 import { LruMap } from 'toad-cache'
 import { findingsOf, PatternStats, THRESHOLDS, TopValues, type AdviceFinding, type AdvisorLevel } from './advice.js'
+import type { KeyReads } from './events.js'
 import { hash32, keyPattern } from './key-patterns.js'
 
 export { ADVICE_KINDS, THRESHOLDS, type AdviceFinding, type AdviceKind, type AdvisorLevel } from './advice.js'
@@ -74,10 +75,14 @@ interface KeyState {
   droppedAt: number
 }
 
-/** A recent short key: its pattern, the pattern's id at each level, and whether its application entry is watched. */
+/**
+ * A recent short key: its pattern, the pattern's id at each level, its entry's id at each level (outside sessions), and
+ * whether its application entry is watched.
+ */
 interface KnownKey {
   readonly pattern: string
   readonly ids: { [L in AdvisorLevel]?: string }
+  readonly entries: { [L in AdvisorLevel]?: number }
   watched: boolean | undefined
 }
 
@@ -161,8 +166,8 @@ export class Advisor {
    * One request's reads per key, for a request drawn whole (see `subscribeRequestUsage` in lib/events.ts): each key
    * read or filled is one request-and-key pair of its pattern.
    */
-  requestEnded (reads: ReadonlyMap<string, number>): void {
-    for (const [key, count] of reads) {
+  requestEnded (reads: ReadonlyMap<string, KeyReads>): void {
+    for (const [key, { reads: count }] of reads) {
       const stats = this.statsOf('request', key)
       stats.requestPairs++
       stats.requestReads += count
@@ -283,7 +288,7 @@ export class Advisor {
     if (known === undefined) {
       // Emptied when full rather than kept in order: what it holds is recomputed at the cost of a miss.
       if (this.knownKeys.size >= PATTERN_CACHE.keys) this.knownKeys.clear()
-      known = { pattern: keyPattern(key), watched: undefined, ids: {} }
+      known = { pattern: keyPattern(key), watched: undefined, ids: {}, entries: {} }
       this.knownKeys.set(key, known)
     }
     return known
@@ -310,6 +315,13 @@ export class Advisor {
   // A digest, not the key: a key of 1,024 characters costs what a short one does. Seeded with the sampling seed, so a
   // client cannot aim two keys at one entry; a collision by chance (53 bits, 10,000 entries) would merge two counts.
   private idOf (usage: KeyedUsage): number {
+    // A watched application hit looks its entry up: kept with the key, its two hashes were a quarter of its cost.
+    if (usage.scope !== undefined) return this.digest(usage)
+    const known = this.known(usage.key)
+    return known === undefined ? this.digest(usage) : (known.entries[usage.level] ??= this.digest(usage))
+  }
+
+  private digest (usage: KeyedUsage): number {
     const text = this.entryText(usage.level, usage.scope, usage.key)
     return (hash32(text, this.seed ^ 0x5bd1e995) & 0x1fffff) * 2 ** 32 + hash32(text, this.seed)
   }

@@ -51,15 +51,15 @@ function give (advisor: Advisor, usage: Operation): void {
  * end: each read of a key counts 1, a key filled (set or loaded) and never read counts 0, and keys past
  * `ADVISOR_BOUNDS.keysPerRequest` are not counted.
  */
-function readsOf (reads: Iterable<string>, filled: Iterable<string> = []): Map<string, number> {
-  const counted = new Map<string, number>()
+function readsOf (reads: Iterable<string>, filled: Iterable<string> = []): Map<string, { reads: number }> {
+  const counted = new Map<string, { reads: number }>()
   for (const key of filled) {
-    if (!counted.has(key) && counted.size < ADVISOR_BOUNDS.keysPerRequest) counted.set(key, 0)
+    if (!counted.has(key) && counted.size < ADVISOR_BOUNDS.keysPerRequest) counted.set(key, { reads: 0 })
   }
   for (const key of reads) {
     const seen = counted.get(key)
-    if (seen !== undefined) counted.set(key, seen + 1)
-    else if (counted.size < ADVISOR_BOUNDS.keysPerRequest) counted.set(key, 1)
+    if (seen !== undefined) seen.reads++
+    else if (counted.size < ADVISOR_BOUNDS.keysPerRequest) counted.set(key, { reads: 1 })
   }
   return counted
 }
@@ -345,8 +345,8 @@ test('same-in-every-session counts sessions: one session holding one value under
 test('feed: totals only when drawn, entries only when watched; the request level request by request', async (t) => {
   const { advisor: fed } = advisor()
   for (let i = 0; i < 25; i++) {
-    fed.requestEnded(new Map([['viewer', 1], [`user:${i}`, 3]]))
-    fed.requestEnded(new Map([['viewer', 0]]))
+    fed.requestEnded(new Map([['viewer', { reads: 1 }], [`user:${i}`, { reads: 3 }]]))
+    fed.requestEnded(new Map([['viewer', { reads: 0 }]]))
   }
   t.same(kinds(fed.advice()), ['request viewer no-reuse'], 'read once in one request and never in another; a key read three times, nothing')
   t.match(fed.advice()[0]?.evidence, { requests: 50, reads: 25, readsPerRequest: 0.5 })

@@ -204,7 +204,7 @@ test('request usage: a share of requests drawn as they open, each read whole and
   let random = 0
   const stop = subscribeRequestUsage((reads, origin) => {
     origins.add(origin)
-    told.push([...reads])
+    told.push([...reads].map(([key, { reads }]) => [key, reads]))
   }, { sampleRate: 0.1, maxKeys: 3, random: () => (random = (random + 0.37) % 1) })
   t.teardown(stop)
   const level = new RequestLevel({ maxEntries: 10 })
@@ -231,6 +231,35 @@ test('request usage: a share of requests drawn as they open, each read whole and
     cache.end()
   })
   t.equal(runs, 0, 'request usage builds no operation context')
+})
+
+test('request usage: watches at different rates, added and stopped at any time, each draws at its own rate', async (t) => {
+  const level = new RequestLevel({ maxEntries: 10 })
+  const serve = (requests: number): void => {
+    for (let i = 0; i < requests; i++) {
+      const cache = level.open()
+      cache.get('k')
+      cache.end()
+    }
+  }
+  serve(5000)
+  let every = 0
+  let some = 0
+  let random = 0
+  const stopEvery = subscribeRequestUsage(() => { every++ }, { sampleRate: 1, maxKeys: 1 })
+  const stopSome = subscribeRequestUsage(() => { some++ }, { sampleRate: 0.01, maxKeys: 1, random: () => (random = (random + 0.37) % 1) })
+  t.teardown(stopSome)
+  serve(10_000)
+  t.equal(every, 10_000, 'a watch at rate 1 is given every request, from the first after it started')
+  t.ok(some > 70 && some < 130, `one at 1 in 100, beside it, about 100: ${some}`)
+  stopEvery()
+  serve(10_000)
+  t.equal(every, 10_000, 'a stopped watch is given nothing more')
+  t.ok(some > 150 && some < 250, `the other goes on at its rate: ${some}`)
+  stopSome()
+  const told = some
+  serve(1000)
+  t.equal(some, told, 'with no watch, no request is drawn')
 })
 
 test('run: a method that throws before it returns its promise rejects, and the listeners are told of the error', async (t) => {
