@@ -1,4 +1,4 @@
-import { withBudget } from '../budget.js'
+import { Overdue, withBudget } from '../budget.js'
 import { StoreError } from '../errors.js'
 import { MAX_ENTRY_BYTES, encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
 import type { Store, StoreEntry } from '../store.js'
@@ -58,6 +58,7 @@ export class KeyvStore implements Store {
   private readonly clearTimeout: number
   private readonly serializer: Serializer
   private readonly maxEntryBytes: number
+  private readonly overdue = new Overdue()
 
   constructor (options: KeyvStoreOptions) {
     this.keyv = options.keyv
@@ -68,21 +69,26 @@ export class KeyvStore implements Store {
     this.maxEntryBytes = options.maxEntryBytes ?? MAX_ENTRY_BYTES
   }
 
+  /** `withBudget` with this store's budget, its operations that outlive it counted (see `Overdue`). */
+  private async budgeted<T> (operation: string, run: () => Promise<T>, ms = this.timeout): Promise<T> {
+    return await withBudget(operation, ms, run, this.overdue)
+  }
+
   async get (key: string): Promise<unknown> {
-    return this.decode(await withBudget('get', this.timeout, async () => await this.keyv.get(this.prefix + key)))
+    return this.decode(await this.budgeted('get', async () => await this.keyv.get(this.prefix + key)))
   }
 
   async getMany (keys: readonly string[]): Promise<unknown[]> {
     const many = this.keyv.getMany
     const values = many === undefined
-      ? await Promise.all(keys.map(async (key) => await withBudget('getMany', this.timeout, async () => await this.keyv.get(this.prefix + key))))
-      : await withBudget('getMany', this.timeout, async () => await many.call(this.keyv, keys.map((key) => this.prefix + key)))
+      ? await Promise.all(keys.map(async (key) => await this.budgeted('getMany', async () => await this.keyv.get(this.prefix + key))))
+      : await this.budgeted('getMany', async () => await many.call(this.keyv, keys.map((key) => this.prefix + key)))
     return values.map((value) => this.decode(value))
   }
 
   async set (key: string, value: unknown, ttl?: number): Promise<void> {
     const stored = this.text(key, value)
-    await withBudget('set', this.timeout, async () => await this.keyv.set(this.prefix + key, stored, ttl !== undefined && ttl > 0 ? ttl : undefined))
+    await this.budgeted('set', async () => await this.keyv.set(this.prefix + key, stored, ttl !== undefined && ttl > 0 ? ttl : undefined))
   }
 
   /** One call of the Keyv's `setMany` where it has one (an adapter may batch it), one `set` per entry otherwise. */
@@ -90,14 +96,14 @@ export class KeyvStore implements Store {
     const many = this.keyv.setMany
     const items = entries.map(({ key, value, ttl }) => ({ key: this.prefix + key, value: this.text(key, value), ...(ttl > 0 ? { ttl } : {}) }))
     if (many === undefined) {
-      await Promise.all(items.map(async ({ key, value, ttl }) => await withBudget('set', this.timeout, async () => await this.keyv.set(key, value, ttl))))
+      await Promise.all(items.map(async ({ key, value, ttl }) => await this.budgeted('set', async () => await this.keyv.set(key, value, ttl))))
     } else {
-      await withBudget('setMany', this.timeout, async () => await many.call(this.keyv, items))
+      await this.budgeted('setMany', async () => await many.call(this.keyv, items))
     }
   }
 
   async delete (key: string): Promise<boolean> {
-    return await withBudget('delete', this.timeout, async () => await this.keyv.delete(this.prefix + key)) !== false
+    return await this.budgeted('delete', async () => await this.keyv.delete(this.prefix + key)) !== false
   }
 
   stored (key: string, value: unknown): unknown {
@@ -105,7 +111,7 @@ export class KeyvStore implements Store {
   }
 
   async clear (): Promise<void> {
-    await withBudget('clear', this.clearTimeout, async () => { await this.clearAll() })
+    await this.budgeted('clear', async () => { await this.clearAll() }, this.clearTimeout)
   }
 
   private async clearAll (): Promise<void> {

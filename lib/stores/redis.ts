@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import type { Breaker } from '../breaker.js'
-import { withBudget } from '../budget.js'
+import { Overdue, withBudget } from '../budget.js'
 import { StoreError } from '../errors.js'
 import { MAX_ENTRY_BYTES, encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
 import type { Announcement, AnnouncedChange, FenceOperations, FencedEntry, TagEpoch, TagOperations, Group, GroupChange, GroupOperations, KeyPage, KeyQuery, Store, TimedValue } from '../store.js'
@@ -67,8 +67,21 @@ export function nodeKey (node: RedisConnection): string {
  */
 export async function redisCommand<T> (client: RedisCommands, operation: string, timeout: number, command: () => Promise<T>, breaker?: Breaker): Promise<T> {
   if (client.status !== 'ready') throw new StoreError(operation, `Redis is not connected (${client.status})`)
-  if (breaker === undefined) return await withBudget(operation, timeout, command)
-  return await breaker.run(operation, async () => await withBudget(operation, timeout, command))
+  const overdue = overdueOf(client)
+  if (breaker === undefined) return await withBudget(operation, timeout, command, overdue)
+  return await breaker.run(operation, async () => await withBudget(operation, timeout, command, overdue))
+}
+
+/** Per connection: the store, the bus and the lock of every level that share one client count together. */
+const overdueByClient = new WeakMap<RedisCommands, Overdue>()
+
+function overdueOf (client: RedisCommands): Overdue {
+  let overdue = overdueByClient.get(client)
+  if (overdue === undefined) {
+    overdue = new Overdue()
+    overdueByClient.set(client, overdue)
+  }
+  return overdue
 }
 
 export interface RedisStoreOptions {
@@ -269,7 +282,7 @@ export class RedisStore implements Store {
 
   /** A command to one node: a cluster opens its connection to a node at the first command sent there. */
   private async onNode<T> (node: RedisCommands, operation: string, command: () => Promise<T>): Promise<T> {
-    if (node.status === 'wait') return await withBudget(operation, this.timeout, command)
+    if (node.status === 'wait') return await withBudget(operation, this.timeout, command, overdueOf(node))
     return await redisCommand(node, operation, this.timeout, command)
   }
 

@@ -5,6 +5,7 @@ import { Redis } from 'ioredis'
 import Keyv from 'keyv'
 import { test, type Test } from 'tap'
 import multiCache, { appCache, sessionCache, type MultiCacheOptions } from '../../index.js'
+import { MAX_OVERDUE } from '../../lib/budget.js'
 import { sessionStoreKey } from '../../lib/keys.js'
 import { captureLogs, cookieOf, fresh, secret } from '../helpers/app.js'
 import { REDIS_URL, privateRedis, redisFor, uniquePrefix } from '../helpers/redis.js'
@@ -337,6 +338,32 @@ test('a stalled Redis: requests are answered by the loader within the budget, lo
     return cachedAgain
   })
   t.ok(cachedAgain, 'after SIGCONT values are cached again')
+})
+
+test('a paused Redis under load with the circuit breaker off: every request answered, and the commands ioredis holds stop growing', async (t) => {
+  const server = await privateRedis(t)
+  if (server === undefined) return
+  const app = fresh(t, { logger: { level: 'fatal' } })
+  await app.register(fastifyRedis, { url: server.url, maxRetriesPerRequest: 1 })
+  await app.register(appCache, { store: 'redis', timeout: 20, breaker: false, l1: false })
+  app.get('/p/:id', async (request) => await app.appCache.getOrLoad(`p:${(request.params as { id: string }).id}`, async () => 'loaded'))
+  await app.ready()
+  const held = (): number => (app.redis as unknown as { commandQueue: { length: number } }).commandQueue.length
+  server.pause()
+  const wave = async (n: number): Promise<void> => {
+    const answers = await Promise.all(Array.from({ length: 400 }, async (_, i) => await app.inject(`/p/${n}-${i}`)))
+    t.ok(answers.every((answer) => answer.statusCode === 200 && answer.body === 'loaded'), `wave ${n}: every request answered by the loader`)
+  }
+  for (let n = 0; n < 3; n++) await wave(n)
+  await sleep(50)
+  const afterThree = held()
+  for (let n = 3; n < 8; n++) await wave(n)
+  await sleep(50)
+  t.ok(afterThree <= MAX_OVERDUE + 800, `bounded: ${afterThree} commands held (${MAX_OVERDUE} overdue at most, and those of one wave sent as it crossed)`)
+  t.equal(held(), afterThree, 'five more waves of requests queue nothing more')
+  server.resume()
+  await within(t, 2000, async () => held() === 0)
+  t.equal((await app.inject('/p/again')).body, 'loaded')
 })
 
 test('a session write that cannot reach Redis answers 503, with Retry-After while the circuit breaker is open', async (t) => {

@@ -5,7 +5,9 @@ import { test } from 'tap'
 import { jsonSerializer } from '../../../lib/serializer.js'
 import type { Group } from '../../../lib/store.js'
 import { RedisStore, type RedisClient } from '../../../lib/stores/redis.js'
+import { MAX_OVERDUE } from '../../../lib/budget.js'
 import { commandCalls, privateRedis, redisFor, uniquePrefix } from '../../helpers/redis.js'
+import { until } from '../../helpers/until.js'
 
 test('values, TTLs in Redis, batches and prefix-scoped clear', async (t) => {
   const client = await redisFor(t)
@@ -149,6 +151,31 @@ test('a stalled Redis costs the time budget, not a hang; a lost one fails at onc
   await sleep(10)
   await t.rejects(store.get('k'), { message: /Redis is not connected \(end\)/ })
   t.ok(Date.now() - lost < 50, 'no queueing while disconnected')
+})
+
+test('a paused Redis under load: at most MAX_OVERDUE commands wait past their budget, the rest fail at once; all flow again once it answers', async (t) => {
+  const server = await privateRedis(t)
+  if (server === undefined) return
+  const own = new Redis(server.url, { maxRetriesPerRequest: 1 })
+  t.teardown(() => { own.disconnect() })
+  await new Promise((resolve) => own.once('ready', resolve))
+  const store = new RedisStore({ client: own as unknown as RedisClient, prefix: 'p:', timeout: 20 })
+  await store.set('k', 'v')
+  server.pause()
+  const sent = (): number => (own as unknown as { commandQueue: { length: number } }).commandQueue.length
+  const first = await Promise.allSettled(Array.from({ length: MAX_OVERDUE }, async () => await store.get('k')))
+  t.ok(first.every((outcome) => outcome.status === 'rejected'), 'each ran out of its budget')
+  const queued = sent()
+  t.ok(queued >= MAX_OVERDUE, `ioredis still holds them: ${queued}`)
+  // The client keeps coming, as a server under load does: none of it reaches ioredis now.
+  const started = Date.now()
+  const more = await Promise.allSettled(Array.from({ length: 5000 }, async () => await store.get('k')))
+  t.ok(Date.now() - started < 1000, 'refused at once')
+  t.ok(more.every((outcome) => outcome.status === 'rejected' && /still wait for the store to answer/.test((outcome.reason as Error).message)), 'each refused, naming why')
+  t.equal(sent(), queued, 'not one more command queued')
+  server.resume()
+  await until(() => sent() === 0, 5000)
+  t.equal(await store.get('k'), 'v', 'answers again once Redis does')
 })
 
 test('clear() escapes the glob characters of its prefix: it never deletes keys outside it', async (t) => {
