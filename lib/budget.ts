@@ -1,51 +1,77 @@
 import { StoreError } from './errors.js'
 
 /**
- * The operations of one backend (a Redis connection, a Keyv) that ran out of their time budget and still wait for its
- * answer. The budget frees the caller, not the operation: a client such as ioredis keeps each one, with its arguments
- * and all its callbacks hold, until the backend answers, and a backend stalled under load (a paused Redis with the
- * circuit breaker off) grew the heap with the load, to about 2 GB after some 240,000 operations in a red-team run.
- * Past `max` of them, an operation fails at once, as it would have after its budget.
+ * The operations of one backend (a Redis connection, a Keyv) waiting for its answer. A time budget frees the caller,
+ * not the operation: a client such as ioredis keeps each one, with its arguments and all its callbacks hold, until
+ * the backend answers, and a backend stalled under load (a paused Redis with the circuit breaker off) grew the heap
+ * with the load, to about 2 GB after some 240,000 operations in a red-team run. Once one of them ran out of its
+ * budget (the backend is behind), no more are sent while `max` of them, or `maxBytes` of what they write, wait:
+ * each fails at once, as it would have after its budget. A backend that answers in time is never refused, however
+ * many operations wait on it.
  */
 export class Overdue {
-  /** Overdue now: counted when the budget runs out, no longer once the backend answered. */
-  count = 0
-  constructor (readonly max = MAX_OVERDUE) {}
+  /** Sent and not answered yet, within their budget or past it. */
+  waiting = 0
+  /** What those write, in bytes, as their callers counted it. */
+  bytes = 0
+  /** Of those waiting, the ones past their budget. */
+  late = 0
+  constructor (readonly max = MAX_WAITING, readonly maxBytes = MAX_WAITING_BYTES) {}
+
+  /** The backend is behind and holds as much as it may. */
+  get full (): boolean {
+    return this.late > 0 && (this.waiting >= this.max || this.bytes >= this.maxBytes)
+  }
 }
 
-/** Operations of one backend that may wait past their budget, at most: a few MB of what they hold. */
-export const MAX_OVERDUE = 1000
+/** Operations of one backend that may wait once it is behind, at most. */
+export const MAX_WAITING = 1000
+/** Bytes those may write, at most: 64 MiB. */
+export const MAX_WAITING_BYTES = 64 * 2 ** 20
+
+/** The bytes of a command's arguments, strings counted by their length: what a write holds while it waits. */
+export function bytesOf (args: ReadonlyArray<string | number | Buffer | readonly unknown[]>): number {
+  let bytes = 0
+  for (const arg of args) {
+    if (typeof arg === 'string' || Buffer.isBuffer(arg)) bytes += arg.length
+    else if (Array.isArray(arg)) bytes += bytesOf(arg as ReadonlyArray<string | number | Buffer>)
+  }
+  return bytes
+}
 
 /**
  * Runs a remote store operation within a time budget, so that a stalled backend costs a caller `ms` at most
  * instead of hanging it. The operation itself is not cancelled: a write may still land later. With `overdue`, the
- * operations of its backend that ran out of time and still wait are counted, and past its `max` this one fails at once.
+ * operation counts among its backend's waiting ones (with `bytes`, what it writes) until the backend answers it, and
+ * fails at once, unsent, while they are full (see `Overdue`).
  *
  * The budget measures the backend, not this process: when the timer fires late because the event loop was busy (a
  * long GC pause, a CPU-bound request), the answer may already be waiting to be read. The timeout then waits one turn
  * of the event loop, in which that answer is read, before it counts as one.
  */
-export async function withBudget<T> (operation: string, ms: number, run: () => Promise<T>, overdue?: Overdue): Promise<T> {
-  if (overdue !== undefined && overdue.count >= overdue.max) {
-    throw new StoreError(operation, `${overdue.count} operations that ran out of their time budget still wait for the store to answer`)
+export async function withBudget<T> (operation: string, ms: number, run: () => Promise<T>, overdue?: Overdue, bytes = 0): Promise<T> {
+  if (overdue?.full === true) {
+    throw new StoreError(operation, `${overdue.waiting} operations (${overdue.bytes} bytes) still wait for the store, ${overdue.late} of them past their time budget`)
   }
   let timer: NodeJS.Timeout | undefined
   let turn: NodeJS.Immediate | undefined
   let running: Promise<T> | undefined
+  let late = false
   const timeout = new Promise<never>((_resolve, reject) => {
     timer = setTimeout(() => {
       turn = setImmediate(() => {
-        if (overdue !== undefined && running !== undefined) {
-          overdue.count++
-          const answered = (): void => { overdue.count-- }
-          running.then(answered, answered)
-        }
+        late = true
+        if (overdue !== undefined) overdue.late++
         reject(new StoreError(operation, `no answer within ${ms} ms`))
       })
     }, ms)
   })
   try {
     running = run()
+    if (overdue !== undefined) {
+      overdue.waiting++
+      overdue.bytes += bytes
+    }
     return await Promise.race([running, timeout])
   } catch (error) {
     if (error instanceof StoreError) throw error
@@ -53,5 +79,15 @@ export async function withBudget<T> (operation: string, ms: number, run: () => P
   } finally {
     clearTimeout(timer)
     clearImmediate(turn)
+    if (overdue !== undefined && running !== undefined) {
+      const answered = (): void => {
+        overdue.waiting--
+        overdue.bytes -= bytes
+        if (late) overdue.late--
+      }
+      // Past its budget it still waits for the backend's answer; otherwise the answer is in.
+      if (late) running.then(answered, answered)
+      else answered()
+    }
   }
 }

@@ -1,4 +1,4 @@
-import { Overdue, withBudget } from '../budget.js'
+import { Overdue, bytesOf, withBudget } from '../budget.js'
 import { StoreError } from '../errors.js'
 import { MAX_ENTRY_BYTES, encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
 import type { Store, StoreEntry } from '../store.js'
@@ -70,8 +70,8 @@ export class KeyvStore implements Store {
   }
 
   /** `withBudget` with this store's budget, its operations that outlive it counted (see `Overdue`). */
-  private async budgeted<T> (operation: string, run: () => Promise<T>, ms = this.timeout): Promise<T> {
-    return await withBudget(operation, ms, run, this.overdue)
+  private async budgeted<T> (operation: string, run: () => Promise<T>, ms = this.timeout, bytes = 0): Promise<T> {
+    return await withBudget(operation, ms, run, this.overdue, bytes)
   }
 
   async get (key: string): Promise<unknown> {
@@ -88,7 +88,7 @@ export class KeyvStore implements Store {
 
   async set (key: string, value: unknown, ttl?: number): Promise<void> {
     const stored = this.text(key, value)
-    await this.budgeted('set', async () => await this.keyv.set(this.prefix + key, stored, ttl !== undefined && ttl > 0 ? ttl : undefined))
+    await this.budgeted('set', async () => await this.keyv.set(this.prefix + key, stored, ttl !== undefined && ttl > 0 ? ttl : undefined), this.timeout, stored.length)
   }
 
   /** One call of the Keyv's `setMany` where it has one (an adapter may batch it), one `set` per entry otherwise. */
@@ -96,9 +96,9 @@ export class KeyvStore implements Store {
     const many = this.keyv.setMany
     const items = entries.map(({ key, value, ttl }) => ({ key: this.prefix + key, value: this.text(key, value), ...(ttl > 0 ? { ttl } : {}) }))
     if (many === undefined) {
-      await Promise.all(items.map(async ({ key, value, ttl }) => await this.budgeted('set', async () => await this.keyv.set(key, value, ttl))))
+      await Promise.all(items.map(async ({ key, value, ttl }) => await this.budgeted('set', async () => await this.keyv.set(key, value, ttl), this.timeout, value.length)))
     } else {
-      await this.budgeted('setMany', async () => await many.call(this.keyv, items))
+      await this.budgeted('setMany', async () => await many.call(this.keyv, items), this.timeout, bytesOf(items.map(({ value }) => value)))
     }
   }
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import type { Breaker } from '../breaker.js'
-import { Overdue, withBudget } from '../budget.js'
+import { Overdue, bytesOf, withBudget } from '../budget.js'
 import { StoreError } from '../errors.js'
 import { MAX_ENTRY_BYTES, encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
 import type { Announcement, AnnouncedChange, FenceOperations, FencedEntry, TagEpoch, TagOperations, Group, GroupChange, GroupOperations, KeyPage, KeyQuery, Store, TimedValue } from '../store.js'
@@ -65,11 +65,11 @@ export function nodeKey (node: RedisConnection): string {
  * otherwise queue the command until it reconnects, and every caller would hang with it. The store, the bus and the
  * lock all go through here, so that none of them can hang a request.
  */
-export async function redisCommand<T> (client: RedisCommands, operation: string, timeout: number, command: () => Promise<T>, breaker?: Breaker): Promise<T> {
+export async function redisCommand<T> (client: RedisCommands, operation: string, timeout: number, command: () => Promise<T>, breaker?: Breaker, bytes = 0): Promise<T> {
   if (client.status !== 'ready') throw new StoreError(operation, `Redis is not connected (${client.status})`)
   const overdue = overdueOf(client)
-  if (breaker === undefined) return await withBudget(operation, timeout, command, overdue)
-  return await breaker.run(operation, async () => await withBudget(operation, timeout, command, overdue))
+  if (breaker === undefined) return await withBudget(operation, timeout, command, overdue, bytes)
+  return await breaker.run(operation, async () => await withBudget(operation, timeout, command, overdue, bytes))
 }
 
 /** Per connection: the store, the bus and the lock of every level that share one client count together. */
@@ -189,7 +189,7 @@ export class RedisStore implements Store {
     const data = this.encode(key, value)
     const args: Argument[] = [this.prefix + key, data]
     if (ttl !== undefined && ttl > 0) args.push('PX', ttl)
-    if (this.fences === undefined) await this.run('set', async () => await this.client.call('SET', ...args))
+    if (this.fences === undefined) await this.run('set', async () => await this.client.call('SET', ...args), bytesOf(args))
     else await this.transaction('set', [['set', ...args], ...this.bumps([key])])
   }
 
@@ -319,7 +319,7 @@ export class RedisStore implements Store {
 
   private async createGroup (key: string, group: Group, ttl: number): Promise<boolean> {
     const args = [ttl, FENCE, group.fence, VERSION, 1, ...this.encodeFields(group.fields)]
-    return await this.run('groups.create', async () => await this.client.call('EVAL', CREATE, 1, this.prefix + key, ...args)) === 1
+    return await this.run('groups.create', async () => await this.client.call('EVAL', CREATE, 1, this.prefix + key, ...args), bytesOf(args)) === 1
   }
 
   /**
@@ -334,7 +334,7 @@ export class RedisStore implements Store {
     const clear = change.clear !== true ? 0 : change.keep === undefined ? 1 : 2
     const set = this.encodeFields(change.set ?? {})
     const args = [announcement?.channel ?? '', announcement?.message ?? '', ttl, fence, clear, change.keep ?? '', prefix, max, removed.length, ...removed, ...set]
-    const reply = await this.run('groups.update', async () => await this.client.call('EVAL', UPDATE, 1, this.prefix + key, ...args)) as 0 | [number, string, string, number]
+    const reply = await this.run('groups.update', async () => await this.client.call('EVAL', UPDATE, 1, this.prefix + key, ...args), bytesOf(args)) as 0 | [number, string, string, number]
     // Refused by the fence: nothing changed, nothing to tell.
     if (!Array.isArray(reply)) return { changed: false, announced: true }
     const [, before, after, told] = reply
@@ -458,7 +458,7 @@ export class RedisStore implements Store {
   private async setIfFence (key: string, value: unknown, ttl: number, fence: string): Promise<boolean> {
     const data = this.encode(key, value)
     const [all, own] = this.fenceKeys(key)
-    return await this.run('set', async () => await this.client.call('EVAL', SET_IF, 3, this.prefix + key, all, own, fence, data, ttl)) === 1
+    return await this.run('set', async () => await this.client.call('EVAL', SET_IF, 3, this.prefix + key, all, own, fence, data, ttl), data.length) === 1
   }
 
   /** The fences of `keys`, in one script: the store-wide one (drawn if there is none), ':', each key's own. */
@@ -483,7 +483,7 @@ export class RedisStore implements Store {
         keys.push(this.prefix + key, this.fenceKeys(key)[1])
         args.push(fence, this.encode(key, value), ttl)
       }
-      const written = await this.run('set', async () => await this.client.call('EVAL', SET_MANY_IF, keys.length, ...keys, ...args)) as number[]
+      const written = await this.run('set', async () => await this.client.call('EVAL', SET_MANY_IF, keys.length, ...keys, ...args), bytesOf(args)) as number[]
       return written.map((one) => one === 1)
     })
   }
@@ -497,7 +497,7 @@ export class RedisStore implements Store {
   }
 
   private async transaction (operation: string, commands: Argument[][]): Promise<unknown[]> {
-    const replies = await this.run(operation, async () => await this.client.multi(commands).exec())
+    const replies = await this.run(operation, async () => await this.client.multi(commands).exec(), bytesOf(commands))
     if (replies === null) throw new StoreError(operation, 'the transaction was discarded')
     return replies.map(([error, reply]) => {
       if (error !== null) throw new StoreError(operation, error.message, { cause: error })
@@ -505,8 +505,9 @@ export class RedisStore implements Store {
     })
   }
 
-  private async run<T> (operation: string, command: () => Promise<T>): Promise<T> {
-    return await redisCommand(this.client, operation, this.timeout, command)
+  /** `bytes`: what the command writes, counted while it waits (see `Overdue`). */
+  private async run<T> (operation: string, command: () => Promise<T>, bytes = 0): Promise<T> {
+    return await redisCommand(this.client, operation, this.timeout, command, undefined, bytes)
   }
 }
 

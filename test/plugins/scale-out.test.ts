@@ -5,7 +5,7 @@ import { Redis } from 'ioredis'
 import Keyv from 'keyv'
 import { test, type Test } from 'tap'
 import multiCache, { appCache, sessionCache, type MultiCacheOptions } from '../../index.js'
-import { MAX_OVERDUE } from '../../lib/budget.js'
+import { MAX_WAITING } from '../../lib/budget.js'
 import { sessionStoreKey } from '../../lib/keys.js'
 import { captureLogs, cookieOf, fresh, secret } from '../helpers/app.js'
 import { REDIS_URL, privateRedis, redisFor, uniquePrefix } from '../helpers/redis.js'
@@ -359,7 +359,7 @@ test('a paused Redis under load with the circuit breaker off: every request answ
   const afterThree = held()
   for (let n = 3; n < 8; n++) await wave(n)
   await sleep(50)
-  t.ok(afterThree <= MAX_OVERDUE + 800, `bounded: ${afterThree} commands held (${MAX_OVERDUE} overdue at most, and those of one wave sent as it crossed)`)
+  t.ok(afterThree <= MAX_WAITING + 800, `bounded: ${afterThree} commands held (${MAX_WAITING} operations waiting at most once Redis is behind, and those of the first wave, sent before it was)`)
   t.equal(held(), afterThree, 'five more waves of requests queue nothing more')
   server.resume()
   await within(t, 2000, async () => held() === 0)
