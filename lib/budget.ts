@@ -9,9 +9,9 @@ import { StoreError } from './errors.js'
  * each fails at once, as it would have after its budget. A backend that answers in time is never refused, however
  * many operations wait on it.
  */
-export class Overdue {
+export class Waiting {
   /** Sent and not answered yet, within their budget or past it. */
-  waiting = 0
+  count = 0
   /** What those write, in bytes, as their callers counted it. */
   bytes = 0
   /** Of those waiting, the ones past their budget. */
@@ -20,7 +20,7 @@ export class Overdue {
 
   /** The backend is behind and holds as much as it may. */
   get full (): boolean {
-    return this.late > 0 && (this.waiting >= this.max || this.bytes >= this.maxBytes)
+    return this.late > 0 && (this.count >= this.max || this.bytes >= this.maxBytes)
   }
 }
 
@@ -41,17 +41,17 @@ export function bytesOf (args: ReadonlyArray<string | number | Buffer | readonly
 
 /**
  * Runs a remote store operation within a time budget, so that a stalled backend costs a caller `ms` at most
- * instead of hanging it. The operation itself is not cancelled: a write may still land later. With `overdue`, the
+ * instead of hanging it. The operation itself is not cancelled: a write may still land later. With `waiting`, the
  * operation counts among its backend's waiting ones (with `bytes`, what it writes) until the backend answers it, and
- * fails at once, unsent, while they are full (see `Overdue`).
+ * fails at once, unsent, while they are full (see `Waiting`).
  *
  * The budget measures the backend, not this process: when the timer fires late because the event loop was busy (a
  * long GC pause, a CPU-bound request), the answer may already be waiting to be read. The timeout then waits one turn
  * of the event loop, in which that answer is read, before it counts as one.
  */
-export async function withBudget<T> (operation: string, ms: number, run: () => Promise<T>, overdue?: Overdue, bytes = 0): Promise<T> {
-  if (overdue?.full === true) {
-    throw new StoreError(operation, `${overdue.waiting} operations (${overdue.bytes} bytes) still wait for the store, ${overdue.late} of them past their time budget`)
+export async function withBudget<T> (operation: string, ms: number, run: () => Promise<T>, waiting?: Waiting, bytes = 0): Promise<T> {
+  if (waiting?.full === true) {
+    throw new StoreError(operation, `${waiting.count} operations (${waiting.bytes} bytes) still wait for the store, ${waiting.late} of them past their time budget`)
   }
   let timer: NodeJS.Timeout | undefined
   let turn: NodeJS.Immediate | undefined
@@ -61,16 +61,16 @@ export async function withBudget<T> (operation: string, ms: number, run: () => P
     timer = setTimeout(() => {
       turn = setImmediate(() => {
         late = true
-        if (overdue !== undefined) overdue.late++
+        if (waiting !== undefined) waiting.late++
         reject(new StoreError(operation, `no answer within ${ms} ms`))
       })
     }, ms)
   })
   try {
     running = run()
-    if (overdue !== undefined) {
-      overdue.waiting++
-      overdue.bytes += bytes
+    if (waiting !== undefined) {
+      waiting.count++
+      waiting.bytes += bytes
     }
     return await Promise.race([running, timeout])
   } catch (error) {
@@ -79,11 +79,11 @@ export async function withBudget<T> (operation: string, ms: number, run: () => P
   } finally {
     clearTimeout(timer)
     clearImmediate(turn)
-    if (overdue !== undefined && running !== undefined) {
+    if (waiting !== undefined && running !== undefined) {
       const answered = (): void => {
-        overdue.waiting--
-        overdue.bytes -= bytes
-        if (late) overdue.late--
+        waiting.count--
+        waiting.bytes -= bytes
+        if (late) waiting.late--
       }
       // Past its budget it still waits for the backend's answer; otherwise the answer is in.
       if (late) running.then(answered, answered)

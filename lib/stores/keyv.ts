@@ -1,4 +1,4 @@
-import { Overdue, bytesOf, withBudget } from '../budget.js'
+import { Waiting, bytesOf, withBudget } from '../budget.js'
 import { StoreError } from '../errors.js'
 import { MAX_ENTRY_BYTES, encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
 import type { Store, StoreEntry } from '../store.js'
@@ -58,7 +58,7 @@ export class KeyvStore implements Store {
   private readonly clearTimeout: number
   private readonly serializer: Serializer
   private readonly maxEntryBytes: number
-  private readonly overdue = new Overdue()
+  private readonly waiting = new Waiting()
 
   constructor (options: KeyvStoreOptions) {
     this.keyv = options.keyv
@@ -69,9 +69,9 @@ export class KeyvStore implements Store {
     this.maxEntryBytes = options.maxEntryBytes ?? MAX_ENTRY_BYTES
   }
 
-  /** `withBudget` with this store's budget, its operations that outlive it counted (see `Overdue`). */
+  /** `withBudget` with this store's budget, counted among its operations waiting (see `Waiting`); `bytes`: what it writes. */
   private async budgeted<T> (operation: string, run: () => Promise<T>, ms = this.timeout, bytes = 0): Promise<T> {
-    return await withBudget(operation, ms, run, this.overdue, bytes)
+    return await withBudget(operation, ms, run, this.waiting, bytes)
   }
 
   async get (key: string): Promise<unknown> {

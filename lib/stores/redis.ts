@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import type { Breaker } from '../breaker.js'
-import { Overdue, bytesOf, withBudget } from '../budget.js'
+import { Waiting, bytesOf, withBudget } from '../budget.js'
 import { StoreError } from '../errors.js'
 import { MAX_ENTRY_BYTES, encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
 import type { Announcement, AnnouncedChange, FenceOperations, FencedEntry, TagEpoch, TagOperations, Group, GroupChange, GroupOperations, KeyPage, KeyQuery, Store, TimedValue } from '../store.js'
@@ -67,21 +67,21 @@ export function nodeKey (node: RedisConnection): string {
  */
 export async function redisCommand<T> (client: RedisCommands, operation: string, timeout: number, command: () => Promise<T>, breaker?: Breaker, bytes = 0): Promise<T> {
   if (client.status !== 'ready') throw new StoreError(operation, `Redis is not connected (${client.status})`)
-  const overdue = overdueOf(client)
-  if (breaker === undefined) return await withBudget(operation, timeout, command, overdue, bytes)
-  return await breaker.run(operation, async () => await withBudget(operation, timeout, command, overdue, bytes))
+  const waiting = waitingOn(client)
+  if (breaker === undefined) return await withBudget(operation, timeout, command, waiting, bytes)
+  return await breaker.run(operation, async () => await withBudget(operation, timeout, command, waiting, bytes))
 }
 
 /** Per connection: the store, the bus and the lock of every level that share one client count together. */
-const overdueByClient = new WeakMap<RedisCommands, Overdue>()
+const waitingByClient = new WeakMap<RedisCommands, Waiting>()
 
-function overdueOf (client: RedisCommands): Overdue {
-  let overdue = overdueByClient.get(client)
-  if (overdue === undefined) {
-    overdue = new Overdue()
-    overdueByClient.set(client, overdue)
+function waitingOn (client: RedisCommands): Waiting {
+  let waiting = waitingByClient.get(client)
+  if (waiting === undefined) {
+    waiting = new Waiting()
+    waitingByClient.set(client, waiting)
   }
-  return overdue
+  return waiting
 }
 
 export interface RedisStoreOptions {
@@ -282,7 +282,7 @@ export class RedisStore implements Store {
 
   /** A command to one node: a cluster opens its connection to a node at the first command sent there. */
   private async onNode<T> (node: RedisCommands, operation: string, command: () => Promise<T>): Promise<T> {
-    if (node.status === 'wait') return await withBudget(operation, this.timeout, command, overdueOf(node))
+    if (node.status === 'wait') return await withBudget(operation, this.timeout, command, waitingOn(node))
     return await redisCommand(node, operation, this.timeout, command)
   }
 
@@ -505,7 +505,7 @@ export class RedisStore implements Store {
     })
   }
 
-  /** `bytes`: what the command writes, counted while it waits (see `Overdue`). */
+  /** `bytes`: what the command writes, counted while it waits (see `Waiting`). */
   private async run<T> (operation: string, command: () => Promise<T>, bytes = 0): Promise<T> {
     return await redisCommand(this.client, operation, this.timeout, command, undefined, bytes)
   }

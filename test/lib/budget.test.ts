@@ -1,5 +1,5 @@
 import { test } from 'tap'
-import { Overdue, bytesOf, withBudget } from '../../lib/budget.js'
+import { Waiting, bytesOf, withBudget } from '../../lib/budget.js'
 import type { InvalidationBus } from '../../lib/bus.js'
 import { MemoryStore } from '../../lib/stores/memory.js'
 import { TieredStore } from '../../lib/tiers.js'
@@ -17,50 +17,50 @@ test('a budget measures the backend, not a busy event loop: an answer that arriv
 })
 
 test('a backend that answers in time is never refused, however many operations wait on it', async (t) => {
-  const overdue = new Overdue(3)
-  const answers = await Promise.all(Array.from({ length: 50 }, async (_, i) => await withBudget('get', 1000, async () => await new Promise<number>((resolve) => setTimeout(() => { resolve(i) }, 5)), overdue)))
+  const waiting = new Waiting(3)
+  const answers = await Promise.all(Array.from({ length: 50 }, async (_, i) => await withBudget('get', 1000, async () => await new Promise<number>((resolve) => setTimeout(() => { resolve(i) }, 5)), waiting)))
   t.equal(answers.length, 50, 'fifty at once, past the bound of 3: each answered')
-  t.same([overdue.waiting, overdue.late, overdue.bytes], [0, 0, 0])
+  t.same([waiting.count, waiting.late, waiting.bytes], [0, 0, 0])
 })
 
 test('once the backend is behind, no more is sent while the bound of operations waiting (within their budget or past it) is reached; all flows again once it answers', async (t) => {
-  const overdue = new Overdue(3)
+  const waiting = new Waiting(3)
   const answers: Array<(value: string) => void> = []
   const stalled = async (): Promise<string> => await new Promise<string>((resolve) => { answers.push(resolve) })
-  await t.rejects(withBudget('get', 10, stalled, overdue), { message: /no answer within 10 ms/ })
-  t.same([overdue.waiting, overdue.late], [1, 1], 'past its budget, it still waits for its answer')
+  await t.rejects(withBudget('get', 10, stalled, waiting), { message: /no answer within 10 ms/ })
+  t.same([waiting.count, waiting.late], [1, 1], 'past its budget, it still waits for its answer')
   // Sent while the first is late: within their budget, they count too (each started before any timed out escaped a
   // count of late ones only).
-  const within = [withBudget('get', 1000, stalled, overdue), withBudget('get', 1000, stalled, overdue)]
-  t.same([overdue.waiting, overdue.late], [3, 1])
+  const within = [withBudget('get', 1000, stalled, waiting), withBudget('get', 1000, stalled, waiting)]
+  t.same([waiting.count, waiting.late], [3, 1])
   const started = Date.now()
-  await t.rejects(withBudget('get', 1000, stalled, overdue), { code: 'FST_MULTICACHE_STORE', message: 'store get failed: 3 operations (0 bytes) still wait for the store, 1 of them past their time budget' })
+  await t.rejects(withBudget('get', 1000, stalled, waiting), { code: 'FST_MULTICACHE_STORE', message: 'store get failed: 3 operations (0 bytes) still wait for the store, 1 of them past their time budget' })
   t.ok(Date.now() - started < 100, 'refused at once, not after its budget')
   t.equal(answers.length, 3, 'and never sent')
   for (const answer of answers) answer('late')
   t.same(await Promise.all(within), ['late', 'late'], 'those within their budget are answered')
   await new Promise((resolve) => setImmediate(resolve))
-  t.same([overdue.waiting, overdue.late], [0, 0], 'answered late: no longer waiting')
-  t.equal(await withBudget('get', 1000, async () => 'v', overdue), 'v', 'the next goes through')
+  t.same([waiting.count, waiting.late], [0, 0], 'answered late: no longer waiting')
+  t.equal(await withBudget('get', 1000, async () => 'v', waiting), 'v', 'the next goes through')
   // One that fails late counts as answered too.
-  await t.rejects(withBudget('get', 10, async () => await new Promise((_resolve, reject) => setTimeout(() => { reject(new Error('late')) }, 30)), overdue))
-  t.same([overdue.waiting, overdue.late], [1, 1])
+  await t.rejects(withBudget('get', 10, async () => await new Promise((_resolve, reject) => setTimeout(() => { reject(new Error('late')) }, 30)), waiting))
+  t.same([waiting.count, waiting.late], [1, 1])
   await new Promise((resolve) => setTimeout(resolve, 40))
-  t.same([overdue.waiting, overdue.late], [0, 0])
+  t.same([waiting.count, waiting.late], [0, 0])
 })
 
 test('once the backend is behind, no more is sent while what the waiting operations write reaches the bound of bytes', async (t) => {
-  const overdue = new Overdue(100, 1000)
+  const waiting = new Waiting(100, 1000)
   const answers: Array<(value: string) => void> = []
   const stalled = async (): Promise<string> => await new Promise<string>((resolve) => { answers.push(resolve) })
-  await t.rejects(withBudget('set', 10, stalled, overdue, 600))
-  const second = withBudget('set', 1000, stalled, overdue, 500)
-  t.same([overdue.waiting, overdue.bytes], [2, 1100])
-  await t.rejects(withBudget('set', 1000, stalled, overdue, 1), { message: 'store set failed: 2 operations (1100 bytes) still wait for the store, 1 of them past their time budget' })
+  await t.rejects(withBudget('set', 10, stalled, waiting, 600))
+  const second = withBudget('set', 1000, stalled, waiting, 500)
+  t.same([waiting.count, waiting.bytes], [2, 1100])
+  await t.rejects(withBudget('set', 1000, stalled, waiting, 1), { message: 'store set failed: 2 operations (1100 bytes) still wait for the store, 1 of them past their time budget' })
   for (const answer of answers) answer('done')
   await second
   await new Promise((resolve) => setImmediate(resolve))
-  t.same([overdue.waiting, overdue.bytes, overdue.late], [0, 0, 0])
+  t.same([waiting.count, waiting.bytes, waiting.late], [0, 0, 0])
   t.equal(bytesOf(['ab', Buffer.alloc(3), 7, [['set', 'key', 'value']]]), 16, 'strings and buffers by length, nested commands too; numbers not')
 })
 
