@@ -110,6 +110,36 @@ test('a prefix namespaces the keys inside the Keyv, and clear deletes that prefi
   await prefixes(t, found.keyv)
 })
 
+test('a stalled Keyv: once one write ran out of its budget, no more is sent while the bytes they write reach the bound; all flows again once it answers', async (t) => {
+  const answers: Array<() => void> = []
+  let sent = 0
+  let stalled = true
+  const keyv: KeyvLike = {
+    get: async () => undefined,
+    set: async () => {
+      sent++
+      if (stalled) await new Promise<void>((resolve) => { answers.push(resolve) })
+      return true
+    },
+    delete: async () => true,
+    clear: async () => {}
+  }
+  const store = new KeyvStore({ keyv, timeout: 10 })
+  const value = 'x'.repeat(2 ** 19)
+  // 128 writes of 512 KiB (and the quotes of its JSON): past 64 MiB waiting, the bound of bytes, far below 1,000 writes.
+  const first = await Promise.allSettled(Array.from({ length: 128 }, async (_, i) => { await store.set(`k${i}`, value) }))
+  t.ok(first.every((outcome) => outcome.status === 'rejected'), 'each ran out of its budget')
+  t.equal(sent, 128)
+  const more = await Promise.allSettled(Array.from({ length: 100 }, async (_, i) => { await store.set(`more${i}`, value) }))
+  t.ok(more.every((outcome) => outcome.status === 'rejected' && /128 operations \(67109120 bytes\) still wait for the store, 128 of them past their time budget/.test((outcome.reason as Error).message)), 'refused at once, naming why')
+  t.equal(sent, 128, 'none of them sent to the Keyv')
+  stalled = false
+  for (const answer of answers) answer()
+  await sleep(5)
+  await store.set('after', 'v')
+  t.equal(sent, 129, 'sent again once the Keyv answered')
+})
+
 test('clear under a prefix: in batches, within its own time budget, and refused where the adapter cannot list keys', async (t) => {
   const keyv = new Keyv()
   const store = new KeyvStore({ keyv, prefix: 'p:' })
