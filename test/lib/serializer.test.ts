@@ -1,0 +1,73 @@
+import fc from 'fast-check'
+import { test } from 'tap'
+import { jsonSerializer } from '../../lib/serializer.js'
+
+/** What `jsonSerializer.encode` promises, written plainly: JSON with a replacer refusing what JSON would change. */
+function reference (value: unknown): string {
+  return JSON.stringify(value, function (_key, held: unknown) {
+    const type = typeof held
+    if (type === 'function' || type === 'symbol' || type === 'bigint') throw new Error(`JSON cannot keep a ${type}`)
+    if (held instanceof Map || held instanceof Set) throw new Error(`JSON cannot keep a ${held.constructor.name}`)
+    return held
+  })
+}
+
+/** The text, or the message of the error, of encoding `value` one way. */
+function outcome (encode: (value: unknown) => string, value: unknown): { text?: string, error?: string } {
+  try {
+    return { text: encode(value) }
+  } catch (error) {
+    return { error: (error as Error).message }
+  }
+}
+
+class Point {
+  constructor (readonly x: number, readonly y: number) {}
+}
+
+/** Values JSON keeps, and every kind it changes or refuses, nested in each other. */
+const values = fc.letrec((tie) => ({
+  value: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    fc.jsonValue(),
+    fc.constantFrom(undefined, Number.NaN, Infinity, -0, Symbol('s'), 10n, () => 1, new Map([[1, 2]]), new Set([1]), new Date(0), Buffer.from('ab'), new Point(1, 2), Object.create(null)),
+    fc.array(tie('value'), { maxLength: 4 }),
+    fc.dictionary(fc.string({ maxLength: 4 }), tie('value'), { maxKeys: 4 }),
+    tie('value').map((inner) => ({ toJSON: () => inner })),
+    // A toJSON the walk does not meet as a property: not enumerable.
+    tie('value').map((inner) => Object.defineProperty({ shown: 1 }, 'toJSON', { value: () => inner })),
+    fc.dictionary(fc.string({ maxLength: 4 }), tie('value'), { maxKeys: 3 }).map((fields) => Object.assign(Object.create(null) as object, fields))
+  )
+})).value
+
+test('jsonSerializer.encode: the same text, or the same refusal, as JSON with the refusing replacer, for any value', async (t) => {
+  fc.assert(fc.property(values, (value) => {
+    t.same(outcome(jsonSerializer.encode as (value: unknown) => string, value), outcome(reference, value))
+  }), { numRuns: 2000 })
+})
+
+test('jsonSerializer.encode: a cycle and nesting past the walk are refused or kept as JSON does', async (t) => {
+  const cycle: Record<string, unknown> = { a: 1 }
+  cycle.self = cycle
+  t.throws(() => jsonSerializer.encode(cycle), /circular/)
+  let deep: unknown = 'leaf'
+  for (let i = 0; i < 500; i++) deep = i % 2 === 0 ? [deep] : { d: deep }
+  t.equal(jsonSerializer.encode(deep), JSON.stringify(deep))
+  let deepFunction: unknown = () => 1
+  for (let i = 0; i < 500; i++) deepFunction = { d: deepFunction }
+  t.throws(() => jsonSerializer.encode(deepFunction), /cannot keep a function/)
+})
+
+test('jsonSerializer.encode: what Object.prototype inherits changes nothing, as JSON writes own properties only', async (t) => {
+  const prototype = Object.prototype as Record<string, unknown>
+  const value = { a: 1, nested: [{ b: 2 }] }
+  for (const polluted of [() => 1, new Map(), 1n, { c: 3 }]) {
+    prototype.polluted = polluted
+    try {
+      t.same(outcome(jsonSerializer.encode as (value: unknown) => string, value), outcome(reference, value))
+    } finally {
+      delete prototype.polluted
+    }
+  }
+  t.equal(jsonSerializer.encode(value), '{"a":1,"nested":[{"b":2}]}')
+})
