@@ -33,7 +33,7 @@ export class Breaker {
     return this.current
   }
 
-  async run<T> (operation: string, command: () => Promise<T>): Promise<T> {
+  async run<T> (operation: string, command: () => T | PromiseLike<T>): Promise<T> {
     if (this.current !== 'closed') {
       if (this.current === 'open' && Date.now() >= this.until) this.current = 'half-open'
       if (this.current === 'open' || this.probing) {
@@ -80,8 +80,9 @@ export class Breaker {
 
 /** `store` with every operation that reaches it run through `breaker`. */
 export function guardStore (store: Store, breaker: Breaker): Store {
+  // `run` is async and awaits the method inside its try: what the method throws, at once or later, is caught there.
   const guard: Guard = (operation, method, self) =>
-    method === undefined ? undefined : async (...args) => await breaker.run(operation, async () => await method.apply(self, args))
+    method === undefined ? undefined : (...args) => breaker.run(operation, () => method.apply(self, args))
   const guarded: Store = {
     get: guard('get', store.get as Method, store) as Store['get'],
     set: guard('set', store.set as Method, store) as Store['set'],

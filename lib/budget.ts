@@ -49,45 +49,54 @@ export function bytesOf (args: ReadonlyArray<string | number | Buffer | readonly
  * long GC pause, a CPU-bound request), the answer may already be waiting to be read. The timeout then waits one turn
  * of the event loop, in which that answer is read, before it counts as one.
  */
-export async function withBudget<T> (operation: string, ms: number, run: () => Promise<T>, waiting?: Waiting, bytes = 0): Promise<T> {
+export function withBudget<T> (operation: string, ms: number, run: () => Promise<T>, waiting?: Waiting, bytes = 0): Promise<T> {
   if (waiting?.full === true) {
-    throw new StoreError(operation, `${waiting.count} operations (${waiting.bytes} bytes) still wait for the store, ${waiting.late} of them past their time budget`)
+    return Promise.reject(new StoreError(operation, `${waiting.count} operations (${waiting.bytes} bytes) still wait for the store, ${waiting.late} of them past their time budget`))
   }
-  let timer: NodeJS.Timeout | undefined
-  let turn: NodeJS.Immediate | undefined
-  let running: Promise<T> | undefined
-  let late = false
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => {
+  // A promise settled by whichever comes first, rather than an async function around a race of two: every Redis
+  // command runs through here, and the race's promises and the async frame were a tenth of the package's own CPU time
+  // on a session read and write.
+  return new Promise<T>((resolve, reject) => {
+    let late = false
+    let turn: NodeJS.Immediate | undefined
+    const timer = setTimeout(() => {
       turn = setImmediate(() => {
         late = true
         if (waiting !== undefined) waiting.late++
         reject(new StoreError(operation, `no answer within ${ms} ms`))
       })
     }, ms)
-  })
-  try {
-    running = run()
+    let running: Promise<T>
+    try {
+      running = Promise.resolve(run())
+    } catch (error) {
+      clearTimeout(timer)
+      reject(storeError(operation, error))
+      return
+    }
     if (waiting !== undefined) {
       waiting.count++
       waiting.bytes += bytes
     }
-    return await Promise.race([running, timeout])
-  } catch (error) {
-    if (error instanceof StoreError) throw error
-    throw new StoreError(operation, error instanceof Error ? error.message : String(error), { cause: error })
-  } finally {
-    clearTimeout(timer)
-    clearImmediate(turn)
-    if (waiting !== undefined && running !== undefined) {
-      const answered = (): void => {
-        waiting.count--
-        waiting.bytes -= bytes
-        if (late) waiting.late--
-      }
-      // Past its budget it still waits for the backend's answer; otherwise the answer is in.
-      if (late) running.then(answered, answered)
-      else answered()
+    // Past its budget the operation still waits for the backend's answer: it stops counting only then.
+    const answered = (): void => {
+      clearTimeout(timer)
+      clearImmediate(turn)
+      if (waiting === undefined) return
+      waiting.count--
+      waiting.bytes -= bytes
+      if (late) waiting.late--
     }
-  }
+    running.then((value) => {
+      answered()
+      resolve(value)
+    }, (error: unknown) => {
+      answered()
+      reject(storeError(operation, error))
+    })
+  })
+}
+
+function storeError (operation: string, error: unknown): Error {
+  return error instanceof StoreError ? error : new StoreError(operation, error instanceof Error ? error.message : String(error), { cause: error })
 }

@@ -65,11 +65,11 @@ export function nodeKey (node: RedisConnection): string {
  * otherwise queue the command until it reconnects, and every caller would hang with it. The store, the bus and the
  * lock all go through here, so that none of them can hang a request.
  */
-export async function redisCommand<T> (client: RedisCommands, operation: string, timeout: number, command: () => Promise<T>, breaker?: Breaker, bytes = 0): Promise<T> {
-  if (client.status !== 'ready') throw new StoreError(operation, `Redis is not connected (${client.status})`)
+export function redisCommand<T> (client: RedisCommands, operation: string, timeout: number, command: () => Promise<T>, breaker?: Breaker, bytes = 0): Promise<T> {
+  if (client.status !== 'ready') return Promise.reject(new StoreError(operation, `Redis is not connected (${client.status})`))
   const waiting = waitingOn(client)
-  if (breaker === undefined) return await withBudget(operation, timeout, command, waiting, bytes)
-  return await breaker.run(operation, async () => await withBudget(operation, timeout, command, waiting, bytes))
+  if (breaker === undefined) return withBudget(operation, timeout, command, waiting, bytes)
+  return breaker.run(operation, () => withBudget(operation, timeout, command, waiting, bytes))
 }
 
 /** Per connection: the store, the bus and the lock of every level that share one client count together. */
@@ -506,8 +506,8 @@ export class RedisStore implements Store {
   }
 
   /** `bytes`: what the command writes, counted while it waits (see `Waiting`). */
-  private async run<T> (operation: string, command: () => Promise<T>, bytes = 0): Promise<T> {
-    return await redisCommand(this.client, operation, this.timeout, command, undefined, bytes)
+  private run<T> (operation: string, command: () => Promise<T>, bytes = 0): Promise<T> {
+    return redisCommand(this.client, operation, this.timeout, command, undefined, bytes)
   }
 }
 
