@@ -5,6 +5,9 @@
 // request. Used for the before/after table of benchmarks/README.md.
 // `npm run bench:profile -- --overhead`: the same for a route that touches no cache, on bare Fastify, each of the
 // request and session levels alone, both together, and multiCache, at 3,000 req/s over 10 connections.
+// `npm run bench:profile -- --session-redis`: the same for the session-redis scenario's servers (bare, sessionCache on
+// the shared Redis with coherence 'strict', 'bus' and l1: false, @fastify/session on connect-redis), the cart read and
+// written, at 1,000 req/s over 20 connections: where the CPU each adds goes.
 import { execFileSync } from 'node:child_process'
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -13,6 +16,7 @@ import { startServer } from './harness/children.js'
 import { CLIENT_CORE, pin } from './harness/cores.js'
 import { openSessions } from './harness/fixtures.js'
 import { autocannonOptions } from './harness/http.js'
+import { namespaceFor } from './harness/redis.js'
 
 const RATE = 2000
 const SECONDS = 10
@@ -106,6 +110,24 @@ if (process.argv.includes('--overhead')) {
   const names = ['bare', 'request', 'session', 'requestAndSession', 'multiCache']
   for (const name of [...names, ...names.toReversed()]) {
     const { requests, perRequest } = await profileOverhead(name)
+    print(name, requests, perRequest)
+  }
+  process.exit(0)
+}
+if (process.argv.includes('--session-redis')) {
+  console.log(`session-redis: the cart read and written, 1000 req/s for ${SECONDS} s, ${CONNECTIONS} connections, µs of server CPU per request`)
+  const module = fileURLToPath(new URL('./scenarios/session-redis.ts', import.meta.url))
+  const names = ['bare', 'strict', 'bus', 'redisOnly', 'fastifySession']
+  for (const name of [...names, ...names.toReversed()]) {
+    const server = await startServer(module, name, { prefix: namespaceFor(`profile-${name}`) })
+    let cookies: string[]
+    try {
+      cookies = await openSessions(server.url, '/login', CONNECTIONS)
+    } catch (error) {
+      await server.stop()
+      throw error
+    }
+    const { requests, perRequest } = await profiled(server, { path: '/cart/views', method: 'POST', connections: CONNECTIONS, rate: 1000, cookies })
     print(name, requests, perRequest)
   }
   process.exit(0)
