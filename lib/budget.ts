@@ -98,5 +98,13 @@ export function withBudget<T> (operation: string, ms: number, run: () => Promise
 }
 
 function storeError (operation: string, error: unknown): Error {
-  return error instanceof StoreError ? error : new StoreError(operation, error instanceof Error ? error.message : String(error), { cause: error })
+  if (error instanceof StoreError) return error
+  // A backend (a Keyv adapter) may reject with what cannot be printed: the caller still gets a StoreError, never a hang.
+  let message: string
+  try {
+    message = error instanceof Error ? error.message : String(error)
+  } catch {
+    message = 'the store failed with a value that cannot be printed'
+  }
+  return new StoreError(operation, message, { cause: error })
 }

@@ -25,25 +25,33 @@ export const jsonSerializer: Serializer = {
 
 /** Nesting deeper than this is left to the replacer, which also reports a cycle as JSON does. */
 const WALKED_DEPTH = 64
+/**
+ * Arrays longer than this are left to the replacer: the walk visits every index, and a sparse array (`a[2 ** 32 - 2] =
+ * 1`) that JSON refuses at once as too long a string would otherwise hold the walk for minutes.
+ */
+const WALKED_LENGTH = 2 ** 20
 
 /**
  * True when the replacer would refuse nothing in `value` nor see anything `toJSON` made: primitives JSON keeps,
- * arrays and plain objects of them. Anything else (a `toJSON`, a Date, a class instance, a Map) is left to
- * `refuseLossy`, which decides as before.
+ * arrays and plain objects of them. Anything else (a `toJSON`, a Date, a class instance, a Map, an array whose
+ * prototype was changed) is left to `refuseLossy`, which decides as before. An accessor property is read here and again
+ * by JSON: one that answers differently the second time is written as it answers then.
  */
 function keptAsIs (value: unknown, depth: number): boolean {
   const type = typeof value
   if (type !== 'object') return type !== 'function' && type !== 'symbol' && type !== 'bigint'
   if (value === null) return true
   if (depth === WALKED_DEPTH || (value as { toJSON?: unknown }).toJSON !== undefined) return false
+  const prototype = Object.getPrototypeOf(value)
   if (Array.isArray(value)) {
+    if ((prototype !== Array.prototype && prototype !== null) || value.length > WALKED_LENGTH) return false
     for (let i = 0; i < value.length; i++) if (!keptAsIs(value[i], depth + 1)) return false
     return true
   }
-  const prototype = Object.getPrototypeOf(value)
   if (prototype !== Object.prototype && prototype !== null) return false
-  // for-in also walks what an object inherits: an enumerable property added to Object.prototype sends it to the replacer.
-  for (const key in value) if (!keptAsIs((value as Record<string, unknown>)[key], depth + 1)) return false
+  // The keys JSON writes: own and enumerable; what an object inherits is never read.
+  const fields = value as Record<string, unknown>
+  for (const key of Object.keys(fields)) if (!keptAsIs(fields[key], depth + 1)) return false
   return true
 }
 

@@ -64,6 +64,27 @@ test('once the backend is behind, no more is sent while what the waiting operati
   t.equal(bytesOf(['ab', Buffer.alloc(3), 7, [['set', 'key', 'value']]]), 16, 'strings and buffers by length, nested commands too; numbers not')
 })
 
+test('a backend that rejects with what cannot be printed: the caller gets a StoreError, in time or late, and nothing is left waiting', async (t) => {
+  const unprintable = [Object.create(null) as object, { toString: () => { throw new Error('no') } }]
+  for (const reason of unprintable) {
+    const waiting = new Waiting()
+    await t.rejects(withBudget('get', 1000, async () => await Promise.reject(reason), waiting), { code: 'FST_MULTICACHE_STORE', message: 'store get failed: the store failed with a value that cannot be printed' })
+    t.same([waiting.count, waiting.late, waiting.bytes], [0, 0, 0])
+  }
+  // Rejected after its budget: the caller already has the timeout; the late rejection must not escape as unhandled.
+  const escaped: unknown[] = []
+  const onUnhandled = (reason: unknown): void => { escaped.push(reason) }
+  process.on('unhandledRejection', onUnhandled)
+  t.teardown(() => { process.off('unhandledRejection', onUnhandled) })
+  const waiting = new Waiting()
+  let fail: (reason: unknown) => void = () => {}
+  await t.rejects(withBudget('get', 10, async () => await new Promise((_resolve, reject) => { fail = reject }), waiting, 5), { message: /no answer within 10 ms/ })
+  fail(Object.create(null))
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  t.same(escaped, [])
+  t.same([waiting.count, waiting.late, waiting.bytes], [0, 0, 0])
+})
+
 test('a change stored in L2 stands when telling the other instances fails: the fault is reported, not thrown', async (t) => {
   const l2 = new MemoryStore({ max: 10 })
   const faults: string[] = []

@@ -36,7 +36,9 @@ const values = fc.letrec((tie) => ({
     tie('value').map((inner) => ({ toJSON: () => inner })),
     // A toJSON the walk does not meet as a property: not enumerable.
     tie('value').map((inner) => Object.defineProperty({ shown: 1 }, 'toJSON', { value: () => inner })),
-    fc.dictionary(fc.string({ maxLength: 4 }), tie('value'), { maxKeys: 3 }).map((fields) => Object.assign(Object.create(null) as object, fields))
+    fc.dictionary(fc.string({ maxLength: 4 }), tie('value'), { maxKeys: 3 }).map((fields) => Object.assign(Object.create(null) as object, fields)),
+    // Arrays whose prototype is not Array's: JSON writes them as arrays, the replacer refuses a Map's or a Set's.
+    fc.tuple(fc.array(tie('value'), { maxLength: 3 }), fc.constantFrom(Map.prototype, Set.prototype, null, Object.prototype)).map(([items, prototype]) => Object.setPrototypeOf(items, prototype) as unknown)
   )
 })).value
 
@@ -69,5 +71,18 @@ test('jsonSerializer.encode: what Object.prototype inherits changes nothing, as 
       delete prototype.polluted
     }
   }
-  t.equal(jsonSerializer.encode(value), '{"a":1,"nested":[{"b":2}]}')
+  // Inherited, it is never read: a getter that throws does not run.
+  Object.defineProperty(prototype, 'polluted', { get: () => { throw new Error('inherited getter ran') }, enumerable: true, configurable: true })
+  try {
+    t.equal(jsonSerializer.encode(value), '{"a":1,"nested":[{"b":2}]}')
+  } finally {
+    delete prototype.polluted
+  }
+})
+
+test('jsonSerializer.encode: an array too long for a string is refused at once, sparse or not, as JSON refuses it', async (t) => {
+  const sparse: number[] = []
+  sparse[2 ** 32 - 2] = 1
+  t.throws(() => jsonSerializer.encode(sparse), RangeError)
+  t.throws(() => jsonSerializer.encode({ page: sparse }), RangeError)
 })
