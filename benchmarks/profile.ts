@@ -78,8 +78,8 @@ async function profiled (server: Started, load: Load): Promise<Profiled> {
   }
 }
 
-async function profile (root: string, method: 'GET' | 'POST', path: string): Promise<Profiled> {
-  const server = await startServer(SESSION_LEVEL, 'sessionCache', root === HERE ? {} : { root })
+/** `server`'s route profiled at `rate`, each connection with a session of its own, opened first. */
+async function profileSessions (server: Started, method: 'GET' | 'POST', path: string, rate: number): Promise<Profiled> {
   let cookies: string[]
   try {
     cookies = await openSessions(server.url, '/login', CONNECTIONS)
@@ -87,7 +87,11 @@ async function profile (root: string, method: 'GET' | 'POST', path: string): Pro
     await server.stop()
     throw error
   }
-  return await profiled(server, { path, method, connections: CONNECTIONS, rate: RATE, cookies })
+  return await profiled(server, { path, method, connections: CONNECTIONS, rate, cookies })
+}
+
+async function profile (root: string, method: 'GET' | 'POST', path: string): Promise<Profiled> {
+  return await profileSessions(await startServer(SESSION_LEVEL, 'sessionCache', root === HERE ? {} : { root }), method, path, RATE)
 }
 
 const OVERHEAD = fileURLToPath(new URL('./scenarios/overhead.ts', import.meta.url))
@@ -120,14 +124,7 @@ if (process.argv.includes('--session-redis')) {
   const names = ['bare', 'strict', 'bus', 'redisOnly', 'fastifySession']
   for (const name of [...names, ...names.toReversed()]) {
     const server = await startServer(module, name, { prefix: namespaceFor(`profile-${name}`) })
-    let cookies: string[]
-    try {
-      cookies = await openSessions(server.url, '/login', CONNECTIONS)
-    } catch (error) {
-      await server.stop()
-      throw error
-    }
-    const { requests, perRequest } = await profiled(server, { path: '/cart/views', method: 'POST', connections: CONNECTIONS, rate: 1000, cookies })
+    const { requests, perRequest } = await profileSessions(server, 'POST', '/cart/views', 1000)
     print(name, requests, perRequest)
   }
   process.exit(0)
