@@ -99,7 +99,7 @@ export function withBudget<T> (operation: string, ms: number, run: () => Promise
 
 function storeError (operation: string, error: unknown): Error {
   if (error instanceof StoreError) return error
-  // A backend (a Keyv adapter) may reject with what cannot be printed: the caller still gets a StoreError, never a hang.
+  // A backend (a Keyv adapter) may reject with what cannot be printed: its caller still gets a StoreError.
   let message: string
   try {
     message = error instanceof Error ? error.message : String(error)
