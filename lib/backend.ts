@@ -3,7 +3,7 @@ import { withBudget } from './budget.js'
 import { BurstLog, type Logger } from './burst-log.js'
 import { InvalidationBus } from './bus.js'
 import type { Duration } from './durations.js'
-import { StoreUnreachableError } from './errors.js'
+import { StoreUnreachableError, messageOf } from './errors.js'
 import type { CacheLevels } from './levels.js'
 import { RedisLock } from './lock.js'
 import { readOptions, type OptionReader } from './options.js'
@@ -358,7 +358,7 @@ async function openRedis (plugin: string, url: string | ClusterNodes, within: nu
 /** What a connection met, as a message says it: the client's own error rather than the budget's wrapping. */
 function describeFailure (error: unknown): string {
   const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error
-  return cause instanceof Error ? cause.message : String(cause)
+  return messageOf(cause)
 }
 
 function isRedisClient (value: unknown): value is RedisClient {

@@ -1,4 +1,4 @@
-import { StoreError } from './errors.js'
+import { StoreError, messageOf } from './errors.js'
 
 /**
  * The operations of one backend (a Redis connection, a Keyv) waiting for its answer. A time budget frees the caller,
@@ -99,12 +99,5 @@ export function withBudget<T> (operation: string, ms: number, run: () => Promise
 
 function storeError (operation: string, error: unknown): Error {
   if (error instanceof StoreError) return error
-  // A backend (a Keyv adapter) may reject with what cannot be printed: its caller still gets a StoreError.
-  let message: string
-  try {
-    message = error instanceof Error ? error.message : String(error)
-  } catch {
-    message = 'the store failed with a value that cannot be printed'
-  }
-  return new StoreError(operation, message, { cause: error })
+  return new StoreError(operation, messageOf(error, 'the store failed with a value that cannot be printed'), { cause: error })
 }

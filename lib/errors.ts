@@ -54,6 +54,19 @@ export const UnsupportedError = createError<[string]>(
 export const NoSessionError = createError(
   'FST_MULTICACHE_NO_SESSION', 'sessionCache: getSessionId gave no id for this request, so there is no session to write to (write after authentication, or check request.sessionCache.id)', 500)
 
+/**
+ * The message of what was thrown, without ever throwing: a thrown value may be anything, even one that cannot be made
+ * a string (`Object.create(null)`, a `toString` or a `message` getter that throws), and the code reporting it must not
+ * fail in its turn (a background refresh would leave an unhandled rejection).
+ */
+export function messageOf (error: unknown, unprintable = 'a thrown value that cannot be printed'): string {
+  try {
+    return error instanceof Error ? error.message : String(error)
+  } catch {
+    return unprintable
+  }
+}
+
 /** Renders a value for an error message without ever throwing. */
 export function describe (value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value)

@@ -3,6 +3,7 @@ import { tracingChannel, type TracingChannelSubscribers } from 'node:diagnostics
 import { context, trace, SpanStatusCode, type Attributes, type Context, type Span } from '@opentelemetry/api'
 import { InstrumentationBase, type InstrumentationConfig } from '@opentelemetry/instrumentation'
 import { CACHE_OPERATION_CHANNEL, scopeOperations, type CacheOperationContext, type OperationScope } from './events.js'
+import { messageOf } from './errors.js'
 
 /** The package's version, as the instrumentation reports it (a test keeps it equal to package.json's). */
 export const VERSION = '0.1.0'
@@ -69,8 +70,8 @@ export class MultiCacheInstrumentation extends InstrumentationBase<MultiCacheIns
         const span = spans.get(operation)
         if (span === undefined) return
         const { error } = operation
-        span.recordException(error instanceof Error ? error : String(error))
-        span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) })
+        span.recordException(error instanceof Error ? error : messageOf(error))
+        span.setStatus({ code: SpanStatusCode.ERROR, message: messageOf(error) })
       }
     }
     // The span is made as the operation starts, in the store bound to `start`: the store flows into the loader, so

@@ -1,4 +1,4 @@
-import { EntryTooLargeError, SerializeError } from './errors.js'
+import { EntryTooLargeError, SerializeError, messageOf } from './errors.js'
 
 /** Turns values into bytes for a remote store and back. Used only where bytes are needed (Redis, Keyv). */
 export interface Serializer {
@@ -74,7 +74,7 @@ export function encodeFor (serializer: Serializer, key: string, value: unknown, 
   try {
     data = serializer.encode(value)
   } catch (error) {
-    throw new SerializeError(key, error instanceof Error ? error.message : String(error))
+    throw new SerializeError(key, messageOf(error))
   }
   // A string's UTF-8 length is at most three bytes per UTF-16 unit: only a long one is measured.
   const bytes = typeof data === 'string' ? (data.length * 3 > maxBytes ? Buffer.byteLength(data) : 0) : data.length

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, LogLevel } from 'fastify'
 import fp from 'fastify-plugin'
-import { DefineError, InvalidKeyError } from '../lib/errors.js'
+import { DefineError, InvalidKeyError, messageOf } from '../lib/errors.js'
 import type { LevelStatsSnapshot } from '../lib/stats.js'
 import { readOptions } from '../lib/options.js'
 import { adviceSchema, definedSchema, invalidateSchema, keysSchema, refreshSchema, statsSchema } from './admin-schemas.js'
@@ -83,7 +83,7 @@ const plugin: FastifyPluginAsync<AdminOptions> = async (fastify, options) => {
       } catch (error) {
         if (error instanceof DefineError || error instanceof InvalidKeyError) return await reply.code(404).send({ error: `"${key}" is not a defined key` })
         cache.log.logger.warn({ err: error, cacheLevel: 'app', key: cache.log.key(key) }, 'cacheAdmin: refreshing a defined key failed; the last good value stays')
-        return await reply.code(502).send({ error: `the refresh failed: ${error instanceof Error ? error.message : String(error)}` })
+        return await reply.code(502).send({ error: `the refresh failed: ${messageOf(error)}` })
       }
       const refreshed = cache.defined().find((defined) => defined.key === key)
       return { key, lastRefresh: refreshed?.lastRefresh ?? null, durationMs: refreshed?.durationMs ?? null }

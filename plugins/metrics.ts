@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { CacheMetrics, type MetricsRegistry } from '../lib/metrics.js'
+import { messageOf } from '../lib/errors.js'
 import { readOptions, type OptionReader } from '../lib/options.js'
 import type { LevelStats } from '../lib/stats.js'
 
@@ -33,7 +34,7 @@ export function exposeMetrics (fastify: FastifyInstance, read: OptionReader, opt
   try {
     series = CacheMetrics.of(registry as MetricsRegistry, prefix)
   } catch (error) {
-    metrics.fail('prefix', `names series the registry holds already (${error instanceof Error ? error.message : String(error)})`)
+    metrics.fail('prefix', `names series the registry holds already (${messageOf(error)})`)
   }
   const removals = levels.map(([level, stats]) => series.add(level, stats))
   fastify.addHook('onClose', async () => { for (const remove of removals) remove() })

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import fastifyCookie, { signerFactory } from '@fastify/cookie'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { readOptions, type OptionReader } from '../lib/options.js'
+import { messageOf } from '../lib/errors.js'
 import { LRUCache } from 'lru-cache'
 import { sessionStoreKey } from '../lib/keys.js'
 import type { PresentedId } from '../lib/scopes/session.js'
@@ -72,7 +73,7 @@ export async function sessionCookie (
   try {
     codec.serializeCookie(name, signer.sign('id'), attributes)
   } catch (error) {
-    read.fail('cookie', `must be attributes the cookie serializer accepts (${error instanceof Error ? error.message : String(error)})`)
+    read.fail('cookie', `must be attributes the cookie serializer accepts (${messageOf(error)})`)
   }
   fastify.addHook('onReady', async function () {
     for (const [plugin, cookie] of SESSION_PLUGINS) {

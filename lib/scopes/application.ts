@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { BatchLoad, BatchResult, BatchValue } from '../batch.js'
 import { BurstLog, type Logger } from '../burst-log.js'
-import { DefineError, EntryTooLargeError, InvalidOptionError, LoadTimeoutError, PreloadError, UnsupportedError, describe } from '../errors.js'
+import { DefineError, EntryTooLargeError, InvalidOptionError, LoadTimeoutError, PreloadError, UnsupportedError, describe, messageOf } from '../errors.js'
 import { hold, plain, stateOf, storeTtl, type Freshness, type Held, type State } from '../freshness.js'
 import { type Defined, KeyRule, assertValue } from '../keys.js'
 import { observe, observeLookup, observeLoad, type CacheOperation } from '../events.js'
@@ -439,7 +439,7 @@ export class AppCache {
         }
       }
     } catch (error) {
-      definition.last = { at: Date.now(), ms: performance.now() - started, error: error instanceof Error ? error.message : String(error) }
+      definition.last = { at: Date.now(), ms: performance.now() - started, error: messageOf(error) }
       throw error
     }
   }
@@ -469,7 +469,7 @@ export class AppCache {
       try {
         await this.refresh(key)
       } catch (error) {
-        throw new PreloadError(key, error instanceof Error ? error.message : String(error), { cause: error })
+        throw new PreloadError(key, messageOf(error), { cause: error })
       }
     }))
     for (const [key, { refreshInterval, jitter }] of this.definitions) {

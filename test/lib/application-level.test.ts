@@ -31,6 +31,14 @@ test('a preload that rejects with something other than an Error still names the 
   await t.rejects(app.start(), { code: 'FST_MULTICACHE_PRELOAD_FAILED', message: 'appCache: preloading the defined key "rates" failed: HTTP 503', cause: 'HTTP 503' })
 })
 
+test('a loader that rejects with what cannot be printed: the preload still names the key, and a refresh records a message', async (t) => {
+  const unprintable = Object.create(null) as object
+  const { app } = cache()
+  app.define('rates', async () => { throw unprintable })
+  await t.rejects(app.start(), { code: 'FST_MULTICACHE_PRELOAD_FAILED', message: 'appCache: preloading the defined key "rates" failed: a thrown value that cannot be printed' })
+  t.match(app.defined(), [{ key: 'rates', lastError: 'a thrown value that cannot be printed' }])
+})
+
 test('a defined key that expired is loaded again by its own loader on the next read', async (t) => {
   const { app } = cache()
   let version = 0

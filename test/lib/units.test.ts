@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'tap'
 import { parseDuration } from '../../lib/durations.js'
-import { describe } from '../../lib/errors.js'
+import { describe, messageOf } from '../../lib/errors.js'
 import { newSessionId, sessionStoreKey } from '../../lib/keys.js'
 import { SingleFlight } from '../../lib/single-flight.js'
 import { assertStore, isPromiseLike } from '../../lib/store.js'
@@ -133,4 +133,15 @@ test('store checks', async (t) => {
   t.notOk(isPromiseLike(undefined))
   t.throws(() => assertStore('x', null), /missing: get, set, delete, clear/)
   t.throws(() => assertStore('x', 'redis'), /option "store"/)
+})
+
+test('messageOf: what was thrown as a message, never throwing itself', async (t) => {
+  t.equal(messageOf(new Error('boom')), 'boom')
+  t.equal(messageOf('HTTP 503'), 'HTTP 503')
+  t.equal(messageOf(undefined), 'undefined')
+  t.equal(messageOf(Object.create(null)), 'a thrown value that cannot be printed')
+  t.equal(messageOf({ toString: () => { throw new Error('no') } }, 'unprintable'), 'unprintable')
+  const error = new Error('hidden')
+  Object.defineProperty(error, 'message', { get: () => { throw new Error('no') } })
+  t.equal(messageOf(error), 'a thrown value that cannot be printed')
 })
