@@ -70,8 +70,8 @@ export class KeyvStore implements Store {
   }
 
   /** `withBudget` with this store's budget, counted among its operations waiting (see `Waiting`); `bytes`: what it writes. */
-  private async budgeted<T> (operation: string, run: () => Promise<T>, ms = this.timeout, bytes = 0): Promise<T> {
-    return await withBudget(operation, ms, run, this.waiting, bytes)
+  private budgeted<T> (operation: string, run: () => Promise<T>, ms = this.timeout, bytes = 0): Promise<T> {
+    return withBudget(operation, ms, run, this.waiting, bytes)
   }
 
   async get (key: string): Promise<unknown> {
