@@ -22,7 +22,7 @@ const BATCH = 100
 const KEYS = Array.from({ length: BATCH }, (_, i) => `product:${i}`)
 const VALUES = KEYS.map((key, i) => ({ key, id: i, name: `Product ${i}`, price: 10 + i }))
 /** Never called once the keys are warm: every timed call is a hit. */
-const neverCalled = async (): Promise<never> => { throw new Error('a hit must not call the loader') }
+export const neverCalled = async (): Promise<never> => { throw new Error('a hit must not call the loader') }
 
 const PEERS = ['bentocache', 'cache-manager', 'cacheable', 'async-cache-dedupe'] as const
 const ASYNC = ['appCache', 'floor', ...PEERS] as const
@@ -35,7 +35,7 @@ type Requests = InstanceType<typeof RequestLevel>
 export let sink: unknown
 
 /** An app with `advisor: true` (1 in 100), or false, its application level holding the 100 entries. */
-async function openApp (advisor: boolean): Promise<{ close: () => Promise<void>, appCache: FastifyInstance['appCache'], requests: Requests }> {
+export async function openApp (advisor: boolean): Promise<{ close: () => Promise<void>, appCache: FastifyInstance['appCache'], requests: Requests }> {
   const app = Fastify()
   await app.register(multiCache, { session: false, route: false, advisor })
   await app.ready()
@@ -50,7 +50,7 @@ async function openApp (advisor: boolean): Promise<{ close: () => Promise<void>,
  * the request level request by request (1 in 100 drawn as it opens), so its cost is measured over requests, not over
  * the hits of one request (which is drawn, or not).
  */
-function request (level: Requests): void {
+export function request (level: Requests): void {
   const cache = level.open()
   for (const [i, key] of REQUEST_KEYS.entries()) cache.set(key, VALUES[i] as object)
   for (let read = 0; read < 10; read++) {
@@ -60,7 +60,7 @@ function request (level: Requests): void {
 }
 
 /** 100 hits, one timed call. */
-const hits = (get: (key: string) => Promise<unknown>) => async () => {
+export const hits = (get: (key: string) => Promise<unknown>) => async () => {
   for (const key of KEYS) sink = await get(key)
 }
 
