@@ -1,7 +1,8 @@
 // `npm run bench:instructions [-- --seeds=<n>]`: the advisor's cost (issue 25) on the hot-path scenario's two rows (a
 // request's request-level work, an appCache hit), counted in instructions by valgrind's callgrind instead of timed.
-// A count is the same from run to run whatever else the machine does, so it tells apart what a timed ratio on this
-// noisy VM cannot: how the cost moves as the engine warms up, and how much of it is the advisor's own work.
+// A count moves far less than a time on this noisy VM, though not nothing (beside a full test run its A/A read 0.93: run
+// it on a quiet machine and read the A/A column), so it tells apart what a timed ratio here cannot: how the cost moves
+// as the engine warms up, and how much of it is the advisor's own work.
 //
 // Each contender (advisor off, on, off again as the A/A control) runs in a fresh process under callgrind, with V8 made
 // repeatable (`--predictable`: one thread, no concurrent compiler, no timers of its own; fixed random and hash seeds,
