@@ -19,6 +19,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { build } from 'esbuild'
+import { spread } from './harness/rounds.js'
 import { hits, neverCalled, openApp, request } from './scenarios/hot-path.js'
 
 type Workload = 'request' | 'hit'
@@ -90,12 +91,6 @@ async function perOperation (workload: Workload, contender: Contender, seed: num
   return { early: ((b as number) - (a as number)) / (middle - short), steady: ((c as number) - (b as number)) / (long - middle) }
 }
 
-function median (values: number[]): number {
-  const sorted = [...values].sort((x, y) => x - y)
-  const middle = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[middle] as number : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2
-}
-
 async function main (): Promise<void> {
   await build({ entryPoints: [HERE], outfile: CHILD, bundle: true, platform: 'node', format: 'esm', packages: 'external', logLevel: 'warning' })
   const seeds = Number(/--seeds=(\d+)/.exec(process.argv.join(' '))?.[1] ?? 3)
@@ -112,7 +107,7 @@ async function main (): Promise<void> {
       const ratios = rows.map((row) => row['advisor: true'][window] / row['advisor: false'][window])
       const control = rows.map((row) => row['advisor: false (A/A)'][window] / row['advisor: false'][window])
       const figures = rows.map((row) => `seed ${row.seed}: ${CONTENDERS.map((contender) => row[contender][window].toFixed(0)).join(' / ')}`).join('; ')
-      console.log(`  ${window.padEnd(6)} advisor: true ÷ false ${median(ratios).toFixed(3)} (${ratios.map((r) => r.toFixed(3)).join(', ')}), A/A ${median(control).toFixed(3)}; off / on / off again: ${figures}`)
+      console.log(`  ${window.padEnd(6)} advisor: true ÷ false ${spread(ratios).median.toFixed(3)} (${ratios.map((r) => r.toFixed(3)).join(', ')}), A/A ${spread(control).median.toFixed(3)}; off / on / off again: ${figures}`)
     }
   }
 }
