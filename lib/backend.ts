@@ -11,7 +11,7 @@ import { MAX_ENTRY_BYTES, type Serializer } from './serializer.js'
 import { assertStore, type Store } from './store.js'
 import { KeyvStore, type KeyvLike } from './stores/keyv.js'
 import type { MemoryStore } from './stores/memory.js'
-import { RedisStore, closeClient, type RedisClient } from './stores/redis.js'
+import { RedisStore, closeClient, isCluster, type RedisClient } from './stores/redis.js'
 import { TieredStore } from './tiers.js'
 
 /** A Redis the plugin opens: one server, or a cluster (`redis+cluster://host:port,host:port`, or a list of node URLs). */
@@ -114,6 +114,13 @@ export interface BackendContext {
 }
 
 /**
+ * How long an instance's lease on its memory tier runs with `coherence: 'strict'` on one Redis, in ms: the longest a
+ * change waits for an instance that does not acknowledge it (stalled, cut off from Redis), which by then stops serving
+ * from memory.
+ */
+const LEASE = 1000
+
+/**
  * Turns a level's `store` option into its store: the level's bounded memory store, our Redis or Keyv store (with a
  * memory tier in front where asked), or a custom store checked for its methods; with a `lock` option, the lock. What
  * is opened here is closed by the backend's `close()`, and at once when a later option fails, so that an option error
@@ -193,14 +200,25 @@ async function open (read: OptionReader, options: SharedStoreOptions & { store?:
   const keepsBus = client !== undefined && context.fenced === true
   if ((l1 === undefined && !keepsBus) || (options.l1 === undefined && client === undefined)) return { store: shared, ...backend }
   let tiered: TieredStore | undefined
-  const bus = client === undefined || context.verified === true
+  // Verified on one Redis: a leased bus (a change waits for the instances that may serve it from memory, reads ask
+  // nothing). On a cluster, where a script cannot reach both the key and the registry, and on Keyv: a check per read.
+  const leased = context.verified === true && client !== undefined && !isCluster(client)
+  const verify = context.verified === true && !leased
+  const bus = client === undefined || verify
     ? undefined
-    : new InvalidationBus({ client, channel: prefix + 'bus', timeout, onMessage: (message) => { tiered?.invalidate(message) }, ...(breaker === undefined ? {} : { breaker }) })
+    : new InvalidationBus({
+      client,
+      channel: prefix + 'bus',
+      timeout,
+      onMessage: (message) => { tiered?.invalidate(message) },
+      ...(breaker === undefined ? {} : { breaker }),
+      ...(leased ? { lease: { registry: 'fmc-leases:' + prefix, ms: LEASE } } : {})
+    })
   const faults = new BurstLog(context.log)
   const onFault = (operation: string, error: unknown): void => {
     faults.warn({ err: error, operation }, `${read.name}: telling the other instances of a change failed (${operation}); their memory tiers may serve the old value for up to l1.ttl`)
   }
-  const store = tiered = new TieredStore({ l2: shared, ...(l1 ?? { max: 0, ttl: 0 }), onFault, verify: context.verified === true, ...(bus === undefined ? {} : { bus }) })
+  const store = tiered = new TieredStore({ l2: shared, ...(l1 ?? { max: 0, ttl: 0 }), onFault, verify, ...(bus === undefined ? {} : { bus }) })
   // The bus closes before the client it was duplicated from.
   closers.unshift(async () => { await store.close() })
   if (bus === undefined) return { store, ...backend }

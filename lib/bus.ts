@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto'
 import type { Breaker } from './breaker.js'
 import { withBudget } from './budget.js'
-import { UnconfirmedInvalidationError } from './errors.js'
+import { StoreError, UnconfirmedInvalidationError } from './errors.js'
 import type { Announcement, Invalidation } from './store.js'
-import { closeClient, isCluster, nodeKey, redisCommand, type RedisClient, type RedisClusterClient, type RedisConnection } from './stores/redis.js'
+import { closeClient, isCluster, nodeKey, PUBLISH_LEASED, redisCommand, RENEW_LEASE, type RedisClient, type RedisClusterClient, type RedisConnection } from './stores/redis.js'
 import { slotOf, tagOf } from './stores/slots.js'
 
 export type { Invalidation }
@@ -16,6 +16,15 @@ interface Awaited {
   receivers: number | undefined
   /** Receivers that acknowledged it so far (acknowledgements may come before PUBLISH's answer). */
   acknowledged: number
+  done: () => void
+}
+
+/** A message published with `tellLeased`, waiting for the instances that held a lease. */
+interface AwaitedByLease {
+  /** The holders not heard from yet; undefined until the step that published it has answered. */
+  pending: Set<string> | undefined
+  /** Origins that acknowledged before that answer. */
+  early: Set<string>
   done: () => void
 }
 
@@ -40,6 +49,11 @@ export interface InvalidationBusOptions {
   onMessage: (message: Invalidation) => void
   /** The store's circuit breaker: while it is open, a publish fails at once. */
   breaker?: Breaker
+  /**
+   * Hold a lease in this sorted set of the server (see `tellLeased`), renewed every quarter of `ms`: while it runs,
+   * every message published before its last renewal has been applied here. `connected` is false while it does not.
+   */
+  lease?: { registry: string, ms: number }
 }
 
 /**
@@ -59,6 +73,14 @@ export interface InvalidationBusOptions {
  *
  * A message may ask to be acknowledged (`publishAcknowledged`): each other bus that hears it answers on the
  * publisher's own acknowledgement channel once `onMessage` has applied it.
+ *
+ * With a `lease`, a change can be final on every instance when its call returns, without a round trip per read: each
+ * bus registers its lease in Redis, then PINGs on its subscription (the answer comes after every message published
+ * before it, so all of them have been applied when it does), and counts the lease from before it registered.
+ * `tellLeased` publishes, in the change's own step, only while another instance holds a lease, and waits until each
+ * holder has applied the message or its lease has ended: one that does not answer (stalled, cut off) stops serving
+ * from memory by then by its own clock. A renewal that finds its lease gone (it ended, or the server lost it) empties
+ * the memory tier first: what was changed meanwhile was not published to it.
  */
 export class InvalidationBus {
   readonly origin = randomUUID()
@@ -77,8 +99,20 @@ export class InvalidationBus {
   /** The cluster, when the bus is on one: sharded pub/sub. */
   private readonly cluster: RedisClusterClient | undefined
   private readonly publishing: 'PUBLISH' | 'SPUBLISH'
+  private readonly leased = new Map<string, AwaitedByLease>()
+  private readonly leaseHolders: Announcement['leases']
+  /** Messages told with `tellLeased`, for their ids. */
+  private told = 0
   private first: () => void = () => {}
   private retry: NodeJS.Timeout | undefined
+  /** Until when (`performance.now()`) the lease runs; 0 while there is none. */
+  private leaseEnds = 0
+  private renewal: NodeJS.Timeout | undefined
+  private renewing = false
+  /** Counts the subscriptions that took hold: a renewal begun under one proves nothing for the next. */
+  private subscriptions = 0
+  /** False while the last PING of a renewal has not been answered. */
+  private answering = true
 
   constructor (private readonly options: InvalidationBusOptions) {
     this.cluster = isCluster(options.client) ? options.client : undefined
@@ -86,6 +120,7 @@ export class InvalidationBus {
     this.channel = this.cluster === undefined ? options.channel : tagOf(slotOf(options.channel)) + options.channel
     this.acknowledgements = acknowledgementChannel(this.channel, this.origin)
     this.subscribed = new Promise((resolve) => { this.first = resolve })
+    this.leaseHolders = options.lease === undefined ? undefined : { registry: options.lease.registry, origin: this.origin }
     this.connect()
   }
 
@@ -122,8 +157,10 @@ export class InvalidationBus {
         // A subscription that was already in place (a second 'ready' whose first SUBSCRIBE went through) adds nothing.
         if (this.closed || this.listening || this.subscriber !== subscriber) return
         this.listening = true
+        this.subscriptions++
         this.first()
         this.options.onMessage({ clear: true })
+        this.renew()
       }, () => {
         // One Redis: the connection went again, and the next 'ready' subscribes. A cluster's node that refuses (the slot
         // is served elsewhere now): the bus looks for the slot's master again.
@@ -139,6 +176,7 @@ export class InvalidationBus {
       }
       if (!this.listening) return
       this.listening = false
+      this.leaseEnds = 0
       this.options.onMessage({ clear: true })
     })
     // Connection errors are retried by ioredis and seen through `listening`; without a listener they would throw. On a
@@ -149,18 +187,106 @@ export class InvalidationBus {
     if (sharded) subscriber.on('moved', () => { subscriber.disconnect() })
   }
 
-  /** True while messages from other instances can arrive. */
+  /** True while messages from other instances can arrive (and, with a lease, while it runs). */
   get connected (): boolean {
-    return this.listening
+    return this.listening && (this.options.lease === undefined || performance.now() < this.leaseEnds)
+  }
+
+  /** With a lease: where a store's script finds the instances that hold one, and which this bus is. */
+  get leases (): Announcement['leases'] {
+    return this.leaseHolders
   }
 
   /**
-   * `message` for a store to publish itself, in the step that makes the change it tells of (see
-   * `GroupOperations.updateAnnounced`): one round trip where a change and then `publish` take two. None on a cluster,
+   * Registers the lease again and proves the subscription current (see the class): at most one renewal at a time; one
+   * that fails leaves the lease to end by itself. After a PING that went unanswered the bus only PINGs until one is
+   * answered: a bus that does not hear must not stay registered, or every change would wait for its lease to end.
+   */
+  private renew (): void {
+    const lease = this.options.lease
+    if (lease === undefined || this.renewing || this.closed || !this.listening) return
+    if (this.renewal === undefined) this.renewal = setInterval(() => { this.renew() }, Math.max(1, Math.floor(lease.ms / 4))).unref()
+    this.renewing = true
+    this.renewLease(lease).catch(() => {}).finally(() => { this.renewing = false })
+  }
+
+  private async renewLease (lease: NonNullable<InvalidationBusOptions['lease']>): Promise<void> {
+    const { client, timeout } = this.options
+    const subscriber = this.subscriber as RedisConnection
+    const subscription = this.subscriptions
+    const from = performance.now()
+    const registering = this.answering
+    if (registering) {
+      const added = await redisCommand(client, 'lease', timeout, async () => await client.call('EVAL', RENEW_LEASE, 1, lease.registry, this.origin, lease.ms))
+      if (added === 1) this.options.onMessage({ clear: true })
+    }
+    this.answering = false
+    await withBudget('lease', timeout, async () => await subscriber.call('PING'))
+    this.answering = true
+    // A margin for timers that fire a little early, and for clocks that run a little apart.
+    if (registering && this.listening && this.subscriptions === subscription) this.leaseEnds = Math.max(this.leaseEnds, from + lease.ms * 0.95)
+  }
+
+  /**
+   * Whether a store may publish this bus's messages itself, in the step that makes the change (see
+   * `GroupOperations.updateAnnounced`): one round trip where a change and then `publish` take two. Not on a cluster,
    * where the channel's shard is not the changed key's, which a script there may not reach.
    */
-  announcement (message: Invalidation): Announcement | undefined {
-    return this.cluster === undefined ? { channel: this.channel, message: JSON.stringify({ origin: this.origin, ...message }) } : undefined
+  get inScripts (): boolean {
+    return this.cluster === undefined
+  }
+
+  /** `message` for a store to publish itself (see `inScripts`). */
+  announcement (message: Invalidation): Announcement {
+    return { channel: this.channel, message: JSON.stringify({ origin: this.origin, ...message }) }
+  }
+
+  /**
+   * Tells the instances that hold a lease of `message`: `publish` makes the change and, in the same step, publishes
+   * the announcement it is given while another instance holds a lease, answering `holders` (origin, ms left, in
+   * turn) and `published` (false when it could not, an ACL without the channel). Resolves once each holder has
+   * applied it, or its lease has ended. A message it could not publish fails the call.
+   */
+  async tellLeased<T> (message: Invalidation, publish: (announcement: Announcement) => Promise<{ result: T, holders: string[], published: boolean }>): Promise<T> {
+    // Ids need only be unique per origin: acknowledgements come on this bus's own channel.
+    const id = String(++this.told)
+    // Acknowledgements may come before the step's answer: they are kept until it tells whom to wait for.
+    const awaited: AwaitedByLease = { pending: undefined, early: new Set(), done: () => {} }
+    this.leased.set(id, awaited)
+    try {
+      const { result, holders, published } = await publish({ channel: this.channel, message: JSON.stringify({ origin: this.origin, id, ...message }), leases: this.leases })
+      if (holders.length === 0) return result
+      if (!published) throw new StoreError('publish', `the change was made, but its message to the ${holders.length / 2} other instances holding a lease could not be published (does the ACL allow the channel?)`)
+      this.sent++
+      let longest = 0
+      const pending = new Set<string>()
+      for (let i = 0; i < holders.length; i += 2) {
+        if (awaited.early.has(holders[i] as string)) continue
+        pending.add(holders[i] as string)
+        longest = Math.max(longest, Number(holders[i + 1]))
+      }
+      if (pending.size === 0) return result
+      awaited.pending = pending
+      let timer: NodeJS.Timeout | undefined
+      await new Promise<void>((resolve) => {
+        awaited.done = resolve
+        timer = setTimeout(resolve, longest + 1)
+      })
+      clearTimeout(timer)
+      return result
+    } finally {
+      this.leased.delete(id)
+    }
+  }
+
+  /** `tellLeased` of a change already made: the message goes out alone, to the lease holders. */
+  async publishLeased (message: Invalidation): Promise<void> {
+    const { client, timeout, breaker } = this.options
+    await this.tellLeased(message, async ({ channel, message: envelope, leases }) => {
+      const { registry, origin } = leases as NonNullable<Announcement['leases']>
+      const holders = await redisCommand(client, 'publish', timeout, async () => await client.call('EVAL', PUBLISH_LEASED, 1, registry, channel, envelope, origin), breaker) as string[]
+      return { result: undefined, holders, published: true }
+    })
   }
 
   /** Counts a message of `announcement` as sent, once the store has published it. */
@@ -208,6 +334,10 @@ export class InvalidationBus {
     this.closed = true
     this.listening = false
     clearTimeout(this.retry)
+    clearInterval(this.renewal)
+    const { lease, client, timeout } = this.options
+    // Others stop waiting for this instance at once, rather than when its lease ends.
+    if (lease !== undefined) await redisCommand(client, 'lease', timeout, async () => await client.call('ZREM', lease.registry, this.origin)).catch(() => {})
     if (this.subscriber !== undefined) await closeClient(this.subscriber, this.options.timeout)
   }
 
@@ -227,7 +357,7 @@ export class InvalidationBus {
     if (typeof envelope !== 'object' || envelope === null) return
     if (envelope.origin === this.origin) {
       // Our own message: this instance applied the change before publishing it.
-      if (typeof envelope.id === 'string') this.acknowledged(envelope.id)
+      if (typeof envelope.id === 'string') this.acknowledged(`${envelope.id} ${this.origin}`)
       return
     }
     this.received++
@@ -247,10 +377,18 @@ export class InvalidationBus {
    */
   private acknowledge (origin: string, id: string): void {
     const { client, timeout } = this.options
-    redisCommand(client, 'acknowledge', timeout, async () => await client.call(this.publishing, acknowledgementChannel(this.channel, origin), id)).catch(() => {})
+    redisCommand(client, 'acknowledge', timeout, async () => await client.call(this.publishing, acknowledgementChannel(this.channel, origin), `${id} ${this.origin}`)).catch(() => {})
   }
 
-  private acknowledged (id: string): void {
+  /** An acknowledgement: the message's id, then (from a bus that may hold a lease) the acknowledging origin. */
+  private acknowledged (raw: string): void {
+    const [id = '', by = ''] = raw.split(' ', 2)
+    const leased = this.leased.get(id)
+    if (leased !== undefined) {
+      if (leased.pending === undefined) leased.early.add(by)
+      else if (leased.pending.delete(by) && leased.pending.size === 0) leased.done()
+      return
+    }
     const awaited = this.awaited.get(id)
     if (awaited === undefined) return
     awaited.acknowledged++

@@ -177,12 +177,19 @@ export interface GroupOperations {
 export interface Announcement {
   channel: string
   message: string
+  /**
+   * Publish only while an instance other than `origin` holds a lease in the sorted set `registry` (member: an
+   * origin, score: when its lease ends, in the server's ms), and answer which do (see `InvalidationBus`'s `lease`).
+   */
+  leases?: { registry: string, origin: string }
 }
 
 /** What `updateAnnounced` answers: what `update` would, and whether the message went out with the change. */
 export interface AnnouncedChange {
   changed: boolean | Group
   announced: boolean
+  /** With `leases`: the other instances that held one, as origin and ms left, in turn. */
+  holders?: string[]
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { InvalidationBus } from './bus.js'
-import { deleteKeys, isPromiseLike, readKeys, setKeys, setKeysIf, type Announcement, type Awaitable, type FencedEntry, type FenceOperations, type Group, type GroupChange, type GroupOperations, type Invalidation, type KeyPage, type KeyQuery, type TagOperations, type Store, type StoreEntry, type TimedValue } from './store.js'
+import { deleteKeys, isPromiseLike, readKeys, setKeys, setKeysIf, type Awaitable, type FencedEntry, type FenceOperations, type Group, type GroupChange, type GroupOperations, type Invalidation, type KeyPage, type KeyQuery, type TagOperations, type Store, type StoreEntry, type TimedValue } from './store.js'
 import { MemoryStore } from './stores/memory.js'
 
 export interface TieredStoreOptions {
@@ -250,6 +250,11 @@ export class TieredStore implements Store {
   private async announce (message: Invalidation): Promise<void> {
     const { bus, onFault } = this.options
     if (bus === undefined) return
+    // With leases, the call returns once every instance that may serve the old value has dropped it: or it fails.
+    if (bus.leases !== undefined) {
+      await bus.publishLeased(message)
+      return
+    }
     try {
       await bus.publish(message)
     } catch (error) {
@@ -258,8 +263,16 @@ export class TieredStore implements Store {
   }
 
   /** `update` with its bus message in the same step; told the usual way when L2 would not publish it. */
-  private async updateAnnounced (l2: GroupOperations, key: string, fence: string, change: GroupChange, ttl: number, base: Group | undefined, announcement: Announcement): Promise<boolean | Group> {
-    const { changed, announced } = await (l2.updateAnnounced as NonNullable<GroupOperations['updateAnnounced']>)(key, fence, change, ttl, base, announcement)
+  private async updateAnnounced (l2: GroupOperations, key: string, fence: string, change: GroupChange, ttl: number, base: Group | undefined): Promise<boolean | Group> {
+    const update = l2.updateAnnounced as NonNullable<GroupOperations['updateAnnounced']>
+    const bus = this.options.bus as InvalidationBus
+    if (bus.leases !== undefined) {
+      return await bus.tellLeased({ keys: [key] }, async (leased) => {
+        const { changed, announced, holders = [] } = await update(key, fence, change, ttl, base, leased)
+        return { result: changed, holders, published: announced }
+      })
+    }
+    const { changed, announced } = await update(key, fence, change, ttl, base, bus.announcement({ keys: [key] }))
     if (!announced) await this.announce({ keys: [key] })
     else if (changed !== false) this.options.bus?.announced()
     return changed
@@ -410,13 +423,13 @@ export class TieredStore implements Store {
         // L2 may vouch for the group as the change left it, when the change was made on the copy L1 holds.
         const base = this.memory()?.get(key) as Group | undefined
         // Where L2 can, the bus's message goes out in the step that makes the change: one round trip, not two.
-        const announcement = l2.updateAnnounced === undefined ? undefined : this.options.bus?.announcement({ keys: [key] })
+        const announcing = l2.updateAnnounced !== undefined && this.options.bus?.inScripts === true
         const mark = this.moves.start(key)
         let result: boolean | Group = false
         try {
-          result = announcement === undefined
-            ? await changed(key, () => l2.update(key, fence, change, ttl, base))
-            : await changed(key, async () => await this.updateAnnounced(l2, key, fence, change, ttl, base, announcement), true)
+          result = announcing
+            ? await changed(key, async () => await this.updateAnnounced(l2, key, fence, change, ttl, base), true)
+            : await changed(key, () => l2.update(key, fence, change, ttl, base))
         } finally {
           // Kept when the group moved once meanwhile, by this very change: another request's change of it, or a message
           // about it, may have come after the answer L2 vouched for.

@@ -333,19 +333,21 @@ export class RedisStore implements Store {
     // Without `keep`, a clear drops the hash whole; with one, it walks the fields.
     const clear = change.clear !== true ? 0 : change.keep === undefined ? 1 : 2
     const set = this.encodeFields(change.set ?? {})
-    const args = [announcement?.channel ?? '', announcement?.message ?? '', ttl, fence, clear, change.keep ?? '', prefix, max, removed.length, ...removed, ...set]
-    const reply = await this.run('groups.update', async () => await this.client.call('EVAL', UPDATE, 1, this.prefix + key, ...args), bytesOf(args)) as 0 | [number, string, string, number]
+    const leases = announcement?.leases
+    const args = [announcement?.channel ?? '', announcement?.message ?? '', leases?.origin ?? '', ttl, fence, clear, change.keep ?? '', prefix, max, removed.length, ...removed, ...set]
+    const keys = leases === undefined ? [1, this.prefix + key] : [2, this.prefix + key, leases.registry]
+    const reply = await this.run('groups.update', async () => await this.client.call('EVAL', UPDATE, ...keys, ...args), bytesOf(args)) as 0 | [number, string, string, number, string[]]
     // Refused by the fence: nothing changed, nothing to tell.
-    if (!Array.isArray(reply)) return { changed: false, announced: true }
-    const [, before, after, told] = reply
+    if (!Array.isArray(reply)) return { changed: false, announced: true, holders: [] }
+    const [, before, after, told, holders] = reply
     const announced = told === 1
-    if (base?.version === undefined || base.fence !== fence || before !== base.version) return { changed: true, announced }
+    if (base?.version === undefined || base.fence !== fence || before !== base.version) return { changed: true, announced, holders }
     const decoded = Object.create(null) as Record<string, unknown>
     for (let i = 0; i < set.length; i += 2) decoded[set[i] as string] = this.decode(set[i + 1])
     const uncapped = changed(base.fields, { ...change, set: decoded, cap: undefined })
     // The cap drops fields in the hash's own order, which a large hash does not keep: vouched for only when it dropped none.
-    if (change.cap !== undefined && Object.keys(uncapped).filter((name) => name.startsWith(prefix)).length > max) return { changed: true, announced }
-    return { changed: { fence, fields: uncapped, version: after }, announced }
+    if (change.cap !== undefined && Object.keys(uncapped).filter((name) => name.startsWith(prefix)).length > max) return { changed: true, announced, holders }
+    return { changed: { fence, fields: uncapped, version: after }, announced, holders }
   }
 
   private async endGroup (key: string, fence: string): Promise<Group | undefined> {
@@ -526,6 +528,43 @@ function pairsOf (flat: Buffer[]): Array<[string, Buffer]> {
   return pairs
 }
 
+/**
+ * Defines `leaseHolders(registry, origin)`: the origins other than `origin` whose lease in the sorted set `registry`
+ * has not ended (score: its end in the server's ms), each followed by the ms it has left. Expired leases are dropped
+ * by their holders' renewals (`RENEW_LEASE`).
+ */
+const LEASE_HOLDERS = `local function leaseHolders (registry, origin)
+  local time = redis.call('time')
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  local live = redis.call('zrangebyscore', registry, '(' .. now, '+inf', 'WITHSCORES')
+  local holders = {}
+  for i = 1, #live, 2 do
+    if live[i] ~= origin then
+      holders[#holders + 1] = live[i]
+      holders[#holders + 1] = tostring(math.ceil(tonumber(live[i + 1]) - now))
+    end
+  end
+  return holders
+end
+`
+
+/** KEYS[1] the registry of leases; ARGV: channel, message, origin. Publishes while another origin holds a lease; answers the holders. */
+export const PUBLISH_LEASED = LEASE_HOLDERS + `local holders = leaseHolders(KEYS[1], ARGV[3])
+if #holders > 0 then redis.call('publish', ARGV[1], ARGV[2]) end
+return holders`
+
+/**
+ * KEYS[1] the registry of leases; ARGV: origin, lease in ms. Drops the leases that ended, then holds `origin`'s for
+ * the lease from now; 1 when it held none (its first, or one that ended or that the server lost meanwhile: changes
+ * made meanwhile were not published to it).
+ */
+export const RENEW_LEASE = `local time = redis.call('time')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('zremrangebyscore', KEYS[1], '-inf', now)
+local added = redis.call('zadd', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('pexpire', KEYS[1], 2 * tonumber(ARGV[2]))
+return added`
+
 // KEYS[1] is the group. Each script checks and changes in one step, so no other client's command runs in between.
 // A ttl of 0: the group does not expire.
 const CREATE = `if redis.call('exists', KEYS[1]) == 1 then return 0 end
@@ -533,45 +572,50 @@ redis.call('hset', KEYS[1], unpack(ARGV, 2))
 if ARGV[1] ~= '0' then redis.call('pexpire', KEYS[1], ARGV[1]) end
 return 1`
 
-// ARGV: the channel and message to publish once the change is made ('': none), ttl, fence, clear (0: no, 1: every
+// ARGV: the channel and message to publish once the change is made ('': none), the publishing origin (with a registry
+// of leases as KEYS[2]: published only while another origin holds one, and those answered last), ttl, fence, clear (0: no, 1: every
 // field, 2: every field but those starting with the next argument), keep, the cap's prefix and max (0: none), the count
 // n of fields to remove, those n names, then name/value pairs to set. A field set again is deleted first, so that a
 // small hash's order is write order. A publish refused (an ACL without the channel) leaves the change made and answers
 // 0 last, where a failed call would stop the script half way.
 // Every change moves the version ('#'), which a clear keeps, so that no copy of the group from before can pass for it.
-const UPDATE = `if redis.call('hget', KEYS[1], '') ~= ARGV[4] then return 0 end
+const UPDATE = LEASE_HOLDERS + `if redis.call('hget', KEYS[1], '') ~= ARGV[5] then return 0 end
 local before = redis.call('hget', KEYS[1], '#') or ''
-if ARGV[5] == '1' then
+if ARGV[6] == '1' then
   local version = before ~= '' and before or false
   redis.call('del', KEYS[1])
-  redis.call('hset', KEYS[1], '', ARGV[4])
+  redis.call('hset', KEYS[1], '', ARGV[5])
   if version then redis.call('hset', KEYS[1], '#', version) end
-elseif ARGV[5] == '2' then
-  local keep = ARGV[6]
+elseif ARGV[6] == '2' then
+  local keep = ARGV[7]
   for _, name in ipairs(redis.call('hkeys', KEYS[1])) do
     if name ~= '' and name ~= '#' and string.sub(name, 1, #keep) ~= keep then redis.call('hdel', KEYS[1], name) end
   end
 end
 local after = redis.call('hincrby', KEYS[1], '#', 1)
-local n = tonumber(ARGV[9])
-if n > 0 then redis.call('hdel', KEYS[1], unpack(ARGV, 10, 9 + n)) end
-if #ARGV > 9 + n then
-  for i = 10 + n, #ARGV, 2 do redis.call('hdel', KEYS[1], ARGV[i]) end
-  redis.call('hset', KEYS[1], unpack(ARGV, 10 + n))
+local n = tonumber(ARGV[10])
+if n > 0 then redis.call('hdel', KEYS[1], unpack(ARGV, 11, 10 + n)) end
+if #ARGV > 10 + n then
+  for i = 11 + n, #ARGV, 2 do redis.call('hdel', KEYS[1], ARGV[i]) end
+  redis.call('hset', KEYS[1], unpack(ARGV, 11 + n))
 end
-local max = tonumber(ARGV[8])
+local max = tonumber(ARGV[9])
 if max > 0 then
-  local prefix = ARGV[7]
+  local prefix = ARGV[8]
   local kind = {}
   for _, name in ipairs(redis.call('hkeys', KEYS[1])) do
     if name ~= '' and name ~= '#' and string.sub(name, 1, #prefix) == prefix then kind[#kind + 1] = name end
   end
   for i = 1, #kind - max do redis.call('hdel', KEYS[1], kind[i]) end
 end
-if ARGV[3] ~= '0' then redis.call('pexpire', KEYS[1], ARGV[3]) end
+if ARGV[4] ~= '0' then redis.call('pexpire', KEYS[1], ARGV[4]) end
 local told = 1
-if ARGV[1] ~= '' and type(redis.pcall('publish', ARGV[1], ARGV[2])) == 'table' then told = 0 end
-return {1, before, tostring(after), told}`
+local holders = {}
+if ARGV[1] ~= '' then
+  if KEYS[2] then holders = leaseHolders(KEYS[2], ARGV[3]) end
+  if (not KEYS[2] or #holders > 0) and type(redis.pcall('publish', ARGV[1], ARGV[2])) == 'table' then told = 0 end
+end
+return {1, before, tostring(after), told, holders}`
 
 // ARGV: ttl, the fence and the version of the copy held. 0: no group; 1: the copy is current; else the group.
 const CHECK = `local held = redis.call('hmget', KEYS[1], '', '#')

@@ -11,6 +11,10 @@ export interface Instance {
   readonly url: string
   /** Closes the app (`fastify.close()`) and waits for the process to exit. */
   stop (): Promise<void>
+  /** SIGSTOP: the process runs nothing, its sockets stay open (a stalled instance: a long GC, a frozen VM). */
+  pause (): void
+  /** SIGCONT. */
+  resume (): void
 }
 
 /**
@@ -27,6 +31,7 @@ export async function forkInstance (t: Test, module: string, name: string, param
   const child = fork(CHILD, [path, name, JSON.stringify(params)], { env, execArgv: ['--import', 'tsx', '--import', MAJORS], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const stop = async (): Promise<void> => {
     if (child.exitCode !== null || child.signalCode !== null) return
+    child.kill('SIGCONT')
     const exited = new Promise<void>((resolve) => child.once('exit', () => { resolve() }))
     if (child.connected) child.disconnect()
     const killer = setTimeout(() => child.kill('SIGKILL'), 5000)
@@ -35,7 +40,7 @@ export async function forkInstance (t: Test, module: string, name: string, param
   }
   t.teardown(stop)
   const { port } = await firstMessage<{ port: number }>(child, `${module} ${name}`)
-  return { url: `http://127.0.0.1:${port}`, stop }
+  return { url: `http://127.0.0.1:${port}`, stop, pause: () => { child.kill('SIGSTOP') }, resume: () => { child.kill('SIGCONT') } }
 }
 
 function firstMessage<T> (child: ChildProcess, what: string): Promise<T> {

@@ -131,7 +131,7 @@ test('a message that asks to be acknowledged is applied, then acknowledged to it
   if (await redisFor(t) === undefined) return
   const channel = uniquePrefix(t) + 'bus'
   const client = await connected(t)
-  const { heard } = await listening(t, client, channel)
+  const { bus, heard } = await listening(t, client, channel)
   const watcher = await connected(t)
   const acknowledged: Array<[string, string]> = []
   watcher.on('pmessage', (_pattern: string, name: string, raw: string) => { acknowledged.push([name, raw]) })
@@ -140,7 +140,7 @@ test('a message that asks to be acknowledged is applied, then acknowledged to it
   await client.publish(channel, JSON.stringify({ origin, id: 'first', keys: ['k'] }))
   await until(() => acknowledged.length === 1, 500)
   t.same(heard, [{ keys: ['k'] }], 'applied')
-  t.same(acknowledged, [[`${channel}:ack:${origin}`, 'first']], 'then acknowledged on the sender\'s channel')
+  t.same(acknowledged, [[`${channel}:ack:${origin}`, `first ${bus.origin}`]], 'then acknowledged on the sender\'s channel, by its id and the acknowledging bus')
   await client.publish(channel, JSON.stringify({ origin: 'x:ack:elsewhere', id: 'second', keys: ['j'] }))
   await client.publish(channel, JSON.stringify({ origin, id: 3, keys: ['i'] }))
   await until(() => heard.length === 3, 500)

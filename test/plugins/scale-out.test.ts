@@ -247,7 +247,7 @@ test('fastify.close() closes every connection it opened and none that it did not
     app: { store: mine }
   })
   await app.ready()
-  t.equal(await clients(), before + 2, "a client for the session URL (its strict memory tier needs no bus), a subscriber beside the app's client")
+  t.equal(await clients(), before + 3, "a client for the session URL and its subscriber (the strict memory tier's leases), a subscriber beside the app's client")
   await app.close()
   await within(t, 200, async () => await clients() === before)
   t.equal(mine.status, 'ready', "the app's own client stays open")

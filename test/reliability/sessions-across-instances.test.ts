@@ -84,3 +84,25 @@ test('destroyAllOf() on one instance ends every session of the user on the other
   }
   t.equal(stale, 0, 'no request after it returned was served one of the ended sessions')
 })
+
+test('a logout while the other instance is stalled returns, and the stalled instance, resumed, serves the ended session to no request', async (t) => {
+  const instances = await twoInstances(t)
+  if (instances === undefined) return
+  const [a, b] = instances
+  let stale = 0
+  for (let i = 0; i < 5; i++) {
+    const browser = new Browser()
+    await browser.request(`${a.url}/login`, { method: 'POST', body: { user: `u${i}` } })
+    if ((await browser.request(`${b.url}/me`)).json().user !== `u${i}`) throw new Error('B does not see the login')
+    const stolen = browser.clone()
+    b.pause()
+    try {
+      // B holds the session in memory under a lease and cannot acknowledge: the logout waits for the lease to end.
+      t.equal((await browser.request(`${a.url}/logout`, { method: 'POST' })).status, 200, 'the logout returns while B is stalled')
+    } finally {
+      b.resume()
+    }
+    stale += await staleAnswers(stolen, b.url)
+  }
+  t.equal(stale, 0, 'no request B began once it was resumed served the ended session')
+})

@@ -1,0 +1,197 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Redis } from 'ioredis'
+import { test, type Test } from 'tap'
+import { InvalidationBus } from '../../lib/bus.js'
+import { SessionLevel, type SessionCache } from '../../lib/scopes/session.js'
+import { RedisStore, type RedisClient } from '../../lib/stores/redis.js'
+import { TieredStore } from '../../lib/tiers.js'
+import { commandCalls, privateRedis, redisFor, uniquePrefix } from '../helpers/redis.js'
+import { until } from '../helpers/until.js'
+
+// `coherence: 'strict'` on one Redis: each instance serves sessions from its memory tier under a lease, and a change
+// returns once every instance holding a lease has dropped the old copy, or that instance's lease has ended. What
+// breaks that promise is an instance that does not hear: stalled, cut off from its messages, or forgotten by Redis.
+
+const LEASE = 400
+
+interface Instance { level: SessionLevel, bus: InvalidationBus, tier: TieredStore }
+
+async function instance (t: Test, client: Redis, prefix: string): Promise<Instance> {
+  const holder: { tier?: TieredStore } = {}
+  const bus = new InvalidationBus({
+    client: client as unknown as RedisClient,
+    channel: prefix + 'bus',
+    timeout: 1000,
+    onMessage: (message) => { holder.tier?.invalidate(message) },
+    lease: { registry: 'fmc-leases:' + prefix, ms: LEASE }
+  })
+  const tier = holder.tier = new TieredStore({ l2: new RedisStore({ client: client as unknown as RedisClient, prefix, timeout: 1000 }), max: 100, ttl: 60_000, bus })
+  t.teardown(async () => { await tier.close() })
+  await bus.subscribed
+  await until(() => bus.connected, 2000)
+  return { level: new SessionLevel({ ttl: 60_000, maxEntriesPerSession: 10, store: tier }), bus, tier }
+}
+
+function open (level: SessionLevel, id?: string): SessionCache {
+  return level.open(() => id === undefined ? undefined : { id })
+}
+
+async function client (t: Test, url: string): Promise<Redis> {
+  const connection = new Redis(url, { maxRetriesPerRequest: 1 })
+  connection.on('error', () => {})
+  t.teardown(() => { connection.disconnect() })
+  await new Promise((resolve) => connection.once('ready', resolve))
+  return connection
+}
+
+/** A session logged in on `a` with a cart, read once on `b` (so that `b` holds it in memory); its id. */
+async function loggedIn (a: Instance, b: Instance): Promise<string> {
+  const session = open(a.level)
+  await session.set('cart', ['book'])
+  await session.regenerate({ user: 'alice' })
+  const id = session.id as string
+  const read = await open(b.level, id).get('cart')
+  if (JSON.stringify(read) !== '["book"]') throw new Error('B does not see the login')
+  return id
+}
+
+/** Stops reading `instance`'s subscription (its messages, and the answers to its lease's PINGs, wait in the socket). */
+function deafen (instance: Instance): { resume: () => void } {
+  const stream = (instance.bus as unknown as { subscriber: { stream: { pause: () => void, resume: () => void } } }).subscriber.stream
+  stream.pause()
+  return { resume: () => { stream.resume() } }
+}
+
+test('alone, a session is read from memory and written in one step that publishes nothing', async (t) => {
+  const redis = await privateRedis(t)
+  if (redis === undefined) return
+  const shared = await client(t, redis.url)
+  const a = await instance(t, shared, 'leases:')
+  const session = open(a.level)
+  await session.set('cart', [])
+  await session.regenerate({ user: 'alice' })
+  const id = session.id as string
+  // The first request reads the new session, and its user's index, from Redis.
+  await open(a.level, id).get('cart')
+  await shared.call('CONFIG', 'RESETSTAT')
+  for (let i = 0; i < 10; i++) {
+    const request = open(a.level, id)
+    const cart = await request.get('cart') as string[]
+    await request.set('cart', [...cart, `item ${i}`])
+  }
+  t.same(await open(a.level, id).get('cart'), Array.from({ length: 10 }, (_, i) => `item ${i}`), 'every write read back')
+  const calls = await commandCalls(shared)
+  t.equal(calls.publish, undefined, 'no other instance holds a lease: nothing is published')
+  t.equal((calls.hgetall ?? 0) + (calls.hmget ?? 0), 0, 'no read asks Redis: the memory tier serves them under the lease')
+  t.equal(a.bus.sent, 0)
+})
+
+test('a change on A returns once B, which holds the session in memory, has dropped it', async (t) => {
+  const shared = await redisFor(t)
+  if (shared === undefined) return
+  const prefix = uniquePrefix(t)
+  const a = await instance(t, shared, prefix)
+  const b = await instance(t, shared, prefix)
+  const id = await loggedIn(a, b)
+
+  await shared.del(prefix + (await b.level.sessionsOf('alice'))[0]?.key)
+  t.same(await open(b.level, id).get('cart'), ['book'], 'B serves the session from memory: its reads ask Redis nothing (deleted behind its back here)')
+
+  const again = await loggedIn(a, b)
+  await open(a.level, again).set('cart', ['book', 'pen'])
+  t.same(await open(b.level, again).get('cart'), ['book', 'pen'], 'a write on A is read on B as soon as it returned')
+  const heard = b.bus.received
+  await open(a.level, again).destroy()
+  t.ok(b.bus.received > heard, 'B applied the logout before destroy() returned on A')
+  t.equal(await open(b.level, again).get('cart'), undefined, 'and serves it no more')
+})
+
+test('B cut off from its messages: a change on A waits until B\'s lease has ended, after which B asks Redis', async (t) => {
+  const shared = await redisFor(t)
+  if (shared === undefined) return
+  const prefix = uniquePrefix(t)
+  const a = await instance(t, shared, prefix)
+  const b = await instance(t, shared, prefix)
+  const id = await loggedIn(a, b)
+  const deaf = deafen(b)
+  const heard = b.bus.received
+  await open(a.level, id).destroy()
+  t.equal(b.bus.received, heard, 'B has not heard of the logout')
+  t.notOk(b.bus.connected, 'but its lease had ended when destroy() returned: its memory tier no longer answers')
+  t.equal(await open(b.level, id).get('cart'), undefined, 'so the ended session is read from Redis: gone')
+  const started = performance.now()
+  while (await shared.zscore('fmc-leases:' + prefix, b.bus.origin) !== null) {
+    if (performance.now() - started > 5 * LEASE) throw new Error('B, deaf, stays registered')
+    await sleep(10)
+  }
+  const sent = a.bus.sent
+  const other = open(a.level)
+  await other.set('cart', ['pen'])
+  await other.set('cart', ['pen', 'ink'])
+  t.equal(a.bus.sent, sent, 'B, deaf, left the registry when its lease ended: changes on A no longer wait for it')
+  deaf.resume()
+  await until(() => b.bus.connected, 2000)
+  t.equal(await open(b.level, id).get('cart'), undefined, 'heard again, B holds a lease again and still serves none of it')
+  t.ok(b.bus.received > heard, 'and has heard of it')
+})
+
+test('B\'s lease lost from Redis: its next renewal empties its memory tier, since changes made meanwhile were not published to it', async (t) => {
+  const shared = await redisFor(t)
+  if (shared === undefined) return
+  const prefix = uniquePrefix(t)
+  const a = await instance(t, shared, prefix)
+  const b = await instance(t, shared, prefix)
+  const id = await loggedIn(a, b)
+  await shared.zrem('fmc-leases:' + prefix, b.bus.origin)
+  await open(a.level, id).set('cart', ['book', 'pen'])
+  t.ok(b.tier.size > 0, 'B holds the session in memory')
+  await until(() => b.tier.size === 0, 2000)
+  t.ok(await shared.zscore('fmc-leases:' + prefix, b.bus.origin) !== null, 'B registered again, and emptied its memory tier first')
+  t.same(await open(b.level, id).get('cart'), ['book', 'pen'], 'once registered again, B reads the change')
+})
+
+test('Redis restarted empty: no instance serves a session from memory that Redis no longer holds', async (t) => {
+  const redis = await privateRedis(t)
+  if (redis === undefined) return
+  const shared = await client(t, redis.url)
+  const a = await instance(t, shared, 'leases:')
+  const b = await instance(t, shared, 'leases:')
+  const id = await loggedIn(a, b)
+  await redis.restart()
+  await until(() => a.bus.connected && b.bus.connected, 5000)
+  t.equal(await open(b.level, id).get('cart'), undefined, 'B: the session is gone with the data')
+  t.equal(await open(a.level, id).get('cart'), undefined, 'A too')
+})
+
+test('Redis paused: the leases run out, reads stop being served from memory, and come back once it answers', async (t) => {
+  const redis = await privateRedis(t)
+  if (redis === undefined) return
+  const shared = await client(t, redis.url)
+  const a = await instance(t, shared, 'leases:')
+  const b = await instance(t, shared, 'leases:')
+  const id = await loggedIn(a, b)
+  redis.pause()
+  await sleep(LEASE * 1.5)
+  t.notOk(b.bus.connected, 'B\'s lease ended while Redis did not answer')
+  redis.resume()
+  await until(() => a.bus.connected && b.bus.connected, 5000)
+  t.same(await open(b.level, id).get('cart'), ['book'], 'B serves the session again')
+  await open(a.level, id).destroy()
+  t.equal(await open(b.level, id).get('cart'), undefined, 'and a logout on A is final on B')
+})
+
+test('an instance that closes leaves the registry: the others stop waiting for it at once', async (t) => {
+  const shared = await redisFor(t)
+  if (shared === undefined) return
+  const prefix = uniquePrefix(t)
+  const a = await instance(t, shared, prefix)
+  const b = await instance(t, shared, prefix)
+  t.ok(await shared.zscore('fmc-leases:' + prefix, b.bus.origin) !== null, 'B holds a lease')
+  await b.tier.close()
+  t.equal(await shared.zscore('fmc-leases:' + prefix, b.bus.origin), null, 'and gives it back when it closes')
+  const session = open(a.level)
+  await session.set('cart', ['book'])
+  const sent = a.bus.sent
+  await session.set('cart', ['book', 'pen'])
+  t.equal(a.bus.sent, sent, 'A, alone again, publishes nothing')
+})
