@@ -32,6 +32,18 @@ async function instance (t: Test, client: Redis, prefix: string): Promise<Instan
   return { level: new SessionLevel({ ttl: 60_000, maxEntriesPerSession: 10, store: tier }), bus, tier }
 }
 
+/** Two instances on the shared Redis under a prefix of the test's own; undefined when there is no Redis. */
+async function twoInstances (t: Test): Promise<{ shared: Redis, prefix: string, a: Instance, b: Instance } | undefined> {
+  const shared = await redisFor(t)
+  if (shared === undefined) return undefined
+  const prefix = uniquePrefix(t)
+  return { shared, prefix, ...await twoInstancesOn(t, shared, prefix) }
+}
+
+async function twoInstancesOn (t: Test, shared: Redis, prefix: string): Promise<{ a: Instance, b: Instance }> {
+  return { a: await instance(t, shared, prefix), b: await instance(t, shared, prefix) }
+}
+
 function open (level: SessionLevel, id?: string): SessionCache {
   return level.open(() => id === undefined ? undefined : { id })
 }
@@ -87,11 +99,9 @@ test('alone, a session is read from memory and written in one step that publishe
 })
 
 test('a change on A returns once B, which holds the session in memory, has dropped it', async (t) => {
-  const shared = await redisFor(t)
-  if (shared === undefined) return
-  const prefix = uniquePrefix(t)
-  const a = await instance(t, shared, prefix)
-  const b = await instance(t, shared, prefix)
+  const pair = await twoInstances(t)
+  if (pair === undefined) return
+  const { shared, prefix, a, b } = pair
   const id = await loggedIn(a, b)
 
   await shared.del(prefix + (await b.level.sessionsOf('alice'))[0]?.key)
@@ -107,11 +117,9 @@ test('a change on A returns once B, which holds the session in memory, has dropp
 })
 
 test('B cut off from its messages: a change on A waits until B\'s lease has ended, after which B asks Redis', async (t) => {
-  const shared = await redisFor(t)
-  if (shared === undefined) return
-  const prefix = uniquePrefix(t)
-  const a = await instance(t, shared, prefix)
-  const b = await instance(t, shared, prefix)
+  const pair = await twoInstances(t)
+  if (pair === undefined) return
+  const { shared, prefix, a, b } = pair
   const id = await loggedIn(a, b)
   const deaf = deafen(b)
   const heard = b.bus.received
@@ -136,11 +144,9 @@ test('B cut off from its messages: a change on A waits until B\'s lease has ende
 })
 
 test('B\'s lease lost from Redis: its next renewal empties its memory tier, since changes made meanwhile were not published to it', async (t) => {
-  const shared = await redisFor(t)
-  if (shared === undefined) return
-  const prefix = uniquePrefix(t)
-  const a = await instance(t, shared, prefix)
-  const b = await instance(t, shared, prefix)
+  const pair = await twoInstances(t)
+  if (pair === undefined) return
+  const { shared, prefix, a, b } = pair
   const id = await loggedIn(a, b)
   await shared.zrem('fmc-leases:' + prefix, b.bus.origin)
   await open(a.level, id).set('cart', ['book', 'pen'])
@@ -153,9 +159,7 @@ test('B\'s lease lost from Redis: its next renewal empties its memory tier, sinc
 test('Redis restarted empty: no instance serves a session from memory that Redis no longer holds', async (t) => {
   const redis = await privateRedis(t)
   if (redis === undefined) return
-  const shared = await client(t, redis.url)
-  const a = await instance(t, shared, 'leases:')
-  const b = await instance(t, shared, 'leases:')
+  const { a, b } = await twoInstancesOn(t, await client(t, redis.url), 'leases:')
   const id = await loggedIn(a, b)
   await redis.restart()
   await until(() => a.bus.connected && b.bus.connected, 5000)
@@ -166,9 +170,7 @@ test('Redis restarted empty: no instance serves a session from memory that Redis
 test('Redis paused: the leases run out, reads stop being served from memory, and come back once it answers', async (t) => {
   const redis = await privateRedis(t)
   if (redis === undefined) return
-  const shared = await client(t, redis.url)
-  const a = await instance(t, shared, 'leases:')
-  const b = await instance(t, shared, 'leases:')
+  const { a, b } = await twoInstancesOn(t, await client(t, redis.url), 'leases:')
   const id = await loggedIn(a, b)
   redis.pause()
   await sleep(LEASE * 1.5)
@@ -181,11 +183,9 @@ test('Redis paused: the leases run out, reads stop being served from memory, and
 })
 
 test('an instance that closes leaves the registry: the others stop waiting for it at once', async (t) => {
-  const shared = await redisFor(t)
-  if (shared === undefined) return
-  const prefix = uniquePrefix(t)
-  const a = await instance(t, shared, prefix)
-  const b = await instance(t, shared, prefix)
+  const pair = await twoInstances(t)
+  if (pair === undefined) return
+  const { shared, prefix, a, b } = pair
   t.ok(await shared.zscore('fmc-leases:' + prefix, b.bus.origin) !== null, 'B holds a lease')
   await b.tier.close()
   t.equal(await shared.zscore('fmc-leases:' + prefix, b.bus.origin), null, 'and gives it back when it closes')
