@@ -274,7 +274,7 @@ export class TieredStore implements Store {
     }
     const { changed, announced } = await update(key, fence, change, ttl, base, bus.announcement({ keys: [key] }))
     if (!announced) await this.announce({ keys: [key] })
-    else if (changed !== false) this.options.bus?.announced()
+    else if (changed !== false) bus.announced()
     return changed
   }
 
