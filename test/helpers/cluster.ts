@@ -83,17 +83,6 @@ export async function startCluster (): Promise<PrivateCluster> {
   }
   const killAll = (): void => { for (const server of servers.values()) server.kill('SIGKILL') }
   process.once('exit', killAll)
-  const nodes: ClusterNode[] = []
-  for (let i = 0; i < 6; i++) {
-    // The cluster bus gets a port of its own: port + 10000 may be taken, or past 65535.
-    const [port, bus] = [await freePort(), await freePort()]
-    servers.set(port, spawn('redis-server', [
-      '--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-port', String(bus),
-      '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000', '--dir', dir,
-      '--save', '', '--appendonly', 'no', '--repl-diskless-sync-delay', '0'
-    ], { stdio: 'ignore' }))
-    nodes.push({ port, url: `redis://127.0.0.1:${port}` })
-  }
   const admin = (port: number): Redis => {
     const client = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
     client.on('error', () => {})
@@ -108,8 +97,26 @@ export async function startCluster (): Promise<PrivateCluster> {
       client.disconnect()
     }
   }
-  // Six redis-servers start at once beside the rest of the suite on two cores: one took over 5 s in a full run.
-  await Promise.all(nodes.map(async ({ port }) => { await until(async () => await ask(port, 'PING') === 'PONG', 20_000, `node ${port} to answer`) }))
+  // A node whose port was taken between the asking and the binding exits at once: it starts again on other ports.
+  const startNode = async (tries = 5): Promise<ClusterNode> => {
+    // The cluster bus gets a port of its own: port + 10000 may be taken, or past 65535.
+    const [port, bus] = [await freePort(), await freePort()]
+    const server = spawn('redis-server', [
+      '--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-port', String(bus),
+      '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000', '--dir', dir,
+      '--save', '', '--appendonly', 'no', '--repl-diskless-sync-delay', '0'
+    ], { stdio: 'ignore' })
+    servers.set(port, server)
+    // Six redis-servers start at once beside the rest of the suite on two cores: one took over 5 s in a full run.
+    // Asked for its process id: another server on the port would answer a PING.
+    await until(async () => server.exitCode !== null ||
+      (await ask<string>(port, 'INFO', 'server')).includes(`process_id:${String(server.pid)}\r\n`), 20_000, `node ${port} to answer`)
+    if (server.exitCode === null) return { port, url: `redis://127.0.0.1:${port}` }
+    servers.delete(port)
+    if (tries === 1) throw new Error('the test cluster: every try to start a node exited at once (its ports taken?)')
+    return await startNode(tries - 1)
+  }
+  const nodes = await Promise.all(Array.from({ length: 6 }, async () => await startNode()))
   const created = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map(({ port }) => `127.0.0.1:${port}`), '--cluster-replicas', '1', '--cluster-yes'], { encoding: 'utf8' })
   if (created.status !== 0) throw new Error(`redis-cli --cluster create failed: ${created.stdout}${created.stderr}`)
 

@@ -194,14 +194,17 @@ export async function distantRedis (t: Test, url: string, ms: number): Promise<`
 
 /** A loopback port free at the time of asking. */
 export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => { resolve(typeof address === 'object' && address !== null ? address.port : 0) })
+  // Below the kernel's ephemeral range (32768 and up on Linux): a port the kernel handed out could be handed again, to
+  // another test's listen(0) or to an outgoing connection, before the server that was to take it binds it.
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000)
+    const free = await new Promise<boolean>((resolve) => {
+      const server = createServer()
+      server.once('error', () => { resolve(false) })
+      server.listen(port, '127.0.0.1', () => { server.close(() => { resolve(true) }) })
     })
-    server.on('error', reject)
-  })
+    if (free) return port
+  }
 }
 
 /**
