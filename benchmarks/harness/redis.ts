@@ -1,10 +1,10 @@
 /** The Redis the scenarios use: the shared one on loopback, or a `redis-server` of their own. */
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
+import { freePort } from '../../test/helpers/redis.js'
 
 /** The shared Redis of the machine (loopback only). */
 export const SHARED_REDIS = 'redis://127.0.0.1:6379'
@@ -82,14 +82,6 @@ export interface RedisServer {
   resume (): void
   /** Ends the server (paused or not) and waits for it to exit. */
   stop (): Promise<void>
-}
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve, reject) => { server.once('error', reject).listen(0, '127.0.0.1', resolve) })
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
-  return port
 }
 
 /**
