@@ -32,6 +32,11 @@ const CONNECTIONS = 20
  * they kept it.
  */
 const RATE = 250
+/**
+ * The read and write again at four times `RATE`, with five contenders (`l1: false` left out, so that the core keeps
+ * up): what a fixed cost per second, such as strict's lease renewals, adds per request where an instance is busier.
+ */
+const BUSY_RATE = 1000
 /** connect-redis's expiry in seconds: the inactivity `ttl` of sessionCache (30 min), so both keep sessions alike. */
 const TTL_SECONDS = 30 * 60
 
@@ -140,19 +145,22 @@ function addedMicros (samples: Record<Name, HttpSample[]>, name: Name): string {
 }
 
 const ALL: readonly Name[] = ['bare', 'strict', 'bus', 'l1: false', '@fastify/session', 'bare (A/A)']
+const BUSY: readonly Name[] = ['bare', 'strict', 'bus', '@fastify/session', 'bare (A/A)']
 
-function figures (readWrite: Record<Name, HttpSample[]>, read: Record<Name, HttpSample[]>, saturated: Record<Name, HttpSample[]>): Result[] {
+function figures (readWrite: Record<Name, HttpSample[]>, read: Record<Name, HttpSample[]>, busy: Record<Name, HttpSample[]>, saturated: Record<Name, HttpSample[]>): Result[] {
   const scenario = 'session-redis'
   const route = `cart read and written per request at ${RATE} req/s each, all served at once, shared Redis`
   const readOnly = `cart read (not written) per request at ${RATE} req/s each, all served at once, shared Redis`
+  const busyRoute = `cart read and written per request at ${BUSY_RATE} req/s each (${BUSY.length} servers, l1: false left out), all served at once, shared Redis`
   const added = (samples: Record<Name, HttpSample[]>): string => 'CPU added over bare (medians of paired rounds): ' +
-    ALL.filter((name) => name !== 'bare').map((name) => `${name} ${addedMicros(samples, name)} µs`).join(', ')
+    (Object.keys(samples) as Name[]).filter((name) => name !== 'bare').map((name) => `${name} ${addedMicros(samples, name)} µs`).join(', ')
   const control = (samples: Record<Name, HttpSample[]>, setting: string): Result => result({
     scenario,
     measure: `${setting}: A/A control, server CPU per request of a second bare server ÷ the first (if it is not about 1.00, the run says nothing)`,
     ...cpuRatio(samples, 'bare (A/A)', 'bare'),
     target: { op: 'within', value: 1, tolerance: 0.05 }
   })
+  const withAdded = (row: Result, samples: Record<Name, HttpSample[]>): Result => ({ ...row, context: `${row.context}; ${added(samples)}` })
   const overTheirs = (samples: Record<Name, HttpSample[]>, setting: string, name: Exclude<Library, '@fastify/session'>, target: Result['target']): Result => result({
     scenario,
     measure: `${setting}: server CPU ${LABELS[name]} adds over the bare route ÷ what ${LABELS['@fastify/session']} adds`,
@@ -187,6 +195,9 @@ function figures (readWrite: Record<Name, HttpSample[]>, read: Record<Name, Http
     overTheirs(read, readOnly, 'bus', undefined),
     overTheirs(read, readOnly, 'l1: false', undefined),
     ...strictOverBus(read, readOnly),
+    control(busy, busyRoute),
+    withAdded(overTheirs(busy, busyRoute, 'strict', { op: '<=', value: 0.5 }), busy),
+    overTheirs(busy, busyRoute, 'bus', undefined),
     result({
       scenario,
       measure: `cart read and written per request, ${CONNECTIONS} connections, in turn: throughput of sessionCache on Redis ('strict') vs @fastify/session on connect-redis`,
@@ -219,9 +230,10 @@ export const sessionRedis: Scenario = {
       const writing = await compareHttp(module, contenders(ALL, { ...readWrite, rate: RATE }), rounds)
       // The same sessions only read: where the memory tier can answer, and what 'strict' then costs over 'bus'.
       const reading = await compareHttp(module, contenders(ALL, { path: '/cart', connections: CONNECTIONS, rate: RATE }), rounds)
+      const busy = await compareHttp(module, contenders(BUSY, { ...readWrite, rate: BUSY_RATE }), rounds)
       // Throughput at saturation, as context: it takes turns, and Redis shares the machine with the client.
       const saturated = await compareHttp(module, contenders(['strict', 'bus', '@fastify/session'], readWrite), settings.rounds)
-      return figures(writing, reading, saturated)
+      return figures(writing, reading, busy, saturated)
     } finally {
       await sweepAndReport('session-redis')
     }
