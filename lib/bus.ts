@@ -52,8 +52,10 @@ export interface InvalidationBusOptions {
   /**
    * Hold a lease in this sorted set of the server (see `tellLeased`), renewed every quarter of `ms`: while it runs,
    * every message published before its last renewal has been applied here. `connected` is false while it does not.
+   * A lease whose memory tier went unused for `idle` ms (default ten leases) is let go, and taken again by the next use
+   * (see `hears`).
    */
-  lease?: { registry: string, ms: number }
+  lease?: { registry: string, ms: number, idle?: number }
 }
 
 /**
@@ -79,8 +81,8 @@ export interface InvalidationBusOptions {
  * before it, so all of them have been applied when it does), and counts the lease from before it registered.
  * `tellLeased` publishes, in the change's own step, only while another instance holds a lease, and waits until each
  * holder has applied the message or its lease has ended: one that does not answer (stalled, cut off) stops serving
- * from memory by then by its own clock. A renewal that finds its lease gone (it ended, or the server lost it) empties
- * the memory tier first: what was changed meanwhile was not published to it.
+ * from memory by then by its own clock. A renewal begun after the lease ended here, or that finds it gone from the
+ * registry (the server lost it), empties the memory tier first: what was changed meanwhile was not published to it.
  */
 export class InvalidationBus {
   readonly origin = randomUUID()
@@ -113,6 +115,9 @@ export class InvalidationBus {
   private subscriptions = 0
   /** False while the last PING of a renewal has not been answered. */
   private answering = true
+  /** Whether the memory tier was used since the last renewal, and renewals in a row since it was. */
+  private used = false
+  private unused = 0
 
   constructor (private readonly options: InvalidationBusOptions) {
     this.cluster = isCluster(options.client) ? options.client : undefined
@@ -192,6 +197,18 @@ export class InvalidationBus {
     return this.listening && (this.options.lease === undefined || performance.now() < this.leaseEnds)
   }
 
+  /**
+   * `connected`, asked by a memory tier about to serve or keep something: a use that keeps a lease renewed, or takes
+   * again one let go. A lease unused for a while is let go (an idle instance then costs Redis and the other instances
+   * nothing: no renewal, no message to acknowledge); the first use after that is not served from memory once the lease
+   * has ended, and the renewal it starts empties the memory tier, as after any lease that ended.
+   */
+  hears (): boolean {
+    this.used = true
+    if (this.renewal === undefined && this.unused > 0) this.renew()
+    return this.connected
+  }
+
   /** With a lease: where a store's script finds the instances that hold one, and which this bus is. */
   get leases (): Announcement['leases'] {
     return this.leaseHolders
@@ -205,7 +222,16 @@ export class InvalidationBus {
   private renew (): void {
     const lease = this.options.lease
     if (lease === undefined || this.renewing || this.closed || !this.listening) return
-    if (this.renewal === undefined) this.renewal = setInterval(() => { this.renew() }, Math.max(1, Math.floor(lease.ms / 4))).unref()
+    const every = Math.max(1, Math.floor(lease.ms / 4))
+    this.unused = this.used ? 0 : this.unused + 1
+    this.used = false
+    if (this.unused * every > (lease.idle ?? 10 * lease.ms)) {
+      // Let go: it ends by itself, in Redis's registry and here.
+      clearInterval(this.renewal)
+      this.renewal = undefined
+      return
+    }
+    if (this.renewal === undefined) this.renewal = setInterval(() => { this.renew() }, every).unref()
     this.renewing = true
     this.renewLease(lease).catch(() => {}).finally(() => { this.renewing = false })
   }
@@ -215,10 +241,14 @@ export class InvalidationBus {
     const subscriber = this.subscriber as RedisConnection
     const subscription = this.subscriptions
     const from = performance.now()
+    // A lease that ended here may have ended in the registry too, and changes made since were told to nobody here.
+    // The registration's answer cannot be trusted to say so: one that ran out of its time budget may still have
+    // registered once Redis answered again, and the next then finds the lease held.
+    const ended = from >= this.leaseEnds
     const registering = this.answering
     if (registering) {
       const added = await redisCommand(client, 'lease', timeout, async () => await client.call('EVAL', RENEW_LEASE, 1, lease.registry, this.origin, lease.ms))
-      if (added === 1) this.options.onMessage({ clear: true })
+      if (added === 1 || ended) this.options.onMessage({ clear: true })
     }
     this.answering = false
     await withBudget('lease', timeout, async () => await subscriber.call('PING'))

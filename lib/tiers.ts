@@ -285,7 +285,7 @@ export class TieredStore implements Store {
 
   /** True unless there is a bus and it is not subscribed. */
   private hearing (): boolean {
-    return this.options.bus === undefined || this.options.bus.connected
+    return this.options.bus === undefined || this.options.bus.hears()
   }
 
   /**

@@ -88,7 +88,7 @@ test('a backend that rejects with what cannot be printed: the caller gets a Stor
 test('a change stored in L2 stands when telling the other instances fails: the fault is reported, not thrown', async (t) => {
   const l2 = new MemoryStore({ max: 10 })
   const faults: string[] = []
-  const bus = { connected: true, publish: async () => { throw new Error('publish timed out') } } as unknown as InvalidationBus
+  const bus = { connected: true, hears: () => true, publish: async () => { throw new Error('publish timed out') } } as unknown as InvalidationBus
   const tier = new TieredStore({ l2, max: 10, ttl: 1000, bus, onFault: (operation, error) => { faults.push(`${operation}: ${(error as Error).message}`) } })
   await tier.set('k', 'v')
   t.equal(l2.get('k'), 'v')

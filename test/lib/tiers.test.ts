@@ -775,7 +775,7 @@ test('a value L2 refuses leaves L1 too; announcements go only to a bus, and a fa
   t.same(faults, [], 'without a bus there is nothing to announce, and nothing fails')
 
   refuse = false
-  const deaf = { connected: true, publish: async () => { throw new Error('bus down') }, close: async () => {} } as unknown as InvalidationBus
+  const deaf = { connected: true, hears: () => true, publish: async () => { throw new Error('bus down') }, close: async () => {} } as unknown as InvalidationBus
   const unheard = new TieredStore({ l2, max: 10, ttl: 1000, bus: deaf })
   await unheard.set('k', 'x')
   t.equal(unheard.get('k'), 'x', 'the change stands, with no onFault to tell')

@@ -18,14 +18,14 @@ const LEASE = 1000
 
 interface Instance { level: SessionLevel, bus: InvalidationBus, tier: TieredStore }
 
-async function instance (t: Test, client: Redis, prefix: string): Promise<Instance> {
+async function instance (t: Test, client: Redis, prefix: string, idle?: number): Promise<Instance> {
   const holder: { tier?: TieredStore } = {}
   const bus = new InvalidationBus({
     client: client as unknown as RedisClient,
     channel: prefix + 'bus',
     timeout: 1000,
     onMessage: (message) => { holder.tier?.invalidate(message) },
-    lease: { registry: 'fmc-leases:' + prefix, ms: LEASE }
+    lease: { registry: 'fmc-leases:' + prefix, ms: LEASE, ...(idle === undefined ? {} : { idle }) }
   })
   const tier = holder.tier = new TieredStore({ l2: new RedisStore({ client: client as unknown as RedisClient, prefix, timeout: 1000 }), max: 100, ttl: 60_000, bus })
   t.teardown(async () => { await tier.close() })
@@ -67,6 +67,15 @@ async function loggedIn (a: Instance, b: Instance): Promise<string> {
   const read = await open(b.level, id).get('cart')
   if (JSON.stringify(read) !== '["book"]') throw new Error('B does not see the login')
   return id
+}
+
+/** Resolves once `bus`'s lease is gone from the registry (ended, and dropped by another instance's renewal). */
+async function leftRegistry (shared: Redis, prefix: string, bus: InvalidationBus, ms: number): Promise<void> {
+  const started = performance.now()
+  while (await shared.zscore('fmc-leases:' + prefix, bus.origin) !== null) {
+    if (performance.now() - started > ms) throw new Error(`the lease of ${bus.origin} stays registered past ${ms} ms`)
+    await sleep(10)
+  }
 }
 
 /** Stops reading `instance`'s subscription (its messages, and the answers to its lease's PINGs, wait in the socket). */
@@ -129,11 +138,7 @@ test('B cut off from its messages: a change on A waits until B\'s lease has ende
   t.equal(b.bus.received, heard, 'B has not heard of the logout')
   t.notOk(b.bus.connected, 'but its lease had ended when destroy() returned: its memory tier no longer answers')
   t.equal(await open(b.level, id).get('cart'), undefined, 'so the ended session is read from Redis: gone')
-  const started = performance.now()
-  while (await shared.zscore('fmc-leases:' + prefix, b.bus.origin) !== null) {
-    if (performance.now() - started > 5 * LEASE) throw new Error('B, deaf, stays registered')
-    await sleep(10)
-  }
+  await leftRegistry(shared, prefix, b.bus, 5 * LEASE)
   const sent = a.bus.sent
   const other = open(a.level)
   await other.set('cart', ['pen'])
@@ -196,4 +201,56 @@ test('an instance that closes leaves the registry: the others stop waiting for i
   const sent = a.bus.sent
   await session.set('cart', ['book', 'pen'])
   t.equal(a.bus.sent, sent, 'A, alone again, publishes nothing')
+})
+
+test('an instance whose memory tier goes unused lets its lease go, and takes it again with its next read', async (t) => {
+  const redis = await privateRedis(t)
+  if (redis === undefined) return
+  const shared = await client(t, redis.url)
+  const idle = 1500
+  const a = await instance(t, shared, 'leases:')
+  const b = await instance(t, shared, 'leases:', idle)
+  const id = await loggedIn(a, b)
+  const registered = async (): Promise<boolean> => await shared.zscore('fmc-leases:leases:', b.bus.origin) !== null
+  await leftRegistry(shared, 'leases:', b.bus, idle + 3 * LEASE)
+  t.notOk(b.bus.connected, 'B, which served nothing, let its lease go: it ended')
+  await sleep(LEASE)
+  t.notOk(await registered(), 'and B renews it no more')
+  const sent = a.bus.sent
+  await open(a.level, id).set('cart', ['book', 'pen'])
+  t.equal(a.bus.sent, sent, 'a change on A publishes nothing and waits for nobody')
+  t.ok(b.tier.size > 0, 'B still holds the old copy in memory')
+  t.same(await open(b.level, id).get('cart'), ['book', 'pen'], 'B\'s next read is not served from it: the change')
+  await until(() => b.bus.connected, 2000)
+  t.ok(await registered(), 'that read took the lease again')
+  await open(b.level, id).get('cart')
+  await shared.call('CONFIG', 'RESETSTAT')
+  t.same(await open(b.level, id).get('cart'), ['book', 'pen'])
+  const calls = await commandCalls(shared)
+  t.equal((calls.hgetall ?? 0) + (calls.hmget ?? 0), 0, 'B serves the session from memory again')
+  const heard = b.bus.received
+  await open(a.level, id).destroy()
+  t.ok(b.bus.received > heard, 'and a logout on A waits for B again')
+  t.equal(await open(b.level, id).get('cart'), undefined, 'which serves it no more')
+})
+
+test('a registration that timed out and ran later, while Redis was paused, does not pass for a lease that never ended', async (t) => {
+  const redis = await privateRedis(t)
+  if (redis === undefined) return
+  const shared = await client(t, redis.url)
+  const idle = 1500
+  const a = await instance(t, shared, 'leases:')
+  const b = await instance(t, shared, 'leases:', idle)
+  const id = await loggedIn(a, b)
+  await leftRegistry(shared, 'leases:', b.bus, idle + 3 * LEASE)
+  // B holds no lease: the logout on A is told to nobody, and B's copy in memory is out of date.
+  await open(a.level, id).destroy()
+  redis.pause()
+  // B's next reads take the lease again; their registrations wait in the socket past their time budget, and run
+  // once Redis answers: B is registered then, though it never heard of the logout.
+  await open(b.level, id).get('cart').catch(() => {})
+  await sleep(LEASE * 1.5)
+  redis.resume()
+  await until(() => b.bus.connected, 5000)
+  t.equal(await open(b.level, id).get('cart'), undefined, 'B, holding a lease again, does not serve the session A ended')
 })
