@@ -5,7 +5,7 @@ import { InvalidationBus } from '../../lib/bus.js'
 import { SessionLevel, type SessionCache } from '../../lib/scopes/session.js'
 import { RedisStore, type RedisClient } from '../../lib/stores/redis.js'
 import { TieredStore } from '../../lib/tiers.js'
-import { commandCalls, privateRedis, redisFor, uniquePrefix } from '../helpers/redis.js'
+import { commandCalls, privateRedis, redisFor, uniquePrefix, type PrivateRedis } from '../helpers/redis.js'
 import { until } from '../helpers/until.js'
 
 // `coherence: 'strict'` on one Redis: each instance serves sessions from its memory tier under a lease, and a change
@@ -78,6 +78,32 @@ async function leftRegistry (shared: Redis, prefix: string, bus: InvalidationBus
   }
 }
 
+/** How long B goes unused before it lets its lease go, in the tests of that. */
+const IDLE = 1500
+
+/**
+ * A and B on a Redis of the test's own, B letting its lease go after `IDLE` ms unused: a session logged in on A and
+ * read on B, then B left idle until its lease is gone from the registry. Undefined when there is no redis-server.
+ */
+async function idleB (t: Test): Promise<{ redis: PrivateRedis, shared: Redis, a: Instance, b: Instance, id: string } | undefined> {
+  const redis = await privateRedis(t)
+  if (redis === undefined) return undefined
+  const shared = await client(t, redis.url)
+  const a = await instance(t, shared, 'leases:')
+  const b = await instance(t, shared, 'leases:', IDLE)
+  const id = await loggedIn(a, b)
+  await leftRegistry(shared, 'leases:', b.bus, IDLE + 3 * LEASE)
+  return { redis, shared, a, b, id }
+}
+
+/** Logs `id` out on A: B must have applied it before the call returned, and serve the session no more. */
+async function logoutHeard (t: Test, a: Instance, b: Instance, id: string): Promise<void> {
+  const heard = b.bus.received
+  await open(a.level, id).destroy()
+  t.ok(b.bus.received > heard, 'B applied the logout before destroy() returned on A')
+  t.equal(await open(b.level, id).get('cart'), undefined, 'and serves it no more')
+}
+
 /** Stops reading `instance`'s subscription (its messages, and the answers to its lease's PINGs, wait in the socket). */
 function deafen (instance: Instance): { resume: () => void } {
   const stream = (instance.bus as unknown as { subscriber: { stream: { pause: () => void, resume: () => void } } }).subscriber.stream
@@ -121,10 +147,7 @@ test('a change on A returns once B, which holds the session in memory, has dropp
   const again = await loggedIn(a, b)
   await open(a.level, again).set('cart', ['book', 'pen'])
   t.same(await open(b.level, again).get('cart'), ['book', 'pen'], 'a write on A is read on B as soon as it returned')
-  const heard = b.bus.received
-  await open(a.level, again).destroy()
-  t.ok(b.bus.received > heard, 'B applied the logout before destroy() returned on A')
-  t.equal(await open(b.level, again).get('cart'), undefined, 'and serves it no more')
+  await logoutHeard(t, a, b, again)
 })
 
 test('B cut off from its messages: a change on A waits until B\'s lease has ended, after which B asks Redis', async (t) => {
@@ -204,15 +227,10 @@ test('an instance that closes leaves the registry: the others stop waiting for i
 })
 
 test('an instance whose memory tier goes unused lets its lease go, and takes it again with its next read', async (t) => {
-  const redis = await privateRedis(t)
-  if (redis === undefined) return
-  const shared = await client(t, redis.url)
-  const idle = 1500
-  const a = await instance(t, shared, 'leases:')
-  const b = await instance(t, shared, 'leases:', idle)
-  const id = await loggedIn(a, b)
+  const pair = await idleB(t)
+  if (pair === undefined) return
+  const { shared, a, b, id } = pair
   const registered = async (): Promise<boolean> => await shared.zscore('fmc-leases:leases:', b.bus.origin) !== null
-  await leftRegistry(shared, 'leases:', b.bus, idle + 3 * LEASE)
   t.notOk(b.bus.connected, 'B, which served nothing, let its lease go: it ended')
   await sleep(LEASE)
   t.notOk(await registered(), 'and B renews it no more')
@@ -228,21 +246,13 @@ test('an instance whose memory tier goes unused lets its lease go, and takes it 
   t.same(await open(b.level, id).get('cart'), ['book', 'pen'])
   const calls = await commandCalls(shared)
   t.equal((calls.hgetall ?? 0) + (calls.hmget ?? 0), 0, 'B serves the session from memory again')
-  const heard = b.bus.received
-  await open(a.level, id).destroy()
-  t.ok(b.bus.received > heard, 'and a logout on A waits for B again')
-  t.equal(await open(b.level, id).get('cart'), undefined, 'which serves it no more')
+  await logoutHeard(t, a, b, id)
 })
 
 test('a registration that timed out and ran later, while Redis was paused, does not pass for a lease that never ended', async (t) => {
-  const redis = await privateRedis(t)
-  if (redis === undefined) return
-  const shared = await client(t, redis.url)
-  const idle = 1500
-  const a = await instance(t, shared, 'leases:')
-  const b = await instance(t, shared, 'leases:', idle)
-  const id = await loggedIn(a, b)
-  await leftRegistry(shared, 'leases:', b.bus, idle + 3 * LEASE)
+  const pair = await idleB(t)
+  if (pair === undefined) return
+  const { redis, a, b, id } = pair
   // B holds no lease: the logout on A is told to nobody, and B's copy in memory is out of date.
   await open(a.level, id).destroy()
   redis.pause()
