@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache'
+import { deleteEntry, disposeReason } from './lru.js'
 import type { Logger } from './burst-log.js'
 import { InvalidOptionError, describe } from './errors.js'
 import type { HeaderMap } from './http/headers.js'
@@ -69,7 +70,7 @@ export class ResponseCache {
       max: options.max,
       maxSize: options.maxSize,
       sizeCalculation: (held, key) => sizeOf(variantsOf(held), key),
-      disposeAfter: (_value, _key, reason) => { if (reason === 'evict') this.stats.evictions++ }
+      disposeAfter: (_value, _key, reason) => { if (disposeReason(reason) === 'evict') this.stats.evictions++ }
     })
   }
 
@@ -154,7 +155,7 @@ export class ResponseCache {
       const parts = keyParts(key)
       if (parts.route !== route && !parts.route.startsWith(route + ' ')) continue
       if (url !== undefined && !resources.some((resourceOf) => resourceOf(parts.target) === resourceOf(url))) continue
-      this.lru.delete(key)
+      deleteEntry(this.lru, key)
       dropped++
     }
     this.log.invalidated([url === undefined ? route : `${route} ${url}`])

@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache'
 import { EntryTooLargeError } from '../errors.js'
+import { deleteEntry, disposeReason } from '../lru.js'
 import { matches, type Group, type GroupChange, type GroupOperations, type KeyPage, type KeyQuery, type Store } from '../store.js'
 
 export interface MemoryStoreOptions {
@@ -28,6 +29,7 @@ export interface MemoryStoreOptions {
  */
 export class MemoryStore implements Store {
   readonly groups: GroupOperations
+  readonly exactKeys = true
   private readonly lru: LRUCache<string, NonNullable<unknown>>
   /** A read restarts an entry's time to live. */
   readonly rolling: boolean
@@ -51,7 +53,8 @@ export class MemoryStore implements Store {
       ...(onEvict === undefined && onDrop === undefined
         ? {}
         : {
-            disposeAfter: (value, key, reason) => {
+            disposeAfter: (value, key, given) => {
+              const reason = disposeReason(given)
               if (reason === 'evict') onEvict?.()
               if (reason === 'evict' || reason === 'expire') onDrop?.(key, value, reason)
             }
@@ -93,11 +96,11 @@ export class MemoryStore implements Store {
   }
 
   delete (key: string): boolean {
-    return this.cacheOf(key).delete(key)
+    return deleteEntry(this.cacheOf(key), key)
   }
 
   deleteMany (keys: readonly string[]): void {
-    for (const key of keys) this.cacheOf(key).delete(key)
+    for (const key of keys) deleteEntry(this.cacheOf(key), key)
   }
 
   /** One process holds every copy: deleting them is all it takes. */
@@ -124,7 +127,7 @@ export class MemoryStore implements Store {
     if (this.pinnedEntries !== undefined) entries.load(this.pinnedEntries.dump())
     const held = this.lru.info(key)
     if (held !== undefined) {
-      this.lru.delete(key)
+      deleteEntry(this.lru, key)
       entries.set(key, held.value, held.ttl === undefined ? {} : { ttl: Math.max(1, Math.ceil(held.ttl)) })
     }
     this.pinnedEntries = entries
@@ -176,7 +179,7 @@ function memoryGroups (lru: LRUCache<string, NonNullable<unknown>>): GroupOperat
     end: (key, fence) => {
       const group = lru.peek(key) as Group | undefined
       if (group?.fence !== fence) return undefined
-      lru.delete(key)
+      deleteEntry(lru, key)
       return group
     }
   }

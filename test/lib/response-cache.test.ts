@@ -77,3 +77,13 @@ test('a key whose response varies on nothing holds it alone; a Vary turns it int
   t.equal(responses.find(key, { 'accept-language': 'fr' }, NOW)?.body.toString(), 'plain again', 'a response that varies on nothing replaces them all')
   t.equal(responses.find(key, { 'accept-language': 'en' }, NOW)?.body.toString(), 'plain again')
 })
+
+test('invalidating the only response held is no eviction, and the cache takes responses again', async (t) => {
+  const responses = cache(2)
+  responses.addRoute('/p', pathOf)
+  put(responses, '/p', '/p/1')
+  t.equal(await responses.invalidate('/p', '/p/1'), 1)
+  t.equal(responses.stats.snapshot().evictions, 0)
+  const again = put(responses, '/p', '/p/2')
+  t.equal(responses.find(again, {}, NOW)?.body.toString(), '/p/2')
+})
