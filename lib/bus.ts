@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { Breaker } from './breaker.js'
 import { withBudget } from './budget.js'
 import { StoreError, UnconfirmedInvalidationError } from './errors.js'
-import type { Announcement, Invalidation } from './store.js'
+import { UNKNOWN_EPOCH, type Announcement, type Invalidation } from './store.js'
 import { closeClient, isCluster, nodeKey, PUBLISH_LEASED, redisCommand, RENEW_LEASE, type RedisClient, type RedisClusterClient, type RedisConnection } from './stores/redis.js'
 import { slotOf, tagOf } from './stores/slots.js'
 
@@ -395,7 +395,7 @@ export class InvalidationBus {
     else if (Array.isArray(envelope.keys)) this.options.onMessage({ keys: envelope.keys.filter((key): key is string => typeof key === 'string') })
     else if (typeof envelope.tags === 'object' && envelope.tags !== null) {
       // Without an epoch the versions count in none the listener knows: it reads them all again.
-      this.options.onMessage({ tags: versionsIn(envelope.tags), epoch: typeof envelope.epoch === 'string' ? envelope.epoch : '' })
+      this.options.onMessage({ tags: versionsIn(envelope.tags), epoch: typeof envelope.epoch === 'string' ? envelope.epoch : UNKNOWN_EPOCH })
     }
     if (typeof envelope.id === 'string' && typeof envelope.origin === 'string' && ORIGIN.test(envelope.origin)) this.acknowledge(envelope.origin, envelope.id)
   }

@@ -12,7 +12,7 @@ import { createError } from '@fastify/error'
 export const InvalidOptionError = createError<[string, string, string, string]>(
   'FST_MULTICACHE_INVALID_OPTION', '%s: option "%s" %s, got %s', 500, TypeError)
 
-/** A cache key is not a non-empty string, or is longer than `maxKeyLength`. */
+/** A cache key is not a non-empty string, is longer than `maxKeyLength`, or (on a shared store) holds a lone surrogate. */
 export const InvalidKeyError = createError<[string]>(
   'FST_MULTICACHE_INVALID_KEY', '%s', 500, TypeError)
 

@@ -8,16 +8,25 @@ export const MAX_KEY_LENGTH = 1024
 /** The most keys one call of a batch method takes by default. */
 export const MAX_KEYS_PER_CALL = 1000
 
+/** ES2024's `String.prototype.isWellFormed`, in Node since 20 (the project's types stop at ES2023). */
+interface MaybeWellFormed { isWellFormed: () => boolean }
+
+/** False when `text` holds a lone surrogate: UTF-8 writes it as U+FFFD, the name of another string. */
+export function isWellFormed (text: string): boolean {
+  return (text as unknown as MaybeWellFormed).isWellFormed()
+}
+
 /**
- * What a level takes as a key: a non-empty string of at most `maxLength` characters. `__proto__` and friends are
- * ordinary keys: no store is a plain object. A key refused here never reaches a store or the bus. A batch method takes
- * at most `maxKeys` keys in one call.
+ * What a level takes as a key: a non-empty string of at most `maxLength` characters, and with `wellFormed` (a level
+ * whose store writes keys as UTF-8, see `Store.exactKeys`) one without a lone surrogate, which UTF-8 cannot tell from
+ * another key. `__proto__` and friends are ordinary keys: no store is a plain object. A key refused here never reaches
+ * a store or the bus. A batch method takes at most `maxKeys` keys in one call.
  */
 export class KeyRule {
-  constructor (readonly maxLength = MAX_KEY_LENGTH, readonly maxKeys = MAX_KEYS_PER_CALL) {}
+  constructor (readonly maxLength = MAX_KEY_LENGTH, readonly maxKeys = MAX_KEYS_PER_CALL, readonly wellFormed = false) {}
 
   valid (key: unknown): key is string {
-    return typeof key === 'string' && key.length > 0 && key.length <= this.maxLength
+    return typeof key === 'string' && key.length > 0 && key.length <= this.maxLength && (!this.wellFormed || isWellFormed(key))
   }
 
   assert (key: unknown): asserts key is string {
@@ -42,10 +51,26 @@ export class KeyRule {
   }
 
   private error (key: unknown): Error {
-    return new InvalidKeyError(typeof key === 'string' && key.length > this.maxLength
-      ? `cache key of ${key.length} characters is longer than maxKeyLength (${this.maxLength})`
-      : `cache key must be a non-empty string, got ${describe(key)}`)
+    if (typeof key === 'string' && key.length > this.maxLength) return new InvalidKeyError(`cache key of ${key.length} characters is longer than maxKeyLength (${this.maxLength})`)
+    if (typeof key === 'string' && key.length > 0) {
+      return new InvalidKeyError(`cache key holds a lone surrogate (at index ${loneSurrogateAt(key)}): a shared store writes keys as UTF-8, where it would name the same entry as another key; keys must be well-formed Unicode`)
+    }
+    return new InvalidKeyError(`cache key must be a non-empty string, got ${describe(key)}`)
   }
+}
+
+/** Where the first UTF-16 code unit that is half of no pair is. */
+function loneSurrogateAt (text: string): number {
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i)
+    if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length && isLow(text.charCodeAt(i + 1))) i++
+    else if (unit >= 0xd800 && unit <= 0xdfff) return i
+  }
+  return -1
+}
+
+function isLow (unit: number): boolean {
+  return unit >= 0xdc00 && unit <= 0xdfff
 }
 
 /** A value that may be cached: anything but `undefined` itself, which means "absent" (a `set(key, undefined)` does not compile). */

@@ -56,6 +56,12 @@ export interface Store {
   /** Entries currently held, where the backend knows it cheaply. */
   readonly size?: number
   /**
+   * Holds every key as the string it is (a JavaScript Map). A store that writes keys as UTF-8 (Redis, a Keyv backend)
+   * writes a lone surrogate as U+FFFD, so that `a\ud800` and `a\ufffd` would name one entry: a level on such a store
+   * takes only well-formed keys.
+   */
+  readonly exactKeys?: boolean
+  /**
    * Keeps `key` out of the store's size bound, where it has one of its own (the memory store, a memory tier): no other
    * key's entry pushes it out, while its ttl, `delete` and `clear` apply as before. The application level pins its
    * `define`d keys, so that keys clients choose cannot evict them. Called before the app serves.
@@ -197,6 +203,12 @@ export interface AnnouncedChange {
  * versions within `epoch` (every entry tagged with one of them and written under an older version is gone).
  */
 export type Invalidation = { keys: string[] } | { clear: true } | { tags: Record<string, number>, epoch: string }
+
+/**
+ * The epoch of a move of tags whose versions are not known: its command failed, and may still have landed (one that ran
+ * out of its time budget runs once the store answers). An instance told of it reads every version again.
+ */
+export const UNKNOWN_EPOCH = ''
 
 /**
  * Versions of tags and the epoch they count in. A store that lost its versions (a Redis restarted empty, flushed, or

@@ -104,7 +104,14 @@ export class TagVersions {
     }
     const { epoch } = this
     const before = tags.map((tag) => this.versions.get(tag) ?? 0)
-    const moved = await this.shared.bump(tags)
+    let moved: TagEpoch
+    try {
+      moved = await this.shared.bump(tags)
+    } catch (error) {
+      // It may still land, and then no entry loaded before it may pass: the versions are unknown until read after it.
+      this.forget()
+      throw error
+    }
     // A move in the epoch this instance knows answers more than it knew before, unless the store went back.
     if (moved.epoch === epoch && tags.some((tag, i) => (moved.versions[tag] ?? 0) <= (before[i] as number))) this.forget()
     else this.apply(moved)

@@ -1,5 +1,5 @@
 import type { InvalidationBus } from './bus.js'
-import { deleteKeys, isPromiseLike, readKeys, setKeys, setKeysIf, type Awaitable, type FencedEntry, type FenceOperations, type Group, type GroupChange, type GroupOperations, type Invalidation, type KeyPage, type KeyQuery, type TagOperations, type Store, type StoreEntry, type TimedValue } from './store.js'
+import { deleteKeys, isPromiseLike, readKeys, setKeys, setKeysIf, type Awaitable, type FencedEntry, type FenceOperations, type Group, type GroupChange, type GroupOperations, type Invalidation, type KeyPage, type KeyQuery, type TagOperations, type Store, type StoreEntry, type TagEpoch, type TimedValue, UNKNOWN_EPOCH } from './store.js'
 import { MemoryStore } from './stores/memory.js'
 
 export interface TieredStoreOptions {
@@ -85,7 +85,14 @@ export class TieredStore implements Store {
           return read
         },
         bump: async (names, stale) => {
-          const moved = await tags.bump(names, stale)
+          let moved: TagEpoch
+          try {
+            moved = await tags.bump(names, stale)
+          } catch (error) {
+            // It may still land: the others read the versions again, told after it on the same connection.
+            await this.announce({ tags: Object.fromEntries(names.map((name) => [name, 0])), epoch: UNKNOWN_EPOCH })
+            throw error
+          }
           await this.announce({ tags: moved.versions, epoch: moved.epoch })
           return moved
         }

@@ -3,7 +3,7 @@ import type { BatchLoad, BatchResult, BatchValue } from '../batch.js'
 import { BurstLog, type Logger } from '../burst-log.js'
 import { DefineError, EntryTooLargeError, InvalidOptionError, LoadTimeoutError, PreloadError, UnsupportedError, describe, messageOf } from '../errors.js'
 import { hold, plain, stateOf, storeTtl, type Freshness, type Held, type State } from '../freshness.js'
-import { type Defined, KeyRule, assertValue } from '../keys.js'
+import { type Defined, KeyRule, assertValue, isWellFormed } from '../keys.js'
 import { observe, observeLookup, observeLoad, type CacheOperation } from '../events.js'
 import { LevelLog } from '../level-log.js'
 import { callDuration } from '../options.js'
@@ -157,7 +157,7 @@ export class AppCache {
   constructor (private readonly options: AppLevelOptions) {
     this.stats = new LevelStats(() => options.store.size ?? 0)
     this.stats.pinned = () => options.store.pinned ?? 0
-    this.keys = new KeyRule(options.maxKeyLength, options.maxKeysPerCall)
+    this.keys = new KeyRule(options.maxKeyLength, options.maxKeysPerCall, options.store.exactKeys !== true)
     this.tags = new TagVersions(options.store.tags, {
       unknown: () => { this.tagsUnknown() },
       // Until they are read, tagged entries are loaded again rather than served: the read is tried again each second.
@@ -312,7 +312,7 @@ export class AppCache {
   }
 
   private async dropTagged (tags: string | readonly string[]): Promise<void> {
-    const list = readTags('appCache.invalidateTag', Array.isArray(tags) ? tags : [tags])
+    const list = readTags('appCache.invalidateTag', Array.isArray(tags) ? tags : [tags], this.keys)
     if (list.length === 0) return
     this.loads.fenceTagged(list)
     this.log.invalidated(list.map((tag) => 'tag:' + tag))
@@ -724,7 +724,7 @@ export class AppCache {
       graceOnError: callDuration(method, 'graceOnError', options.graceOnError, d.graceOnError),
       softTimeout: callDuration(method, 'softTimeout', options.softTimeout, d.softTimeout),
       hardTimeout: callDuration(method, 'hardTimeout', options.hardTimeout, d.hardTimeout),
-      tags: options.tags === undefined ? d.tags : readTags(method, options.tags)
+      tags: options.tags === undefined ? d.tags : readTags(method, options.tags, this.keys)
     }
   }
 
@@ -763,9 +763,13 @@ function plainHit (found: unknown): found is Held {
 }
 
 /** Tags: an array of non-empty strings. */
-function readTags (method: string, tags: unknown): string[] {
+/** The tags of a call: a shared store keeps their versions under their names, as UTF-8 (see `KeyRule`). */
+function readTags (method: string, tags: unknown, keys: KeyRule): string[] {
   if (!Array.isArray(tags) || !tags.every((tag) => typeof tag === 'string' && tag !== '')) {
     throw new InvalidOptionError(method, 'tags', 'must be an array of non-empty strings', describe(tags))
+  }
+  if (keys.wellFormed && !tags.every(isWellFormed)) {
+    throw new InvalidOptionError(method, 'tags', 'must be well-formed Unicode, without a lone surrogate (a shared store writes them as UTF-8)', describe(tags))
   }
   return tags as string[]
 }

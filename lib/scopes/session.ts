@@ -197,7 +197,7 @@ export class SessionLevel {
     })
     this.stats = new LevelStats(() => (store.size ?? 0) + (anonymous?.size ?? 0), anonymous !== undefined)
     this.log = options.log === undefined ? undefined : new LevelLog('sessionCache', 'session', options.log, options.logKeys)
-    this.keys = new KeyRule(options.maxKeyLength)
+    this.keys = new KeyRule(options.maxKeyLength, undefined, store.exactKeys !== true || (anonymous !== undefined && anonymous.exactKeys !== true))
   }
 
   /**

@@ -212,3 +212,22 @@ test('the mark is invisible to serializers, and an entry that cannot take it is 
   t.notOk(current(tags, frozen))
   t.notOk(current(tags, held))
 })
+
+test('a move whose command failed, and may have landed, leaves no entry current until the versions are read again', async (t) => {
+  const store = new SharedVersions({ catalog: 1 })
+  const tags = new TagVersions(store)
+  await tags.load()
+  const before = entry(['catalog'], [1], store.epoch)
+  t.ok(current(tags, before))
+  // The store's answer is lost (a time budget ran out), but the move is made: Redis ran it once it answered.
+  const bump = store.bump.bind(store)
+  store.bump = async (names, stale) => {
+    await bump(names, stale)
+    throw new Error('no answer within 100 ms')
+  }
+  await t.rejects(tags.invalidate(['catalog']), /no answer/)
+  t.notOk(current(tags, before), 'unknown until read: the entry is loaded again, not served')
+  await until(() => known(tags, store))
+  t.notOk(current(tags, before), 'and once read, it is older than the version the store holds')
+  t.same(tags.of(['catalog']).versions, [2])
+})

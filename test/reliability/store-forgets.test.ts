@@ -169,3 +169,29 @@ test('after a flush, an app process that starts draws the epoch and the others c
   }
   t.equal(new Set(rounds.slice(2)).size, 1, `both serve one cached entry: ${rounds.join(' ')}`)
 })
+
+for (const l1 of [true, false]) {
+  test(`an invalidateTag that timed out while Redis was paused, and ran once it answered, drops the tagged entries of every instance (${l1 ? 'memory tier' : 'l1: false'})`, async (t) => {
+    if (await redisFor(t) === undefined) return
+    const server = await privateRedis(t)
+    if (server === undefined) return
+    let version = 0
+    const instances = await Promise.all(['a', 'b'].map(async () => {
+      const app = fresh(t)
+      await app.register(appCache, { store: server.url, prefix: 'paused-tag:', ...(l1 ? {} : { l1: false }) })
+      await app.ready()
+      return app
+    }))
+    // A key of each instance's own: one that loads its key again after the move writes nothing the other reads.
+    const read = async (app: FastifyInstance): Promise<number> => await app.appCache.getOrLoad(`product:${instances.indexOf(app)}`, () => version, { tags: ['catalog'] })
+    for (const app of instances) t.equal(await read(app), 0)
+    server.pause()
+    version = 1
+    await t.rejects(instances[1]?.appCache.invalidateTag('catalog') as Promise<void>, 'it runs out of its time budget')
+    await sleep(300)
+    server.resume()
+    t.ok(await eventually(async () => (await Promise.all(instances.map(read))).every((value) => value === 1), 3000), 'neither instance serves the entry of before, the one that called it included')
+    await sleep(l1 ? 200 : 0)
+    t.same(await Promise.all(instances.map(read)), [1, 1], 'and it stays so')
+  })
+}

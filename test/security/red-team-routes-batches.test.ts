@@ -2,6 +2,7 @@ import { test } from 'tap'
 import multiCache from '../../index.js'
 import { captureLogs, fresh } from '../helpers/app.js'
 import { overHttp } from '../helpers/http.js'
+import { redisFor, uniquePrefix } from '../helpers/redis.js'
 
 // Found by a red-team review of route caching and batch reads, each first reproduced against the packed package.
 
@@ -79,4 +80,58 @@ test('a batch loader that sorts its keys in place fails instead of keeping value
   const loaded = (await app.inject('/products')).json() as string[]
   t.equal(loaded.length, 2)
   t.ok(loaded.every((value) => /read.only|Cannot assign/i.test(value)), `each key failed with the TypeError: ${loaded.join('; ')}`)
+})
+
+for (const l1 of [true, false]) {
+  test(`keys a client spells with lone surrogates are refused on Redis, never read as the key UTF-8 makes of them (${l1 ? 'memory tier' : 'l1: false'})`, async (t) => {
+    const redis = await redisFor(t)
+    if (redis === undefined) return
+    const app = fresh(t)
+    const prefix = uniquePrefix(t)
+    await app.register(multiCache, { session: false, app: { store: redis as never, prefix, ...(l1 ? {} : { l1: false }) } })
+    // A document whose name holds U+FFFD, which is what UTF-8 writes a lone surrogate as.
+    const documents = new Map([['doc:\ufffd', 'the private note of doc U+FFFD']])
+    app.post('/docs', async (request) => {
+      const keys = (request.body as { names: string[] }).names.map((name) => `doc:${name}`)
+      return await app.appCache.getOrLoadMany(keys, async (missing) => new Map(missing.flatMap((key) => documents.has(key) ? [[key, documents.get(key)]] : [])))
+    })
+    app.post('/doc', async (request) => await app.appCache.getOrLoad(`doc:${(request.body as { name: string }).name}`, () => documents.get(`doc:${(request.body as { name: string }).name}`) ?? null))
+    const post = async (url: string, body: string): Promise<{ statusCode: number, body: string }> =>
+      await app.inject({ method: 'POST', url, headers: { 'content-type': 'application/json' }, payload: body })
+    t.same(JSON.parse((await post('/docs', '{"names":["\\ufffd"]}')).body), ['the private note of doc U+FFFD'], 'cached under its own name')
+    for (const [url, body] of [['/docs', '{"names":["\\ud800","\\udfff"]}'], ['/doc', '{"name":"\\udbff"}']] as const) {
+      const answered = await post(url, body)
+      t.notMatch(answered.body, /private note/, `${url} ${body}: not the other document`)
+      t.equal(answered.statusCode, 500)
+      t.match(JSON.parse(answered.body), { code: 'FST_MULTICACHE_INVALID_KEY', message: /lone surrogate \(at index 4\)/ })
+    }
+    await t.rejects(app.appCache.set('doc:\ud800', 'overwritten'), { code: 'FST_MULTICACHE_INVALID_KEY' }, 'nor written over it')
+    await t.rejects(app.appCache.getOrLoad('doc', () => 1, { tags: ['t\udc00'] }), { code: 'FST_MULTICACHE_INVALID_OPTION' }, 'tags are kept under their names too')
+    t.same(JSON.parse((await post('/docs', '{"names":["\\ufffd","\\ud83d\\ude00"]}')).body), ['the private note of doc U+FFFD', null], 'paired surrogates are a key like any other')
+  })
+}
+
+test('the memory store holds keys as they are: a lone surrogate is a key of its own there', async (t) => {
+  const app = fresh(t)
+  await app.register(multiCache, { session: false })
+  await app.ready()
+  await app.appCache.set('doc:\ufffd', 'one')
+  await app.appCache.set('doc:\ud800', 'another')
+  t.equal(await app.appCache.get('doc:\ufffd'), 'one')
+  t.equal(await app.appCache.get('doc:\ud800'), 'another')
+})
+
+test('a session on Redis refuses entry names with a lone surrogate: in its hash they would name another entry', async (t) => {
+  const redis = await redisFor(t)
+  if (redis === undefined) return
+  const app = fresh(t)
+  await app.register(multiCache, { session: { store: redis as never, prefix: uniquePrefix(t), secret: 'a-secret-of-at-least-32-characters!!' }, app: false })
+  app.post('/note', async (request) => {
+    const { name } = request.body as { name: string }
+    await request.sessionCache.set(`note:${name}`, name)
+    return await request.sessionCache.get('note:\ufffd') ?? null
+  })
+  const answered = await app.inject({ method: 'POST', url: '/note', headers: { 'content-type': 'application/json' }, payload: '{"name":"\\ud800"}' })
+  t.equal(answered.statusCode, 500)
+  t.match(JSON.parse(answered.body), { code: 'FST_MULTICACHE_INVALID_KEY' })
 })
