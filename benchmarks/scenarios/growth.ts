@@ -1,5 +1,6 @@
 // 15. Cost as the work grows: a hit, a session read and a route cache hit with a thousand times more data held; a
-// user's sessions listed and ended with a hundred times more of them; clear() of 100,000 keys in Redis.
+// user's sessions listed and ended with a hundred times more of them; a change of a level's only entry under a thousand
+// times the bound; clear() of 100,000 keys in Redis.
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify from 'fastify'
@@ -142,6 +143,28 @@ async function userSessions (sessions: number, redis: boolean): Promise<{ list: 
   return { list: spread(lists).median, end: spread(ends).median }
 }
 
+/**
+ * µs per change (a set, then a delete) of the only entry an appCache on the memory store holds, bounded at `max`: what
+ * a level holding one entry pays for each change (lru-cache, left to itself, empties arrays as long as `max` then).
+ */
+async function onlyEntry (max: number): Promise<number> {
+  const app = Fastify()
+  await app.register(appCache, { max })
+  await app.ready()
+  const change = async (times: number): Promise<void> => {
+    for (let i = 0; i < times; i++) {
+      await app.appCache.set('only', SMALL)
+      await app.appCache.delete('only')
+    }
+  }
+  await change(1000)
+  const started = process.hrtime.bigint()
+  await change(20_000)
+  const µs = Number(process.hrtime.bigint() - started) / 20_000 / 1000
+  await app.close()
+  return µs
+}
+
 /** clear() of a level holding 100,000 keys in Redis: how long it takes, and the longest a PING waited meanwhile. */
 interface Clear {
   ms: number
@@ -223,6 +246,7 @@ export const tasks: TaskFunctions = {
     [`users-memory-${size}`, async () => await userSessions(size, false)],
     [`users-redis-${size}`, async () => await userSessions(size, true)]
   ])),
+  ...Object.fromEntries([1000, 1_000_000].map((max) => [`only-entry-${max}`, async () => await onlyEntry(max)])),
   'redis-clear': redisClear
 }
 
@@ -340,6 +364,17 @@ export const growth: Scenario = {
         }))
       }
     }
+    const [boundedLow, boundedHigh] = [await rounds<number>('only-entry-1000', count), await rounds<number>('only-entry-1000000', count)]
+    rows.push(result({
+      scenario: 'growth',
+      measure: 'a change (set, then delete) of the only entry an appCache (memory store) holds, bounded at max 10^6 vs 10^3: it costs what the entries cost, not the bound',
+      contenders: ['only-entry-1000000', 'only-entry-1000'],
+      unit: 'time ratio (largest ÷ smallest)',
+      ...spread(boundedHigh.map((µs, i) => µs / (boundedLow[i] as number))),
+      rounds: count,
+      target: { op: '<=', value: 1.3 },
+      context: `${spread(boundedLow).median.toFixed(2)} µs a change at max 10^3, ${spread(boundedHigh).median.toFixed(2)} µs at max 10^6`
+    }))
     const clears = await rounds<Clear>('redis-clear', count)
     const median = (pick: (clear: Clear) => number, digits: number): string => spread(clears.map(pick)).median.toFixed(digits)
     rows.push(result({
