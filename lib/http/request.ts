@@ -28,9 +28,10 @@ export function credentialsOf (headers: HeaderMap, ignored?: IgnoredCookies): Cr
   if (ignored === undefined) return 'credentials-cookie'
   // Several Cookie fields are one list of pairs separated by semicolons (RFC 6265 §5.4), not commas.
   for (const pair of (typeof cookie === 'object' ? cookie.join(';') : String(cookie)).split(';')) {
+    // Only an empty pair is nothing: one without a name (`=value`) is a cookie, which @fastify/cookie names ''.
+    if (pair.trim() === '') continue
     const equals = pair.indexOf('=')
     const name = (equals === -1 ? pair : pair.slice(0, equals)).trim()
-    if (name === '') continue
     if (ignored.always.has(name) || (!ignored.names.has(name) && !ignored.patterns.some((pattern) => pattern.test(name)))) return 'credentials-cookie'
   }
   return undefined

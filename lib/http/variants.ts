@@ -52,7 +52,7 @@ function sameNames (a: readonly string[], b: readonly string[]): boolean {
 }
 
 // What the objects around the strings and bytes take: a cache entry (its slots in the LRU and its value), one variant
-// (its tuple, response, headers object and buffer) and one header or Vary name. Measured on Node 20 (64-bit), an
+// (its tuple, response, headers object and buffer) and one header, Vary name or tag. Measured on Node 20 (64-bit), an
 // entry with a short key and one header takes about 770 bytes in all and is counted 860: these err above.
 const ENTRY = 200
 const VARIANT = 400
@@ -60,7 +60,7 @@ const FIELD = 40
 
 /**
  * The bytes a stored value takes in memory, its key included: every string at two bytes a character (V8 keeps some at
- * one, never more than two), each body's bytes (held once), and the objects around them.
+ * one, never more than two), each body's bytes (held once), its tags and their versions, and the objects around them.
  */
 export function sizeOf (stored: StoredVariants, key: string): number {
   let size = ENTRY + 2 * key.length
@@ -68,6 +68,9 @@ export function sizeOf (stored: StoredVariants, key: string): number {
   for (const [variant, response] of stored.variants) {
     size += VARIANT + 2 * (variant.length + response.etag.length) + response.body.length
     for (const [name, value] of Object.entries(response.headers)) size += FIELD + 2 * (name.length + String(value).length)
+    // Tags come from a function of the request: a long list of them may outweigh the body.
+    for (const tag of response.tags ?? []) size += FIELD + 2 * tag.length
+    size += 2 * (response.tagEpoch?.length ?? 0)
   }
   return size
 }

@@ -37,6 +37,10 @@ test('eligibility with ignored cookies: only the names listed, never the session
     [{ cookie: '_gax=1' }, 'credentials-cookie'],
     [{ cookie: 'theme' }, undefined],
     [{ cookie: ' ; ;theme=dark' }, undefined],
+    // A cookie without a name is one: @fastify/cookie gives it to the app as `cookies['']`.
+    [{ cookie: '=credential123' }, 'credentials-cookie'],
+    [{ cookie: '_ga=1; =credential123' }, 'credentials-cookie'],
+    [{ cookie: '_ga=1;  = x' }, 'credentials-cookie'],
     [{ cookie: ['theme=dark', 'other=1'] }, 'credentials-cookie'],
     [{ cookie: 'theme=dark', authorization: 'Basic x' }, 'authorization']
   ]

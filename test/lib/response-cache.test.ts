@@ -87,3 +87,13 @@ test('invalidating the only response held is no eviction, and the cache takes re
   const again = put(responses, '/p', '/p/2')
   t.equal(responses.find(again, {}, NOW)?.body.toString(), '/p/2')
 })
+
+test('the tags a response keeps count in maxSize, as its body does: a route tagging what the client asked for cannot outgrow it', async (t) => {
+  const responses = new ResponseCache({ max: 1000, maxSize: 200_000, maxVariants: 4, log: { warn: () => {} } })
+  responses.addRoute('/products', pathOf)
+  const tagged = (count: number): ReturnType<typeof toCachedResponse> => ({ ...page('[]'), tags: Array.from({ length: count }, (_, i) => `product:${i}`), tagVersions: Array.from({ length: count }, () => 0) })
+  const key = (i: number): string => responseKey('/products', 'GET', 'http://a', `/products?page=${i}`)
+  t.equal(responses.store(key(0), [], {}, tagged(5000), responses.since, NOW), 'too-large', 'tags alone over the bound: not stored')
+  for (let i = 1; i <= 20; i++) t.equal(responses.store(key(i), [], {}, tagged(500), responses.since, NOW), undefined)
+  t.ok(responses.stats.snapshot().evictions > 0, 'and the bound pushes out the oldest when they add up past it')
+})

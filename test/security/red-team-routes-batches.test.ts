@@ -1,3 +1,4 @@
+import fastifyCookie from '@fastify/cookie'
 import { test } from 'tap'
 import multiCache from '../../index.js'
 import { captureLogs, fresh } from '../helpers/app.js'
@@ -134,4 +135,17 @@ test('a session on Redis refuses entry names with a lone surrogate: in its hash 
   const answered = await app.inject({ method: 'POST', url: '/note', headers: { 'content-type': 'application/json' }, payload: '{"name":"\\ud800"}' })
   t.equal(answered.statusCode, 500)
   t.match(JSON.parse(answered.body), { code: 'FST_MULTICACHE_INVALID_KEY' })
+})
+
+test('ignoreCookies: a cookie without a name is a cookie, not one of those ignored: the page is neither stored nor served from the cache', async (t) => {
+  const app = fresh(t)
+  await app.register(fastifyCookie)
+  await app.register(multiCache, { session: false, route: { ignoreCookies: ['_ga'] } })
+  app.get('/me', { config: { cache: { level: 'app' } } }, async (request) => ({ token: request.cookies?.[''] ?? null }))
+  const nameless = await overHttp(app, '/me', { headers: { cookie: '_ga=1; =credential123' } })
+  t.same(JSON.parse(nameless.body.toString()), { token: 'credential123' })
+  t.equal(nameless.headers['x-cache'], 'BYPASS')
+  const anonymous = await overHttp(app, '/me')
+  t.same(JSON.parse(anonymous.body.toString()), { token: null }, 'an anonymous visitor never gets it')
+  t.equal((await overHttp(app, '/me', { headers: { cookie: '_ga=1' } })).headers['x-cache'], 'HIT-APP', 'an ignored cookie alone still hits')
 })
