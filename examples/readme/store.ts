@@ -17,6 +17,7 @@ export interface Store {
   watch? (listener: (change: Invalidation) => void): void // changes other instances made (keys, all, tag versions)
   readonly tags?: TagOperations // tag versions shared by every instance (Redis)
   readonly size?: number
+  readonly exactKeys?: boolean // keys held as the strings they are (a Map): no lone-surrogate check (see the table above)
   pin? (key: string): void // keep key out of the store's own size bound (memory store, memory tier): define'd keys
   readonly pinned?: number // entries of pinned keys held (size counts them too)
   close? (): Awaitable<void>

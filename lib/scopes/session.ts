@@ -3,7 +3,7 @@ import { LRUCache } from 'lru-cache'
 import type { Duration } from '../durations.js'
 import type { Logger } from '../burst-log.js'
 import { EntryTooLargeError, InvalidOptionError, NoSessionError, SerializeError, UnsupportedError, describe } from '../errors.js'
-import { type Defined, KeyRule, assertValue, newSessionId, sessionStoreKey } from '../keys.js'
+import { type Defined, KeyRule, assertValue, isWellFormed, newSessionId, sessionStoreKey } from '../keys.js'
 import { observe, observeLookup, observeDrop, observeLoad, type CacheOperation } from '../events.js'
 import { hash32 } from '../key-patterns.js'
 import { LevelLog } from '../level-log.js'
@@ -532,7 +532,7 @@ export class SessionCache {
   async regenerate (options?: RegenerateOptions): Promise<void> {
     if (this.appOwnsId) throw new UnsupportedError('sessionCache.regenerate() is not available with getSessionId: the app owns the session id')
     const user = options?.user
-    if (user !== undefined) assertUser('regenerate', user)
+    if (user !== undefined) assertUser('regenerate', user, this.level.keys)
     const renewed = this.renew(user)
     // The calls made after this one wait for the new session: a write made after regenerate() goes into the new
     // session, not into the old one as it ends.
@@ -582,7 +582,7 @@ export class SessionCache {
    * end it with the user's other sessions. Creates the session if there is none yet.
    */
   async setUser (user: string): Promise<void> {
-    assertUser('setUser', user)
+    assertUser('setUser', user, this.level.keys)
     const ready = this.ready()
     if (ready !== undefined) await ready
     this.assertWritable()
@@ -614,7 +614,7 @@ export class SessionCache {
   }
 
   private async userOrThis (method: string, user: string | undefined): Promise<string | undefined> {
-    if (user !== undefined) assertUser(method, user)
+    if (user !== undefined) assertUser(method, user, this.level.keys)
     const ready = this.ready()
     if (ready !== undefined) await ready
     return user ?? this.user
@@ -936,6 +936,9 @@ function createdAt (fence: string): number {
   return parseInt(fence, 36)
 }
 
-function assertUser (method: string, user: unknown): void {
+/** A user id: the name of its index of sessions in the store, so it is named as keys are (`keys`, see `KeyRule`). */
+function assertUser (method: string, user: unknown, keys: KeyRule): void {
   if (typeof user !== 'string' || user === '') throw new InvalidOptionError(`sessionCache.${method}`, 'user', 'must be a non-empty string', describe(user))
+  // In a shared store `bob\ud800` would name the index of `bob\ufffd`: its sessions listed, or ended everywhere.
+  if (keys.wellFormed && !isWellFormed(user)) throw new InvalidOptionError(`sessionCache.${method}`, 'user', 'must be well-formed Unicode, without a lone surrogate (a shared store writes it as UTF-8)', describe(user))
 }

@@ -149,3 +149,25 @@ test('ignoreCookies: a cookie without a name is a cookie, not one of those ignor
   t.same(JSON.parse(anonymous.body.toString()), { token: null }, 'an anonymous visitor never gets it')
   t.equal((await overHttp(app, '/me', { headers: { cookie: '_ga=1' } })).headers['x-cache'], 'HIT-APP', 'an ignored cookie alone still hits')
 })
+
+test('a user id with a lone surrogate is refused on Redis: it would name another user\'s index of sessions, to list or end', async (t) => {
+  const redis = await redisFor(t)
+  if (redis === undefined) return
+  const app = fresh(t)
+  await app.register(multiCache, { session: { store: redis as never, prefix: uniquePrefix(t), secret: 'a-secret-of-at-least-32-characters!!' }, app: false })
+  app.post('/login', async (request) => {
+    await request.sessionCache.regenerate({ user: (request.body as { user: string }).user })
+    return 'ok'
+  })
+  app.post('/everywhere', async (request) => ({ ended: await request.sessionCache.destroyAllOf((request.body as { user: string }).user) }))
+  app.get('/sessions', async (request) => (await request.sessionCache.sessionsOf('bob\ufffd')).length)
+  const post = async (url: string, body: string): Promise<{ statusCode: number, body: string }> =>
+    await app.inject({ method: 'POST', url, headers: { 'content-type': 'application/json' }, payload: body })
+  t.equal((await post('/login', '{"user":"bob\\ufffd"}')).statusCode, 200, "the victim's session, linked to their id")
+  for (const url of ['/login', '/everywhere']) {
+    const answered = await post(url, '{"user":"bob\\ud800"}')
+    t.equal(answered.statusCode, 500, url)
+    t.match(JSON.parse(answered.body), { code: 'FST_MULTICACHE_INVALID_OPTION', message: /well-formed Unicode/ })
+  }
+  t.equal(Number((await app.inject('/sessions')).body), 1, "the victim's session is neither joined nor ended")
+})
