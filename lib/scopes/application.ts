@@ -762,8 +762,10 @@ function plainHit (found: unknown): found is Held {
   return held?.v !== undefined && plain(held)
 }
 
-/** Tags: an array of non-empty strings. */
-/** The tags of a call: a shared store keeps their versions under their names, as UTF-8 (see `KeyRule`). */
+/**
+ * The tags of a call, an array of non-empty strings: a shared store keeps their versions under their names, as UTF-8
+ * (see `KeyRule`).
+ */
 function readTags (method: string, tags: unknown, keys: KeyRule): string[] {
   if (!Array.isArray(tags) || !tags.every((tag) => typeof tag === 'string' && tag !== '')) {
     throw new InvalidOptionError(method, 'tags', 'must be an array of non-empty strings', describe(tags))
