@@ -1,11 +1,25 @@
 import fastifyCookie from '@fastify/cookie'
-import { test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import type { Redis } from 'ioredis'
+import { test, type Test } from 'tap'
 import multiCache from '../../index.js'
 import { captureLogs, fresh } from '../helpers/app.js'
 import { overHttp } from '../helpers/http.js'
 import { redisFor, uniquePrefix } from '../helpers/redis.js'
 
 // Found by a red-team review of route caching and batch reads, each first reproduced against the packed package.
+
+/** A JSON body as a client writes it: a `\ud800` escape in the text is a lone surrogate once parsed. */
+async function postJson (app: FastifyInstance, url: string, body: string): Promise<{ statusCode: number, body: string }> {
+  return await app.inject({ method: 'POST', url, headers: { 'content-type': 'application/json' }, payload: body })
+}
+
+/** An app with the session level alone, on the shared Redis. */
+async function sessionsOn (t: Test, redis: Redis): Promise<FastifyInstance> {
+  const app = fresh(t)
+  await app.register(multiCache, { session: { store: redis as never, prefix: uniquePrefix(t), secret: 'a-secret-of-at-least-32-characters!!' }, app: false })
+  return app
+}
 
 test('a session found by getSessionId from a header is read by an app-level page: the page is not kept for everyone', async (t) => {
   const app = fresh(t)
@@ -97,18 +111,16 @@ for (const l1 of [true, false]) {
       return await app.appCache.getOrLoadMany(keys, async (missing) => new Map(missing.flatMap((key) => documents.has(key) ? [[key, documents.get(key)]] : [])))
     })
     app.post('/doc', async (request) => await app.appCache.getOrLoad(`doc:${(request.body as { name: string }).name}`, () => documents.get(`doc:${(request.body as { name: string }).name}`) ?? null))
-    const post = async (url: string, body: string): Promise<{ statusCode: number, body: string }> =>
-      await app.inject({ method: 'POST', url, headers: { 'content-type': 'application/json' }, payload: body })
-    t.same(JSON.parse((await post('/docs', '{"names":["\\ufffd"]}')).body), ['the private note of doc U+FFFD'], 'cached under its own name')
+    t.same(JSON.parse((await postJson(app, '/docs', '{"names":["\\ufffd"]}')).body), ['the private note of doc U+FFFD'], 'cached under its own name')
     for (const [url, body] of [['/docs', '{"names":["\\ud800","\\udfff"]}'], ['/doc', '{"name":"\\udbff"}']] as const) {
-      const answered = await post(url, body)
+      const answered = await postJson(app, url, body)
       t.notMatch(answered.body, /private note/, `${url} ${body}: not the other document`)
       t.equal(answered.statusCode, 500)
       t.match(JSON.parse(answered.body), { code: 'FST_MULTICACHE_INVALID_KEY', message: /lone surrogate \(at index 4\)/ })
     }
     await t.rejects(app.appCache.set('doc:\ud800', 'overwritten'), { code: 'FST_MULTICACHE_INVALID_KEY' }, 'nor written over it')
     await t.rejects(app.appCache.getOrLoad('doc', () => 1, { tags: ['t\udc00'] }), { code: 'FST_MULTICACHE_INVALID_OPTION' }, 'tags are kept under their names too')
-    t.same(JSON.parse((await post('/docs', '{"names":["\\ufffd","\\ud83d\\ude00"]}')).body), ['the private note of doc U+FFFD', null], 'paired surrogates are a key like any other')
+    t.same(JSON.parse((await postJson(app, '/docs', '{"names":["\\ufffd","\\ud83d\\ude00"]}')).body), ['the private note of doc U+FFFD', null], 'paired surrogates are a key like any other')
   })
 }
 
@@ -125,14 +137,13 @@ test('the memory store holds keys as they are: a lone surrogate is a key of its 
 test('a session on Redis refuses entry names with a lone surrogate: in its hash they would name another entry', async (t) => {
   const redis = await redisFor(t)
   if (redis === undefined) return
-  const app = fresh(t)
-  await app.register(multiCache, { session: { store: redis as never, prefix: uniquePrefix(t), secret: 'a-secret-of-at-least-32-characters!!' }, app: false })
+  const app = await sessionsOn(t, redis)
   app.post('/note', async (request) => {
     const { name } = request.body as { name: string }
     await request.sessionCache.set(`note:${name}`, name)
     return await request.sessionCache.get('note:\ufffd') ?? null
   })
-  const answered = await app.inject({ method: 'POST', url: '/note', headers: { 'content-type': 'application/json' }, payload: '{"name":"\\ud800"}' })
+  const answered = await postJson(app, '/note', '{"name":"\\ud800"}')
   t.equal(answered.statusCode, 500)
   t.match(JSON.parse(answered.body), { code: 'FST_MULTICACHE_INVALID_KEY' })
 })
@@ -153,19 +164,16 @@ test('ignoreCookies: a cookie without a name is a cookie, not one of those ignor
 test('a user id with a lone surrogate is refused on Redis: it would name another user\'s index of sessions, to list or end', async (t) => {
   const redis = await redisFor(t)
   if (redis === undefined) return
-  const app = fresh(t)
-  await app.register(multiCache, { session: { store: redis as never, prefix: uniquePrefix(t), secret: 'a-secret-of-at-least-32-characters!!' }, app: false })
+  const app = await sessionsOn(t, redis)
   app.post('/login', async (request) => {
     await request.sessionCache.regenerate({ user: (request.body as { user: string }).user })
     return 'ok'
   })
   app.post('/everywhere', async (request) => ({ ended: await request.sessionCache.destroyAllOf((request.body as { user: string }).user) }))
   app.get('/sessions', async (request) => (await request.sessionCache.sessionsOf('bob\ufffd')).length)
-  const post = async (url: string, body: string): Promise<{ statusCode: number, body: string }> =>
-    await app.inject({ method: 'POST', url, headers: { 'content-type': 'application/json' }, payload: body })
-  t.equal((await post('/login', '{"user":"bob\\ufffd"}')).statusCode, 200, "the victim's session, linked to their id")
+  t.equal((await postJson(app, '/login', '{"user":"bob\\ufffd"}')).statusCode, 200, "the victim's session, linked to their id")
   for (const url of ['/login', '/everywhere']) {
-    const answered = await post(url, '{"user":"bob\\ud800"}')
+    const answered = await postJson(app, url, '{"user":"bob\\ud800"}')
     t.equal(answered.statusCode, 500, url)
     t.match(JSON.parse(answered.body), { code: 'FST_MULTICACHE_INVALID_OPTION', message: /well-formed Unicode/ })
   }
