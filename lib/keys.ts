@@ -39,10 +39,15 @@ export class KeyRule {
     if (keys.length > this.maxKeys) throw new TooManyKeysError(method, keys.length, this.maxKeys)
   }
 
-  /** `assertCount`, then every key valid. */
-  assertMany (method: string, keys: unknown): asserts keys is readonly string[] {
+  /**
+   * The keys of one call, checked (`assertCount`, then every key valid) in a copy: what is checked is what is used,
+   * whatever the array given does when read again (an element getter, a change made by the caller meanwhile).
+   */
+  checkedKeys (method: string, keys: unknown): string[] {
     this.assertCount(method, keys)
-    for (const key of keys) this.assert(key)
+    const copy: unknown[] = Array.from(keys)
+    for (const key of copy) this.assert(key)
+    return copy as string[]
   }
 
   /** The rejection a method that answers with a promise gives for an invalid key, so that `.catch()` sees it. */

@@ -69,15 +69,16 @@ export class CacheLookup {
    * is the level's own `getOrLoad`, their loads gathered into that one call.
    */
   getOrLoadMany<R extends BatchResult<string, unknown>> (keys: readonly string[], loader: BatchLoad<string, R>, options: LookupLoadOptions): Promise<Array<BatchValue<R>>> {
+    let checked: string[]
     try {
-      this.keys.assertMany(MANY, keys)
+      checked = this.keys.checkedKeys(MANY, keys)
       if (!LEVELS.includes(options?.level)) {
         throw new InvalidOptionError(MANY, 'level', `must be one of ${LEVELS.join(', ')}`, describe(options?.level))
       }
     } catch (error) {
       return Promise.reject(error)
     }
-    return this.loadMany(keys, loader, options) as Promise<Array<BatchValue<R>>>
+    return this.loadMany(checked, loader, options) as Promise<Array<BatchValue<R>>>
   }
 
   private async loadMany (keys: readonly string[], loader: BatchLoad<string, BatchResult<string, unknown>>, options: LookupLoadOptions): Promise<unknown[]> {

@@ -357,12 +357,13 @@ export class AppCache {
   }
 
   private lookupMany<T> (keys: readonly string[], op?: CacheOperation): Promise<Array<T | undefined>> {
+    let checked: string[]
     try {
-      this.keys.assertMany('appCache.getMany', keys)
+      checked = this.keys.checkedKeys('appCache.getMany', keys)
     } catch (error) {
       return Promise.reject(error)
     }
-    return this.batches.getMany(keys, op) as Promise<Array<T | undefined>>
+    return this.batches.getMany(checked, op) as Promise<Array<T | undefined>>
   }
 
   /**
@@ -376,14 +377,15 @@ export class AppCache {
   }
 
   private lookupOrLoadMany<R extends BatchResult<string, unknown>> (keys: readonly string[], loader: BatchLoad<string, R>, options: AppLoadOptions | undefined, op?: CacheOperation): Promise<Array<BatchValue<R>>> {
+    let checked: string[]
     let freshness: Freshness
     try {
-      this.keys.assertMany('appCache.getOrLoadMany', keys)
+      checked = this.keys.checkedKeys('appCache.getOrLoadMany', keys)
       freshness = this.freshness('appCache.getOrLoadMany', options)
     } catch (error) {
       return Promise.reject(error)
     }
-    return this.batches.getOrLoadMany(keys, loader, freshness, op) as Promise<Array<BatchValue<R>>>
+    return this.batches.getOrLoadMany(checked, loader, freshness, op) as Promise<Array<BatchValue<R>>>
   }
 
   /**

@@ -179,3 +179,16 @@ test('a user id with a lone surrogate is refused on Redis: it would name another
   }
   t.equal(Number((await app.inject('/sessions')).body), 1, "the victim's session is neither joined nor ended")
 })
+
+test('a batch uses the keys it checked: an array that answers otherwise when read again cannot pass a key past maxKeyLength', async (t) => {
+  const app = fresh(t)
+  await app.register(multiCache, { session: false, app: { maxKeyLength: 64 } })
+  await app.ready()
+  let reads = 0
+  const keys = ['a']
+  Object.defineProperty(keys, 1, { get: () => reads++ === 0 ? 'b' : 'b'.repeat(100_000), enumerable: true })
+  const given: number[] = []
+  t.same(await app.appCache.getOrLoadMany(keys, async (missing) => { given.push(...missing.map((key) => key.length)); return missing.map(() => 1) }), [1, 1])
+  t.same(given, [1, 1], 'the loader is given the keys as checked')
+  t.equal(reads, 1, 'the array is read once')
+})
