@@ -41,9 +41,25 @@ export class LevelLog {
     through.debug?.(details, `${this.name}: invalidated`)
   }
 
-  /** A fault that may repeat on every request: logged once per burst. `details.key`, if any, is shown as `key()` shows it. */
-  warn (details: { key?: string, [name: string]: unknown }, message: string, through: Logger = this.logger): void {
-    const shown = details.key === undefined ? details : { ...details, key: this.key(details.key) }
+  /**
+   * `error` as lines show it: with `logKeys: false`, where its message names `key` (this package's errors do: a value
+   * too large, a load past `hardTimeout`), a copy of it that names the key's hash instead.
+   */
+  err (error: unknown, key: string): unknown {
+    if (this.logKeys || !(error instanceof Error) || !error.message.includes(key)) return error
+    const shown: Error & { code?: unknown } = new Error(error.message.replaceAll(key, hashKey(key)))
+    shown.name = error.name
+    if ('code' in error) shown.code = error.code
+    return shown
+  }
+
+  /**
+   * A fault that may repeat on every request: logged once per burst. `details.key`, if any, is shown as `key()` shows
+   * it, and `details.err` as `err()` does.
+   */
+  warn (details: { key?: string, err?: unknown, [name: string]: unknown }, message: string, through: Logger = this.logger): void {
+    const { key, err } = details
+    const shown = key === undefined ? details : { ...details, key: this.key(key), ...(err === undefined ? {} : { err: this.err(err, key) }) }
     this.faults.warn({ cacheLevel: this.level, ...shown }, message, through)
   }
 

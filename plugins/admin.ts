@@ -46,14 +46,17 @@ const plugin: FastifyPluginAsync<AdminOptions> = async (fastify, options) => {
   const reading = { logLevel: read.oneOf('logLevel', ['warn', 'fatal', 'error', 'info', 'debug', 'trace', 'silent']) }
 
   await fastify.register(async (admin) => {
-    // JSON bodies only: a form on another site can post text/plain without a preflight, but not JSON.
-    admin.removeContentTypeParser(['text/plain'])
     admin.addHook('onRequest', async (request, reply) => {
       const allowed = await authorize(request, reply)
       if (reply.sent) return reply
       // An `authorize` that set a refusal's status and still said yes is read as a refusal.
       if (allowed !== true || reply.statusCode >= 400) return await reply.code(reply.statusCode === 401 ? 401 : 403).send({ error: 'not allowed' })
+      // What it answers names keys and counts: no cache between the operator and the app may keep it.
+      reply.header('cache-control', 'no-store')
       if (request.method === 'POST' && crossSite(request)) return await reply.code(403).send({ error: 'cross-site requests are refused' })
+      // JSON bodies only, whatever parsers the app added (@fastify/formbody): a form on another site can post text/plain,
+      // a urlencoded or a multipart body without a preflight, but not JSON.
+      if (request.method === 'POST' && !isJson(request.headers['content-type'])) return await reply.code(415).send({ error: 'the body must be application/json' })
       return undefined
     })
     admin.addHook('onResponse', async (request, reply) => {
@@ -82,7 +85,7 @@ const plugin: FastifyPluginAsync<AdminOptions> = async (fastify, options) => {
         await cache.refresh(key)
       } catch (error) {
         if (error instanceof DefineError || error instanceof InvalidKeyError) return await reply.code(404).send({ error: `"${key}" is not a defined key` })
-        cache.log.logger.warn({ err: error, cacheLevel: 'app', key: cache.log.key(key) }, 'cacheAdmin: refreshing a defined key failed; the last good value stays')
+        cache.log.logger.warn({ err: cache.log.err(error, key), cacheLevel: 'app', key: cache.log.key(key) }, 'cacheAdmin: refreshing a defined key failed; the last good value stays')
         return await reply.code(502).send({ error: `the refresh failed: ${messageOf(error)}` })
       }
       const refreshed = cache.defined().find((defined) => defined.key === key)
@@ -103,11 +106,20 @@ const plugin: FastifyPluginAsync<AdminOptions> = async (fastify, options) => {
     admin.get<{ Querystring: KeysQuery }>('/keys', { ...reading, schema: keysSchema }, async (request, reply) => {
       const cache = fastify.multiCache.app
       if (cache === undefined) return await reply.code(404).send({ error: 'the application level is not registered' })
+      // Redis's cursors are unsigned 64-bit numbers: it refuses a larger one as an error, which is the caller's, not the store's.
+      if (request.query.cursor !== undefined && BigInt(request.query.cursor) > MAX_CURSOR) return await reply.code(400).send({ error: 'cursor is not one a page answered' })
       const page = await cache.list(request.query)
       if (page === undefined) return await reply.code(501).send({ error: "the application level's store cannot list its keys (memory and Redis can)" })
       return { keys: page.keys, cursor: page.cursor ?? null }
     })
   }, { prefix })
+}
+
+const MAX_CURSOR = 2n ** 64n - 1n
+
+/** Whether a Content-Type names JSON itself (`application/json`, with parameters or not). */
+function isJson (contentType: string | undefined): boolean {
+  return contentType?.split(';', 1)[0]?.trim().toLowerCase() === 'application/json'
 }
 
 const PAGE_HEADERS = {

@@ -505,7 +505,7 @@ export class AppCache {
 
   private refreshInBackground (key: string, interval: number): void {
     this.mayRefresh(key, interval).then(async (mine) => { if (mine) await this.refresh(key) }).catch((error: unknown) => {
-      this.log.logger.warn({ err: error, cacheLevel: 'app', key: this.log.key(key) }, `appCache: refreshing "${this.log.key(key)}" failed; serving the last good value`)
+      this.log.logger.warn({ err: this.log.err(error, key), cacheLevel: 'app', key: this.log.key(key) }, `appCache: refreshing "${this.log.key(key)}" failed; serving the last good value`)
     })
   }
 

@@ -146,6 +146,26 @@ test('state-changing routes take JSON bodies only and refuse a cross-site Origin
   t.equal(await post({ 'content-type': 'application/json', 'sec-fetch-site': 'cross-site' }, json), 403)
   t.equal(await post({ 'content-type': 'application/json', origin: 'http://localhost:80', 'sec-fetch-site': 'same-origin' }, json), 200, 'same origin')
   t.equal(await post({ 'content-type': 'application/json' }, json), 200, 'no browser headers: curl')
+  t.equal(await post({ 'content-type': 'Application/JSON; charset=utf-8' }, json), 200, 'its parameters and letter case are its own')
+  t.equal(await post({ 'content-type': 'application/jsonx' }, json), 415)
+})
+
+test('JSON bodies only even where the app parses forms (@fastify/formbody): a form posts no JSON without a preflight', async (t) => {
+  const app = fresh(t)
+  // What @fastify/formbody adds, on the app, before the admin API is registered.
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => { done(null, Object.fromEntries(new URLSearchParams(body as string))) })
+  app.addContentTypeParser('multipart/form-data', (_request, _payload, done) => { done(null, { keys: ['hot'] }) })
+  await app.register(multiCache, { session: { secret } })
+  await app.register(cacheAdmin, { authorize: (request) => request.headers.authorization === TOKEN.authorization })
+  await app.ready()
+  await app.appCache.set('hot', 1)
+  for (const [type, payload] of [['application/x-www-form-urlencoded', 'keys=hot'], ['multipart/form-data; boundary=x', '--x--']] as const) {
+    const answered = await app.inject({ method: 'POST', url: '/_cache/invalidate', headers: { ...TOKEN, 'content-type': type }, payload })
+    t.equal(answered.statusCode, 415, type)
+  }
+  t.equal(await app.appCache.get('hot'), 1, 'nothing was invalidated')
+  const stats = await app.inject({ url: '/_cache/stats', headers: TOKEN })
+  t.equal(stats.headers['cache-control'], 'no-store', 'and what it answers is kept by no cache between')
 })
 
 test('GET keys: application keys with their remaining ttl, paged, never values', async (t) => {
@@ -259,6 +279,8 @@ test('what a red-team review found: a cursor that is not one, an origin of anoth
   })
   await app.ready()
   for (let i = 0; i < 5; i++) t.equal((await app.inject({ url: '/_cache/keys?cursor=x', headers: TOKEN })).statusCode, 400, 'a malformed cursor is refused before it reaches Redis')
+  for (let i = 0; i < 5; i++) t.equal((await app.inject({ url: '/_cache/keys?cursor=18446744073709551616', headers: TOKEN })).statusCode, 400, 'and one past 64 bits, which Redis refuses as an error')
+  t.equal((await app.inject({ url: '/_cache/keys?cursor=18446744073709551615', headers: TOKEN })).statusCode, 200, 'the largest cursor there is')
   t.equal(app.multiCache.stats().app?.breaker, 'closed', 'so it cannot open the circuit breaker')
   await app.appCache.set('k', 1)
   const post = async (headers: Record<string, string>): Promise<number> =>

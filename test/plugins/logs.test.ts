@@ -87,6 +87,18 @@ test('logKeys: false shows a short hash of each key instead of the key', async (
   t.match(hashKey('catalog'), /^[0-9a-f]{12}$/)
 })
 
+test("logKeys: false hides the key in the error a line carries too: this package's errors name their key", async (t) => {
+  const logs = captureLogs()
+  const app = fresh(t, { logger: { level: 'warn', stream: logs.stream } })
+  await app.register(multiCache, { session: false, logKeys: false, app: { maxBytes: 100 } })
+  await app.ready()
+  const key = 'user:ada@example.com:big'
+  t.equal(await app.appCache.getOrLoad(key, () => 'x'.repeat(1000)), 'x'.repeat(1000))
+  const line = logs.lines.find((one) => /too large to cache/.test(String(one.msg)))
+  t.match(line, { key: hashKey(key), err: { message: new RegExp(hashKey(key)) } })
+  t.notOk(JSON.stringify(logs.lines).includes('ada@example.com'), 'the key is in no line, its error included')
+})
+
 test('logKeys must be a boolean', async (t) => {
   const app = fresh(t)
   await t.rejects(async () => { await app.register(multiCache, { logKeys: 'no' } as never).ready() }, { message: /multiCache: option "logKeys" must be true or false/ })
