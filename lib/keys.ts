@@ -12,7 +12,7 @@ export const MAX_KEYS_PER_CALL = 1000
 interface MaybeWellFormed { isWellFormed: () => boolean }
 
 /** False when `text` holds a lone surrogate: UTF-8 writes it as U+FFFD, the name of another string. */
-export function isWellFormed (text: string): boolean {
+function isWellFormed (text: string): boolean {
   return (text as unknown as MaybeWellFormed).isWellFormed()
 }
 
@@ -26,7 +26,12 @@ export class KeyRule {
   constructor (readonly maxLength = MAX_KEY_LENGTH, readonly maxKeys = MAX_KEYS_PER_CALL, readonly wellFormed = false) {}
 
   valid (key: unknown): key is string {
-    return typeof key === 'string' && key.length > 0 && key.length <= this.maxLength && (!this.wellFormed || isWellFormed(key))
+    return typeof key === 'string' && key.length > 0 && key.length <= this.maxLength && this.storable(key)
+  }
+
+  /** Whether the store can tell `name` (a key, a tag, a user id) from every other: with `wellFormed`, no lone surrogate. */
+  storable (name: string): boolean {
+    return !this.wellFormed || isWellFormed(name)
   }
 
   assert (key: unknown): asserts key is string {
@@ -64,18 +69,9 @@ export class KeyRule {
   }
 }
 
-/** Where the first UTF-16 code unit that is half of no pair is. */
+/** Where the first UTF-16 code unit that is half of no pair is: in a `u` pattern a pair is one code point, not `Cs`. */
 function loneSurrogateAt (text: string): number {
-  for (let i = 0; i < text.length; i++) {
-    const unit = text.charCodeAt(i)
-    if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length && isLow(text.charCodeAt(i + 1))) i++
-    else if (unit >= 0xd800 && unit <= 0xdfff) return i
-  }
-  return -1
-}
-
-function isLow (unit: number): boolean {
-  return unit >= 0xdc00 && unit <= 0xdfff
+  return text.search(/\p{Cs}/u)
 }
 
 /** A value that may be cached: anything but `undefined` itself, which means "absent" (a `set(key, undefined)` does not compile). */

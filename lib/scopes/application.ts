@@ -3,7 +3,7 @@ import type { BatchLoad, BatchResult, BatchValue } from '../batch.js'
 import { BurstLog, type Logger } from '../burst-log.js'
 import { DefineError, EntryTooLargeError, InvalidOptionError, LoadTimeoutError, PreloadError, UnsupportedError, describe, messageOf } from '../errors.js'
 import { hold, plain, stateOf, storeTtl, type Freshness, type Held, type State } from '../freshness.js'
-import { type Defined, KeyRule, assertValue, isWellFormed } from '../keys.js'
+import { type Defined, KeyRule, assertValue } from '../keys.js'
 import { observe, observeLookup, observeLoad, type CacheOperation } from '../events.js'
 import { LevelLog } from '../level-log.js'
 import { callDuration } from '../options.js'
@@ -772,7 +772,7 @@ function readTags (method: string, tags: unknown, keys: KeyRule): string[] {
   if (!Array.isArray(tags) || !tags.every((tag) => typeof tag === 'string' && tag !== '')) {
     throw new InvalidOptionError(method, 'tags', 'must be an array of non-empty strings', describe(tags))
   }
-  if (keys.wellFormed && !tags.every(isWellFormed)) {
+  if (!tags.every((tag: string) => keys.storable(tag))) {
     throw new InvalidOptionError(method, 'tags', 'must be well-formed Unicode, without a lone surrogate (a shared store writes them as UTF-8)', describe(tags))
   }
   return tags as string[]

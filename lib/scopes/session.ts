@@ -3,7 +3,7 @@ import { LRUCache } from 'lru-cache'
 import type { Duration } from '../durations.js'
 import type { Logger } from '../burst-log.js'
 import { EntryTooLargeError, InvalidOptionError, NoSessionError, SerializeError, UnsupportedError, describe } from '../errors.js'
-import { type Defined, KeyRule, assertValue, isWellFormed, newSessionId, sessionStoreKey } from '../keys.js'
+import { type Defined, KeyRule, assertValue, newSessionId, sessionStoreKey } from '../keys.js'
 import { observe, observeLookup, observeDrop, observeLoad, type CacheOperation } from '../events.js'
 import { hash32 } from '../key-patterns.js'
 import { LevelLog } from '../level-log.js'
@@ -940,5 +940,5 @@ function createdAt (fence: string): number {
 function assertUser (method: string, user: unknown, keys: KeyRule): void {
   if (typeof user !== 'string' || user === '') throw new InvalidOptionError(`sessionCache.${method}`, 'user', 'must be a non-empty string', describe(user))
   // In a shared store `bob\ud800` would name the index of `bob\ufffd`: its sessions listed, or ended everywhere.
-  if (keys.wellFormed && !isWellFormed(user)) throw new InvalidOptionError(`sessionCache.${method}`, 'user', 'must be well-formed Unicode, without a lone surrogate (a shared store writes it as UTF-8)', describe(user))
+  if (!keys.storable(user)) throw new InvalidOptionError(`sessionCache.${method}`, 'user', 'must be well-formed Unicode, without a lone surrogate (a shared store writes it as UTF-8)', describe(user))
 }
