@@ -33,7 +33,8 @@ export class Breaker {
     return this.current
   }
 
-  async run<T> (operation: string, command: () => T | PromiseLike<T>): Promise<T> {
+  /** Runs `command`, unless the breaker is open; rejects, never throws. */
+  run<T> (operation: string, command: () => T | PromiseLike<T>): Promise<T> {
     if (this.current !== 'closed') {
       if (this.current === 'open' && Date.now() >= this.until) this.current = 'half-open'
       if (this.current === 'open' || this.probing) {
@@ -41,22 +42,32 @@ export class Breaker {
         // Open, it knows when it lets the next probe through: a client is told when to try again (a probe under way
         // may close it at any moment, so then nothing is promised).
         if (this.current === 'open') Object.assign(error, { headers: { 'retry-after': String(Math.max(1, Math.ceil((this.until - Date.now()) / 1000))) } })
-        throw error
+        return Promise.reject(error)
       }
       this.probing = true
     }
+    // One promise settled by the command's, rather than an async function awaiting it: every command to a shared store
+    // runs through here.
+    let running: T | PromiseLike<T>
     try {
-      const result = await command()
+      running = command()
+    } catch (error) {
+      return Promise.reject(this.ended(error))
+    }
+    return Promise.resolve(running).then((result) => {
+      this.probing = false
       this.succeeded()
       return result
-    } catch (error) {
-      // A value the serializer or the size bound refused never reached the store: it tells nothing of the store's
-      // health, and a client that can make a route cache what it sends must not open the breaker for everyone.
-      if (!(error instanceof EntryTooLargeError || error instanceof SerializeError)) this.failed(error)
-      throw error
-    } finally {
-      this.probing = false
-    }
+    }, (error: unknown) => { throw this.ended(error) })
+  }
+
+  /** Counts a command that failed, and answers its error. */
+  private ended (error: unknown): unknown {
+    this.probing = false
+    // A value the serializer or the size bound refused never reached the store: it tells nothing of the store's
+    // health, and a client that can make a route cache what it sends must not open the breaker for everyone.
+    if (!(error instanceof EntryTooLargeError || error instanceof SerializeError)) this.failed(error)
+    return error
   }
 
   private succeeded (): void {
@@ -80,7 +91,7 @@ export class Breaker {
 
 /** `store` with every operation that reaches it run through `breaker`. */
 export function guardStore (store: Store, breaker: Breaker): Store {
-  // `run` is async and awaits the method inside its try: what the method throws, at once or later, is caught there.
+  // `run` catches what the method throws, at once or later, and always answers a promise.
   const guard: Guard = (operation, method, self) =>
     method === undefined ? undefined : (...args) => breaker.run(operation, () => method.apply(self, args))
   const guarded: Store = {

@@ -247,11 +247,11 @@ export class InvalidationBus {
     const ended = from >= this.leaseEnds
     const registering = this.answering
     if (registering) {
-      const added = await redisCommand(client, 'lease', timeout, async () => await client.call('EVAL', RENEW_LEASE, 1, lease.registry, this.origin, lease.ms))
+      const added = await redisCommand(client, 'lease', timeout, () => client.call('EVAL', RENEW_LEASE, 1, lease.registry, this.origin, lease.ms))
       if (added === 1 || ended) this.options.onMessage({ clear: true })
     }
     this.answering = false
-    await withBudget('lease', timeout, async () => await subscriber.call('PING'))
+    await withBudget('lease', timeout, () => subscriber.call('PING'))
     this.answering = true
     // A margin for timers that fire a little early, and for clocks that run a little apart.
     if (registering && this.listening && this.subscriptions === subscription) this.leaseEnds = Math.max(this.leaseEnds, from + lease.ms * 0.95)
@@ -314,7 +314,7 @@ export class InvalidationBus {
     const { client, timeout, breaker } = this.options
     await this.tellLeased(message, async ({ channel, message: envelope, leases }) => {
       const { registry, origin } = leases as NonNullable<Announcement['leases']>
-      const holders = await redisCommand(client, 'publish', timeout, async () => await client.call('EVAL', PUBLISH_LEASED, 1, registry, channel, envelope, origin), breaker) as string[]
+      const holders = await redisCommand(client, 'publish', timeout, () => client.call('EVAL', PUBLISH_LEASED, 1, registry, channel, envelope, origin), breaker) as string[]
       return { result: undefined, holders, published: true }
     })
   }
@@ -327,7 +327,7 @@ export class InvalidationBus {
   async publish (message: Invalidation): Promise<void> {
     const { client, timeout, breaker } = this.options
     const envelope = JSON.stringify({ origin: this.origin, ...message })
-    await redisCommand(client, 'publish', timeout, async () => await client.call(this.publishing, this.channel, envelope), breaker)
+    await redisCommand(client, 'publish', timeout, () => client.call(this.publishing, this.channel, envelope), breaker)
     this.sent++
   }
 
@@ -346,7 +346,7 @@ export class InvalidationBus {
     this.awaited.set(id, awaited)
     try {
       const envelope = JSON.stringify({ origin: this.origin, id, ...message })
-      awaited.receivers = Number(await redisCommand(client, 'publish', timeout, async () => await client.call(this.publishing, this.channel, envelope), breaker))
+      awaited.receivers = Number(await redisCommand(client, 'publish', timeout, () => client.call(this.publishing, this.channel, envelope), breaker))
       this.sent++
       if (awaited.acknowledged >= awaited.receivers) return
       await withBudget('acknowledge', within, async () => { await all }).catch(() => {
@@ -367,7 +367,7 @@ export class InvalidationBus {
     clearInterval(this.renewal)
     const { lease, client, timeout } = this.options
     // Others stop waiting for this instance at once, rather than when its lease ends.
-    if (lease !== undefined) await redisCommand(client, 'lease', timeout, async () => await client.call('ZREM', lease.registry, this.origin)).catch(() => {})
+    if (lease !== undefined) await redisCommand(client, 'lease', timeout, () => client.call('ZREM', lease.registry, this.origin)).catch(() => {})
     if (this.subscriber !== undefined) await closeClient(this.subscriber, this.options.timeout)
   }
 
@@ -407,7 +407,7 @@ export class InvalidationBus {
    */
   private acknowledge (origin: string, id: string): void {
     const { client, timeout } = this.options
-    redisCommand(client, 'acknowledge', timeout, async () => await client.call(this.publishing, acknowledgementChannel(this.channel, origin), `${id} ${this.origin}`)).catch(() => {})
+    redisCommand(client, 'acknowledge', timeout, () => client.call(this.publishing, acknowledgementChannel(this.channel, origin), `${id} ${this.origin}`)).catch(() => {})
   }
 
   /** An acknowledgement: the message's id, then (from a bus that may hold a lease) the acknowledging origin. */

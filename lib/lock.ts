@@ -43,7 +43,7 @@ export class RedisLock {
 
   async release (key: string, token: string): Promise<void> {
     const { client, prefix, timeout, breaker } = this.options
-    await redisCommand(client, 'unlock', timeout, async () => await client.call('EVAL', RELEASE, 1, prefix + key, token), breaker)
+    await redisCommand(client, 'unlock', timeout, () => client.call('EVAL', RELEASE, 1, prefix + key, token), breaker)
   }
 
   async lease (key: string, ms: number): Promise<boolean> {
@@ -62,7 +62,7 @@ export class RedisLock {
       await sleep(poll)
       if (this.closed) throw new StoreError('lock', 'the app is closing')
       // The lock first: a holder writes its value before it lets go, so a free lock and no value means none is coming.
-      const held = await redisCommand(client, 'lock', timeout, async () => await client.call('EXISTS', prefix + name), breaker)
+      const held = await redisCommand(client, 'lock', timeout, () => client.call('EXISTS', prefix + name), breaker)
       const value = await store.get(key)
       if (value !== undefined && accept(value)) return value
       if (held === 0) return undefined
@@ -78,6 +78,6 @@ export class RedisLock {
   /** `SET NX PX`: true when `name` was free and is now this caller's for `ms`. */
   private async claim (operation: string, name: string, value: string, ms: number): Promise<boolean> {
     const { client, timeout, breaker } = this.options
-    return await redisCommand(client, operation, timeout, async () => await client.call('SET', name, value, 'NX', 'PX', ms), breaker) === 'OK'
+    return await redisCommand(client, operation, timeout, () => client.call('SET', name, value, 'NX', 'PX', ms), breaker) === 'OK'
   }
 }

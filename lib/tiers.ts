@@ -274,10 +274,8 @@ export class TieredStore implements Store {
     const update = l2.updateAnnounced as NonNullable<GroupOperations['updateAnnounced']>
     const bus = this.options.bus as InvalidationBus
     if (bus.leases !== undefined) {
-      return await bus.tellLeased({ keys: [key] }, async (leased) => {
-        const { changed, announced, holders = [] } = await update(key, fence, change, ttl, base, leased)
-        return { result: changed, holders, published: announced }
-      })
+      return await bus.tellLeased({ keys: [key] }, (leased) => Promise.resolve(update(key, fence, change, ttl, base, leased))
+        .then(({ changed, announced, holders = [] }) => ({ result: changed, holders, published: announced })))
     }
     const { changed, announced } = await update(key, fence, change, ttl, base, bus.announcement({ keys: [key] }))
     if (!announced) await this.announce({ keys: [key] })
@@ -435,7 +433,7 @@ export class TieredStore implements Store {
         let result: boolean | Group = false
         try {
           result = announcing
-            ? await changed(key, async () => await this.updateAnnounced(l2, key, fence, change, ttl, base), true)
+            ? await changed(key, () => this.updateAnnounced(l2, key, fence, change, ttl, base), true)
             : await changed(key, () => l2.update(key, fence, change, ttl, base))
         } finally {
           // Kept when the group moved once meanwhile, by this very change: another request's change of it, or a message

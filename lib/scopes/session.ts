@@ -153,6 +153,12 @@ interface Pool {
   groups: GroupOperations
 }
 
+/** A session as read from its pool. */
+interface Found {
+  pool: Pool
+  group: Group
+}
+
 /**
  * What all sessions share: the stores, the bounds, the counters and the in-flight loads. A session is a group of
  * fields under a fence (see `GroupOperations`): a request reads its own snapshot, writes field by field under the
@@ -209,14 +215,17 @@ export class SessionLevel {
     return new SessionCache(this, presented, appOwnsId, log)
   }
 
-  /** The session stored under `key` and the pool that holds it, restarting its expiry; undefined when there is none. */
-  async read (key: string): Promise<{ pool: Pool, group: Group } | undefined> {
+  /**
+   * The session stored under `key` and the pool that holds it, restarting its expiry; undefined when there is none. At
+   * once when a memory tier holds it: a request's first call then reads its session without a turn of the event loop.
+   */
+  read (key: string): Awaitable<Found | undefined> {
     const { ttl } = this.options
-    const group = await this.known.groups.read(key, ttl)
-    if (group !== undefined) return { pool: this.known, group }
-    if (this.anonymous === this.known) return undefined
-    const anonymous = await this.anonymous.groups.read(key, ttl)
-    return anonymous === undefined ? undefined : { pool: this.anonymous, group: anonymous }
+    return andThen(this.known.groups.read(key, ttl), (group) => {
+      if (group !== undefined) return { pool: this.known, group }
+      if (this.anonymous === this.known) return undefined
+      return andThen(this.anonymous.groups.read(key, ttl), (anonymous) => anonymous === undefined ? undefined : { pool: this.anonymous, group: anonymous })
+    })
   }
 
   /** The sessions linked to `user` (by `setUser` or `regenerate({ user })`), listed by their store keys. */
@@ -643,11 +652,16 @@ export class SessionCache {
   private load (): Promise<void> | undefined {
     if (this.loaded) return undefined
     if (this.loading === undefined) {
-      const found = this.find()
-      // Done at once (the request presents no id): nothing to wait for.
-      if (this.loaded) return undefined
-      // The app may not know the user yet (asked from a hook before authentication): ask again on the next call.
-      this.loading = found.then(() => { if (!this.loaded) this.loading = undefined })
+      let found: Awaitable<void>
+      try {
+        found = this.find()
+      } catch (error) {
+        found = Promise.reject(error)
+      }
+      // Done at once (the request presents no id, or a memory tier holds its session): nothing to wait for. Not done,
+      // the app may not know the user yet (asked from a hook before authentication): asked again on the next call.
+      if (this.loaded || !isPromiseLike(found)) return undefined
+      this.loading = Promise.resolve(found).then(() => { if (!this.loaded) this.loading = undefined })
     }
     return this.loading
   }
@@ -663,41 +677,57 @@ export class SessionCache {
     return this.appOwnsId && this.current === undefined
   }
 
-  private async find (): Promise<void> {
-    const given = this.presented()
-    const presented = isPromiseLike(given) ? await given : given
-    if (presented === undefined) {
-      if (!this.appOwnsId) this.loaded = true
-      return
-    }
-    await this.readSession(presented)
-    this.loaded = true
+  /** Reads the session the request presents; at once when nothing it asks for is a promise. */
+  private find (): Awaitable<void> {
+    return andThen(this.presented(), (presented) => {
+      if (presented === undefined) {
+        if (!this.appOwnsId) this.loaded = true
+        return
+      }
+      return andThen(this.readSession(presented), () => { this.loaded = true })
+    })
   }
 
   /** Finds the session the request presents, ending it when it is past its absolute lifetime. */
-  private async readSession (presented: PresentedId): Promise<void> {
+  private readSession (presented: PresentedId): Awaitable<void> {
     this.held = presented.id
     const key = presented.key ?? sessionStoreKey(presented.id)
-    let found: Awaited<ReturnType<SessionLevel['read']>>
-    try {
-      const read = this.level.read(key)
-      found = isPromiseLike(read) ? await read : read
-    } catch (error) {
+    const unreadable = (error: unknown): void => {
       this.level.fault('read', error, this.log)
       this.unreadable = error
+    }
+    let read: Awaitable<Found | undefined>
+    try {
+      read = this.level.read(key)
+    } catch (error) {
+      unreadable(error)
       return
     }
+    if (isPromiseLike(read)) return Promise.resolve(read).then((found) => this.readFound(presented, key, found), unreadable)
+    return this.readFound(presented, key, read)
+  }
+
+  private readFound (presented: PresentedId, key: string, found: Found | undefined): Awaitable<void> {
     const createdBefore = this.level.createdBefore()
-    if (found !== undefined && createdBefore > 0 && createdAt(found.group.fence) < createdBefore) {
-      // Past its absolute lifetime: over, whatever its activity. It is ended for every later request too.
-      const { pool, group } = found
-      try {
-        await pool.groups.end(key, group.fence)
-      } catch (error) {
-        this.level.fault('end', error, this.log)
-      }
-      found = undefined
+    if (found === undefined || createdBefore === 0 || createdAt(found.group.fence) >= createdBefore) {
+      this.opened(presented, key, found)
+      return
     }
+    // Past its absolute lifetime: over, whatever its activity. It is ended for every later request too.
+    return this.endExpired(presented, key, found)
+  }
+
+  private async endExpired (presented: PresentedId, key: string, { pool, group }: Found): Promise<void> {
+    try {
+      await pool.groups.end(key, group.fence)
+    } catch (error) {
+      this.level.fault('end', error, this.log)
+    }
+    this.opened(presented, key, undefined)
+  }
+
+  /** This request's view of the session it found, or of the empty one it starts. */
+  private opened (presented: PresentedId, key: string, found: Found | undefined): void {
     if (found !== undefined) {
       const { pool, group } = found
       this.current = { id: presented.id, key, fence: group.fence, pool, fields: group.fields, partial: group.partial === true, stored: true }

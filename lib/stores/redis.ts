@@ -126,12 +126,14 @@ export class RedisStore implements Store {
     this.serializer = options.serializer ?? jsonSerializer
     this.maxEntryBytes = options.maxEntryBytes ?? MAX_ENTRY_BYTES
     this.groups = {
-      read: async (key, ttl, known) => known?.version === undefined ? await this.readGroup(key, ttl) : await this.checkGroup(key, ttl, known),
-      create: async (key, group, ttl) => await this.createGroup(key, group, ttl),
-      update: async (key, fence, change, ttl, base) => (await this.updateGroup(key, fence, change, ttl, base)).changed,
+      // Each passes on the method's own promise: a session write goes through these, and an async wrapper is one more
+      // promise and turn of the microtask queue per command.
+      read: (key, ttl, known) => known?.version === undefined ? this.readGroup(key, ttl) : this.checkGroup(key, ttl, known),
+      create: (key, group, ttl) => this.createGroup(key, group, ttl),
+      update: (key, fence, change, ttl, base) => this.updateGroup(key, fence, change, ttl, base).then(({ changed }) => changed),
       // On a cluster a script may reach one slot only, and the bus's channel is in a slot of its own.
-      ...(this.cluster === undefined ? { updateAnnounced: async (key: string, fence: string, change: GroupChange, ttl: number, base: Group | undefined, announcement: Announcement) => await this.updateGroup(key, fence, change, ttl, base, announcement) } : {}),
-      end: async (key, fence) => await this.endGroup(key, fence),
+      ...(this.cluster === undefined ? { updateAnnounced: (key: string, fence: string, change: GroupChange, ttl: number, base: Group | undefined, announcement: Announcement) => this.updateGroup(key, fence, change, ttl, base, announcement) } : {}),
+      end: (key, fence) => this.endGroup(key, fence),
       exists: async (keys) => keys.length === 0
         ? []
         : (await this.slotwise(keys, async (group) => await this.transaction('groups.exists', group.map((key) => ['exists', this.prefix + key])))).map((found) => found === 1)
@@ -152,7 +154,7 @@ export class RedisStore implements Store {
   }
 
   async get (key: string): Promise<unknown> {
-    const data = await this.run('get', async () => await this.client.callBuffer('GET', this.prefix + key))
+    const data = await this.run('get', () => this.client.callBuffer('GET', this.prefix + key))
     return this.decode(data)
   }
 
@@ -168,7 +170,7 @@ export class RedisStore implements Store {
 
   async getMany (keys: readonly string[]): Promise<unknown[]> {
     if (keys.length === 0) return []
-    const data = await this.slotwise(keys, async (group) => await this.run('getMany', async () => await this.client.callBuffer('MGET', ...group.map((key) => this.prefix + key))) as unknown[])
+    const data = await this.slotwise(keys, async (group) => await this.run('getMany', () => this.client.callBuffer('MGET', ...group.map((key) => this.prefix + key))) as unknown[])
     return data.map((item) => this.decode(item))
   }
 
@@ -176,7 +178,7 @@ export class RedisStore implements Store {
   async getTimedMany (keys: readonly string[]): Promise<Array<TimedValue | undefined>> {
     if (keys.length === 0) return []
     return await this.slotwise(keys, async (group) => {
-      const flat = await this.run('getMany', async () => await this.client.callBuffer('EVAL', GET_TIMED, group.length, ...group.map((key) => this.prefix + key))) as Array<Buffer | null | number>
+      const flat = await this.run('getMany', () => this.client.callBuffer('EVAL', GET_TIMED, group.length, ...group.map((key) => this.prefix + key))) as Array<Buffer | null | number>
       return group.map((_, i) => {
         const value = this.decode(flat[2 * i])
         const remaining = Number(flat[2 * i + 1])
@@ -189,7 +191,7 @@ export class RedisStore implements Store {
     const data = this.encode(key, value)
     const args: Argument[] = [this.prefix + key, data]
     if (ttl !== undefined && ttl > 0) args.push('PX', ttl)
-    if (this.fences === undefined) await this.run('set', async () => await this.client.call('SET', ...args), bytesOf(args))
+    if (this.fences === undefined) await this.run('set', () => this.client.call('SET', ...args), bytesOf(args))
     else await this.transaction('set', [['set', ...args], ...this.bumps([key])])
   }
 
@@ -212,7 +214,7 @@ export class RedisStore implements Store {
   private async unlinkTogether (keys: readonly string[]): Promise<number> {
     const unlink = ['unlink', ...keys.map((key) => this.prefix + key)]
     const [count] = this.fences === undefined
-      ? [await this.run('delete', async () => await this.client.call('UNLINK', ...unlink.slice(1)))]
+      ? [await this.run('delete', () => this.client.call('UNLINK', ...unlink.slice(1)))]
       : await this.transaction('delete', [unlink, ...this.bumps(keys)])
     return Number(count)
   }
@@ -231,11 +233,11 @@ export class RedisStore implements Store {
     for (const node of this.masters()) {
       let cursor = '0'
       do {
-        const [next, keys] = await this.onNode(node, 'clear', async () => await node.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 500)) as [string, string[]]
+        const [next, keys] = await this.onNode(node, 'clear', () => node.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 500)) as [string, string[]]
         if (this.cluster === undefined) {
-          if (keys.length > 0) await this.run('clear', async () => await this.client.call('UNLINK', ...keys))
+          if (keys.length > 0) await this.run('clear', () => this.client.call('UNLINK', ...keys))
         } else {
-          await Promise.all(bySlot(keys, (key) => key).map(async (group) => await this.run('clear', async () => await this.client.call('UNLINK', ...group.map(({ item }) => item)))))
+          await Promise.all(bySlot(keys, (key) => key).map(async (group) => await this.run('clear', () => this.client.call('UNLINK', ...group.map(({ item }) => item)))))
         }
         cursor = next
       } while (cursor !== '0')
@@ -255,7 +257,7 @@ export class RedisStore implements Store {
     const found: string[] = []
     for (let scans = 0; scans < 10 && found.length < limit && at < masters.length; scans++) {
       const node = masters[at] as RedisCommands
-      const [after, keys] = await this.onNode(node, 'keys', async () => await node.call('SCAN', next, 'MATCH', pattern, 'COUNT', limit)) as [string, string[]]
+      const [after, keys] = await this.onNode(node, 'keys', () => node.call('SCAN', next, 'MATCH', pattern, 'COUNT', limit)) as [string, string[]]
       found.push(...keys)
       next = after
       if (next === '0') {
@@ -302,7 +304,7 @@ export class RedisStore implements Store {
 
   /** The whole group, its expiry restarted: the check of a copy that matches none (one script, not a transaction). */
   private async readGroup (key: string, ttl: number): Promise<Group | undefined> {
-    const reply = await this.run('groups.read', async () => await this.client.callBuffer('EVAL', CHECK, 1, this.prefix + key, ttl, '', '')) as Buffer[] | number
+    const reply = await this.run('groups.read', () => this.client.callBuffer('EVAL', CHECK, 1, this.prefix + key, ttl, '', '')) as Buffer[] | number
     return typeof reply === 'number' ? undefined : this.toGroup(pairsOf(reply))
   }
 
@@ -311,7 +313,7 @@ export class RedisStore implements Store {
    * when nothing changed, whatever the group holds.
    */
   private async checkGroup (key: string, ttl: number, known: Group): Promise<Group | undefined> {
-    const reply = await this.run('groups.read', async () => await this.client.callBuffer('EVAL', CHECK, 1, this.prefix + key, ttl, known.fence, known.version as string)) as Buffer[] | number
+    const reply = await this.run('groups.read', () => this.client.callBuffer('EVAL', CHECK, 1, this.prefix + key, ttl, known.fence, known.version as string)) as Buffer[] | number
     if (reply === 1) return known
     if (typeof reply === 'number') return undefined
     return this.toGroup(pairsOf(reply))
@@ -319,7 +321,7 @@ export class RedisStore implements Store {
 
   private async createGroup (key: string, group: Group, ttl: number): Promise<boolean> {
     const args = [ttl, FENCE, group.fence, VERSION, 1, ...this.encodeFields(group.fields)]
-    return await this.run('groups.create', async () => await this.client.call('EVAL', CREATE, 1, this.prefix + key, ...args), bytesOf(args)) === 1
+    return await this.run('groups.create', () => this.client.call('EVAL', CREATE, 1, this.prefix + key, ...args), bytesOf(args)) === 1
   }
 
   /**
@@ -336,7 +338,7 @@ export class RedisStore implements Store {
     const leases = announcement?.leases
     const args = [announcement?.channel ?? '', announcement?.message ?? '', leases?.origin ?? '', ttl, fence, clear, change.keep ?? '', prefix, max, removed.length, ...removed, ...set]
     const keys = leases === undefined ? [1, this.prefix + key] : [2, this.prefix + key, leases.registry]
-    const reply = await this.run('groups.update', async () => await this.client.call('EVAL', UPDATE, ...keys, ...args), bytesOf(args)) as 0 | [number, string, string, number, string[]]
+    const reply = await this.run('groups.update', () => this.client.call('EVAL', UPDATE, ...keys, ...args), bytesOf(args)) as 0 | [number, string, string, number, string[]]
     // Refused by the fence: nothing changed, nothing to tell.
     if (!Array.isArray(reply)) return { changed: false, announced: true, holders: [] }
     const [, before, after, told, holders] = reply
@@ -351,7 +353,7 @@ export class RedisStore implements Store {
   }
 
   private async endGroup (key: string, fence: string): Promise<Group | undefined> {
-    const flat = await this.run('groups.end', async () => await this.client.callBuffer('EVAL', END, 1, this.prefix + key, fence)) as Buffer[] | null
+    const flat = await this.run('groups.end', () => this.client.callBuffer('EVAL', END, 1, this.prefix + key, fence)) as Buffer[] | null
     return flat === null ? undefined : this.toGroup(pairsOf(flat))
   }
 
@@ -385,19 +387,19 @@ export class RedisStore implements Store {
     const versions: Record<string, number> = Object.create(null)
     let cursor = '0'
     do {
-      const [next, pairs] = await this.run('tags', async () => await this.client.call('HSCAN', this.tagKey, cursor, 'COUNT', 1000)) as [string, string[]]
+      const [next, pairs] = await this.run('tags', () => this.client.call('HSCAN', this.tagKey, cursor, 'COUNT', 1000)) as [string, string[]]
       for (let i = 0; i < pairs.length; i += 2) if (pairs[i] !== EPOCH) versions[pairs[i] as string] = Number(pairs[i + 1])
       cursor = next
     } while (cursor !== '0')
     // Lost and counted anew between two batches, the versions read would mix two epochs.
-    if (await this.run('tags', async () => await this.client.call('HGET', this.tagKey, EPOCH)) !== epoch) {
+    if (await this.run('tags', () => this.client.call('HGET', this.tagKey, EPOCH)) !== epoch) {
       throw new StoreError('tags', 'the tag versions were lost while they were read')
     }
     return { epoch, versions }
   }
 
   private async bumpTags (names: readonly string[], stale = ''): Promise<TagEpoch> {
-    const [epoch, ...counts] = await this.run('tags', async () => await this.client.call('EVAL', BUMP_TAGS, 1, this.tagKey, unique(), stale, ...names)) as [string, ...number[]]
+    const [epoch, ...counts] = await this.run('tags', () => this.client.call('EVAL', BUMP_TAGS, 1, this.tagKey, unique(), stale, ...names)) as [string, ...number[]]
     const versions: Record<string, number> = Object.create(null)
     names.forEach((name, i) => { versions[name] = Number(counts[i]) })
     return { epoch, versions }
@@ -432,7 +434,7 @@ export class RedisStore implements Store {
    */
   private async moveStoreFence (): Promise<void> {
     if (this.cluster === undefined) {
-      await this.run('clear', async () => await this.client.call('SET', FENCES + this.prefix, unique()))
+      await this.run('clear', () => this.client.call('SET', FENCES + this.prefix, unique()))
       return
     }
     // A pipeline goes to one node: the slots it names must be served by the same nodes (ioredis' own rule).
@@ -450,17 +452,17 @@ export class RedisStore implements Store {
   }
 
   private async readFence (key: string): Promise<string> {
-    return await this.run('fence', async () => await this.client.call('EVAL', KEY_FENCE, 2, ...this.fenceKeys(key), unique())) as string
+    return await this.run('fence', () => this.client.call('EVAL', KEY_FENCE, 2, ...this.fenceKeys(key), unique())) as string
   }
 
   private async bumpFence (key: string): Promise<string> {
-    return await this.run('fence', async () => await this.client.call('EVAL', KEY_FENCE, 2, ...this.fenceKeys(key), unique(), unique(), FENCE_TTL)) as string
+    return await this.run('fence', () => this.client.call('EVAL', KEY_FENCE, 2, ...this.fenceKeys(key), unique(), unique(), FENCE_TTL)) as string
   }
 
   private async setIfFence (key: string, value: unknown, ttl: number, fence: string): Promise<boolean> {
     const data = this.encode(key, value)
     const [all, own] = this.fenceKeys(key)
-    return await this.run('set', async () => await this.client.call('EVAL', SET_IF, 3, this.prefix + key, all, own, fence, data, ttl), data.length) === 1
+    return await this.run('set', () => this.client.call('EVAL', SET_IF, 3, this.prefix + key, all, own, fence, data, ttl), data.length) === 1
   }
 
   /** The fences of `keys`, in one script: the store-wide one (drawn if there is none), ':', each key's own. */
@@ -469,7 +471,7 @@ export class RedisStore implements Store {
     // On a cluster, one script per slot, with that slot's store-wide fence (see `fenceKeys`).
     return await this.slotwise(keys, async (group) => {
       const own = group.map((key) => this.fenceKeys(key)[1])
-      return await this.run('fence', async () => await this.client.call('EVAL', KEY_FENCES, group.length + 1, this.fenceKeys(group[0] as string)[0], ...own, unique())) as string[]
+      return await this.run('fence', () => this.client.call('EVAL', KEY_FENCES, group.length + 1, this.fenceKeys(group[0] as string)[0], ...own, unique())) as string[]
     })
   }
 
@@ -485,7 +487,7 @@ export class RedisStore implements Store {
         keys.push(this.prefix + key, this.fenceKeys(key)[1])
         args.push(fence, this.encode(key, value), ttl)
       }
-      const written = await this.run('set', async () => await this.client.call('EVAL', SET_MANY_IF, keys.length, ...keys, ...args), bytesOf(args)) as number[]
+      const written = await this.run('set', () => this.client.call('EVAL', SET_MANY_IF, keys.length, ...keys, ...args), bytesOf(args)) as number[]
       return written.map((one) => one === 1)
     })
   }
@@ -499,7 +501,7 @@ export class RedisStore implements Store {
   }
 
   private async transaction (operation: string, commands: Argument[][]): Promise<unknown[]> {
-    const replies = await this.run(operation, async () => await this.client.multi(commands).exec(), bytesOf(commands))
+    const replies = await this.run(operation, () => this.client.multi(commands).exec(), bytesOf(commands))
     if (replies === null) throw new StoreError(operation, 'the transaction was discarded')
     return replies.map(([error, reply]) => {
       if (error !== null) throw new StoreError(operation, error.message, { cause: error })
