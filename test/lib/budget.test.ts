@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'tap'
 import { Waiting, bytesOf, withBudget } from '../../lib/budget.js'
 import type { InvalidationBus } from '../../lib/bus.js'
@@ -96,4 +97,23 @@ test('a change stored in L2 stands when telling the other instances fails: the f
   await tier.delete('k')
   t.equal(l2.get('k'), undefined)
   t.same(faults, ['publish: publish timed out', 'publish: publish timed out'])
+})
+
+test('operations under budgets of one length share one timer: each still fails at its own deadline, an answered one never, and nothing keeps the process alive once all are answered', async (t) => {
+  const timers = (): number => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length
+  const before = timers()
+  const stalled = async (): Promise<never> => await new Promise<never>(() => {})
+  const started = performance.now()
+  const failedAt = (operation: Promise<unknown>): Promise<number> => operation.then(() => -1, () => performance.now() - started)
+  const first = failedAt(withBudget('first', 60, stalled))
+  const answers = Array.from({ length: 100 }, (_, i) => withBudget('answered', 60, async () => await new Promise<number>((resolve) => setTimeout(() => { resolve(i) }, 5))))
+  t.ok(timers() - before <= 101, 'the hundred answered ones set their own 5 ms timers; the budgets add one')
+  await sleep(30)
+  const second = failedAt(withBudget('second', 60, stalled))
+  t.same(await Promise.all(answers), Array.from({ length: 100 }, (_, i) => i), 'answered in time: none fails')
+  const [firstAt, secondAt] = await Promise.all([first, second])
+  t.ok(firstAt >= 58 && firstAt < 200, `the first failed after ${Math.round(firstAt)} ms`)
+  t.ok(secondAt >= 88 && secondAt < 230, `the second at its own deadline, 60 ms after it started 30 ms later: ${Math.round(secondAt)} ms`)
+  await Promise.all(Array.from({ length: 50 }, async (_, i) => await withBudget('lengths', 100 + i, async () => 'v')))
+  t.equal(timers(), before, 'once every operation is answered, no budget timer keeps the process alive')
 })
