@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url'
 import fastifyCookie from '@fastify/cookie'
 import fastifySession from '@fastify/session'
 import { RedisStore } from 'connect-redis'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { Redis } from 'ioredis'
 import type { SessionCacheOptions } from '../../index.js'
 import { sessionCache } from '../harness/package.js'
@@ -46,6 +46,9 @@ function emptiesPrefix (app: FastifyInstance, prefix: string): void {
   app.addHook('preClose', async () => { await deleteMatching(prefix + '*') })
 }
 
+/** A login for the routes without a session: a cookie like the others', which nothing reads, so the requests are the same, bytes included. */
+const unreadCookie = async (_request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => await reply.header('set-cookie', 'sid=unused; Path=/').send({ ok: true })
+
 /** The route every contender serves: the cart read and written back with one more view. */
 const viewed = (cart: Cart | undefined): Cart => ({ lines: (cart ?? CART).lines, views: (cart ?? CART).views + 1 })
 
@@ -72,8 +75,7 @@ export const servers: ServerFactories = {
   /** The same route with no session at all: the floor the CPU each session library adds is measured over. */
   async bare () {
     const app = Fastify()
-    // A cookie like the others', which nothing reads: the requests are the same, bytes included.
-    app.post('/login', async (_request, reply) => await reply.header('set-cookie', 'sid=unused; Path=/').send({ ok: true }))
+    app.post('/login', unreadCookie)
     app.get('/cart', async () => CART)
     app.post('/cart/views', async () => viewed(CART))
     return app
@@ -86,7 +88,7 @@ export const servers: ServerFactories = {
     const prefix = params.prefix as string
     const client = new Redis(SHARED_REDIS)
     const app = Fastify()
-    app.post('/login', async (_request, reply) => await reply.header('set-cookie', 'sid=unused; Path=/').send({ ok: true }))
+    app.post('/login', unreadCookie)
     app.post('/cart/views', async (request) => {
       const seen = viewed(CART)
       await client.set(prefix + (request.headers.cookie ?? ''), JSON.stringify(seen), 'PX', TTL_SECONDS * 1000)
