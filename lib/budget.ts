@@ -111,7 +111,8 @@ class Deadline {
  * The operations under budgets of one length, in the order they started, which is the order their budgets end in,
  * with one timer for the first unanswered. A timer of their own, set and cleared per operation, made node create and
  * drop its list of timers of that length each time (at most one command in flight, as on a lightly loaded server):
- * about a tenth of the package's own CPU time on a session read and write.
+ * about 3 µs a command in a profile of a session read and write at 1,000 req/s, as much as a tenth of the package's
+ * own code there.
  */
 class Deadlines {
   private readonly queue: Deadline[] = []
