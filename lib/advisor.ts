@@ -167,8 +167,18 @@ export class Advisor {
    * read or filled is one request-and-key pair of its pattern.
    */
   requestEnded (reads: ReadonlyMap<string, KeyReads>): void {
+    // A request's keys come mostly in runs of one pattern (`product:1` … `product:10`). From a run's third key on its
+    // pattern is tracked (a second sighting ends probation) and most recently used already: it is not looked up again.
+    let id: string | undefined
+    let stats: PatternStats | undefined
+    let run = 0
     for (const [key, { reads: count }] of reads) {
-      const stats = this.statsOf('request', key)
+      const next = this.patternId('request', key)
+      if (next !== id) {
+        id = next
+        run = 0
+      }
+      if (stats === undefined || run++ < 2) stats = this.statsAt('request', next)
       stats.requestPairs++
       stats.requestReads += count
       stats.reads += count
@@ -296,9 +306,18 @@ export class Advisor {
 
   /** The stats of `key`'s pattern at `level`: tracked, or put on probation. */
   private statsOf (level: AdvisorLevel, key: string): PatternStats {
+    return this.statsAt(level, this.patternId(level, key))
+  }
+
+  /** `key`'s pattern at `level`, as the id its stats are kept under. */
+  private patternId (level: AdvisorLevel, key: string): string {
     const known = this.known(key)
     // A known key keeps the id of its pattern at each level: a string made once hashes once.
-    const id = known === undefined ? `${level}\u0000${keyPattern(key)}` : (known.ids[level] ??= `${level}\u0000${known.pattern}`)
+    return known === undefined ? `${level}\u0000${keyPattern(key)}` : (known.ids[level] ??= `${level}\u0000${known.pattern}`)
+  }
+
+  /** The stats kept under the pattern id `id` of `level`: tracked, or put on probation. */
+  private statsAt (level: AdvisorLevel, id: string): PatternStats {
     const tracked = this.patterns.get(id)
     if (tracked !== undefined) return tracked
     const waiting = this.probation.get(id)

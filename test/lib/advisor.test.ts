@@ -95,6 +95,18 @@ test('no-reuse: a request-level key read once per request', async (t) => {
   t.same(early.advice(), [], `fewer than ${THRESHOLDS.noReuse.minPairs} requests: not enough evidence yet`)
 })
 
+test('no-reuse: a request whose keys come in runs of one pattern counts each key of each run', async (t) => {
+  const { advisor: mixed } = advisor()
+  for (let i = 0; i < 30; i++) {
+    // Ten keys of one pattern read once each, broken after the fifth by a key of another read three times.
+    const items = Array.from({ length: 10 }, (_, k) => `item:${k}`)
+    mixed.requestEnded(readsOf([...items.slice(0, 5), `user:${i}`, `user:${i}`, `user:${i}`, ...items.slice(5)]))
+  }
+  const findings = mixed.advice()
+  t.same(kinds(findings), ['request item:* no-reuse'], 'the keys read once, not the one read three times')
+  t.match(findings[0]?.evidence, { requests: 300, reads: 300 }, 'every key of both halves of the run counted')
+})
+
 test('same-in-every-session: one value copied into every session, with the memory it would save', async (t) => {
   const { advisor: misused } = advisor()
   for (let session = 0; session < 30; session++) {
