@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { Breaker } from './breaker.js'
 import { withBudget } from './budget.js'
 import { StoreError, UnconfirmedInvalidationError } from './errors.js'
-import { UNKNOWN_EPOCH, type Announcement, type Invalidation } from './store.js'
+import { UNKNOWN_EPOCH, type AnnouncedChange, type Announcement, type Awaitable, type Invalidation } from './store.js'
 import { closeClient, isCluster, nodeKey, PUBLISH_LEASED, redisCommand, RENEW_LEASE, type RedisClient, type RedisClusterClient, type RedisConnection } from './stores/redis.js'
 import { slotOf, tagOf } from './stores/slots.js'
 
@@ -23,9 +23,9 @@ interface Awaited {
 interface AwaitedByLease {
   /** The holders not heard from yet; undefined until the step that published it has answered. */
   pending: Set<string> | undefined
-  /** Origins that acknowledged before that answer. */
-  early: Set<string>
-  done: () => void
+  /** Origins that acknowledged before that answer; made by the first such (most changes have none). */
+  early: Set<string> | undefined
+  done: (() => void) | undefined
 }
 
 /** How long a cluster's bus waits before it looks for the master of its channels again, after losing it, in ms. */
@@ -86,6 +86,8 @@ export interface InvalidationBusOptions {
  */
 export class InvalidationBus {
   readonly origin = randomUUID()
+  /** The start of every message's JSON: its origin. */
+  private readonly head = `{"origin":${JSON.stringify(this.origin)}`
   /** Resolves once the first subscription is in place. */
   readonly subscribed: Promise<void>
   /** Messages published, and messages of other instances heard: counted for the metrics. */
@@ -268,30 +270,37 @@ export class InvalidationBus {
 
   /** `message` for a store to publish itself (see `inScripts`). */
   announcement (message: Invalidation): Announcement {
-    return { channel: this.channel, message: JSON.stringify({ origin: this.origin, ...message }) }
+    return { channel: this.channel, message: this.envelope(message) }
+  }
+
+  /** `message` as published: `{ origin, id?, ...message }` in JSON, the origin's part written once. */
+  private envelope (message: Invalidation, id?: string): string {
+    const head = id === undefined ? this.head : `${this.head},"id":${JSON.stringify(id)}`
+    // Every message has a field (`keys`, `clear` or `tags`): its JSON goes on after the head's.
+    return `${head},${JSON.stringify(message).slice(1)}`
   }
 
   /**
    * Tells the instances that hold a lease of `message`: `publish` makes the change and, in the same step, publishes
-   * the announcement it is given while another instance holds a lease, answering `holders` (origin, ms left, in
-   * turn) and `published` (false when it could not, an ACL without the channel). Resolves once each holder has
-   * applied it, or its lease has ended. A message it could not publish fails the call.
+   * the announcement it is given while another instance holds a lease, answering what changed, `holders` (origin, ms
+   * left, in turn) and `announced` (false when it could not publish, an ACL without the channel). Resolves, with what
+   * changed, once each holder has applied it, or its lease has ended. A message it could not publish fails the call.
    */
-  async tellLeased<T> (message: Invalidation, publish: (announcement: Announcement) => Promise<{ result: T, holders: string[], published: boolean }>): Promise<T> {
+  async tellLeased<T> (message: Invalidation, publish: (announcement: Announcement) => Awaitable<AnnouncedChange<T>>): Promise<T> {
     // Ids need only be unique per origin: acknowledgements come on this bus's own channel.
     const id = String(++this.told)
     // Acknowledgements may come before the step's answer: they are kept until it tells whom to wait for.
-    const awaited: AwaitedByLease = { pending: undefined, early: new Set(), done: () => {} }
+    const awaited: AwaitedByLease = { pending: undefined, early: undefined, done: undefined }
     this.leased.set(id, awaited)
     try {
-      const { result, holders, published } = await publish({ channel: this.channel, message: JSON.stringify({ origin: this.origin, id, ...message }), leases: this.leases })
+      const { changed: result, holders = [], announced } = await publish({ channel: this.channel, message: this.envelope(message, id), leases: this.leases })
       if (holders.length === 0) return result
-      if (!published) throw new StoreError('publish', `the change was made, but its message to the ${holders.length / 2} other instances holding a lease could not be published (does the ACL allow the channel?)`)
+      if (!announced) throw new StoreError('publish', `the change was made, but its message to the ${holders.length / 2} other instances holding a lease could not be published (does the ACL allow the channel?)`)
       this.sent++
       let longest = 0
       const pending = new Set<string>()
       for (let i = 0; i < holders.length; i += 2) {
-        if (awaited.early.has(holders[i] as string)) continue
+        if (awaited.early?.has(holders[i] as string) === true) continue
         pending.add(holders[i] as string)
         longest = Math.max(longest, Number(holders[i + 1]))
       }
@@ -315,7 +324,7 @@ export class InvalidationBus {
     await this.tellLeased(message, async ({ channel, message: envelope, leases }) => {
       const { registry, origin } = leases as NonNullable<Announcement['leases']>
       const holders = await redisCommand(client, 'publish', timeout, () => client.call('EVAL', PUBLISH_LEASED, 1, registry, channel, envelope, origin), breaker) as string[]
-      return { result: undefined, holders, published: true }
+      return { changed: undefined, holders, announced: true }
     })
   }
 
@@ -326,7 +335,7 @@ export class InvalidationBus {
 
   async publish (message: Invalidation): Promise<void> {
     const { client, timeout, breaker } = this.options
-    const envelope = JSON.stringify({ origin: this.origin, ...message })
+    const envelope = this.envelope(message)
     await redisCommand(client, 'publish', timeout, () => client.call(this.publishing, this.channel, envelope), breaker)
     this.sent++
   }
@@ -345,7 +354,7 @@ export class InvalidationBus {
     const all = new Promise<void>((resolve) => { awaited.done = resolve })
     this.awaited.set(id, awaited)
     try {
-      const envelope = JSON.stringify({ origin: this.origin, id, ...message })
+      const envelope = this.envelope(message, id)
       awaited.receivers = Number(await redisCommand(client, 'publish', timeout, () => client.call(this.publishing, this.channel, envelope), breaker))
       this.sent++
       if (awaited.acknowledged >= awaited.receivers) return
@@ -415,8 +424,8 @@ export class InvalidationBus {
     const [id = '', by = ''] = raw.split(' ', 2)
     const leased = this.leased.get(id)
     if (leased !== undefined) {
-      if (leased.pending === undefined) leased.early.add(by)
-      else if (leased.pending.delete(by) && leased.pending.size === 0) leased.done()
+      if (leased.pending === undefined) (leased.early ??= new Set()).add(by)
+      else if (leased.pending.delete(by) && leased.pending.size === 0) leased.done?.()
       return
     }
     const awaited = this.awaited.get(id)

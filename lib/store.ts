@@ -191,8 +191,9 @@ export interface Announcement {
 }
 
 /** What `updateAnnounced` answers: what `update` would, and whether the message went out with the change. */
-export interface AnnouncedChange {
-  changed: boolean | Group
+export interface AnnouncedChange<T = boolean | Group> {
+  changed: T
+  /** False when the store could not publish the announcement (an ACL without the channel). */
   announced: boolean
   /** With `leases`: the other instances that held one, as origin and ms left, in turn. */
   holders?: string[]

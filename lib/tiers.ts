@@ -1,5 +1,5 @@
 import type { InvalidationBus } from './bus.js'
-import { deleteKeys, isPromiseLike, readKeys, setKeys, setKeysIf, type Awaitable, type FencedEntry, type FenceOperations, type Group, type GroupChange, type GroupOperations, type Invalidation, type KeyPage, type KeyQuery, type TagOperations, type Store, type StoreEntry, type TagEpoch, type TimedValue, UNKNOWN_EPOCH } from './store.js'
+import { deleteKeys, isPromiseLike, readKeys, setKeys, setKeysIf, type AnnouncedChange, type Awaitable, type FencedEntry, type FenceOperations, type Group, type GroupChange, type GroupOperations, type Invalidation, type KeyPage, type KeyQuery, type TagOperations, type Store, type StoreEntry, type TagEpoch, type TimedValue, UNKNOWN_EPOCH } from './store.js'
 import { MemoryStore } from './stores/memory.js'
 
 export interface TieredStoreOptions {
@@ -270,14 +270,16 @@ export class TieredStore implements Store {
   }
 
   /** `update` with its bus message in the same step; told the usual way when L2 would not publish it. */
-  private async updateAnnounced (l2: GroupOperations, key: string, fence: string, change: GroupChange, ttl: number, base: Group | undefined): Promise<boolean | Group> {
+  private updateAnnounced (l2: GroupOperations, key: string, fence: string, change: GroupChange, ttl: number, base: Group | undefined): Promise<boolean | Group> {
     const update = l2.updateAnnounced as NonNullable<GroupOperations['updateAnnounced']>
     const bus = this.options.bus as InvalidationBus
-    if (bus.leases !== undefined) {
-      return await bus.tellLeased({ keys: [key] }, (leased) => Promise.resolve(update(key, fence, change, ttl, base, leased))
-        .then(({ changed, announced, holders = [] }) => ({ result: changed, holders, published: announced })))
-    }
-    const { changed, announced } = await update(key, fence, change, ttl, base, bus.announcement({ keys: [key] }))
+    if (bus.leases !== undefined) return bus.tellLeased({ keys: [key] }, (leased) => update(key, fence, change, ttl, base, leased))
+    return this.told(bus, key, update(key, fence, change, ttl, base, bus.announcement({ keys: [key] })))
+  }
+
+  /** What an update that carried its bus message changed; announced the usual way when L2 could not publish it. */
+  private async told (bus: InvalidationBus, key: string, updated: Awaitable<AnnouncedChange>): Promise<boolean | Group> {
+    const { changed, announced } = await updated
     if (!announced) await this.announce({ keys: [key] })
     else if (changed !== false) bus.announced()
     return changed
@@ -399,13 +401,16 @@ export class TieredStore implements Store {
     // Even a change that failed (a timeout) may have landed in L2: the L1 copy goes either way.
     // Told of even when it failed: see `announced`. A change whose store publishes its message (`announced`) is told
     // by itself if it lands.
-    const changed = async <T> (key: string, change: () => Awaitable<T>, announced = false): Promise<T> => {
+    const settled = (key: string, announced: boolean): Promise<void> | undefined => {
+      this.changing([key])
+      this.l1?.delete(key)
+      return announced ? undefined : this.announce({ keys: [key] })
+    }
+    const changed = async <T> (key: string, change: () => Awaitable<T>): Promise<T> => {
       try {
         return await change()
       } finally {
-        this.changing([key])
-        this.l1?.delete(key)
-        if (!announced) await this.announce({ keys: [key] })
+        await settled(key, false)
       }
     }
     const verify = this.options.verify === true
@@ -432,10 +437,10 @@ export class TieredStore implements Store {
         const mark = this.moves.start(key)
         let result: boolean | Group = false
         try {
-          result = announcing
-            ? await changed(key, () => this.updateAnnounced(l2, key, fence, change, ttl, base), true)
-            : await changed(key, () => l2.update(key, fence, change, ttl, base))
+          result = await (announcing ? this.updateAnnounced(l2, key, fence, change, ttl, base) : l2.update(key, fence, change, ttl, base))
         } finally {
+          const telling = settled(key, announcing)
+          if (telling !== undefined) await telling
           // Kept when the group moved once meanwhile, by this very change: another request's change of it, or a message
           // about it, may have come after the answer L2 vouched for.
           if (this.moves.end(mark, 1) && typeof result === 'object') this.memory()?.set(key, result, this.l1Ttl(ttl))

@@ -419,16 +419,24 @@ export class SessionCache {
     return op === undefined ? this.store(key, value, options) : op.within(this.token).holding(value).promise(async () => { await this.store(key, value, options) })
   }
 
-  private async store (key: string, value: unknown, options: SessionSetOptions | undefined): Promise<void> {
-    this.level.keys.assert(key)
-    assertValue(key, value)
-    const ttl = callTtl('sessionCache.set', options, 0)
-    const stale = this.staleWindow('sessionCache.set', options)
-    const ready = this.ready()
-    if (ready !== undefined) await ready
+  // Not async: the write's own promise is answered as it is, where an async function would wrap it in two more.
+  private store (key: string, value: unknown, options: SessionSetOptions | undefined): Promise<void> {
+    try {
+      this.level.keys.assert(key)
+      assertValue(key, value)
+      const ttl = callTtl('sessionCache.set', options, 0)
+      const stale = this.staleWindow('sessionCache.set', options)
+      const ready = this.ready()
+      return ready === undefined ? Promise.resolve(this.writeReady(key, value, ttl, stale)) : ready.then(() => this.writeReady(key, value, ttl, stale))
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
+  /** `write` once the session has been read. */
+  private writeReady (key: string, value: unknown, ttl: number, stale: number): Awaitable<void> {
     this.assertWritable()
-    const written = this.write(key, value, ttl, stale)
-    if (isPromiseLike(written)) await written
+    return this.write(key, value, ttl, stale)
   }
 
   delete (key: string): Promise<boolean> {

@@ -329,21 +329,32 @@ export class RedisStore implements Store {
    * `base`'s version, answers the group as it now is (its fields as they read back), so that a memory tier in front
    * keeps it rather than read it all again.
    */
-  private async updateGroup (key: string, fence: string, change: GroupChange, ttl: number, base?: Group, announcement?: Announcement): Promise<AnnouncedChange> {
-    const removed = change.remove ?? []
-    const { prefix = '', max = 0 } = change.cap ?? {}
-    // Without `keep`, a clear drops the hash whole; with one, it walks the fields.
-    const clear = change.clear !== true ? 0 : change.keep === undefined ? 1 : 2
-    const set = this.encodeFields(change.set ?? {})
-    const leases = announcement?.leases
-    const args = [announcement?.channel ?? '', announcement?.message ?? '', leases?.origin ?? '', ttl, fence, clear, change.keep ?? '', prefix, max, removed.length, ...removed, ...set]
-    const keys = leases === undefined ? [1, this.prefix + key] : [2, this.prefix + key, leases.registry]
-    const reply = await this.run('groups.update', () => this.client.call('EVAL', UPDATE, ...keys, ...args), bytesOf(args)) as 0 | [number, string, string, number, string[]]
+  // Not async: the command's promise is passed on with one step after it, where an async function made two more.
+  private updateGroup (key: string, fence: string, change: GroupChange, ttl: number, base?: Group, announcement?: Announcement): Promise<AnnouncedChange> {
+    try {
+      const set = this.encodeFields(change.set ?? {})
+      const removed = change.remove ?? []
+      const { prefix = '', max = 0 } = change.cap ?? {}
+      // Without `keep`, a clear drops the hash whole; with one, it walks the fields.
+      const clear = change.clear !== true ? 0 : change.keep === undefined ? 1 : 2
+      const leases = announcement?.leases
+      const keys = leases === undefined ? [1, this.prefix + key] : [2, this.prefix + key, leases.registry]
+      const args = [announcement?.channel ?? '', announcement?.message ?? '', leases?.origin ?? '', ttl, fence, clear, change.keep ?? '', prefix, max, removed.length, ...removed, ...set]
+      return this.run('groups.update', () => this.client.call('EVAL', UPDATE, ...keys, ...args), bytesOf(args))
+        .then((reply) => this.updated(reply as 0 | [number, string, string, number, string[]], fence, change, set, base))
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
+  /** What `updateGroup`'s script answered, with the group as it now is when the change was made on `base`. */
+  private updated (reply: 0 | [number, string, string, number, string[]], fence: string, change: GroupChange, set: Argument[], base: Group | undefined): AnnouncedChange {
     // Refused by the fence: nothing changed, nothing to tell.
     if (!Array.isArray(reply)) return { changed: false, announced: true, holders: [] }
     const [, before, after, told, holders] = reply
     const announced = told === 1
     if (base?.version === undefined || base.fence !== fence || before !== base.version) return { changed: true, announced, holders }
+    const { prefix = '', max = 0 } = change.cap ?? {}
     const decoded = Object.create(null) as Record<string, unknown>
     for (let i = 0; i < set.length; i += 2) decoded[set[i] as string] = this.decode(set[i + 1])
     const uncapped = changed(base.fields, { ...change, set: decoded, cap: undefined })
