@@ -5,6 +5,7 @@ import { StoreError } from '../errors.js'
 import { MAX_ENTRY_BYTES, encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
 import type { Announcement, AnnouncedChange, FenceOperations, FencedEntry, TagEpoch, TagOperations, Group, GroupChange, GroupOperations, KeyPage, KeyQuery, Store, TimedValue } from '../store.js'
 import { changed } from './memory.js'
+import { scriptsOf } from './scripts.js'
 import { bySlot, slotOf, SLOTS, tagOf } from './slots.js'
 
 type Argument = string | number | Buffer
@@ -117,10 +118,13 @@ export class RedisStore implements Store {
   private readonly maxEntryBytes: number
   /** The client, when it is a cluster's: keys that must move together are then kept in one slot, and scans walk every master. */
   private readonly cluster: RedisClusterClient | undefined
+  /** The scripts the connection sends by SHA-1; undefined on a cluster, whose nodes each hold their own. */
+  private readonly scripts: ReturnType<typeof scriptsOf> | undefined
 
   constructor (options: RedisStoreOptions) {
     this.client = options.client
     this.cluster = isCluster(options.client) ? options.client : undefined
+    this.scripts = isCluster(options.client) ? undefined : scriptsOf(options.client)
     this.prefix = options.prefix
     this.timeout = options.timeout ?? 100
     this.serializer = options.serializer ?? jsonSerializer
@@ -178,7 +182,7 @@ export class RedisStore implements Store {
   async getTimedMany (keys: readonly string[]): Promise<Array<TimedValue | undefined>> {
     if (keys.length === 0) return []
     return await this.slotwise(keys, async (group) => {
-      const flat = await this.run('getMany', () => this.client.callBuffer('EVAL', GET_TIMED, group.length, ...group.map((key) => this.prefix + key))) as Array<Buffer | null | number>
+      const flat = await this.run('getMany', () => this.evalBuffer(GET_TIMED, group.length, ...group.map((key) => this.prefix + key))) as Array<Buffer | null | number>
       return group.map((_, i) => {
         const value = this.decode(flat[2 * i])
         const remaining = Number(flat[2 * i + 1])
@@ -304,7 +308,7 @@ export class RedisStore implements Store {
 
   /** The whole group, its expiry restarted: the check of a copy that matches none (one script, not a transaction). */
   private async readGroup (key: string, ttl: number): Promise<Group | undefined> {
-    const reply = await this.run('groups.read', () => this.client.callBuffer('EVAL', CHECK, 1, this.prefix + key, ttl, '', '')) as Buffer[] | number
+    const reply = await this.run('groups.read', () => this.evalBuffer(CHECK, 1, this.prefix + key, ttl, '', '')) as Buffer[] | number
     return typeof reply === 'number' ? undefined : this.toGroup(pairsOf(reply))
   }
 
@@ -313,7 +317,7 @@ export class RedisStore implements Store {
    * when nothing changed, whatever the group holds.
    */
   private async checkGroup (key: string, ttl: number, known: Group): Promise<Group | undefined> {
-    const reply = await this.run('groups.read', () => this.client.callBuffer('EVAL', CHECK, 1, this.prefix + key, ttl, known.fence, known.version as string)) as Buffer[] | number
+    const reply = await this.run('groups.read', () => this.evalBuffer(CHECK, 1, this.prefix + key, ttl, known.fence, known.version as string)) as Buffer[] | number
     if (reply === 1) return known
     if (typeof reply === 'number') return undefined
     return this.toGroup(pairsOf(reply))
@@ -321,7 +325,7 @@ export class RedisStore implements Store {
 
   private async createGroup (key: string, group: Group, ttl: number): Promise<boolean> {
     const args = [ttl, FENCE, group.fence, VERSION, 1, ...this.encodeFields(group.fields)]
-    return await this.run('groups.create', () => this.client.call('EVAL', CREATE, 1, this.prefix + key, ...args), bytesOf(args)) === 1
+    return await this.run('groups.create', () => this.eval(CREATE, 1, this.prefix + key, ...args), bytesOf(args)) === 1
   }
 
   /**
@@ -340,7 +344,7 @@ export class RedisStore implements Store {
       const leases = announcement?.leases
       const keys = leases === undefined ? [1, this.prefix + key] : [2, this.prefix + key, leases.registry]
       const args = [announcement?.channel ?? '', announcement?.message ?? '', leases?.origin ?? '', ttl, fence, clear, change.keep ?? '', prefix, max, removed.length, ...removed, ...set]
-      return this.run('groups.update', () => this.client.call('EVAL', UPDATE, ...keys, ...args), bytesOf(args))
+      return this.run('groups.update', () => this.eval(UPDATE, ...keys, ...args), bytesOf(args))
         .then((reply) => this.updated(reply as 0 | [number, string, string, number, string[]], fence, change, set, base))
     } catch (error) {
       return Promise.reject(error)
@@ -364,7 +368,7 @@ export class RedisStore implements Store {
   }
 
   private async endGroup (key: string, fence: string): Promise<Group | undefined> {
-    const flat = await this.run('groups.end', () => this.client.callBuffer('EVAL', END, 1, this.prefix + key, fence)) as Buffer[] | null
+    const flat = await this.run('groups.end', () => this.evalBuffer(END, 1, this.prefix + key, fence)) as Buffer[] | null
     return flat === null ? undefined : this.toGroup(pairsOf(flat))
   }
 
@@ -410,7 +414,7 @@ export class RedisStore implements Store {
   }
 
   private async bumpTags (names: readonly string[], stale = ''): Promise<TagEpoch> {
-    const [epoch, ...counts] = await this.run('tags', () => this.client.call('EVAL', BUMP_TAGS, 1, this.tagKey, unique(), stale, ...names)) as [string, ...number[]]
+    const [epoch, ...counts] = await this.run('tags', () => this.eval(BUMP_TAGS, 1, this.tagKey, unique(), stale, ...names)) as [string, ...number[]]
     const versions: Record<string, number> = Object.create(null)
     names.forEach((name, i) => { versions[name] = Number(counts[i]) })
     return { epoch, versions }
@@ -463,17 +467,17 @@ export class RedisStore implements Store {
   }
 
   private async readFence (key: string): Promise<string> {
-    return await this.run('fence', () => this.client.call('EVAL', KEY_FENCE, 2, ...this.fenceKeys(key), unique())) as string
+    return await this.run('fence', () => this.eval(KEY_FENCE, 2, ...this.fenceKeys(key), unique())) as string
   }
 
   private async bumpFence (key: string): Promise<string> {
-    return await this.run('fence', () => this.client.call('EVAL', KEY_FENCE, 2, ...this.fenceKeys(key), unique(), unique(), FENCE_TTL)) as string
+    return await this.run('fence', () => this.eval(KEY_FENCE, 2, ...this.fenceKeys(key), unique(), unique(), FENCE_TTL)) as string
   }
 
   private async setIfFence (key: string, value: unknown, ttl: number, fence: string): Promise<boolean> {
     const data = this.encode(key, value)
     const [all, own] = this.fenceKeys(key)
-    return await this.run('set', () => this.client.call('EVAL', SET_IF, 3, this.prefix + key, all, own, fence, data, ttl), data.length) === 1
+    return await this.run('set', () => this.eval(SET_IF, 3, this.prefix + key, all, own, fence, data, ttl), data.length) === 1
   }
 
   /** The fences of `keys`, in one script: the store-wide one (drawn if there is none), ':', each key's own. */
@@ -482,7 +486,7 @@ export class RedisStore implements Store {
     // On a cluster, one script per slot, with that slot's store-wide fence (see `fenceKeys`).
     return await this.slotwise(keys, async (group) => {
       const own = group.map((key) => this.fenceKeys(key)[1])
-      return await this.run('fence', () => this.client.call('EVAL', KEY_FENCES, group.length + 1, this.fenceKeys(group[0] as string)[0], ...own, unique())) as string[]
+      return await this.run('fence', () => this.eval(KEY_FENCES, group.length + 1, this.fenceKeys(group[0] as string)[0], ...own, unique())) as string[]
     })
   }
 
@@ -498,7 +502,7 @@ export class RedisStore implements Store {
         keys.push(this.prefix + key, this.fenceKeys(key)[1])
         args.push(fence, this.encode(key, value), ttl)
       }
-      const written = await this.run('set', () => this.client.call('EVAL', SET_MANY_IF, keys.length, ...keys, ...args), bytesOf(args)) as number[]
+      const written = await this.run('set', () => this.eval(SET_MANY_IF, keys.length, ...keys, ...args), bytesOf(args)) as number[]
       return written.map((one) => one === 1)
     })
   }
@@ -523,6 +527,16 @@ export class RedisStore implements Store {
   /** `bytes`: what the command writes, counted while it waits (see `Waiting`). */
   private run<T> (operation: string, command: () => Promise<T>, bytes = 0): Promise<T> {
     return redisCommand(this.client, operation, this.timeout, command, undefined, bytes)
+  }
+
+  /** Runs `script`: by its SHA-1 where the connection has it (see lib/stores/scripts.ts); on a cluster, by its text. */
+  private eval (script: string, ...args: Argument[]): Promise<unknown> {
+    return this.scripts === undefined ? this.client.call('EVAL', script, ...args) : this.scripts.run(script, args, false)
+  }
+
+  /** `eval`, the reply's strings as Buffers. */
+  private evalBuffer (script: string, ...args: Argument[]): Promise<unknown> {
+    return this.scripts === undefined ? this.client.callBuffer('EVAL', script, ...args) : this.scripts.run(script, args, true)
   }
 }
 
