@@ -43,13 +43,13 @@ export function bytesOf (args: ReadonlyArray<string | number | Buffer | readonly
  * Runs a remote store operation within a time budget, so that a stalled backend costs a caller `ms` at most
  * instead of hanging it. The operation itself is not cancelled: a write may still land later. With `waiting`, the
  * operation counts among its backend's waiting ones (with `bytes`, what it writes) until the backend answers it, and
- * fails at once, unsent, while they are full (see `Waiting`).
+ * fails at once, unsent, while they are full (see `Waiting`). `failed` is told of the backend's error, as it came.
  *
  * The budget measures the backend, not this process: when the timer fires late because the event loop was busy (a
  * long GC pause, a CPU-bound request), the answer may already be waiting to be read. The timeout then waits one turn
  * of the event loop, in which that answer is read, before it counts as one.
  */
-export function withBudget<T> (operation: string, ms: number, run: () => Promise<T>, waiting?: Waiting, bytes = 0): Promise<T> {
+export function withBudget<T> (operation: string, ms: number, run: () => Promise<T>, waiting?: Waiting, bytes = 0, failed?: (error: unknown) => void): Promise<T> {
   if (waiting?.full === true) {
     return Promise.reject(new StoreError(operation, `${waiting.count} operations (${waiting.bytes} bytes) still wait for the store, ${waiting.late} of them past their time budget`))
   }
@@ -63,6 +63,7 @@ export function withBudget<T> (operation: string, ms: number, run: () => Promise
     try {
       running = Promise.resolve(run())
     } catch (error) {
+      failed?.(error)
       reject(storeError(operation, error))
       return
     }
@@ -91,6 +92,7 @@ export function withBudget<T> (operation: string, ms: number, run: () => Promise
       resolve(value)
     }, (error: unknown) => {
       answered()
+      failed?.(error)
       reject(storeError(operation, error))
     })
   })

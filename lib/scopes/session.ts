@@ -840,8 +840,9 @@ export class SessionCache {
    */
   private change (current: Current, change: GroupChange): Awaitable<void> {
     const { ttl } = this.level.options
-    const stored = this.guard('write', () => current.stored ? current.pool.groups.update(current.key, current.fence, change, ttl) : this.create(current, change))
-    return andThen(stored, () => { current.fields = withChange(current.fields, change) })
+    return this.guard('write', () => current.stored ? current.pool.groups.update(current.key, current.fence, change, ttl) : this.create(current, change), () => {
+      current.fields = withChange(current.fields, change)
+    })
   }
 
   /** Creates the session with its first change; concurrent first requests of one app-given id join the first's. */
@@ -919,14 +920,21 @@ export class SessionCache {
     return typeof generation === 'string' ? generation : ''
   }
 
-  /** Runs a store operation, counting and logging a fault (not a value the store refuses) before it is thrown. */
-  private guard<T> (operation: string, run: () => Awaitable<T>): Awaitable<T> {
+  /**
+   * Runs a store operation, counting and logging a fault (not a value the store refuses) before it is thrown; given
+   * `after`, answers what `after` makes of the result, in the same step.
+   */
+  private guard<T> (operation: string, run: () => Awaitable<T>): Awaitable<T>
+  private guard<T, R> (operation: string, run: () => Awaitable<T>, after: (result: T) => R): Awaitable<R>
+  private guard<T, R> (operation: string, run: () => Awaitable<T>, after?: (result: T) => R): Awaitable<T | R> {
+    let result: Awaitable<T>
     try {
-      const result = run()
-      return isPromiseLike(result) ? Promise.resolve(result as PromiseLike<T>).catch((error: unknown) => this.failed(operation, error)) : result
+      result = run()
     } catch (error) {
       return this.failed(operation, error)
     }
+    const next = after ?? ((value: T): T | R => value)
+    return isPromiseLike(result) ? Promise.resolve(result as PromiseLike<T>).then(next, (error: unknown) => this.failed(operation, error)) : next(result as T)
   }
 
   private failed (operation: string, error: unknown): never {

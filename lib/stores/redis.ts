@@ -64,13 +64,13 @@ export function nodeKey (node: RedisConnection): string {
 /**
  * Runs one Redis command within a time budget, failing at once while the client is not connected: ioredis would
  * otherwise queue the command until it reconnects, and every caller would hang with it. The store, the bus and the
- * lock all go through here, so that none of them can hang a request.
+ * lock all go through here, so that none of them can hang a request. `failed` is told of Redis's error, as it came.
  */
-export function redisCommand<T> (client: RedisCommands, operation: string, timeout: number, command: () => Promise<T>, breaker?: Breaker, bytes = 0): Promise<T> {
+export function redisCommand<T> (client: RedisCommands, operation: string, timeout: number, command: () => Promise<T>, breaker?: Breaker, bytes = 0, failed?: (error: unknown) => void): Promise<T> {
   if (client.status !== 'ready') return Promise.reject(new StoreError(operation, `Redis is not connected (${client.status})`))
   const waiting = waitingOn(client)
-  if (breaker === undefined) return withBudget(operation, timeout, command, waiting, bytes)
-  return breaker.run(operation, () => withBudget(operation, timeout, command, waiting, bytes))
+  if (breaker === undefined) return withBudget(operation, timeout, command, waiting, bytes, failed)
+  return breaker.run(operation, () => withBudget(operation, timeout, command, waiting, bytes, failed))
 }
 
 /** Per connection: the store, the bus and the lock of every level that share one client count together. */
@@ -120,11 +120,14 @@ export class RedisStore implements Store {
   private readonly cluster: RedisClusterClient | undefined
   /** The scripts the connection sends by SHA-1; undefined on a cluster, whose nodes each hold their own. */
   private readonly scripts: ReturnType<typeof scriptsOf> | undefined
+  /** Told of every command's error: a NOSCRIPT means the connection's scripts must be loaded again. */
+  private readonly scriptFailed: ((error: unknown) => void) | undefined
 
   constructor (options: RedisStoreOptions) {
     this.client = options.client
     this.cluster = isCluster(options.client) ? options.client : undefined
     this.scripts = isCluster(options.client) ? undefined : scriptsOf(options.client)
+    this.scriptFailed = this.scripts?.failed
     this.prefix = options.prefix
     this.timeout = options.timeout ?? 100
     this.serializer = options.serializer ?? jsonSerializer
@@ -526,7 +529,7 @@ export class RedisStore implements Store {
 
   /** `bytes`: what the command writes, counted while it waits (see `Waiting`). */
   private run<T> (operation: string, command: () => Promise<T>, bytes = 0): Promise<T> {
-    return redisCommand(this.client, operation, this.timeout, command, undefined, bytes)
+    return redisCommand(this.client, operation, this.timeout, command, undefined, bytes, this.scriptFailed)
   }
 
   /** Runs `script`: by its SHA-1 where the connection has it (see lib/stores/scripts.ts); on a cluster, by its text. */

@@ -10,9 +10,10 @@ type Argument = string | number | Buffer
  * The scripts one connection sends by SHA-1: those Redis answered `SCRIPT LOAD` for since the connection was made.
  * Until then a script goes by its text, so that its first use after a connect, a restart or a failover never meets a
  * Redis without it; a `SCRIPT LOAD` refused (an ACL without `SCRIPT`) leaves it going by its text on that connection.
- * Redis drops a loaded script only on `SCRIPT FLUSH` (a restart closes the connection): a command sent by SHA-1 then
- * fails with NOSCRIPT, and the script is loaded again for the next. The failed one is not sent again by its text in
- * its place: the commands sent after it on the connection have run by then, and a change must not run after them.
+ * Redis drops loaded scripts only on `SCRIPT FLUSH` (a restart closes the connection): a command sent by SHA-1 then
+ * fails with NOSCRIPT (its caller tells `failed`), and the scripts are loaded again for the next. The failed one is not
+ * sent again by its text in its place: the commands sent after it on the connection have run by then, and a change
+ * must not run after them.
  */
 class ConnectionScripts {
   private readonly loaded = new Set<string>()
@@ -24,8 +25,7 @@ class ConnectionScripts {
   constructor (private readonly client: RedisConnection) {
     client.on('close', () => {
       this.connection++
-      this.loaded.clear()
-      this.asked.clear()
+      this.forget()
     })
   }
 
@@ -33,18 +33,19 @@ class ConnectionScripts {
   run (script: string, args: readonly Argument[], buffers: boolean): Promise<unknown> {
     const sha = shaOf(script)
     const client = this.client
-    if (this.loaded.has(sha)) {
-      const sent = buffers ? client.callBuffer('EVALSHA', sha, ...args) : client.call('EVALSHA', sha, ...args)
-      return sent.catch((error: unknown) => {
-        if (error instanceof Error && error.message.startsWith('NOSCRIPT')) {
-          this.loaded.delete(sha)
-          this.asked.delete(sha)
-        }
-        throw error
-      })
-    }
+    if (this.loaded.has(sha)) return buffers ? client.callBuffer('EVALSHA', sha, ...args) : client.call('EVALSHA', sha, ...args)
     if (!this.asked.has(sha)) this.load(script, sha)
     return buffers ? client.callBuffer('EVAL', script, ...args) : client.call('EVAL', script, ...args)
+  }
+
+  /** A command of the connection failed with `error`: after a NOSCRIPT, every script is sent by its text until loaded again. */
+  readonly failed = (error: unknown): void => {
+    if (error instanceof Error && error.message.startsWith('NOSCRIPT')) this.forget()
+  }
+
+  private forget (): void {
+    this.loaded.clear()
+    this.asked.clear()
   }
 
   private load (script: string, sha: string): void {
