@@ -11,9 +11,10 @@ type Argument = string | number | Buffer
  * Until then a script goes by its text, so that its first use after a connect, a restart or a failover never meets a
  * Redis without it; a `SCRIPT LOAD` refused (an ACL without `SCRIPT`) leaves it going by its text on that connection.
  * Redis drops loaded scripts only on `SCRIPT FLUSH` (a restart closes the connection): a command sent by SHA-1 then
- * fails with NOSCRIPT (its caller tells `failed`), and the scripts are loaded again for the next. The failed one is not
- * sent again by its text in its place: the commands sent after it on the connection have run by then, and a change
- * must not run after them.
+ * fails with NOSCRIPT (its caller tells `failed`), and the connection sends every script by its text until it is made
+ * again. Not loaded again at once: behind a proxy that loads a script on one server and routes the next command to
+ * another, every other command would fail. The failed one is not sent again by its text in its place: the commands
+ * sent after it on the connection have run by then, and a change must not run after them.
  */
 class ConnectionScripts {
   private readonly loaded = new Set<string>()
@@ -21,11 +22,15 @@ class ConnectionScripts {
   private readonly asked = new Set<string>()
   /** Moves when the connection closes: an answer to a `SCRIPT LOAD` of an earlier connection proves nothing now. */
   private connection = 0
+  /** Set by a NOSCRIPT: no script goes by SHA-1 on this connection any more. */
+  private refused = false
 
   constructor (private readonly client: RedisConnection) {
     client.on('close', () => {
       this.connection++
-      this.forget()
+      this.loaded.clear()
+      this.asked.clear()
+      this.refused = false
     })
   }
 
@@ -34,25 +39,22 @@ class ConnectionScripts {
     const sha = shaOf(script)
     const client = this.client
     if (this.loaded.has(sha)) return buffers ? client.callBuffer('EVALSHA', sha, ...args) : client.call('EVALSHA', sha, ...args)
-    if (!this.asked.has(sha)) this.load(script, sha)
+    if (!this.asked.has(sha) && !this.refused) this.load(script, sha)
     return buffers ? client.callBuffer('EVAL', script, ...args) : client.call('EVAL', script, ...args)
   }
 
-  /** A command of the connection failed with `error`: after a NOSCRIPT, every script is sent by its text until loaded again. */
+  /** A command of the connection failed with `error`: after a NOSCRIPT, scripts go by their text until it is made again. */
   readonly failed = (error: unknown): void => {
-    if (error instanceof Error && error.message.startsWith('NOSCRIPT')) this.forget()
-  }
-
-  private forget (): void {
+    if (!(error instanceof Error && error.message.startsWith('NOSCRIPT'))) return
+    this.refused = true
     this.loaded.clear()
-    this.asked.clear()
   }
 
   private load (script: string, sha: string): void {
     this.asked.add(sha)
     const connection = this.connection
     this.client.call('SCRIPT', 'LOAD', script).then((answer) => {
-      if (answer === sha && connection === this.connection) this.loaded.add(sha)
+      if (answer === sha && connection === this.connection && !this.refused) this.loaded.add(sha)
     }, () => {})
   }
 }

@@ -3,7 +3,8 @@
 import { Redis, type RedisOptions } from 'ioredis'
 import { test, type Test } from 'tap'
 import { RedisStore, type RedisClient } from '../../../lib/stores/redis.js'
-import { commandCalls, privateRedis } from '../../helpers/redis.js'
+import type { Group } from '../../../lib/store.js'
+import { commandCalls, privateRedis, type PrivateRedis } from '../../helpers/redis.js'
 import { until } from '../../helpers/until.js'
 
 /** The calls of the script commands since the last `CONFIG RESETSTAT`, then resets them. */
@@ -15,74 +16,90 @@ async function scriptCalls (admin: Redis): Promise<{ eval: number, evalsha: numb
   return { eval: calls.eval ?? 0, evalsha: calls.evalsha ?? 0, load: Number(loads ?? 0) }
 }
 
-/** A store on its own connection to `url`, and a group it writes. */
-async function storeOn (t: Test, url: string, options: RedisOptions = {}): Promise<{ client: Redis, store: RedisStore }> {
-  const client = new Redis(url, { maxRetriesPerRequest: 0, ...options })
+/** A Redis of the test's own, an admin client of it, and a store on a connection of its own that has written a group. */
+async function setUp (t: Test, options: SetUpOptions = {}): Promise<{ redis: PrivateRedis, admin: Redis, client: Redis, store: RedisStore } | undefined> {
+  const redis = await privateRedis(t)
+  if (redis === undefined) return undefined
+  const admin = new Redis(redis.url)
+  t.teardown(() => { admin.disconnect() })
+  await options.before?.(admin)
+  const client = new Redis(redis.url, { maxRetriesPerRequest: 0, ...options.client })
   client.on('error', () => {})
   t.teardown(() => { client.disconnect() })
   await until(() => client.status === 'ready')
   const store = new RedisStore({ client: client as unknown as RedisClient, prefix: 'scripts:' })
   t.equal(await store.groups.create('g', { fence: 'f', fields: { n: 0 } }, 60_000), true)
-  return { client, store }
+  return { redis, admin, client, store }
 }
 
+interface SetUpOptions {
+  /** The store's connection's options. */
+  client?: RedisOptions
+  /** Runs before the store's connection is made. */
+  before?: (admin: Redis) => Promise<unknown>
+}
+
+/** Sets `n` in the group, under its fence `fence`. */
+const setN = (store: RedisStore, n: number, fence = 'f'): Promise<boolean | Group> => Promise.resolve(store.groups.update('g', fence, { set: { n } }, 60_000))
+
 test('a script goes by its text until Redis has loaded it for the connection, then by its SHA-1', async (t) => {
-  const redis = await privateRedis(t)
-  if (redis === undefined) return
-  const admin = new Redis(redis.url)
-  t.teardown(() => { admin.disconnect() })
-  const { store } = await storeOn(t, redis.url)
+  const set = await setUp(t)
+  if (set === undefined) return
+  const { admin, store } = set
   await scriptCalls(admin)
-  t.equal(await store.groups.update('g', 'f', { set: { n: 1 } }, 60_000), true)
+  t.equal(await setN(store, 1), true)
   t.same(await scriptCalls(admin), { eval: 1, evalsha: 0, load: 1 }, 'first use: by its text, and loaded beside it')
-  for (let n = 2; n <= 5; n++) t.equal(await store.groups.update('g', 'f', { set: { n } }, 60_000), true)
+  for (let n = 2; n <= 5; n++) t.equal(await setN(store, n), true)
   t.same(await scriptCalls(admin), { eval: 0, evalsha: 4, load: 0 }, 'then by its SHA-1 alone')
   t.match(await store.groups.read('g', 60_000), { fields: { n: 5 } })
 })
 
-test('after SCRIPT FLUSH the command sent by SHA-1 fails, unapplied, and the next goes by its text again', async (t) => {
-  const redis = await privateRedis(t)
-  if (redis === undefined) return
-  const admin = new Redis(redis.url)
-  t.teardown(() => { admin.disconnect() })
-  const { store } = await storeOn(t, redis.url)
-  t.equal(await store.groups.update('g', 'f', { set: { n: 1 } }, 60_000), true)
-  t.equal(await store.groups.update('g', 'f', { set: { n: 2 } }, 60_000), true)
+test('after SCRIPT FLUSH the command sent by SHA-1 fails, unapplied; the connection then sends text until it is made again', async (t) => {
+  const set = await setUp(t)
+  if (set === undefined) return
+  const { admin, client, store } = set
+  t.equal(await setN(store, 1), true)
+  t.equal(await setN(store, 2), true)
   await admin.call('SCRIPT', 'FLUSH')
   await scriptCalls(admin)
-  await t.rejects(Promise.resolve(store.groups.update('g', 'f', { set: { n: 3 } }, 60_000)), /NOSCRIPT/, 'refused by Redis, not run later in another order')
+  await t.rejects(setN(store, 3), /NOSCRIPT/, 'refused by Redis, not run later in another order')
   t.equal(await admin.hget('scripts:g', 'n'), '2', 'the refused change did not land')
-  t.equal(await store.groups.update('g', 'f', { set: { n: 4 } }, 60_000), true, 'the next change lands')
-  t.equal(await store.groups.update('g', 'f', { set: { n: 5 } }, 60_000), true)
-  t.same(await scriptCalls(admin), { eval: 1, evalsha: 2, load: 1 }, 'the refused one by SHA-1, the next by its text, loaded again, then by SHA-1')
-  t.equal(await admin.hget('scripts:g', 'n'), '5')
+  t.equal(await setN(store, 4), true, 'the next change lands')
+  t.equal(await setN(store, 5), true)
+  t.match(await store.groups.read('g', 60_000), { fields: { n: 5 } }, 'a script not used before goes by its text too')
+  t.same(await scriptCalls(admin), { eval: 3, evalsha: 1, load: 0 }, 'the refused one by SHA-1, the next by their text, nothing loaded')
+  const ready = new Promise((resolve) => client.once('ready', resolve))
+  client.disconnect(true)
+  await ready
+  t.equal(await setN(store, 6), true)
+  t.equal(await setN(store, 7), true)
+  t.same(await scriptCalls(admin), { eval: 1, evalsha: 1, load: 1 }, 'a new connection loads it again')
+  t.equal(await admin.hget('scripts:g', 'n'), '7')
 })
 
 test('a Redis restarted empty gets the script by its text first: no command fails for want of it', async (t) => {
-  const redis = await privateRedis(t)
-  if (redis === undefined) return
-  const { client, store } = await storeOn(t, redis.url, { retryStrategy: () => 20 })
-  t.equal(await store.groups.update('g', 'f', { set: { n: 1 } }, 60_000), true)
-  t.equal(await store.groups.update('g', 'f', { set: { n: 2 } }, 60_000), true)
+  const set = await setUp(t, { client: { retryStrategy: () => 20 } })
+  if (set === undefined) return
+  const { redis, admin, client, store } = set
+  t.equal(await setN(store, 1), true)
+  t.equal(await setN(store, 2), true)
   await redis.restart()
-  await until(() => client.status === 'ready')
+  await until(() => client.status === 'ready' && admin.status === 'ready')
   t.equal(await store.groups.create('g', { fence: 'f2', fields: { n: 0 } }, 60_000), true, 'the group is gone with the restart, and made again')
-  const admin = new Redis(redis.url)
-  t.teardown(() => { admin.disconnect() })
   await scriptCalls(admin)
-  t.equal(await store.groups.update('g', 'f2', { set: { n: 1 } }, 60_000), true, 'the first change after the restart lands')
+  t.equal(await setN(store, 1, 'f2'), true, 'the first change after the restart lands')
   t.same(await scriptCalls(admin), { eval: 1, evalsha: 0, load: 1 })
 })
 
 test('a connection whose ACL refuses SCRIPT LOAD keeps sending the script by its text, and every change lands', async (t) => {
-  const redis = await privateRedis(t)
-  if (redis === undefined) return
-  const admin = new Redis(redis.url)
-  t.teardown(() => { admin.disconnect() })
-  await admin.call('ACL', 'SETUSER', 'noload', 'on', 'nopass', '~*', '&*', '+@all', '-script')
-  const { store } = await storeOn(t, redis.url, { username: 'noload', password: 'unused' })
+  const set = await setUp(t, {
+    before: async (admin) => await admin.call('ACL', 'SETUSER', 'noload', 'on', 'nopass', '~*', '&*', '+@all', '-script'),
+    client: { username: 'noload', password: 'unused' }
+  })
+  if (set === undefined) return
+  const { admin, store } = set
   await scriptCalls(admin)
-  for (let n = 1; n <= 4; n++) t.equal(await store.groups.update('g', 'f', { set: { n } }, 60_000), true)
+  for (let n = 1; n <= 4; n++) t.equal(await setN(store, n), true)
   const calls = await scriptCalls(admin)
   t.same({ eval: calls.eval, evalsha: calls.evalsha }, { eval: 4, evalsha: 0 }, 'by its text each time')
   t.equal(await admin.hget('scripts:g', 'n'), '4')
