@@ -1,4 +1,4 @@
-import { EntryTooLargeError, SerializeError, StoreError } from './errors.js'
+import { EntryTooLargeError, SerializeError, StoreError, scriptRefused } from './errors.js'
 import type { Logger } from './burst-log.js'
 import type { FenceOperations, GroupOperations, Store, TagOperations } from './store.js'
 
@@ -65,8 +65,10 @@ export class Breaker {
   private ended (error: unknown): unknown {
     this.probing = false
     // A value the serializer or the size bound refused never reached the store: it tells nothing of the store's
-    // health, and a client that can make a route cache what it sends must not open the breaker for everyone.
-    if (!(error instanceof EntryTooLargeError || error instanceof SerializeError)) this.failed(error)
+    // health, and a client that can make a route cache what it sends must not open the breaker for everyone. Nor does
+    // a script Redis would not run by its SHA-1: every command in flight meets it at once (`SCRIPT FLUSH`, a restart),
+    // and the connection goes by the scripts' text from then on.
+    if (!(error instanceof EntryTooLargeError || error instanceof SerializeError || scriptRefused(error))) this.failed(error)
     return error
   }
 

@@ -67,6 +67,19 @@ export function messageOf (error: unknown, unprintable = 'a thrown value that ca
   }
 }
 
+/**
+ * Whether `error` (or what it wraps) is Redis refusing a script sent by its SHA-1: not loaded (NOSCRIPT, after
+ * `SCRIPT FLUSH` or a restart) or not allowed (an ACL without `EVALSHA`). The script did not run, and the store is as
+ * healthy as before: see lib/stores/scripts.ts.
+ */
+export function scriptRefused (error: unknown): boolean {
+  for (let at = error, depth = 0; at instanceof Error && depth < 3; at = at.cause, depth++) {
+    const message = at.message
+    if (message.startsWith('NOSCRIPT') || (message.startsWith('NOPERM') && message.includes("'evalsha'"))) return true
+  }
+  return false
+}
+
 /** Renders a value for an error message without ever throwing. */
 export function describe (value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value)

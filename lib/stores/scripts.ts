@@ -2,6 +2,7 @@
 // measures and copies every argument of every command it sends: about 5 µs of CPU a write on the EPYC VM of the
 // benchmarks, where a SHA-1 is 40 bytes.
 import { createHash } from 'node:crypto'
+import { scriptRefused } from '../errors.js'
 import type { RedisConnection } from './redis.js'
 
 type Argument = string | number | Buffer
@@ -10,11 +11,12 @@ type Argument = string | number | Buffer
  * The scripts one connection sends by SHA-1: those Redis answered `SCRIPT LOAD` for since the connection was made.
  * Until then a script goes by its text, so that its first use after a connect, a restart or a failover never meets a
  * Redis without it; a `SCRIPT LOAD` refused (an ACL without `SCRIPT`) leaves it going by its text on that connection.
- * Redis drops loaded scripts only on `SCRIPT FLUSH` (a restart closes the connection): a command sent by SHA-1 then
- * fails with NOSCRIPT (its caller tells `failed`), and the connection sends every script by its text until it is made
- * again. Not loaded again at once: behind a proxy that loads a script on one server and routes the next command to
- * another, every other command would fail. The failed one is not sent again by its text in its place: the commands
- * sent after it on the connection have run by then, and a change must not run after them.
+ * Redis drops loaded scripts only on `SCRIPT FLUSH` and restarts: the commands sent by SHA-1 then fail with NOSCRIPT
+ * (those in flight: ioredis sends unanswered commands again to a restarted server), as does each where an ACL refuses
+ * `EVALSHA`; their caller tells `failed`, and the connection sends every script by its text until it is made again.
+ * Not loaded again at once: behind a proxy that loads a script on one server and routes the next command to another,
+ * every other command would fail. A refused one is not sent again by its text in its place: the commands sent after
+ * it on the connection have run by then, and a change must not run after them.
  */
 class ConnectionScripts {
   private readonly loaded = new Set<string>()
@@ -22,7 +24,7 @@ class ConnectionScripts {
   private readonly asked = new Set<string>()
   /** Moves when the connection closes: an answer to a `SCRIPT LOAD` of an earlier connection proves nothing now. */
   private connection = 0
-  /** Set by a NOSCRIPT: no script goes by SHA-1 on this connection any more. */
+  /** Set by a script refused by SHA-1: no script goes by SHA-1 on this connection any more. */
   private refused = false
 
   constructor (private readonly client: RedisConnection) {
@@ -43,9 +45,9 @@ class ConnectionScripts {
     return buffers ? client.callBuffer('EVAL', script, ...args) : client.call('EVAL', script, ...args)
   }
 
-  /** A command of the connection failed with `error`: after a NOSCRIPT, scripts go by their text until it is made again. */
+  /** A command of the connection failed with `error`: after a script refused, scripts go by their text until it is made again. */
   readonly failed = (error: unknown): void => {
-    if (!(error instanceof Error && error.message.startsWith('NOSCRIPT'))) return
+    if (!scriptRefused(error)) return
     this.refused = true
     this.loaded.clear()
   }

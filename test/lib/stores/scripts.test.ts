@@ -2,6 +2,7 @@
 // shared Redis other tests use at the same time.
 import { Redis, type RedisOptions } from 'ioredis'
 import { test, type Test } from 'tap'
+import { Breaker, guardStore } from '../../../lib/breaker.js'
 import { RedisStore, type RedisClient } from '../../../lib/stores/redis.js'
 import type { Group } from '../../../lib/store.js'
 import { commandCalls, privateRedis, type PrivateRedis } from '../../helpers/redis.js'
@@ -103,4 +104,36 @@ test('a connection whose ACL refuses SCRIPT LOAD keeps sending the script by its
   const calls = await scriptCalls(admin)
   t.same({ eval: calls.eval, evalsha: calls.evalsha }, { eval: 4, evalsha: 0 }, 'by its text each time')
   t.equal(await admin.hget('scripts:g', 'n'), '4')
+})
+
+test('every command in flight when Redis drops its scripts fails once, unapplied; the circuit breaker does not count them', async (t) => {
+  const set = await setUp(t)
+  if (set === undefined) return
+  const { admin, store } = set
+  const breaker = new Breaker({ failures: 3, coolDown: 1000, name: 'redis' })
+  const guarded = guardStore(store, breaker)
+  const setGuarded = (n: number): Promise<unknown> => Promise.resolve(guarded.groups?.update('g', 'f', { set: { n } }, 60_000))
+  t.equal(await setGuarded(1), true)
+  t.equal(await setGuarded(2), true)
+  await admin.call('SCRIPT', 'FLUSH')
+  const inFlight = await Promise.allSettled([3, 4, 5, 6, 7, 8].map(setGuarded))
+  t.same(inFlight.map(({ status }) => status), Array(6).fill('rejected'), 'each sent by SHA-1 before the first answer')
+  t.equal(await admin.hget('scripts:g', 'n'), '2', 'none of them landed')
+  t.equal(breaker.state, 'closed', 'Redis is as healthy as before: the breaker stays closed')
+  t.equal(await setGuarded(9), true, 'the next write lands, by its text')
+  t.equal(await admin.hget('scripts:g', 'n'), '9')
+})
+
+test('a user the ACL refuses EVALSHA (but not SCRIPT) fails one command, then sends text', async (t) => {
+  const set = await setUp(t, {
+    before: async (admin) => await admin.call('ACL', 'SETUSER', 'nosha', 'on', 'nopass', '~*', '&*', '+@all', '-evalsha'),
+    client: { username: 'nosha', password: 'unused' }
+  })
+  if (set === undefined) return
+  const { admin, store } = set
+  const outcomes: string[] = []
+  for (let n = 1; n <= 6; n++) outcomes.push(await setN(store, n).then(() => 'landed', (error: Error) => error.message))
+  t.equal(outcomes.filter((outcome) => outcome !== 'landed').length, 1, 'one command refused')
+  t.match(outcomes.find((outcome) => outcome !== 'landed'), /NOPERM/)
+  t.equal(await admin.hget('scripts:g', 'n'), '6', 'every other change landed')
 })
