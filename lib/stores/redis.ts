@@ -8,7 +8,7 @@ import { changed } from './memory.js'
 import { scriptsOf } from './scripts.js'
 import { bySlot, slotOf, SLOTS, tagOf } from './slots.js'
 
-type Argument = string | number | Buffer
+export type Argument = string | number | Buffer
 
 /** What every client the store, the bus and the lock use answers: commands, events, closing. */
 export interface RedisCommands {
@@ -120,14 +120,11 @@ export class RedisStore implements Store {
   private readonly cluster: RedisClusterClient | undefined
   /** The scripts the connection sends by SHA-1; undefined on a cluster, whose nodes each hold their own. */
   private readonly scripts: ReturnType<typeof scriptsOf> | undefined
-  /** Told of every command's error: a NOSCRIPT means the connection's scripts must be loaded again. */
-  private readonly scriptFailed: ((error: unknown) => void) | undefined
 
   constructor (options: RedisStoreOptions) {
     this.client = options.client
     this.cluster = isCluster(options.client) ? options.client : undefined
     this.scripts = isCluster(options.client) ? undefined : scriptsOf(options.client)
-    this.scriptFailed = this.scripts?.failed
     this.prefix = options.prefix
     this.timeout = options.timeout ?? 100
     this.serializer = options.serializer ?? jsonSerializer
@@ -529,7 +526,8 @@ export class RedisStore implements Store {
 
   /** `bytes`: what the command writes, counted while it waits (see `Waiting`). */
   private run<T> (operation: string, command: () => Promise<T>, bytes = 0): Promise<T> {
-    return redisCommand(this.client, operation, this.timeout, command, undefined, bytes, this.scriptFailed)
+    // Every command's error goes to the connection's scripts: a script refused by SHA-1 sends it to their text.
+    return redisCommand(this.client, operation, this.timeout, command, undefined, bytes, this.scripts?.failed)
   }
 
   /** Runs `script`: by its SHA-1 where the connection has it (see lib/stores/scripts.ts); on a cluster, by its text. */

@@ -3,9 +3,7 @@
 // benchmarks, where a SHA-1 is 40 bytes.
 import { createHash } from 'node:crypto'
 import { scriptRefused } from '../errors.js'
-import type { RedisConnection } from './redis.js'
-
-type Argument = string | number | Buffer
+import type { Argument, RedisConnection } from './redis.js'
 
 /**
  * The scripts one connection sends by SHA-1: those Redis answered `SCRIPT LOAD` for since the connection was made.

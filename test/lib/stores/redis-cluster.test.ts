@@ -60,6 +60,15 @@ if (cluster !== undefined) {
     t.same((await store.groups.read('key:3', 60_000))?.fields, { a: 1, b: 2 })
     t.same(await store.groups.exists?.([...keys.slice(0, 20), 'gone']), [...Array(20).fill(true), false])
     t.same((await store.groups.end('key:3', 'f') as Group).fields, { a: 1, b: 2 })
+    // A script loaded on one node is not on the others: on a cluster every script goes by its text.
+    let bySha = 0
+    for (const port of await cluster.masters()) {
+      const node = new Redis(port, '127.0.0.1')
+      const stats = await node.call('INFO', 'commandstats') as string
+      node.disconnect()
+      bySha += Number(/cmdstat_evalsha:calls=(\d+)/.exec(stats)?.[1] ?? 0) + Number(/cmdstat_script\|load:calls=(\d+)/.exec(stats)?.[1] ?? 0)
+    }
+    t.equal(bySha, 0, 'no EVALSHA and no SCRIPT LOAD on any master')
   })
 
   t.test('fences: every write and delete moves the key fence in the slot of its key, clear moves every slot', async (t) => {

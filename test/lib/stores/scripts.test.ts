@@ -23,8 +23,9 @@ async function setUp (t: Test, options: SetUpOptions = {}): Promise<{ redis: Pri
   if (redis === undefined) return undefined
   const admin = new Redis(redis.url)
   t.teardown(() => { admin.disconnect() })
-  await options.before?.(admin)
-  const client = new Redis(redis.url, { maxRetriesPerRequest: 0, ...options.client })
+  const user = options.deny === undefined ? {} : { username: 'limited', password: 'unused' }
+  if (options.deny !== undefined) await admin.call('ACL', 'SETUSER', 'limited', 'on', 'nopass', '~*', '&*', '+@all', `-${options.deny}`)
+  const client = new Redis(redis.url, { maxRetriesPerRequest: 0, ...user, ...options.client })
   client.on('error', () => {})
   t.teardown(() => { client.disconnect() })
   await until(() => client.status === 'ready')
@@ -36,8 +37,8 @@ async function setUp (t: Test, options: SetUpOptions = {}): Promise<{ redis: Pri
 interface SetUpOptions {
   /** The store's connection's options. */
   client?: RedisOptions
-  /** Runs before the store's connection is made. */
-  before?: (admin: Redis) => Promise<unknown>
+  /** A command the ACL refuses the store's connection (its user has every other). */
+  deny?: string
 }
 
 /** Sets `n` in the group, under its fence `fence`. */
@@ -93,10 +94,7 @@ test('a Redis restarted empty gets the script by its text first: no command fail
 })
 
 test('a connection whose ACL refuses SCRIPT LOAD keeps sending the script by its text, and every change lands', async (t) => {
-  const set = await setUp(t, {
-    before: async (admin) => await admin.call('ACL', 'SETUSER', 'noload', 'on', 'nopass', '~*', '&*', '+@all', '-script'),
-    client: { username: 'noload', password: 'unused' }
-  })
+  const set = await setUp(t, { deny: 'script' })
   if (set === undefined) return
   const { admin, store } = set
   await scriptCalls(admin)
@@ -125,10 +123,7 @@ test('every command in flight when Redis drops its scripts fails once, unapplied
 })
 
 test('a user the ACL refuses EVALSHA (but not SCRIPT) fails one command, then sends text', async (t) => {
-  const set = await setUp(t, {
-    before: async (admin) => await admin.call('ACL', 'SETUSER', 'nosha', 'on', 'nopass', '~*', '&*', '+@all', '-evalsha'),
-    client: { username: 'nosha', password: 'unused' }
-  })
+  const set = await setUp(t, { deny: 'evalsha' })
   if (set === undefined) return
   const { admin, store } = set
   const outcomes: string[] = []
