@@ -50,7 +50,7 @@ export interface InvalidationBusOptions {
   /** The store's circuit breaker: while it is open, a publish fails at once. */
   breaker?: Breaker
   /**
-   * Hold a lease in this sorted set of the server (see `tellLeased`), renewed every quarter of `ms`: while it runs,
+   * Hold a lease in this sorted set of the server (see `tellLeased`), renewed every quarter of `ms` (see `renew`): while it runs,
    * every message published before its last renewal has been applied here. `connected` is false while it does not.
    * A lease whose memory tier went unused for `idle` ms (default ten leases) is let go, and taken again by the next use
    * (see `hears`).
@@ -77,8 +77,9 @@ export interface InvalidationBusOptions {
  * publisher's own acknowledgement channel once `onMessage` has applied it.
  *
  * With a `lease`, a change can be final on every instance when its call returns, without a round trip per read: each
- * bus registers its lease in Redis, then PINGs on its subscription (the answer comes after every message published
- * before it, so all of them have been applied when it does), and counts the lease from before it registered.
+ * bus registers its lease in Redis with a script that then publishes a marker to the bus's own subscription (it comes
+ * after every message published before the registration, so all of them have been applied when it does), and counts
+ * the lease from before it registered.
  * `tellLeased` publishes, in the change's own step, only while another instance holds a lease, and waits until each
  * holder has applied the message or its lease has ended: one that does not answer (stalled, cut off) stops serving
  * from memory by then by its own clock. A renewal begun after the lease ended here, or that finds it gone from the
@@ -112,10 +113,15 @@ export class InvalidationBus {
   /** Until when (`performance.now()`) the lease runs; 0 while there is none. */
   private leaseEnds = 0
   private renewal: NodeJS.Timeout | undefined
+  /** When (`performance.now()`) the next renewal is due: the first use of the memory tier after it renews. */
+  private renewDue = Infinity
   private renewing = false
+  /** The marker the renewal under way waits for on the subscription, and what it calls once that came. */
+  private marker: { text: string, heard: () => void } | undefined
+  private markers = 0
   /** Counts the subscriptions that took hold: a renewal begun under one proves nothing for the next. */
   private subscriptions = 0
-  /** False while the last PING of a renewal has not been answered. */
+  /** False while the last marker or PING of a renewal has not come back. */
   private answering = true
   /** Whether the memory tier was used since the last renewal, and renewals in a row since it was. */
   private used = false
@@ -207,7 +213,7 @@ export class InvalidationBus {
    */
   hears (): boolean {
     this.used = true
-    if (this.renewal === undefined && this.unused > 0) this.renew()
+    if (this.renewal === undefined ? this.unused > 0 : performance.now() >= this.renewDue) this.renew()
     return this.connected
   }
 
@@ -218,24 +224,42 @@ export class InvalidationBus {
 
   /**
    * Registers the lease again and proves the subscription current (see the class): at most one renewal at a time; one
-   * that fails leaves the lease to end by itself. After a PING that went unanswered the bus only PINGs until one is
-   * answered: a bus that does not hear must not stay registered, or every change would wait for its lease to end.
+   * that fails leaves the lease to end by itself. After a marker that did not come back the bus only PINGs until one
+   * is answered: a bus that does not hear must not stay registered, or every change would wait for its lease to end.
+   *
+   * A renewal is due a quarter of the lease after the last began, and the first use of the memory tier after that
+   * begins it, in a turn its request woke the process for; a timer renews at half the lease an instance that no use
+   * woke meanwhile, which leaves the other half for it to be answered. A wake-up of an idle process costs about 250 µs
+   * of CPU on the VMs of the benchmarks: a timer of its own each quarter, then the registration's answer, a PING's and
+   * the budget's timer, made a lease cost an instance between bursts of requests 4 ms of CPU a second.
    */
   private renew (): void {
     const lease = this.options.lease
     if (lease === undefined || this.renewing || this.closed || !this.listening) return
     const every = Math.max(1, Math.floor(lease.ms / 4))
+    const late = Math.max(1, Math.floor(lease.ms / 2))
     this.unused = this.used ? 0 : this.unused + 1
     this.used = false
-    if (this.unused * every > (lease.idle ?? 10 * lease.ms)) {
+    if (this.unused * late > (lease.idle ?? 10 * lease.ms)) {
       // Let go: it ends by itself, in Redis's registry and here.
-      clearInterval(this.renewal)
+      clearTimeout(this.renewal)
       this.renewal = undefined
+      this.renewDue = Infinity
       return
     }
-    if (this.renewal === undefined) this.renewal = setInterval(() => { this.renew() }, every).unref()
+    this.renewDue = performance.now() + every
+    if (this.renewal === undefined) {
+      this.renewal = setTimeout(() => {
+        // Set again first: a renewal still under way, or no subscription, renews nothing now, and must not end them.
+        this.renewal?.refresh()
+        this.renew()
+      }, late).unref()
+    } else this.renewal.refresh()
     this.renewing = true
-    this.renewLease(lease).catch(() => {}).finally(() => { this.renewing = false })
+    this.renewLease(lease).catch(() => {}).finally(() => {
+      this.renewing = false
+      this.marker = undefined
+    })
   }
 
   private async renewLease (lease: NonNullable<InvalidationBusOptions['lease']>): Promise<void> {
@@ -249,11 +273,19 @@ export class InvalidationBus {
     const ended = from >= this.leaseEnds
     const registering = this.answering
     if (registering) {
-      const added = await redisCommand(client, 'lease', timeout, () => client.call('EVAL', RENEW_LEASE, 1, lease.registry, this.origin, lease.ms))
-      if (added === 1 || ended) this.options.onMessage({ clear: true })
+      // Waited for from before the script runs: the marker may be read before the script's answer.
+      const text = `lease ${++this.markers}`
+      const marked = new Promise<void>((resolve) => { this.marker = { text, heard: resolve } })
+      // One budget for the registration and its marker, which come back together.
+      await redisCommand(client, 'lease', timeout, async () => {
+        const [added, published] = await client.call('EVAL', RENEW_LEASE, 1, lease.registry, this.origin, lease.ms, this.acknowledgements, text) as [number, number]
+        if (added === 1 || ended) this.options.onMessage({ clear: true })
+        this.answering = false
+        await (published === 1 ? marked : subscriber.call('PING'))
+      })
+    } else {
+      await withBudget('lease', timeout, () => subscriber.call('PING'))
     }
-    this.answering = false
-    await withBudget('lease', timeout, () => subscriber.call('PING'))
     this.answering = true
     // A margin for timers that fire a little early, and for clocks that run a little apart.
     if (registering && this.listening && this.subscriptions === subscription) this.leaseEnds = Math.max(this.leaseEnds, from + lease.ms * 0.95)
@@ -373,7 +405,7 @@ export class InvalidationBus {
     this.closed = true
     this.listening = false
     clearTimeout(this.retry)
-    clearInterval(this.renewal)
+    clearTimeout(this.renewal)
     const { lease, client, timeout } = this.options
     // Others stop waiting for this instance at once, rather than when its lease ends.
     if (lease !== undefined) await redisCommand(client, 'lease', timeout, () => client.call('ZREM', lease.registry, this.origin)).catch(() => {})
@@ -382,7 +414,8 @@ export class InvalidationBus {
 
   private receive (channel: string, raw: string): void {
     if (channel === this.acknowledgements) {
-      this.acknowledged(raw)
+      if (raw === this.marker?.text) this.marker.heard()
+      else this.acknowledged(raw)
       return
     }
     if (channel !== this.channel) return

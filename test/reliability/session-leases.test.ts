@@ -18,14 +18,14 @@ const LEASE = 1000
 
 interface Instance { level: SessionLevel, bus: InvalidationBus, tier: TieredStore }
 
-async function instance (t: Test, client: Redis, prefix: string, idle?: number): Promise<Instance> {
+async function instance (t: Test, client: Redis, prefix: string, { idle, lease = LEASE }: { idle?: number, lease?: number } = {}): Promise<Instance> {
   const holder: { tier?: TieredStore } = {}
   const bus = new InvalidationBus({
     client: client as unknown as RedisClient,
     channel: prefix + 'bus',
     timeout: 1000,
     onMessage: (message) => { holder.tier?.invalidate(message) },
-    lease: { registry: 'fmc-leases:' + prefix, ms: LEASE, ...(idle === undefined ? {} : { idle }) }
+    lease: { registry: 'fmc-leases:' + prefix, ms: lease, ...(idle === undefined ? {} : { idle }) }
   })
   const tier = holder.tier = new TieredStore({ l2: new RedisStore({ client: client as unknown as RedisClient, prefix, timeout: 1000 }), max: 100, ttl: 60_000, bus })
   t.teardown(async () => { await tier.close() })
@@ -90,7 +90,7 @@ async function idleB (t: Test): Promise<{ redis: PrivateRedis, shared: Redis, a:
   if (redis === undefined) return undefined
   const shared = await client(t, redis.url)
   const a = await instance(t, shared, 'leases:')
-  const b = await instance(t, shared, 'leases:', IDLE)
+  const b = await instance(t, shared, 'leases:', { idle: IDLE })
   const id = await loggedIn(a, b)
   await leftRegistry(shared, 'leases:', b.bus, IDLE + 3 * LEASE)
   return { redis, shared, a, b, id }
@@ -263,4 +263,44 @@ test('a registration that timed out and ran later, while Redis was paused, does 
   redis.resume()
   await until(() => b.bus.connected, 5000)
   t.equal(await open(b.level, id).get('cart'), undefined, 'B, holding a lease again, does not serve the session A ended')
+})
+
+test('a renewal due is begun by the first use of the memory tier after it, not by a timer of its own', async (t) => {
+  const shared = await redisFor(t)
+  if (shared === undefined) return
+  const prefix = uniquePrefix(t)
+  // A lease of 20 s: due 5 s after the last renewal began; the timer renews an unused one at 10 s.
+  const a = await instance(t, shared, prefix, { lease: 20_000 })
+  const session = open(a.level)
+  await session.set('cart', ['book'])
+  const id = session.id as string
+  const registered = async (): Promise<string | null> => await shared.zscore('fmc-leases:' + prefix, a.bus.origin)
+  const first = await registered()
+  t.not(first, null, 'registered')
+  await sleep(5020)
+  t.equal(await registered(), first, 'due, and unused: not renewed yet')
+  t.same(await open(a.level, id).get('cart'), ['book'], 'a read served from memory')
+  const read = performance.now()
+  while (await registered() === first && performance.now() - read < 200) await sleep(5)
+  t.not(await registered(), first, 'renewed the lease at once')
+})
+
+test('a user the ACL refuses PUBLISH still holds a lease: its renewal proves its subscription with a PING', async (t) => {
+  const redis = await privateRedis(t)
+  if (redis === undefined) return
+  const admin = await client(t, redis.url)
+  await admin.call('ACL', 'SETUSER', 'limited', 'on', 'nopass', '~*', '&*', '+@all', '-publish')
+  const limited = new Redis(redis.url, { maxRetriesPerRequest: 1, username: 'limited', password: 'unused' })
+  limited.on('error', () => {})
+  t.teardown(() => { limited.disconnect() })
+  const a = await instance(t, limited, 'leases:')
+  t.ok(a.bus.connected, 'the lease runs')
+  const session = open(a.level)
+  await session.set('cart', ['book'])
+  // The first request reads the new session from Redis.
+  await open(a.level, session.id as string).get('cart')
+  await admin.call('CONFIG', 'RESETSTAT')
+  t.same(await open(a.level, session.id as string).get('cart'), ['book'])
+  const calls = await commandCalls(admin)
+  t.equal((calls.hgetall ?? 0) + (calls.hmget ?? 0), 0, 'and the memory tier serves the session')
 })
