@@ -213,8 +213,11 @@ export class InvalidationBus {
    */
   hears (): boolean {
     this.used = true
-    if (this.renewal === undefined ? this.unused > 0 : performance.now() >= this.renewDue) this.renew()
-    return this.connected
+    if (this.options.lease === undefined) return this.listening
+    // Asked several times a request: the clock is read once.
+    const now = performance.now()
+    if (this.renewal === undefined ? this.unused > 0 : now >= this.renewDue) this.renew()
+    return this.listening && now < this.leaseEnds
   }
 
   /** With a lease: where a store's script finds the instances that hold one, and which this bus is. */
@@ -308,7 +311,9 @@ export class InvalidationBus {
   /** `message` as published: `{ origin, id?, ...message }` in JSON, the origin's part written once. */
   private envelope (message: Invalidation, id?: string): string {
     const head = id === undefined ? this.head : `${this.head},"id":${JSON.stringify(id)}`
-    // Every message has a field (`keys`, `clear` or `tags`): its JSON goes on after the head's.
+    // Every message has a field (`keys`, `clear` or `tags`): its JSON goes on after the head's. A change's keys, on
+    // every write, without the object's JSON made and cut.
+    if ('keys' in message) return `${head},"keys":${JSON.stringify(message.keys)}}`
     return `${head},${JSON.stringify(message).slice(1)}`
   }
 

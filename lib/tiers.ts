@@ -401,16 +401,16 @@ export class TieredStore implements Store {
     // Even a change that failed (a timeout) may have landed in L2: the L1 copy goes either way.
     // Told of even when it failed: see `announced`. A change whose store publishes its message (`announced`) is told
     // by itself if it lands.
-    const settled = (key: string, announced: boolean): Promise<void> | undefined => {
+    const settled = (key: string): Promise<void> => {
       this.changing([key])
       this.l1?.delete(key)
-      return announced ? undefined : this.announce({ keys: [key] })
+      return this.announce({ keys: [key] })
     }
     const changed = async <T> (key: string, change: () => Awaitable<T>): Promise<T> => {
       try {
         return await change()
       } finally {
-        await settled(key, false)
+        await settled(key)
       }
     }
     const verify = this.options.verify === true
@@ -439,11 +439,18 @@ export class TieredStore implements Store {
         try {
           result = await (announcing ? this.updateAnnounced(l2, key, fence, change, ttl, base) : l2.update(key, fence, change, ttl, base))
         } finally {
-          const telling = settled(key, announcing)
-          if (telling !== undefined) await telling
           // Kept when the group moved once meanwhile, by this very change: another request's change of it, or a message
-          // about it, may have come after the answer L2 vouched for.
-          if (this.moves.end(mark, 1) && typeof result === 'object') this.memory()?.set(key, result, this.l1Ttl(ttl))
+          // about it, may have come after the answer L2 vouched for. Kept over the old copy, not after deleting it:
+          // the message went out with the change, so nothing runs between the two.
+          if (announcing) {
+            this.changing([key])
+            const kept = this.moves.end(mark, 1) && typeof result === 'object' ? this.memory() : undefined
+            if (kept === undefined) this.l1?.delete(key)
+            else kept.set(key, result, this.l1Ttl(ttl))
+          } else {
+            await settled(key)
+            if (this.moves.end(mark, 1) && typeof result === 'object') this.memory()?.set(key, result, this.l1Ttl(ttl))
+          }
         }
         return result
       },

@@ -795,7 +795,7 @@ export class SessionCache {
     if (ttl > 0 && stale > 0) entry.stale = entry.expires + stale
     const { expired, evicted } = this.room(current, name, now, max, drop)
     // Expired entries go in the same step: the store caps the kind by count, and must not drop a live entry for them.
-    const remove = [...drop, ...expired, ...(evicted === undefined ? [] : [evicted])]
+    const remove = drop.length === 0 && evicted === undefined ? expired : [...drop, ...expired, ...(evicted === undefined ? [] : [evicted])]
     // The store caps the kind too, in the same step: requests writing at once each see room in their own snapshot.
     const change: GroupChange = { set: { [name]: entry }, cap: { prefix: name.slice(0, 2), max } }
     if (remove.length > 0) change.remove = remove

@@ -208,8 +208,7 @@ export function changed (fields: Readonly<Record<string, unknown>>, change: Grou
   for (const name of Object.keys(set)) next[name] = set[name]
   if (change.cap !== undefined) {
     const { prefix, max } = change.cap
-    let over = -max
-    for (const name of Object.keys(next)) if (name.startsWith(prefix)) over++
+    let over = countPrefixed(next, prefix) - max
     for (const name of Object.keys(next)) {
       if (over <= 0) break
       if (name.startsWith(prefix)) {
@@ -219,4 +218,11 @@ export function changed (fields: Readonly<Record<string, unknown>>, change: Grou
     }
   }
   return next
+}
+
+/** How many of `fields`' names start with `prefix`. */
+export function countPrefixed (fields: Readonly<Record<string, unknown>>, prefix: string): number {
+  let count = 0
+  for (const name in fields) if (name.startsWith(prefix)) count++
+  return count
 }

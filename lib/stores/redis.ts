@@ -4,7 +4,7 @@ import { Waiting, bytesOf, withBudget } from '../budget.js'
 import { StoreError } from '../errors.js'
 import { MAX_ENTRY_BYTES, encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
 import type { Announcement, AnnouncedChange, FenceOperations, FencedEntry, TagEpoch, TagOperations, Group, GroupChange, GroupOperations, KeyPage, KeyQuery, Store, TimedValue } from '../store.js'
-import { changed } from './memory.js'
+import { changed, countPrefixed } from './memory.js'
 import { scriptsOf } from './scripts.js'
 import { bySlot, slotOf, SLOTS, tagOf } from './slots.js'
 
@@ -363,7 +363,7 @@ export class RedisStore implements Store {
     for (let i = 0; i < set.length; i += 2) decoded[set[i] as string] = this.decode(set[i + 1])
     const uncapped = changed(base.fields, { ...change, set: decoded, cap: undefined })
     // The cap drops fields in the hash's own order, which a large hash does not keep: vouched for only when it dropped none.
-    if (change.cap !== undefined && Object.keys(uncapped).filter((name) => name.startsWith(prefix)).length > max) return { changed: true, announced, holders }
+    if (change.cap !== undefined && countPrefixed(uncapped, prefix) > max) return { changed: true, announced, holders }
     return { changed: { fence, fields: uncapped, version: after }, announced, holders }
   }
 
