@@ -114,35 +114,21 @@ class Deadline {
  * with one timer for the first unanswered. A timer of their own, set and cleared per operation, made node create and
  * drop its list of timers of that length each time (at most one command in flight, as on a lightly loaded server):
  * about 3 µs a command in a profile of a session read and write at 1,000 req/s, as much as a tenth of the package's
- * own code there. So the timer stays set while nothing is under way, when the next operation is expected before it
- * fires; otherwise it would wake an idle process for nothing, which costs far more (about 250 µs of CPU on the VMs
- * of the benchmarks, where setting a timer again costs 3 µs).
+ * own code there.
  */
 class Deadlines {
   private readonly queue: Deadline[] = []
   private head = 0
   private timer: NodeJS.Timeout | undefined
-  /** When the timer fires, and when the last operation began and how long after the one before. */
-  private firesAt = 0
-  private lastAdded = -Infinity
-  private gap = Infinity
 
   constructor (private readonly ms: number) {}
 
   add (expire: () => void): Deadline {
-    const now = performance.now()
-    this.gap = now - this.lastAdded
-    this.lastAdded = now
-    const deadline = new Deadline(now + this.ms, expire, this)
+    const deadline = new Deadline(performance.now() + this.ms, expire, this)
     this.queue.push(deadline)
     if (this.timer === undefined) this.arm(this.ms)
     else this.timer.ref()
     return deadline
-  }
-
-  /** Nothing under way, and no timer set. */
-  get idle (): boolean {
-    return this.timer === undefined && this.head === this.queue.length
   }
 
   /** Drops the answered operations at the front; the timer, set for one of them, finds the next when it fires. */
@@ -152,14 +138,9 @@ class Deadlines {
     if (this.head === queue.length) {
       queue.length = 0
       this.head = 0
-      // Left set, it fires once for nothing rather than be cleared and set again for the next operation, expected by
-      // then if it comes as soon after the last as the last came after the one before; while nothing is under way it
-      // does not keep the process alive.
-      if (this.gap < this.firesAt - performance.now()) this.timer?.unref()
-      else {
-        clearTimeout(this.timer)
-        this.timer = undefined
-      }
+      // Left set, it fires once for nothing rather than be cleared and set again for the next operation; while nothing
+      // is under way it does not keep the process alive.
+      this.timer?.unref()
     } else if (this.head >= 1024 && this.head * 2 >= queue.length) {
       queue.splice(0, this.head)
       this.head = 0
@@ -167,9 +148,7 @@ class Deadlines {
   }
 
   private arm (ms: number): void {
-    const wait = Math.max(1, Math.ceil(ms))
-    this.firesAt = performance.now() + wait
-    this.timer = setTimeout(() => { this.fire() }, wait)
+    this.timer = setTimeout(() => { this.fire() }, Math.max(1, Math.ceil(ms)))
   }
 
   private fire (): void {
@@ -194,15 +173,9 @@ class Deadlines {
 /** The deadlines of each budget's length in use. */
 const deadlinesByLength = new Map<number, Deadlines>()
 
-/** Past this many lengths, those with nothing under way are dropped before another is added. */
-const LENGTHS = 32
-
 function deadlinesOf (ms: number): Deadlines {
   let deadlines = deadlinesByLength.get(ms)
   if (deadlines === undefined) {
-    // A length whose timer was cleared stays, with when its last operation began, for the next; but budgets of many
-    // lengths (a wait a caller gives) must not pile up.
-    if (deadlinesByLength.size >= LENGTHS) for (const [length, one] of deadlinesByLength) if (one.idle) deadlinesByLength.delete(length)
     deadlines = new Deadlines(ms)
     deadlinesByLength.set(ms, deadlines)
   }

@@ -232,15 +232,15 @@ export class InvalidationBus {
    *
    * A renewal is due a quarter of the lease after the last began, and the first use of the memory tier after that
    * begins it, in a turn its request woke the process for; a timer renews at half the lease an instance that no use
-   * woke meanwhile, which leaves the other half for it to be answered. A wake-up of an idle process costs about 250 µs
-   * of CPU on the VMs of the benchmarks: a timer of its own each quarter, then the registration's answer, a PING's and
-   * the budget's timer, made a lease cost an instance between bursts of requests 4 ms of CPU a second.
+   * woke meanwhile, which leaves the other half for it to be answered: its time budget, which ends with that timer
+   * (a timer that ends sooner wakes the process even when it was cleared). A wake-up of an idle process costs about
+   * 250 µs of CPU on the VMs of the benchmarks: a timer of its own each quarter, then the registration's answer, a
+   * PING's and the budget's timer, made a lease cost an instance between bursts of requests 4 ms of CPU a second.
    */
   private renew (): void {
     const lease = this.options.lease
     if (lease === undefined || this.renewing || this.closed || !this.listening) return
-    const every = Math.max(1, Math.floor(lease.ms / 4))
-    const late = Math.max(1, Math.floor(lease.ms / 2))
+    const { every, late } = periodsOf(lease)
     this.unused = this.used ? 0 : this.unused + 1
     this.used = false
     if (this.unused * late > (lease.idle ?? 10 * lease.ms)) {
@@ -266,7 +266,8 @@ export class InvalidationBus {
   }
 
   private async renewLease (lease: NonNullable<InvalidationBusOptions['lease']>): Promise<void> {
-    const { client, timeout } = this.options
+    const { client } = this.options
+    const budget = periodsOf(lease).late
     const subscriber = this.subscriber as RedisConnection
     const subscription = this.subscriptions
     const from = performance.now()
@@ -280,14 +281,14 @@ export class InvalidationBus {
       const text = `lease ${++this.markers}`
       const marked = new Promise<void>((resolve) => { this.marker = { text, heard: resolve } })
       // One budget for the registration and its marker, which come back together.
-      await redisCommand(client, 'lease', timeout, async () => {
+      await redisCommand(client, 'lease', budget, async () => {
         const [added, published] = await client.call('EVAL', RENEW_LEASE, 1, lease.registry, this.origin, lease.ms, this.acknowledgements, text) as [number, number]
         if (added === 1 || ended) this.options.onMessage({ clear: true })
         this.answering = false
         await (published === 1 ? marked : subscriber.call('PING'))
       })
     } else {
-      await withBudget('lease', timeout, () => subscriber.call('PING'))
+      await withBudget('lease', budget, () => subscriber.call('PING'))
     }
     this.answering = true
     // A margin for timers that fire a little early, and for clocks that run a little apart.
@@ -471,6 +472,11 @@ export class InvalidationBus {
     awaited.acknowledged++
     if (awaited.receivers !== undefined && awaited.acknowledged >= awaited.receivers) awaited.done()
   }
+}
+
+/** When a lease's renewal is due (at the first use after it), and when a timer renews it without one, in ms. */
+function periodsOf (lease: { ms: number }): { every: number, late: number } {
+  return { every: Math.max(1, Math.floor(lease.ms / 4)), late: Math.max(1, Math.floor(lease.ms / 2)) }
 }
 
 /** The channel on which the buses acknowledge the messages of the bus `origin`. */

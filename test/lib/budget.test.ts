@@ -117,29 +117,3 @@ test('operations under budgets of one length share one timer: each still fails a
   await Promise.all(Array.from({ length: 50 }, async (_, i) => await withBudget('lengths', 100 + i, async () => 'v')))
   t.equal(timers(), before, 'once every operation is answered, no budget timer keeps the process alive')
 })
-
-test('an operation long after the last clears its budget\'s timer once answered, so an idle process is not woken for nothing; operations close together leave it set', async (t) => {
-  const LENGTH = 777
-  const set: unknown[] = []
-  const cleared: unknown[] = []
-  const { setTimeout: realSet, clearTimeout: realClear } = globalThis
-  globalThis.setTimeout = ((callback: () => void, ms?: number) => {
-    const timer = realSet(callback, ms)
-    if (ms === LENGTH) set.push(timer)
-    return timer
-  }) as typeof setTimeout
-  globalThis.clearTimeout = ((timer: NodeJS.Timeout | undefined) => {
-    if (set.includes(timer)) cleared.push(timer)
-    realClear(timer)
-  }) as typeof clearTimeout
-  t.teardown(() => {
-    globalThis.setTimeout = realSet
-    globalThis.clearTimeout = realClear
-  })
-  t.equal(await withBudget('alone', LENGTH, async () => 'v'), 'v')
-  t.equal(set.length, 1, 'its timer was set')
-  t.same(cleared, set, 'and cleared once it was answered: nothing came before it for long')
-  for (let i = 0; i < 5; i++) t.equal(await withBudget('close', LENGTH, async () => i), i)
-  t.equal(set.length, 2, 'the next five, close together, set one timer')
-  t.equal(cleared.length, 1, 'and leave it set for the next')
-})
