@@ -50,8 +50,9 @@ export interface InvalidationBusOptions {
   /** The store's circuit breaker: while it is open, a publish fails at once. */
   breaker?: Breaker
   /**
-   * Hold a lease in this sorted set of the server (see `tellLeased`), renewed every quarter of `ms` (see `renew`): while it runs,
-   * every message published before its last renewal has been applied here. `connected` is false while it does not.
+   * Hold a lease in this sorted set of the server (see `tellLeased`), renewed a quarter to a half of `ms` after the last
+   * renewal (see `renew`): while it runs, every message published before its last renewal has been applied here.
+   * `connected` is false while it does not.
    * A lease whose memory tier went unused for `idle` ms (default ten leases) is let go, and taken again by the next use
    * (see `hears`).
    */
