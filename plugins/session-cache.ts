@@ -33,10 +33,12 @@ export interface SessionCacheOptions extends SharedStoreOptions {
   /** Most entries one session may hold; past it the oldest written goes first. Default 100. */
   maxEntriesPerSession?: number
   /**
-   * With a shared store and a memory tier: `'strict'` (default) checks the session's version with the store on every
-   * request that reads it (one small round trip), so that a logout, `regenerate()` or `destroyAllOf()` on any instance
-   * is final for every request that starts after it returns; `'bus'` serves the memory tier alone and hears of other
-   * instances' changes over pub/sub, after a window (p99 14 ms under load in the `session-window` benchmark).
+   * With a shared store and a memory tier: `'strict'` (default) makes a write, a logout, `regenerate()` or
+   * `destroyAllOf()` on any instance final for every request that starts after it returns. On one Redis each instance
+   * serves sessions from memory under a lease that every change waits for; on a Redis Cluster or a Keyv store it
+   * checks the session's version with the store on every request that reads it (one small round trip). `'bus'` serves
+   * the memory tier alone and hears of other instances' changes over pub/sub, after a window (p99 14 ms under load in
+   * the `session-window` benchmark).
    */
   coherence?: 'strict' | 'bus'
   /** Most sessions of one user (linked by `regenerate({ user })` or `setUser`): a login past it ends the earliest. Default 1,000. */

@@ -585,15 +585,19 @@ return holders`
  * KEYS[1] the registry of leases; ARGV: origin, lease in ms, a channel and a marker. Drops the leases that ended,
  * holds `origin`'s for the lease from now, then publishes the marker on the channel. Answers whether it held none (1:
  * its first, or one that ended or that the server lost meanwhile: changes made meanwhile were not published to it),
- * and whether the marker went out (0: refused, an ACL without PUBLISH; the registration stands).
+ * and whether the marker went out (0: refused, an ACL without PUBLISH, and then it holds no lease: an instance that
+ * cannot publish cannot tell the holders of its changes, and its fellows, under the same ACL, could not tell it).
  */
 export const RENEW_LEASE = `local time = redis.call('time')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 redis.call('zremrangebyscore', KEYS[1], '-inf', now)
 local added = redis.call('zadd', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('pexpire', KEYS[1], 2 * tonumber(ARGV[2]))
-local published = redis.pcall('publish', ARGV[3], ARGV[4])
-return {added, type(published) == 'number' and 1 or 0}`
+if type(redis.pcall('publish', ARGV[3], ARGV[4])) ~= 'number' then
+  redis.call('zrem', KEYS[1], ARGV[1])
+  return {added, 0}
+end
+return {added, 1}`
 
 // KEYS[1] is the group. Each script checks and changes in one step, so no other client's command runs in between.
 // A ttl of 0: the group does not expire.
