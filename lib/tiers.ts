@@ -439,18 +439,15 @@ export class TieredStore implements Store {
         try {
           result = await (announcing ? this.updateAnnounced(l2, key, fence, change, ttl, base) : l2.update(key, fence, change, ttl, base))
         } finally {
+          // The message went out with the change (`announcing`): nothing runs between the change and the keep below,
+          // so the old copy is written over rather than deleted first.
+          if (announcing) this.changing([key])
+          else await settled(key)
           // Kept when the group moved once meanwhile, by this very change: another request's change of it, or a message
-          // about it, may have come after the answer L2 vouched for. Kept over the old copy, not after deleting it:
-          // the message went out with the change, so nothing runs between the two.
-          if (announcing) {
-            this.changing([key])
-            const kept = this.moves.end(mark, 1) && typeof result === 'object' ? this.memory() : undefined
-            if (kept === undefined) this.l1?.delete(key)
-            else kept.set(key, result, this.l1Ttl(ttl))
-          } else {
-            await settled(key)
-            if (this.moves.end(mark, 1) && typeof result === 'object') this.memory()?.set(key, result, this.l1Ttl(ttl))
-          }
+          // about it, may have come after the answer L2 vouched for.
+          const kept = this.moves.end(mark, 1) && typeof result === 'object' ? this.memory() : undefined
+          if (kept !== undefined) kept.set(key, result, this.l1Ttl(ttl))
+          else if (announcing) this.l1?.delete(key)
         }
         return result
       },
