@@ -261,15 +261,15 @@ export class InvalidationBus {
       }, late).unref()
     } else this.renewal.refresh()
     this.renewing = true
-    this.renewLease(lease).catch(() => {}).finally(() => {
+    this.renewLease(lease, late).catch(() => {}).finally(() => {
       this.renewing = false
       this.marker = undefined
     })
   }
 
-  private async renewLease (lease: NonNullable<InvalidationBusOptions['lease']>): Promise<void> {
+  /** One renewal, within `budget` ms. */
+  private async renewLease (lease: NonNullable<InvalidationBusOptions['lease']>, budget: number): Promise<void> {
     const { client } = this.options
-    const budget = periodsOf(lease).late
     const subscriber = this.subscriber as RedisConnection
     const subscription = this.subscriptions
     const from = performance.now()

@@ -18,7 +18,8 @@ const LEASE = 1000
 
 interface Instance { level: SessionLevel, bus: InvalidationBus, tier: TieredStore }
 
-async function instance (t: Test, client: Redis, prefix: string, { idle, lease = LEASE }: { idle?: number, lease?: number } = {}): Promise<Instance> {
+/** An instance on `client`; once subscribed, it waits until its lease runs unless `leased` is false. */
+async function instance (t: Test, client: Redis, prefix: string, { idle, lease = LEASE, leased = true }: { idle?: number, lease?: number, leased?: boolean } = {}): Promise<Instance> {
   const holder: { tier?: TieredStore } = {}
   const bus = new InvalidationBus({
     client: client as unknown as RedisClient,
@@ -30,7 +31,7 @@ async function instance (t: Test, client: Redis, prefix: string, { idle, lease =
   const tier = holder.tier = new TieredStore({ l2: new RedisStore({ client: client as unknown as RedisClient, prefix, timeout: 1000 }), max: 100, ttl: 60_000, bus })
   t.teardown(async () => { await tier.close() })
   await bus.subscribed
-  await until(() => bus.connected, 2000)
+  if (leased) await until(() => bus.connected, 2000)
   return { level: new SessionLevel({ ttl: 60_000, maxEntriesPerSession: 10, store: tier }), bus, tier }
 }
 
@@ -297,23 +298,8 @@ test('a user the ACL refuses PUBLISH holds no lease: sessions are read from Redi
     t.teardown(() => { connection.disconnect() })
     return connection
   }
-  const build = async (): Promise<Instance> => {
-    const holder: { tier?: TieredStore } = {}
-    const connection = limited()
-    const bus = new InvalidationBus({
-      client: connection as unknown as RedisClient,
-      channel: 'leases:bus',
-      timeout: 1000,
-      onMessage: (message) => { holder.tier?.invalidate(message) },
-      lease: { registry: 'fmc-leases:leases:', ms: LEASE }
-    })
-    const tier = holder.tier = new TieredStore({ l2: new RedisStore({ client: connection as unknown as RedisClient, prefix: 'leases:', timeout: 1000 }), max: 100, ttl: 60_000, bus })
-    t.teardown(async () => { await tier.close() })
-    await bus.subscribed
-    return { level: new SessionLevel({ ttl: 60_000, maxEntriesPerSession: 10, store: tier }), bus, tier }
-  }
-  const a = await build()
-  const b = await build()
+  const a = await instance(t, limited(), 'leases:', { leased: false })
+  const b = await instance(t, limited(), 'leases:', { leased: false })
   const id = await loggedIn(a, b)
   // Renewals come and go meanwhile: none may leave a lease behind.
   await sleep(LEASE)
