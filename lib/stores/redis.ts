@@ -4,6 +4,7 @@ import { Waiting, bytesOf, withBudget } from '../budget.js'
 import { StoreError } from '../errors.js'
 import { MAX_ENTRY_BYTES, encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
 import type { Announcement, AnnouncedChange, FenceOperations, FencedEntry, TagEpoch, TagOperations, Group, GroupChange, GroupOperations, KeyPage, KeyQuery, Store, TimedValue } from '../store.js'
+import { sendingAtOnce } from './at-once.js'
 import { changed, countPrefixed } from './memory.js'
 import { scriptsOf } from './scripts.js'
 import { bySlot, slotOf, SLOTS, tagOf } from './slots.js'
@@ -122,9 +123,10 @@ export class RedisStore implements Store {
   private readonly scripts: ReturnType<typeof scriptsOf> | undefined
 
   constructor (options: RedisStoreOptions) {
-    this.client = options.client
-    this.cluster = isCluster(options.client) ? options.client : undefined
-    this.scripts = isCluster(options.client) ? undefined : scriptsOf(options.client)
+    const client = sendingAtOnce(options.client)
+    this.client = client
+    this.cluster = isCluster(client) ? client : undefined
+    this.scripts = isCluster(client) ? undefined : scriptsOf(client)
     this.prefix = options.prefix
     this.timeout = options.timeout ?? 100
     this.serializer = options.serializer ?? jsonSerializer

@@ -71,6 +71,22 @@ if (cluster !== undefined) {
     t.equal(bySha, 0, 'no EVALSHA and no SCRIPT LOAD on any master')
   })
 
+  t.test('a cluster client with enableAutoPipelining: reads by callBuffer answer, and a read sent after a write sees it', async (t) => {
+    const pipelining = cluster.client({ enableAutoPipelining: true })
+    await new Promise((resolve) => pipelining.once('ready', resolve))
+    const store = new RedisStore({ client: pipelining as unknown as RedisClient, prefix: 'fmc:pipelining:' })
+    for (const key of keys.slice(0, 12)) {
+      const writing = store.set(key, key, 60_000)
+      const reading = store.getTimed(key)
+      await writing
+      t.equal((await reading)?.value, key, `${key} read after its write`)
+    }
+    t.same(await store.getMany(keys.slice(0, 12)), keys.slice(0, 12), 'MGET by callBuffer, one per slot')
+    t.equal(await store.groups.create('cart', { fence: 'f', fields: { lines: [1] } }, 60_000), true)
+    t.equal(await store.groups.update('cart', 'f', { set: { lines: [1, 2] } }, 60_000), true)
+    t.same((await store.groups.read('cart', 60_000))?.fields, { lines: [1, 2] }, "a group's script, its reply by callBuffer")
+  })
+
   t.test('fences: every write and delete moves the key fence in the slot of its key, clear moves every slot', async (t) => {
     const store = new RedisStore({ client: redis, prefix: 'fmc:fenced:', fenced: true })
     const fences = store.fences as NonNullable<RedisStore['fences']>
