@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { Breaker } from './breaker.js'
 import { withBudget } from './budget.js'
 import { StoreError, UnconfirmedInvalidationError } from './errors.js'
-import { UNKNOWN_EPOCH, type AnnouncedChange, type Announcement, type Awaitable, type Invalidation } from './store.js'
+import { UNKNOWN_EPOCH, emptyRecord, type AnnouncedChange, type Announcement, type Awaitable, type Invalidation } from './store.js'
 import { closeClient, isCluster, nodeKey, PUBLISH_LEASED, redisCommand, RENEW_LEASE, type RedisClient, type RedisClusterClient, type RedisConnection } from './stores/redis.js'
 import { slotOf, tagOf } from './stores/slots.js'
 
@@ -489,7 +489,7 @@ function acknowledgementChannel (channel: string, origin: string): string {
 
 /** The tag versions of a message, keeping only what is a tag name and a whole number. */
 function versionsIn (tags: object): Record<string, number> {
-  const versions = Object.create(null) as Record<string, number>
+  const versions = emptyRecord<number>()
   for (const [tag, version] of Object.entries(tags)) if (Number.isSafeInteger(version)) versions[tag] = version as number
   return versions
 }

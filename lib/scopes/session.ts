@@ -10,7 +10,7 @@ import { LevelLog } from '../level-log.js'
 import { callDuration, callTtl } from '../options.js'
 import { SingleFlight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
-import { andThen, deleteKeys, isPromiseLike, type Awaitable, type Group, type GroupChange, type GroupOperations, type Store } from '../store.js'
+import { andThen, deleteKeys, emptyRecord, isPromiseLike, type Awaitable, type Group, type GroupChange, type GroupOperations, type Store } from '../store.js'
 import { keyedGroups } from '../stores/keyed-groups.js'
 import { SessionUsers, type UserSession } from './session-users.js'
 
@@ -569,7 +569,7 @@ export class SessionCache {
     // What the old session held at the instant it ended, so that a write that landed just before is carried over;
     // nothing when another request ended it first (a logout in another tab is not undone by a login here).
     const ended = before?.stored === true ? await this.guard('end', () => before.pool.groups.end(before.key, before.fence)) : undefined
-    const fields = Object.create(null) as Record<string, unknown>
+    const fields = emptyRecord()
     for (const [name, entry] of Object.entries(ended?.fields ?? {})) {
       if (name.startsWith(DATA) || name === USER) fields[name] = entry
     }
@@ -847,7 +847,7 @@ export class SessionCache {
 
   /** Creates the session with its first change; concurrent first requests of one app-given id join the first's. */
   private create (current: Current, change: GroupChange): Awaitable<void> {
-    const fields = Object.assign(Object.create(null) as Record<string, unknown>, change.set)
+    const fields = Object.assign(emptyRecord(), change.set)
     const done = andThen(current.pool.groups.create(current.key, { fence: current.fence, fields }, this.level.options.ttl), (created) => {
       if (created) current.stored = true
       else return this.join(current, change)

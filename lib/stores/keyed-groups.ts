@@ -1,4 +1,4 @@
-import { deleteKeys, type Group, type GroupChange, type GroupOperations, type Store } from '../store.js'
+import { deleteKeys, emptyRecord, type Group, type GroupChange, type GroupOperations, type Store } from '../store.js'
 
 interface Head { fence: string }
 interface Index { fence: string, names: string[] }
@@ -46,7 +46,7 @@ export function keyedGroups (store: Store, lifetime: number): GroupOperations {
   async function fieldsOf (key: string, fence: string, names: readonly string[]): Promise<Record<string, unknown>> {
     const keys = names.map((name) => fieldKey(key, fence, name))
     const values = store.getMany === undefined ? await Promise.all(keys.map(async (k) => await store.get(k))) : await store.getMany(keys)
-    const fields = Object.create(null) as Record<string, unknown>
+    const fields = emptyRecord()
     names.forEach((name, i) => { if (values[i] !== undefined) fields[name] = values[i] })
     return fields
   }

@@ -1,6 +1,6 @@
 import { Waiting, bytesOf, withBudget } from '../budget.js'
 import { StoreError } from '../errors.js'
-import { MAX_ENTRY_BYTES, encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
+import { MAX_ENTRY_BYTES, encodeFor, jsonSerializer, storedAs, type Serializer } from '../serializer.js'
 import type { Store, StoreEntry } from '../store.js'
 
 /**
@@ -107,7 +107,7 @@ export class KeyvStore implements Store {
   }
 
   stored (key: string, value: unknown): unknown {
-    return this.serializer.decode(this.encode(key, value))
+    return storedAs(this.serializer, key, value, this.maxEntryBytes)
   }
 
   async clear (): Promise<void> {

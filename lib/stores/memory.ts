@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache'
 import { EntryTooLargeError } from '../errors.js'
 import { deleteEntry, disposeReason } from '../lru.js'
-import { matches, type Group, type GroupChange, type GroupOperations, type KeyPage, type KeyQuery, type Store } from '../store.js'
+import { emptyRecord, matches, type Group, type GroupChange, type GroupOperations, type KeyPage, type KeyQuery, type Store } from '../store.js'
 
 export interface MemoryStoreOptions {
   /** Most entries held; the least recently used goes first. */
@@ -193,7 +193,7 @@ function jsonSize (value: unknown): number {
 
 /** The fields after `change`, as a new prototype-less object: `__proto__` is a field name like any other. */
 export function changed (fields: Readonly<Record<string, unknown>>, change: GroupChange): Record<string, unknown> {
-  const next: Record<string, unknown> = Object.create(null) as Record<string, unknown>
+  const next = emptyRecord()
   const set = change.set ?? {}
   // A set, not the array: a session full of expired entries removes them all in one change.
   const removed = change.remove === undefined || change.remove.length === 0 ? undefined : new Set(change.remove)

@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto'
 import type { Breaker } from '../breaker.js'
 import { Waiting, bytesOf, withBudget } from '../budget.js'
 import { StoreError } from '../errors.js'
-import { MAX_ENTRY_BYTES, encodeFor, jsonSerializer, type Serializer } from '../serializer.js'
-import type { Announcement, AnnouncedChange, FenceOperations, FencedEntry, TagEpoch, TagOperations, Group, GroupChange, GroupOperations, KeyPage, KeyQuery, Store, TimedValue } from '../store.js'
+import { MAX_ENTRY_BYTES, encodeFor, encodeJsonCopy, jsonSerializer, storedAs, type Serializer } from '../serializer.js'
+import { emptyRecord, type Announcement, type AnnouncedChange, type FenceOperations, type FencedEntry, type TagEpoch, type TagOperations, type Group, type GroupChange, type GroupOperations, type KeyPage, type KeyQuery, type Store, type TimedValue } from '../store.js'
 import { sendingAtOnce } from './at-once.js'
 import { changed, countPrefixed } from './memory.js'
 import { scriptsOf } from './scripts.js'
@@ -226,7 +226,7 @@ export class RedisStore implements Store {
   }
 
   stored (key: string, value: unknown): unknown {
-    return this.decode(this.encode(key, value))
+    return storedAs(this.serializer, key, value, this.maxEntryBytes)
   }
 
   /**
@@ -338,7 +338,9 @@ export class RedisStore implements Store {
   // Not async: the command's promise is passed on with one step after it, where an async function made two more.
   private updateGroup (key: string, fence: string, change: GroupChange, ttl: number, base?: Group, announcement?: Announcement): Promise<AnnouncedChange> {
     try {
-      const set = this.encodeFields(change.set ?? {})
+      // The fields as they decode, for the group answered to a memory tier: made while encoding where that can be.
+      const copies = base?.version === undefined ? undefined : emptyRecord()
+      const set = this.encodeFields(change.set ?? {}, copies)
       const removed = change.remove ?? []
       const { prefix = '', max = 0 } = change.cap ?? {}
       // Without `keep`, a clear drops the hash whole; with one, it walks the fields.
@@ -347,22 +349,25 @@ export class RedisStore implements Store {
       const keys = leases === undefined ? [1, this.prefix + key] : [2, this.prefix + key, leases.registry]
       const args = [announcement?.channel ?? '', announcement?.message ?? '', leases?.origin ?? '', ttl, fence, clear, change.keep ?? '', prefix, max, removed.length, ...removed, ...set]
       return this.run('groups.update', () => this.eval(UPDATE, ...keys, ...args), bytesOf(args))
-        .then((reply) => this.updated(reply as 0 | [number, string, string, number, string[]], fence, change, set, base))
+        .then((reply) => this.updated(reply as 0 | [number, string, string, number, string[]], fence, change, set, base, copies))
     } catch (error) {
       return Promise.reject(error)
     }
   }
 
   /** What `updateGroup`'s script answered, with the group as it now is when the change was made on `base`. */
-  private updated (reply: 0 | [number, string, string, number, string[]], fence: string, change: GroupChange, set: Argument[], base: Group | undefined): AnnouncedChange {
+  private updated (reply: 0 | [number, string, string, number, string[]], fence: string, change: GroupChange, set: Argument[], base: Group | undefined, copies: Record<string, unknown> | undefined): AnnouncedChange {
     // Refused by the fence: nothing changed, nothing to tell.
     if (!Array.isArray(reply)) return { changed: false, announced: true, holders: [] }
     const [, before, after, told, holders] = reply
     const announced = told === 1
     if (base?.version === undefined || base.fence !== fence || before !== base.version) return { changed: true, announced, holders }
     const { prefix = '', max = 0 } = change.cap ?? {}
-    const decoded = Object.create(null) as Record<string, unknown>
-    for (let i = 0; i < set.length; i += 2) decoded[set[i] as string] = this.decode(set[i + 1])
+    const decoded = emptyRecord()
+    for (let i = 0; i < set.length; i += 2) {
+      const name = set[i] as string
+      decoded[name] = copies !== undefined && name in copies ? copies[name] : this.decode(set[i + 1])
+    }
     const uncapped = changed(base.fields, { ...change, set: decoded, cap: undefined })
     // The cap drops fields in the hash's own order, which a large hash does not keep: vouched for only when it dropped none.
     if (change.cap !== undefined && countPrefixed(uncapped, prefix) > max) return { changed: true, announced, holders }
@@ -379,7 +384,7 @@ export class RedisStore implements Store {
     let fence: string | undefined
     let version: string | undefined
     // No prototype: a field named `__proto__` is a user's key like any other.
-    const fields = Object.create(null) as Record<string, unknown>
+    const fields = emptyRecord()
     for (const [name, data] of pairs) {
       if (name === FENCE) fence = data.toString()
       else if (name === VERSION) version = data.toString()
@@ -389,9 +394,22 @@ export class RedisStore implements Store {
     return version === undefined ? { fence, fields } : { fence, fields, version }
   }
 
-  private encodeFields (fields: Readonly<Record<string, unknown>>): Argument[] {
+  /**
+   * Each field's name and encoding, as the scripts take them. Given `copies`, the value of each field the default JSON
+   * copied as it encoded it is put there, as it decodes (see `encodeJsonCopy`).
+   */
+  private encodeFields (fields: Readonly<Record<string, unknown>>, copies?: Record<string, unknown>): Argument[] {
     const args: Argument[] = []
-    for (const [name, value] of Object.entries(fields)) args.push(name, this.encode(name, value))
+    const copying = this.serializer === jsonSerializer ? copies : undefined
+    for (const [name, value] of Object.entries(fields)) {
+      const encoded = copying === undefined ? undefined : encodeJsonCopy(name, value, this.maxEntryBytes)
+      if (copying !== undefined && encoded !== undefined) {
+        args.push(name, encoded.data)
+        copying[name] = encoded.copy
+      } else {
+        args.push(name, this.encode(name, value))
+      }
+    }
     return args
   }
 
@@ -401,7 +419,7 @@ export class RedisStore implements Store {
    */
   private async readTags (): Promise<TagEpoch> {
     const [, epoch] = await this.transaction('tags', [['hsetnx', this.tagKey, EPOCH, unique()], ['hget', this.tagKey, EPOCH]]) as [unknown, string]
-    const versions: Record<string, number> = Object.create(null)
+    const versions = emptyRecord<number>()
     let cursor = '0'
     do {
       const [next, pairs] = await this.run('tags', () => this.client.call('HSCAN', this.tagKey, cursor, 'COUNT', 1000)) as [string, string[]]
@@ -417,7 +435,7 @@ export class RedisStore implements Store {
 
   private async bumpTags (names: readonly string[], stale = ''): Promise<TagEpoch> {
     const [epoch, ...counts] = await this.run('tags', () => this.eval(BUMP_TAGS, 1, this.tagKey, unique(), stale, ...names)) as [string, ...number[]]
-    const versions: Record<string, number> = Object.create(null)
+    const versions = emptyRecord<number>()
     names.forEach((name, i) => { versions[name] = Number(counts[i]) })
     return { epoch, versions }
   }

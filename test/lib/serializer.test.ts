@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { test } from 'tap'
-import { jsonSerializer } from '../../lib/serializer.js'
+import { encodeJsonCopy, jsonSerializer, storedAs } from '../../lib/serializer.js'
 
 /** What `jsonSerializer.encode` promises, written plainly: JSON with a replacer refusing what JSON would change. */
 function reference (value: unknown): string {
@@ -46,6 +46,61 @@ test('jsonSerializer.encode: the same text, or the same refusal, as JSON with th
   fc.assert(fc.property(values, (value) => {
     t.same(outcome(jsonSerializer.encode as (value: unknown) => string, value), outcome(reference, value))
   }), { numRuns: 2000 })
+})
+
+/** Whether `a` and `b` are the same data to the last detail: -0, prototypes, the order of keys, own fields only. */
+function exactly (a: unknown, b: unknown): boolean {
+  if (typeof a !== 'object' || a === null || typeof b !== 'object' || b === null) return Object.is(a, b)
+  if (Object.getPrototypeOf(a) !== Object.getPrototypeOf(b) || Array.isArray(a) !== Array.isArray(b)) return false
+  const keys = Reflect.ownKeys(a)
+  const others = Reflect.ownKeys(b)
+  if (keys.length !== others.length || keys.some((key, i) => key !== others[i])) return false
+  return keys.every((key) => {
+    const mine = Object.getOwnPropertyDescriptor(a, key) as PropertyDescriptor
+    const theirs = Object.getOwnPropertyDescriptor(b, key) as PropertyDescriptor
+    return mine.enumerable === theirs.enumerable && mine.writable === theirs.writable && exactly(mine.value, theirs.value)
+  })
+}
+
+/** Plain data with what JSON changes in it (-0, NaN, undefined, holes) and keys an object must keep as its own. */
+const plain = fc.letrec((tie) => ({
+  value: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    fc.jsonValue(),
+    fc.constantFrom(Number.NaN, Infinity, -Infinity, -0, 1e21, 0.1, '\ud800', '', null, true),
+    fc.array(fc.oneof(tie('value'), fc.constant(undefined)), { maxLength: 4 }),
+    fc.constantFrom([1, , 3], new Array(2)), // eslint-disable-line no-sparse-arrays
+    fc.dictionary(fc.oneof(fc.string({ maxLength: 3 }), fc.constantFrom('__proto__', 'constructor', '1', '0', 'toString')), fc.oneof(tie('value'), fc.constant(undefined)), { maxKeys: 4 }),
+    fc.dictionary(fc.string({ maxLength: 3 }), tie('value'), { maxKeys: 3 }).map((fields) => Object.assign(Object.create(null) as object, fields))
+  )
+})).value
+
+test('encodeJsonCopy: the text jsonSerializer.encode writes, and a copy the same as its decode to the last detail, or nothing', async (t) => {
+  const check = (value: unknown): void => {
+    // What a store keeps in front of itself: the same as its decode, or the same refusal.
+    const kept = outcome((held) => JSON.stringify([storedAs(jsonSerializer, 'key', held)]), value)
+    const read = outcome((held) => JSON.stringify([jsonSerializer.decode(jsonSerializer.encode(held))]), value)
+    t.same(kept.text, read.text)
+    t.equal(kept.error === undefined, read.error === undefined)
+    const encoded = encodeJsonCopy('key', value)
+    if (encoded === undefined) return
+    t.equal(encoded.data, reference(value))
+    if (!exactly(encoded.copy, jsonSerializer.decode(encoded.data))) t.fail(`the copy of ${encoded.data} differs from its decode`)
+  }
+  fc.assert(fc.property(values, check), { numRuns: 2000 })
+  fc.assert(fc.property(plain, check), { numRuns: 2000 })
+  // Plain data is always copied; anything JSON would refuse or change through toJSON is left to the text.
+  fc.assert(fc.property(fc.jsonValue(), (value) => encodeJsonCopy('key', value) !== undefined), { numRuns: 500 })
+  for (const [i, value] of [undefined, new Date(0), new Point(1, 2), { a: () => 1 }, [Symbol('s')], { toJSON: () => 1 }, new Map()].entries()) {
+    t.equal(encodeJsonCopy('key', value), undefined, `not plain #${i}`)
+  }
+  const cycle: Record<string, unknown> = {}
+  cycle.self = cycle
+  t.equal(encodeJsonCopy('key', cycle), undefined, 'a cycle is left to the text, which refuses it')
+  t.throws(() => encodeJsonCopy('big', 'x'.repeat(100), 50), { code: 'FST_MULTICACHE_ENTRY_TOO_LARGE' })
+  const own = encodeJsonCopy('key', JSON.parse('{"__proto__":{"admin":true}}'))?.copy as Record<string, unknown>
+  t.same(Object.keys(own), ['__proto__'])
+  t.equal(Object.getPrototypeOf(own), Object.prototype, 'a field named __proto__ is a field, not the prototype')
 })
 
 test('jsonSerializer.encode: a cycle and nesting past the walk are refused or kept as JSON does', async (t) => {
