@@ -9,7 +9,6 @@ import { RedisLock } from './lock.js'
 import { readOptions, type OptionReader } from './options.js'
 import { MAX_ENTRY_BYTES, type Serializer } from './serializer.js'
 import { assertStore, type Store } from './store.js'
-import { sendingAtOnce } from './stores/at-once.js'
 import { KeyvStore, type KeyvLike } from './stores/keyv.js'
 import type { MemoryStore } from './stores/memory.js'
 import { RedisStore, closeClient, isCluster, type RedisClient } from './stores/redis.js'
@@ -186,8 +185,6 @@ async function open (read: OptionReader, options: SharedStoreOptions & { store?:
     client = option
   }
   if (client !== undefined) {
-    // The store, the bus and the lock share one view of it (see `sendingAtOnce`).
-    client = sendingAtOnce(client)
     shared = new RedisStore({ client, prefix, timeout, fenced: context.fenced === true, ...withSerializer })
   } else if (isKeyv(option)) {
     shared = new KeyvStore({ keyv: option, prefix, timeout, ...withSerializer })

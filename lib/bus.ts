@@ -5,6 +5,7 @@ import { StoreError, UnconfirmedInvalidationError } from './errors.js'
 import { UNKNOWN_EPOCH, emptyRecord, type AnnouncedChange, type Announcement, type Awaitable, type Invalidation } from './store.js'
 import { closeClient, isCluster, nodeKey, PUBLISH_LEASED, redisCommand, RENEW_LEASE, type RedisClient, type RedisClusterClient, type RedisConnection } from './stores/redis.js'
 import { slotOf, tagOf } from './stores/slots.js'
+import { send } from './stores/send.js'
 
 export type { Invalidation }
 
@@ -284,14 +285,14 @@ export class InvalidationBus {
       const marked = new Promise<void>((resolve) => { this.marker = { text, heard: resolve } })
       // One budget for the registration and its marker, which come back together.
       await redisCommand(client, 'lease', budget, async () => {
-        const [added, published] = await client.call('EVAL', RENEW_LEASE, 1, lease.registry, this.origin, lease.ms, this.acknowledgements, text) as [number, number]
+        const [added, published] = await send(client, 'EVAL', [RENEW_LEASE, 1, lease.registry, this.origin, lease.ms, this.acknowledgements, text]) as [number, number]
         if (added === 1 || ended) this.options.onMessage({ clear: true })
         if (published !== 1) throw new StoreError('lease', 'the lease\'s marker could not be published (does the ACL allow PUBLISH?): no lease is held, and sessions are read from Redis')
         this.answering = false
         await marked
       })
     } else {
-      await withBudget('lease', budget, () => subscriber.call('PING'))
+      await withBudget('lease', budget, () => send(subscriber, 'PING', []))
     }
     this.answering = true
     // A margin for timers that fire a little early, and for clocks that run a little apart.
@@ -364,7 +365,7 @@ export class InvalidationBus {
     const { client, timeout, breaker } = this.options
     await this.tellLeased(message, async ({ channel, message: envelope, leases }) => {
       const { registry, origin } = leases as NonNullable<Announcement['leases']>
-      const holders = await redisCommand(client, 'publish', timeout, () => client.call('EVAL', PUBLISH_LEASED, 1, registry, channel, envelope, origin), breaker) as string[]
+      const holders = await redisCommand(client, 'publish', timeout, () => send(client, 'EVAL', [PUBLISH_LEASED, 1, registry, channel, envelope, origin]), breaker) as string[]
       return { changed: undefined, holders, announced: true }
     })
   }
@@ -377,7 +378,7 @@ export class InvalidationBus {
   async publish (message: Invalidation): Promise<void> {
     const { client, timeout, breaker } = this.options
     const envelope = this.envelope(message)
-    await redisCommand(client, 'publish', timeout, () => client.call(this.publishing, this.channel, envelope), breaker)
+    await redisCommand(client, 'publish', timeout, () => send(client, this.publishing, [this.channel, envelope]), breaker)
     this.sent++
   }
 
@@ -396,7 +397,7 @@ export class InvalidationBus {
     this.awaited.set(id, awaited)
     try {
       const envelope = this.envelope(message, id)
-      awaited.receivers = Number(await redisCommand(client, 'publish', timeout, () => client.call(this.publishing, this.channel, envelope), breaker))
+      awaited.receivers = Number(await redisCommand(client, 'publish', timeout, () => send(client, this.publishing, [this.channel, envelope]), breaker))
       this.sent++
       if (awaited.acknowledged >= awaited.receivers) return
       await withBudget('acknowledge', within, async () => { await all }).catch(() => {
@@ -417,7 +418,7 @@ export class InvalidationBus {
     clearTimeout(this.renewal)
     const { lease, client, timeout } = this.options
     // Others stop waiting for this instance at once, rather than when its lease ends.
-    if (lease !== undefined) await redisCommand(client, 'lease', timeout, () => client.call('ZREM', lease.registry, this.origin)).catch(() => {})
+    if (lease !== undefined) await redisCommand(client, 'lease', timeout, () => send(client, 'ZREM', [lease.registry, this.origin])).catch(() => {})
     if (this.subscriber !== undefined) await closeClient(this.subscriber, this.options.timeout)
   }
 
@@ -458,7 +459,7 @@ export class InvalidationBus {
    */
   private acknowledge (origin: string, id: string): void {
     const { client, timeout } = this.options
-    redisCommand(client, 'acknowledge', timeout, () => client.call(this.publishing, acknowledgementChannel(this.channel, origin), `${id} ${this.origin}`)).catch(() => {})
+    redisCommand(client, 'acknowledge', timeout, () => send(client, this.publishing, [acknowledgementChannel(this.channel, origin), `${id} ${this.origin}`])).catch(() => {})
   }
 
   /** An acknowledgement: the message's id, then (from a bus that may hold a lease) the acknowledging origin. */

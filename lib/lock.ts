@@ -4,6 +4,7 @@ import type { Breaker } from './breaker.js'
 import { StoreError } from './errors.js'
 import type { Store } from './store.js'
 import { redisCommand, type RedisClient } from './stores/redis.js'
+import { send } from './stores/send.js'
 
 export interface RedisLockOptions {
   client: RedisClient
@@ -43,7 +44,7 @@ export class RedisLock {
 
   async release (key: string, token: string): Promise<void> {
     const { client, prefix, timeout, breaker } = this.options
-    await redisCommand(client, 'unlock', timeout, () => client.call('EVAL', RELEASE, 1, prefix + key, token), breaker)
+    await redisCommand(client, 'unlock', timeout, () => send(client, 'EVAL', [RELEASE, 1, prefix + key, token]), breaker)
   }
 
   async lease (key: string, ms: number): Promise<boolean> {
@@ -62,7 +63,7 @@ export class RedisLock {
       await sleep(poll)
       if (this.closed) throw new StoreError('lock', 'the app is closing')
       // The lock first: a holder writes its value before it lets go, so a free lock and no value means none is coming.
-      const held = await redisCommand(client, 'lock', timeout, () => client.call('EXISTS', prefix + name), breaker)
+      const held = await redisCommand(client, 'lock', timeout, () => send(client, 'EXISTS', [prefix + name]), breaker)
       const value = await store.get(key)
       if (value !== undefined && accept(value)) return value
       if (held === 0) return undefined
@@ -78,6 +79,6 @@ export class RedisLock {
   /** `SET NX PX`: true when `name` was free and is now this caller's for `ms`. */
   private async claim (operation: string, name: string, value: string, ms: number): Promise<boolean> {
     const { client, timeout, breaker } = this.options
-    return await redisCommand(client, operation, timeout, () => client.call('SET', name, value, 'NX', 'PX', ms), breaker) === 'OK'
+    return await redisCommand(client, operation, timeout, () => send(client, 'SET', [name, value, 'NX', 'PX', ms]), breaker) === 'OK'
   }
 }

@@ -4,7 +4,7 @@ import { Waiting, bytesOf, withBudget } from '../budget.js'
 import { StoreError } from '../errors.js'
 import { MAX_ENTRY_BYTES, encodeFor, encodeJsonCopy, jsonSerializer, storedAs, type Serializer } from '../serializer.js'
 import { emptyRecord, type Announcement, type AnnouncedChange, type FenceOperations, type FencedEntry, type TagEpoch, type TagOperations, type Group, type GroupChange, type GroupOperations, type KeyPage, type KeyQuery, type Store, type TimedValue } from '../store.js'
-import { sendingAtOnce } from './at-once.js'
+import { send } from './send.js'
 import { changed, countPrefixed } from './memory.js'
 import { scriptsOf } from './scripts.js'
 import { bySlot, slotOf, SLOTS, tagOf } from './slots.js'
@@ -123,10 +123,9 @@ export class RedisStore implements Store {
   private readonly scripts: ReturnType<typeof scriptsOf> | undefined
 
   constructor (options: RedisStoreOptions) {
-    const client = sendingAtOnce(options.client)
-    this.client = client
-    this.cluster = isCluster(client) ? client : undefined
-    this.scripts = isCluster(client) ? undefined : scriptsOf(client)
+    this.client = options.client
+    this.cluster = isCluster(options.client) ? options.client : undefined
+    this.scripts = isCluster(options.client) ? undefined : scriptsOf(options.client)
     this.prefix = options.prefix
     this.timeout = options.timeout ?? 100
     this.serializer = options.serializer ?? jsonSerializer
@@ -160,7 +159,7 @@ export class RedisStore implements Store {
   }
 
   async get (key: string): Promise<unknown> {
-    const data = await this.run('get', () => this.client.callBuffer('GET', this.prefix + key))
+    const data = await this.run('get', () => send(this.client, 'GET', [this.prefix + key], true))
     return this.decode(data)
   }
 
@@ -176,7 +175,7 @@ export class RedisStore implements Store {
 
   async getMany (keys: readonly string[]): Promise<unknown[]> {
     if (keys.length === 0) return []
-    const data = await this.slotwise(keys, async (group) => await this.run('getMany', () => this.client.callBuffer('MGET', ...group.map((key) => this.prefix + key))) as unknown[])
+    const data = await this.slotwise(keys, async (group) => await this.run('getMany', () => send(this.client, 'MGET', group.map((key) => this.prefix + key), true)) as unknown[])
     return data.map((item) => this.decode(item))
   }
 
@@ -197,7 +196,7 @@ export class RedisStore implements Store {
     const data = this.encode(key, value)
     const args: Argument[] = [this.prefix + key, data]
     if (ttl !== undefined && ttl > 0) args.push('PX', ttl)
-    if (this.fences === undefined) await this.run('set', () => this.client.call('SET', ...args), bytesOf(args))
+    if (this.fences === undefined) await this.run('set', () => send(this.client, 'SET', [...args]), bytesOf(args))
     else await this.transaction('set', [['set', ...args], ...this.bumps([key])])
   }
 
@@ -220,7 +219,7 @@ export class RedisStore implements Store {
   private async unlinkTogether (keys: readonly string[]): Promise<number> {
     const unlink = ['unlink', ...keys.map((key) => this.prefix + key)]
     const [count] = this.fences === undefined
-      ? [await this.run('delete', () => this.client.call('UNLINK', ...unlink.slice(1)))]
+      ? [await this.run('delete', () => send(this.client, 'UNLINK', unlink.slice(1)))]
       : await this.transaction('delete', [unlink, ...this.bumps(keys)])
     return Number(count)
   }
@@ -239,11 +238,11 @@ export class RedisStore implements Store {
     for (const node of this.masters()) {
       let cursor = '0'
       do {
-        const [next, keys] = await this.onNode(node, 'clear', () => node.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 500)) as [string, string[]]
+        const [next, keys] = await this.onNode(node, 'clear', () => send(node, 'SCAN', [cursor, 'MATCH', pattern, 'COUNT', 500])) as [string, string[]]
         if (this.cluster === undefined) {
-          if (keys.length > 0) await this.run('clear', () => this.client.call('UNLINK', ...keys))
+          if (keys.length > 0) await this.run('clear', () => send(this.client, 'UNLINK', [...keys]))
         } else {
-          await Promise.all(bySlot(keys, (key) => key).map(async (group) => await this.run('clear', () => this.client.call('UNLINK', ...group.map(({ item }) => item)))))
+          await Promise.all(bySlot(keys, (key) => key).map(async (group) => await this.run('clear', () => send(this.client, 'UNLINK', group.map(({ item }) => item)))))
         }
         cursor = next
       } while (cursor !== '0')
@@ -263,7 +262,7 @@ export class RedisStore implements Store {
     const found: string[] = []
     for (let scans = 0; scans < 10 && found.length < limit && at < masters.length; scans++) {
       const node = masters[at] as RedisCommands
-      const [after, keys] = await this.onNode(node, 'keys', () => node.call('SCAN', next, 'MATCH', pattern, 'COUNT', limit)) as [string, string[]]
+      const [after, keys] = await this.onNode(node, 'keys', () => send(node, 'SCAN', [next, 'MATCH', pattern, 'COUNT', limit])) as [string, string[]]
       found.push(...keys)
       next = after
       if (next === '0') {
@@ -422,12 +421,12 @@ export class RedisStore implements Store {
     const versions = emptyRecord<number>()
     let cursor = '0'
     do {
-      const [next, pairs] = await this.run('tags', () => this.client.call('HSCAN', this.tagKey, cursor, 'COUNT', 1000)) as [string, string[]]
+      const [next, pairs] = await this.run('tags', () => send(this.client, 'HSCAN', [this.tagKey, cursor, 'COUNT', 1000])) as [string, string[]]
       for (let i = 0; i < pairs.length; i += 2) if (pairs[i] !== EPOCH) versions[pairs[i] as string] = Number(pairs[i + 1])
       cursor = next
     } while (cursor !== '0')
     // Lost and counted anew between two batches, the versions read would mix two epochs.
-    if (await this.run('tags', () => this.client.call('HGET', this.tagKey, EPOCH)) !== epoch) {
+    if (await this.run('tags', () => send(this.client, 'HGET', [this.tagKey, EPOCH])) !== epoch) {
       throw new StoreError('tags', 'the tag versions were lost while they were read')
     }
     return { epoch, versions }
@@ -469,7 +468,7 @@ export class RedisStore implements Store {
    */
   private async moveStoreFence (): Promise<void> {
     if (this.cluster === undefined) {
-      await this.run('clear', () => this.client.call('SET', FENCES + this.prefix, unique()))
+      await this.run('clear', () => send(this.client, 'SET', [FENCES + this.prefix, unique()]))
       return
     }
     // A pipeline goes to one node: the slots it names must be served by the same nodes (ioredis' own rule).
@@ -552,12 +551,12 @@ export class RedisStore implements Store {
 
   /** Runs `script`: by its SHA-1 where the connection has it (see lib/stores/scripts.ts); on a cluster, by its text. */
   private eval (script: string, ...args: Argument[]): Promise<unknown> {
-    return this.scripts === undefined ? this.client.call('EVAL', script, ...args) : this.scripts.run(script, args, false)
+    return this.scripts === undefined ? send(this.client, 'EVAL', [script, ...args]) : this.scripts.run(script, args, false)
   }
 
   /** `eval`, the reply's strings as Buffers. */
   private evalBuffer (script: string, ...args: Argument[]): Promise<unknown> {
-    return this.scripts === undefined ? this.client.callBuffer('EVAL', script, ...args) : this.scripts.run(script, args, true)
+    return this.scripts === undefined ? send(this.client, 'EVAL', [script, ...args], true) : this.scripts.run(script, args, true)
   }
 }
 

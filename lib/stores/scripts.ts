@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto'
 import { scriptRefused } from '../errors.js'
 import type { Argument, RedisConnection } from './redis.js'
+import { send } from './send.js'
 
 /**
  * The scripts one connection sends by SHA-1: those Redis answered `SCRIPT LOAD` for since the connection was made.
@@ -38,9 +39,9 @@ class ConnectionScripts {
   run (script: string, args: readonly Argument[], buffers: boolean): Promise<unknown> {
     const sha = shaOf(script)
     const client = this.client
-    if (this.loaded.has(sha)) return buffers ? client.callBuffer('EVALSHA', sha, ...args) : client.call('EVALSHA', sha, ...args)
+    if (this.loaded.has(sha)) return send(client, 'EVALSHA', [sha, ...args], buffers)
     if (!this.asked.has(sha) && !this.refused) this.load(script, sha)
-    return buffers ? client.callBuffer('EVAL', script, ...args) : client.call('EVAL', script, ...args)
+    return send(client, 'EVAL', [script, ...args], buffers)
   }
 
   /** A command of the connection failed with `error`: after a script refused, scripts go by their text until it is made again. */
@@ -53,7 +54,7 @@ class ConnectionScripts {
   private load (script: string, sha: string): void {
     this.asked.add(sha)
     const connection = this.connection
-    this.client.call('SCRIPT', 'LOAD', script).then((answer) => {
+    send(this.client, 'SCRIPT', ['LOAD', script]).then((answer) => {
       if (answer === sha && connection === this.connection && !this.refused) this.loaded.add(sha)
     }, () => {})
   }

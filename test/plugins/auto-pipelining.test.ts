@@ -77,3 +77,26 @@ test('a store on a client that pipelines automatically reads what it wrote just 
   t.equal(client.autoPipelineQueueSize, 1, "the application's command waits in the pipeline, as it asked")
   t.equal(await own, null)
 })
+
+test('a client with a keyPrefix: the store, its scripts and its reads put every key under it, with or without pipelining', async (t) => {
+  const admin = await redisFor(t)
+  if (admin === undefined) return
+  const prefix = uniquePrefix(t)
+  for (const enableAutoPipelining of [false, true]) {
+    const client = new Redis(REDIS_URL, { keyPrefix: prefix + 'app:', enableAutoPipelining })
+    t.teardown(() => { client.disconnect() })
+    await new Promise((resolve) => client.once('ready', resolve))
+    const store = new RedisStore({ client, prefix: `level${String(enableAutoPipelining)}:`, fenced: true })
+    await store.set('a', { n: 1 }, 60_000)
+    t.same(await store.get('a'), { n: 1 })
+    t.same(await store.getMany(['a', 'b']), [{ n: 1 }, undefined])
+    t.equal(await store.groups.create('g', { fence: 'f', fields: { x: 1 } }, 60_000), true)
+    t.equal(await store.groups.update('g', 'f', { set: { y: [2] } }, 60_000), true)
+    t.same((await store.groups.read('g', 60_000))?.fields, { x: 1, y: [2] })
+    const level = `level${String(enableAutoPipelining)}:`
+    const held = (await admin.keys(prefix + '*')).filter((key) => key.includes(level))
+    t.ok(held.includes(`${prefix}app:${level}a`) && held.includes(`${prefix}app:${level}g`), 'the entry and the group under the keyPrefix')
+    t.ok(held.every((key) => key.startsWith(prefix + 'app:')), 'and their fences')
+    t.same([...await admin.keys(level + '*'), ...await admin.keys('fmc-fence:' + level + '*')], [], 'nothing outside it')
+  }
+})
