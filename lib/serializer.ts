@@ -82,7 +82,7 @@ export function encodeFor (serializer: Serializer, key: string, value: unknown, 
 /**
  * `encodeFor` with `jsonSerializer`, and the value as its encoding decodes, made by walking the value instead of
  * parsing the text: a store that keeps what it wrote in front of it (a session's group after a write) needs both, and
- * the parse was a fifth of the store's own CPU on a session write. Undefined for anything but plain data (see
+ * the parse was an eighth of the package's own CPU on a session write. Undefined for anything but plain data (see
  * `keptAsIs`), which goes through `encodeFor` and a decode as before. The text is the copy's, so that the two agree
  * even where reading the value twice would not (an accessor).
  */
