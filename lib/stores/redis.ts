@@ -196,7 +196,7 @@ export class RedisStore implements Store {
     const data = this.encode(key, value)
     const args: Argument[] = [this.prefix + key, data]
     if (ttl !== undefined && ttl > 0) args.push('PX', ttl)
-    if (this.fences === undefined) await this.run('set', () => send(this.client, 'SET', [...args]), bytesOf(args))
+    if (this.fences === undefined) await this.run('set', () => send(this.client, 'SET', args), bytesOf(args))
     else await this.transaction('set', [['set', ...args], ...this.bumps([key])])
   }
 
@@ -240,7 +240,7 @@ export class RedisStore implements Store {
       do {
         const [next, keys] = await this.onNode(node, 'clear', () => send(node, 'SCAN', [cursor, 'MATCH', pattern, 'COUNT', 500])) as [string, string[]]
         if (this.cluster === undefined) {
-          if (keys.length > 0) await this.run('clear', () => send(this.client, 'UNLINK', [...keys]))
+          if (keys.length > 0) await this.run('clear', () => send(this.client, 'UNLINK', keys))
         } else {
           await Promise.all(bySlot(keys, (key) => key).map(async (group) => await this.run('clear', () => send(this.client, 'UNLINK', group.map(({ item }) => item)))))
         }
