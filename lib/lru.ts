@@ -1,4 +1,5 @@
-// lru-cache's delete, in constant time whatever the cache's bound.
+// What this package needs of lru-cache beyond its options: a delete in constant time whatever the cache's bound, and
+// a clock that sets no timers.
 import type { LRUCache } from 'lru-cache'
 
 /** True while `deleteEntry` takes a cache's last entry with `pop()`: what `disposeAfter` is told then is a delete. */
@@ -27,3 +28,11 @@ export function deleteEntry<V extends NonNullable<unknown>> (lru: LRUCache<strin
 export function disposeReason (reason: LRUCache.DisposeReason): LRUCache.DisposeReason {
   return popping ? 'delete' : reason
 }
+
+/**
+ * The options of every cache with a ttl: lru-cache's clock read at each check. By default lru-cache keeps the time it
+ * read for `ttlResolution` (1 ms) and sets a timer to forget it: on a server whose requests come more than a
+ * millisecond apart, that is a timer set and fired, and one more turn of the event loop, for each request that reads a
+ * session or an application key in memory. A read of the clock costs less than the timer.
+ */
+export const TTL_CLOCK = { ttlResolution: 0 } as const

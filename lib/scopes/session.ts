@@ -7,6 +7,7 @@ import { type Defined, KeyRule, assertValue, newSessionId, sessionStoreKey } fro
 import { observe, observeLookup, observeDrop, observeLoad, type CacheOperation } from '../events.js'
 import { hash32 } from '../key-patterns.js'
 import { LevelLog } from '../level-log.js'
+import { TTL_CLOCK } from '../lru.js'
 import { callDuration, callTtl } from '../options.js'
 import { SingleFlight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
@@ -193,7 +194,7 @@ export class SessionLevel {
     // sessions expire by themselves, it lives the absolute lifetime of its last linked session, or twice the
     // inactivity ttl from a touch made at least every half ttl while one of its sessions is used.
     const indexLifetime = options.users !== undefined ? 0 : absoluteTtl > 0 ? absoluteTtl : 2 * ttl
-    if (options.users === undefined && absoluteTtl === 0) this.touched = new LRUCache({ max: 10_000, ttl: Math.max(1, Math.floor(ttl / 2)) })
+    if (options.users === undefined && absoluteTtl === 0) this.touched = new LRUCache({ max: 10_000, ttl: Math.max(1, Math.floor(ttl / 2)), ...TTL_CLOCK })
     this.users = new SessionUsers({
       groups: options.users === undefined ? this.known.groups : pool(options.users).groups,
       lifetime: indexLifetime,

@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache'
 import { EntryTooLargeError } from '../errors.js'
-import { deleteEntry, disposeReason } from '../lru.js'
+import { TTL_CLOCK, deleteEntry, disposeReason } from '../lru.js'
 import { emptyRecord, matches, type Group, type GroupChange, type GroupOperations, type KeyPage, type KeyQuery, type Store } from '../store.js'
 
 export interface MemoryStoreOptions {
@@ -49,6 +49,7 @@ export class MemoryStore implements Store {
       max: options.max,
       ttl: this.ttl,
       updateAgeOnGet: this.rolling,
+      ...TTL_CLOCK,
       ...(options.maxBytes === undefined ? {} : { maxSize: options.maxBytes }),
       ...(onEvict === undefined && onDrop === undefined
         ? {}
@@ -123,7 +124,7 @@ export class MemoryStore implements Store {
     this.pinnedKeys.add(key)
     // lru-cache's bound is fixed when it is made: a new one a slot larger takes the entries of the old. Keys are
     // pinned before the app serves (`define`), so this happens a few times at start-up.
-    const entries = new LRUCache<string, NonNullable<unknown>>({ max: this.pinnedKeys.size, ttl: this.ttl, updateAgeOnGet: this.rolling })
+    const entries = new LRUCache<string, NonNullable<unknown>>({ max: this.pinnedKeys.size, ttl: this.ttl, updateAgeOnGet: this.rolling, ...TTL_CLOCK })
     if (this.pinnedEntries !== undefined) entries.load(this.pinnedEntries.dump())
     const held = this.lru.info(key)
     if (held !== undefined) {

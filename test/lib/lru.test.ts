@@ -1,6 +1,8 @@
+import { createHook } from 'node:async_hooks'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'tap'
 import { LRUCache } from 'lru-cache'
-import { deleteEntry, disposeReason } from '../../lib/lru.js'
+import { TTL_CLOCK, deleteEntry, disposeReason } from '../../lib/lru.js'
 import { MemoryStore } from '../../lib/stores/memory.js'
 
 /** Runs `run`, counting the calls of `Array.prototype.fill` on arrays at least `length` long: lru-cache's way of emptying itself. */
@@ -81,4 +83,51 @@ test('MemoryStore: deleting its last entry, or ending its last group, is no evic
   t.same(store.groups.end('g', 'f1'), { fence: 'f1', fields: {} })
   t.equal(store.groups.read('g', 0), undefined)
   t.same(told, [])
+})
+
+/**
+ * Runs `run`, answering how many timers of a millisecond were set meanwhile: lru-cache's way of forgetting the time it
+ * read, unless its `ttlResolution` is 0.
+ */
+async function millisecondTimers (run: () => Promise<void> | void): Promise<number> {
+  let set = 0
+  const hook = createHook({ init (_id, type, _trigger, resource) { if (type === 'Timeout' && (resource as { _idleTimeout?: number })._idleTimeout === 1) set++ } })
+  hook.enable()
+  try {
+    await run()
+  } finally {
+    hook.disable()
+  }
+  return set
+}
+
+test('TTL_CLOCK: a cache with a ttl sets no timer to read the clock; entries still expire on time', async (t) => {
+  // What lru-cache does by default: the check would not notice a fix that was not there.
+  const plain = new LRUCache<string, number>({ max: 10, ttl: 60_000 })
+  plain.set('a', 1)
+  t.equal(await millisecondTimers(() => { plain.get('a') }), 1, "lru-cache's default sets a timer on a read")
+  const store = new MemoryStore({ max: 10, ttl: 40, rolling: true })
+  const fixed = new MemoryStore({ max: 10, ttl: 40 })
+  store.pin('pinned')
+  const timers = await millisecondTimers(async () => {
+    for (const s of [store, fixed]) {
+      for (const key of ['a', 'pinned']) {
+        s.set(key, 1)
+        s.get(key)
+        // A millisecond apart, as requests of a quiet server come.
+        await sleep(2)
+        s.get(key)
+      }
+    }
+  })
+  t.equal(timers, 0)
+  const lru = new LRUCache<string, number>({ max: 10, ttl: 30, ...TTL_CLOCK })
+  lru.set('a', 1)
+  fixed.set('b', 2)
+  await sleep(20)
+  t.equal(lru.get('a'), 1, 'not yet expired')
+  t.equal(fixed.get('b'), 2)
+  await sleep(60)
+  t.equal(lru.get('a'), undefined, 'expired')
+  t.equal(fixed.get('b'), undefined)
 })

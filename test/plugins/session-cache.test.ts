@@ -1,3 +1,4 @@
+import { createHook } from 'node:async_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import fastifyCookie from '@fastify/cookie'
 import { signerFactory } from '@fastify/cookie'
@@ -395,4 +396,27 @@ test('keys are validated; __proto__ is an ordinary key', async (t) => {
   t.same((await app.inject({ method: 'POST', url: '/proto' })).json(), { proto: { polluted: true }, ctor: 'c', clean: true })
   t.equal((await app.inject('/bad')).body, 'FST_MULTICACHE_INVALID_KEY')
   t.equal((await app.inject('/undef')).body, 'FST_MULTICACHE_INVALID_VALUE')
+})
+
+test('a quiet server sets no timer per request to read the clock (memory stores with a ttl: sessions and the application level)', async (t) => {
+  const app = fresh(t)
+  await app.register(multiCache, { session: { secret }, route: false })
+  app.post('/cart', async (request) => {
+    const cart = await request.sessionCache.get<number>('cart') ?? 0
+    await request.sessionCache.set('cart', cart + 1)
+    return { cart: cart + 1, catalog: await app.appCache.getOrLoad('catalog', async () => ['book']) }
+  })
+  const cookie = cookieOf((await app.inject({ method: 'POST', url: '/cart' })).headers) as string
+  let timers = 0
+  // lru-cache's default keeps the clock it read for a millisecond, and sets a timer to forget it.
+  const hook = createHook({ init (_id, type, _trigger, resource) { if (type === 'Timeout' && (resource as { _idleTimeout?: number })._idleTimeout === 1) timers++ } })
+  hook.enable()
+  t.teardown(() => { hook.disable() })
+  for (let i = 0; i < 5; i++) {
+    await sleep(3)
+    const response = await app.inject({ method: 'POST', url: '/cart', headers: { cookie } })
+    t.same(response.json(), { cart: i + 2, catalog: ['book'] })
+  }
+  hook.disable()
+  t.equal(timers, 0)
 })
