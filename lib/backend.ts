@@ -102,6 +102,8 @@ export interface BackendContext {
   prefix: string
   /** The memory tier's defaults; `longest`, when given, bounds its ttl whatever the options say. */
   l1: { max: number, ttl: number, longest?: number }
+  /** The memory tier reads the clock at each check (see `MemoryStoreOptions.exactClock`). */
+  exactClock?: boolean
   /** The level's bounded memory store, for `store: 'memory'`. */
   memory: () => MemoryStore
   /** Keep fences in Redis, so that a change on one instance fences the loads of every other. */
@@ -218,7 +220,7 @@ async function open (read: OptionReader, options: SharedStoreOptions & { store?:
   const onFault = (operation: string, error: unknown): void => {
     faults.warn({ err: error, operation }, `${read.name}: telling the other instances of a change failed (${operation}); their memory tiers may serve the old value for up to l1.ttl`)
   }
-  const store = tiered = new TieredStore({ l2: shared, ...(l1 ?? { max: 0, ttl: 0 }), onFault, verify, ...(bus === undefined ? {} : { bus }) })
+  const store = tiered = new TieredStore({ l2: shared, ...(l1 ?? { max: 0, ttl: 0 }), exactClock: context.exactClock === true, onFault, verify, ...(bus === undefined ? {} : { bus }) })
   // The bus closes before the client it was duplicated from.
   closers.unshift(async () => { await store.close() })
   if (bus === undefined) return { store, ...backend }

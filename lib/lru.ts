@@ -30,9 +30,11 @@ export function disposeReason (reason: LRUCache.DisposeReason): LRUCache.Dispose
 }
 
 /**
- * The options of every cache with a ttl: lru-cache's clock read at each check. By default lru-cache keeps the time it
- * read for `ttlResolution` (1 ms) and sets a timer to forget it: on a server whose requests come more than a
- * millisecond apart, that is a timer set and fired, and one more turn of the event loop, for each request that reads a
- * session or an application key in memory. A read of the clock costs less than the timer.
+ * The options of a cache with a ttl read about once a request (sessions): lru-cache's clock read at each check. By
+ * default lru-cache keeps the time it read for `ttlResolution` (1 ms) and sets a timer to forget it: on a server whose
+ * requests come more than a millisecond apart, a timer set and fired, and one more turn of the event loop, for each
+ * request that reads a session in memory. A read of the clock (about 50 ns) costs less than that, but not less than a
+ * hit: where a request may read a cache many times (the application level), a hit on an entry with a ttl took 2.4
+ * times as long with it (228 against 94 ns), and lru-cache's way is kept there.
  */
 export const TTL_CLOCK = { ttlResolution: 0 } as const

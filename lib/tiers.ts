@@ -12,6 +12,8 @@ export interface TieredStoreOptions {
   max: number
   /** Longest an entry stays in the memory tier, in ms. */
   ttl: number
+  /** The memory tier reads the clock at each check (see `MemoryStoreOptions.exactClock`): a session level's. */
+  exactClock?: boolean
   /**
    * Tells the other instances what changed here; without one, staleness is bounded by `ttl` alone. Its channel is on
    * `l2`'s server, where `l2` has one: `l2` may publish its messages itself (`GroupOperations.updateAnnounced`).
@@ -56,7 +58,7 @@ export class TieredStore implements Store {
   private readonly watchers: Array<(message: Invalidation) => void> = []
 
   constructor (private readonly options: TieredStoreOptions) {
-    this.l1 = options.max > 0 ? new MemoryStore({ max: options.max }) : undefined
+    this.l1 = options.max > 0 ? new MemoryStore({ max: options.max, exactClock: options.exactClock === true }) : undefined
     const groups = options.l2.groups
     if (groups !== undefined) this.groups = this.tierGroups(groups)
     const fences = options.l2.fences

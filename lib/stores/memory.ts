@@ -18,6 +18,12 @@ export interface MemoryStoreOptions {
   maxBytes?: number
   /** The size of a value in bytes, for `maxBytes`. Default: the length of its JSON text. */
   sizeOf?: (value: unknown) => number
+  /**
+   * Reads the clock at each expiry check (`TTL_CLOCK`), for a store read about once a request, as sessions are, where
+   * lru-cache's own way sets a timer for each request of a quiet server. Off, a hit costs no clock read: for stores a
+   * request may read many times. Default: `rolling`.
+   */
+  exactClock?: boolean
 }
 
 /**
@@ -36,6 +42,8 @@ export class MemoryStore implements Store {
   private readonly sizeOf: ((value: unknown) => number) | undefined
   private readonly maxBytes: number
   private readonly ttl: number
+  /** lru-cache's clock options: `TTL_CLOCK` with `exactClock`. */
+  private readonly clock: Partial<typeof TTL_CLOCK>
   /** Keys kept out of the bound, whether or not they hold a value now. */
   private readonly pinnedKeys = new Set<string>()
   /** The entries of pinned keys: one slot per pinned key, so it never evicts. None until a key is pinned. */
@@ -44,12 +52,13 @@ export class MemoryStore implements Store {
   constructor (options: MemoryStoreOptions) {
     const { onEvict, onDrop } = options
     this.rolling = options.rolling === true
+    this.clock = (options.exactClock ?? this.rolling) ? TTL_CLOCK : {}
     this.ttl = options.ttl ?? 0
     this.lru = new LRUCache<string, NonNullable<unknown>>({
       max: options.max,
       ttl: this.ttl,
       updateAgeOnGet: this.rolling,
-      ...TTL_CLOCK,
+      ...this.clock,
       ...(options.maxBytes === undefined ? {} : { maxSize: options.maxBytes }),
       ...(onEvict === undefined && onDrop === undefined
         ? {}
@@ -124,7 +133,7 @@ export class MemoryStore implements Store {
     this.pinnedKeys.add(key)
     // lru-cache's bound is fixed when it is made: a new one a slot larger takes the entries of the old. Keys are
     // pinned before the app serves (`define`), so this happens a few times at start-up.
-    const entries = new LRUCache<string, NonNullable<unknown>>({ max: this.pinnedKeys.size, ttl: this.ttl, updateAgeOnGet: this.rolling, ...TTL_CLOCK })
+    const entries = new LRUCache<string, NonNullable<unknown>>({ max: this.pinnedKeys.size, ttl: this.ttl, updateAgeOnGet: this.rolling, ...this.clock })
     if (this.pinnedEntries !== undefined) entries.load(this.pinnedEntries.dump())
     const held = this.lru.info(key)
     if (held !== undefined) {

@@ -398,25 +398,30 @@ test('keys are validated; __proto__ is an ordinary key', async (t) => {
   t.equal((await app.inject('/undef')).body, 'FST_MULTICACHE_INVALID_VALUE')
 })
 
-test('a quiet server sets no timer per request to read the clock (memory stores with a ttl: sessions and the application level)', async (t) => {
-  const app = fresh(t)
-  await app.register(multiCache, { session: { secret }, route: false })
-  app.post('/cart', async (request) => {
-    const cart = await request.sessionCache.get<number>('cart') ?? 0
-    await request.sessionCache.set('cart', cart + 1)
-    return { cart: cart + 1, catalog: await app.appCache.getOrLoad('catalog', async () => ['book']) }
-  })
-  const cookie = cookieOf((await app.inject({ method: 'POST', url: '/cart' })).headers) as string
-  let timers = 0
-  // lru-cache's default keeps the clock it read for a millisecond, and sets a timer to forget it.
-  const hook = createHook({ init (_id, type, _trigger, resource) { if (type === 'Timeout' && (resource as { _idleTimeout?: number })._idleTimeout === 1) timers++ } })
-  hook.enable()
-  t.teardown(() => { hook.disable() })
-  for (let i = 0; i < 5; i++) {
-    await sleep(3)
-    const response = await app.inject({ method: 'POST', url: '/cart', headers: { cookie } })
-    t.same(response.json(), { cart: i + 2, catalog: ['book'] })
+test('a quiet server sets no timer per request to read the clock: sessions in memory, and on Redis with the memory tier', async (t) => {
+  for (const store of ['memory', 'redis://127.0.0.1:6379'] as const) {
+    const app = fresh(t)
+    await app.register(sessionCache, store === 'memory' ? { secret } : { secret, store, prefix: `fmc-test:clock:${process.pid}:` })
+    app.post('/logout', async (request) => { await request.sessionCache.destroy(); return 'bye' })
+    app.post('/cart', async (request) => {
+      const cart = await request.sessionCache.get<number>('cart') ?? 0
+      await request.sessionCache.set('cart', cart + 1)
+      return { cart: cart + 1 }
+    })
+    const cookie = cookieOf((await app.inject({ method: 'POST', url: '/cart' })).headers) as string
+    let timers = 0
+    // lru-cache's default keeps the clock it read for a millisecond, and sets a timer to forget it.
+    const hook = createHook({ init (_id, type, _trigger, resource) { if (type === 'Timeout' && (resource as { _idleTimeout?: number })._idleTimeout === 1) timers++ } })
+    hook.enable()
+    t.teardown(() => { hook.disable() })
+    for (let i = 0; i < 5; i++) {
+      await sleep(3)
+      const response = await app.inject({ method: 'POST', url: '/cart', headers: { cookie } })
+      t.same(response.json(), { cart: i + 2 }, store)
+    }
+    hook.disable()
+    t.equal(timers, 0, store)
+    await app.inject({ method: 'POST', url: '/logout', headers: { cookie } })
+    await app.close()
   }
-  hook.disable()
-  t.equal(timers, 0)
 })
