@@ -346,7 +346,7 @@ export class RedisStore implements Store {
       const clear = change.clear !== true ? 0 : change.keep === undefined ? 1 : 2
       const leases = announcement?.leases
       const keys = leases === undefined ? [1, this.prefix + key] : [2, this.prefix + key, leases.registry]
-      const args = [announcement?.channel ?? '', announcement?.message ?? '', leases?.origin ?? '', ttl, fence, clear, change.keep ?? '', prefix, max, removed.length, ...removed, ...set]
+      const args = [announcement?.channel ?? '', announcement?.message ?? '', leases?.origin ?? '', `${ttl} ${clear} ${max} ${removed.length} ${fence}`, change.keep ?? '', prefix, ...removed, ...set]
       return this.run('groups.update', () => this.eval(UPDATE, ...keys, ...args), bytesOf(args))
         .then((reply) => this.updated(reply as 0 | [number, string, string, number, string[]], fence, change, set, base, copies))
     } catch (error) {
@@ -626,42 +626,45 @@ if ARGV[1] ~= '0' then redis.call('pexpire', KEYS[1], ARGV[1]) end
 return 1`
 
 // ARGV: the channel and message to publish once the change is made ('': none), the publishing origin (with a registry
-// of leases as KEYS[2]: published only while another origin holds one, and those answered last), ttl, fence, clear (0: no, 1: every
-// field, 2: every field but those starting with the next argument), keep, the cap's prefix and max (0: none), the count
-// n of fields to remove, those n names, then name/value pairs to set. A field set again is deleted first, so that a
+// of leases as KEYS[2]: published only while another origin holds one, and those answered last), then in one argument
+// `ttl clear max n fence` (clear 0: no, 1: every field, 2: every field but those starting with keep; the cap's max, 0:
+// none; the count n of fields to remove; the fence last, whatever it holds), keep, the cap's prefix, those n names, then
+// name/value pairs to set. One argument for the five, not five: ioredis spends about 800 instructions on each argument
+// of a command, and this is the command of every session write. A field set again is deleted first, so that a
 // small hash's order is write order. A publish refused (an ACL without the channel) leaves the change made and answers
 // 0 last, where a failed call would stop the script half way.
 // Every change moves the version ('#'), which a clear keeps, so that no copy of the group from before can pass for it.
-const UPDATE = LEASE_HOLDERS + `if redis.call('hget', KEYS[1], '') ~= ARGV[5] then return 0 end
+const UPDATE = LEASE_HOLDERS + `local ttl, clear, max, n, fence = string.match(ARGV[4], '^(%S+) (%S+) (%S+) (%S+) (.*)$')
+if redis.call('hget', KEYS[1], '') ~= fence then return 0 end
 local before = redis.call('hget', KEYS[1], '#') or ''
-if ARGV[6] == '1' then
+if clear == '1' then
   local version = before ~= '' and before or false
   redis.call('del', KEYS[1])
-  redis.call('hset', KEYS[1], '', ARGV[5])
+  redis.call('hset', KEYS[1], '', fence)
   if version then redis.call('hset', KEYS[1], '#', version) end
-elseif ARGV[6] == '2' then
-  local keep = ARGV[7]
+elseif clear == '2' then
+  local keep = ARGV[5]
   for _, name in ipairs(redis.call('hkeys', KEYS[1])) do
     if name ~= '' and name ~= '#' and string.sub(name, 1, #keep) ~= keep then redis.call('hdel', KEYS[1], name) end
   end
 end
 local after = redis.call('hincrby', KEYS[1], '#', 1)
-local n = tonumber(ARGV[10])
-if n > 0 then redis.call('hdel', KEYS[1], unpack(ARGV, 11, 10 + n)) end
-if #ARGV > 10 + n then
-  for i = 11 + n, #ARGV, 2 do redis.call('hdel', KEYS[1], ARGV[i]) end
-  redis.call('hset', KEYS[1], unpack(ARGV, 11 + n))
+n = tonumber(n)
+if n > 0 then redis.call('hdel', KEYS[1], unpack(ARGV, 7, 6 + n)) end
+if #ARGV > 6 + n then
+  for i = 7 + n, #ARGV, 2 do redis.call('hdel', KEYS[1], ARGV[i]) end
+  redis.call('hset', KEYS[1], unpack(ARGV, 7 + n))
 end
-local max = tonumber(ARGV[9])
+max = tonumber(max)
 if max > 0 then
-  local prefix = ARGV[8]
+  local prefix = ARGV[6]
   local kind = {}
   for _, name in ipairs(redis.call('hkeys', KEYS[1])) do
     if name ~= '' and name ~= '#' and string.sub(name, 1, #prefix) == prefix then kind[#kind + 1] = name end
   end
   for i = 1, #kind - max do redis.call('hdel', KEYS[1], kind[i]) end
 end
-if ARGV[4] ~= '0' then redis.call('pexpire', KEYS[1], ARGV[4]) end
+if ttl ~= '0' then redis.call('pexpire', KEYS[1], ttl) end
 local told = 1
 local holders = {}
 if ARGV[1] ~= '' then

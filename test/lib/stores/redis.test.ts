@@ -179,6 +179,23 @@ test('a paused Redis under load: at most MAX_WAITING operations wait once it is 
   t.equal(await store.get('k'), 'v', 'answers again once Redis does')
 })
 
+test('groups.update on Redis: a cap counts the fields of its prefix only, a clear keeps those of keep, and a fence may hold spaces', async (t) => {
+  const client = await redisFor(t)
+  if (client === undefined) return
+  const prefix = uniquePrefix(t)
+  const { groups } = new RedisStore({ client: client as unknown as RedisClient, prefix })
+  const fields = async (): Promise<Record<string, unknown>> => ({ ...(await groups.read('s', 2000))?.fields })
+  const fence = 'a fence with spaces'
+  t.equal(await groups.create('s', { fence, fields: { 'p:1': 1, 'p:2': 2, other: 0, gone: 9 } }, 2000), true)
+  t.equal(await groups.update('s', 'a fence', { set: { x: 1 } }, 2000), false, "the start of the group's fence is another fence")
+  t.equal(await groups.update('s', fence, { remove: ['gone'], set: { 'p:3': 3 }, cap: { prefix: 'p:', max: 2 } }, 2000), true)
+  t.same(await fields(), { 'p:2': 2, other: 0, 'p:3': 3 }, 'the oldest field of the prefix went, no other')
+  t.equal(await groups.update('s', fence, { clear: true, keep: 'p:', set: { y: 1 } }, 2000), true)
+  t.same(await fields(), { 'p:2': 2, 'p:3': 3, y: 1 }, 'the clear kept the fields of keep')
+  t.ok(await client.pttl(prefix + 's') > 1000, 'the ttl applies')
+  await groups.end('s', fence)
+})
+
 test('clear() escapes the glob characters of its prefix: it never deletes keys outside it', async (t) => {
   const client = await redisFor(t)
   if (client === undefined) return
