@@ -1,9 +1,9 @@
-import { createHook } from 'node:async_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'tap'
 import { LRUCache } from 'lru-cache'
 import { TTL_CLOCK, deleteEntry, disposeReason } from '../../lib/lru.js'
 import { MemoryStore } from '../../lib/stores/memory.js'
+import { millisecondTimers } from '../helpers/timers.js'
 
 /** Runs `run`, counting the calls of `Array.prototype.fill` on arrays at least `length` long: lru-cache's way of emptying itself. */
 function longFills (length: number, run: () => void): number {
@@ -84,22 +84,6 @@ test('MemoryStore: deleting its last entry, or ending its last group, is no evic
   t.equal(store.groups.read('g', 0), undefined)
   t.same(told, [])
 })
-
-/**
- * Runs `run`, answering how many timers of a millisecond were set meanwhile: lru-cache's way of forgetting the time it
- * read, unless its `ttlResolution` is 0.
- */
-async function millisecondTimers (run: () => Promise<void> | void): Promise<number> {
-  let set = 0
-  const hook = createHook({ init (_id, type, _trigger, resource) { if (type === 'Timeout' && (resource as { _idleTimeout?: number })._idleTimeout === 1) set++ } })
-  hook.enable()
-  try {
-    await run()
-  } finally {
-    hook.disable()
-  }
-  return set
-}
 
 test('TTL_CLOCK: a store read once a request sets no timer to read the clock; entries still expire on time', async (t) => {
   // What lru-cache does by default: the check would not notice a fix that was not there.

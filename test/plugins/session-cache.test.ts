@@ -1,4 +1,3 @@
-import { createHook } from 'node:async_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import fastifyCookie from '@fastify/cookie'
 import { signerFactory } from '@fastify/cookie'
@@ -7,6 +6,7 @@ import type { FastifyInstance } from 'fastify'
 import { test, type Test } from 'tap'
 import multiCache, { sessionCache, type SessionCacheOptions } from '../../index.js'
 import { captureLogs, cookieOf, fresh, secret } from '../helpers/app.js'
+import { millisecondTimers } from '../helpers/timers.js'
 
 /** An app with routes over every session method. */
 async function shop (t: Test, options: SessionCacheOptions = { secret }): Promise<FastifyInstance> {
@@ -409,17 +409,14 @@ test('a quiet server sets no timer per request to read the clock: sessions in me
       return { cart: cart + 1 }
     })
     const cookie = cookieOf((await app.inject({ method: 'POST', url: '/cart' })).headers) as string
-    let timers = 0
     // lru-cache's default keeps the clock it read for a millisecond, and sets a timer to forget it.
-    const hook = createHook({ init (_id, type, _trigger, resource) { if (type === 'Timeout' && (resource as { _idleTimeout?: number })._idleTimeout === 1) timers++ } })
-    hook.enable()
-    t.teardown(() => { hook.disable() })
-    for (let i = 0; i < 5; i++) {
-      await sleep(3)
-      const response = await app.inject({ method: 'POST', url: '/cart', headers: { cookie } })
-      t.same(response.json(), { cart: i + 2 }, store)
-    }
-    hook.disable()
+    const timers = await millisecondTimers(async () => {
+      for (let i = 0; i < 5; i++) {
+        await sleep(3)
+        const response = await app.inject({ method: 'POST', url: '/cart', headers: { cookie } })
+        t.same(response.json(), { cart: i + 2 }, store)
+      }
+    })
     t.equal(timers, 0, store)
     await app.inject({ method: 'POST', url: '/logout', headers: { cookie } })
     await app.close()
