@@ -6,7 +6,7 @@ import { jsonSerializer } from '../../../lib/serializer.js'
 import type { Group } from '../../../lib/store.js'
 import { RedisStore, type RedisClient } from '../../../lib/stores/redis.js'
 import { MAX_WAITING } from '../../../lib/budget.js'
-import { commandCalls, privateRedis, redisFor, uniquePrefix } from '../../helpers/redis.js'
+import { REDIS_URL, commandCalls, privateRedis, redisFor, uniquePrefix } from '../../helpers/redis.js'
 import { until } from '../../helpers/until.js'
 
 test('values, TTLs in Redis, batches and prefix-scoped clear', async (t) => {
@@ -297,4 +297,57 @@ test('batches: getTimedMany reads each value with its time left in one script; f
   t.same(await fences.setManyIf([{ key: 'a', value: 'late', ttl: 0, fence: a as string }]), [false], 'after Redis forgot its fences, nothing vouches for a load')
   t.same(await fences.setManyIf([]), [])
   t.same(await fences.readMany([]), [])
+})
+
+/** Counts the writes a client's socket makes (a `_writev` of many chunks is one). */
+function socketWrites (client: Redis): { count: number } {
+  const seen = { count: 0 }
+  const stream = client.stream as unknown as { _write: (...args: unknown[]) => void, _writev: (...args: unknown[]) => void }
+  const write = stream._write.bind(stream)
+  const writev = stream._writev.bind(stream)
+  stream._write = (...args) => { seen.count++; write(...args) }
+  stream._writev = (...args) => { seen.count++; writev(...args) }
+  return seen
+}
+
+test('commands sent in one turn of the event loop go to the socket in one write, in the order they were sent, the app\'s own included', async (t) => {
+  const client = await redisFor(t)
+  if (client === undefined) return
+  const prefix = uniquePrefix(t)
+  const store = new RedisStore({ client: client as unknown as RedisClient, prefix })
+  await store.set('warm', 0)
+  const writes = socketWrites(client)
+  const sets = await Promise.all([store.set('a', 1), store.set('b', 2), store.set('c', 3), store.set('d', 4)])
+  t.equal(sets.length, 4)
+  t.equal(writes.count, 1, 'four writes of one turn: one socket write')
+  t.same(await store.getMany(['a', 'b', 'c', 'd']), [1, 2, 3, 4])
+
+  // The app's command between two of the store's, on the same client, in one turn: each runs where it was sent.
+  writes.count = 0
+  const [before, , , after] = await Promise.all([store.get('a'), store.set('a', 'store'), client.set(prefix + 'a', '"app"'), store.get('a')])
+  t.equal(before, 1)
+  t.equal(after, 'app', 'the app\'s SET, sent after the store\'s, ran after it')
+  t.equal(writes.count, 1)
+
+  // Sent in turns of their own, each goes when its turn ends.
+  writes.count = 0
+  for (let i = 0; i < 3; i++) await store.set('a', i)
+  t.equal(writes.count, 3)
+})
+
+test('a connection lost while a turn\'s writes are held: they are sent again on the new one, none lost', async (t) => {
+  if (await redisFor(t) === undefined) return
+  // ioredis's defaults: it reconnects, and sends again the commands that were not answered.
+  const client = new Redis(REDIS_URL)
+  t.teardown(() => { client.disconnect() })
+  await client.ping()
+  const prefix = uniquePrefix(t)
+  // Time for ioredis to reconnect (its first retry waits 50 ms) within the command's budget.
+  const store = new RedisStore({ client: client as unknown as RedisClient, prefix, timeout: 5000 })
+  await store.set('warm', 0)
+  const written = Promise.all([store.set('a', 1), store.set('b', 2)])
+  // The socket goes before the turn ends: ioredis reconnects and sends what it had not been answered.
+  client.stream.destroy()
+  await written
+  t.same(await store.getMany(['a', 'b']), [1, 2])
 })
