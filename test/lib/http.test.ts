@@ -3,7 +3,7 @@ import { isNotModified, matchesEtag, notModifiedHeaders } from '../../lib/http/c
 import { cacheDirectives, headerText, secondsOf, type HeaderMap } from '../../lib/http/headers.js'
 import { credentialsOf, keyParts, pathOf, responseKey, routeIdentity, targetOf, variantOf, type IgnoredCookies, type QueryRule } from '../../lib/http/request.js'
 import { forwardStatus, hitStatus } from '../../lib/http/cache-status.js'
-import { ageOf, etagOf, fromRecord, privateCacheControl, storable, toCachedResponse, toRecord, varyOf, type CachedResponse, type Storable, type StorePolicy } from '../../lib/http/response.js'
+import { HEADER_SETS, ageOf, etagOf, fromRecord, heldHeaderSets, privateCacheControl, storable, toCachedResponse, toRecord, varyOf, type CachedResponse, type Storable, type StorePolicy } from '../../lib/http/response.js'
 import { findVariant, sizeOf, withVariant } from '../../lib/http/variants.js'
 
 // The HTTP policy of route caching, without Fastify: each rule as a table of cases.
@@ -270,6 +270,41 @@ test('a stored body is its exact bytes, held once in a buffer of its own; a reco
   t.equal(record.body, 'AP8B/g==')
   t.same(JSON.parse(JSON.stringify(record)), record, 'a record survives JSON')
   t.same(fromRecord(record), bytes)
+})
+
+test('stored responses with the same headers share one frozen set; one with a header of several values keeps its own', async (t) => {
+  const json = { 'content-type': 'application/json', 'cache-control': 'max-age=60' }
+  const first = toCachedResponse(200, { ...json }, 'a', NOW, 1000)
+  const second = toCachedResponse(200, { ...json }, 'b', NOW, 1000)
+  t.equal(first.headers, second.headers, 'one object for both')
+  t.ok(Object.isFrozen(first.headers), 'frozen: nothing done with one response changes the other')
+  t.throws(() => { (first.headers as Record<string, string>)['x-later'] = '1' }, TypeError)
+  t.same(second.headers, json)
+  const other = toCachedResponse(200, { 'content-type': 'application/json', 'cache-control': 'max-age=61' }, 'c', NOW, 1000)
+  t.not(other.headers, first.headers, 'a value apart: a set apart')
+  t.equal(other.headers['cache-control'], 'max-age=61')
+  const listed = toCachedResponse(200, { 'content-type': 'text/html', link: ['</a.css>; rel=preload', '</b.js>; rel=preload'] }, 'd', NOW, 1000)
+  const listedToo = toCachedResponse(200, { 'content-type': 'text/html', link: ['</a.css>; rel=preload', '</b.js>; rel=preload'] }, 'e', NOW, 1000)
+  t.not(listed.headers, listedToo.headers, 'an array a hook may change in place is never shared')
+  t.notOk(Object.isFrozen(listed.headers))
+})
+
+test('the header sets held apart from the responses are bounded, whatever a handler puts in its headers', async (t) => {
+  for (let i = 0; i < HEADER_SETS * 3; i++) {
+    const response = toCachedResponse(200, { 'content-type': 'text/plain', 'x-echo': `client-${i}` }, 'x', NOW, 1000)
+    t.equal(response.headers['x-echo'], `client-${i}`)
+    t.ok(heldHeaderSets() <= HEADER_SETS)
+  }
+  const long = { 'content-type': 'text/plain', link: 'x'.repeat(5000) }
+  const kept = toCachedResponse(200, { ...long }, 'x', NOW, 1000)
+  t.not(toCachedResponse(200, { ...long }, 'y', NOW, 1000).headers, kept.headers, 'a long set is the response\'s own, not held apart')
+  t.same(kept.headers, long)
+})
+
+test('a computed ETag, stored as one string of its own, is the text of its digest', async (t) => {
+  const etag = toCachedResponse(200, {}, 'body', NOW, 1000).etag
+  t.equal(etag, etagOf('body'))
+  t.equal(etag.length, 'W/"'.length + 27 + 1, 'a SHA-1 in base64url between the quotes')
 })
 
 test('conditional requests: If-None-Match by weak comparison, then If-Modified-Since', async (t) => {

@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { test, type Test } from 'tap'
 import multiCache, { appCache, routeCache, sessionCache, type MultiCacheOptions } from '../../index.js'
+import { HEADER_SETS } from '../../lib/http/response.js'
 import { cookieOf, fresh, secret } from '../helpers/app.js'
 import { overHttp } from '../helpers/http.js'
 
@@ -55,6 +56,27 @@ test('an application-level route is answered from the cache without running the 
   t.equal(second.headers.age, '0')
   t.equal(calls.catalog, 1, 'the handler ran once')
   t.same(app.multiCache.stats().route, { hits: 1, misses: 1, loads: 0, loadErrors: 0, evictions: 0, storeErrors: 0, oversized: 0, staleServed: 0, graceServed: 0, backgroundLoads: 0, tagInvalidations: 0, tagsUnknown: 0, size: 1, reasons: {} })
+})
+
+test('responses stored with one set of headers share it, and each URL still replays exactly its own headers', async (t) => {
+  const app = fresh(t)
+  await app.register(multiCache, { session: false, route: { max: 10_000 } })
+  let runs = 0
+  app.get('/item/:id', { config: { cache: { level: 'app', ttl: '1m' } } }, async (request, reply) => {
+    runs++
+    const { id } = request.params as { id: string }
+    // Every response carries a header of its own: more sets than are ever held apart from the responses.
+    return await reply.header('cache-control', 'public, max-age=60').header('x-item', id).send({ id })
+  })
+  const ids = Array.from({ length: HEADER_SETS + 200 }, (_, i) => String(i))
+  for (const id of ids) t.equal((await app.inject(`/item/${id}`)).headers['x-cache'], 'MISS')
+  for (const id of [...ids].reverse()) {
+    const hit = await app.inject(`/item/${id}`)
+    if (hit.headers['x-cache'] !== 'HIT-APP' || hit.headers['x-item'] !== id || hit.body !== JSON.stringify({ id }) || hit.headers['cache-control'] !== 'public, max-age=60') {
+      t.fail(`/item/${id} replayed ${String(hit.headers['x-cache'])} ${String(hit.headers['x-item'])} ${hit.body}`)
+    }
+  }
+  t.equal(runs, ids.length, 'every second request was a hit')
 })
 
 test('Age counts the seconds since the response was stored; without a ttl it is kept 1 minute, never forever', async (t) => {
