@@ -290,11 +290,15 @@ test('stored responses with the same headers share one frozen set; one with a he
 })
 
 test('the header sets held apart from the responses are bounded, whatever a handler puts in its headers', async (t) => {
+  let mixed = 0
+  let most = 0
   for (let i = 0; i < HEADER_SETS * 3; i++) {
     const response = toCachedResponse(200, { 'content-type': 'text/plain', 'x-echo': `client-${i}` }, 'x', NOW, 1000)
-    t.equal(response.headers['x-echo'], `client-${i}`)
-    t.ok(heldHeaderSets() <= HEADER_SETS)
+    if (response.headers['x-echo'] !== `client-${i}`) mixed++
+    most = Math.max(most, heldHeaderSets())
   }
+  t.equal(mixed, 0, 'each response keeps its own value')
+  t.ok(most <= HEADER_SETS, `at most ${HEADER_SETS} sets held (${most})`)
   const long = { 'content-type': 'text/plain', link: 'x'.repeat(5000) }
   const kept = toCachedResponse(200, { ...long }, 'x', NOW, 1000)
   t.not(toCachedResponse(200, { ...long }, 'y', NOW, 1000).headers, kept.headers, 'a long set is the response\'s own, not held apart')

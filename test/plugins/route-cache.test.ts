@@ -69,13 +69,15 @@ test('responses stored with one set of headers share it, and each URL still repl
     return await reply.header('cache-control', 'public, max-age=60').header('x-item', id).send({ id })
   })
   const ids = Array.from({ length: HEADER_SETS + 200 }, (_, i) => String(i))
-  for (const id of ids) t.equal((await app.inject(`/item/${id}`)).headers['x-cache'], 'MISS')
+  for (const id of ids) await app.inject(`/item/${id}`)
+  const wrong: string[] = []
   for (const id of [...ids].reverse()) {
     const hit = await app.inject(`/item/${id}`)
     if (hit.headers['x-cache'] !== 'HIT-APP' || hit.headers['x-item'] !== id || hit.body !== JSON.stringify({ id }) || hit.headers['cache-control'] !== 'public, max-age=60') {
-      t.fail(`/item/${id} replayed ${String(hit.headers['x-cache'])} ${String(hit.headers['x-item'])} ${hit.body}`)
+      wrong.push(`/item/${id}: ${String(hit.headers['x-cache'])} x-item ${String(hit.headers['x-item'])} ${hit.body}`)
     }
   }
+  t.same(wrong.slice(0, 3), [], 'every hit replays its own headers and body')
   t.equal(runs, ids.length, 'every second request was a hit')
 })
 
