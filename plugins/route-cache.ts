@@ -9,7 +9,7 @@ import { isNotModified, notModifiedHeaders } from '../lib/http/conditional.js'
 import type { HeaderMap } from '../lib/http/headers.js'
 import { forwardStatus, hitStatus, type RouteReason } from '../lib/http/cache-status.js'
 import { credentialsOf, pathOf, responseKey, routeIdentity, targetOf, type IgnoredCookies } from '../lib/http/request.js'
-import { ageOf, fromRecord, privateCacheControl, storable, toCachedResponse, toRecord, type CachedResponse, type ResponseRecord, type StorePolicy } from '../lib/http/response.js'
+import { ageOf, fromRecord, privateCacheControl, storable, toCachedResponse, toRecord, withOwnArrays, type CachedResponse, type ResponseRecord, type StorePolicy } from '../lib/http/response.js'
 import { findVariant, withVariant, type StoredVariants } from '../lib/http/variants.js'
 import { observeLookup, type CacheOperation } from '../lib/events.js'
 import { KeyRule } from '../lib/keys.js'
@@ -301,7 +301,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       reply.header('age', ageOf(found, now))
       if (xCache) reply.header('x-cache', stale ? 'STALE' : hit)
       if (cacheStatus) reply.header('cache-status', hitStatus(Math.floor(((found.fresh ?? found.expires) - now) / 1000)))
-      const headers = app ? found.headers : { ...found.headers, 'cache-control': privateCacheControl(found.headers['cache-control']) }
+      const headers = withOwnArrays(app ? found.headers : { ...found.headers, 'cache-control': privateCacheControl(found.headers['cache-control']) })
       if (isNotModified(request.method, request.headers, found)) reply.code(304).headers(notModifiedHeaders({ ...found, headers })).send()
       else reply.code(found.status).headers(headers).header('etag', found.etag).send(found.body)
       return reply
@@ -322,7 +322,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
         const bytes = typeof payload === 'string' || Buffer.isBuffer(payload)
         pending.unproduced = !pending.fromHandler ? 'error' : request.method === 'HEAD' ? 'head' : 'stream'
         pending.produced = pending.fromHandler && request.method !== 'HEAD' && bytes
-          ? { status: reply.statusCode, headers: reply.getHeaders(), payload }
+          ? { status: reply.statusCode, headers: withOwnArrays(reply.getHeaders()), payload }
           : undefined
       }
       done(null, payload)

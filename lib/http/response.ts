@@ -193,6 +193,23 @@ export function heldHeaderSets (): number {
 }
 
 /**
+ * `headers` with arrays of their own: a reply keeps an array it is given, and a hook after it (`onSend`) may change that
+ * array in place, which, were it a stored response's, would change what every later hit replays (and one client's
+ * value would reach the next). Copied where the response is captured and where a hit is replayed; a set of strings
+ * only, as shared sets are, is `headers` itself.
+ */
+export function withOwnArrays<T extends Readonly<Record<string, unknown>>> (headers: T): T {
+  for (const name in headers) {
+    if (Array.isArray(headers[name])) {
+      const own: Record<string, unknown> = { ...headers }
+      for (const key in own) if (Array.isArray(own[key])) own[key] = [...own[key] as unknown[]]
+      return own as T
+    }
+  }
+  return headers
+}
+
+/**
  * An ASCII string as one piece of memory of its own: V8 keeps a concatenation as its parts until something reads it
  * whole, and a weak ETag took 112 bytes against 48 in each response stored and not hit yet.
  */

@@ -81,6 +81,38 @@ test('responses stored with one set of headers share it, and each URL still repl
   t.equal(runs, ids.length, 'every second request was a hit')
 })
 
+test('a hook that changes a header array in place changes no stored response: each client gets what was stored and its own change', async (t) => {
+  const app = fresh(t)
+  await app.register(multiCache, { session: false })
+  const preload = ['</a.css>; rel=preload', '</b.js>; rel=preload']
+  // One client's hint added to the array the reply holds.
+  const hint = (request: FastifyRequest, reply: FastifyReply): void => {
+    const link = reply.getHeader('link')
+    if (Array.isArray(link)) link.push(`</${String(request.headers['x-client'])}>; rel=preload`)
+  }
+  // An app-wide hook runs before the response is captured, so it changes hits only here; the route's own runs after.
+  app.addHook('onSend', async (request, reply, payload) => {
+    if (request.url === '/app-hook' && reply.getHeader('x-cache') === 'HIT-APP') hint(request, reply)
+    return payload
+  })
+  const page = async (_request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => await reply.header('link', [...preload]).send('page')
+  app.get('/app-hook', { config: { cache: { level: 'app', ttl: '1m' } } }, page)
+  app.get('/route-hook', { config: { cache: { level: 'app', ttl: '1m' } }, onSend: async (request, reply, payload) => { hint(request, reply); return payload } }, page)
+  for (const url of ['/app-hook', '/route-hook']) {
+    const linkOf = async (client: string): Promise<unknown> => {
+      const response = await app.inject({ url, headers: { 'x-client': client } })
+      return [response.headers['x-cache'], response.headers.link]
+    }
+    t.same(await linkOf('alice'), ['MISS', url === '/app-hook' ? preload : [...preload, '</alice>; rel=preload']], `${url}: the miss`)
+    const wrong: unknown[] = []
+    for (const client of ['bob', 'carol', ...Array.from({ length: 20 }, (_, i) => `c${i}`)]) {
+      const got = await linkOf(client)
+      if (JSON.stringify(got) !== JSON.stringify(['HIT-APP', [...preload, `</${client}>; rel=preload`]])) wrong.push([client, got])
+    }
+    t.same(wrong.slice(0, 2), [], `${url}: each hit carries the stored links and its own client's only, and they do not grow`)
+  }
+})
+
 test('Age counts the seconds since the response was stored; without a ttl it is kept 1 minute, never forever', async (t) => {
   const clock = FakeTimers.install({ toFake: ['Date'] })
   t.teardown(() => clock.uninstall())
