@@ -113,6 +113,27 @@ test('a hook that changes a header array in place changes no stored response: ea
   }
 })
 
+test('a session page: a hook that adds to a header array in place changes that reply only, however many hits', async (t) => {
+  const { app } = await build(t)
+  const preload = ['</a.css>; rel=preload']
+  let n = 0
+  app.get('/my-page', {
+    config: { cache: { level: 'session' } },
+    onSend: async (_request, reply, payload) => {
+      const link = reply.getHeader('link')
+      if (Array.isArray(link)) link.push(`</n/${++n}>; rel=preload`)
+      return payload
+    }
+  }, async (_request, reply) => await reply.header('link', [...preload]).send('mine'))
+  const cookie = await login(app, 'alice')
+  const answers = []
+  for (let i = 0; i < 5; i++) {
+    const response = await app.inject({ url: '/my-page', headers: { cookie } })
+    answers.push([response.headers['x-cache'], response.headers.link])
+  }
+  t.same(answers, [1, 2, 3, 4, 5].map((i) => [i === 1 ? 'MISS' : 'HIT-SESSION', [...preload, `</n/${i}>; rel=preload`]]))
+})
+
 test('Age counts the seconds since the response was stored; without a ttl it is kept 1 minute, never forever', async (t) => {
   const clock = FakeTimers.install({ toFake: ['Date'] })
   t.teardown(() => clock.uninstall())
