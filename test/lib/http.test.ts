@@ -305,7 +305,7 @@ test('the header sets held apart from the responses are bounded, whatever a hand
   t.same(kept.headers, long)
 })
 
-test('a computed ETag, stored as one string of its own, is the text of its digest', async (t) => {
+test('a computed ETag, copied into one string when stored, is still the text of its digest (a test cannot see how V8 lays a string out)', async (t) => {
   const etag = toCachedResponse(200, {}, 'body', NOW, 1000).etag
   t.equal(etag, etagOf('body'))
   t.equal(etag.length, 'W/"'.length + 27 + 1, 'a SHA-1 in base64url between the quotes')
