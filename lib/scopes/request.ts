@@ -71,7 +71,6 @@ export class RequestCache {
 
   private find<T> (key: string, op?: CacheOperation): T | undefined {
     this.level.keys.assert(key)
-    this.usage?.read(key)
     const value = this.entries.get(key)
     if (value === undefined) {
       this.missed(key)
@@ -80,6 +79,9 @@ export class RequestCache {
       this.level.stats.hits++
       op?.found()
     }
+    // Counted last: a call one request in 100 makes, taken before the lookup, had every request reload around it what
+    // the lookup reads (the advisor's share of a request's instructions fell from 3.6 % to about 1 %).
+    this.usage?.read(key)
     return value as T | undefined
   }
 
@@ -96,7 +98,6 @@ export class RequestCache {
   private write (key: string, value: unknown): this {
     this.level.keys.assert(key)
     assertValue(key, value)
-    this.usage?.fill(key)
     const entries = this.entries
     if (entries.has(key)) {
       entries.delete(key)
@@ -105,6 +106,8 @@ export class RequestCache {
       if (entries.size >= this.level.options.maxEntries) this.evictOldest()
     }
     entries.set(key, value)
+    // Last, as in `find`.
+    this.usage?.fill(key)
     return this
   }
 
@@ -165,14 +168,15 @@ export class RequestCache {
 
   private findOrLoad<T> (key: string, loader: () => T | PromiseLike<T>, op?: CacheOperation): Promise<T> {
     if (!this.level.keys.valid(key)) return this.level.keys.reject(key)
-    this.usage?.read(key)
     const value = this.entries.get(key)
     const stats = this.level.stats
     if (value !== undefined) {
       stats.hits++
       op?.found()
+      this.usage?.read(key)
       return Promise.resolve(value as T)
     }
+    this.usage?.read(key)
     this.missed(key)
     op?.missed()
     this.loads ??= new SingleFlight()
