@@ -80,7 +80,7 @@ export class RequestCache {
       op?.found()
     }
     // Counted last: a call one request in 100 makes, taken before the lookup, had every request reload around it what
-    // the lookup reads (the advisor's share of a request's instructions fell from 3.6 % to about 1 %).
+    // the lookup reads (moved here, the advisor's share of a request's instructions fell from 3.6 % to 1.4 %).
     this.usage?.read(key)
     return value as T | undefined
   }
