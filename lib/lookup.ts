@@ -6,6 +6,7 @@ import { KeyRule } from './keys.js'
 import type { AppCache } from './scopes/application.js'
 import type { RequestCache } from './scopes/request.js'
 import type { SessionCache } from './scopes/session.js'
+import { promiseOf } from './store.js'
 
 /** The level a value is loaded into by `request.cache.getOrLoad`. */
 export type CacheLevel = 'request' | 'session' | 'app'
@@ -45,7 +46,7 @@ export class CacheLookup {
   get<T = unknown> (key: string): Promise<T | undefined> {
     if (!this.keys.valid(key)) return this.keys.reject(key)
     const memo = this.request?.get<T>(key)
-    if (memo !== undefined) return Promise.resolve(memo)
+    if (memo !== undefined) return promiseOf(memo)
     return this.fromBroaderLevels(key)
   }
 
@@ -58,7 +59,7 @@ export class CacheLookup {
     }
     if (level === 'request') return this.request?.getOrLoad(key, loader) ?? Promise.reject(notRegistered(level))
     const memo = this.request?.get<T>(key)
-    if (memo !== undefined) return Promise.resolve(memo)
+    if (memo !== undefined) return promiseOf(memo)
     return this.loadBroader(key, loader, level, options)
   }
 

@@ -9,7 +9,7 @@ import { LevelLog } from '../level-log.js'
 import { callDuration } from '../options.js'
 import { SingleFlight, type Flight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
-import { deleteKeys, isPromiseLike, type KeyPage, type KeyQuery, type Store } from '../store.js'
+import { deleteKeys, isPromiseLike, promiseOf, type KeyPage, type KeyQuery, type Store } from '../store.js'
 import { TagVersions } from '../tags.js'
 import { parseDuration, type Duration } from '../durations.js'
 import { AppBatches } from './app-batch.js'
@@ -215,7 +215,7 @@ export class AppCache {
     if (state === 'fresh') {
       this.stats.hits++
       op?.found(false, 'memory')
-      return Promise.resolve((found as Held).v as T)
+      return promiseOf((found as Held).v as T)
     }
     const definition = this.definitions.get(key)
     return this.afterLookup(key, found, state, definition?.loader as Loader<T> | undefined, definition?.freshness ?? this.defaults, op)
@@ -336,7 +336,7 @@ export class AppCache {
     if (state === 'fresh') {
       this.stats.hits++
       op?.found(false, 'memory')
-      return Promise.resolve((found as Held).v as T)
+      return promiseOf((found as Held).v as T)
     }
     let freshness: Freshness
     try {

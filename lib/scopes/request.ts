@@ -7,6 +7,7 @@ import { observe, observeLoad, observeRequestLookup, watchRequest, type CacheOpe
 import { LevelLog } from '../level-log.js'
 import { SingleFlight } from '../single-flight.js'
 import { LevelStats, countLoad } from '../stats.js'
+import { promiseOf } from '../store.js'
 
 export interface RequestLevelOptions {
   /** Most entries one request may hold; past it the oldest entry is dropped. */
@@ -174,7 +175,7 @@ export class RequestCache {
       stats.hits++
       op?.found()
       this.usage?.read(key)
-      return Promise.resolve(value as T)
+      return promiseOf(value as T)
     }
     this.usage?.read(key)
     this.missed(key)
