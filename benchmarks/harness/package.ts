@@ -11,5 +11,6 @@ export const { default: multiCache, appCache, requestCache, sessionCache, Memory
 export const { SessionLevel } = await load<typeof import('../../lib/scopes/session.js')>('lib/scopes/session.js')
 export const { RequestLevel } = await load<typeof import('../../lib/scopes/request.js')>('lib/scopes/request.js')
 export const { AppCache } = await load<typeof import('../../lib/scopes/application.js')>('lib/scopes/application.js')
+export const { sessionStoreKey } = await load<typeof import('../../lib/keys.js')>('lib/keys.js')
 export const { ResponseCache } = await load<typeof import('../../lib/response-cache.js')>('lib/response-cache.js')
 export const { toCachedResponse } = await load<typeof import('../../lib/http/response.js')>('lib/http/response.js')

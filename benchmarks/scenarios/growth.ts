@@ -1,6 +1,7 @@
 // 15. Cost as the work grows: a hit, a session read and a route cache hit with a thousand times more data held; a
 // user's sessions listed and ended with a hundred times more of them; a change of a level's only entry under a thousand
 // times the bound; clear() of 100,000 keys in Redis.
+import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify from 'fastify'
@@ -12,7 +13,7 @@ import { result, type Result } from '../harness/results.js'
 import { percentile, spread } from '../harness/rounds.js'
 import type { Scenario } from '../harness/scenario.js'
 import { settings } from '../harness/settings.js'
-import { MemoryStore, RedisStore, ResponseCache, SessionLevel, appCache, toCachedResponse } from '../harness/package.js'
+import { MemoryStore, RedisStore, ResponseCache, SessionLevel, appCache, sessionStoreKey, toCachedResponse } from '../harness/package.js'
 import { heapAfterGc } from '../harness/heap.js'
 
 /** Reads timed per figure, at random among the keys held, so that a large store is read all over (as caches are). */
@@ -107,6 +108,20 @@ async function sessionReads (size: number, redis: boolean): Promise<Figure> {
   if (redis) await store.clear()
   client?.disconnect()
   return ns
+}
+
+/**
+ * The session row's floor: the least a session read among `size` sessions can do where a session is found by a hash of
+ * the id its cookie carries. lru-cache alone holds each session's cart under the SHA-256 of a random id, as the level
+ * keys its store, with a rolling ttl (each read restarts it and moves the session up the list, as the memory store
+ * does); a read hashes the id, looks it up and reads the cart found.
+ */
+async function sessionsAlone (size: number): Promise<Figure> {
+  const ttl = 30 * 60_000
+  const lru = new LRUCache<string, { cart: { sku: string, quantity: number } }>({ max: size, ttl, updateAgeOnGet: true })
+  const ids = Array.from({ length: size }, () => randomBytes(32).toString('base64url'))
+  for (const id of ids) lru.set(sessionStoreKey(id), { cart: { sku: 'SKU-1', quantity: 1 } })
+  return await timed(size, READS, (i) => { sink = lru.get(sessionStoreKey(ids[i] as string))?.cart })
 }
 
 /**
@@ -254,7 +269,8 @@ export const tasks: TaskFunctions = {
   ...Object.fromEntries([1000, 100_000].map((size) => [`app-redis-${size}`, async () => await appHits(size, true)])),
   ...Object.fromEntries([1000, 100_000].flatMap((size) => [
     [`session-memory-${size}`, async () => await sessionReads(size, false)],
-    [`session-redis-${size}`, async () => await sessionReads(size, true)]
+    [`session-redis-${size}`, async () => await sessionReads(size, true)],
+    [`session-alone-${size}`, async () => await sessionsAlone(size)]
   ])),
   ...Object.fromEntries([100, 100_000].flatMap((size) => [
     [`route-${size}`, async () => await routeHits(size)],
@@ -286,7 +302,7 @@ async function rounds<T> (task: string, count: number): Promise<T[]> {
 const FIGURES = [
   'app-memory-1000', 'app-memory-1000000', 'lru-1000', 'lru-1000000', 'app-memory-100000', 'lru-100000',
   'app-redis-1000', 'app-redis-100000',
-  'session-memory-1000', 'session-memory-100000',
+  'session-memory-1000', 'session-memory-100000', 'session-alone-1000', 'session-alone-100000',
   'session-redis-1000', 'session-redis-100000',
   'route-100', 'route-100000', 'route-alone-100', 'route-alone-100000'
 ]
@@ -362,7 +378,8 @@ export const growth: Scenario = {
     }))
     const lru5 = await measured('lru-100000')
     flat('appCache.getOrLoad hit, memory tier in front of Redis, among 10^5 entries vs 10^3', await measured('app-redis-1000'), await measured('app-redis-100000'), 'app-redis-1000', 'app-redis-100000', [lru3, lru5])
-    flat('session read (memory store) among 10^5 live sessions vs 10^3', await measured('session-memory-1000'), await measured('session-memory-100000'), 'session-memory-1000', 'session-memory-100000')
+    flat('session read (memory store) among 10^5 live sessions vs 10^3 (its floor: lru-cache alone holding each cart under the SHA-256 of an id, with a rolling ttl)', await measured('session-memory-1000'), await measured('session-memory-100000'), 'session-memory-1000', 'session-memory-100000',
+      [await measured('session-alone-1000'), await measured('session-alone-100000')])
     flat('session read (Redis, no memory tier: a round trip each) among 10^5 live sessions vs 10^3', await measured('session-redis-1000'), await measured('session-redis-100000'), 'session-redis-1000', 'session-redis-100000')
     const routes = await measured('route-100000')
     flat('route cache hit (application level) among 10^5 stored URLs vs 10^2', await measured('route-100'), routes, 'route-100', 'route-100000', [await measured('route-alone-100'), await measured('route-alone-100000')],
