@@ -7,10 +7,10 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 import { LRUCache } from 'lru-cache'
-import { runTask, type TaskFunctions } from '../harness/children.js'
+import { runTask, startWorker, type TaskFunctions, type WorkerFactories, type WorkerHandle } from '../harness/children.js'
 import { SHARED_REDIS, namespaceFor, sweepRun } from '../harness/redis.js'
 import { result, type Result } from '../harness/results.js'
-import { percentile, spread } from '../harness/rounds.js'
+import { alternate, percentile, spread } from '../harness/rounds.js'
 import type { Scenario } from '../harness/scenario.js'
 import { settings } from '../harness/settings.js'
 import { MemoryStore, RedisStore, ResponseCache, SessionLevel, appCache, sessionStoreKey, toCachedResponse } from '../harness/package.js'
@@ -39,25 +39,38 @@ function picks (size: number, count: number, pattern: 'hot' | 'all'): Uint32Arra
   return at
 }
 
-/** ns per read of `read` over the hot set and over every key, each after a warm-up pass. */
-async function timed (size: number, count: number, read: (index: number) => Promise<void> | void): Promise<{ hot: number, all: number }> {
-  const per = async (pattern: 'hot' | 'all'): Promise<number> => {
-    const at = picks(size, count, pattern)
-    const run = async (): Promise<void> => { for (let i = 0; i < count; i++) await read(at[i] as number) }
-    await run()
-    const started = process.hrtime.bigint()
-    await run()
-    return Number(process.hrtime.bigint() - started) / count
-  }
-  return { hot: await per('hot'), all: await per('all') }
+type Read = (index: number) => Promise<void> | void
+
+/** ns per read of `read` at the indexes `at`. */
+async function pass (at: Uint32Array, read: Read): Promise<number> {
+  const started = process.hrtime.bigint()
+  for (let i = 0; i < at.length; i++) await read(at[i] as number)
+  return Number(process.hrtime.bigint() - started) / at.length
 }
 
+/**
+ * A figure's measurement, warmed up over both patterns: each call times a pass over the hot set and one over every
+ * key. The hot pass starts with a tenth of its reads untimed, since the pass over every key before it pushed the hot
+ * set out of the CPU's caches.
+ */
+async function timed (size: number, count: number, read: Read, bytes?: number): Promise<() => Promise<Figure>> {
+  const hot = picks(size, count, 'hot')
+  const all = picks(size, count, 'all')
+  await pass(hot, read)
+  await pass(all, read)
+  return async () => {
+    await pass(hot.subarray(0, count / 10), read)
+    return { hot: await pass(hot, read), all: await pass(all, read), bytes }
+  }
+}
+
+type Measure = () => Promise<Figure>
 interface Figure { hot: number, all: number, bytes?: number }
 /** Every read's result lands here, so the engine cannot drop the reads as dead code. */
 export let sink: unknown
 
 /** An appCache hit among `size` entries, in memory or in the memory tier in front of Redis; bytes per entry beside lru-cache's. */
-async function appHits (size: number, redis: boolean): Promise<Figure> {
+async function appHits (size: number, redis: boolean): Promise<Measure> {
   const before = heapAfterGc()
   const app = Fastify()
   const client = redis ? await connected() : undefined
@@ -68,11 +81,7 @@ async function appHits (size: number, redis: boolean): Promise<Figure> {
   for (let i = 0; i < size; i += 1000) await Promise.all(keys.slice(i, i + 1000).map(async (key, j) => { await app.appCache.set(key, { ...SMALL, id: i + j }) }))
   const bytes = (heapAfterGc() - before) / size
   const neverCalled = async (): Promise<never> => { throw new Error('a hit must not load') }
-  const ns = await timed(size, READS, async (i) => { sink = await app.appCache.getOrLoad(keys[i] as string, neverCalled) })
-  if (redis) await app.appCache.clear()
-  await app.close()
-  client?.disconnect()
-  return { ...ns, bytes }
+  return await timed(size, READS, async (i) => { sink = await app.appCache.getOrLoad(keys[i] as string, neverCalled) }, bytes)
 }
 
 /**
@@ -81,17 +90,17 @@ async function appHits (size: number, redis: boolean): Promise<Figure> {
  * `get` returns the value untouched; among 10^5 entries that first touch of the entry is a miss of the CPU's caches,
  * which an app using lru-cache alone pays right after, when it reads what it found.
  */
-async function lruAlone (size: number): Promise<Figure> {
+async function lruAlone (size: number): Promise<Measure> {
   const before = heapAfterGc()
   const lru = new LRUCache<string, typeof SMALL>({ max: size })
   const keys = Array.from({ length: size }, (_, i) => `product:${i}`)
   for (const [i, key] of keys.entries()) lru.set(key, { ...SMALL, id: i })
   const bytes = (heapAfterGc() - before) / size
-  return { ...await timed(size, READS, (i) => { sink = lru.get(keys[i] as string)?.id }), bytes }
+  return await timed(size, READS, (i) => { sink = lru.get(keys[i] as string)?.id }, bytes)
 }
 
 /** A session read (the cart, by the session's cookie id) among `size` live sessions, in memory or in Redis. */
-async function sessionReads (size: number, redis: boolean): Promise<Figure> {
+async function sessionReads (size: number, redis: boolean): Promise<Measure> {
   const client = redis ? await connected() : undefined
   const ttl = 30 * 60_000
   const store = redis ? new RedisStore({ client: client as never, prefix: namespaceFor(`growth-session-${size}`), timeout: 5000 }) : new MemoryStore({ max: size, ttl, rolling: true })
@@ -104,10 +113,7 @@ async function sessionReads (size: number, redis: boolean): Promise<Figure> {
       return session.id as string
     })))
   }
-  const ns = await timed(size, redis ? READS / 20 : READS, async (i) => { sink = await level.open(() => ({ id: ids[i] as string })).get('cart') })
-  if (redis) await store.clear()
-  client?.disconnect()
-  return ns
+  return await timed(size, redis ? READS / 20 : READS, async (i) => { sink = await level.open(() => ({ id: ids[i] as string })).get('cart') })
 }
 
 /**
@@ -116,7 +122,7 @@ async function sessionReads (size: number, redis: boolean): Promise<Figure> {
  * keys its store, with a rolling ttl (each read restarts it and moves the session up the list, as the memory store
  * does); a read hashes the id, looks it up and reads the cart found.
  */
-async function sessionsAlone (size: number): Promise<Figure> {
+async function sessionsAlone (size: number): Promise<Measure> {
   const ttl = 30 * 60_000
   const lru = new LRUCache<string, { cart: { sku: string, quantity: number } }>({ max: size, ttl, updateAgeOnGet: true })
   const ids = Array.from({ length: size }, () => randomBytes(32).toString('base64url'))
@@ -128,7 +134,7 @@ async function sessionsAlone (size: number): Promise<Figure> {
  * A route cache hit among `size` stored URLs; bytes a stored response takes beyond its body. `alone`: the same
  * responses under the same keys in lru-cache alone, the hit used (see `lruAlone`): the route row's floor.
  */
-async function routeHits (size: number, alone = false): Promise<Figure> {
+async function routeHits (size: number, alone = false): Promise<Measure> {
   const body = '{"page":"a small page of a catalog"}'
   const now = Date.now()
   // Before the keys are made: a stored response's bytes include its key.
@@ -143,7 +149,7 @@ async function routeHits (size: number, alone = false): Promise<Figure> {
   const cache = new ResponseCache({ max: size, maxSize: 2 ** 40, maxVariants: 8, log: { warn () {} } })
   for (const key of keys) cache.store(key, [], {}, response(), cache.since, now)
   const bytes = (heapAfterGc() - before) / size - Buffer.byteLength(body)
-  return { ...await timed(size, READS, (i) => { sink = cache.find(keys[i] as string, {}, now) }), bytes }
+  return await timed(size, READS, (i) => { sink = cache.find(keys[i] as string, {}, now) }, bytes)
 }
 
 /** sessionsOf and destroyAllOf of a user with `sessions` sessions, in memory or in Redis: µs per call. */
@@ -263,9 +269,9 @@ async function redisClear (): Promise<Clear> {
 }
 
 const SIZES = [1000, 100_000, 1_000_000]
-export const tasks: TaskFunctions = {
+export const workers: WorkerFactories = {
   ...Object.fromEntries(SIZES.map((size) => [`app-memory-${size}`, async () => await appHits(size, false)])),
-  ...Object.fromEntries([1000, 100_000, 1_000_000].map((size) => [`lru-${size}`, async () => await lruAlone(size)])),
+  ...Object.fromEntries(SIZES.map((size) => [`lru-${size}`, async () => await lruAlone(size)])),
   ...Object.fromEntries([1000, 100_000].map((size) => [`app-redis-${size}`, async () => await appHits(size, true)])),
   ...Object.fromEntries([1000, 100_000].flatMap((size) => [
     [`session-memory-${size}`, async () => await sessionReads(size, false)],
@@ -275,7 +281,10 @@ export const tasks: TaskFunctions = {
   ...Object.fromEntries([100, 100_000].flatMap((size) => [
     [`route-${size}`, async () => await routeHits(size)],
     [`route-alone-${size}`, async () => await routeHits(size, true)]
-  ])),
+  ]))
+}
+
+export const tasks: TaskFunctions = {
   ...Object.fromEntries([10, 1000].flatMap((size) => [
     [`users-memory-${size}`, async () => await userSessions(size, false)],
     [`users-redis-${size}`, async () => await userSessions(size, true)]
@@ -295,23 +304,43 @@ async function rounds<T> (task: string, count: number): Promise<T[]> {
 }
 
 /**
- * The figures of every size, in the order a row compares them (the smallest, the largest, lru-cache alone at both):
- * each round runs them all once, in turn, so that a slow spell of the machine falls on one round of every size rather
- * than on every round of one, and a row's ratio is taken within a round.
+ * The figures rows compare, a set per row (the smallest, the largest, and the floor at both where it has one): a set's
+ * figures are measured together (see `together`).
  */
-const FIGURES = [
-  'app-memory-1000', 'app-memory-1000000', 'lru-1000', 'lru-1000000', 'app-memory-100000', 'lru-100000',
-  'app-redis-1000', 'app-redis-100000',
-  'session-memory-1000', 'session-memory-100000', 'session-alone-1000', 'session-alone-100000',
-  'session-redis-1000', 'session-redis-100000',
-  'route-100', 'route-100000', 'route-alone-100', 'route-alone-100000'
-]
+const SETS = {
+  app: ['app-memory-1000', 'app-memory-1000000', 'lru-1000', 'lru-1000000', 'app-memory-100000', 'lru-100000'],
+  appRedis: ['app-redis-1000', 'app-redis-100000', 'lru-1000', 'lru-100000'],
+  session: ['session-memory-1000', 'session-memory-100000', 'session-alone-1000', 'session-alone-100000'],
+  sessionRedis: ['session-redis-1000', 'session-redis-100000'],
+  route: ['route-100', 'route-100000', 'route-alone-100', 'route-alone-100000']
+} as const
 
-/** Each task's figure in a fresh process, round by round over `names`. */
-async function interleaved (names: readonly string[], count: number): Promise<Map<string, Figure[]>> {
-  const figures = new Map(names.map((name) => [name, [] as Figure[]]))
-  for (let i = 0; i < count; i++) {
-    for (const name of names) figures.get(name)?.push(await runTask<Figure>(MODULE, name, HEAP))
+/** Starts of a set's processes, and rounds measured of each: where a process's objects lie is drawn once a start. */
+const STARTS = 7
+const ROUNDS_PER_START = 3
+
+/**
+ * Each figure of `names` built in a process of its own, all alive at once and measured in turn, a pass over the hot set
+ * and one over every key each, `ROUNDS_PER_START` rounds; the processes are started afresh `starts` times, since where
+ * a process's objects lie in its heap moves a read among 10^5 by more than a row's target (see benchmarks/README.md).
+ * The passes of one round are a second or two apart: a slow spell of the machine, which on these VMs slowed the same
+ * read from 1.0 to 1.7 µs for seconds at a time, falls on the figures of one round alike, and a row's ratio is taken
+ * within a round.
+ */
+async function together<N extends string> (names: readonly N[], starts: number): Promise<Map<string, Figure[]>> {
+  const figures = new Map<string, Figure[]>(names.map((name) => [name, []]))
+  for (let start = 0; start < starts; start++) {
+    const handles = new Map<string, WorkerHandle<Figure>>()
+    try {
+      // One after another: each builds (and collects its heap) alone on the measuring core.
+      for (const name of names) handles.set(name, await startWorker<Figure>(MODULE, name, HEAP))
+      const measured = await alternate(names, ROUNDS_PER_START, async (name) => await (handles.get(name) as WorkerHandle<Figure>).measure())
+      for (const name of names) figures.get(name)?.push(...measured[name])
+    } finally {
+      await Promise.all([...handles.values()].map(async (handle) => { await handle.stop() }))
+    }
+    // What the Redis figures stored: their processes exit without cleaning up, each start storing anew.
+    await sweepRun()
   }
   return figures
 }
@@ -330,8 +359,9 @@ export const growth: Scenario = {
   async run () {
     const count = settings.quick ? 1 : 5
     const rows: Result[] = []
-    const figures = await interleaved(FIGURES, count)
-    const measured = async (name: string): Promise<Figure[]> => figures.get(name) as Figure[]
+    const sets: Partial<Record<keyof typeof SETS, Map<string, Figure[]>>> = {}
+    for (const set of Object.keys(SETS) as Array<keyof typeof SETS>) sets[set] = await together(SETS[set], settings.quick ? 1 : STARTS)
+    const of = (set: keyof typeof SETS, name: string): Figure[] => sets[set]?.get(name) as Figure[]
     /**
      * Two rows for a figure: its growth over a hot set, and over every key. Where the level stands on lru-cache, the
      * growth is also given beside lru-cache's own at the same sizes (`floor`), and the hot set's target is on what the
@@ -349,7 +379,7 @@ export const growth: Scenario = {
         contenders: [largeName, smallName],
         unit: floor === undefined ? 'time ratio (largest ÷ smallest)' : 'growth ratio ÷ lru-cache alone\'s',
         ...added,
-        rounds: count,
+        rounds: small.length,
         target: { op: '<=', value: 1.3 },
         context: `${ns(small, 'hot')} with the fewest, ${ns(large, 'hot')} with the most (${hot.median.toFixed(2)}×)${beside('hot')}${extra}`
       }))
@@ -359,30 +389,30 @@ export const growth: Scenario = {
         contenders: [largeName, smallName],
         unit: 'time ratio (largest ÷ smallest)',
         ...grown(small, large, 'all'),
-        rounds: count,
+        rounds: small.length,
         target: undefined,
         context: `${ns(small, 'all')} with the fewest, ${ns(large, 'all')} with the most${beside('all')}`
       }))
     }
-    const [app3, app6, lru3, lru6] = [await measured('app-memory-1000'), await measured('app-memory-1000000'), await measured('lru-1000'), await measured('lru-1000000')]
-    flat('appCache.getOrLoad hit (memory store) among 10^6 entries vs 10^3', app3, app6, 'app-memory-1000', 'app-memory-1000000', [lru3, lru6], `; 10^5: ${ns(await measured('app-memory-100000'), 'hot')}`)
+    const [app3, app6, lru3, lru6] = [of('app', 'app-memory-1000'), of('app', 'app-memory-1000000'), of('app', 'lru-1000'), of('app', 'lru-1000000')]
+    flat('appCache.getOrLoad hit (memory store) among 10^6 entries vs 10^3', app3, app6, 'app-memory-1000', 'app-memory-1000000', [lru3, lru6], `; 10^5: ${ns(of('app', 'app-memory-100000'), 'hot')}`)
     rows.push(result({
       scenario: 'growth',
       measure: 'heap per entry of a small value, 10^6 entries: appCache (memory store) ÷ lru-cache alone',
       contenders: ['app-memory-1000000', 'lru-1000000'],
       unit: 'bytes ratio',
       ...spread(app6.map((f, i) => (f.bytes as number) / ((lru6[i] as Figure).bytes as number))),
-      rounds: count,
+      rounds: app6.length,
       target: undefined,
       context: `${spread(app6.map((f) => f.bytes as number)).median.toFixed(0)} bytes per entry, lru-cache ${spread(lru6.map((f) => f.bytes as number)).median.toFixed(0)}`
     }))
-    const lru5 = await measured('lru-100000')
-    flat('appCache.getOrLoad hit, memory tier in front of Redis, among 10^5 entries vs 10^3', await measured('app-redis-1000'), await measured('app-redis-100000'), 'app-redis-1000', 'app-redis-100000', [lru3, lru5])
-    flat('session read (memory store) among 10^5 live sessions vs 10^3 (its floor: lru-cache alone holding each cart under the SHA-256 of an id, with a rolling ttl)', await measured('session-memory-1000'), await measured('session-memory-100000'), 'session-memory-1000', 'session-memory-100000',
-      [await measured('session-alone-1000'), await measured('session-alone-100000')])
-    flat('session read (Redis, no memory tier: a round trip each) among 10^5 live sessions vs 10^3', await measured('session-redis-1000'), await measured('session-redis-100000'), 'session-redis-1000', 'session-redis-100000')
-    const routes = await measured('route-100000')
-    flat('route cache hit (application level) among 10^5 stored URLs vs 10^2', await measured('route-100'), routes, 'route-100', 'route-100000', [await measured('route-alone-100'), await measured('route-alone-100000')],
+    const lru5 = of('appRedis', 'lru-100000')
+    flat('appCache.getOrLoad hit, memory tier in front of Redis, among 10^5 entries vs 10^3', of('appRedis', 'app-redis-1000'), of('appRedis', 'app-redis-100000'), 'app-redis-1000', 'app-redis-100000', [of('appRedis', 'lru-1000'), lru5])
+    flat('session read (memory store) among 10^5 live sessions vs 10^3 (its floor: lru-cache alone holding each cart under the SHA-256 of an id, with a rolling ttl)', of('session', 'session-memory-1000'), of('session', 'session-memory-100000'), 'session-memory-1000', 'session-memory-100000',
+      [of('session', 'session-alone-1000'), of('session', 'session-alone-100000')])
+    flat('session read (Redis, no memory tier: a round trip each) among 10^5 live sessions vs 10^3', of('sessionRedis', 'session-redis-1000'), of('sessionRedis', 'session-redis-100000'), 'session-redis-1000', 'session-redis-100000')
+    const routes = of('route', 'route-100000')
+    flat('route cache hit (application level) among 10^5 stored URLs vs 10^2', of('route', 'route-100'), routes, 'route-100', 'route-100000', [of('route', 'route-alone-100'), of('route', 'route-alone-100000')],
       `; ${spread(routes.map((f) => f.bytes as number)).median.toFixed(0)} bytes per stored response beyond its body`)
     for (const where of ['memory', 'redis'] as const) {
       const [few, many] = [await rounds<{ list: number, end: number }>(`users-${where}-10`, count), await rounds<{ list: number, end: number }>(`users-${where}-1000`, count)]
