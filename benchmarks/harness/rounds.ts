@@ -23,27 +23,49 @@ export function percentile (values: readonly number[], p: number): number {
 /**
  * Measures every contender once per round, one after another (A B C, C B A, …), so that a slow spell of the machine
  * falls on all of them rather than on one; with `atOnce`, all of a round at the same time, started in that order.
- * Returns each contender's measurements, one per round.
+ * Returns each contender's measurements, one per round. A round that fails with an error `again` accepts is measured
+ * again, whole (its measurements are taken together), up to `ATTEMPTS` times; `again` says why.
  */
 export async function alternate<C extends string, M> (
   contenders: readonly C[],
   rounds: number,
   measure: (contender: C, round: number) => Promise<M>,
-  atOnce = false
+  atOnce = false,
+  again?: (error: unknown, round: number) => boolean
 ): Promise<Record<C, M[]>> {
   const samples = Object.fromEntries(contenders.map((c) => [c, [] as M[]])) as Record<C, M[]>
   for (let round = 0; round < rounds; round++) {
     // Every other round in reverse (A B C, C B A, …): going first or last in a round costs or gains a little (the
     // client's state, the other processes' timers), and in one order always the same contender would pay it.
     const order = round % 2 === 0 ? contenders : [...contenders].reverse()
-    if (atOnce) {
-      const measured = await Promise.all(order.map(async (contender) => await measure(contender, round)))
-      order.forEach((contender, i) => { samples[contender].push(measured[i] as M) })
-    } else {
-      for (const contender of order) samples[contender].push(await measure(contender, round))
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const measured = await measureRound(order, (contender) => measure(contender, round), atOnce)
+        order.forEach((contender, i) => { samples[contender].push(measured[i] as M) })
+        break
+      } catch (error) {
+        if (attempt >= ATTEMPTS || again?.(error, round) !== true) throw error
+      }
     }
   }
   return samples
+}
+
+/** Attempts at a round that fails with an error the caller accepts (see `alternate`). */
+const ATTEMPTS = 3
+
+/** One round's measurements, in `order`; a failure fails it once every measurement of it has ended. */
+async function measureRound<C extends string, M> (order: readonly C[], measure: (contender: C) => Promise<M>, atOnce: boolean): Promise<M[]> {
+  if (!atOnce) {
+    const measured: M[] = []
+    for (const contender of order) measured.push(await measure(contender))
+    return measured
+  }
+  // Settled, not `Promise.all`: a round measured again must not start while one of its measurements still runs.
+  const settled = await Promise.allSettled(order.map(async (contender) => await measure(contender)))
+  const failed = settled.find((outcome) => outcome.status === 'rejected')
+  if (failed !== undefined) throw failed.reason
+  return settled.map((outcome) => (outcome as PromiseFulfilledResult<M>).value)
 }
 
 /** Round by round `subject ÷ baseline`: measurements of one round are paired, never medians of different rounds. */
