@@ -115,7 +115,7 @@ export async function compareHttp<C extends string> (
     }
     // A round with failed responses is measured again, said on stderr with the cause the server logged (see
     // benchmarks/harness/child.ts): on the EPYC VM a stall of the machine past a store's 100 ms budget failed 2
-    // session writes in 738 (503), and with them a whole run. A failure that comes back in every attempt still fails it.
+    // session writes in 740 (503), and with them a whole run. A failure that comes back in every attempt still fails it.
     const again = (error: unknown, round: number): boolean => {
       if (!(error instanceof FailedResponses)) return false
       console.error(`round ${round + 1} measured again: ${error.message}`)
