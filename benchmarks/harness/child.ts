@@ -17,8 +17,11 @@ if (mode === 'serve') {
   const build = exported.servers?.[name]
   if (build === undefined) throw new Error(`${modulePath} exports no server "${name}"`)
   const app = await build(JSON.parse(params) as ServerParams)
-  // A failed response fails the run (see `measureHttp`): its cause is said here, since the servers log nothing.
-  app.addHook('onError', async (request, _reply, error) => { console.error(`server "${name}": ${request.method} ${request.url}: ${error.stack ?? error.message}`) })
+  // A failed response fails the run (see `measureHttp`): its cause is said here, since the servers log nothing. A
+  // server its builder made ready already (to fill its cache) takes no more hooks: its failures go without their cause.
+  try {
+    app.addHook('onError', async (request, _reply, error) => { console.error(`server "${name}": ${request.method} ${request.url}: ${error.stack ?? error.message}`) })
+  } catch {}
   await app.listen({ host: '127.0.0.1', port: 0 })
   send({ port: (app.server.address() as AddressInfo).port })
   // CPU time this process has used, so the parent can tell what a request costs the server apart from the client;
