@@ -9,7 +9,7 @@ import { isNotModified, notModifiedHeaders } from '../lib/http/conditional.js'
 import type { HeaderMap } from '../lib/http/headers.js'
 import { forwardStatus, hitStatus, type RouteReason } from '../lib/http/cache-status.js'
 import { credentialsOf, pathOf, responseKey, routeIdentity, targetOf, type IgnoredCookies } from '../lib/http/request.js'
-import { ageOf, fromRecord, privateCacheControl, storable, toCachedResponse, toRecord, withOwnArrays, type CachedResponse, type ResponseRecord, type StorePolicy } from '../lib/http/response.js'
+import { ageOf, fromRecord, privateCacheControl, responseTime, storable, toCachedResponse, toRecord, withOwnArrays, type CachedResponse, type ResponseRecord, type StorePolicy } from '../lib/http/response.js'
 import { findVariant, withVariant, type StoredVariants } from '../lib/http/variants.js'
 import { observeLookup, type CacheOperation } from '../lib/events.js'
 import { KeyRule } from '../lib/keys.js'
@@ -259,7 +259,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
     async function serve (request: FastifyRequest, reply: FastifyReply, op?: CacheOperation): Promise<FastifyReply | undefined> {
       const key = derived(request, 'invalid-key', keyOf)
       if (key === undefined) return bypass(request, reply, 'invalid-key')
-      const now = Date.now()
+      const now = responseTime(Date.now())
       let found: CachedResponse | undefined
       if (app) {
         found = cache.find(key, request.headers, now)
@@ -268,7 +268,8 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
         // No session: caching would create one for every visitor, so the route runs uncached.
         if (request.sessionCache.id === undefined) return bypass(request, reply, 'no-session')
         const stored = variantsOf(pages as SessionPages)
-        const record = stored === undefined ? undefined : findVariant(stored, request.headers, now)
+        // A session's records count in epoch ms (see `ResponseRecord`).
+        const record = stored === undefined ? undefined : findVariant(stored, request.headers, Date.now())
         found = record === undefined ? undefined : fromRecord(record)
       }
       if (found?.tags !== undefined && !fastify.appCache.tags.current(found.tags, found.tagVersions ?? [], found.tagEpoch)) found = undefined
@@ -358,14 +359,16 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
       // A session the handler read, found by an id the request carries where no cookie shows it (`getSessionId` from a
       // header): the response may be that user's, so it is not kept for everyone.
       if (app && !rule.shared && levelsOf(fastify).session !== undefined && request.sessionCache.id !== undefined) return 'session'
-      const response = toCachedResponse(produced.status, produced.headers, produced.payload, now, verdict.lifetime, pending.setBefore, rule.staleWhileRevalidate)
+      // Epoch ms for the headers and a session's records; the response held in memory counts on its own clock.
+      const at = responseTime(now)
+      const response = toCachedResponse(produced.status, produced.headers, produced.payload, at, verdict.lifetime, pending.setBefore, rule.staleWhileRevalidate)
       if (pending.tags !== undefined && pending.tags.length > 0 && pending.versions !== undefined) {
         response.tags = [...pending.tags]
         response.tagVersions = pending.versions.versions
         if (pending.versions.epoch !== undefined) response.tagEpoch = pending.versions.epoch
       }
       if (!reply.hasHeader('etag')) reply.header('etag', response.etag)
-      if (app) return cache.store(pending.key, verdict.vary, request.headers, response, pending.since, now) ?? 'stored'
+      if (app) return cache.store(pending.key, verdict.vary, request.headers, response, pending.since, at) ?? 'stored'
       // The response goes out now, whatever the store does: a failure is counted and logged, never the client's.
       const session = request.sessionCache
       session.pagesOf(pending.key).then(async (pages) => {

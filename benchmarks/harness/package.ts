@@ -13,4 +13,4 @@ export const { RequestLevel } = await load<typeof import('../../lib/scopes/reque
 export const { AppCache } = await load<typeof import('../../lib/scopes/application.js')>('lib/scopes/application.js')
 export const { sessionStoreKey } = await load<typeof import('../../lib/keys.js')>('lib/keys.js')
 export const { ResponseCache } = await load<typeof import('../../lib/response-cache.js')>('lib/response-cache.js')
-export const { toCachedResponse } = await load<typeof import('../../lib/http/response.js')>('lib/http/response.js')
+export const { responseTime, toCachedResponse } = await load<typeof import('../../lib/http/response.js')>('lib/http/response.js')

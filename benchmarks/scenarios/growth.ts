@@ -13,7 +13,7 @@ import { result, type Result } from '../harness/results.js'
 import { alternate, percentile, spread } from '../harness/rounds.js'
 import type { Scenario } from '../harness/scenario.js'
 import { settings } from '../harness/settings.js'
-import { MemoryStore, RedisStore, ResponseCache, SessionLevel, appCache, sessionStoreKey, toCachedResponse } from '../harness/package.js'
+import { MemoryStore, RedisStore, ResponseCache, SessionLevel, appCache, responseTime, sessionStoreKey, toCachedResponse } from '../harness/package.js'
 import { heapAfterGc } from '../harness/heap.js'
 
 /** Reads timed per figure, at random among the keys held, so that a large store is read all over (as caches are). */
@@ -136,7 +136,7 @@ async function sessionsAlone (size: number): Promise<Measure> {
  */
 async function routeHits (size: number, alone = false): Promise<Measure> {
   const body = '{"page":"a small page of a catalog"}'
-  const now = Date.now()
+  const now = responseTime(Date.now())
   // Before the keys are made: a stored response's bytes include its key.
   const before = alone ? 0 : heapAfterGc()
   const keys = Array.from({ length: size }, (_, i) => `/products/:id\nGET\nhttp://shop\n/products/${i}`)

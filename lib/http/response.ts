@@ -10,11 +10,11 @@ export interface CachedResponse {
   /** The bytes the handler produced, held once, in a buffer of their own. */
   body: Buffer
   etag: string
-  /** Epoch ms when it was stored, for `Age`. */
+  /** When it was stored, for `Age` (ms on the clock of `responseTime`, as the times below). */
   stored: number
-  /** Epoch ms from which it is no longer served. */
+  /** From when it is no longer served. */
   expires: number
-  /** Epoch ms from which it is stale: served while one request runs the handler again. Absent: fresh until `expires`. */
+  /** From when it is stale: served while one request runs the handler again. Absent: fresh until `expires`. */
   fresh?: number
   /** Tags, their versions when the handler ran, and the epoch those count in (with Redis): `invalidateTag` drops it. */
   tags?: string[]
@@ -22,17 +22,43 @@ export interface CachedResponse {
   tagEpoch?: string
 }
 
-/** A stored response in a form any serializer keeps (a session's store): its body in base64. */
+/**
+ * A stored response in a form any serializer keeps (a session's store): its body in base64, its times in epoch ms (the
+ * store may be read by other processes, each with a clock of its own).
+ */
 export interface ResponseRecord extends Omit<CachedResponse, 'body'> {
   body: string
 }
 
+/**
+ * The times of a stored response are ms since this module was loaded, not since the epoch. Epoch ms do not fit a small
+ * integer, and V8 keeps such a field in a number object of its own: one more place in memory that every hit reads.
+ * Among 10^5 stored responses that read alone grew a hit's time 1.6 to 2.1 times as much as lru-cache's own get grew.
+ * A time that fits 32 bits is held in the response itself; past 24 days of a process's life times are held as other
+ * numbers are, as right and a little slower.
+ */
+const ORIGIN = Date.now()
+
+/** `epoch` (ms since the epoch) as the times of stored responses count. */
+export function responseTime (epoch: number): number {
+  return whole(epoch - ORIGIN)
+}
+
+function whole (ms: number): number {
+  const floor = Math.floor(ms)
+  return floor === (floor | 0) ? floor | 0 : floor
+}
+
 export function toRecord (response: CachedResponse): ResponseRecord {
-  return { ...response, body: response.body.toString('base64') }
+  const record: ResponseRecord = { ...response, body: response.body.toString('base64'), stored: response.stored + ORIGIN, expires: response.expires + ORIGIN }
+  if (response.fresh !== undefined) record.fresh = response.fresh + ORIGIN
+  return record
 }
 
 export function fromRecord (record: ResponseRecord): CachedResponse {
-  return { ...record, body: Buffer.from(record.body, 'base64') }
+  const response: CachedResponse = { ...record, body: Buffer.from(record.body, 'base64'), stored: responseTime(record.stored), expires: responseTime(record.expires) }
+  if (record.fresh !== undefined) response.fresh = responseTime(record.fresh)
+  return response
 }
 
 /** Where a response would be stored, and for how long at most. */
@@ -135,9 +161,10 @@ const NOT_REPLAYED = new Set([
 ])
 
 /**
- * The entry to store for what the handler produced (its status, headers and payload). `setBefore` are the headers
- * the reply already had when the lookup missed: the hooks that set them run before the lookup on every request, a
- * hit included, so they are not replayed (a rate limit's remaining count, a request id would be stale).
+ * The entry to store for what the handler produced (its status, headers and payload), at `now` (see `responseTime`),
+ * fresh for `lifetime` ms and then served stale for `stale` ms. `setBefore` are the headers the reply already had when
+ * the lookup missed: the hooks that set them run before the lookup on every request, a hit included, so they are not
+ * replayed (a rate limit's remaining count, a request id would be stale).
  */
 export function toCachedResponse (
   status: number,
@@ -155,8 +182,8 @@ export function toCachedResponse (
   }
   const body = ownCopy(payload)
   const etag = headerText(headers.etag) ?? oneString(etagOf(body))
-  const response: CachedResponse = { status, headers: sharedHeaders(replayed), body, etag, stored: now, expires: now + lifetime + stale }
-  if (stale > 0) response.fresh = now + lifetime
+  const response: CachedResponse = { status, headers: sharedHeaders(replayed), body, etag, stored: whole(now), expires: whole(now + lifetime + stale) }
+  if (stale > 0) response.fresh = whole(now + lifetime)
   return response
 }
 

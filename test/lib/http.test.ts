@@ -3,7 +3,7 @@ import { isNotModified, matchesEtag, notModifiedHeaders } from '../../lib/http/c
 import { cacheDirectives, headerText, secondsOf, type HeaderMap } from '../../lib/http/headers.js'
 import { credentialsOf, keyParts, pathOf, responseKey, routeIdentity, targetOf, variantOf, type IgnoredCookies, type QueryRule } from '../../lib/http/request.js'
 import { forwardStatus, hitStatus } from '../../lib/http/cache-status.js'
-import { HEADER_SETS, ageOf, etagOf, fromRecord, heldHeaderSets, privateCacheControl, storable, toCachedResponse, toRecord, varyOf, type CachedResponse, type Storable, type StorePolicy } from '../../lib/http/response.js'
+import { HEADER_SETS, ageOf, etagOf, fromRecord, heldHeaderSets, privateCacheControl, responseTime, storable, toCachedResponse, toRecord, varyOf, type CachedResponse, type Storable, type StorePolicy } from '../../lib/http/response.js'
 import { findVariant, sizeOf, withVariant } from '../../lib/http/variants.js'
 
 // The HTTP policy of route caching, without Fastify: each rule as a table of cases.
@@ -270,6 +270,24 @@ test('a stored body is its exact bytes, held once in a buffer of its own; a reco
   t.equal(record.body, 'AP8B/g==')
   t.same(JSON.parse(JSON.stringify(record)), record, 'a record survives JSON')
   t.same(fromRecord(record), bytes)
+})
+
+test('a stored response counts its times on a clock of the process; a record, read by other processes, in epoch ms', async (t) => {
+  const epoch = Date.now()
+  const now = responseTime(epoch)
+  t.equal(now, now | 0, 'a time that fits 32 bits (V8 holds it in the response itself)')
+  t.equal(responseTime(epoch + 60_000) - now, 60_000)
+  const late = responseTime(epoch + 30 * 24 * 3600_000)
+  t.equal(late - now, 30 * 24 * 3600_000, 'past 24 days a time no longer fits 32 bits, and is as right')
+  t.equal(responseTime(epoch + 0.5), now, 'whole ms')
+  const entry = toCachedResponse(200, {}, 'body', now, 5000, {}, 1000)
+  const record = toRecord(entry)
+  t.same([record.stored, record.fresh, record.expires], [epoch, epoch + 5000, epoch + 6000])
+  t.same(fromRecord(record), entry)
+  const other = { ...record, stored: epoch - 1000, fresh: epoch + 4000, expires: epoch + 9000 }
+  t.same([fromRecord(other).stored, fromRecord(other).fresh, fromRecord(other).expires], [now - 1000, now + 4000, now + 9000],
+    'a record another process stored is read on this clock')
+  t.notOk('fresh' in toRecord(toCachedResponse(200, {}, 'body', now, 5000)), 'no staleness: no time for it')
 })
 
 test('stored responses with the same headers share one frozen set; one with a header of several values keeps its own', async (t) => {
