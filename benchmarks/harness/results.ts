@@ -58,6 +58,7 @@ const RESULTS = fileURLToPath(new URL('../results/latest.json', import.meta.url)
 const README = fileURLToPath(new URL('../README.md', import.meta.url))
 
 export interface ResultsFile {
+  /** The command of the run, or of each run the rows come from, the earliest first (joined by `THEN`). */
   command: string
   node: string
   cpus: string
@@ -65,18 +66,24 @@ export interface ResultsFile {
   results: Result[]
 }
 
+/** Between the commands of the runs a table's rows come from. */
+const THEN = ', then '
+
 /**
  * Writes `results/latest.json`: the scenarios just run replace their earlier results, the others are kept (each
  * result carries its date). Written to a temporary file first, so a run that dies midway leaves the last good file.
  */
 export async function writeResults (fresh: readonly Result[], command: string): Promise<ResultsFile> {
   const ran = new Set(fresh.map((r) => r.scenario))
-  const before = (await readResults())?.results ?? []
+  const previous = await readResults()
+  const before = previous?.results ?? []
   // A scenario run again keeps its place in the table.
   const order = new Set([...before, ...fresh].map((r) => r.scenario))
   const results = [...order].flatMap((scenario) => (ran.has(scenario) ? fresh : before).filter((r) => r.scenario === scenario))
+  // The table says which runs its rows come from.
+  const kept = [...order].some((scenario) => !ran.has(scenario))
   const file: ResultsFile = {
-    command,
+    command: kept && previous !== undefined ? `${previous.command}${THEN}${command}` : command,
     node: process.version,
     cpus: `${cpus().length} × ${cpus()[0]?.model ?? 'unknown'}`,
     date: new Date().toISOString(),
@@ -133,7 +140,7 @@ export function printTable (results: readonly Result[]): void {
 function markdownTable (file: ResultsFile): string {
   const escape = (cell: string): string => cell.replaceAll('|', '\\|')
   return [
-    `Command \`${file.command}\`, Node ${file.node}, ${file.cpus}, ${file.date.slice(0, 10)} ` +
+    `Command ${file.command.split(THEN).map((run) => `\`${run}\``).join(THEN)}, Node ${file.node}, ${file.cpus}, ${file.date.slice(0, 10)} ` +
       '(each result carries its own date in `results/latest.json`).',
     '',
     '| ' + COLUMNS.join(' | ') + ' |',
