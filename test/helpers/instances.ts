@@ -55,8 +55,8 @@ function firstMessage<T> (child: ChildProcess, what: string): Promise<T> {
 export class Browser {
   private readonly cookies = new Map<string, string>()
 
-  async request (url: string, options: { method?: string, body?: unknown } = {}): Promise<{ status: number, headers: Headers, body: string, json: () => Record<string, unknown> }> {
-    const headers: Record<string, string> = {}
+  async request (url: string, options: { method?: string, body?: unknown, headers?: Record<string, string> } = {}): Promise<{ status: number, headers: Headers, body: string, json: () => Record<string, unknown> }> {
+    const headers: Record<string, string> = { ...options.headers }
     if (this.cookies.size > 0) headers.cookie = [...this.cookies].map(([name, value]) => `${name}=${value}`).join('; ')
     if (options.body !== undefined) headers['content-type'] = 'application/json'
     const response = await fetch(url, { method: options.method ?? 'GET', headers, ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }) })
