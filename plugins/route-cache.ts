@@ -259,7 +259,9 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
     async function serve (request: FastifyRequest, reply: FastifyReply, op?: CacheOperation): Promise<FastifyReply | undefined> {
       const key = derived(request, 'invalid-key', keyOf)
       if (key === undefined) return bypass(request, reply, 'invalid-key')
-      const now = responseTime(Date.now())
+      // A session's records count in epoch ms (see `ResponseRecord`); a response held in memory, on its own clock.
+      const epoch = Date.now()
+      const now = responseTime(epoch)
       let found: CachedResponse | undefined
       if (app) {
         found = cache.find(key, request.headers, now)
@@ -268,8 +270,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
         // No session: caching would create one for every visitor, so the route runs uncached.
         if (request.sessionCache.id === undefined) return bypass(request, reply, 'no-session')
         const stored = variantsOf(pages as SessionPages)
-        // A session's records count in epoch ms (see `ResponseRecord`).
-        const record = stored === undefined ? undefined : findVariant(stored, request.headers, Date.now())
+        const record = stored === undefined ? undefined : findVariant(stored, request.headers, epoch)
         found = record === undefined ? undefined : fromRecord(record)
       }
       if (found?.tags !== undefined && !fastify.appCache.tags.current(found.tags, found.tagVersions ?? [], found.tagEpoch)) found = undefined
