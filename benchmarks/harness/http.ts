@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import autocannon, { type Options } from 'autocannon'
 import { alternate, pairedRatios, spread, type Spread } from './rounds.js'
@@ -92,13 +93,14 @@ export async function measureHttp (server: ServerHandle, load: HttpLoad, seconds
 export async function compareHttp<C extends string> (
   module: string,
   contenders: ReadonlyArray<HttpContender<C>>,
-  rounds: number
+  rounds: number,
+  nodeFlags: string[] = []
 ): Promise<Record<C, HttpSample[]>> {
   const servers: ServerHandle[] = []
   try {
     const ready = new Map<C, { server: ServerHandle, load: HttpLoad }>()
     for (const contender of contenders) {
-      const server = await startServer(module, contender.server, contender.params)
+      const server = await startServer(module, contender.server, contender.params, nodeFlags)
       servers.push(server)
       const cookies = await contender.prepare?.(server.url)
       ready.set(contender.name, { server, load: cookies === undefined ? contender.load : { ...contender.load, cookies } })
@@ -125,6 +127,27 @@ export async function compareHttp<C extends string> (
   } finally {
     await Promise.all(servers.map((server) => server.stop()))
   }
+}
+
+/**
+ * `compareHttp` over `starts` fresh starts of the servers, `roundsPerStart` rounds each, every contender's samples in
+ * one list, round by round. A server's code and heap settle differently each time its process starts (V8's hash seed
+ * alone moves a Map's lookups), and with one start per contender that luck is part of every round of a comparison: two
+ * processes of the same server read 0.98× and 1.02× in one run. The contenders of a start share a hash seed drawn for
+ * it, and the median is over as many starts, not over one draw of each process's luck.
+ */
+export async function compareHttpAcrossStarts<C extends string> (
+  module: string,
+  contenders: ReadonlyArray<HttpContender<C>>,
+  starts: number,
+  roundsPerStart: number
+): Promise<Record<C, HttpSample[]>> {
+  const samples = Object.fromEntries(contenders.map((contender) => [contender.name, [] as HttpSample[]])) as Record<C, HttpSample[]>
+  for (let start = 0; start < starts; start++) {
+    const measured = await compareHttp(module, contenders, roundsPerStart, [`--hash-seed=${randomInt(1, 2 ** 31)}`])
+    for (const contender of contenders) samples[contender.name].push(...measured[contender.name])
+  }
+  return samples
 }
 
 function medianOf (samples: readonly HttpSample[], figure: 'requestsPerSecond' | 'p50' | 'cpuPerRequest'): number {
