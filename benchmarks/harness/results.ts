@@ -52,6 +52,14 @@ export function result (fields: Omit<Result, 'met' | 'date' | 'machine'>): Resul
   return { ...fields, met: target === undefined ? undefined : meets(judged, target), date: new Date().toISOString(), machine: MACHINE }
 }
 
+/**
+ * A row as it stands beside its A/A control (the same contender twice): void, neither met nor missed, when the
+ * control read outside its own target, since the machine's noise alone then moved a ratio as far as the row's.
+ */
+export function judgedBy (control: Result): (row: Result) => Result {
+  return (row) => control.met === true ? row : { ...row, met: undefined, context: `VOID (the A/A control read ${control.median.toFixed(2)}); ${row.context}` }
+}
+
 const MACHINE = `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, Node ${process.version}`
 
 const RESULTS = fileURLToPath(new URL('../results/latest.json', import.meta.url))

@@ -5,7 +5,7 @@ import Fastify from 'fastify'
 import { Registry } from 'prom-client'
 import { SECRET } from '../harness/fixtures.js'
 import { compareHttp, compareHttpAcrossStarts, cpuRatio, throughputRatio } from '../harness/http.js'
-import { result } from '../harness/results.js'
+import { judgedBy, result, type Result } from '../harness/results.js'
 import type { Scenario } from '../harness/scenario.js'
 import type { ServerFactories } from '../harness/children.js'
 import { spread } from '../harness/rounds.js'
@@ -102,13 +102,6 @@ const ADVISED_ROUNDS_PER_START = 3
 /** An A/A control (the same server twice) that reads outside this makes the run's figures void. */
 const CONTROL = { op: 'within', value: 1, tolerance: 0.03 } as const
 
-type Row = ReturnType<typeof result>
-
-/** A row as it stands beside its A/A control: void (neither met nor missed) when the control read outside its target. */
-function judgedBy (control: Row): (row: Row) => Row {
-  return (row) => control.met === true ? row : { ...row, met: undefined, context: `VOID (the A/A control read ${control.median.toFixed(2)}); ${row.context}` }
-}
-
 /** Requests per second bare Fastify serves on the server core, saturated with `CONNECTIONS` connections: the median of three runs. */
 async function capacity (module: string): Promise<number> {
   const samples = await compareHttp(module, [{ name: 'bare', server: 'bare', load: { path: '/', connections: CONNECTIONS } }], 3)
@@ -124,7 +117,7 @@ export const overhead: Scenario = {
     const rounds = Math.max(settings.rounds * 3, 9)
     const limit = await capacity(module)
     const contenders = ['bare', 'control', 'multiCache', 'multiCacheMetrics'] as const
-    const rows: Row[] = []
+    const rows: Result[] = []
     for (const [regime, share] of LOADS) {
       // Every contender of a round is served at once on the server core: together they offer `share` of its capacity.
       const rate = Math.max(100, Math.round(limit * share / contenders.length))

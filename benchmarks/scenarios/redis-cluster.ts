@@ -10,7 +10,7 @@ import { SimulatedDatabase } from '../harness/database.js'
 import { RATES } from '../harness/fixtures.js'
 import { compareHttp, cpuRatio, getJson, measureHttp, recordTimeline, type HttpLoad } from '../harness/http.js'
 import { startRedisServer } from '../harness/redis.js'
-import { result, type Result } from '../harness/results.js'
+import { judgedBy, result, type Result } from '../harness/results.js'
 import { percentile, spread } from '../harness/rounds.js'
 import type { Scenario } from '../harness/scenario.js'
 import { settings } from '../harness/settings.js'
@@ -153,7 +153,7 @@ export const redisCluster: Scenario = {
       ], Math.max(settings.rounds * 2, 6))
       const measure = `a 1 KB application key over HTTP (appCache.getOrLoad), five servers at once at ${load.rate} req/s each`
       const control = result({ scenario: 'redis-cluster', measure: `${measure}: A/A control, memory tier + one Redis twice; outside 0.95–1.05 the run is void`, ...cpuRatio(samples, 'L1+Redis (control)', 'L1+Redis'), target: { op: 'within', value: 1, tolerance: 0.05 } })
-      const judged = (row: Result): Result => control.met === true ? row : { ...row, met: undefined, context: `VOID (the A/A control read ${control.median.toFixed(2)}); ${row.context}` }
+      const judged = judgedBy(control)
       rows.push(control)
       rows.push(judged(result({ scenario: 'redis-cluster', measure: `${measure}: server CPU per request, memory tier + Redis Cluster (3 masters) vs memory tier + one Redis`, ...cpuRatio(samples, 'L1+cluster', 'L1+Redis'), target: { op: '<=', value: 1.1 } })))
       rows.push(judged(result({ scenario: 'redis-cluster', measure: `${measure}: server CPU per request with l1: false (a Redis GET per request), cluster vs one Redis`, ...cpuRatio(samples, 'cluster only', 'Redis only'), target: undefined })))
