@@ -4,7 +4,8 @@
 // after a warm-up; its self time is summed per part of the stack and divided by the requests served, in µs per
 // request. Used for the before/after table of benchmarks/README.md.
 // `npm run bench:profile -- --overhead`: the same for a route that touches no cache, on bare Fastify, each of the
-// request and session levels alone, both together, and multiCache, at 3,000 req/s over 10 connections.
+// request and session levels alone, both together, and multiCache, at 3,000 req/s over 10 connections; with
+// `--servers=a,b`, the scenario's servers named instead (`multiCacheHits,multiCacheHitsAdvisor`: the advisor's cost).
 // `npm run bench:profile -- --session-redis [--servers=bare,strict]`: the same for the session-redis scenario's servers
 // (bare, one SET, sessionCache on the shared Redis with coherence 'strict', 'bus' and l1: false, @fastify/session on
 // connect-redis; or those named), the cart read and written, at 1,000 req/s over 20 connections: where the CPU each
@@ -112,7 +113,7 @@ async function profile (root: string, method: 'GET' | 'POST', path: string): Pro
 
 const OVERHEAD = fileURLToPath(new URL('./scenarios/overhead.ts', import.meta.url))
 
-/** µs per request of each part of the stack for the overhead scenario's server `name`, on its route that touches no cache. */
+/** µs per request of each part of the stack for the overhead scenario's server `name`, on its route. */
 async function profileOverhead (name: string): Promise<Profiled> {
   return await profiled(name, await startServer(OVERHEAD, name), { path: '/', connections: 10, rate: 3000 })
 }
@@ -127,10 +128,12 @@ function print (what: string, { requests, perRequest, perFunction }: Profiled): 
 }
 
 pin(process.pid, CLIENT_CORE)
+/** `--servers=a,b`: only the servers named, of the scenario's. */
+const named = process.argv.find((arg) => arg.startsWith('--servers='))?.slice('--servers='.length).split(',')
 if (process.argv.includes('--overhead')) {
-  console.log(`overhead: a route that touches no cache, 3000 req/s for ${SECONDS} s, 10 connections, µs of server CPU per request`)
+  console.log(`overhead: the scenario's route, 3000 req/s for ${SECONDS} s, 10 connections, µs of server CPU per request`)
   // Twice each, in turn and back, so that a slow spell of the machine falls on all of them.
-  const names = ['bare', 'request', 'session', 'requestAndSession', 'multiCache']
+  const names = named ?? ['bare', 'request', 'session', 'requestAndSession', 'multiCache']
   for (const name of [...names, ...names.toReversed()]) {
     print(name, await profileOverhead(name))
   }
@@ -139,7 +142,6 @@ if (process.argv.includes('--overhead')) {
 if (process.argv.includes('--session-redis')) {
   console.log(`session-redis: the cart read and written, 1000 req/s for ${SECONDS} s, ${CONNECTIONS} connections, µs of server CPU per request`)
   const module = fileURLToPath(new URL('./scenarios/session-redis.ts', import.meta.url))
-  const named = process.argv.find((arg) => arg.startsWith('--servers='))?.slice('--servers='.length).split(',')
   const names = named ?? ['bare', 'oneSet', 'strict', 'bus', 'redisOnly', 'fastifySession']
   for (const name of [...names, ...names.toReversed()]) {
     const server = await startServer(module, name, { prefix: namespaceFor(`profile-${name}`) })
