@@ -29,7 +29,10 @@ export const THRESHOLDS = {
   noReuse: { minPairs: 20, maxReadsPerRequest: 1.2 },
   /** Session level: sessions given the same value (set or loaded), and their share of the values given to that pattern. */
   sameInEverySession: { minSessions: 20, minShare: 0.8 },
-  /** Not the request level: reads plus changes seen, and changes (writes, invalidations) per read from which it is volatile. */
+  /**
+   * Not the request level: reads plus changes seen, and changes (writes, invalidations; at the session level deletes
+   * only) per read from which it is volatile.
+   */
   volatile: { minOperations: 50, minChangesPerRead: 0.8 },
   /** Loads (or writes) within `windowMs` after their key expired, and the share of them that brought the same value. */
   ttlTooShort: { minReloads: 10, minUnchangedShare: 0.8, windowMs: 60_000 },
@@ -109,6 +112,11 @@ export class PatternStats {
   /** Session level: distinct (session, value) writes and loads, and the values among them. */
   sessionValues = 0
   values: TopValues | undefined
+  /**
+   * While on probation: a hash of the entry (key, and session) the pattern was first seen with, and the operations
+   * seen of it, one bit each (see `Advisor`'s `statsAt`).
+   */
+  firstEntry: { entry: number, operations: number } | undefined = undefined
   /** The kinds already handed to `onFinding`: each is told once while the pattern is tracked. */
   told: Set<AdviceKind> | undefined
 
@@ -137,12 +145,14 @@ export function findingsOf (stats: PatternStats, sampleRate: number): AdviceFind
     const share = sessions / stats.sessionValues
     if (sessions >= sameInEverySession.minSessions && share >= sameInEverySession.minShare) {
       const saved = (sessions - 1) * bytes
-      found('same-in-every-session', `session-level key "${key}" holds the same value in ${sessions} sessions (${percent(share)} of the values it was given): it is global data. Cache it once at the application level${bytes > 0 ? `, saving about ${formatBytes(saved)} for these sessions alone` : ''}`,
+      found('same-in-every-session', `session-level key "${key}" holds the same value in ${sessions} sessions (${percent(share)} of the values it was given): unless it depends on the user (a role, a flag), it is global data. Cache it once at the application level${bytes > 0 ? `, saving about ${formatBytes(saved)} for these sessions alone` : ''}`,
         { sessions, values: stats.sessionValues, valueBytes: bytes, bytesSaved: saved })
     }
   }
 
-  const changes = stats.writes + stats.invalidations
+  // A session's `set` is where a user's data lives (a cart changed by every request that reads it), not a copy of a
+  // source that changes under it: there, only deletes are changes.
+  const changes = (level === 'session' ? 0 : stats.writes) + stats.invalidations
   if (level !== 'request' && stats.reads + changes >= volatile.minOperations && changes >= volatile.minChangesPerRead * stats.reads) {
     found('volatile', `"${key}" is written or invalidated ${changes} times for ${stats.reads} reads: caching it costs more than it saves. Read it from its source, or cache what is read more often than it changes`,
       { reads: stats.reads, writes: stats.writes, invalidations: stats.invalidations })

@@ -103,14 +103,15 @@ export function feedAdvisor (advisor: Advisor, options: AdvisorFeedOptions = {})
 }
 
 /**
- * Route caching's lookups are keyed `GET /products/17`, its invalidations by the route as declared (`/products/:id`) or
- * a path: both become the path with parameters as `*`, so that a route's reads and its invalidations meet in one
- * pattern and `volatile` can say a route is invalidated as often as it is served. Nothing else of a route is counted:
+ * Route caching's lookups and invalidations are counted under the route as declared (`route`: `/users/:name`, for
+ * `GET /users/alice` and for `invalidate('/users/:name', '/users/alice')`), its parameters as `*`, so that a route's
+ * reads and its invalidations meet in one pattern and `volatile` can say a route is invalidated as often as it is
+ * served; a parameter that is a word (a name) kept a path of its own per value. Nothing else of a route is counted:
  * its stored responses live in a cache of their own, whose drops the stream does not carry.
  */
 function route (advisor: Advisor, op: CacheOperationContext): void {
   if (op.key === undefined) return
-  const path = op.key.slice(op.key.indexOf(' ') + 1).replace(PARAMETER, '*')
+  const path = (op.route ?? op.key.slice(op.key.indexOf(' ') + 1)).replace(PARAMETER, '*')
   if (op.operation === 'get' && op.hit !== undefined) advisor.feed({ type: 'read', level: 'route', key: path, hit: op.hit }, true, false)
   else if (op.operation === 'invalidate') advisor.feed({ type: 'invalidate', level: 'route', key: path }, advisor.draw(), false)
 }

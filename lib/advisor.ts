@@ -79,6 +79,9 @@ interface KeyState {
  * A recent short key: its pattern, the pattern's id at each level, its entry's id at each level (outside sessions), and
  * whether its application entry is watched.
  */
+/** The operations a pattern on probation has seen of its first entry, one bit each (see `statsAt`). */
+const SIGHTING: Record<Usage['type'], number> = { read: 1, write: 2, load: 4, invalidate: 8, drop: 16 }
+
 interface KnownKey {
   readonly pattern: string
   readonly ids: { [L in AdvisorLevel]?: string }
@@ -157,7 +160,7 @@ export class Advisor {
    */
   feed (usage: Usage, counted: boolean, watched: boolean): void {
     if (!counted && !watched) return
-    const stats = this.statsOf(usage.level, usage.key)
+    const stats = this.statsAt(usage.level, this.patternId(usage.level, usage.key), usage, usage.type)
     if (counted) this.count(stats, usage)
     if (watched) this.follow(stats, usage)
   }
@@ -178,7 +181,7 @@ export class Advisor {
         id = next
         run = 0
       }
-      if (stats === undefined || run++ < 2) stats = this.statsAt('request', next)
+      if (stats === undefined || run++ < 2) stats = this.statsAt('request', next, { level: 'request', key }, 'read')
       stats.requestPairs++
       stats.requestReads += count
       stats.reads += count
@@ -304,11 +307,6 @@ export class Advisor {
     return known
   }
 
-  /** The stats of `key`'s pattern at `level`: tracked, or put on probation. */
-  private statsOf (level: AdvisorLevel, key: string): PatternStats {
-    return this.statsAt(level, this.patternId(level, key))
-  }
-
   /** `key`'s pattern at `level`, as the id its stats are kept under. */
   private patternId (level: AdvisorLevel, key: string): string {
     const known = this.known(key)
@@ -316,16 +314,31 @@ export class Advisor {
     return known === undefined ? `${level}\u0000${keyPattern(key)}` : (known.ids[level] ??= `${level}\u0000${known.pattern}`)
   }
 
-  /** The stats kept under the pattern id `id` of `level`: tracked, or put on probation. */
-  private statsAt (level: AdvisorLevel, id: string): PatternStats {
+  /**
+   * The stats kept under the pattern id `id` of `level`: tracked, or put on probation. A pattern is tracked once it
+   * is seen again: with another entry (another key, or the key in another session), or by an operation its first
+   * entry had already had (read twice, written twice). A one-off key (a search query in it) is seen up to three
+   * times, its lookup's miss, the load that answers it and its drop, all one use: counted as sightings, a flood of
+   * one-off keys went through probation into the tracked patterns and pushed out those in use.
+   */
+  private statsAt (level: AdvisorLevel, id: string, entry: KeyedUsage, type: Usage['type']): PatternStats {
     const tracked = this.patterns.get(id)
     if (tracked !== undefined) return tracked
     const waiting = this.probation.get(id)
+    const seen = hash32(this.entryText(level, entry.scope, entry.key), this.seed)
+    const operation = SIGHTING[type]
     if (waiting === undefined) {
       const stats = new PatternStats(level, id.slice(level.length + 1))
+      stats.firstEntry = { entry: seen, operations: operation }
       this.probation.set(id, stats)
       return stats
     }
+    const first = waiting.firstEntry
+    if (first !== undefined && first.entry === seen && (first.operations & operation) === 0) {
+      first.operations |= operation
+      return waiting
+    }
+    waiting.firstEntry = undefined
     this.probation.delete(id)
     this.patterns.set(id, waiting)
     return waiting

@@ -52,6 +52,11 @@ export interface CacheOperationContext {
    * reach only in-process listeners that ask for them (`every`), never the TracingChannel.
    */
   readonly reason?: CacheDropReason
+  /**
+   * Route caching's lookups and `invalidate`: the route as declared, with any prefix (`/users/:name`), which `key`'s
+   * path (`GET /users/alice`) does not tell.
+   */
+  readonly route?: string
   /** Set (by the channel) when the operation threw or rejected, before the `error` event. */
   readonly error?: unknown
   /** Set by the channel when the operation returned or resolved. */
@@ -465,6 +470,7 @@ export class CacheOperation implements CacheOperationContext {
   stale: boolean | undefined = undefined
   tier: CacheTier | undefined = undefined
   declare reason?: CacheDropReason
+  declare route?: string
   // Declared only: the channel sets them, and a subscriber tells a sync operation's end by their presence.
   declare error?: unknown
   declare result?: unknown

@@ -138,7 +138,9 @@ export class ResponseCache {
    */
   invalidate (route: string, url?: string): Promise<number> {
     const op = observe('route', 'invalidate', typeof url === 'string' ? url.split(/[?;#]/, 1)[0] : route, undefined, this)
-    return op === undefined ? this.drop(route, url) : op.promise(async () => await this.drop(route, url))
+    if (op === undefined) return this.drop(route, url)
+    op.route = route
+    return op.promise(async () => await this.drop(route, url))
   }
 
   private async drop (route: string, url: string | undefined): Promise<number> {

@@ -27,12 +27,18 @@ export const ADVICE_LOG_INTERVAL_MS = 60_000
 export function readAdvisor (read: OptionReader, option: unknown): number | undefined {
   if (option === undefined || option === false) return undefined
   if (option === true) return DEFAULT_SAMPLE_RATE
-  if (typeof option !== 'object' || option === null || Array.isArray(option)) read.fail('advisor', 'must be true, false or an object { sampleRate }')
+  // A Date or a Map is an object with no `sampleRate`, and would have been read as the default.
+  if (typeof option !== 'object' || option === null || !isPlain(option)) read.fail('advisor', 'must be true, false or an object { sampleRate }')
   const advisor = readOptions(`${read.name} (advisor)`, option)
   advisor.only(['sampleRate'])
   const { sampleRate = DEFAULT_SAMPLE_RATE } = option as AdvisorOptions
   if (typeof sampleRate !== 'number' || !(sampleRate > 0 && sampleRate <= 1)) advisor.fail('sampleRate', 'must be a number greater than 0 and at most 1 (the share of keys watched; 0.01 is 1 in 100)')
   return sampleRate
+}
+
+function isPlain (value: object): boolean {
+  const prototype: unknown = Object.getPrototypeOf(value)
+  return prototype === Object.prototype || prototype === null
 }
 
 /**

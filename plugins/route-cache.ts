@@ -168,7 +168,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
     }
     const identity = routeIdentity(route.url, route.constraints)
     if (rule.level === 'app') cache.addRoute(route.url, rule.key === undefined ? pathOf : (target) => target)
-    const { lookup, handled, capture, decide, failed } = hooksOf(identity, rule, `${String(route.method)} ${route.url}`)
+    const { lookup, handled, capture, decide, failed } = hooksOf(identity, rule, route.url, `${String(route.method)} ${route.url}`)
     if (rule.hook === 'onRequest') {
       // A preParsing hook runs after every onRequest hook, those a plugin registered later adds included.
       route.preParsing = [lookup, ...asArray(route.preParsing)]
@@ -207,7 +207,7 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
     }
   })
 
-  function hooksOf (identity: string, rule: RouteRule<FastifyRequest>, name: string): Hooks {
+  function hooksOf (identity: string, rule: RouteRule<FastifyRequest>, url: string, name: string): Hooks {
     const app = rule.level === 'app'
     const hit = app ? 'HIT-APP' : 'HIT-SESSION'
     const policy: StorePolicy = { shared: app, statusCodes: rule.statusCodes, ttl: rule.ttl }
@@ -252,7 +252,9 @@ const plugin: FastifyPluginAsync<RouteCacheOptions> = async (fastify, options) =
         if (credentials !== undefined) return bypass(request, reply, credentials)
       }
       const op = observeLookup('route', 'get', request.method + ' ' + (request.url.split(/[?;#]/, 1)[0] as string), undefined, cache)
-      return op === undefined ? await serve(request, reply) : await op.promise(async () => await serve(request, reply, op))
+      if (op === undefined) return await serve(request, reply)
+      op.route = url
+      return await op.promise(async () => await serve(request, reply, op))
     }
 
     /** Answers from the cache, or marks the response to be stored once the handler has produced it. */

@@ -135,6 +135,49 @@ test('never-read: entries set and evicted without a read; set, read three times 
   t.same(await found(t, read), [])
 })
 
+test('volatile in sessions: a key deleted about as often as read; the per-user cart each request reads and sets, nothing', async (t) => {
+  const app = await advised(t)
+  // The README's cart: a session's set is where the user's data lives, not a copy of a source changing under it.
+  app.post('/cart', async (request) => {
+    const cart = await request.sessionCache.get<unknown[]>('cart') ?? []
+    await request.sessionCache.set('cart', [...cart, request.body])
+    return { lines: cart.length + 1 }
+  })
+  let codes = 0
+  app.get('/offer', async (request) => {
+    const offer = await request.sessionCache.getOrLoad('offer', () => ({ percent: 10, code: ++codes }))
+    await request.sessionCache.delete('offer')
+    return offer
+  })
+  await times(30, async (user) => {
+    let cookie: string | undefined
+    for (let add = 0; add < 3; add++) {
+      const response = await app.inject({ method: 'POST', url: '/cart', payload: { sku: `sku-${user}-${add}` }, ...(cookie === undefined ? {} : { headers: { cookie } }) })
+      cookie ??= cookieOf(response.headers)
+    }
+    await app.inject({ url: '/offer', headers: { cookie: cookie as string } })
+  })
+  t.same(await found(t, app), ['session offer volatile'])
+  t.match(app.multiCache.advice()[0]?.evidence, { reads: 30, invalidations: 30 })
+})
+
+test('a flood of one-off queries through getOrLoad, evicted as it goes, leaves the patterns in use tracked; sent twice, a query is in use', async (t) => {
+  const app = await advised(t, { app: { max: 300 } })
+  let count = 0
+  app.post('/counter', async () => { await app.appCache.set('counter', ++count); return await app.appCache.get('counter') })
+  app.get('/search', async (request) => await app.appCache.getOrLoad(`search:${(request.query as { q: string }).q}`, () => ({ hits: [] })))
+  await times(40, async () => await app.inject({ method: 'POST', url: '/counter' }))
+  t.same(await found(t, app), ['app counter volatile'])
+  // Each query's miss, its load and, past 300 entries, its eviction: one use, not a pattern in use.
+  const word = (i: number): string => i.toString(26).replace(/./g, (c) => String.fromCharCode(97 + parseInt(c, 26)))
+  await times(1100, async (i) => await app.inject(`/search?q=q${word(i)}`))
+  t.same(await found(t, app), ['app counter volatile'], 'the finding in use is still found')
+  t.match(app.multiCache.advisor?.footprint(), { patterns: 1 }, 'no one-off query left probation')
+  // A query asked again is a pattern in use, as any key read twice (the last one: the first went off probation's end).
+  await app.inject(`/search?q=q${word(1099)}`)
+  t.match(app.multiCache.advisor?.footprint(), { patterns: 2 })
+})
+
 test('volatile routes: a cached route invalidated after every view; one invalidated once in a while, nothing', async (t) => {
   const app = await advised(t)
   app.get('/scores/:id', { config: { cache: { level: 'app', ttl: '1m' } } }, async () => ({ score: Math.random() }))
@@ -148,6 +191,20 @@ test('volatile routes: a cached route invalidated after every view; one invalida
   await app.routeCache.invalidate('/pages/:id')
   t.same(await found(t, app), ['route /scores/* volatile'])
   t.match(app.multiCache.advice()[0]?.evidence, { reads: 30, invalidations: 30 })
+})
+
+test('volatile routes keyed by a word: reads and invalidations meet under the declared route, not a path per name', async (t) => {
+  const app = await advised(t)
+  app.get('/users/:name', { config: { cache: { level: 'app', ttl: '1m' } } }, async (request) => ({ name: (request.params as { name: string }).name }))
+  const names = ['alice', 'bob', 'carol']
+  await times(30, async (i) => {
+    const name = names[i % 3] as string
+    await app.inject(`/users/${name}`)
+    await app.routeCache.invalidate('/users/:name', `/users/${name}`)
+  })
+  t.same(await found(t, app), ['route /users/* volatile'])
+  t.match(app.multiCache.advice()[0]?.evidence, { reads: 30, invalidations: 30 })
+  t.match(app.multiCache.advisor?.footprint(), { patterns: 1 }, 'one pattern, not one per name')
 })
 
 test('never-read in sessions: drafts set with a short ttl and never read; read before they expire, nothing', async (t) => {

@@ -25,6 +25,8 @@ test('advisor: false, true or { sampleRate }; anything else refused, naming the 
     ['yes', /^multiCache: option "advisor" must be true, false or an object \{ sampleRate \}, got "yes"$/],
     [1, /^multiCache: option "advisor" must be true, false or an object \{ sampleRate \}, got 1$/],
     [[], /option "advisor" must be true, false or an object \{ sampleRate \}, got an array$/],
+    [new Date(0), /option "advisor" must be true, false or an object \{ sampleRate \}, got /],
+    [new Map([['sampleRate', 1]]), /option "advisor" must be true, false or an object \{ sampleRate \}, got /],
     [{ sampleRate: 0 }, /^multiCache \(advisor\): option "sampleRate" must be a number greater than 0 and at most 1 .*, got 0$/],
     [{ sampleRate: 1.5 }, /option "sampleRate" must be a number greater than 0 and at most 1/],
     [{ sampleRate: '0.1' }, /option "sampleRate" .*, got "0.1"$/],

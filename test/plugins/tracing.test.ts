@@ -158,6 +158,19 @@ test('the route level: method and path as the key, never the query; a miss then 
   t.same(lines().at(-1), 'asyncEnd route invalidate /page undefined undefined undefined')
 })
 
+test('the route level: the route as declared beside the path, on lookups and on invalidate', async (t) => {
+  const app = await shop(t, {}, (app) => {
+    app.get('/users/:name', { config: { cache: { level: 'app', ttl: '1m' } } }, async (request) => ({ name: (request.params as { name: string }).name }))
+  })
+  const { contexts } = record(t)
+  await app.inject('/users/alice?tab=orders')
+  await app.routeCache.invalidate('/users/:name', '/users/alice')
+  t.same(contexts().map(({ operation, key, route }) => ({ operation, key, route })), [
+    { operation: 'get', key: 'GET /users/alice', route: '/users/:name' },
+    { operation: 'invalidate', key: '/users/alice', route: '/users/:name' }
+  ])
+})
+
 test('hostile: no context ever carries a session id, its cookie, or its store key', async (t) => {
   if (await redisFor(t) === undefined) return
   const prefix = uniquePrefix(t)
