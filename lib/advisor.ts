@@ -75,13 +75,13 @@ interface KeyState {
   droppedAt: number
 }
 
+/** The operations a pattern on probation has seen of its first entry, one bit each (see `statsAt`). */
+const SIGHTING: Record<Usage['type'], number> = { read: 1, write: 2, load: 4, invalidate: 8, drop: 16 }
+
 /**
  * A recent short key: its pattern, the pattern's id at each level, its entry's id at each level (outside sessions), and
  * whether its application entry is watched.
  */
-/** The operations a pattern on probation has seen of its first entry, one bit each (see `statsAt`). */
-const SIGHTING: Record<Usage['type'], number> = { read: 1, write: 2, load: 4, invalidate: 8, drop: 16 }
-
 interface KnownKey {
   readonly pattern: string
   readonly ids: { [L in AdvisorLevel]?: string }
