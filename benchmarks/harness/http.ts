@@ -1,7 +1,6 @@
-import { randomInt } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import autocannon, { type Options } from 'autocannon'
-import { alternate, pairedRatios, spread, type Spread } from './rounds.js'
+import { acrossStarts, alternate, pairedRatios, spread, type Spread } from './rounds.js'
 import { startServer, type ServerHandle, type ServerParams } from './children.js'
 import { settings } from './settings.js'
 
@@ -130,11 +129,8 @@ export async function compareHttp<C extends string> (
 }
 
 /**
- * `compareHttp` over `starts` fresh starts of the servers, `roundsPerStart` rounds each, every contender's samples in
- * one list, round by round. A server's code and heap settle differently each time its process starts (V8's hash seed
- * alone moves a Map's lookups), and with one start per contender that luck is part of every round of a comparison: two
- * processes of the same server read 0.98× and 1.02× in one run. The contenders of a start share a hash seed drawn for
- * it, and the median is over as many starts, not over one draw of each process's luck.
+ * `compareHttp` over `starts` fresh starts of the servers, `roundsPerStart` rounds each (see `acrossStarts`): with one
+ * start each, two processes of the same server read 0.98× and 1.02× in one run.
  */
 export async function compareHttpAcrossStarts<C extends string> (
   module: string,
@@ -142,12 +138,7 @@ export async function compareHttpAcrossStarts<C extends string> (
   starts: number,
   roundsPerStart: number
 ): Promise<Record<C, HttpSample[]>> {
-  const samples = Object.fromEntries(contenders.map((contender) => [contender.name, [] as HttpSample[]])) as Record<C, HttpSample[]>
-  for (let start = 0; start < starts; start++) {
-    const measured = await compareHttp(module, contenders, roundsPerStart, [`--hash-seed=${randomInt(1, 2 ** 31)}`])
-    for (const contender of contenders) samples[contender.name].push(...measured[contender.name])
-  }
-  return samples
+  return await acrossStarts(contenders.map((contender) => contender.name), starts, async (hashSeed) => await compareHttp(module, contenders, roundsPerStart, [hashSeed]))
 }
 
 function medianOf (samples: readonly HttpSample[], figure: 'requestsPerSecond' | 'p50' | 'cpuPerRequest'): number {

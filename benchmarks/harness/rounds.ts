@@ -1,3 +1,5 @@
+import { randomInt } from 'node:crypto'
+
 /** The median, min and max of a series of per-round figures. */
 export interface Spread {
   median: number
@@ -72,4 +74,23 @@ async function measureRound<C extends string, M> (order: readonly C[], measure: 
 export function pairedRatios (subject: readonly number[], baseline: readonly number[]): number[] {
   if (subject.length !== baseline.length) throw new Error('paired ratios need as many rounds on each side')
   return subject.map((value, round) => value / (baseline[round] as number))
+}
+
+/**
+ * `measure` run `starts` times, each time on processes started afresh that share the Node flag it is given (a hash
+ * seed drawn for that start), every contender's rounds in one list. A process's code and heap settle differently each
+ * time it starts (V8's hash seed alone moves a Map's lookups), and that luck lasts its life: with one start per
+ * contender it is part of every round, and the median is over one draw of it instead of `starts`.
+ */
+export async function acrossStarts<C extends string, M> (
+  contenders: readonly C[],
+  starts: number,
+  measure: (hashSeed: string) => Promise<Record<C, M[]>>
+): Promise<Record<C, M[]>> {
+  const all = Object.fromEntries(contenders.map((contender) => [contender, [] as M[]])) as Record<C, M[]>
+  for (let start = 0; start < starts; start++) {
+    const measured = await measure(`--hash-seed=${randomInt(1, 2 ** 31)}`)
+    for (const contender of contenders) all[contender].push(...measured[contender])
+  }
+  return all
 }

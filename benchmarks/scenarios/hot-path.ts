@@ -1,5 +1,4 @@
 // 6. The cost of one cache hit, against the peers' hits through their public APIs and against the floor.
-import { randomInt } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { createCache as createDedupeCache } from 'async-cache-dedupe'
 import { BentoCache, bentostore } from 'bentocache'
@@ -11,7 +10,7 @@ import { LRUCache } from 'lru-cache'
 import { runTask, startWorker, type TaskFunctions, type WorkerFactories, type WorkerHandle } from '../harness/children.js'
 import { collectGarbage } from '../harness/heap.js'
 import { judgedBy, result, type Result, type Target } from '../harness/results.js'
-import { alternate, pairedRatios, spread } from '../harness/rounds.js'
+import { acrossStarts, alternate, pairedRatios, spread } from '../harness/rounds.js'
 import type { Scenario } from '../harness/scenario.js'
 import { settings } from '../harness/settings.js'
 import { Bench } from 'tinybench'
@@ -169,20 +168,16 @@ const ADVISOR_CONTENDERS: readonly AdvisorContender[] = ['advisor: false', 'advi
  */
 async function measureAdvisor (): Promise<Record<AdvisorContender, AdvisorCost[]>> {
   const module = fileURLToPath(import.meta.url)
-  const costs = Object.fromEntries(ADVISOR_CONTENDERS.map((contender) => [contender, [] as AdvisorCost[]])) as Record<AdvisorContender, AdvisorCost[]>
-  for (let start = 0; start < ADVISOR_STARTS; start++) {
-    const hashSeed = randomInt(1, 2 ** 31)
+  return await acrossStarts(ADVISOR_CONTENDERS, ADVISOR_STARTS, async (hashSeed) => {
     const started = await Promise.all(ADVISOR_CONTENDERS.map(async (contender) =>
-      await startWorker<AdvisorCost>(module, contender === 'advisor: true' ? 'advisorOn' : 'advisorOff', ['--expose-gc', `--hash-seed=${hashSeed}`])))
+      await startWorker<AdvisorCost>(module, contender === 'advisor: true' ? 'advisorOn' : 'advisorOff', ['--expose-gc', hashSeed])))
     const handles = Object.fromEntries(ADVISOR_CONTENDERS.map((contender, i) => [contender, started[i]])) as Record<AdvisorContender, WorkerHandle<AdvisorCost>>
     try {
-      const measured = await alternate(ADVISOR_CONTENDERS, ROUNDS_PER_START, async (contender) => await handles[contender].measure())
-      for (const contender of ADVISOR_CONTENDERS) costs[contender].push(...measured[contender])
+      return await alternate(ADVISOR_CONTENDERS, ROUNDS_PER_START, async (contender) => await handles[contender].measure())
     } finally {
       await Promise.all(started.map(async (handle) => { await handle.stop() }))
     }
-  }
-  return costs
+  })
 }
 
 /**
@@ -251,9 +246,9 @@ function advisorRows (costs: Record<AdvisorContender, AdvisorCost[]>): Result[] 
   }
   const hit = 'appCache.getOrLoad hit'
   const work = `a request's reqCache work (open, ${REQUEST_KEYS.length} sets, ${BATCH} gets, end)`
-  return [['hit', hit], ['request', work]].flatMap(([what, measure]) => {
-    const control = row(what as keyof AdvisorCost, measure as string, 'advisor: false (A/A)', { op: 'within', value: 1, tolerance: 0.05 })
-    const advised = row(what as keyof AdvisorCost, measure as string, 'advisor: true', { op: '<=', value: 1.05 })
+  return ([['hit', hit], ['request', work]] as const).flatMap(([what, measure]) => {
+    const control = row(what, measure, 'advisor: false (A/A)', { op: 'within', value: 1, tolerance: 0.05 })
+    const advised = row(what, measure, 'advisor: true', { op: '<=', value: 1.05 })
     // As in the other scenarios: beside a control that read outside its target, the row says nothing either way.
     return [control, judgedBy(control)(advised)]
   })
