@@ -134,22 +134,43 @@ async function measure (): Promise<Record<Contender, number[]>> {
 interface AdvisorCost { hit: number, request: number }
 
 /**
- * The advisor's cost as an app pays it: on (or off) from the app's start, in a process of its own, each process asked
- * for one short measurement per round in turn. In one process with the advisor switched on and off between
- * contenders, the engine's code for a hit is made for one state and then run in the other, which no app does.
+ * The advisor's cost as an app pays it: on (or off) from the app's start, in a process of its own. In one process with
+ * the advisor switched on and off between contenders, the engine's code for a hit is made for one state and then run
+ * in the other, which no app does. Each measurement is CPU time per operation over a stretch of wall time that the
+ * three processes run at once on one core (see `measureAdvisor`).
  */
 async function advisorCost (advisor: boolean): Promise<() => Promise<AdvisorCost>> {
   const app = await openApp(advisor)
-  const bench = new Bench({ time: settings.microMs / 2, warmupTime: 50 })
-  bench.add('hit', hits((key) => app.appCache.getOrLoad(key, neverCalled)))
-  bench.add('request', () => { request(app.requests) })
-  // Warmed up as the other contenders are, over a first run.
-  await bench.run()
-  return async () => {
-    await bench.run()
-    const mean = (name: keyof AdvisorCost): number => (bench.tasks.find((task) => task.name === name)?.result?.latency.mean as number) * 1e6
-    return { hit: mean('hit') / BATCH, request: mean('request') }
+  const hit = hits((key) => app.appCache.getOrLoad(key, neverCalled))
+  const work = (): void => { request(app.requests) }
+  const measure = async (ms: number): Promise<AdvisorCost> => ({ hit: await cpuPerCall(hit, ms) / BATCH, request: await cpuPerCall(work, ms) })
+  // Warmed up as the other contenders are, over a first measurement.
+  await measure(settings.microMs)
+  return async () => await measure(settings.microMs)
+}
+
+/** Calls between two looks at the clock: a look costs more than a request's work. */
+const CALLS_PER_LOOK = 50
+
+/**
+ * Nanoseconds of this process's CPU time (user and system, its collector's and compiler's threads included) per call
+ * of `fn`, called over `ms` of wall time: what a call costs however much of the core the process was given meanwhile.
+ * A call answering a promise is awaited; a synchronous one is not, so that no turn of the microtask queue is counted
+ * in it.
+ */
+async function cpuPerCall (fn: () => unknown, ms: number): Promise<number> {
+  const until = performance.now() + ms
+  const before = process.cpuUsage()
+  let calls = 0
+  while (performance.now() < until) {
+    for (let i = 0; i < CALLS_PER_LOOK; i++) {
+      const called = fn()
+      if (called instanceof Promise) await called
+    }
+    calls += CALLS_PER_LOOK
   }
+  const { user, system } = process.cpuUsage(before)
+  return (user + system) * 1000 / calls
 }
 
 export const tasks: TaskFunctions = { measure }
@@ -159,12 +180,13 @@ type AdvisorContender = 'advisor: false' | 'advisor: true' | 'advisor: false (A/
 const ADVISOR_CONTENDERS: readonly AdvisorContender[] = ['advisor: false', 'advisor: true', 'advisor: false (A/A)']
 
 /**
- * Three processes (`advisor: false`, `true`, and a second `false` for the A/A control), measured in turn, round after
- * round: per-round ratios of measurements taken together. A process's code and heap settle differently each time it
- * starts (V8's per-process hash seed alone, where the ten keys of a request fall in a Map's buckets, moved a request
- * by ±15 %, 1,100 to 1,400 ns of the same code, more than the advisor costs), so the three are started afresh
- * `ADVISOR_STARTS` times, sharing a hash seed drawn for each start, and measured `ROUNDS_PER_START` rounds each time:
- * the median is over twice as many starts as rounds of other scenarios, not over one draw of each process's luck.
+ * Three processes (`advisor: false`, `true`, and a second `false` for the A/A control), measured at once on one core,
+ * round after round: per-round ratios of CPU time per operation spent over the same stretch of wall time. Measured in
+ * turn instead, each saw the machine of its own moment: a hit of one process read 98 ns and 240 ns a minute apart, and
+ * the A/A control of a round 0.88 to 1.07 (EPYC VM, 2026-12-07). A process's code and heap also settle differently each
+ * time it starts (V8's per-process hash seed alone, where the ten keys of a request fall in a Map's buckets, moved a
+ * request by ±15 %, more than the advisor costs), so the three are started afresh `ADVISOR_STARTS` times, sharing a
+ * hash seed drawn for each start, and measured `ROUNDS_PER_START` rounds each time.
  */
 async function measureAdvisor (): Promise<Record<AdvisorContender, AdvisorCost[]>> {
   const module = fileURLToPath(import.meta.url)
@@ -173,7 +195,10 @@ async function measureAdvisor (): Promise<Record<AdvisorContender, AdvisorCost[]
       await startWorker<AdvisorCost>(module, contender === 'advisor: true' ? 'advisorOn' : 'advisorOff', ['--expose-gc', hashSeed])))
     const handles = Object.fromEntries(ADVISOR_CONTENDERS.map((contender, i) => [contender, started[i]])) as Record<AdvisorContender, WorkerHandle<AdvisorCost>>
     try {
-      return await alternate(ADVISOR_CONTENDERS, ROUNDS_PER_START, async (contender) => await handles[contender].measure())
+      const measure = async (contender: AdvisorContender): Promise<AdvisorCost> => await handles[contender].measure()
+      // Not recorded: the three warmed up at once, and a process's compiler may still be at work on its code.
+      await alternate(ADVISOR_CONTENDERS, 1, measure, true)
+      return await alternate(ADVISOR_CONTENDERS, ROUNDS_PER_START, measure, true)
     } finally {
       await Promise.all(started.map(async (handle) => { await handle.stop() }))
     }
@@ -181,9 +206,8 @@ async function measureAdvisor (): Promise<Record<AdvisorContender, AdvisorCost[]
 }
 
 /**
- * Starts of the three processes, and rounds measured of each. A process's luck lasts its life: with seven starts of
- * three rounds, the A/A control read 0.93 to 1.04 between runs (EPYC VM, 2026-12-07), as much as the advisor was to
- * be told apart from; more starts of fewer rounds each draw that luck more often for the same time measured.
+ * Starts of the three processes, and rounds measured of each: a process's luck lasts its life, and more starts of
+ * fewer rounds each draw that luck more often for the same time measured.
  */
 const ADVISOR_STARTS = settings.rounds * 2
 const ROUNDS_PER_START = 2
@@ -235,9 +259,9 @@ function advisorRows (costs: Record<AdvisorContender, AdvisorCost[]>): Result[] 
     const of = (contender: AdvisorContender): number[] => costs[contender].map((cost) => cost[what])
     return result({
       scenario: 'hot-path',
-      measure: `${measure}, ${subject === 'advisor: true' ? 'advisor: true vs false' : 'A/A control, a second advisor: false process ÷ the first (if it is not about 1.00, the run says nothing)'}; an app per process, measured in turn, the processes started afresh every few rounds`,
+      measure: `${measure}, ${subject === 'advisor: true' ? 'advisor: true vs false' : 'A/A control, a second advisor: false process ÷ the first (if it is not about 1.00, the run says nothing)'}; an app per process, the three measured at once on one core (CPU time per operation), the processes started afresh every few rounds`,
       contenders: [subject, 'advisor: false'],
-      unit: 'time ratio (subject ÷ other)',
+      unit: 'CPU time ratio (subject ÷ other)',
       ...spread(pairedRatios(of(subject), of('advisor: false'))),
       rounds: costs['advisor: false'].length,
       target,
