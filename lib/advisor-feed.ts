@@ -27,6 +27,14 @@ export interface AdvisorFeedOptions {
   from?: (origin: object | undefined) => boolean
 }
 
+/**
+ * The advisor's sampled lookups, and the requests it reads whole, come in runs of this many in a row (`runLength`): one
+ * lookup in 100 drawn alone cost a hit 8 to 12 % more (timed at once on one core, EPYC VM, 2026-12-07), almost all of
+ * it the drawn path's code waking up, cold since the last one; in runs of 32, 1 to 4 %. The sample is as large, in
+ * clumps.
+ */
+export const ADVISOR_RUN_LENGTH = 32
+
 /** The levels the advisor takes one operation at a time. */
 const LEVELS_BY_OPERATION: readonly CacheEventLevel[] = ['session', 'app', 'route']
 
@@ -92,10 +100,10 @@ export function feedAdvisor (advisor: Advisor, options: AdvisorFeedOptions = {})
     // `clear` drops everything, and `refresh` is counted by its `load`.
   }
   const random = options.random === undefined ? {} : { random: options.random }
-  const stopOperations = subscribeCacheOperations(listener, { sampleRate: advisor.sampleRate, every, levels: LEVELS_BY_OPERATION, ...random })
+  const stopOperations = subscribeCacheOperations(listener, { sampleRate: advisor.sampleRate, every, levels: LEVELS_BY_OPERATION, runLength: ADVISOR_RUN_LENGTH, ...random })
   const stopRequests = subscribeRequestUsage((reads, origin) => {
     if (from === undefined || from(origin)) advisor.requestEnded(reads)
-  }, { sampleRate: advisor.sampleRate, maxKeys: ADVISOR_BOUNDS.keysPerRequest, ...random })
+  }, { sampleRate: advisor.sampleRate, maxKeys: ADVISOR_BOUNDS.keysPerRequest, runLength: ADVISOR_RUN_LENGTH, ...random })
   return () => {
     stopOperations()
     stopRequests()

@@ -87,6 +87,13 @@ export interface CacheOperationSubscribeOptions {
    * nothing at all for this listener (its lookups are the cheapest of all, 10 ns: a countdown is a tenth of one).
    */
   levels?: readonly CacheEventLevel[]
+  /**
+   * Sampled operations are given in runs of this many in a row (an integer, 1 to 1,000; default 1, one at a time), at
+   * the same `sampleRate`. A sampled hit's cost is mostly its code waking up: its path through the listener, idle since
+   * the last one drawn, is out of the processor's caches and branch history, and costs several times what it costs
+   * warm. In a run, the first pays that and the rest do not; the sample is as large, in clumps.
+   */
+  runLength?: number
 }
 
 const channel = tracingChannel<unknown, CacheOperation>(CACHE_OPERATION_CHANNEL)
@@ -105,11 +112,17 @@ type Always = { readonly [L in CacheEventLevel]?: { readonly [O in CacheOperatio
 type Levels = { readonly [L in CacheEventLevel]?: true }
 
 const LEVELS: readonly CacheEventLevel[] = ['request', 'session', 'app', 'route']
+/** The longest run of lookups given in a row: a clump of the sample, not a trace of the traffic. */
+const MAX_RUN_LENGTH = 1000
 
 interface Subscription {
   readonly listener: CacheOperationListener
   /** One operation in `every` on average. */
   readonly every: number
+  /** Operations given in a row once one is drawn (`runLength`). */
+  readonly run: number
+  /** Operations from the first of one run to the first of the next, on average: `every` runs long. */
+  readonly spacing: number
   /** Operations given every time, as a table: two property reads decide, where a list would be searched. */
   readonly always: Always | undefined
   /** The levels it is given, as a table; undefined: every level. */
@@ -119,6 +132,10 @@ interface Subscription {
   countdown: number
   /** The same, of the request level's lookups. */
   requestCountdown: number
+  /** Operations still to give in the run under way. */
+  runLeft: number
+  /** The same, of the request level's lookups. */
+  requestRunLeft: number
 }
 
 let subscriptions: readonly Subscription[] = []
@@ -136,7 +153,22 @@ export function subscribeCacheOperations (listener: CacheOperationListener, opti
   const every = Math.round(1 / rate)
   const random = options?.random ?? Math.random
   const levels = levelsOf(options?.levels)
-  const subscription: Subscription = { listener, every, always: alwaysOf(options?.every), levels, random, countdown: nextCountdown(every, random), requestCountdown: nextCountdown(every, random) }
+  const run = options?.runLength ?? 1
+  if (!Number.isInteger(run) || run < 1 || run > MAX_RUN_LENGTH) throw new RangeError(`subscribeCacheOperations: runLength must be an integer from 1 to ${MAX_RUN_LENGTH}`)
+  const spacing = spacingOf(every, run)
+  const subscription: Subscription = {
+    listener,
+    every,
+    run,
+    spacing,
+    always: alwaysOf(options?.every),
+    levels,
+    random,
+    countdown: nextCountdown(spacing, random),
+    requestCountdown: nextCountdown(spacing, random),
+    runLeft: 0,
+    requestRunLeft: 0
+  }
   listen([...subscriptions, subscription])
   return () => {
     listen(subscriptions.filter((one) => one !== subscription))
@@ -161,6 +193,11 @@ function levelsOf (levels: CacheOperationSubscribeOptions['levels']): Levels | u
     throw new TypeError(`subscribeCacheOperations: levels must be an array of level names (${LEVELS.join(', ')})`)
   }
   return Object.fromEntries(levels.map((level) => [level, true]))
+}
+
+/** Draws from the first of one run to the first of the next: a run's first is one in `spacing`, the rest follow it. */
+function spacingOf (every: number, run: number): number {
+  return every === 1 ? 1 : every * run - run + 1
 }
 
 /**
@@ -190,8 +227,13 @@ function pick (level: CacheEventLevel, operation: CacheOperationName, from: read
   for (const subscription of from) {
     if (subscription.levels !== undefined && subscription.levels[level] !== true) continue
     if (subscription.every !== 1 && subscription.always?.[level]?.[operation] !== true) {
-      if (--subscription.countdown > 0) continue
-      subscription.countdown = nextCountdown(subscription.every, subscription.random)
+      if (subscription.runLeft > 0) {
+        subscription.runLeft--
+      } else {
+        if (--subscription.countdown > 0) continue
+        subscription.countdown = nextCountdown(subscription.spacing, subscription.random)
+        subscription.runLeft = subscription.run - 1
+      }
     }
     picked = adding(picked, subscription.listener)
   }
@@ -220,23 +262,30 @@ class LookupStream {
   /** Lookups ahead that no listener will be given. */
   skip = 0
 
-  /** `countdown`: the subscriptions' countdown this stream moves; the request level's lookups are sampled apart. */
-  constructor (private readonly countdown: 'countdown' | 'requestCountdown') {}
+  /**
+   * `countdown` and `runLeft`: the subscriptions' fields this stream moves; the request level's lookups are sampled
+   * apart.
+   */
+  constructor (private readonly countdown: 'countdown' | 'requestCountdown', private readonly runLeft: 'runLeft' | 'requestRunLeft') {}
 
   /** The listeners given this lookup, if any; then moves every countdown on by the lookups none will take. */
   pick (level: CacheEventLevel): CacheOperationListener[] | undefined {
-    const countdown = this.countdown
+    const { countdown, runLeft } = this
     let picked: CacheOperationListener[] | undefined
     let ahead = Infinity
     for (const subscription of this.subscriptions) {
       // A lookup of a level the listener leaves out is drawn as any other and then not given: its rate holds.
       const given = subscription.levels === undefined || subscription.levels[level] === true
       if (subscription.every !== 1) {
-        if (--subscription[countdown] <= 0) {
-          subscription[countdown] = nextCountdown(subscription.every, subscription.random)
+        if (subscription[runLeft] > 0) {
+          subscription[runLeft]--
+          if (given) picked = adding(picked, subscription.listener)
+        } else if (--subscription[countdown] <= 0) {
+          subscription[countdown] = nextCountdown(subscription.spacing, subscription.random)
+          subscription[runLeft] = subscription.run - 1
           if (given) picked = adding(picked, subscription.listener)
         }
-        ahead = Math.min(ahead, subscription[countdown] - 1)
+        ahead = Math.min(ahead, subscription[runLeft] > 0 ? 0 : subscription[countdown] - 1)
       } else if (given) {
         picked = adding(picked, subscription.listener)
         ahead = 0
@@ -251,9 +300,9 @@ class LookupStream {
 }
 
 /** The session and application levels' and route caching's lookups. */
-const lookups = new LookupStream('countdown')
+const lookups = new LookupStream('countdown', 'runLeft')
 /** The request level's: none while only the advisor listens, which reads requests whole. */
-const requestLookups = new LookupStream('requestCountdown')
+const requestLookups = new LookupStream('requestCountdown', 'requestRunLeft')
 
 /** Runs an operation's call inside a context of the consumer's own (OpenTelemetry's active span). */
 export type OperationScope = <R>(operation: CacheOperationContext, run: () => R) => R
@@ -381,10 +430,14 @@ interface RequestWatch {
   readonly listener: RequestUsageListener
   /** Most keys of one request counted: past them, new keys are not. */
   readonly maxKeys: number
-  readonly every: number
+  readonly run: number
+  /** See `spacingOf`. */
+  readonly spacing: number
   readonly random: () => number
   /** The number (`opened`) of the next request it draws. */
   next: number
+  /** Requests still to draw in the run under way. */
+  runLeft: number
 }
 
 let requestWatches: readonly RequestWatch[] = []
@@ -410,10 +463,11 @@ function earliestDraw (): number {
  * handed over one by one cost a 10 ns lookup twice its time. Not part of the public API; returns the function that
  * stops it.
  */
-export function subscribeRequestUsage (listener: RequestUsageListener, options: { sampleRate: number, maxKeys: number, random?: () => number }): () => void {
-  const every = Math.round(1 / options.sampleRate)
+export function subscribeRequestUsage (listener: RequestUsageListener, options: { sampleRate: number, maxKeys: number, runLength?: number, random?: () => number }): () => void {
+  const run = options.runLength ?? 1
+  const spacing = spacingOf(Math.round(1 / options.sampleRate), run)
   const random = options.random ?? Math.random
-  const watch: RequestWatch = { listener, maxKeys: options.maxKeys, every, random, next: opened + nextCountdown(every, random) }
+  const watch: RequestWatch = { listener, maxKeys: options.maxKeys, run, spacing, random, next: opened + nextCountdown(spacing, random), runLeft: 0 }
   requestWatches = [...requestWatches, watch]
   nextDrawn = earliestDraw()
   return () => {
@@ -429,7 +483,9 @@ export function watchRequest (origin: object): RequestUsage | undefined {
   let maxKeys = 0
   for (const watch of requestWatches) {
     if (watch.next > opened) continue
-    watch.next = opened + nextCountdown(watch.every, watch.random)
+    // The first request of a run, or one more of it (as for lookups, `runLength`).
+    watch.runLeft = watch.runLeft > 0 ? watch.runLeft - 1 : watch.run - 1
+    watch.next = opened + (watch.runLeft > 0 ? 1 : nextCountdown(watch.spacing, watch.random))
     ;(drawn ??= []).push(watch.listener)
     maxKeys = Math.max(maxKeys, watch.maxKeys)
   }

@@ -8,8 +8,9 @@ import { levelsOf } from './levels.js'
 /** The `advisor` option of `multiCache` as an object. */
 export interface AdvisorOptions {
   /**
-   * The share sampled, 0 < rate ≤ 1: of the lookups, one by one; of the session and application entries, each
-   * followed whole (per session at that level) or not at all; of the requests, each read whole. Default 0.01.
+   * The share sampled, 0 < rate ≤ 1: of the lookups, in runs of 32 in a row; of the session and application entries,
+   * each followed whole (per session at that level) or not at all; of the requests, each read whole, in runs of 32.
+   * Default 0.01.
    */
   sampleRate?: number
 }

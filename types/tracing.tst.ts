@@ -45,6 +45,8 @@ describe('subscribeCacheOperations', () => {
     expect(subscribeCacheOperations).type.not.toBeCallableWith(() => {}, { every: { app: ['write'] } })
     expect(subscribeCacheOperations).type.not.toBeCallableWith(() => {}, { every: { shop: ['set'] } })
     expect(subscribeCacheOperations).type.not.toBeCallableWith(() => {}, { sampleRate: '1%' })
+    expect(subscribeCacheOperations).type.toBeCallableWith(() => {}, { sampleRate: 0.01, runLength: 32 })
+    expect(subscribeCacheOperations).type.not.toBeCallableWith(() => {}, { runLength: '32' })
     expect(subscribeCacheOperations).type.not.toBeCallableWith('listener')
     expect<CacheOperationListener>().type.toBe<(context: CacheOperationContext) => void>()
   })

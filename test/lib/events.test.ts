@@ -161,6 +161,35 @@ test('lookups skipped ahead: listeners at different rates, and one taking every 
   t.equal(given.all, 1000, 'a listener without a rate gets every lookup, from the next one on')
 })
 
+test('runLength: lookups given in runs of that many in a row, at the same rate, beside a listener given them one by one', async (t) => {
+  const app = new AppCache({ store: new MemoryStore({ max: 100 }), ttl: 0, log: silent })
+  for (let i = 0; i < 100; i++) await app.set(`k${i}`, i)
+  const inRuns: number[] = []
+  const single: number[] = []
+  let lookup = 0
+  let random = 0
+  const seeded = (): number => (random = (random + 0.618034) % 1)
+  const stops = [
+    subscribeCacheOperations((op) => { if (op.operation === 'get') inRuns.push(lookup) }, { sampleRate: 0.01, runLength: 8, random: seeded }),
+    subscribeCacheOperations((op) => { if (op.operation === 'get') single.push(lookup) }, { sampleRate: 0.01 })
+  ]
+  t.teardown(() => { for (const stop of stops) stop() })
+  for (; lookup < 200_000; lookup++) await app.get(`k${lookup % 100}`)
+  t.ok(Math.abs(inRuns.length - 2000) < 300, `1 in 100 in runs: ${inRuns.length}`)
+  t.ok(Math.abs(single.length - 2000) < 300, `1 in 100 one by one: ${single.length}`)
+  const runs: number[] = []
+  for (const [i, at] of inRuns.entries()) {
+    if (i > 0 && at === (inRuns[i - 1] as number) + 1) runs.push((runs.pop() as number) + 1)
+    else runs.push(1)
+  }
+  // Two runs may touch (a countdown of 1), never split: every run is a multiple of 8 long.
+  t.ok(runs.every((length) => length % 8 === 0), `runs of 8: ${[...new Set(runs)].join(', ')}`)
+  t.ok(single.some((at, i) => i > 0 && at !== (single[i - 1] as number) + 1), 'the other listener is given lookups apart')
+  for (const runLength of [0, 1.5, 1001, '8']) {
+    t.throws(() => subscribeCacheOperations(() => {}, { runLength: runLength as number }), /runLength must be an integer from 1 to 1000/)
+  }
+})
+
 test('levels: a listener is given the levels it names; the request level left out builds nothing there', async (t) => {
   const seen: string[] = []
   const stop = subscribeCacheOperations((op) => { seen.push(`${op.level} ${op.operation}`) }, { levels: ['app'] })
@@ -260,6 +289,27 @@ test('request usage: watches at different rates, added and stopped at any time, 
   const told = some
   serve(1000)
   t.equal(some, told, 'with no watch, no request is drawn')
+})
+
+test('request usage in runs: the requests drawn come that many in a row, at the same rate', async (t) => {
+  const level = new RequestLevel({ maxEntries: 10 })
+  let opened = 0
+  const drawn: number[] = []
+  let random = 0
+  const stop = subscribeRequestUsage(() => { drawn.push(opened) }, { sampleRate: 0.01, maxKeys: 1, runLength: 4, random: () => (random = (random + 0.618034) % 1) })
+  t.teardown(stop)
+  for (; opened < 40_000; opened++) {
+    const cache = level.open()
+    cache.get('k')
+    cache.end()
+  }
+  t.ok(Math.abs(drawn.length - 400) < 80, `1 in 100: ${drawn.length}`)
+  const runs: number[] = []
+  for (const [i, at] of drawn.entries()) {
+    if (i > 0 && at === (drawn[i - 1] as number) + 1) runs.push((runs.pop() as number) + 1)
+    else runs.push(1)
+  }
+  t.ok(runs.every((length) => length % 4 === 0), `runs of 4: ${[...new Set(runs)].join(', ')}`)
 })
 
 test('run: a method that throws before it returns its promise rejects, and the listeners are told of the error', async (t) => {
