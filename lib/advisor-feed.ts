@@ -28,12 +28,18 @@ export interface AdvisorFeedOptions {
 }
 
 /**
- * The advisor's sampled lookups, and the requests it reads whole, come in runs of this many in a row (`runLength`): one
- * lookup in 100 drawn alone cost a hit 8 to 12 % more (timed at once on one core, EPYC VM, 2026-12-07), almost all of
- * it the drawn path's code waking up, cold since the last one; in runs of 32, 1 to 4 %. The sample is as large, in
- * clumps.
+ * The advisor's sampled lookups, and the requests it reads whole, come in runs of this many in a row (`runLength`): at
+ * 1 in 100, 16. A lookup drawn alone cost a hit 8 to 12 % more (timed at once on one core, EPYC VM, 2026-12-07), almost
+ * all of it the drawn path's code waking up, cold since the last one; in runs of 16 or 32, 1 to 8 %. The sample is as
+ * large, in clumps whose counts move more than those of draws one at a time: simulated (a key read three times per
+ * write, among other reads, 400,000 operations, `advice()` every 10,000), runs of 32 reported it `volatile` in 2 seeds
+ * of 40, from 29 reads against 34 writes counted; runs of 16 in none of 40, of 8 and 1 in none of 20. So the runs are
+ * of 16, shorter at higher rates (2 at 1 in 10), and none from 1 in 3 on, where draws come too close together for the
+ * code to go cold.
  */
-export const ADVISOR_RUN_LENGTH = 32
+export function advisorRunLength (sampleRate: number): number {
+  return Math.min(16, Math.max(1, Math.round(0.16 / sampleRate)))
+}
 
 /** The levels the advisor takes one operation at a time. */
 const LEVELS_BY_OPERATION: readonly CacheEventLevel[] = ['session', 'app', 'route']
@@ -100,10 +106,11 @@ export function feedAdvisor (advisor: Advisor, options: AdvisorFeedOptions = {})
     // `clear` drops everything, and `refresh` is counted by its `load`.
   }
   const random = options.random === undefined ? {} : { random: options.random }
-  const stopOperations = subscribeCacheOperations(listener, { sampleRate: advisor.sampleRate, every, levels: LEVELS_BY_OPERATION, runLength: ADVISOR_RUN_LENGTH, ...random })
+  const runLength = advisorRunLength(advisor.sampleRate)
+  const stopOperations = subscribeCacheOperations(listener, { sampleRate: advisor.sampleRate, every, levels: LEVELS_BY_OPERATION, runLength, ...random })
   const stopRequests = subscribeRequestUsage((reads, origin) => {
     if (from === undefined || from(origin)) advisor.requestEnded(reads)
-  }, { sampleRate: advisor.sampleRate, maxKeys: ADVISOR_BOUNDS.keysPerRequest, runLength: ADVISOR_RUN_LENGTH, ...random })
+  }, { sampleRate: advisor.sampleRate, maxKeys: ADVISOR_BOUNDS.keysPerRequest, runLength, ...random })
   return () => {
     stopOperations()
     stopRequests()

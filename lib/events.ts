@@ -150,10 +150,10 @@ export function subscribeCacheOperations (listener: CacheOperationListener, opti
   if (typeof listener !== 'function') throw new TypeError('subscribeCacheOperations: listener must be a function')
   const rate = options?.sampleRate ?? 1
   if (typeof rate !== 'number' || !(rate > 0 && rate <= 1)) throw new RangeError('subscribeCacheOperations: sampleRate must be a number in (0, 1]')
-  const every = Math.round(1 / rate)
+  const every = 1 / rate
   const random = options?.random ?? Math.random
   const levels = levelsOf(options?.levels)
-  const run = options?.runLength ?? 1
+  const run = options?.runLength === undefined ? 1 : options.runLength
   if (!Number.isInteger(run) || run < 1 || run > MAX_RUN_LENGTH) throw new RangeError(`subscribeCacheOperations: runLength must be an integer from 1 to ${MAX_RUN_LENGTH}`)
   const spacing = spacingOf(every, run)
   const subscription: Subscription = {
@@ -176,11 +176,13 @@ export function subscribeCacheOperations (listener: CacheOperationListener, opti
 }
 
 function listen (next: readonly Subscription[]): void {
+  // The countdowns true again before the lists change, or each change would count every listener's next lookup a draw.
+  lookups.settle()
+  requestLookups.settle()
   subscriptions = next
   requestSubscriptions = next.filter((subscription) => takes(subscription, ['request']))
   lookups.subscriptions = next.filter((subscription) => takes(subscription, ['session', 'app', 'route']))
   requestLookups.subscriptions = requestSubscriptions
-  lookups.skip = requestLookups.skip = 0
 }
 
 function takes (subscription: Subscription, levels: readonly CacheEventLevel[]): boolean {
@@ -201,11 +203,12 @@ function spacingOf (every: number, run: number): number {
 }
 
 /**
- * Around `every` on average, but not periodic: a fixed period would give a listener the same one of a repeating
- * pattern of operations (say, the second lookup of every request) every time.
+ * `every` on average, exactly, whatever its fraction (a rate of 0.7 is one operation in 1.43, not in 1), and not
+ * periodic: a fixed period would give a listener the same one of a repeating pattern of operations (say, the second
+ * lookup of every request) every time. Geometric: as if each operation were drawn on its own at `1 / every`.
  */
 function nextCountdown (every: number, random: () => number): number {
-  return every === 1 ? 1 : 1 + Math.floor(random() * (2 * every - 1))
+  return every <= 1 ? 1 : 1 + Math.floor(Math.log(1 - random()) / Math.log(1 - 1 / every))
 }
 
 function alwaysOf (every: CacheOperationSubscribeOptions['every']): Always | undefined {
@@ -297,6 +300,18 @@ class LookupStream {
     }
     return picked
   }
+
+  /**
+   * Gives the lookups counted ahead of time, and not yet seen, back to the countdowns: before anything else counts them
+   * down (the session and application levels' other operations share them) or the subscriptions change. Without it, the
+   * first such operation after a lookup was drawn at once, and the lookups skipped after it were never counted: a
+   * listener at 1 in 100 was given 1 `set` in 50 and 1 `get` in 10,000 of the two alternating.
+   */
+  settle (): void {
+    if (this.skip === 0) return
+    for (const subscription of this.subscriptions) subscription[this.countdown] += this.skip
+    this.skip = 0
+  }
 }
 
 /** The session and application levels' and route caching's lookups. */
@@ -326,7 +341,11 @@ export function scopeOperations (next: OperationScope | undefined, replacing?: O
  */
 export function observe (level: CacheEventLevel, operation: CacheOperationName, key: string | undefined, keys?: readonly string[], origin?: object): CacheOperation | undefined {
   const from = level === 'request' ? requestSubscriptions : subscriptions
-  const listeners = from.length === 0 ? undefined : pick(level, operation, from)
+  let listeners: CacheOperationListener[] | undefined
+  if (from.length !== 0) {
+    lookups.settle()
+    listeners = pick(level, operation, from)
+  }
   if (listeners === undefined && !traced()) return undefined
   return new CacheOperation(level, operation, key, keys, listeners, origin)
 }
@@ -394,13 +413,24 @@ export function observeDrop (level: CacheEventLevel, key: string, reason: CacheD
       op.reason = reason
       if (scope !== undefined) op.within(scope)
     }
-    try {
-      subscription.listener(op)
-    } catch {
-      // As for operations: a listener's fault is its own.
-    }
+    tell(subscription.listener, op)
   }
 }
+
+/**
+ * Calls `listener` with `op`: what it throws, or rejects with if it is async, is its own fault and fails no operation
+ * (an async listener's rejection left unhandled ends a Node process by default).
+ */
+function tell (listener: CacheOperationListener, op: CacheOperationContext): void {
+  try {
+    const returned: unknown = listener(op)
+    if (returned instanceof Promise) returned.catch(ignore)
+  } catch {
+    // Ignored, as above.
+  }
+}
+
+function ignore (): void {}
 
 /** What `usageOf` reads of an operation. */
 export interface OperationUsage {
@@ -465,7 +495,7 @@ function earliestDraw (): number {
  */
 export function subscribeRequestUsage (listener: RequestUsageListener, options: { sampleRate: number, maxKeys: number, runLength?: number, random?: () => number }): () => void {
   const run = options.runLength ?? 1
-  const spacing = spacingOf(Math.round(1 / options.sampleRate), run)
+  const spacing = spacingOf(1 / options.sampleRate, run)
   const random = options.random ?? Math.random
   const watch: RequestWatch = { listener, maxKeys: options.maxKeys, run, spacing, random, next: opened + nextCountdown(spacing, random), runLeft: 0 }
   requestWatches = [...requestWatches, watch]
@@ -660,12 +690,6 @@ export class CacheOperation implements CacheOperationContext {
   private deliver (): void {
     const listeners = this.#listeners
     if (listeners === undefined) return
-    for (const listener of listeners) {
-      try {
-        listener(this)
-      } catch {
-        // A listener's fault is its own: the operation has its result already.
-      }
-    }
+    for (const listener of listeners) tell(listener, this)
   }
 }

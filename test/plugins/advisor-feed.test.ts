@@ -276,6 +276,28 @@ test('sampled: the stream gives hits one in ten, the advisor follows one entry i
   t.same(await run(), first, 'the same seeds draw the same sample')
 })
 
+test('sampled: a tag invalidated with every write leaves keys read three times per write neither volatile nor never-read', async (t) => {
+  const app = fresh(t)
+  await app.register(appCache, { max: 10_000 })
+  const advisor = new Advisor({ sampleRate: 0.1, random: seeded(42) })
+  const stop = feedAdvisor(advisor, { random: seeded(7) })
+  t.teardown(stop)
+  app.post('/item/:id', async (request) => {
+    await app.appCache.set(`item:${(request.params as { id: string }).id}`, { n: 1 })
+    // Not counted by the advisor, but drawn from the same countdown as the lookups: it must not eat theirs.
+    await app.appCache.invalidateTag('lists')
+    return null
+  })
+  app.get('/item/:id', async (request) => await app.appCache.get(`item:${(request.params as { id: string }).id}`))
+  await times(1500, async (i) => {
+    await app.inject({ method: 'POST', url: `/item/${i % 50}` })
+    for (let read = 0; read < 3; read++) await app.inject(`/item/${i % 50}`)
+  })
+  stop()
+  const findings = advisor.advice()
+  t.same(findings.map(({ key, kind }) => `${key} ${kind}`), [], JSON.stringify(findings.map(({ kind, evidence }) => ({ kind, evidence }))))
+})
+
 test('sampled: the request level read whole, one request in ten drawn as it opens; same seeds, same evidence', async (t) => {
   async function run (): Promise<AdviceFinding[]> {
     const app = fresh(t)
