@@ -4,7 +4,7 @@ import { test, type Test } from 'tap'
 import multiCache, { appCache, requestCache, type AdviceFinding, type MultiCacheOptions } from '../../index.js'
 import cacheAdmin from '../../plugins/admin.js'
 import { Advisor } from '../../lib/advisor.js'
-import { feedAdvisor } from '../../lib/advisor-feed.js'
+import { advisorRunLength, feedAdvisor } from '../../lib/advisor-feed.js'
 import { subscribeCacheOperations, usageOf, type CacheOperationContext } from '../../lib/events.js'
 import { cookieOf, fresh, secret } from '../helpers/app.js'
 import { redisFor, REDIS_URL, uniquePrefix } from '../helpers/redis.js'
@@ -274,6 +274,10 @@ test('sampled: the stream gives hits one in ten, the advisor follows one entry i
   t.ok(reads !== undefined && reads > 50 && reads < 150, `about 1 read in 10 counted: ${reads}`)
   t.ok(writes !== undefined && writes > 50 && writes < 150, `about 1 write in 10 counted: ${writes}`)
   t.same(await run(), first, 'the same seeds draw the same sample')
+})
+
+test('the advisor\'s runs: 16 lookups in a row at 1 in 100, shorter at higher rates, none from 1 in 3 on', async (t) => {
+  t.same([0.001, 0.01, 0.05, 0.1, 0.2, 1 / 3, 0.5, 1].map(advisorRunLength), [16, 16, 3, 2, 1, 1, 1, 1])
 })
 
 test('sampled: a tag invalidated with every write leaves keys read three times per write neither volatile nor never-read', async (t) => {
