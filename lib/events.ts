@@ -229,18 +229,25 @@ function pick (level: CacheEventLevel, operation: CacheOperationName, from: read
   let picked: CacheOperationListener[] | undefined
   for (const subscription of from) {
     if (subscription.levels !== undefined && subscription.levels[level] !== true) continue
-    if (subscription.every !== 1 && subscription.always?.[level]?.[operation] !== true) {
-      if (subscription.runLeft > 0) {
-        subscription.runLeft--
-      } else {
-        if (--subscription.countdown > 0) continue
-        subscription.countdown = nextCountdown(subscription.spacing, subscription.random)
-        subscription.runLeft = subscription.run - 1
-      }
-    }
+    if (subscription.every !== 1 && subscription.always?.[level]?.[operation] !== true && !drawn(subscription, 'countdown', 'runLeft')) continue
     picked = adding(picked, subscription.listener)
   }
   return picked
+}
+
+/**
+ * Whether `subscription` is given the operation at hand, a sampled one: the next of a run under way, or the first of a
+ * run once its countdown ends. Moves the run or the countdown on.
+ */
+function drawn (subscription: Subscription, countdown: 'countdown' | 'requestCountdown', runLeft: 'runLeft' | 'requestRunLeft'): boolean {
+  if (subscription[runLeft] > 0) {
+    subscription[runLeft]--
+    return true
+  }
+  if (--subscription[countdown] > 0) return false
+  subscription[countdown] = nextCountdown(subscription.spacing, subscription.random)
+  subscription[runLeft] = subscription.run - 1
+  return true
 }
 
 /**
@@ -280,14 +287,7 @@ class LookupStream {
       // A lookup of a level the listener leaves out is drawn as any other and then not given: its rate holds.
       const given = subscription.levels === undefined || subscription.levels[level] === true
       if (subscription.every !== 1) {
-        if (subscription[runLeft] > 0) {
-          subscription[runLeft]--
-          if (given) picked = adding(picked, subscription.listener)
-        } else if (--subscription[countdown] <= 0) {
-          subscription[countdown] = nextCountdown(subscription.spacing, subscription.random)
-          subscription[runLeft] = subscription.run - 1
-          if (given) picked = adding(picked, subscription.listener)
-        }
+        if (drawn(subscription, countdown, runLeft) && given) picked = adding(picked, subscription.listener)
         ahead = Math.min(ahead, subscription[runLeft] > 0 ? 0 : subscription[countdown] - 1)
       } else if (given) {
         picked = adding(picked, subscription.listener)
