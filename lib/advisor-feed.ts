@@ -9,7 +9,7 @@ import { subscribeCacheOperations, subscribeRequestUsage, usageOf, type CacheEve
  * invalidations and drops, which follow an entry from its fill to its drop and are far rarer than hits (each already
  * pays a store write, a loader call or an eviction). Every read comes through the stream's per-operation countdown at
  * the advisor's `sampleRate`: a hit the advisor is not given costs a decrement, no key hash. The request level is not
- * taken one operation at a time: a share `sampleRate` of requests is read whole (`subscribeRequestUsage`).
+ * taken one operation at a time: a share of requests is read whole (`subscribeRequestUsage`, at `requestSampleRate`).
  */
 export const ADVISOR_TAKES_EVERY: { readonly [L in CacheEventLevel]?: readonly CacheOperationName[] } = {
   session: ['set', 'load', 'delete', 'drop'],
@@ -106,11 +106,10 @@ export function feedAdvisor (advisor: Advisor, options: AdvisorFeedOptions = {})
     // `clear` drops everything, and `refresh` is counted by its `load`.
   }
   const random = options.random === undefined ? {} : { random: options.random }
-  const runLength = advisorRunLength(advisor.sampleRate)
-  const stopOperations = subscribeCacheOperations(listener, { sampleRate: advisor.sampleRate, every, levels: LEVELS_BY_OPERATION, runLength, ...random })
+  const stopOperations = subscribeCacheOperations(listener, { sampleRate: advisor.sampleRate, every, levels: LEVELS_BY_OPERATION, runLength: advisorRunLength(advisor.sampleRate), ...random })
   const stopRequests = subscribeRequestUsage((reads, origin) => {
     if (from === undefined || from(origin)) advisor.requestEnded(reads)
-  }, { sampleRate: advisor.sampleRate, maxKeys: ADVISOR_BOUNDS.keysPerRequest, runLength, ...random })
+  }, { sampleRate: advisor.requestRate, maxKeys: ADVISOR_BOUNDS.keysPerRequest, runLength: advisorRunLength(advisor.requestRate), ...random })
   return () => {
     stopOperations()
     stopRequests()

@@ -313,19 +313,20 @@ test('sampling: a fixed share of keys, the same keys for a given seed, and the f
   t.equal(a.watches('app', 'item:5'), a.watches('app', 'item:5'), 'a key is in or out for good')
 
   // Exactly this run, every time: the seed fixes which of the 1,000 requests, each reading its user once, are drawn. The
-  // request level is read whole, one drawn request at a time: subscribeRequestUsage draws 1 in 10 by a countdown on
-  // its seeded source, a seeded draw per request here.
-  const sampled = new Advisor({ sampleRate: 0.1, random: seeded(42) })
+  // request level is read whole, one drawn request at a time, at a quarter of sampleRate: subscribeRequestUsage draws
+  // 1 in 10 by a countdown on its seeded source, a seeded draw per request here.
+  const sampled = new Advisor({ sampleRate: 0.4, random: seeded(42) })
+  t.equal(sampled.requestRate, 0.1)
   const drawRequest = seeded(42)
   let users = 0
   for (let i = 0; i < 1000; i++) {
-    if (drawRequest() >= sampled.sampleRate) continue
+    if (drawRequest() >= sampled.requestRate) continue
     users++
     sampled.requestEnded(readsOf([`user:${i}`]))
   }
   t.ok(users > 60 && users < 140, `about 1 request in 10 drawn: ${users}`)
   const [finding] = sampled.advice()
-  t.match(finding, { kind: 'no-reuse', evidence: { requests: users, reads: users, sampleRate: 0.1 } }, 'counts as observed, with the rate beside them')
+  t.match(finding, { kind: 'no-reuse', evidence: { requests: users, reads: users, sampleRate: 0.1 } }, 'counts as observed, with the share of requests read beside them')
 
   // One key every session has: watched in some sessions, not all or none.
   const sessions = new Advisor({ sampleRate: 0.1, random: seeded(42) })

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { test, type Test } from 'tap'
 import multiCache, { appCache, requestCache, type AdviceFinding, type MultiCacheOptions } from '../../index.js'
 import cacheAdmin from '../../plugins/admin.js'
-import { Advisor } from '../../lib/advisor.js'
+import { Advisor, requestSampleRate } from '../../lib/advisor.js'
 import { advisorRunLength, feedAdvisor } from '../../lib/advisor-feed.js'
 import { subscribeCacheOperations, usageOf, type CacheOperationContext } from '../../lib/events.js'
 import { cookieOf, fresh, secret } from '../helpers/app.js'
@@ -276,8 +276,9 @@ test('sampled: the stream gives hits one in ten, the advisor follows one entry i
   t.same(await run(), first, 'the same seeds draw the same sample')
 })
 
-test('the advisor\'s runs: 16 lookups in a row at 1 in 100, shorter at higher rates, none from 1 in 3 on', async (t) => {
+test('the advisor\'s runs: 16 lookups in a row at 1 in 100, shorter at higher rates, none from 1 in 3 on; requests at a quarter of its rate', async (t) => {
   t.same([0.001, 0.01, 0.05, 0.1, 0.2, 1 / 3, 0.5, 1].map(advisorRunLength), [16, 16, 3, 2, 1, 1, 1, 1])
+  t.same([0.004, 0.01, 0.1, 0.5, 0.99, 1].map(requestSampleRate), [0.001, 0.0025, 0.025, 0.125, 0.2475, 1], 'requests: a quarter of sampleRate, every one at 1')
 })
 
 test('sampled: a tag invalidated with every write leaves keys read three times per write neither volatile nor never-read', async (t) => {
@@ -302,11 +303,11 @@ test('sampled: a tag invalidated with every write leaves keys read three times p
   t.same(findings.map(({ key, kind }) => `${key} ${kind}`), [], JSON.stringify(findings.map(({ kind, evidence }) => ({ kind, evidence }))))
 })
 
-test('sampled: the request level read whole, one request in ten drawn as it opens; same seeds, same evidence', async (t) => {
+test('sampled: the request level read whole, one request in ten drawn as it opens (a quarter of sampleRate 0.4); same seeds, same evidence', async (t) => {
   async function run (): Promise<AdviceFinding[]> {
     const app = fresh(t)
     await app.register(requestCache)
-    const advisor = new Advisor({ sampleRate: 0.1, random: seeded(42) })
+    const advisor = new Advisor({ sampleRate: 0.4, random: seeded(42) })
     const stop = feedAdvisor(advisor, { random: seeded(7) })
     t.teardown(stop)
     app.get('/once', async (request) => await request.reqCache.getOrLoad('viewer', () => ({ id: 1 })))
@@ -328,6 +329,7 @@ test('sampled: the request level read whole, one request in ten drawn as it open
   t.ok(requests !== undefined && requests > 50 && requests < 150, `about 1 request in 10 counted: ${requests}`)
   t.equal(reads, requests, 'each counted whole: one read per request')
   t.equal(readsPerRequest, 1)
+  t.equal(first[0]?.evidence.sampleRate, 0.1, 'the evidence names the share of requests read, not sampleRate')
   t.same(await run(), first, 'the same seeds draw the same sample')
 })
 
