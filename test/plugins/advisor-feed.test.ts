@@ -333,6 +333,30 @@ test('sampled: the request level read whole, one request in ten drawn as it open
   t.same(await run(), first, 'the same seeds draw the same sample')
 })
 
+test('sampled at advisor: true\'s rate: 1 request in 400 read whole still finds no-reuse over HTTP, and only it', async (t) => {
+  const app = fresh(t)
+  await app.register(requestCache)
+  const advisor = new Advisor({ sampleRate: 0.01, random: seeded(42) })
+  const stop = feedAdvisor(advisor, { random: seeded(7) })
+  t.teardown(stop)
+  app.get('/once', async (request) => await request.reqCache.getOrLoad('viewer', () => ({ id: 1 })))
+  app.get('/thrice', async (request) => {
+    for (let i = 0; i < 3; i++) await request.reqCache.getOrLoad('user', () => ({ id: 2 }))
+    return request.reqCache.get('user')
+  })
+  await times(20_000, async () => {
+    await app.inject('/once')
+    await app.inject('/thrice')
+  })
+  stop()
+  const findings = advisor.advice()
+  t.same(findings.map(({ key, kind }) => `${key} ${kind}`), ['viewer no-reuse'], JSON.stringify(findings.map(({ evidence }) => evidence)))
+  const { requests, reads, sampleRate } = findings[0]?.evidence ?? {}
+  t.ok(requests !== undefined && requests >= 20 && requests < 200, `about 1 request in 400 of 20,000 counted: ${requests}`)
+  t.equal(reads, requests, 'each counted whole: one read per request')
+  t.equal(sampleRate, 0.0025, 'the share of requests read')
+})
+
 test('hostile: no operation handed to a subscriber, nothing the advisor reads and no finding carries a session id or a cookie', async (t) => {
   const seen: string[] = []
   const stop = subscribeCacheOperations((op: CacheOperationContext) => {
