@@ -303,40 +303,14 @@ test('sampled: a tag invalidated with every write leaves keys read three times p
   t.same(findings.map(({ key, kind }) => `${key} ${kind}`), [], JSON.stringify(findings.map(({ kind, evidence }) => ({ kind, evidence }))))
 })
 
-test('sampled: the request level read whole, one request in ten drawn as it opens (a quarter of sampleRate 0.4); same seeds, same evidence', async (t) => {
-  async function run (): Promise<AdviceFinding[]> {
-    const app = fresh(t)
-    await app.register(requestCache)
-    const advisor = new Advisor({ sampleRate: 0.4, random: seeded(42) })
-    const stop = feedAdvisor(advisor, { random: seeded(7) })
-    t.teardown(stop)
-    app.get('/once', async (request) => await request.reqCache.getOrLoad('viewer', () => ({ id: 1 })))
-    app.get('/thrice', async (request) => {
-      for (let i = 0; i < 3; i++) await request.reqCache.getOrLoad('user', () => ({ id: 2 }))
-      return request.reqCache.get('user')
-    })
-    await times(1000, async () => {
-      await app.inject('/once')
-      await app.inject('/thrice')
-    })
-    stop()
-    await app.close()
-    return advisor.advice()
-  }
-  const first = await run()
-  t.same(first.map(({ key, kind }) => `${key} ${kind}`), ['viewer no-reuse'], 'the key read once per request, not the one read four times')
-  const { requests, reads, readsPerRequest } = first[0]?.evidence ?? {}
-  t.ok(requests !== undefined && requests > 50 && requests < 150, `about 1 request in 10 counted: ${requests}`)
-  t.equal(reads, requests, 'each counted whole: one read per request')
-  t.equal(readsPerRequest, 1)
-  t.equal(first[0]?.evidence.sampleRate, 0.1, 'the evidence names the share of requests read, not sampleRate')
-  t.same(await run(), first, 'the same seeds draw the same sample')
-})
-
-test('sampled at advisor: true\'s rate: 1 request in 400 read whole still finds no-reuse over HTTP, and only it', async (t) => {
+/**
+ * `rounds` times over HTTP, a request reading `viewer` once and one reading `user` four times, with an advisor at
+ * `sampleRate` fed on seeded draws: what it finds.
+ */
+async function readOnceAndFourTimes (t: Test, sampleRate: number, rounds: number): Promise<AdviceFinding[]> {
   const app = fresh(t)
   await app.register(requestCache)
-  const advisor = new Advisor({ sampleRate: 0.01, random: seeded(42) })
+  const advisor = new Advisor({ sampleRate, random: seeded(42) })
   const stop = feedAdvisor(advisor, { random: seeded(7) })
   t.teardown(stop)
   app.get('/once', async (request) => await request.reqCache.getOrLoad('viewer', () => ({ id: 1 })))
@@ -344,12 +318,28 @@ test('sampled at advisor: true\'s rate: 1 request in 400 read whole still finds 
     for (let i = 0; i < 3; i++) await request.reqCache.getOrLoad('user', () => ({ id: 2 }))
     return request.reqCache.get('user')
   })
-  await times(20_000, async () => {
+  await times(rounds, async () => {
     await app.inject('/once')
     await app.inject('/thrice')
   })
   stop()
-  const findings = advisor.advice()
+  await app.close()
+  return advisor.advice()
+}
+
+test('sampled: the request level read whole, one request in ten drawn as it opens (a quarter of sampleRate 0.4); same seeds, same evidence', async (t) => {
+  const first = await readOnceAndFourTimes(t, 0.4, 1000)
+  t.same(first.map(({ key, kind }) => `${key} ${kind}`), ['viewer no-reuse'], 'the key read once per request, not the one read four times')
+  const { requests, reads, readsPerRequest } = first[0]?.evidence ?? {}
+  t.ok(requests !== undefined && requests > 50 && requests < 150, `about 1 request in 10 counted: ${requests}`)
+  t.equal(reads, requests, 'each counted whole: one read per request')
+  t.equal(readsPerRequest, 1)
+  t.equal(first[0]?.evidence.sampleRate, 0.1, 'the evidence names the share of requests read, not sampleRate')
+  t.same(await readOnceAndFourTimes(t, 0.4, 1000), first, 'the same seeds draw the same sample')
+})
+
+test('sampled at advisor: true\'s rate: 1 request in 400 read whole still finds no-reuse over HTTP, and only it', async (t) => {
+  const findings = await readOnceAndFourTimes(t, 0.01, 20_000)
   t.same(findings.map(({ key, kind }) => `${key} ${kind}`), ['viewer no-reuse'], JSON.stringify(findings.map(({ evidence }) => evidence)))
   const { requests, reads, sampleRate } = findings[0]?.evidence ?? {}
   t.ok(requests !== undefined && requests >= 20 && requests < 200, `about 1 request in 400 of 20,000 counted: ${requests}`)
