@@ -52,7 +52,7 @@ export interface AdvisorConfig {
  * every request at 1. A drawn request counts its reads per key, a map lookup beside each of its own, and runs code
  * that idles between draws: at 1 in 100 the drawn requests cost a request's request-level work 3.5 to 6 % (timed at
  * once on one core, EPYC VM, 2026-12-07), at 1 in 400 1 %. Requests are many and `no-reuse` needs 20 request-and-key
- * pairs, which 1 in 400 draws from 8,000 requests that use a key.
+ * pairs, two runs of 16, which 1 in 400 draws from about 13,000 requests that use a key.
  */
 export function requestSampleRate (sampleRate: number): number {
   return sampleRate === 1 ? 1 : sampleRate / 4

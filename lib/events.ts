@@ -544,6 +544,11 @@ export class RequestUsage {
     if (!this.#reads.has(key) && this.#reads.size < this.maxKeys) this.#reads.set(key, { reads: 0 })
   }
 
+  /** The request ended before its response (its client went away): its listeners are never told. */
+  discard (): void {
+    this.#listeners = undefined
+  }
+
   /** The request is over: its listeners are told, once. */
   end (): void {
     const listeners = this.#listeners

@@ -45,7 +45,7 @@ export class CacheLookup {
   /** The first value found from the request level up, or undefined. Never calls a loader (but a defined app key's). */
   get<T = unknown> (key: string): Promise<T | undefined> {
     if (!this.keys.valid(key)) return this.keys.reject(key)
-    const memo = this.request?.get<T>(key)
+    const memo = this.request?.memo<T>(key)
     if (memo !== undefined) return promiseOf(memo)
     return this.fromBroaderLevels(key)
   }
@@ -58,7 +58,7 @@ export class CacheLookup {
       return Promise.reject(new InvalidOptionError('request.cache.getOrLoad', 'level', `must be one of ${LEVELS.join(', ')}`, describe(level)))
     }
     if (level === 'request') return this.request?.getOrLoad(key, loader) ?? Promise.reject(notRegistered(level))
-    const memo = this.request?.get<T>(key)
+    const memo = this.request?.memo<T>(key)
     if (memo !== undefined) return promiseOf(memo)
     return this.loadBroader(key, loader, level, options)
   }
@@ -92,7 +92,7 @@ export class CacheLookup {
     const values = new Map<string, unknown>()
     const missing: string[] = []
     for (const key of new Set(keys)) {
-      const memo = this.request?.get(key)
+      const memo = this.request?.memo(key)
       if (memo === undefined) missing.push(key)
       else values.set(key, memo)
     }
@@ -139,7 +139,7 @@ export class CacheLookup {
   }
 
   private memoise<T> (key: string, value: T): T {
-    if (value !== undefined) this.request?.set<unknown>(key, value)
+    if (value !== undefined) this.request?.memoize<unknown>(key, value)
     return value
   }
 

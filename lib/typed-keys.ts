@@ -68,8 +68,11 @@ type ValuesOf<M, Keys extends readonly unknown[], Extra> = { -readonly [I in key
 /** The methods of `RequestCache` that take a key. */
 type RequestKeyed = 'get' | 'has' | 'set' | 'delete' | 'getOrLoad'
 
+/** `request.cache`'s memo in the request level: the lookup's, not the app's, so not given to declared keys. */
+type RequestMemo = 'memo' | 'memoize'
+
 /** `request.reqCache` with declared keys. The batch `loader()` is unchanged: its keys and values are its own. */
-export interface TypedRequestCache<M> extends Omit<RequestClass, RequestKeyed> {
+export interface TypedRequestCache<M> extends Omit<RequestClass, RequestKeyed | RequestMemo> {
   get<K extends keyof M & string> (key: K): ValueOf<M, K> | undefined
   has (key: keyof M & string): boolean
   set<K extends keyof M & string> (key: K, value: NoInfer<ValueFor<K, ValueOf<M, K>>>): this

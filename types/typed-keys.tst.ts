@@ -53,6 +53,8 @@ describe('no keys declared', () => {
     expect(request.reqCache.getOrLoad('p', () => 1)).type.toBe<Promise<number>>()
     expect(request.reqCache.has('p')).type.toBe<boolean>()
     expect(request.reqCache.delete('p')).type.toBe<boolean>()
+    expect(request.reqCache.memo<Product>('p')).type.toBe<Product | undefined>()
+    expect(request.reqCache.memoize('p', 1)).type.toBe<RequestClass>()
   })
 
   test('request.cache: any string key, typed per call or by the loader', () => {

@@ -1,3 +1,5 @@
+import { get } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import { test, type Test } from 'tap'
@@ -55,6 +57,50 @@ test('no-reuse: a request-level key read once per request; read three times, not
   const kinds = await found(t, app)
   t.same(kinds, ['request viewer no-reuse'])
   t.match(app.multiCache.advice()[0]?.evidence, { requests: 25, reads: 25, readsPerRequest: 1, sampleRate: 1 })
+})
+
+test('no-reuse and request.cache: its memo of a broader level is the lookup\'s, not counted; a key it loads into the request level is', async (t) => {
+  const app = await advised(t)
+  app.get('/settings', async (request) => await request.cache.getOrLoad('settings', () => ({ theme: 'dark' }), { level: 'app' }))
+  let visitors = 0
+  app.get('/profile', async (request) => await request.cache.getOrLoad('profile', () => ({ id: ++visitors }), { level: 'session' }))
+  app.get('/flag', async (request) => (await request.cache.get('flag')) ?? null)
+  app.get('/viewer', async (request) => await request.cache.getOrLoad('viewer', () => ({ id: 2 }), { level: 'request' }))
+  const statuses = new Set<number>()
+  await times(25, async () => {
+    for (const url of ['/settings', '/profile', '/flag', '/viewer']) statuses.add((await app.inject(url)).statusCode)
+  })
+  t.same([...statuses], [200])
+  t.same(await found(t, app), ['request viewer no-reuse'], 'the app chose the request level for viewer only')
+})
+
+test('no-reuse and clients that go away: a request whose client aborted is not counted, its handler reading on', async (t) => {
+  const app = await advised(t, { session: false })
+  let readsAfterAbort = 0
+  app.get('/user', async (request) => {
+    request.reqCache.set('user', { id: 7 })
+    request.reqCache.get('user')
+    // Past the client's abort: the handler runs on, and reads the key twice more.
+    await sleep(60)
+    if (request.raw.aborted) readsAfterAbort++
+    request.reqCache.get('user')
+    return request.reqCache.get('user')
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as AddressInfo
+  await times(50, async () => {
+    await new Promise<void>((resolve) => {
+      const sent = get({ host: '127.0.0.1', port, path: '/user' }, (response) => { response.resume() })
+      sent.on('error', () => { resolve() })
+      setTimeout(() => { sent.destroy(); resolve() }, 20)
+    })
+  })
+  await sleep(120)
+  t.equal(readsAfterAbort, 50, 'every handler read on after its client went away')
+  t.same(await found(t, app), [], 'no no-reuse from requests cut short')
+  await times(25, async () => await app.inject('/user'))
+  t.same(await found(t, app), [], 'requests that ran whole: three reads each')
+  t.equal(app.multiCache.request?.live, 0, 'the aborted requests\' entries no longer count')
 })
 
 test('same-in-every-session: the same settings loaded into every session; a per-user cart, nothing', async (t) => {

@@ -126,6 +126,12 @@ describe('sessionCache', () => {
 })
 
 describe('reqCache', () => {
+  test('has no memo and memoize, request.cache\'s own, which would take any key', () => {
+    expect(request.reqCache).type.not.toHaveProperty('memo')
+    expect(request.reqCache).type.not.toHaveProperty('memoize')
+    expect(request.reqCache).type.toHaveProperty('getOrLoad')
+  })
+
   test('get is synchronous and typed; set chains', () => {
     expect(request.reqCache.get('user')).type.toBe<User | undefined>()
     expect(request.reqCache.has('user')).type.toBe<boolean>()
