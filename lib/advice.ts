@@ -31,9 +31,10 @@ export const THRESHOLDS = {
   sameInEverySession: { minSessions: 20, minShare: 0.8 },
   /**
    * Not the request level: reads plus changes seen, and changes (writes, invalidations; at the session level deletes
-   * only) per read from which it is volatile.
+   * only) per read from which it is volatile. Reads come in runs (lib/advisor-feed.ts): at 50, a key read three times
+   * per write was found volatile in 2 simulated apps of 20, at 100 in none of 40.
    */
-  volatile: { minOperations: 50, minChangesPerRead: 0.8 },
+  volatile: { minOperations: 100, minChangesPerRead: 0.8 },
   /** Loads (or writes) within `windowMs` after their key expired, and the share of them that brought the same value. */
   ttlTooShort: { minReloads: 10, minUnchangedShare: 0.8, windowMs: 60_000 },
   /** Keys loaded (or written) again after the size bound evicted them, and their share of the evictions. */
@@ -123,11 +124,17 @@ export class PatternStats {
   constructor (readonly level: AdvisorLevel, readonly pattern: string) {}
 }
 
-/** The findings of one pattern, in the order of `ADVICE_KINDS`. */
-export function findingsOf (stats: PatternStats, sampleRate: number): AdviceFinding[] {
+/**
+ * The rates a pattern's counts were drawn at: `counted`, of the operations in its totals and of the requests read
+ * whole; `followed`, of its entries.
+ */
+export interface SampleRates { counted: number, followed: number }
+
+/** The findings of one pattern, in the order of `ADVICE_KINDS`; each one's evidence with the rate of its counts. */
+export function findingsOf (stats: PatternStats, rates: SampleRates): AdviceFinding[] {
   const findings: AdviceFinding[] = []
   const { level, pattern: key } = stats
-  const found = (kind: AdviceKind, message: string, evidence: Record<string, number>): void => {
+  const found = (kind: AdviceKind, message: string, evidence: Record<string, number>, sampleRate: number): void => {
     findings.push({ level, key, kind, message, evidence: { ...evidence, sampleRate } })
   }
 
@@ -136,7 +143,7 @@ export function findingsOf (stats: PatternStats, sampleRate: number): AdviceFind
     const perRequest = stats.requestReads / stats.requestPairs
     if (perRequest <= noReuse.maxReadsPerRequest) {
       found('no-reuse', `request-level key "${key}" is read ${round(perRequest)} times per request on average: the request level buys nothing for it. Keep the value in a variable, or cache it at the session or application level if requests share it`,
-        { requests: stats.requestPairs, reads: stats.requestReads, readsPerRequest: round(perRequest) })
+        { requests: stats.requestPairs, reads: stats.requestReads, readsPerRequest: round(perRequest) }, rates.counted)
     }
   }
 
@@ -146,7 +153,7 @@ export function findingsOf (stats: PatternStats, sampleRate: number): AdviceFind
     if (sessions >= sameInEverySession.minSessions && share >= sameInEverySession.minShare) {
       const saved = (sessions - 1) * bytes
       found('same-in-every-session', `session-level key "${key}" holds the same value in ${sessions} sessions (${percent(share)} of the values it was given): unless it depends on the user (a role, a flag), it is global data. Cache it once at the application level${bytes > 0 ? `, saving about ${formatBytes(saved)} for these sessions alone` : ''}`,
-        { sessions, values: stats.sessionValues, valueBytes: bytes, bytesSaved: saved })
+        { sessions, values: stats.sessionValues, valueBytes: bytes, bytesSaved: saved }, rates.followed)
     }
   }
 
@@ -155,22 +162,22 @@ export function findingsOf (stats: PatternStats, sampleRate: number): AdviceFind
   const changes = (level === 'session' ? 0 : stats.writes) + stats.invalidations
   if (level !== 'request' && stats.reads + changes >= volatile.minOperations && changes >= volatile.minChangesPerRead * stats.reads) {
     found('volatile', `"${key}" is written or invalidated ${changes} times for ${stats.reads} reads: caching it costs more than it saves. Read it from its source, or cache what is read more often than it changes`,
-      { reads: stats.reads, writes: stats.writes, invalidations: stats.invalidations })
+      { reads: stats.reads, writes: stats.writes, invalidations: stats.invalidations }, rates.counted)
   }
 
   if (stats.unchangedReloads >= ttlTooShort.minReloads && stats.unchangedReloads >= ttlTooShort.minUnchangedShare * stats.expiredReloads) {
     found('ttl-too-short', `"${key}" was loaded again within ${ttlTooShort.windowMs / 1000} s of expiring ${stats.expiredReloads} times, and ${stats.unchangedReloads} of them brought back the same value: raise its ttl, or use staleWhileRevalidate`,
-      { expirations: stats.expirations, reloadsAfterExpiry: stats.expiredReloads, unchanged: stats.unchangedReloads })
+      { expirations: stats.expirations, reloadsAfterExpiry: stats.expiredReloads, unchanged: stats.unchangedReloads }, rates.followed)
   }
 
   if (stats.evictedReloads >= tooSmall.minReloads && stats.evictedReloads >= tooSmall.minShare * stats.evictions) {
     found('too-small', `the ${level} level evicted "${key}" entries for room ${stats.evictions} times, and ${stats.evictedReloads} of them were loaded again: raise its size bound (${BOUND_OPTION[level]})`,
-      { evictions: stats.evictions, reloadsAfterEviction: stats.evictedReloads })
+      { evictions: stats.evictions, reloadsAfterEviction: stats.evictedReloads }, rates.followed)
   }
 
   if (stats.unreadDrops >= neverRead.minDrops && stats.unreadDrops >= neverRead.minUnreadShare * stats.writtenDrops && stats.hits <= neverRead.maxHitsPerWrite * stats.writes) {
     found('never-read', `"${key}": ${stats.unreadDrops} of ${stats.writtenDrops} entries written were dropped (expired or evicted) without a single read: do not cache it, or cache it where it is read`,
-      { writtenAndDropped: stats.writtenDrops, neverRead: stats.unreadDrops, writes: stats.writes, hits: stats.hits })
+      { writtenAndDropped: stats.writtenDrops, neverRead: stats.unreadDrops, writes: stats.writes, hits: stats.hits, countRate: rates.counted }, rates.followed)
   }
   return findings
 }

@@ -8,8 +8,8 @@ import { subscribeCacheOperations, subscribeRequestUsage, usageOf, type CacheEve
  * What the advisor takes every time, whatever its rate: the session and application levels' writes, loads, deletes,
  * invalidations and drops, which follow an entry from its fill to its drop and are far rarer than hits (each already
  * pays a store write, a loader call or an eviction). Every read comes through the stream's per-operation countdown at
- * the advisor's `sampleRate`: a hit the advisor is not given costs a decrement, no key hash. The request level is not
- * taken one operation at a time: a share of requests is read whole (`subscribeRequestUsage`, at `requestSampleRate`).
+ * the advisor's `countRate`: a hit the advisor is not given costs a decrement, no key hash. The request level is not
+ * taken one operation at a time: a share of requests is read whole (`subscribeRequestUsage`, at `countRate` too).
  */
 export const ADVISOR_TAKES_EVERY: { readonly [L in CacheEventLevel]?: readonly CacheOperationName[] } = {
   session: ['set', 'load', 'delete', 'drop'],
@@ -106,10 +106,10 @@ export function feedAdvisor (advisor: Advisor, options: AdvisorFeedOptions = {})
     // `clear` drops everything, and `refresh` is counted by its `load`.
   }
   const random = options.random === undefined ? {} : { random: options.random }
-  const stopOperations = subscribeCacheOperations(listener, { sampleRate: advisor.sampleRate, every, levels: LEVELS_BY_OPERATION, runLength: advisorRunLength(advisor.sampleRate), ...random })
+  const stopOperations = subscribeCacheOperations(listener, { sampleRate: advisor.countRate, every, levels: LEVELS_BY_OPERATION, runLength: advisorRunLength(advisor.countRate), ...random })
   const stopRequests = subscribeRequestUsage((reads, origin) => {
     if (from === undefined || from(origin)) advisor.requestEnded(reads)
-  }, { sampleRate: advisor.requestRate, maxKeys: ADVISOR_BOUNDS.keysPerRequest, runLength: advisorRunLength(advisor.requestRate), ...random })
+  }, { sampleRate: advisor.countRate, maxKeys: ADVISOR_BOUNDS.keysPerRequest, runLength: advisorRunLength(advisor.countRate), ...random })
   return () => {
     stopOperations()
     stopRequests()

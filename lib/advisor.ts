@@ -48,13 +48,15 @@ export interface AdvisorConfig {
 }
 
 /**
- * The share of requests the request level is read from, whole (see `requestEnded`): a quarter of `sampleRate`, and
- * every request at 1. A drawn request counts its reads per key, a map lookup beside each of its own, and runs code
- * that idles between draws: at 1 in 100 the drawn requests cost a request's request-level work 3.5 to 6 % (timed at
- * once on one core, EPYC VM, 2026-12-07), at 1 in 400 1 %. Requests are many and `no-reuse` needs 20 request-and-key
- * pairs, two runs of 16, which 1 in 400 draws from about 13,000 requests that use a key.
+ * The share of the operations counted in the totals (reads, hits, writes, loads, invalidations) and of the requests
+ * read whole (see `requestEnded`): a quarter of `sampleRate`, and everything at 1. What is counted so runs code that
+ * idles between draws, and costs three to six times its share of the hot path. Drawn at 1 in 100, the drawn lookups
+ * cost an application hit 1.04 to 1.07 and the drawn requests a request's request-level work 1.035 to 1.065; at 1 in
+ * 400, 1.01 to 1.03 and 1.01 (timed at once on one core, EPYC VMs, 2026-12-07). Totals and requests are many: what
+ * `volatile` and `no-reuse` need (100 operations, 20 request-and-key pairs) comes four times later, from about 40,000
+ * operations of a pattern and 13,000 requests that use a key. Entries are still followed at `sampleRate`.
  */
-export function requestSampleRate (sampleRate: number): number {
+export function countSampleRate (sampleRate: number): number {
   return sampleRate === 1 ? 1 : sampleRate / 4
 }
 
@@ -109,14 +111,18 @@ interface KnownKey {
  * What follows one entry (every kind but `volatile` and `no-reuse`) is sampled per entry, not per operation: a key
  * (of one session, at that level) is watched from its write to its reads to its expiry, or not at all, since a 1 %
  * sample of each operation would almost never meet the ones of one entry. `feed()` counts the totals (`volatile`, the
- * hits `never-read` checks against) per operation instead, which the hot path can afford, and `requestEnded()` the
- * request-and-key pairs of `no-reuse`, request by request. Counts in the evidence are as observed, with `sampleRate`
- * beside them; the ratios the kinds are decided on do not depend on it.
+ * hits `never-read` checks against) per operation instead, at `countRate`, which the hot path can afford, and
+ * `requestEnded()` the request-and-key pairs of `no-reuse`, request by request, at the same rate. Counts in the
+ * evidence are as observed, with the rate they were drawn at beside them; the ratios the kinds are decided on do not
+ * depend on it.
  */
 export class Advisor {
   readonly sampleRate: number
-  /** The share of requests read whole (`requestSampleRate`): the request level's rate, in its findings' evidence. */
-  readonly requestRate: number
+  /**
+   * The share of operations counted in the totals and of requests read whole (`countSampleRate`): the rate in the
+   * evidence of `volatile` and `no-reuse`.
+   */
+  readonly countRate: number
   private readonly threshold: number
   private readonly seed: number
   private readonly now: () => number
@@ -139,7 +145,7 @@ export class Advisor {
     const { sampleRate = 1, random = Math.random, now = Date.now } = options
     if (!(typeof sampleRate === 'number' && sampleRate > 0 && sampleRate <= 1)) throw new RangeError(`sampleRate must be a number > 0 and <= 1, got ${String(sampleRate)}`)
     this.sampleRate = sampleRate
-    this.requestRate = requestSampleRate(sampleRate)
+    this.countRate = countSampleRate(sampleRate)
     this.threshold = sampleRate * 2 ** 32
     this.seed = Math.floor(random() * 2 ** 32)
     this.now = now
@@ -202,16 +208,21 @@ export class Advisor {
     }
   }
 
-  /** Whether an operation given every time is also counted in the totals: a draw at `sampleRate`, like the stream's. */
+  /** The share of requests read whole: `countRate`, under the name `no-reuse`'s evidence was first documented with. */
+  get requestRate (): number {
+    return this.countRate
+  }
+
+  /** Whether an operation given every time is also counted in the totals: a draw at `countRate`, like the stream's. */
   draw (): boolean {
-    return this.sampleRate === 1 || this.random() < this.sampleRate
+    return this.countRate === 1 || this.random() < this.countRate
   }
 
   /** The findings now, every level and pattern; each new one also goes to `onFinding`, once. */
   advice (): AdviceFinding[] {
     const findings: AdviceFinding[] = []
     for (const { value: stats } of this.patterns.items.values()) {
-      for (const finding of findingsOf(stats, stats.level === 'request' ? this.requestRate : this.sampleRate)) {
+      for (const finding of findingsOf(stats, { counted: this.countRate, followed: this.sampleRate })) {
         findings.push(finding)
         if (this.onFinding !== undefined && !(stats.told ??= new Set()).has(finding.kind)) {
           stats.told.add(finding.kind)

@@ -8,9 +8,10 @@ import { levelsOf } from './levels.js'
 /** The `advisor` option of `multiCache` as an object. */
 export interface AdvisorOptions {
   /**
-   * The share sampled, 0 < rate ≤ 1: of the lookups, in runs of 16 in a row at 0.01 (`advisorRunLength`); of the
-   * session and application entries, each followed whole (per session at that level) or not at all; of the requests,
-   * each read whole, in runs as the lookups. Default 0.01.
+   * The share sampled, 0 < rate ≤ 1: of the session and application entries, each followed whole (per session at that
+   * level) or not at all; a quarter of it (`countSampleRate`), of the operations counted in the totals, lookups in runs
+   * of 16 in a row at 0.01 (`advisorRunLength`), and of the requests, each read whole, in runs as the lookups. Default
+   * 0.01.
    */
   sampleRate?: number
 }

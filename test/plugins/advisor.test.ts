@@ -65,7 +65,7 @@ test('advice(): the findings; each logged once at info, the first time it is fou
   t.same(findings.map((finding) => [finding.level, finding.key, finding.kind]), [['app', 'report:*', 'never-read']])
   t.match(findings[0]?.evidence, { writtenAndDropped: 25, neverRead: 25, sampleRate: 1 })
   app.multiCache.advice()
-  neverRead(app.multiCache.advisor as Advisor, 25)
+  for (const from of [25, 50, 75]) neverRead(app.multiCache.advisor as Advisor, from)
   app.multiCache.advice()
   const told = logs.lines.filter((line) => String(line.msg).startsWith('multiCache advisor: '))
   t.equal(told.length, 2, 'never-read once; volatile once, when it appeared')
