@@ -31,10 +31,12 @@ export const THRESHOLDS = {
   sameInEverySession: { minSessions: 20, minShare: 0.8 },
   /**
    * Not the request level: reads plus changes seen, and changes (writes, invalidations; at the session level deletes
-   * only) per read from which it is volatile. Reads come in runs (lib/advisor-feed.ts): at 50, a key read three times
-   * per write was found volatile in 2 simulated apps of 20, at 100 in none of 40.
+   * only) per read from which it is volatile; `minSampledOperations` when they are counted at a rate below 1. Sampled
+   * reads come in runs of 16 (lib/advisor-feed.ts), so their counts move in steps of 16: at 1 in 400, a minimum of 50
+   * or 100 made a key read three times per write volatile in 1 or 2 simulated apps of 20 to 40, 300 in none of 20
+   * (the mix that had failed most), while a key read once per two writes was found in 10 of 10.
    */
-  volatile: { minOperations: 100, minChangesPerRead: 0.8 },
+  volatile: { minOperations: 100, minSampledOperations: 300, minChangesPerRead: 0.8 },
   /** Loads (or writes) within `windowMs` after their key expired, and the share of them that brought the same value. */
   ttlTooShort: { minReloads: 10, minUnchangedShare: 0.8, windowMs: 60_000 },
   /** Keys loaded (or written) again after the size bound evicted them, and their share of the evictions. */
@@ -44,8 +46,11 @@ export const THRESHOLDS = {
    * pattern's hits per `set` at most, over all its keys. Fed from the event stream, hits are sampled per operation, so
    * an entry followed can look unread when its reads were not drawn; the hits per set, counted in totals, hold the
    * finding back then: at most 0.2 of them means at least 80 % of the entries went unread (none can have less than one).
+   * Sampled hits come in runs of 16, so the guard needs `minSampledWrites` counted when they are: at 1 in 400, a key
+   * read once per write with no other lookups was found never-read in 7 simulated apps of 40 at 40 writes counted
+   * (10 of 40 before this guard had a minimum, at 1 in 100), in 1 of 40 at 120.
    */
-  neverRead: { minDrops: 20, minUnreadShare: 0.8, maxHitsPerWrite: 0.2 }
+  neverRead: { minDrops: 20, minUnreadShare: 0.8, maxHitsPerWrite: 0.2, minSampledWrites: 200 }
 } as const
 
 /**
@@ -160,7 +165,9 @@ export function findingsOf (stats: PatternStats, rates: SampleRates): AdviceFind
   // A session's `set` is where a user's data lives (a cart changed by every request that reads it), not a copy of a
   // source that changes under it: there, only deletes are changes.
   const changes = (level === 'session' ? 0 : stats.writes) + stats.invalidations
-  if (level !== 'request' && stats.reads + changes >= volatile.minOperations && changes >= volatile.minChangesPerRead * stats.reads) {
+  const sampled = rates.counted < 1
+  const minOperations = sampled ? volatile.minSampledOperations : volatile.minOperations
+  if (level !== 'request' && stats.reads + changes >= minOperations && changes >= volatile.minChangesPerRead * stats.reads) {
     found('volatile', `"${key}" is written or invalidated ${changes} times for ${stats.reads} reads: caching it costs more than it saves. Read it from its source, or cache what is read more often than it changes`,
       { reads: stats.reads, writes: stats.writes, invalidations: stats.invalidations }, rates.counted)
   }
@@ -175,7 +182,7 @@ export function findingsOf (stats: PatternStats, rates: SampleRates): AdviceFind
       { evictions: stats.evictions, reloadsAfterEviction: stats.evictedReloads }, rates.followed)
   }
 
-  if (stats.unreadDrops >= neverRead.minDrops && stats.unreadDrops >= neverRead.minUnreadShare * stats.writtenDrops && stats.hits <= neverRead.maxHitsPerWrite * stats.writes) {
+  if (stats.unreadDrops >= neverRead.minDrops && stats.unreadDrops >= neverRead.minUnreadShare * stats.writtenDrops && (!sampled || stats.writes >= neverRead.minSampledWrites) && stats.hits <= neverRead.maxHitsPerWrite * stats.writes) {
     found('never-read', `"${key}": ${stats.unreadDrops} of ${stats.writtenDrops} entries written were dropped (expired or evicted) without a single read: do not cache it, or cache it where it is read`,
       { writtenAndDropped: stats.writtenDrops, neverRead: stats.unreadDrops, writes: stats.writes, hits: stats.hits, countRate: rates.counted }, rates.followed)
   }

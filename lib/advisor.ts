@@ -53,8 +53,8 @@ export interface AdvisorConfig {
  * idles between draws, and costs three to six times its share of the hot path. Drawn at 1 in 100, the drawn lookups
  * cost an application hit 1.04 to 1.07 and the drawn requests a request's request-level work 1.035 to 1.065; at 1 in
  * 400, 1.01 to 1.03 and 1.01 (timed at once on one core, EPYC VMs, 2026-12-07). Totals and requests are many: what
- * `volatile` and `no-reuse` need (100 operations, 20 request-and-key pairs) comes four times later, from about 40,000
- * operations of a pattern and 13,000 requests that use a key. Entries are still followed at `sampleRate`.
+ * `volatile` and `no-reuse` need (300 operations counted, 20 request-and-key pairs) comes four times later, from about
+ * 120,000 operations of a pattern and 13,000 requests that use a key. Entries are still followed at `sampleRate`.
  */
 export function countSampleRate (sampleRate: number): number {
   return sampleRate === 1 ? 1 : sampleRate / 4

@@ -87,7 +87,7 @@ test('the dashboard in Chromium: log in, charts move with traffic, the advice ta
   const advice = 'tr[data-advice="never-read"][data-pattern="report:*"]'
   await page.waitForSelector(advice)
   t.same(await page.$$eval(`${advice} td`, (cells) => cells.map((cell) => cell.textContent)), [
-    'app', 'report:*', 'never-read', app.multiCache.advice()[0]?.message, 'writtenAndDropped 25 · neverRead 25 · writes 30 · hits 0 · sampleRate 1'
+    'app', 'report:*', 'never-read', app.multiCache.advice()[0]?.message, 'writtenAndDropped 25 · neverRead 25 · writes 30 · hits 0 · countRate 1 · sampleRate 1'
   ], 'a row with the message and the evidence')
 
   // Refresh a defined key: its refresh time changes.

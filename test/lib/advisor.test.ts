@@ -1,5 +1,6 @@
 import { test } from 'tap'
 import { ADVISOR_BOUNDS, Advisor, THRESHOLDS, type AdviceFinding, type AdvisorConfig } from '../../lib/advisor.js'
+import { findingsOf, PatternStats } from '../../lib/advice.js'
 import { keyPattern } from '../../lib/key-patterns.js'
 
 /** mulberry32: a seeded source in [0, 1), so that a sampled run is the same run every time. */
@@ -380,4 +381,23 @@ test('feed: totals only when drawn, entries only when watched; the request level
   const found = sampledHits.advice().map((finding) => finding.kind)
   t.notOk(found.includes('never-read'), 'one hit per set over the pattern holds never-read back')
   t.ok(found.includes('volatile'), 'as many sets as reads: volatile')
+})
+
+test('sampled totals ask for more: volatile and never-read\'s guard wait for counts that runs of 16 cannot fake', async (t) => {
+  const sampled = { counted: 0.0025, followed: 0.01 }
+  const whole = { counted: 1, followed: 1 }
+  const stats = (counts: Partial<PatternStats>): PatternStats => Object.assign(new PatternStats('app', 'stock:*'), counts)
+  const kinds = (found: AdviceFinding[]): string[] => found.map((finding) => finding.kind)
+
+  // Written as often as read: 150 operations are enough when every one is counted, not when they come in runs.
+  const volatile = { reads: 75, writes: 75 }
+  t.same(kinds(findingsOf(stats(volatile), whole)), ['volatile'])
+  t.same(kinds(findingsOf(stats(volatile), sampled)), [], `under ${THRESHOLDS.volatile.minSampledOperations} counted: not yet`)
+  t.match(findingsOf(stats({ reads: 150, writes: 150 }), sampled), [{ kind: 'volatile', evidence: { sampleRate: 0.0025 } }])
+
+  // Every followed entry dropped unread, no hit counted: with 150 sets counted, one run of 16 hits could still be ahead.
+  const unread = { writtenDrops: 25, unreadDrops: 25, hits: 0, reads: 1000 }
+  t.same(kinds(findingsOf(stats({ ...unread, writes: 150 }), whole)), ['never-read'])
+  t.same(kinds(findingsOf(stats({ ...unread, writes: 150 }), sampled)), [], `under ${THRESHOLDS.neverRead.minSampledWrites} sets counted: not yet`)
+  t.match(findingsOf(stats({ ...unread, writes: 200 }), sampled), [{ kind: 'never-read', evidence: { countRate: 0.0025, sampleRate: 0.01 } }])
 })

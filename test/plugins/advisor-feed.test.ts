@@ -327,7 +327,7 @@ test('sampled: at 0.4 the stream gives hits one in ten (a quarter), the advisor 
     app.post('/stock/:id', async (request) => { await app.appCache.set(`stock:${(request.params as { id: string }).id}`, 1); return null })
     app.get('/stock/:id', async (request) => await app.appCache.get(`stock:${(request.params as { id: string }).id}`))
     app.get('/catalog/:id', async (request) => await app.appCache.getOrLoad(`catalog:${(request.params as { id: string }).id}`, () => 'tea'))
-    await times(1000, async (i) => {
+    await times(2000, async (i) => {
       await app.inject({ method: 'POST', url: `/stock/${i % 50}` })
       await app.inject(`/stock/${i % 50}`)
       await app.inject(`/catalog/${i % 50}`)
@@ -340,8 +340,8 @@ test('sampled: at 0.4 the stream gives hits one in ten (a quarter), the advisor 
   const first = await run()
   t.same(first.map(({ key, kind }) => `${key} ${kind}`), ['stock:* volatile'], 'the volatile pattern, and not the catalog read four times per load')
   const { reads, writes } = first[0]?.evidence ?? {}
-  t.ok(reads !== undefined && reads > 50 && reads < 150, `about 1 read in 10 counted: ${reads}`)
-  t.ok(writes !== undefined && writes > 50 && writes < 150, `about 1 write in 10 counted: ${writes}`)
+  t.ok(reads !== undefined && reads > 120 && reads < 280, `about 1 read in 10 counted: ${reads}`)
+  t.ok(writes !== undefined && writes > 150 && writes < 250, `about 1 write in 10 counted: ${writes}`)
   t.same(await run(), first, 'the same seeds draw the same sample')
 })
 
