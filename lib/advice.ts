@@ -32,7 +32,7 @@ export const THRESHOLDS = {
   /**
    * Not the request level: reads plus changes seen, and changes (writes, invalidations; at the session level deletes
    * only) per read from which it is volatile; `minSampledOperations` when they are counted at a rate below 1. Sampled
-   * reads come in runs of 16 (lib/advisor-feed.ts), so their counts move in steps of 16: at 1 in 400, a minimum of 50
+   * reads come in runs of up to 16 (lib/advisor-feed.ts), so their counts move in steps of 16: at 1 in 400, a minimum of 50
    * or 100 made a key read three times per write volatile in 1 or 2 simulated apps of 20 to 40, 300 in none of 20
    * (the mix that had failed most), while a key read once per two writes was found in 10 of 10.
    */
@@ -48,7 +48,9 @@ export const THRESHOLDS = {
    * finding back then: at most 0.2 of them means at least 80 % of the entries went unread (none can have less than one).
    * Sampled hits come in runs of 16, so the guard needs `minSampledWrites` counted when they are: at 1 in 400, a key
    * read once per write with no other lookups was found never-read in 7 simulated apps of 40 at 40 writes counted
-   * (10 of 40 before this guard had a minimum, at 1 in 100), in 1 of 40 at 120.
+   * (10 of 40 before this guard had a minimum, at 1 in 100), in 1 of 40 at 120, in none of 40 at 200. The minimums
+   * hold at every rate below 1, though runs are shorter above 1 in 25 (one operation at a time from about 0.43): there
+   * they are only cautious.
    */
   neverRead: { minDrops: 20, minUnreadShare: 0.8, maxHitsPerWrite: 0.2, minSampledWrites: 200 }
 } as const
