@@ -193,13 +193,13 @@ export class RequestCache {
     if (!this.level.keys.valid(key)) return this.level.keys.reject(key)
     const value = this.entries.get(key)
     const stats = this.level.stats
+    // After the lookup, as in `get`.
+    this.usage?.read(key)
     if (value !== undefined) {
       stats.hits++
       op?.found()
-      this.usage?.read(key)
       return promiseOf(value as T)
     }
-    this.usage?.read(key)
     this.missed(key)
     op?.missed()
     this.loads ??= new SingleFlight()
